@@ -1,0 +1,126 @@
+import { LLONG_MAX, UNBOUNDED } from './block.js';
+import type { Domain } from './domain.js';
+import { formatNum } from './format-num.js';
+import type { MapfileStatus } from './status.js';
+
+/** Walks blocks in order: `fn(pos, end, code)`, `code` being the processed state 0..4. */
+export interface BlockWalker {
+  forEachBlock(fn: (pos: number, end: number, code: number) => void): void;
+  readonly length: number;
+}
+
+/** The comment header GNU ddrescue writes at the top of a mapfile. */
+export interface MapfileHeader {
+  /** `ddrescue` or `ddrescuelog`: the program named in line 1. */
+  readonly program: 'ddrescue' | 'ddrescuelog';
+  /** argv[0] and every argument joined with single spaces. */
+  readonly commandLine: string;
+  /** `%Y-%m-%d %H:%M:%S`, local time at program start (see `formatTimestamp`). */
+  readonly startTime: string;
+  /** The `# Current time:` line; ddrescue writes it, ddrescuelog does not. */
+  readonly currentTime?: string;
+  /** The status message line (`Copying non-tried blocks... Pass 1 (forwards)`, `Finished`). */
+  readonly message?: string;
+}
+
+/** The state line of a mapfile. */
+export interface MapfileState {
+  readonly currentPos: number;
+  readonly currentStatus: MapfileStatus;
+  readonly currentPass: number;
+  readonly blocks: BlockWalker;
+}
+
+/** The version of GNU ddrescue whose format is written. */
+export const DDRESCUE_VERSION = '1.27';
+
+/** Local time as ddrescue prints it: `2026-11-23 08:01:39`. */
+export function formatTimestamp(date: Date): string {
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`;
+}
+
+const HEX = Buffer.from('0123456789ABCDEF', 'latin1');
+const STATUS_BYTES = Buffer.from('?*/-+', 'latin1');
+const TWO_POW_32 = 4294967296;
+
+/** A growable byte buffer for writing mapfile text quickly. */
+class TextSink {
+  buf: Buffer;
+  n = 0;
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(size, 256));
+  }
+  reserve(k: number): void {
+    if (this.n + k <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.n + k));
+    this.buf.copy(next, 0, 0, this.n);
+    this.buf = next;
+  }
+  text(s: string): void {
+    this.reserve(s.length * 3);
+    this.n += this.buf.write(s, this.n, 'utf8');
+  }
+  /** `0x%08llX` of an exact integer below 2^53. */
+  hex(v: number): void {
+    this.reserve(20);
+    const b = this.buf;
+    b[this.n++] = 0x30;
+    b[this.n++] = 0x78;
+    const hi = Math.floor(v / TWO_POW_32);
+    // lo and hi are each below 2^32, so 32-bit shifts on them are exact
+    const lo = v - hi * TWO_POW_32;
+    if (hi > 0) {
+      let d = 0;
+      while (d < 8 && Math.floor(hi / 16 ** (7 - d)) === 0) ++d;
+      for (; d < 8; ++d) b[this.n++] = HEX[(hi >>> (4 * (7 - d))) & 15]!;
+    }
+    for (let d = 7; d >= 0; --d) b[this.n++] = HEX[(lo >>> (4 * d)) & 15]!;
+  }
+  bigHex(v: bigint): void {
+    this.text(`0x${v.toString(16).toUpperCase().padStart(8, '0')}`);
+  }
+  byte(c: number): void {
+    this.reserve(1);
+    this.buf[this.n++] = c;
+  }
+  result(): Buffer {
+    return this.buf.subarray(0, this.n);
+  }
+}
+
+/**
+ * Write a mapfile byte-identical to GNU ddrescue 1.27 (`Mapfile::write_mapfile`):
+ * header, optional Current time and message lines, the status line and one line
+ * per block, `0x%08llX  0x%08llX  %c`. An `UNBOUNDED` end is written as 2^63-1.
+ * With `annotate` (ddrescuelog -A), in-domain lines get human-readable comments.
+ */
+export function formatMapfile(state: MapfileState, header: MapfileHeader, annotate?: Domain, binaryPrefixes = false): Buffer {
+  const out = new TextSink(state.blocks.length * 30 + 400);
+  const program = header.program === 'ddrescue' ? 'GNU ddrescue' : 'GNU ddrescuelog';
+  out.text(`# Mapfile. Created by ${program} version ${DDRESCUE_VERSION}\n# Command line: ${header.commandLine}\n# Start time:   ${header.startTime}\n`);
+  if (header.currentTime !== undefined) out.text(`# Current time: ${header.currentTime}\n`);
+  if (header.message) out.text(`# ${header.message}\n`);
+  out.text('# current_pos  current_status  current_pass\n');
+  out.hex(state.currentPos);
+  out.text(`     ${state.currentStatus}               ${state.currentPass}`);
+  const num = (v: number | bigint): string => formatNum(v, { binary: binaryPrefixes });
+  if (annotate) out.text(`\t#  ${num(state.currentPos)}B`);
+  out.text('\n#      pos        size  status\n');
+  state.blocks.forEachBlock((pos, end, code) => {
+    out.hex(pos);
+    out.byte(0x20);
+    out.byte(0x20);
+    if (end === UNBOUNDED) out.bigHex(LLONG_MAX - BigInt(pos));
+    else out.hex(end - pos);
+    out.byte(0x20);
+    out.byte(0x20);
+    out.byte(STATUS_BYTES[code]!);
+    if (annotate && annotate.includes({ pos, size: end - pos })) {
+      const size = end === UNBOUNDED ? LLONG_MAX - BigInt(pos) : end - pos;
+      out.text(`\t#  ${num(pos).padStart(9)}B  ${num(size).padStart(9)}${size > 999999 ? 'B' : ' '}`);
+    }
+    out.byte(0x0a);
+  });
+  return out.result();
+}

@@ -1,0 +1,23 @@
+export {
+  UNBOUNDED, LLONG_MAX, makeBlock, blockFromTo, blockEnd, includes, includesPos, strictlyIncludesPos,
+  overlaps, precedes, follows, crop, alignPos, alignEnd, exactSize, isExactCount,
+} from './block.js';
+export type { Block } from './block.js';
+export { scanCInteger, isCSpace } from './c-number.js';
+export { Domain } from './domain.js';
+export {
+  MapfileParseError, MapfileSizeError, MapfileIoError, ArgumentError, PlanError, DDRESCUE_PARSE_MESSAGES,
+} from './errors.js';
+export type { MapfileParseCode, MapfileSizeCode, MapfileIoCode, ArgumentCode, PlanCode } from './errors.js';
+export { formatMapfile, formatTimestamp, DDRESCUE_VERSION } from './format.js';
+export type { BlockWalker, MapfileHeader, MapfileState } from './format.js';
+export { formatNum, formatNum3, formatPercentage } from './format-num.js';
+export { parseMapfile } from './parse.js';
+export type { Mapfile, ParseOptions } from './parse.js';
+export { SblockVector } from './sblock-vector.js';
+export type { Sblock } from './sblock-vector.js';
+export { StatusMap } from './status-map.js';
+export type { FoundChunk } from './status-map.js';
+export {
+  BlockStatus, MapfileStatus, BLOCK_STATUS_CHARS, isBlockStatus, isMapfileStatus, processedState, statusOfCode, mapfileStatusName,
+} from './status.js';
