@@ -12,7 +12,7 @@ for (const dir of readdirSync(packagesDir)) {
   names.set(pj.name, dir);
 }
 const problems = [];
-for (const [name, dir] of names) {
+for (const dir of names.values()) {
   const pj = JSON.parse(readFileSync(join(packagesDir, dir, 'package.json'), 'utf8'));
   const deps = Object.keys({ ...pj.dependencies, ...pj.peerDependencies })
     .filter((d) => names.has(d)).map((d) => names.get(d)).sort();

@@ -11,8 +11,8 @@ export interface BlockWalker {
 
 /** The comment header GNU ddrescue writes at the top of a mapfile. */
 export interface MapfileHeader {
-  /** `ddrescue` or `ddrescuelog`: the program named in line 1. */
-  readonly program: 'ddrescue' | 'ddrescuelog';
+  /** `ddrescue` or `ddrescuelog`: the program named in line 1; `ddferry` for maps ddferry makes itself. */
+  readonly program: 'ddrescue' | 'ddrescuelog' | 'ddferry';
   /** argv[0] and every argument joined with single spaces. */
   readonly commandLine: string;
   /** `%Y-%m-%d %H:%M:%S`, local time at program start (see `formatTimestamp`). */
@@ -97,8 +97,12 @@ class TextSink {
  */
 export function formatMapfile(state: MapfileState, header: MapfileHeader, annotate?: Domain, binaryPrefixes = false): Buffer {
   const out = new TextSink(state.blocks.length * 30 + 400);
-  const program = header.program === 'ddrescue' ? 'GNU ddrescue' : 'GNU ddrescuelog';
-  out.text(`# Mapfile. Created by ${program} version ${DDRESCUE_VERSION}\n# Command line: ${header.commandLine}\n# Start time:   ${header.startTime}\n`);
+  if (header.program === 'ddferry') {
+    out.text(`# Mapfile. Created by ddferry in the format of GNU ddrescue ${DDRESCUE_VERSION}\n# Command line: ${header.commandLine}\n`);
+  } else {
+    const program = header.program === 'ddrescue' ? 'GNU ddrescue' : 'GNU ddrescuelog';
+    out.text(`# Mapfile. Created by ${program} version ${DDRESCUE_VERSION}\n# Command line: ${header.commandLine}\n# Start time:   ${header.startTime}\n`);
+  }
   if (header.currentTime !== undefined) out.text(`# Current time: ${header.currentTime}\n`);
   if (header.message) out.text(`# ${header.message}\n`);
   out.text('# current_pos  current_status  current_pass\n');

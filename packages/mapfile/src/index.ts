@@ -21,3 +21,9 @@ export type { FoundChunk } from './status-map.js';
 export {
   BlockStatus, MapfileStatus, BLOCK_STATUS_CHARS, isBlockStatus, isMapfileStatus, processedState, statusOfCode, mapfileStatusName,
 } from './status.js';
+export { parseArgs, parseNumberArgument } from './args.js';
+export type { OptionSpec, ParsedArgs, ParsedOption, HasArgument } from './args.js';
+export { planChunks, chunkMapName, chunkSizeForMedium, formatChunkMap, FILE_SIZE_LIMITS } from './plan.js';
+export type { Chunk, Medium, PlanOptions, FileSystemName } from './plan.js';
+export { run } from './cli.js';
+export type { CliIo } from './cli.js';

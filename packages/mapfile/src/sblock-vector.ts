@@ -154,11 +154,11 @@ export class SblockVector {
       let pos = this.#pos[i]!;
       const end = this.#end[i]!;
       const code = this.#codes[i]!;
-      while (!next.done && next.value <= pos) next = it.next();
-      while (!next.done && next.value < end) {
+      for (;;) {
+        while (!next.done && next.value <= pos) next = it.next();
+        if (next.done || next.value >= end) break;
         out.push(pos, next.value, code);
         pos = next.value;
-        next = it.next();
       }
       out.push(pos, end, code);
     }

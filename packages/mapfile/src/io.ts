@@ -1,0 +1,136 @@
+/**
+ * The only file I/O of this package: reading mapfiles, and saving them atomically
+ * with GNU ddrescue's `.bak` rule.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { lstat, link, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+import { MapfileIoError } from './errors.js';
+import { type Mapfile, type ParseOptions, parseMapfile } from './parse.js';
+
+function isErrno(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/**
+ * Read a file's bytes.
+ * @throws MapfileIoError `ERR_MAPFILE_NOT_FOUND` or `ERR_MAPFILE_READ`.
+ */
+export async function readMapfileBytes(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) {
+      throw new MapfileIoError('ERR_MAPFILE_NOT_FOUND', path, 'Mapfile does not exist. Check the name, or start a new rescue without it.', { cause: err });
+    }
+    throw new MapfileIoError('ERR_MAPFILE_READ', path, `Mapfile is not readable (${(err as Error).message}). Check its permissions.`, { cause: err });
+  }
+}
+
+/**
+ * Read and parse a mapfile.
+ * @throws MapfileIoError, or MapfileParseError naming the file and line.
+ */
+export async function readMapfile(path: string, options: ParseOptions = {}): Promise<Mapfile> {
+  return parseMapfile(await readMapfileBytes(path), { file: path, ...options });
+}
+
+/** True if `path` exists (any type). */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
+/** Delete a file. */
+export async function removeFile(path: string): Promise<void> {
+  await unlink(path);
+}
+
+/** Create a folder and its parents. */
+export async function makeFolder(path: string): Promise<void> {
+  await mkdir(path, { recursive: true });
+}
+
+async function syncFolder(folder: string): Promise<void> {
+  const fh = await open(folder, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Options of `saveMapfile`. */
+export interface SaveOptions {
+  /**
+   * Keep the previous version as `PATH.bak` (ddrescue does this when its previous save
+   * was an fsync-save). Default false.
+   */
+  readonly backup?: boolean;
+  /** Refuse to replace an existing file (for `-c` without `--force`). Default false. */
+  readonly exclusive?: boolean;
+}
+
+/**
+ * Save `data` to `path` atomically: write a temporary file in the same folder
+ * (`'wx'`), fsync it, rename it over `path`, then fsync the folder. A crash at any
+ * moment leaves either the old or the new complete file. With `backup`, the old
+ * file is kept as `PATH.bak` (a hard link made before the rename, so there is no
+ * moment without `PATH`).
+ * @throws MapfileIoError `ERR_MAPFILE_WRITE` or `ERR_MAPFILE_BAK_NOT_REGULAR`.
+ */
+export async function saveMapfile(path: string, data: Uint8Array | string, options: SaveOptions = {}): Promise<void> {
+  const folder = dirname(path);
+  const tmp = join(folder, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let renamed = false;
+  try {
+    const fh = await open(tmp, 'wx', 0o666);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (options.backup) await keepBackup(path);
+    if (options.exclusive) {
+      await link(tmp, path);
+      await unlink(tmp);
+    } else {
+      await rename(tmp, path);
+    }
+    renamed = true;
+    await syncFolder(folder);
+  } catch (err) {
+    if (err instanceof MapfileIoError) throw err;
+    const what = isErrno(err, 'EEXIST') ? 'Mapfile exists; use --force to overwrite it.' : `Error writing mapfile (${(err as Error).message}). Check free space and permissions, then retry.`;
+    throw new MapfileIoError('ERR_MAPFILE_WRITE', path, what, { cause: err });
+  } finally {
+    if (!renamed) await rm(tmp, { force: true });
+  }
+}
+
+async function keepBackup(path: string): Promise<void> {
+  const bak = `${path}.bak`;
+  try {
+    const st = await lstat(bak);
+    if (!st.isFile()) throw new MapfileIoError('ERR_MAPFILE_BAK_NOT_REGULAR', bak, 'Backup mapfile exists and is not a regular file. Move it away and retry.');
+    await unlink(bak);
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+  }
+  try {
+    await link(path, bak);
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+  }
+}
+
+/** Write a file that is not a mapfile, atomically (same method as `saveMapfile`). */
+export const saveFileAtomically = saveMapfile;
