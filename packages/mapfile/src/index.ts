@@ -27,3 +27,5 @@ export { planChunks, chunkMapName, chunkSizeForMedium, formatChunkMap, FILE_SIZE
 export type { Chunk, Medium, PlanOptions, FileSystemName } from './plan.js';
 export { run } from './cli.js';
 export type { CliIo } from './cli.js';
+export { extendToInputSize, joinSubsectors, normalizeForRescue } from './normalize.js';
+export type { RescueLoadOptions } from './normalize.js';
