@@ -87,3 +87,49 @@ export function scanCDecimalInt(s: Uint8Array, i: number, end: number): ScannedI
   if (value < -LONG_MAX - 1n) value = -LONG_MAX - 1n;
   return { value: BigInt.asIntN(32, value), next: i };
 }
+
+/** Where `scanCNumber` stopped, and whether it read a value. */
+export const scanState = { next: 0, ok: false };
+
+/**
+ * Fast path of `scanCInteger` for values that fit a double exactly: returns the value
+ * and sets `scanState`; returns NaN when the caller must use `scanCInteger` (no digits,
+ * or a magnitude above 2^53-1).
+ */
+export function scanCNumber(s: Uint8Array, i: number, end: number): number {
+  while (i < end && isCSpace(s[i]!)) ++i;
+  const start0 = i;
+  let sign = 1;
+  if (i < end && (s[i] === 0x2b || s[i] === 0x2d)) {
+    if (s[i] === 0x2d) sign = -1;
+    ++i;
+  }
+  let radix = 10;
+  if (i < end && s[i] === 0x30) {
+    if (i + 1 < end && (s[i + 1] === 0x78 || s[i + 1] === 0x58)) {
+      radix = 16;
+      i += 2;
+      if (!(i < end && digitValue(s[i]!) < 16)) {
+        scanState.next = i;
+        scanState.ok = true;
+        return 0;
+      }
+    } else radix = 8;
+  }
+  const start = i;
+  let v = 0;
+  while (i < end) {
+    const d = digitValue(s[i]!);
+    if (d >= radix) break;
+    v = v * radix + d;
+    ++i;
+  }
+  if (i === start || v > Number.MAX_SAFE_INTEGER) {
+    scanState.next = start0;
+    scanState.ok = false;
+    return Number.NaN;
+  }
+  scanState.next = i;
+  scanState.ok = true;
+  return sign * v + 0;
+}

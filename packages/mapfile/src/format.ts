@@ -43,6 +43,8 @@ export function formatTimestamp(date: Date): string {
 const HEX = Buffer.from('0123456789ABCDEF', 'latin1');
 const STATUS_BYTES = Buffer.from('?*/-+', 'latin1');
 const TWO_POW_32 = 4294967296;
+/** The two hex digits of each byte value, as `(high digit << 8) | low digit`. */
+const HEX_PAIRS = Uint16Array.from({ length: 256 }, (_, i) => (HEX[i >> 4]! << 8) | HEX[i & 15]!);
 
 /** A growable byte buffer for writing mapfile text quickly. */
 class TextSink {
@@ -65,17 +67,28 @@ class TextSink {
   hex(v: number): void {
     this.reserve(20);
     const b = this.buf;
-    b[this.n++] = 0x30;
-    b[this.n++] = 0x78;
+    let n = this.n;
+    b[n++] = 0x30;
+    b[n++] = 0x78;
     const hi = Math.floor(v / TWO_POW_32);
     // lo and hi are each below 2^32, so 32-bit shifts on them are exact
     const lo = v - hi * TWO_POW_32;
     if (hi > 0) {
-      let d = 0;
-      while (d < 8 && Math.floor(hi / 16 ** (7 - d)) === 0) ++d;
-      for (; d < 8; ++d) b[this.n++] = HEX[(hi >>> (4 * (7 - d))) & 15]!;
+      for (let shift = 4 * (((35 - Math.clz32(hi)) >> 2) - 1); shift >= 0; shift -= 4) b[n++] = HEX[(hi >>> shift) & 15]!;
     }
-    for (let d = 7; d >= 0; --d) b[this.n++] = HEX[(lo >>> (4 * d)) & 15]!;
+    let pair = HEX_PAIRS[(lo >>> 24) & 255]!;
+    b[n++] = pair >> 8;
+    b[n++] = pair & 255;
+    pair = HEX_PAIRS[(lo >>> 16) & 255]!;
+    b[n++] = pair >> 8;
+    b[n++] = pair & 255;
+    pair = HEX_PAIRS[(lo >>> 8) & 255]!;
+    b[n++] = pair >> 8;
+    b[n++] = pair & 255;
+    pair = HEX_PAIRS[lo & 255]!;
+    b[n++] = pair >> 8;
+    b[n++] = pair & 255;
+    this.n = n;
   }
   bigHex(v: bigint): void {
     this.text(`0x${v.toString(16).toUpperCase().padStart(8, '0')}`);

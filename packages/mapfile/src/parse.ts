@@ -1,5 +1,5 @@
 import { LLONG_MAX, UNBOUNDED } from './block.js';
-import { isCSpace, scanCDecimalInt, scanCInteger } from './c-number.js';
+import { isCSpace, scanCDecimalInt, scanCInteger, scanCNumber, scanState } from './c-number.js';
 import { MapfileParseError, type MapfileParseCode } from './errors.js';
 import { SblockVector } from './sblock-vector.js';
 import { type BlockStatus, type MapfileStatus, isMapfileStatus, processedState } from './status.js';
@@ -135,6 +135,7 @@ export function parseMapfile(text: Uint8Array | string, options: ParseOptions = 
     currentPass = Number(pass);
 
     while (reader.next()) {
+      if (fastBlockLine(s, reader.len, loose === undefined ? blocks : null)) continue;
       const a = scanCInteger(s, 0, reader.len);
       const b = a.value === null ? a : scanCInteger(s, a.next, reader.len);
       i = skipSpace(s, b.next, reader.len);
@@ -222,4 +223,28 @@ function fillGaps(v: readonly LooseBlock[], code: number): SblockVector {
   }
   if (out.code(out.length - 1) === code) out.setLastEnd(UNBOUNDED);
   return out;
+}
+
+const CODE_OF_BYTE = new Int8Array(256).fill(-1);
+for (let k = 0; k < 5; ++k) CODE_OF_BYTE['?*/-+'.charCodeAt(k)] = k;
+
+/**
+ * The common case of a strict block line, without bigints: two exact numbers, a status,
+ * contiguous with the list. Returns false (having changed nothing) for anything else,
+ * which the general path then reads and judges.
+ */
+function fastBlockLine(s: Uint8Array, len: number, blocks: SblockVector | null): boolean {
+  if (!blocks) return false;
+  const pos = scanCNumber(s, 0, len);
+  if (!scanState.ok || pos < 0) return false;
+  const size = scanCNumber(s, scanState.next, len);
+  if (!scanState.ok || size <= 0 || pos + size > Number.MAX_SAFE_INTEGER) return false;
+  const i = skipSpace(s, scanState.next, len);
+  if (i >= len) return false;
+  const code = CODE_OF_BYTE[s[i]!]!;
+  if (code < 0) return false;
+  const n = blocks.length;
+  if (n > 0 && pos !== blocks.end(n - 1)) return false;
+  blocks.push(pos, pos + size, code);
+  return true;
 }
