@@ -28,6 +28,7 @@ describe('formatMapfile', () => {
     expect(formatPercentage(1, 8)).to.equal(' 12.5%');
     expect(formatPercentage(0, 8)).to.equal('  0%');
     expect(formatPercentage(99999, 100000)).to.equal('100.00%');
-    expect(formatPercentage(129, 1000)).to.equal(' 12.90%');
+    expect(formatPercentage(129, 1000)).to.equal(' 12.9%');
+    expect(formatPercentage(1289999, 10000000)).to.equal(' 12.90%');
   });
 });
