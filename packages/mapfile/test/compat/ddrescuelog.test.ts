@@ -383,7 +383,9 @@ function createArb(bitmap: boolean): fc.Arbitrary<Invocation> {
 
 // ---------------------------------------------------------------------------
 
-(globalThis as any).__skip = (inv: Invocation) => inv.args.some((a) => a.startsWith('-c')) && inv.args.includes('-o') && (!inv.args.includes('-s') || inv.args.includes('-1'));
+// Known difference, not fixed yet: with -c, a negative shift (-o < -i) and no -s, ddrescuelog's last
+// block ends at 2^63-1 minus the shift; ddferry keeps it at 2^63-1 ("to the end").
+const isKnownDifference = (inv: Invocation): boolean => inv.args.some((a) => a.startsWith('-c')) && inv.args.includes('-o') && (!inv.args.includes('-s') || inv.args.includes('-1'));
 describe('ddrescuelog (compared with GNU ddrescuelog 1.27)', function () {
   let scratch: ReturnType<typeof makeScratch>;
 
@@ -398,7 +400,7 @@ describe('ddrescuelog (compared with GNU ddrescuelog 1.27)', function () {
 
   const check = (arb: fc.Arbitrary<Invocation>): Promise<void> =>
     fc.assert(
-      fc.asyncProperty(arb, (inv) => { const skip = (globalThis as any).__skip as ((i: Invocation) => boolean) | undefined; fc.pre(!skip?.(inv)); return expectSameAsDdrescuelog(inv, scratch); }),
+      fc.asyncProperty(arb, (inv) => { fc.pre(!isKnownDifference(inv)); return expectSameAsDdrescuelog(inv, scratch); }),
       { seed: SEED, numRuns: NUM_RUNS, maxSkipsPerRun: 1000 },
     );
 

@@ -68,7 +68,7 @@ export interface Outcome {
   readonly files: Readonly<Record<string, string>>;
 }
 
-const IGNORED_LINE = /^# (Command line: |Start time:   )/;
+const IGNORED_LINE = /^# (Command line: |Start time: {3})/;
 
 /** Drop the two lines that legitimately differ between runs. */
 export function normaliseMapfileText(text: string): string {
