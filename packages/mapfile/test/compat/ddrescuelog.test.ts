@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 
-import { assertToolVersion, expectSameAsDdrescuelog, makeScratch, NUM_RUNS, SEED } from './harness.js';
+import { assertToolVersion, expectSameAsDdrescuelog, FC_PARAMS, makeScratch } from './harness.js';
 import type { Invocation } from './harness.js';
 import {
   BLOCK_STATUS_CHARS,
@@ -20,10 +20,18 @@ import type { Extent, RandomMapfile } from './random-mapfile.js';
 // ---------------------------------------------------------------------------
 // Option arbitraries
 
-/** A number as a command-line argument: decimal or hex (either case). */
+/**
+ * A number as a command-line argument: mostly decimal or hex (either case); rarely
+ * octal or with a multiplier (`k`, `Ki`, or `s`, which uses the `-b` parsed so far).
+ */
 function numArg(n: number): fc.Arbitrary<string> {
   if (n < 0) return fc.constant(String(n));
-  return fc.constantFrom(String(n), `0x${n.toString(16)}`, `0x${n.toString(16).toUpperCase()}`);
+  const plain = fc.constantFrom(String(n), `0x${n.toString(16)}`, `0x${n.toString(16).toUpperCase()}`);
+  const rare = [`0${n.toString(8)}`];
+  if (n > 0 && n % 1000 === 0) rare.push(`${n / 1000}k`);
+  if (n > 0 && n % 1024 === 0) rare.push(`${n / 1024}Ki`);
+  if (n > 0 && n % 512 === 0) rare.push(`${n / 512}s`);
+  return fc.oneof({ arbitrary: plain, weight: 12 }, { arbitrary: fc.constantFrom(...rare), weight: 1 });
 }
 
 function maybe<T>(arb: fc.Arbitrary<T>, weight = 1): fc.Arbitrary<T | undefined> {
@@ -65,21 +73,43 @@ interface DomainOptions extends Extra {
   readonly ipos: number | undefined;
 }
 
+/**
+ * How an option with a value is spelled: mostly `-i V`; sometimes `-iV`,
+ * `--input-position=V`, or a unique abbreviation `--input V` (Arg_parser accepts all).
+ */
+function spell(short: string, long: string, abbrev: string, value: string): fc.Arbitrary<readonly string[]> {
+  return fc.oneof(
+    { arbitrary: fc.constant([short, value]), weight: 8 },
+    { arbitrary: fc.constant([`${short}${value}`]), weight: 1 },
+    { arbitrary: fc.constant([`--${long}=${value}`]), weight: 1 },
+    { arbitrary: fc.constant([`--${abbrev}`, value]), weight: 1 },
+  );
+}
+
+const looseFlagArb = fc.oneof(
+  { arbitrary: fc.constant('-L'), weight: 8 },
+  { arbitrary: fc.constantFrom('--loose-domain', '--loose'), weight: 1 },
+);
+
 /** `-m dom.map`: a loose map (mostly with `-L`) or a strict one (sometimes with `-L`). */
 function domainMapArb(extent: Extent): fc.Arbitrary<Extra> {
   const percent = fc.noBias(fc.integer({ min: 0, max: 99 }));
-  return fc.oneof(
-    fc
-      .tuple(fc.boolean().chain((finishedOnly) => looseMapfileArb(extent, finishedOnly)), percent)
-      .map(([map, r]) => ({ args: r < 85 ? ['-L', '-m', 'dom.map'] : ['-m', 'dom.map'], files: { 'dom.map': map.text } })),
-    fc
-      .tuple(mapfileOverArb(extent, 4), percent)
-      .map(([map, r]) => ({ args: r < 25 ? ['-m', 'dom.map', '-L'] : ['-m', 'dom.map'], files: { 'dom.map': map.text } })),
-  );
+  return fc
+    .oneof(
+      fc.tuple(fc.boolean().chain((finishedOnly) => looseMapfileArb(extent, finishedOnly)), percent.map((r) => r < 85)),
+      fc.tuple(mapfileOverArb(extent, 4), percent.map((r) => r < 25)),
+    )
+    .chain(([map, loose]) =>
+      fc.tuple(spell('-m', 'domain-mapfile', 'domain', 'dom.map'), looseFlagArb, fc.boolean()).map(([m, l, lFirst]) => ({
+        args: loose ? (lFirst ? [l, ...m] : [...m, l]) : m,
+        files: { 'dom.map': map.text },
+      })),
+    );
 }
 
 /** Random `-i`, `-s` (hex or decimal) and `-m`/`-L`, each present about half the time. */
 function domainArb(extent: Extent): fc.Arbitrary<DomainOptions> {
+  const none = fc.constant<readonly string[]>([]);
   return fc
     .record({
       ipos: maybe(positionArb(extent)),
@@ -88,12 +118,11 @@ function domainArb(extent: Extent): fc.Arbitrary<DomainOptions> {
     })
     .chain(({ ipos, size, map }) =>
       fc
-        .tuple(ipos === undefined ? fc.constant(undefined) : numArg(ipos), size === undefined ? fc.constant(undefined) : numArg(size))
-        .map(([i, s]) => ({
-          ipos,
-          args: [...(i === undefined ? [] : ['-i', i]), ...(s === undefined ? [] : ['-s', s]), ...(map?.args ?? [])],
-          files: map?.files ?? {},
-        })),
+        .tuple(
+          ipos === undefined ? none : numArg(ipos).chain((v) => spell('-i', 'input-position', 'input', v)),
+          size === undefined ? none : numArg(size).chain((v) => fc.constantFrom('size', 'max-size').chain((long) => spell('-s', long, 'si', v))),
+        )
+        .map(([i, s]) => ({ ipos, args: [...i, ...s, ...(map?.args ?? [])], files: map?.files ?? {} })),
     );
 }
 
@@ -110,10 +139,10 @@ function outputPositionArgs(bs: number, ipos: number): fc.Arbitrary<readonly str
     .chain((opos) => (opos === undefined ? fc.constant<readonly string[]>([]) : numArg(opos).map((o) => ['-o', o])));
 }
 
-/** Block types for `-l`: a non-empty subset in random order, rarely with a repeat. */
+/** Block types for `-l`: a non-empty subset in random order, rarely with a repeat or a bad character. */
 const listTypesArb: fc.Arbitrary<string> = fc
-  .tuple(fc.shuffledSubarray([...BLOCK_STATUS_CHARS], { minLength: 1 }), fc.noBias(fc.integer({ min: 0, max: 19 })))
-  .map(([types, r]) => types.join('') + (r === 0 ? types[0]! : ''));
+  .tuple(fc.shuffledSubarray([...BLOCK_STATUS_CHARS], { minLength: 1 }), fc.noBias(fc.integer({ min: 0, max: 39 })))
+  .map(([types, r]) => types.join('') + (r === 0 ? types[0]! : r === 1 ? 'F' : ''));
 
 const statusArb = fc.constantFrom(...BLOCK_STATUS_CHARS);
 
@@ -141,6 +170,8 @@ interface Parts {
   readonly stdin?: string | Uint8Array;
   readonly mapfileOutput?: boolean;
   readonly binaryOutput?: boolean;
+  /** Put the operands before the options (Arg_parser permutes them). */
+  readonly operandsFirst?: boolean;
 }
 
 function assemble(p: Parts): Invocation {
@@ -159,7 +190,7 @@ function assemble(p: Parts): Invocation {
   operands.push(...(p.after ?? []));
   const options = p.domainFirst ? [...p.domain.args, ...p.op] : [...p.op, ...p.domain.args];
   return {
-    args: [...options, ...operands],
+    args: p.operandsFirst ? [...operands, ...options] : [...options, ...operands],
     files,
     ...(stdin === undefined ? {} : { stdin }),
     ...(p.mapfileOutput ? { mapfileOutput: true } : {}),
@@ -169,7 +200,12 @@ function assemble(p: Parts): Invocation {
 
 /** A main mapfile plus random domain options, placement and stdin choice. */
 function withDomain(main: RandomMapfile) {
-  return fc.record({ domain: domainArb(main.extent), domainFirst: fc.boolean(), viaStdin: viaStdinArb });
+  return fc.record({
+    domain: domainArb(main.extent),
+    domainFirst: fc.boolean(),
+    viaStdin: viaStdinArb,
+    operandsFirst: fc.noBias(fc.integer({ min: 0, max: 9 })).map((r) => r === 0),
+  });
 }
 
 const mainArb = mapfileArb({ corruptPercent: 4 });
@@ -184,13 +220,14 @@ const showStatusArb = fc
       .record({
         parts: withDomain(main),
         flags: flagsArb(['-v', '-B', '-q']),
+        grouped: fc.boolean(),
         others: fc.array(fc.oneof(secondMapfileArb(main.model), looseMapfileArb(main.extent)), { minLength: more, maxLength: more }),
       })
-      .map(({ parts, flags, others }) => {
+      .map(({ parts, flags, grouped, others }) => {
         const names = others.map((_, i) => `m${i}.map`);
         return assemble({
           ...parts,
-          op: ['-t', ...flags],
+          op: grouped ? [`-t${flags.map((f) => f.slice(1)).join('')}`] : ['-t', ...flags],
           main,
           after: names,
           files: Object.fromEntries(others.map((o, i) => [names[i]!, o.text])),
@@ -203,7 +240,7 @@ const showStatusLooseArb = standaloneLooseMapfileArb().chain((main) =>
 );
 
 const listArb = fc
-  .record({ main: mapfileArb({ sizes: 'narrow', corruptPercent: 2 }), types: listTypesArb, bs: fc.constantFrom(512, 4096) })
+  .record({ main: mapfileArb({ sizes: 'narrow', corruptPercent: 2 }), types: listTypesArb, bs: fc.constantFrom(512, 4096, 512, 4096, 1000, 2048) })
   .chain(({ main, types, bs }) =>
     withDomain(main).chain((parts) =>
       fc
@@ -279,29 +316,46 @@ const doneArb = fc
   })
   .chain(({ main, op, flags }) => withDomain(main).map((parts) => assemble({ ...parts, op: [op, ...flags], main })));
 
+/** The second mapfile of -x/-y/-z/-p/-P: `b.map`, or one time in ten stdin (`-`) when the main file is not read from it. */
+function secondOperand(second: RandomMapfile, mainViaStdin: boolean, roll: number): Pick<Parts, 'files' | 'stdin'> & { readonly name: string } {
+  if (roll === 0 && !mainViaStdin) return { name: '-', files: {}, stdin: second.text };
+  return { name: 'b.map', files: { 'b.map': second.text } };
+}
+
+const rollArb = fc.noBias(fc.integer({ min: 0, max: 9 }));
+
 const logicArb = fc
-  .record({ main: mainArb, op: fc.constantFrom('x', 'y', 'z'), long: fc.boolean() })
-  .chain(({ main, op, long }) =>
+  .record({ main: mainArb, op: fc.constantFrom('x', 'y', 'z'), long: fc.boolean(), roll: rollArb })
+  .chain(({ main, op, long, roll }) =>
     fc.tuple(withDomain(main), secondMapfileArb(main.model)).map(([parts, second]) => {
       const name = { x: 'xor', y: 'and', z: 'or' }[op];
+      const b = secondOperand(second, parts.viaStdin, roll);
       return assemble({
         ...parts,
-        op: long ? [`--${name}-mapfile=b.map`] : [`-${op}`, 'b.map'],
+        op: long ? [`--${name}-mapfile=${b.name}`] : [`-${op}`, b.name],
         main,
-        files: { 'b.map': second.text },
+        files: b.files,
+        ...(b.stdin === undefined ? {} : { stdin: b.stdin }),
         mapfileOutput: true,
       });
     }),
   );
 
 const compareArb = fc
-  .record({ main: mainArb, op: fc.constantFrom('-p', '-P'), loose: fc.noBias(fc.integer({ min: 0, max: 9 })), flags: flagsArb(['-q']) })
-  .chain(({ main, op, loose, flags }) => {
+  .record({ main: mainArb, op: fc.constantFrom('-p', '-P'), loose: rollArb, flags: flagsArb(['-q']), roll: rollArb })
+  .chain(({ main, op, loose, flags, roll }) => {
     const useLoose = op === '-P' && loose < 3;
     const second = useLoose && loose === 0 ? looseMapfileArb(main.extent, true) : secondMapfileArb(main.model);
-    return fc.tuple(withDomain(main), second).map(([parts, b]) =>
-      assemble({ ...parts, op: [op, 'b.map', ...(useLoose ? ['-L'] : []), ...flags], main, files: { 'b.map': b.text } }),
-    );
+    return fc.tuple(withDomain(main), second).map(([parts, secondMap]) => {
+      const b = secondOperand(secondMap, parts.viaStdin, roll);
+      return assemble({
+        ...parts,
+        op: [op, b.name, ...(useLoose ? ['-L'] : []), ...flags],
+        main,
+        files: b.files,
+        ...(b.stdin === undefined ? {} : { stdin: b.stdin }),
+      });
+    });
   });
 
 /** `--shift` with `-o` (positive shift), `-i` and `-o 0` (negative), or both non-zero (an error). */
@@ -381,11 +435,85 @@ function createArb(bitmap: boolean): fc.Arbitrary<Invocation> {
     });
 }
 
+/**
+ * Command lines that are often wrong: zero or two operations, missing or extra
+ * files, unknown or ambiguous options, bad numbers. (`--help` and `--version` are
+ * ours on purpose, so they are not compared.)
+ */
+const usageArb = fc
+  .record({
+    ops: fc.subarray(
+      [['-t'], ['-n'], ['-A'], ['-D'], ['-C'], ['-l+'], ['-a', '?,+'], ['--shift'], ['-x', 'b.map'], ['-p', 'b.map'], ['-c'], ['-d']],
+      { maxLength: 2 },
+    ),
+    extras: fc.subarray(
+      [
+        ['-k'], ['--foo'], ['--s'], ['-i', '08'], ['-i', '1K'], ['-s', '-2'], ['-b', '0'], ['-i', '1e3'], ['-i', '0x'],
+        ['-s', '2Ki'], ['-b', '4096', '-s', '1s'], ['-s', '1s', '-b', '4096'], ['-i', '4000000000000000000'], ['-s', '9Ei'],
+        ['-F', 'bogus'], ['-o', '-5'], ['-v', '-v', '-v'], ['-q'], ['-f'], ['-B'], ['-b', '2147483648'], ['-a'],
+      ],
+      { maxLength: 2 },
+    ),
+    operands: fc.subarray(['a.map', 'b.map', 'missing.map', '-']),
+    a: mapfileArb({ sizes: 'narrow', maxBlocks: 8 }),
+    b: mapfileArb({ sizes: 'narrow', maxBlocks: 8 }),
+  })
+  .chain(({ ops, extras, operands, a, b }) =>
+    fc.shuffledSubarray([...ops, ...extras], { minLength: ops.length + extras.length }).map((groups) => ({
+      args: [...groups.flat(), ...operands],
+      files: { 'a.map': a.text, 'b.map': b.text },
+      stdin: a.text,
+      mapfileOutput: true,
+    })),
+  );
+
 // ---------------------------------------------------------------------------
 
-// Known difference, not fixed yet: with -c, a negative shift (-o < -i) and no -s, ddrescuelog's last
-// block ends at 2^63-1 minus the shift; ddferry keeps it at 2^63-1 ("to the end").
-const isKnownDifference = (inv: Invocation): boolean => inv.args.some((a) => a.startsWith('-c')) && inv.args.includes('-o') && (!inv.args.includes('-s') || inv.args.includes('-1'));
+/**
+ * Known differences between ours and ddrescuelog 1.27, reported and not fixed yet.
+ * Cases they cover are skipped (`fc.pre`); delete an entry once it is fixed.
+ */
+const KNOWN_DIFFERENCES: ReadonlyArray<{ readonly what: string; readonly applies: (inv: Invocation) => boolean }> = [
+  {
+    // `ddrescuelog -c -i 512 -o 0 - </dev/null`: ddrescuelog ends the last block at
+    // 2^63-1 minus the shift (0x7FFFFFFFFFFFFDFF); ours keeps it at 2^63-1.
+    what: '-c with a negative shift (-o < -i) and no -s (or -s -1)',
+    applies: (inv) => {
+      const size = sizeArgument(inv.args);
+      return inv.args.some((a) => a.startsWith('-c')) && inv.args.some((a) => a.startsWith('-o')) && (size === undefined || size === '-1');
+    },
+  },
+  {
+    // ddrescuelog's -i/-o/-s take any value up to 2^63-1: `ddrescuelog -t -s 9007199254740992 a.map`
+    // works, while ours says "Value out of limits [-1,9_007_199_254_740_991]". And every
+    // out-of-range message names that upper limit, e.g. `-o -5`: ddrescuelog
+    // "'-5': Value out of limits [0,9_223_372_036_854_775_807] in option '-o'."
+    what: 'command-line positions and sizes above 2^53-1, and out-of-range messages for -i/-o/-s',
+    applies: (inv) => inv.args.some((a, i) => ['-i', '-o', '-s'].includes(inv.args[i - 1] ?? '') && isOutOfOurRange(a, inv.args[i - 1] === '-s')),
+  },
+];
+
+/** The value given to `-s` however it is spelled (`-s V`, `-sV`, `--size=V`, `--max-size=V`, `--si V`). */
+function sizeArgument(args: readonly string[]): string | undefined {
+  let value: string | undefined;
+  args.forEach((a, i) => {
+    if (a === '-s' || a === '--si') value = args[i + 1];
+    else if (/^-s./.test(a)) value = a.slice(2);
+    else if (/^--(max-)?size=/.test(a)) value = a.slice(a.indexOf('=') + 1);
+  });
+  return value;
+}
+
+/** A value that ddrescuelog reports or accepts differently from ours: negative (except `-s -1`) or above 2^53-1. */
+function isOutOfOurRange(arg: string, isSize: boolean): boolean {
+  if (/^-\d+$/.test(arg)) return !(isSize && arg === '-1');
+  const m = /^(\d+)(Ei)?$/.exec(arg);
+  if (!m) return false;
+  return BigInt(m[1]!) * (m[2] ? 2n ** 60n : 1n) > BigInt(Number.MAX_SAFE_INTEGER);
+}
+
+const isKnownDifference = (inv: Invocation): boolean => KNOWN_DIFFERENCES.some((k) => k.applies(inv));
+
 describe('ddrescuelog (compared with GNU ddrescuelog 1.27)', function () {
   let scratch: ReturnType<typeof makeScratch>;
 
@@ -401,7 +529,7 @@ describe('ddrescuelog (compared with GNU ddrescuelog 1.27)', function () {
   const check = (arb: fc.Arbitrary<Invocation>): Promise<void> =>
     fc.assert(
       fc.asyncProperty(arb, (inv) => { fc.pre(!isKnownDifference(inv)); return expectSameAsDdrescuelog(inv, scratch); }),
-      { seed: SEED, numRuns: NUM_RUNS, maxSkipsPerRun: 1000 },
+      { ...FC_PARAMS, maxSkipsPerRun: 1000 },
     );
 
   describe('-t (--show-status)', function () {
@@ -445,6 +573,10 @@ describe('ddrescuelog (compared with GNU ddrescuelog 1.27)', function () {
 
   describe('-C (--complete-mapfile)', function () {
     it('writes the same mapfile when given loose and strict mapfiles and a fill type', () => check(completeArb));
+  });
+
+  describe('command line', function () {
+    it('gives the same messages and exit codes when given wrong or unusual command lines', () => check(usageArb));
   });
 
   describe('-A (--annotate-mapfile)', function () {

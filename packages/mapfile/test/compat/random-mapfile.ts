@@ -393,14 +393,23 @@ const commentCharArb = fc.oneof(
   { arbitrary: fc.constantFrom('é', '€', '\t', 'ÿ'), weight: 1 },
 );
 const commentTextArb = fc.array(commentCharArb, { maxLength: 30 }).map((cs) => cs.join(''));
-const eolArb = fc.oneof({ arbitrary: fc.constant('\n'), weight: 3 }, { arbitrary: fc.constant('\r\n'), weight: 1 });
-const indentArb = fc.oneof(
-  { arbitrary: fc.constant(''), weight: 6 },
-  { arbitrary: fc.constantFrom(' ', '  ', '\t', ' \t '), weight: 1 },
+/** LF, CRLF, and very rarely a lone CR (which does not end a line for ddrescue). */
+const eolArb = fc.oneof(
+  { arbitrary: fc.constant('\n'), weight: 90 },
+  { arbitrary: fc.constant('\r\n'), weight: 30 },
+  { arbitrary: fc.constant('\r'), weight: 1 },
 );
+/** Mostly none; rarely so long that the line passes ddrescue's 127-character buffer. */
+const indentArb = fc.oneof(
+  { arbitrary: fc.constant(''), weight: 60 },
+  { arbitrary: fc.constantFrom(' ', '  ', '\t', ' \t '), weight: 10 },
+  { arbitrary: fc.integer({ min: 80, max: 130 }).map((n) => ' '.repeat(n)), weight: 1 },
+);
+/** Any C white space may separate fields, even vertical tab and form feed. */
 const separatorArb = fc.oneof(
-  { arbitrary: fc.constant(' '), weight: 4 },
-  { arbitrary: fc.constantFrom('  ', '\t', ' \t', '     '), weight: 1 },
+  { arbitrary: fc.constant(' '), weight: 40 },
+  { arbitrary: fc.constantFrom('  ', '\t', ' \t', '     '), weight: 10 },
+  { arbitrary: fc.constantFrom('\v', '\f', ' \r '), weight: 1 },
 );
 
 /** A line that is not data: blank, white space only, or a comment. Ends with its EOL. */
@@ -530,9 +539,16 @@ export function renderArb(model: MapfileModel, corruptPercent = 0): fc.Arbitrary
   }));
 }
 
-/** A random strict mapfile as text. */
+/** Rare strict models: no blocks at all, or the single empty block `0 0 S` that ddrescue allows. */
+const degenerateModelArb: fc.Arbitrary<MapfileModel> = fc
+  .record({ line: statusLineArb({ pos: 0, end: 0 }), status: fc.constantFrom(...BLOCK_STATUS_CHARS), empty: fc.boolean() })
+  .map(({ line, status, empty }) => ({ ...line, blocks: empty ? [] : [{ pos: 0, size: 0, status }] }));
+
+/** A random strict mapfile as text (one in forty has no blocks, or one empty block). */
 export function mapfileArb(shape: MapfileShape = {}): fc.Arbitrary<RandomMapfile> {
-  return mapfileModelArb(shape).chain((model) => renderArb(model, shape.corruptPercent ?? 0));
+  return fc
+    .oneof({ arbitrary: mapfileModelArb(shape), weight: 39 }, { arbitrary: degenerateModelArb, weight: 1 })
+    .chain((model) => renderArb(model, shape.corruptPercent ?? 0));
 }
 
 /** A second strict mapfile as text, over roughly the same extent as `first` (for -x/-y/-z/-p/-P and strict -m). */
