@@ -132,5 +132,3 @@ async function keepBackup(path: string): Promise<void> {
   }
 }
 
-/** Write a file that is not a mapfile, atomically (same method as `saveMapfile`). */
-export const saveFileAtomically = saveMapfile;
