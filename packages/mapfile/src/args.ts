@@ -109,11 +109,13 @@ const EXPONENTS: Readonly<Record<string, number>> = { Q: 10, R: 9, Y: 8, Z: 7, E
  * Read a number option as GNU ddrescue's `getnum` does: a C integer (decimal, `0x` hex,
  * leading-0 octal) and an optional multiplier (`k` 1000, `Ki` 1024, `M`/`Mi`, ... `Q`/`Qi`)
  * and unit (`B` bytes, `s` sectors of `sectorSize`; `s` needs `sectorSize` > 0).
- * The result must lie in `[min, max]` and within ±(2^53-1).
+ * The result must lie in `[min, max]` (by default the range of a C `long long`, as in
+ * ddrescue, whose limits the message names), and then within ±(2^53-1), the exact range
+ * of a JavaScript number: larger values are refused with a message of our own.
  * @throws ArgumentError `ERR_ARG_BAD_NUMBER`, `ERR_ARG_BAD_MULTIPLIER` or
- *   `ERR_ARG_OUT_OF_LIMITS`, with ddrescue's message text.
+ *   `ERR_ARG_OUT_OF_LIMITS`, with ddrescue's message text, or `ERR_ARG_TOO_LARGE`.
  */
-export function parseNumberArgument(arg: string, option: string, sectorSize: number, min: number = -Number.MAX_SAFE_INTEGER, max: number = Number.MAX_SAFE_INTEGER): number {
+export function parseNumberArgument(arg: string, option: string, sectorSize: number, min: number | bigint = -LONG_MAX - 1n, max: number | bigint = LONG_MAX): number {
   const bytes = Buffer.from(arg, 'latin1');
   // strtoll reads "0x" without hex digits as "0" followed by "x"
   let scan = scanCInteger(bytes, 0, bytes.length);
@@ -157,6 +159,10 @@ export function parseNumberArgument(arg: string, option: string, sectorSize: num
   }
   if (overflow || result < BigInt(min) || result > BigInt(max)) {
     throw new ArgumentError('ERR_ARG_OUT_OF_LIMITS', option, arg, `'${arg}': Value out of limits [${formatNum3(min)},${formatNum3(max)}] in option '${option}'.`);
+  }
+  if (result > BigInt(Number.MAX_SAFE_INTEGER) || result < -BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new ArgumentError('ERR_ARG_TOO_LARGE', option, arg,
+      `'${arg}': Value too large in option '${option}'. ddferry handles positions and sizes up to ${formatNum3(Number.MAX_SAFE_INTEGER)} (2^53-1); use GNU ddrescue for larger values.`);
   }
   return Number(result);
 }

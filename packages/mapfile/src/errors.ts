@@ -84,6 +84,7 @@ export type ArgumentCode =
   | 'ERR_ARG_BAD_NUMBER'
   | 'ERR_ARG_BAD_MULTIPLIER'
   | 'ERR_ARG_OUT_OF_LIMITS'
+  | 'ERR_ARG_TOO_LARGE'
   | 'ERR_ARG_INVALID';
 
 /** A bad command-line value. `option` is the option as the user spelled it. */

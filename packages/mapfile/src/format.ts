@@ -29,6 +29,11 @@ export interface MapfileState {
   readonly currentStatus: MapfileStatus;
   readonly currentPass: number;
   readonly blocks: BlockWalker;
+  /**
+   * Where an `UNBOUNDED` end lies, relative to 2^63-1 (0 or negative). `ddrescuelog -c`
+   * shifts its unbounded last block by a negative `-o` minus `-i`, so it ends below 2^63-1.
+   */
+  readonly unboundedShift?: number;
 }
 
 /** The version of GNU ddrescue whose format is written. */
@@ -105,7 +110,8 @@ class TextSink {
 /**
  * Write a mapfile byte-identical to GNU ddrescue 1.27 (`Mapfile::write_mapfile`):
  * header, optional Current time and message lines, the status line and one line
- * per block, `0x%08llX  0x%08llX  %c`. An `UNBOUNDED` end is written as 2^63-1.
+ * per block, `0x%08llX  0x%08llX  %c`. An `UNBOUNDED` end is written as 2^63-1
+ * (plus `unboundedShift`).
  * With `annotate` (ddrescuelog -A), in-domain lines get human-readable comments.
  */
 export function formatMapfile(state: MapfileState, header: MapfileHeader, annotate?: Domain, binaryPrefixes = false): Buffer {
@@ -124,17 +130,18 @@ export function formatMapfile(state: MapfileState, header: MapfileHeader, annota
   const num = (v: number | bigint): string => formatNum(v, { binary: binaryPrefixes });
   if (annotate) out.text(`\t#  ${num(state.currentPos)}B`);
   out.text('\n#      pos        size  status\n');
+  const unboundedEnd = LLONG_MAX + BigInt(state.unboundedShift ?? 0);
   state.blocks.forEachBlock((pos, end, code) => {
     out.hex(pos);
     out.byte(0x20);
     out.byte(0x20);
-    if (end === UNBOUNDED) out.bigHex(LLONG_MAX - BigInt(pos));
+    if (end === UNBOUNDED) out.bigHex(unboundedEnd - BigInt(pos));
     else out.hex(end - pos);
     out.byte(0x20);
     out.byte(0x20);
     out.byte(STATUS_BYTES[code]!);
     if (annotate && annotate.includes({ pos, size: end - pos })) {
-      const size = end === UNBOUNDED ? LLONG_MAX - BigInt(pos) : end - pos;
+      const size = end === UNBOUNDED ? unboundedEnd - BigInt(pos) : end - pos;
       out.text(`\t#  ${num(pos).padStart(9)}B  ${num(size).padStart(9)}${size > 999999 ? 'B' : ' '}`);
     }
     out.byte(0x0a);

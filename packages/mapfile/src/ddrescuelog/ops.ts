@@ -381,7 +381,8 @@ export async function createMapfile(ctx: Context, domain: Domain, name: string, 
   if (!ok) return 2;
   const v = map.toVector();
   v.truncate(domain.end, true);
-  const text = ctx.format({ currentPos: 0, currentStatus: '?', currentPass: 1, blocks: v.shift(offset, processedState(type2)).compact() });
+  // ddrescuelog shifts the 2^63-1 end too: with -o < -i the last block ends below it
+  const text = ctx.format({ currentPos: 0, currentStatus: '?', currentPass: 1, blocks: v.shift(offset, processedState(type2)).compact(), unboundedShift: Math.min(offset, 0) });
   if (toStdout) {
     ctx.io.stdout(text);
     return 0;
