@@ -15,7 +15,7 @@ export interface MapfileHeader {
   readonly program: 'ddrescue' | 'ddrescuelog' | 'ddferry';
   /** argv[0] and every argument joined with single spaces. */
   readonly commandLine: string;
-  /** `%Y-%m-%d %H:%M:%S`, local time at program start (see `formatTimestamp`). */
+  /** `%Y-%m-%d %H:%M:%S`, local time at program start (see `formatTimestamp`); '' for none (ddferry maps only). */
   readonly startTime: string;
   /** The `# Current time:` line; ddrescue writes it, ddrescuelog does not. */
   readonly currentTime?: string;
@@ -118,6 +118,7 @@ export function formatMapfile(state: MapfileState, header: MapfileHeader, annota
   const out = new TextSink(state.blocks.length * 30 + 400);
   if (header.program === 'ddferry') {
     out.text(`# Mapfile. Created by ddferry in the format of GNU ddrescue ${DDRESCUE_VERSION}\n# Command line: ${header.commandLine}\n`);
+    if (header.startTime !== '') out.text(`# Start time:   ${header.startTime}\n`);
   } else {
     const program = header.program === 'ddrescue' ? 'GNU ddrescue' : 'GNU ddrescuelog';
     out.text(`# Mapfile. Created by ${program} version ${DDRESCUE_VERSION}\n# Command line: ${header.commandLine}\n# Start time:   ${header.startTime}\n`);

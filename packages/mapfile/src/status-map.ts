@@ -27,7 +27,7 @@ export interface FoundChunk {
  * | `sizeOf`, `countOf`, `length` | O(1) |
  */
 export class StatusMap {
-  readonly #tree: BoundaryTree;
+  #tree: BoundaryTree;
   #end: number;
   readonly #sizes = new Float64Array(5);
   readonly #counts = new Float64Array(5);
@@ -255,6 +255,44 @@ export class StatusMap {
     if (!includes(hit, b)) b = crop(b, hit);
     if (b.pos !== hit.pos) b = alignPos(b, alignment);
     return { block: b, found };
+  }
+
+  /**
+   * Give the whole block that includes `pos` status `st` without joining it to its
+   * neighbours (GNU ddrescue's `change_sblock_status`, used by `-M`, `-A` and the
+   * trimming shortcut). Equal neighbours stay separate blocks.
+   * @returns the block before the change, or null if no block includes `pos`.
+   */
+  setBlockStatus(pos: number, st: BlockStatus): Sblock | null {
+    const c = this.#find(pos);
+    if (!c) return null;
+    const before = this.#sblock(c);
+    this.#setCode(c, processedState(st));
+    return before;
+  }
+
+  /** Join every run of neighbours with the same status (ddrescue's `compact_sblock_vector`). */
+  compact(): void {
+    this.#replace(new StatusMap(this.toVector().compact()));
+  }
+
+  /**
+   * Cut the map at `end` (GNU ddrescue's `truncate_vector` at EOF): blocks past it go,
+   * the block across it is shortened.
+   * @returns false, changing nothing, if that would cut or drop a `+` block.
+   */
+  truncate(end: number): boolean {
+    const v = this.toVector();
+    if (!v.truncate(end, false)) return false;
+    this.#replace(new StatusMap(v));
+    return true;
+  }
+
+  #replace(rebuilt: StatusMap): void {
+    this.#tree = rebuilt.#tree;
+    this.#end = rebuilt.#end;
+    this.#sizes.set(rebuilt.#sizes);
+    this.#counts.set(rebuilt.#counts);
   }
 
   #farEnd(): number {

@@ -1,2 +1,21 @@
-// The public API of this package is built in its own issue; nothing is exported yet.
-export {};
+export { ReaderError, errnoOf } from './errors.js';
+export type { ReaderErrorCode } from './errors.js';
+export type { ReadResult, Source, SourceIdentity } from './source/source.js';
+export { FileSource } from './source/file-source.js';
+export type { FileSourceOptions } from './source/file-source.js';
+export { TestModeSource } from './source/test-mode-source.js';
+export { allocAligned } from './source/aligned-buffer.js';
+export { writesToSource, diskOf } from './source/same-device.js';
+export { DEFAULT_RESCUE_OPTIONS } from './engine/options.js';
+export type { RescueOptions } from './engine/options.js';
+export type { RescueSink } from './engine/sink.js';
+export type { RescueReporter, StatusSnapshot, StatusRefresh } from './engine/reporter.js';
+export { SILENT_REPORTER } from './engine/reporter.js';
+export { Rescuebook } from './engine/rescuebook.js';
+export type { RescuebookInit } from './engine/rescuebook.js';
+export { doRescue } from './engine/do-rescue.js';
+export type { RescueOutcome } from './engine/do-rescue.js';
+export { MapfileUpdater } from './engine/mapfile-updater.js';
+export { OutputFile } from './engine/output-file.js';
+export { runDdrescue } from './ddrescue/run.js';
+export type { RunIo, RunResult } from './ddrescue/run.js';

@@ -1,0 +1,498 @@
+import {
+  type Block, BlockStatus, type Domain, MapfileStatus, type StatusMap, formatPercentage, mapfileStatusName,
+} from '@ddferry/mapfile';
+
+import type { Source } from '../source/source.js';
+import type { TestModeSource } from '../source/test-mode-source.js';
+import type { MapfileUpdater } from './mapfile-updater.js';
+import { MAX_MAX_SKIPBS, MIN_SKIPBS, type RescueOptions } from './options.js';
+import { SlidingAverage } from './rates.js';
+import type { RescueReporter } from './reporter.js';
+import type { RescueSink } from './sink.js';
+
+/** Errors of `copy_block` that stop the rescue when nothing was read (ddrescue's list). */
+const FATAL_READ_ERRORS = new Set(['EACCES', 'EBADF', 'EBUSY', 'EISDIR', 'ENOBUFS', 'ENODEV', 'ENOENT', 'ENOMEM', 'ENOSYS', 'ENXIO', 'EPERM', 'ESPIPE']);
+
+/** Bits of ddrescue's `e_code`: why the run stopped. */
+export const StopCause = { errorRate: 1, badAreas: 2, timeout: 4, other: 8, readErrors: 16, slowReads: 32 } as const;
+
+/** Result of a read step or a phase: 0 OK, 1 error (stop), -1 interrupted, -2 mapfile error. */
+export type StepResult = 0 | 1 | -1 | -2;
+
+/** ddrescue's "pass or phase not finished" return value (-3). */
+export const CONTINUE = -3;
+
+export interface ReadOutcome {
+  readonly result: StepResult;
+  readonly copied: number;
+  readonly error: number;
+}
+
+export interface RescuebookInit {
+  readonly source: Source;
+  /** The test-mode view of the source (`-H`), if any. */
+  readonly testSource?: TestModeSource;
+  readonly sink: RescueSink;
+  readonly reporter: RescueReporter;
+  /** The normalised map (spec 1.7). */
+  readonly map: StatusMap;
+  readonly domain: Domain;
+  /** Input size; 0 if unknown. */
+  readonly insize: number;
+  /** Output position minus input position. */
+  readonly offset: number;
+  readonly currentPos: number;
+  readonly currentStatus: MapfileStatus;
+  readonly currentPass: number;
+  readonly mapfile?: MapfileUpdater;
+  readonly options: RescueOptions;
+  /** The I/O buffer: at least cluster + 1 sectors, aligned for direct I/O when `-d`. */
+  readonly iobuf: Uint8Array;
+  /** Seconds, integer (ddrescue's `time(0)`). */
+  readonly clock: () => number;
+  /** Seconds at program start. */
+  readonly startTime: number;
+  /** True once SIGINT, SIGTERM or SIGHUP arrived. */
+  readonly interrupted: () => boolean;
+  /** Sleep for a number of seconds (pauses); tests pass a fake. */
+  readonly sleep: (seconds: number) => Promise<void>;
+}
+
+function roundUp(size: number, hardbs: number): number {
+  const rem = size % hardbs;
+  return rem ? size - rem + hardbs : size;
+}
+
+/**
+ * The state of one rescue run, and the read step every phase shares: GNU ddrescue's
+ * `Rescuebook` (spec 2). The phases live in their own files and drive it.
+ */
+export class Rescuebook {
+  readonly source: Source;
+  readonly testSource: TestModeSource | undefined;
+  readonly sink: RescueSink;
+  readonly reporter: RescueReporter;
+  readonly map: StatusMap;
+  domain: Domain;
+  readonly offset: number;
+  readonly options: RescueOptions;
+  readonly hardbs: number;
+  readonly softbs: number;
+  readonly skipbs: number;
+  readonly maxSkipbs: number;
+  readonly mapfile: MapfileUpdater | undefined;
+
+  currentPos: number;
+  currentStatus: MapfileStatus;
+  currentPass: number;
+  currentMessage = '';
+
+  nonTried = 0;
+  nonTrimmed = 0;
+  nonScraped = 0;
+  badSize = 0;
+  finished = 0;
+  badAreas = 0;
+  readErrors = 0;
+  slowReads = 0;
+  errorSum = 0;
+  eCode = 0;
+  maxBadAreas: number;
+  minReadRate: number;
+  /** A message for the end (ddrescue's `final_msg`). */
+  finalMessage = '';
+
+  readonly #iobuf: Uint8Array;
+  readonly #clock: () => number;
+  readonly #startTime: number;
+  readonly #interrupted: () => boolean;
+  readonly sleep: (seconds: number) => Promise<void>;
+  #lastYield = Date.now();
+
+  // update_rates
+  aRate = 0;
+  cRate = 0;
+  errorRate = 0;
+  #firstSize = 0;
+  #lastSize = 0;
+  t0 = 0;
+  t1 = 0;
+  ts = 0;
+  /** Accumulated simulated pause (seconds). */
+  tp = 0;
+  ratesUpdated = false;
+  currentSlow = false;
+  prevSlow = false;
+  // show_status
+  #lastIpos = 0;
+  readonly #slidingAverage = new SlidingAverage(30);
+  firstPost = true;
+  firstRead = true;
+
+  constructor(init: RescuebookInit) {
+    const o = init.options;
+    this.source = init.source;
+    this.testSource = init.testSource;
+    this.sink = init.sink;
+    this.reporter = init.reporter;
+    this.map = init.map;
+    this.domain = init.domain;
+    this.offset = init.offset;
+    this.options = o;
+    this.hardbs = o.hardbs;
+    this.softbs = o.cluster * o.hardbs;
+    this.mapfile = init.mapfile;
+    this.currentPos = init.currentPos;
+    this.currentStatus = init.currentStatus;
+    this.currentPass = init.currentPass;
+    this.#iobuf = init.iobuf;
+    this.#clock = init.clock;
+    this.#startTime = init.startTime;
+    this.#interrupted = init.interrupted;
+    this.sleep = init.sleep;
+    this.maxBadAreas = o.maxBadAreas;
+    this.minReadRate = o.minReadRate;
+
+    // skip sizes (Rescuebook constructor)
+    const insize = init.insize;
+    let skipbs = o.skipbs < 0 ? roundUp(Math.max(Math.trunc(insize / 100000), MIN_SKIPBS), MIN_SKIPBS) : o.skipbs;
+    let maxSkipbs = o.maxSkipbs < 0 ? MAX_MAX_SKIPBS : o.maxSkipbs;
+    const csize = Math.trunc(insize / 100);
+    if (insize > 0 && skipbs > 0 && o.maxSkipbs < 0 && csize < maxSkipbs) maxSkipbs = Math.max(skipbs, csize);
+    skipbs = roundUp(skipbs, this.hardbs);
+    maxSkipbs = roundUp(maxSkipbs, this.hardbs);
+    this.skipbs = skipbs;
+    this.maxSkipbs = maxSkipbs;
+
+    // -M and -A: raw status edits, one block at a time, no joining
+    if (o.retrim) this.#rawEdit((st) => st === BlockStatus.nonScraped || st === BlockStatus.badSector, BlockStatus.nonTrimmed);
+    if (o.tryAgain) this.#rawEdit((st) => st === BlockStatus.nonScraped || st === BlockStatus.nonTrimmed, BlockStatus.nonTried);
+    this.initializeSizes();
+    if (o.newBadAreasOnly) this.maxBadAreas += this.badAreas;
+  }
+
+  #rawEdit(match: (st: BlockStatus) => boolean, to: BlockStatus): void {
+    const edits: number[] = [];
+    this.forEachDomainBlock((pos, _end, st) => {
+      if (match(st)) edits.push(pos);
+    });
+    for (const pos of edits) this.map.setBlockStatus(pos, to);
+  }
+
+  /** Call `fn` for each block inside the domain, in order. */
+  forEachDomainBlock(fn: (pos: number, end: number, st: BlockStatus) => void): void {
+    const chars = '?*/-+';
+    this.map.forEachBlock((pos, end, code) => {
+      if (this.domain.includes({ pos, size: end - pos })) fn(pos, end, chars[code] as BlockStatus);
+    });
+  }
+
+  /** Count sizes and bad areas over the domain (ddrescue's `initialize_sizes`). */
+  initializeSizes(): void {
+    this.nonTried = this.nonTrimmed = this.nonScraped = this.badSize = this.finished = 0;
+    this.badAreas = 0;
+    let good = true;
+    let prevEnd = -1;
+    this.forEachDomainBlock((pos, end, st) => {
+      if (pos !== prevEnd) good = true; // a block outside the domain came between
+      prevEnd = end;
+      const size = end - pos;
+      switch (st) {
+        case BlockStatus.nonTried: this.nonTried += size; good = true; break;
+        case BlockStatus.nonTrimmed: this.nonTrimmed += size; good = true; break;
+        case BlockStatus.nonScraped: this.nonScraped += size; good = true; break;
+        case BlockStatus.badSector:
+          this.badSize += size;
+          if (good) {
+            good = false;
+            ++this.badAreas;
+          }
+          break;
+        case BlockStatus.finished: this.finished += size; good = true; break;
+      }
+    });
+  }
+
+  #addSize(st: BlockStatus, delta: number): void {
+    switch (st) {
+      case BlockStatus.nonTried: this.nonTried += delta; break;
+      case BlockStatus.nonTrimmed: this.nonTrimmed += delta; break;
+      case BlockStatus.nonScraped: this.nonScraped += delta; break;
+      case BlockStatus.badSector: this.badSize += delta; break;
+      case BlockStatus.finished: this.finished += delta; break;
+    }
+  }
+
+  /** Change the status of a chunk inside one block, keeping the counters (ddrescue's wrapper). */
+  changeChunkStatus(b: Block, st: BlockStatus): void {
+    const old = this.map.sblockAt(b.pos)?.status ?? st;
+    this.badAreas += this.map.changeChunkStatus(b, st, this.domain);
+    if (old === st) return;
+    this.#addSize(old, -b.size);
+    this.#addSize(st, b.size);
+  }
+
+  /** Status of the block at `pos`, or null. */
+  statusAt(pos: number): BlockStatus | null {
+    return this.map.sblockAt(pos)?.status ?? null;
+  }
+
+  /** The domain size (`domain().in_size()`). */
+  domainSize(): number {
+    return this.domain.inSize();
+  }
+
+  percentRescued(): string {
+    const den = this.domain.inSizeExact();
+    return formatPercentage(this.finished, den, 3, 2, false);
+  }
+
+  rescueFinished(): boolean {
+    return this.finished >= this.domainSize();
+  }
+
+  errorsOrTimeout(): boolean {
+    if (this.badAreas > this.maxBadAreas) this.eCode |= StopCause.badAreas;
+    return this.eCode !== 0;
+  }
+
+  setStatus(st: MapfileStatus, message = ''): void {
+    this.currentStatus = st;
+    this.currentMessage = st === MapfileStatus.finished ? 'Finished' : message;
+  }
+
+  statusName(): string {
+    return mapfileStatusName(this.currentStatus);
+  }
+
+  /**
+   * `copy_block`: read `b`, write what was read, log the read.
+   * @returns copied and failed byte counts, or a fatal message.
+   */
+  async #copyBlock(b: Block): Promise<{ copied: number; error: number; fatal?: string }> {
+    let copied = 0;
+    let error = 0;
+    const test = this.testSource;
+    if (!test || test.isGood(b.pos, b.size)) {
+      const read = test ? test.readData.bind(test) : this.source.read.bind(this.source);
+      let errno: string | null;
+      if (this.options.directIn) {
+        const hardbs = this.hardbs;
+        const pre = b.pos % hardbs;
+        const disp = (b.pos + b.size) % hardbs;
+        const post = disp > 0 ? hardbs - disp : 0;
+        const size = pre + b.size + post;
+        if (size > this.#iobuf.length) throw new Error('internal error: (size > iobuf_size) copying a Block.');
+        const r = read(this.#iobuf, size, b.pos - pre);
+        errno = r.errno;
+        copied = r.copied - Math.min(pre, r.copied);
+        if (copied > b.size) copied = b.size;
+        if (pre > 0 && copied > 0) this.#iobuf.copyWithin(0, pre, pre + copied);
+      } else {
+        const r = read(this.#iobuf, b.size, b.pos);
+        errno = r.errno;
+        copied = r.copied;
+      }
+      error = errno ? b.size - copied : 0;
+      if (copied <= 0 && errno) {
+        if (FATAL_READ_ERRORS.has(errno)) return { copied, error, fatal: `Fatal error reading the input file: ${errno}` };
+        if (errno === 'EINVAL') return { copied, error, fatal: 'Unaligned read error. Is sector size correct?' };
+      }
+    } else {
+      error = b.size;
+    }
+    if (copied > 0) {
+      const w = this.sink.write(b.pos, this.#iobuf.subarray(0, copied));
+      if (w) await w;
+    }
+    this.reporter.readDone(b.pos, b.size, copied, error);
+    return { copied, error };
+  }
+
+  /**
+   * One read step (`copy_and_update`, spec 2.3): phase bookkeeping, the stop checks,
+   * the read, and the status changes. `fst` is the status a failed read of more than
+   * one sector gets.
+   */
+  async copyAndUpdate(b: Block, message: string, phase: MapfileStatus, pass: number, forward: boolean, fst: BlockStatus = BlockStatus.badSector): Promise<ReadOutcome> {
+    if (this.firstPost) {
+      if (!this.firstRead && this.options.pauseOnPass > 0) {
+        this.showStatus(-1, 'Paused', true);
+        await this.sleep(this.options.pauseOnPass);
+        const t2 = this.#clock();
+        if (this.t1 < t2) this.t1 = t2;
+        this.ts = Math.min(this.ts + this.options.pauseOnPass, t2);
+      }
+      this.setStatus(phase, message);
+      this.currentPass = pass;
+      this.reporter.phaseStarted(this.t1 - this.t0, this.percentRescued(), message);
+    }
+    this.currentPos = forward ? b.pos : b.pos + b.size;
+    this.showStatus(b.pos, message);
+    if (this.errorsOrTimeout()) return { result: 1, copied: 0, error: 0 };
+    if (Date.now() - this.#lastYield > 50) {
+      // let signal handlers run between reads
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.#lastYield = Date.now();
+    }
+    if (this.#interrupted()) return { result: -1, copied: 0, error: 0 };
+    const r = await this.#copyBlock(b);
+    if (r.fatal !== undefined) {
+      this.finalMessage = `${this.source.name}: ${r.fatal}`;
+      this.eCode |= StopCause.other;
+      return { result: 1, copied: r.copied, error: r.error };
+    }
+    let result: StepResult = 0;
+    const { copied, error } = r;
+    if (copied + error < b.size) {
+      // EOF
+      const eof = b.pos + copied + error;
+      if (this.options.completeOnly) {
+        this.domain = this.domain.crop({ pos: 0, size: eof });
+      } else if (!this.map.truncate(eof)) {
+        this.finalMessage = `${this.source.name}: EOF found below the size calculated from mapfile.`;
+        result = 1;
+      }
+      this.initializeSizes();
+    }
+    if (copied > 0) this.changeChunkStatus({ pos: b.pos, size: copied }, BlockStatus.finished);
+    if (error > 0) {
+      this.errorSum += error;
+      ++this.readErrors;
+      if (this.readErrors > this.options.maxReadErrors) {
+        this.eCode |= StopCause.readErrors;
+        result = 1;
+      }
+      this.changeChunkStatus({ pos: b.pos + copied, size: error }, error > this.hardbs ? fst : BlockStatus.badSector);
+      if (!this.source.stillThere()) {
+        this.finalMessage = `${this.source.name}: Input file disappeared`;
+        result = 1;
+      }
+    }
+    return { result, copied, error };
+  }
+
+  /** `--pause-on-error` after a failed read. */
+  async pauseOnError(): Promise<void> {
+    const p = this.options.pauseOnError;
+    if (this.options.simulatedPauseOnError) this.tp += p;
+    else if (p >= 1) await this.sleep(Math.trunc(p));
+  }
+
+  /** `-O`: reopen the source after an error. @returns false if it cannot be reopened. */
+  reopenSource(): boolean {
+    try {
+      this.source.reopen();
+      return true;
+    } catch (err) {
+      this.finalMessage = (err as Error).message;
+      return false;
+    }
+  }
+
+  /**
+   * `update_rates`: recompute the rates once per wall-clock second.
+   * @returns true if the last second was a slow read (`-a`).
+   */
+  updateRates(force = false): boolean {
+    if (this.t0 === 0) {
+      this.t0 = this.t1 = this.ts = this.#startTime;
+      this.#firstSize = this.#lastSize = this.finished;
+      this.ratesUpdated = true;
+    }
+    let t2 = this.#clock();
+    if (t2 < this.t1) {
+      const delta = Math.min(this.t0 - 1, this.t1 - t2);
+      this.t0 -= delta;
+      this.ts -= delta;
+      this.t1 = t2;
+    }
+    const forceUpdate = force && t2 <= this.t1;
+    if (forceUpdate) t2 = this.t1 + 1;
+    if (t2 > this.t1) {
+      if (this.tp > 0) {
+        const delta = Math.min(this.t0 - 1, Math.round(this.tp));
+        this.t0 -= delta;
+        this.t1 -= delta;
+        this.ts -= delta;
+        this.tp = 0;
+      }
+      this.aRate = Math.trunc((this.finished - this.#firstSize) / (t2 - this.t0));
+      this.cRate = Math.trunc((this.finished - this.#lastSize) / (t2 - this.t1));
+      if (!(this.eCode & StopCause.timeout)) {
+        if (this.finished !== this.#lastSize) {
+          this.#lastSize = this.finished;
+          this.ts = t2;
+        } else if (!forceUpdate && this.options.timeout >= 0 && t2 - this.ts > this.options.timeout && this.t1 > this.t0) {
+          this.eCode |= StopCause.timeout;
+        }
+      }
+      if (!(this.eCode & StopCause.errorRate)) {
+        this.errorRate = Math.trunc(this.errorSum / (t2 - this.t1));
+        this.errorSum = 0;
+        if (this.options.maxErrorRate >= 0 && this.errorRate > this.options.maxErrorRate) this.eCode |= StopCause.errorRate;
+      }
+      this.ratesUpdated = true;
+      if (!forceUpdate) {
+        this.t1 = t2;
+        this.prevSlow = this.currentSlow;
+        this.currentSlow = this.t1 - this.t0 > this.options.delaySlow
+          && ((this.minReadRate > 0 && this.cRate < this.minReadRate) || (this.minReadRate === 0 && this.cRate < this.aRate / 10));
+        if (!this.currentSlow && this.options.resetSlow) this.slowReads = 0;
+        return this.currentSlow;
+      }
+    }
+    return false;
+  }
+
+  /** `show_status`: refresh the screen and the logs when the rates changed, or if forced. */
+  showStatus(ipos: number, message: string | null, force = false): void {
+    if (ipos >= 0) this.#lastIpos = ipos;
+    if (!(this.ratesUpdated || force || this.firstPost)) return;
+    const scroll = this.firstPost && !this.firstRead && !this.rescueFinished();
+    if (this.firstPost) this.#slidingAverage.reset();
+    else this.#slidingAverage.add(this.cRate);
+    const sRate = this.domain.end === Number.POSITIVE_INFINITY ? 0 : this.#slidingAverage.value();
+    const left = this.nonTried + this.nonTrimmed + this.nonScraped + (this.options.maxRetries !== 0 ? this.badSize : 0);
+    const remainingTime = sRate <= 0 ? -1 : Math.min(315359999968464000, Math.trunc((left + sRate - 1) / sRate));
+    this.reporter.statusRefreshed({
+      snapshot: {
+        ipos: this.#lastIpos,
+        opos: this.#lastIpos + this.offset,
+        nonTried: this.nonTried,
+        nonTrimmed: this.nonTrimmed,
+        nonScraped: this.nonScraped,
+        badSize: this.badSize,
+        finished: this.finished,
+        badAreas: this.badAreas,
+        readErrors: this.readErrors,
+        slowReads: this.slowReads,
+        showSlowReads: this.minReadRate >= -1,
+        currentRate: this.cRate,
+        averageRate: this.aRate,
+        errorRate: this.errorRate,
+        runTime: this.t1 - this.t0,
+        remainingTime,
+        sinceLastSuccess: this.ts > this.t0 ? this.t1 - this.ts : -1,
+        percentRescued: this.percentRescued(),
+      },
+      message: message && !this.errorsOrTimeout() ? message : null,
+      scroll,
+      forced: force || this.firstPost,
+    });
+    this.ratesUpdated = false;
+    this.firstPost = false;
+    this.firstRead = false;
+  }
+
+  /** The mapfile state now. */
+  snapshot(): { currentPos: number; currentStatus: MapfileStatus; currentPass: number; message: string; blocks: StatusMap } {
+    return { currentPos: this.currentPos, currentStatus: this.currentStatus, currentPass: this.currentPass, message: this.currentMessage, blocks: this.map };
+  }
+
+  /** `update_mapfile`: save if the interval has passed (or `force`), after syncing the output. */
+  async updateMapfile(force = false): Promise<boolean> {
+    if (!this.mapfile) return true;
+    return this.mapfile.update(() => this.snapshot(), this.map.length, () => this.sink.sync(), force);
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * Where the engine puts what it rescues. This issue has one sink, the output file;
+ * the pipeline adds pieces. Positions are input positions (the mapfile's).
+ */
+export interface RescueSink {
+  /**
+   * Good data read at input position `pos`. The bytes are only valid during the call.
+   * @throws ReaderError `ERR_OUTPUT_WRITE` (fatal, as in ddrescue).
+   */
+  write(pos: number, data: Uint8Array): void | Promise<void>;
+  /** Make everything written so far durable; called before every mapfile save. */
+  sync(): void | Promise<void>;
+  /** End of the run, before the final mapfile save: extend (`-S`, `-x`) and sync. @returns an error message, or null. */
+  finish(): string | null | Promise<string | null>;
+  /** After the final save. Idempotent. @returns an error message, or null. */
+  close(): string | null | Promise<string | null>;
+}
