@@ -208,6 +208,7 @@ async function rescue(
       const outcome = await doRescue(rb);
       if (cmd.verbosity >= 0) io.screen('\n');
       if (outcome.finalMessage) error(outcome.finalMessage);
+      if (updater?.lastError) error(`ERR_MAPFILE_WRITE: ${mapfile}: ${updater.lastError.message}`);
       for (const w of reporter.close()) error(w);
       if (outcome.status !== 0) return { status: outcome.status };
       const sig = io.signal();

@@ -79,7 +79,13 @@ export class MapfileUpdater {
     if (this.#t1 === 0 || this.#t1 > t2) this.#t1 = this.#t1s = t2;
     if (!force && t2 - this.#t1 < interval) return true;
     const sync = force || t2 - this.#t1s >= this.#o.syncInterval;
-    await beforeSave();
+    try {
+      await beforeSave();
+    } catch (err) {
+      // the data is not durable: the map must not say so
+      this.lastError = err as Error;
+      return false;
+    }
     const backup = this.#prevSync;
     this.#prevSync = sync;
     try {
@@ -88,6 +94,7 @@ export class MapfileUpdater {
       this.lastError = err as Error;
       return false;
     }
+    this.lastError = null;
     this.#t1 = this.#o.clock();
     if (sync) this.#t1s = this.#t1;
     return true;

@@ -269,7 +269,7 @@ export class Rescuebook {
    * `copy_block`: read `b`, write what was read, log the read.
    * @returns copied and failed byte counts, or a fatal message.
    */
-  async #copyBlock(b: Block): Promise<{ copied: number; error: number; fatal?: string }> {
+  async #copyBlock(b: Block): Promise<{ copied: number; error: number; fatal?: string; whole?: boolean }> {
     let copied = 0;
     let error = 0;
     const test = this.testSource;
@@ -302,8 +302,13 @@ export class Rescuebook {
       error = b.size;
     }
     if (copied > 0) {
-      const w = this.sink.write(b.pos, this.#iobuf.subarray(0, copied));
-      if (w) await w;
+      try {
+        const w = this.sink.write(b.pos, this.#iobuf.subarray(0, copied));
+        if (w) await w;
+      } catch (err) {
+        // a write error is fatal, as in ddrescue; the data read is not marked rescued
+        return { copied: 0, error: 0, fatal: (err as Error).message, whole: true };
+      }
     }
     this.reporter.readDone(b.pos, b.size, copied, error);
     return { copied, error };
@@ -338,7 +343,7 @@ export class Rescuebook {
     if (this.#interrupted()) return { result: -1, copied: 0, error: 0 };
     const r = await this.#copyBlock(b);
     if (r.fatal !== undefined) {
-      this.finalMessage = `${this.source.name}: ${r.fatal}`;
+      this.finalMessage = r.whole ? r.fatal : `${this.source.name}: ${r.fatal}`;
       this.eCode |= StopCause.other;
       return { result: 1, copied: r.copied, error: r.error };
     }
