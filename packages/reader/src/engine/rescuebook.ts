@@ -377,6 +377,20 @@ export class Rescuebook {
     return { result, copied, error };
   }
 
+  /**
+   * The read step of trimming, scraping and retrying: `copyAndUpdate`, then the rates,
+   * the pause on error and the periodic mapfile save.
+   * @returns the step result (non-zero ends the phase: 1, -1 or -2) and the failed bytes.
+   */
+  async readSectorStep(b: Block, message: string, phase: MapfileStatus, pass: number, forward: boolean): Promise<{ result: number; error: number }> {
+    const r = await this.copyAndUpdate(b, message, phase, pass, forward);
+    if (r.result) return r;
+    this.updateRates();
+    if (r.error > 0 && this.options.pauseOnError > 0) await this.pauseOnError();
+    if (!(await this.updateMapfile())) return { result: -2, error: r.error };
+    return r;
+  }
+
   /** `--pause-on-error` after a failed read. */
   async pauseOnError(): Promise<void> {
     const p = this.options.pauseOnError;

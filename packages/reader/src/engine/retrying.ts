@@ -38,11 +38,8 @@ async function forwardRetry(rb: Rescuebook, message: string, pass: number, resum
     if (b.size <= 0) break;
     pos = b.pos + b.size;
     blockFound = true;
-    const r = await rb.copyAndUpdate(b, message, MapfileStatus.retrying, pass, true);
+    const r = await rb.readSectorStep(b, message, MapfileStatus.retrying, pass, true);
     if (r.result) return r.result;
-    rb.updateRates();
-    if (r.error > 0 && rb.options.pauseOnError > 0) await rb.pauseOnError();
-    if (!(await rb.updateMapfile())) return -2;
   }
   if (!blockFound) return 0;
   rb.showStatus(-1, message, true);
@@ -62,11 +59,8 @@ async function backwardRetry(rb: Rescuebook, message: string, pass: number, resu
     if (b.size <= 0) break;
     end = b.pos;
     blockFound = true;
-    const r = await rb.copyAndUpdate(b, message, MapfileStatus.retrying, pass, false);
+    const r = await rb.readSectorStep(b, message, MapfileStatus.retrying, pass, false);
     if (r.result) return r.result;
-    rb.updateRates();
-    if (r.error > 0 && rb.options.pauseOnError > 0) await rb.pauseOnError();
-    if (!(await rb.updateMapfile())) return -2;
   }
   if (!blockFound) return 0;
   rb.showStatus(-1, message, true);

@@ -1,4 +1,4 @@
-import type { Sblock } from '@ddferry/mapfile';
+import type { BlockStatus, Sblock } from '@ddferry/mapfile';
 
 import type { Rescuebook } from './rescuebook.js';
 
@@ -29,4 +29,30 @@ export function nextBlockToVisit(rb: Rescuebook, current: Sblock | null, reverse
   const b = map.sblockAt(to - 1);
   if (!b) return null;
   return b.pos + b.size <= to ? b : b.pos > 0 ? map.sblockAt(b.pos - 1) : null;
+}
+
+/**
+ * Visit the in-domain blocks of status `st` in ddrescue's order for trimming and
+ * scraping (ascending, or descending with `-R`), stopping past the domain.
+ * @param work called for each block; returns a step result (non-zero ends the visit)
+ *   and whether it read the block (which changes where the next visit starts)
+ * @returns 0, or the first non-zero step result
+ */
+export async function visitBlocks(rb: Rescuebook, st: BlockStatus, work: (sb: Sblock) => Promise<{ result: number; worked: boolean }>): Promise<number> {
+  const reverse = rb.options.reverse;
+  for (let sb = nextBlockToVisit(rb, null, reverse, false); sb; ) {
+    if (!rb.domain.includes(sb)) {
+      if (!reverse ? rb.domain.end <= sb.pos : sb.pos + sb.size <= rb.domain.pos) break;
+      sb = nextBlockToVisit(rb, sb, reverse, false);
+      continue;
+    }
+    if (sb.status !== st) {
+      sb = nextBlockToVisit(rb, sb, reverse, false);
+      continue;
+    }
+    const { result, worked } = await work(sb);
+    if (result) return result;
+    sb = nextBlockToVisit(rb, sb, reverse, worked);
+  }
+  return 0;
 }
