@@ -1,2 +1,27 @@
-// The public API of this package is built in its own issue; nothing is exported yet.
-export {};
+export { authHmac, HMAC_BYTES, makeNonce, MAX_TOKEN_FILE_BYTES, NONCE_BYTES, readTokenFile, safeEqual, serverProof, verifyAuthHmac, verifyServerProof } from './auth.js';
+export type { Secret } from './auth.js';
+export { readBundle, writeBundle } from './bundle.js';
+export type { ReadBundleOptions, WriteBundleOptions } from './bundle.js';
+export { checkMessage } from './check-message.js';
+export type { CheckContext } from './check-message.js';
+export { decodeEnvelope, encodeEnvelope } from './codec.js';
+export { isProtocolError, PROTOCOL_ERROR_HINTS, ProtocolError } from './errors.js';
+export type { AuthCode, BundleCode, ErrorContext, PieceCode, ProtoCode, ProtocolErrorCode } from './errors.js';
+export { assertSameRescue, describeFingerprint, isRescueId, makeRescueId, parseRescueId, sameDevice } from './identity.js';
+export type { Fingerprint, RescueId, RescueIdentity } from './identity.js';
+export { DEFAULT_LIMITS, resolveLimits } from './limits.js';
+export type { Limits } from './limits.js';
+export { formatManifest, MANIFEST_NAME, parseManifest, pieceEntryName } from './manifest.js';
+export type { BundleManifest, PieceDescription } from './manifest.js';
+export { MESSAGE_TYPES } from './messages.js';
+export type {
+  AuthMessage, ChallengeMessage, ErrorMessage, Extent, HelloMessage, Message, MessageType, PieceDataMessage, PieceEndMessage,
+  PieceHeaderMessage, ReceiptMessage, Rejected, StatusMessage, StatusRange, WelcomeMessage,
+} from './messages.js';
+export { checkPieceShape, findChunk, makeExtent, validatePiece, verifyPieceData } from './piece.js';
+export type { Piece, PieceContext, PiecePlan } from './piece.js';
+export { encodePieceFrames, PieceCollector } from './piece-frames.js';
+export type { PieceCollectorOptions } from './piece-frames.js';
+export { envelopeSchema, PROTO_TEXT, PROTOCOL_VERSION } from './schema.js';
+export { createXxh64, hexOf, parseHex64, xxh64, XXH64_SLICE_BYTES } from './xxh64.js';
+export type { Xxh64Hasher } from './xxh64.js';

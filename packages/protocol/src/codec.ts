@@ -1,0 +1,252 @@
+import type { Block, BlockStatus, MapfileStatus } from '@ddferry/mapfile';
+
+import { checkListLength, checkMessage } from './check-message.js';
+import type { CheckContext } from './check-message.js';
+import { ProtocolError } from './errors.js';
+import type { Fingerprint } from './identity.js';
+import { DEFAULT_LIMITS } from './limits.js';
+import type { Limits } from './limits.js';
+import type { Extent, Message, MessageType, Rejected, StatusRange } from './messages.js';
+import { envelopeSchema } from './schema.js';
+
+/** The envelope field of each message type. */
+const FIELD_OF: Readonly<Record<MessageType, string>> = {
+  hello: 'hello',
+  challenge: 'challenge',
+  auth: 'auth',
+  welcome: 'welcome',
+  pieceHeader: 'pieceHeader',
+  pieceData: 'pieceData',
+  pieceEnd: 'pieceEnd',
+  receipt: 'receipt',
+  status: 'status',
+  error: 'error',
+};
+const TYPES = Object.keys(FIELD_OF) as MessageType[];
+
+type Obj = Record<string, unknown>;
+
+/** A uint64 for protobufjs: numbers as they are, bigints as decimal text (exact). */
+function wire64(v: number | bigint): number | string {
+  return typeof v === 'bigint' ? v.toString() : v;
+}
+
+function toWire(msg: Message): Obj {
+  switch (msg.type) {
+    case 'hello':
+      return { ...msg, fingerprint: { ...msg.fingerprint } };
+    case 'challenge':
+    case 'auth':
+    case 'pieceData':
+    case 'receipt':
+    case 'status':
+      return { ...msg };
+    case 'welcome':
+      return { ...msg, finished: msg.finished.map((b) => ({ pos: b.pos, size: b.size })) };
+    case 'pieceHeader':
+      return { ...msg, extents: msg.extents.map((e) => ({ pos: e.pos, size: e.size, xxh64: wire64(e.xxh64) })) };
+    case 'pieceEnd':
+      return { seq: msg.seq, xxh64OfHeader: wire64(msg.xxh64OfHeader) };
+    case 'error':
+      return { code: msg.code, message: msg.message, seq: msg.seq ?? 0 };
+  }
+}
+
+/**
+ * Encode one message as an envelope (one websocket binary message). The
+ * message is checked against `limits` first, so a receiver with the same
+ * limits accepts it.
+ * @throws ProtocolError `ERR_PROTO_*` for a value the receiver would refuse, and
+ *   `ERR_PROTO_MESSAGE_TOO_LARGE` when the encoding exceeds `maxMessageBytes`.
+ */
+export function encodeEnvelope(msg: Message, limits: Limits = DEFAULT_LIMITS): Uint8Array {
+  checkMessage(msg, { limits });
+  const type = envelopeSchema();
+  const fields = toWire(msg);
+  delete fields.type;
+  const bytes = type.encode(type.fromObject({ [FIELD_OF[msg.type]]: fields })).finish();
+  if (bytes.length > limits.maxMessageBytes) {
+    throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A ${msg.type} message encodes to ${bytes.length} bytes; at most ${limits.maxMessageBytes} may be sent.`, { limit: limits.maxMessageBytes });
+  }
+  return bytes;
+}
+
+interface LongLike {
+  readonly low: number;
+  readonly high: number;
+}
+
+function isLongLike(v: unknown): v is LongLike {
+  return typeof v === 'object' && v !== null && typeof (v as LongLike).low === 'number' && typeof (v as LongLike).high === 'number';
+}
+
+/** Decoding state: the check context and the piece being described (for errors). */
+interface Reading extends CheckContext {
+  seq?: number;
+}
+
+function num(r: Reading, v: unknown, field: string): number {
+  if (typeof v === 'number') return v;
+  if (!isLongLike(v)) throw new ProtocolError('ERR_PROTO_MALFORMED', `${field} is not a number.`, { peer: r.peer });
+  // The halves of a Long are 32-bit words: `>>> 0` reads them as unsigned.
+  const high = v.high >>> 0;
+  const low = v.low >>> 0;
+  if (high > 0x1f_ffff) {
+    throw new ProtocolError('ERR_PROTO_NUMBER_TOO_LARGE', `${field} is ${(BigInt(high) << 32n) | BigInt(low)}, above 2^53-1.`, { peer: r.peer, seq: r.seq });
+  }
+  return high * 0x1_0000_0000 + low;
+}
+
+function big(r: Reading, v: unknown, field: string): bigint {
+  if (typeof v === 'number') return BigInt(v);
+  if (!isLongLike(v)) throw new ProtocolError('ERR_PROTO_MALFORMED', `${field} is not a number.`, { peer: r.peer });
+  return (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function bytes(v: unknown): Uint8Array {
+  return v instanceof Uint8Array ? v : new Uint8Array(0);
+}
+
+function list(r: Reading, v: unknown, max: number, field: string): readonly unknown[] {
+  if (!Array.isArray(v)) return [];
+  checkListLength(r, v.length, max, field, r.seq);
+  return v;
+}
+
+function sub(r: Reading, v: unknown, field: string): Obj {
+  if (typeof v !== 'object' || v === null) throw new ProtocolError('ERR_PROTO_MISSING_FIELD', `${field} is missing.`, { peer: r.peer });
+  return v as Obj;
+}
+
+function fromWire(r: Reading, type: MessageType, m: Obj): Message {
+  const { limits } = r;
+  switch (type) {
+    case 'hello': {
+      const f = sub(r, m.fingerprint, 'hello.fingerprint');
+      const fingerprint: Fingerprint = {
+        size: num(r, f.size, 'fingerprint.size'),
+        logicalSectorSize: num(r, f.logicalSectorSize, 'fingerprint.logicalSectorSize'),
+        physicalSectorSize: num(r, f.physicalSectorSize, 'fingerprint.physicalSectorSize'),
+        model: str(f.model),
+        serial: str(f.serial),
+        wwn: str(f.wwn),
+        kind: str(f.kind),
+      };
+      return {
+        type, protocolVersion: num(r, m.protocolVersion, 'hello.protocolVersion'), rescueId: str(m.rescueId), fingerprint,
+        clientNonce: bytes(m.clientNonce), readerName: str(m.readerName),
+      };
+    }
+    case 'challenge':
+      return { type, serverNonce: bytes(m.serverNonce), protocolVersion: num(r, m.protocolVersion, 'challenge.protocolVersion') };
+    case 'auth':
+      return { type, hmac: bytes(m.hmac) };
+    case 'welcome':
+      return {
+        type,
+        serverProof: bytes(m.serverProof),
+        finished: list(r, m.finished, limits.maxFinishedRanges, 'welcome.finished').map((x): Block => {
+          const b = sub(r, x, 'welcome.finished range');
+          return { pos: num(r, b.pos, 'range.pos'), size: num(r, b.size, 'range.size') };
+        }),
+        mergedSeqs: list(r, m.mergedSeqs, limits.maxSeqs, 'welcome.mergedSeqs').map((s) => num(r, s, 'welcome.mergedSeqs element')),
+        imageSize: num(r, m.imageSize, 'welcome.imageSize'),
+      };
+    case 'pieceHeader': {
+      r.seq = num(r, m.seq, 'pieceHeader.seq');
+      return {
+        type,
+        seq: r.seq,
+        chunk: num(r, m.chunk, 'pieceHeader.chunk'),
+        extents: list(r, m.extents, limits.maxExtentsPerPiece, 'pieceHeader.extents').map((x): Extent => {
+          const e = sub(r, x, 'extent');
+          return { pos: num(r, e.pos, 'extent.pos'), size: num(r, e.size, 'extent.size'), xxh64: big(r, e.xxh64, 'extent.xxh64') };
+        }),
+        delta: list(r, m.delta, limits.maxDeltaRanges, 'pieceHeader.delta').map((x): StatusRange => {
+          const d = sub(r, x, 'delta range');
+          return { pos: num(r, d.pos, 'delta.pos'), size: num(r, d.size, 'delta.size'), status: str(d.status) as BlockStatus };
+        }),
+        dataSize: num(r, m.dataSize, 'pieceHeader.dataSize'),
+      };
+    }
+    case 'pieceData':
+      return { type, seq: num(r, m.seq, 'pieceData.seq'), offset: num(r, m.offset, 'pieceData.offset'), data: bytes(m.data) };
+    case 'pieceEnd':
+      return { type, seq: num(r, m.seq, 'pieceEnd.seq'), xxh64OfHeader: big(r, m.xxh64OfHeader, 'pieceEnd.xxh64OfHeader') };
+    case 'receipt':
+      return {
+        type,
+        merged: list(r, m.merged, limits.maxSeqs, 'receipt.merged').map((s) => num(r, s, 'receipt.merged element')),
+        rejected: list(r, m.rejected, limits.maxSeqs, 'receipt.rejected').map((x): Rejected => {
+          const j = sub(r, x, 'receipt.rejected element');
+          return { seq: num(r, j.seq, 'rejected.seq'), code: str(j.code), reason: str(j.reason) };
+        }),
+      };
+    case 'status':
+      return {
+        type,
+        phase: str(m.phase) as MapfileStatus,
+        message: str(m.message),
+        pass: num(r, m.pass, 'status.pass'),
+        pos: num(r, m.pos, 'status.pos'),
+        finishedSize: num(r, m.finishedSize, 'status.finishedSize'),
+        nonTriedSize: num(r, m.nonTriedSize, 'status.nonTriedSize'),
+        nonTrimmedSize: num(r, m.nonTrimmedSize, 'status.nonTrimmedSize'),
+        nonScrapedSize: num(r, m.nonScrapedSize, 'status.nonScrapedSize'),
+        badSectorSize: num(r, m.badSectorSize, 'status.badSectorSize'),
+        readErrors: num(r, m.readErrors, 'status.readErrors'),
+        currentRate: num(r, m.currentRate, 'status.currentRate'),
+        averageRate: num(r, m.averageRate, 'status.averageRate'),
+        chunk: num(r, m.chunk, 'status.chunk'),
+        chunkCount: num(r, m.chunkCount, 'status.chunkCount'),
+        spoolBytes: num(r, m.spoolBytes, 'status.spoolBytes'),
+        spoolPieces: num(r, m.spoolPieces, 'status.spoolPieces'),
+        runTime: num(r, m.runTime, 'status.runTime'),
+      };
+    case 'error': {
+      const seq = num(r, m.seq, 'error.seq');
+      return { type, code: str(m.code), message: str(m.message), seq: seq === 0 ? undefined : seq };
+    }
+  }
+}
+
+/**
+ * Decode one envelope from an untrusted peer. In order: the byte length is
+ * checked against `maxMessageBytes` before anything is decoded; then the
+ * envelope is decoded; then every number is converted (uint64 values above
+ * 2^53-1 refused, checksums kept as bigint) and every count, size and string
+ * is checked against `limits`, so callers may allocate from what they get.
+ * Byte fields are views of `bytes`, not copies.
+ * @param peer named in errors.
+ * @throws ProtocolError `ERR_PROTO_MESSAGE_TOO_LARGE`, `ERR_PROTO_MALFORMED`
+ *   (truncated or not protobuf), `ERR_PROTO_UNKNOWN_MESSAGE` (no body, or one
+ *   this version does not know), and the codes of `checkMessage`. Never any
+ *   other error, whatever the bytes.
+ */
+export function decodeEnvelope(bytes: Uint8Array, limits: Limits = DEFAULT_LIMITS, peer?: string): Message {
+  if (bytes.length > limits.maxMessageBytes) {
+    throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A message of ${bytes.length} bytes arrived; at most ${limits.maxMessageBytes} are accepted.`, { peer, limit: limits.maxMessageBytes });
+  }
+  let decoded: Obj;
+  try {
+    decoded = envelopeSchema().decode(bytes) as unknown as Obj;
+  } catch (err) {
+    throw new ProtocolError('ERR_PROTO_MALFORMED', `Cannot decode a message of ${bytes.length} bytes (${err instanceof Error ? err.message : String(err)}).`, { peer, cause: err });
+  }
+  const present = TYPES.filter((t) => decoded[FIELD_OF[t]] !== null && decoded[FIELD_OF[t]] !== undefined);
+  const type = present[0];
+  if (type === undefined) {
+    throw new ProtocolError('ERR_PROTO_UNKNOWN_MESSAGE', 'A message has no body, or one this version does not know.', { peer });
+  }
+  if (present.length > 1) {
+    throw new ProtocolError('ERR_PROTO_MALFORMED', `A message has more than one body (${present.join(', ')}).`, { peer });
+  }
+  const reading: Reading = { limits, peer };
+  const msg = fromWire(reading, type, sub(reading, decoded[FIELD_OF[type]], type));
+  checkMessage(msg, reading);
+  return msg;
+}

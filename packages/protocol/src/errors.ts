@@ -1,0 +1,121 @@
+/**
+ * Errors a user can reach from this package. Callers branch on `err.code`.
+ * Each code has a hint saying what to do; it ends the message.
+ */
+
+const PROTO_HINTS = {
+  ERR_PROTO_MESSAGE_TOO_LARGE: 'The peer sends messages larger than this side accepts: check both sides run the same ddferry version and limits.',
+  ERR_PROTO_MALFORMED: 'The message is not a ddferry protocol message (truncated or corrupted): check the peer is a ddferry process of the same version.',
+  ERR_PROTO_UNKNOWN_MESSAGE: 'The message carries no body this version knows: update the older side.',
+  ERR_PROTO_MISSING_FIELD: 'A required field is missing: check both sides run the same ddferry version.',
+  ERR_PROTO_NUMBER_TOO_LARGE: 'Positions, sizes and counts above 2^53-1 are refused.',
+  ERR_PROTO_TOO_MANY: 'A list is longer than the limit: the sender must seal pieces earlier or raise the receiver\'s limit.',
+  ERR_PROTO_FRAME_TOO_LARGE: 'A data frame is larger than maxFrameBytes: split data into smaller frames or raise the limit on both sides.',
+  ERR_PROTO_PIECE_TOO_LARGE: 'A piece is larger than maxPieceBytes: the reader must seal pieces earlier, or the receiver raise the limit.',
+  ERR_PROTO_STRING_TOO_LONG: 'A text field is longer than maxStringBytes.',
+  ERR_PROTO_BAD_NONCE: 'Nonces must be 16 to 64 random bytes: check the peer is a ddferry process.',
+  ERR_PROTO_BAD_FIELD: 'A field has a value outside its domain: check both sides run the same ddferry version.',
+  ERR_PROTO_BAD_RESCUE_ID: 'A rescue id is a lowercase random UUID (version 4), as written in the plan.',
+  ERR_PROTO_VERSION_MISMATCH: 'Both sides must speak the same protocol version: install the same ddferry version on both machines.',
+  ERR_PROTO_WRONG_RESCUE: 'This data belongs to another rescue: point the reader at the assembler of the same rescue (same plan).',
+  ERR_PROTO_WRONG_DEVICE: 'The source is not the device the rescue was planned for: connect the right disk, or plan a new rescue.',
+  ERR_PROTO_OUT_OF_ORDER: 'Piece messages must come as PieceHeader, PieceData in order, PieceEnd: the reader will resend the piece from its spool.',
+  ERR_PROTO_HEADER_CHECKSUM_MISMATCH: 'The piece header was corrupted in transit: the reader will resend the piece from its spool.',
+} as const;
+
+const PIECE_HINTS = {
+  ERR_PIECE_WRONG_RESCUE: 'The piece belongs to another rescue: import it into the assembler of its own rescue.',
+  ERR_PIECE_BAD_SEQ: 'Sequence numbers are integers from 1.',
+  ERR_PIECE_UNKNOWN_CHUNK: 'The piece names a chunk the plan does not have: check both sides use the same plan.',
+  ERR_PIECE_BAD_EXTENT: 'Extents have integer positions and positive sizes.',
+  ERR_PIECE_EXTENTS_NOT_SORTED: 'Extents must be sorted by position and must not overlap.',
+  ERR_PIECE_EXTENT_OUTSIDE_CHUNK: 'Every extent must lie inside the piece\'s chunk: check both sides use the same plan.',
+  ERR_PIECE_OUTSIDE_SOURCE: 'Every range must lie inside the source: check both sides use the same plan.',
+  ERR_PIECE_SIZE_MISMATCH: 'The data length must equal the sum of the extent sizes: the piece is truncated or corrupted; resend it from the spool.',
+  ERR_PIECE_CHECKSUM_MISMATCH: 'The data does not match its xxh64: the piece is corrupted; resend it from the spool.',
+  ERR_PIECE_BAD_DELTA: 'Delta ranges have integer positions, positive sizes and one status of ? * / - +.',
+  ERR_PIECE_DELTA_NOT_SORTED: 'Delta ranges must be sorted by position and must not overlap.',
+  ERR_PIECE_DELTA_OUTSIDE_CHUNK: 'Every delta range must lie inside the piece\'s chunk: check both sides use the same plan.',
+  ERR_PIECE_EXTENT_NOT_FINISHED: 'Every extent must be marked + in the piece\'s delta.',
+  ERR_PIECE_FINISHED_WITHOUT_DATA: 'A range marked + in the delta must be carried by extents; nothing is marked rescued without its data.',
+} as const;
+
+const BUNDLE_HINTS = {
+  ERR_BUNDLE_UNSAFE_PATH: 'Bundle entries are plain names; this bundle was not made by ddferry and is refused.',
+  ERR_BUNDLE_ENTRY_TYPE: 'Bundle entries are regular files; this bundle was not made by ddferry and is refused.',
+  ERR_BUNDLE_UNEXPECTED_ENTRY: 'A bundle holds manifest.json then one piece-NNNNNN.bin per piece of the manifest, in order.',
+  ERR_BUNDLE_ENTRY_TOO_LARGE: 'An entry is larger than the limits allow: the bundle is corrupted, or raise the limit.',
+  ERR_BUNDLE_SIZE_MISMATCH: 'An entry\'s size differs from the manifest: the bundle is corrupted; write it again from the spool.',
+  ERR_BUNDLE_MISSING_ENTRY: 'The bundle ends before all pieces of its manifest: it is truncated; write it again from the spool.',
+  ERR_BUNDLE_BAD_MANIFEST: 'manifest.json is not a valid ddferry bundle manifest (version 1).',
+  ERR_BUNDLE_MANIFEST_CHECKSUM: 'manifest.json does not match its manifestXxh64: the bundle is corrupted; write it again from the spool.',
+  ERR_BUNDLE_MALFORMED: 'The bundle is not a readable tar stream (truncated or corrupted): write it again from the spool.',
+  ERR_BUNDLE_EMPTY: 'A bundle holds at least one piece.',
+  ERR_BUNDLE_MIXED_RESCUES: 'All pieces of a bundle belong to one rescue.',
+  ERR_BUNDLE_DUPLICATE_SEQ: 'A bundle holds each sequence number once.',
+  ERR_BUNDLE_TOO_LARGE: 'The bundle would reach maxBundleBytes (FAT32 holds files under 4 GiB): put fewer pieces in it.',
+} as const;
+
+const AUTH_HINTS = {
+  ERR_AUTH_FAILED: 'The reader\'s token differs from the assembler\'s: copy the same token file to both machines.',
+  ERR_AUTH_BAD_PROOF: 'The assembler could not prove it knows the token: check the address and copy the same token file to both machines.',
+  ERR_AUTH_TOKEN_EMPTY: 'Put a long random secret in the token file, for example: openssl rand -hex 32 > TOKEN; chmod 600 TOKEN.',
+  ERR_AUTH_TOKEN_PERMISSIONS: 'Only the owner may read the token file: chmod 600 it.',
+  ERR_AUTH_TOKEN_READ: 'Check the path of the token file; it must be a regular file of at most 4 KiB.',
+} as const;
+
+const HINTS = { ...PROTO_HINTS, ...PIECE_HINTS, ...BUNDLE_HINTS, ...AUTH_HINTS };
+
+export type ProtoCode = keyof typeof PROTO_HINTS;
+export type PieceCode = keyof typeof PIECE_HINTS;
+export type BundleCode = keyof typeof BUNDLE_HINTS;
+export type AuthCode = keyof typeof AUTH_HINTS;
+export type ProtocolErrorCode = ProtoCode | PieceCode | BundleCode | AuthCode;
+
+/** Every code with what to do about it (the README lists the same). */
+export const PROTOCOL_ERROR_HINTS: Readonly<Record<ProtocolErrorCode, string>> = HINTS;
+
+/** Where an error happened, as far as known. */
+export interface ErrorContext {
+  /** The remote side (address or reader name). */
+  readonly peer?: string | undefined;
+  /** The file (bundle, token file). */
+  readonly file?: string | undefined;
+  /** The piece's sequence number. */
+  readonly seq?: number | undefined;
+  /** The limit that was exceeded. */
+  readonly limit?: number | undefined;
+  readonly cause?: unknown;
+}
+
+/**
+ * Refused input or failed authentication. The message names the peer or file,
+ * the piece when known, what was wrong, and what to do (`hint`).
+ */
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+  readonly code: ProtocolErrorCode;
+  readonly peer: string | undefined;
+  readonly file: string | undefined;
+  readonly seq: number | undefined;
+  readonly limit: number | undefined;
+  /** What to do about it. */
+  readonly hint: string;
+  constructor(code: ProtocolErrorCode, message: string, context: ErrorContext = {}) {
+    const where = context.file ?? context.peer;
+    const piece = context.seq === undefined ? '' : `piece ${context.seq}: `;
+    const hint = HINTS[code];
+    super(`${where === undefined ? '' : `${where}: `}${piece}${message} ${hint}`, context.cause === undefined ? undefined : { cause: context.cause });
+    this.code = code;
+    this.peer = context.peer;
+    this.file = context.file;
+    this.seq = context.seq;
+    this.limit = context.limit;
+    this.hint = hint;
+  }
+}
+
+/** True if `err` is a `ProtocolError` (by shape: its `name` and a string `code`). */
+export function isProtocolError(err: unknown): err is ProtocolError {
+  return err instanceof Error && err.name === 'ProtocolError' && typeof (err as { code?: unknown }).code === 'string';
+}

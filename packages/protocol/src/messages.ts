@@ -1,0 +1,154 @@
+/**
+ * The messages of wire format version 1, as this package's API gives them:
+ * positions, sizes, counts and sequence numbers are exact `number`s (at most
+ * 2^53-1), checksums are unsigned 64-bit `bigint`s. `type` names the body of
+ * the envelope (`src/ddferry.proto`).
+ */
+import type { Block, BlockStatus, MapfileStatus } from '@ddferry/mapfile';
+
+import type { Fingerprint, RescueId } from './identity.js';
+
+/** A range of the source and one piece of its data, with the data's xxh64. */
+export interface Extent {
+  readonly pos: number;
+  readonly size: number;
+  readonly xxh64: bigint;
+}
+
+/** A range of the source and the status a piece gives it. */
+export interface StatusRange {
+  readonly pos: number;
+  readonly size: number;
+  readonly status: BlockStatus;
+}
+
+/** Reader → assembler, first message. */
+export interface HelloMessage {
+  readonly type: 'hello';
+  readonly protocolVersion: number;
+  readonly rescueId: RescueId;
+  readonly fingerprint: Fingerprint;
+  readonly clientNonce: Uint8Array;
+  readonly readerName: string;
+}
+
+/** Assembler → reader: the challenge of the handshake. */
+export interface ChallengeMessage {
+  readonly type: 'challenge';
+  readonly serverNonce: Uint8Array;
+  readonly protocolVersion: number;
+}
+
+/** Reader → assembler: `authHmac(...)`, 32 bytes. */
+export interface AuthMessage {
+  readonly type: 'auth';
+  readonly hmac: Uint8Array;
+}
+
+/** Assembler → reader: `serverProof(...)` and what the image already holds. */
+export interface WelcomeMessage {
+  readonly type: 'welcome';
+  readonly serverProof: Uint8Array;
+  /** Ranges marked `+` in the image mapfile, sorted. */
+  readonly finished: readonly Block[];
+  /** Pieces already merged: the reader may free them from its spool. */
+  readonly mergedSeqs: readonly number[];
+  readonly imageSize: number;
+}
+
+/** The start of a piece; `dataSize` bytes follow in `pieceData` frames. */
+export interface PieceHeaderMessage {
+  readonly type: 'pieceHeader';
+  /** From 1. */
+  readonly seq: number;
+  readonly chunk: number;
+  readonly extents: readonly Extent[];
+  readonly delta: readonly StatusRange[];
+  /** The sum of the extent sizes. */
+  readonly dataSize: number;
+}
+
+/** A slice of a piece's data: its bytes `[offset, offset + data.length)`. */
+export interface PieceDataMessage {
+  readonly type: 'pieceData';
+  readonly seq: number;
+  readonly offset: number;
+  /** At most `maxFrameBytes`. After decoding, a view of the received buffer. */
+  readonly data: Uint8Array;
+}
+
+/** The end of a piece. */
+export interface PieceEndMessage {
+  readonly type: 'pieceEnd';
+  readonly seq: number;
+  /** xxh64 of the encoded pieceHeader envelope, as sent. */
+  readonly xxh64OfHeader: bigint;
+}
+
+/** A piece the assembler refused, and why (a `ProtocolError` code). */
+export interface Rejected {
+  readonly seq: number;
+  readonly code: string;
+  readonly reason: string;
+}
+
+/** Assembler → reader: durable acknowledgements. */
+export interface ReceiptMessage {
+  readonly type: 'receipt';
+  /** Merged durably: written, fsynced, image mapfile saved. */
+  readonly merged: readonly number[];
+  readonly rejected: readonly Rejected[];
+}
+
+/** Reader → assembler: progress for the live page. Sizes in bytes, rates in bytes per second. */
+export interface StatusMessage {
+  readonly type: 'status';
+  /** The mapfile status character of the running phase: `? * / - F G +`. */
+  readonly phase: MapfileStatus;
+  /** One line for humans. */
+  readonly message: string;
+  readonly pass: number;
+  readonly pos: number;
+  readonly finishedSize: number;
+  readonly nonTriedSize: number;
+  readonly nonTrimmedSize: number;
+  readonly nonScrapedSize: number;
+  readonly badSectorSize: number;
+  readonly readErrors: number;
+  readonly currentRate: number;
+  readonly averageRate: number;
+  readonly chunk: number;
+  readonly chunkCount: number;
+  readonly spoolBytes: number;
+  readonly spoolPieces: number;
+  /** Seconds since the rescue started. */
+  readonly runTime: number;
+}
+
+/** Either side: a refusal or failure, with a `ProtocolError`-style code. */
+export interface ErrorMessage {
+  readonly type: 'error';
+  readonly code: string;
+  readonly message: string;
+  /** The piece concerned, if any (0 on the wire means none). */
+  readonly seq?: number | undefined;
+}
+
+export type Message =
+  | HelloMessage
+  | ChallengeMessage
+  | AuthMessage
+  | WelcomeMessage
+  | PieceHeaderMessage
+  | PieceDataMessage
+  | PieceEndMessage
+  | ReceiptMessage
+  | StatusMessage
+  | ErrorMessage;
+
+export type MessageType = Message['type'];
+
+/** Every message type, in the order of the envelope's fields. */
+export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze([
+  'hello', 'challenge', 'auth', 'welcome', 'pieceHeader', 'pieceData', 'pieceEnd', 'receipt', 'status', 'error',
+]);

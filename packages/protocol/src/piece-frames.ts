@@ -1,0 +1,128 @@
+import { encodeEnvelope } from './codec.js';
+import { ProtocolError } from './errors.js';
+import { DEFAULT_LIMITS } from './limits.js';
+import type { Limits } from './limits.js';
+import type { PieceDataMessage, PieceEndMessage, PieceHeaderMessage } from './messages.js';
+import { validatePiece } from './piece.js';
+import type { Piece, PiecePlan } from './piece.js';
+import { xxh64 } from './xxh64.js';
+
+/**
+ * A piece on the wire: one `pieceHeader`, its data in `pieceData` frames of at
+ * most `maxFrameBytes` in order, then `pieceEnd` carrying the xxh64 of the
+ * header's encoded bytes.
+ */
+
+/**
+ * The encoded envelopes of a piece, one per websocket message, made lazily so
+ * the sender can wait for the socket between frames. Frames are `maxFrameBytes`
+ * long, the last one shorter; a piece without data has no frame.
+ * @throws ProtocolError as `encodeEnvelope`.
+ */
+export function* encodePieceFrames(piece: Piece, limits: Limits = DEFAULT_LIMITS): Generator<Uint8Array, void, undefined> {
+  const header = encodeEnvelope({
+    type: 'pieceHeader', seq: piece.seq, chunk: piece.chunk, extents: piece.extents, delta: piece.delta, dataSize: piece.data.length,
+  }, limits);
+  yield header;
+  for (let offset = 0; offset < piece.data.length; offset += limits.maxFrameBytes) {
+    const data = piece.data.subarray(offset, Math.min(piece.data.length, offset + limits.maxFrameBytes));
+    yield encodeEnvelope({ type: 'pieceData', seq: piece.seq, offset, data }, limits);
+  }
+  yield encodeEnvelope({ type: 'pieceEnd', seq: piece.seq, xxh64OfHeader: xxh64(header) }, limits);
+}
+
+export interface PieceCollectorOptions {
+  /** The receiver's plan; it must name the rescue. Every completed piece is checked against it. */
+  readonly plan: PiecePlan & { readonly rescueId: string };
+  /** Named in errors. */
+  readonly peer?: string;
+}
+
+type PieceMessage = PieceHeaderMessage | PieceDataMessage | PieceEndMessage;
+
+interface Open {
+  readonly header: PieceHeaderMessage;
+  readonly headerXxh64: bigint;
+  readonly data: Uint8Array;
+  received: number;
+}
+
+/**
+ * Receiver side of `encodePieceFrames`: feed it the decoded piece messages of
+ * one connection in order; it returns the piece when its `pieceEnd` arrives,
+ * after checking frame order, sizes, the header checksum and the whole piece
+ * against the plan (`validatePiece`). Memory: one piece's data, allocated when
+ * its header arrives (at most `maxPieceBytes`, checked by the decoder).
+ * After an error, the open piece is dropped and the next header starts afresh.
+ */
+export class PieceCollector {
+  readonly #plan: PiecePlan & { readonly rescueId: string };
+  readonly #peer: string | undefined;
+  #open: Open | undefined;
+
+  constructor(options: PieceCollectorOptions) {
+    this.#plan = options.plan;
+    this.#peer = options.peer;
+  }
+
+  /** The sequence number of the piece being received, if any. */
+  get pending(): number | undefined {
+    return this.#open?.header.seq;
+  }
+
+  /** Drop the piece being received (the connection closed). */
+  reset(): void {
+    this.#open = undefined;
+  }
+
+  /**
+   * Take the next piece message.
+   * @param raw the envelope's bytes as received; needed for `pieceHeader`, whose checksum `pieceEnd` carries.
+   * @returns the completed, validated piece on `pieceEnd`, else undefined.
+   * @throws ProtocolError `ERR_PROTO_OUT_OF_ORDER`, `ERR_PIECE_SIZE_MISMATCH`,
+   *   `ERR_PROTO_HEADER_CHECKSUM_MISMATCH`, and the codes of `validatePiece`.
+   */
+  accept(msg: PieceMessage, raw?: Uint8Array): Piece | undefined {
+    try {
+      return this.#accept(msg, raw);
+    } catch (err) {
+      this.#open = undefined;
+      throw err;
+    }
+  }
+
+  #fail(code: 'ERR_PROTO_OUT_OF_ORDER' | 'ERR_PIECE_SIZE_MISMATCH' | 'ERR_PROTO_HEADER_CHECKSUM_MISMATCH', seq: number, message: string): never {
+    throw new ProtocolError(code, message, { peer: this.#peer, seq });
+  }
+
+  #accept(msg: PieceMessage, raw: Uint8Array | undefined): Piece | undefined {
+    const open = this.#open;
+    if (msg.type === 'pieceHeader') {
+      if (open !== undefined) this.#fail('ERR_PROTO_OUT_OF_ORDER', open.header.seq, `A header for piece ${msg.seq} arrived before the end of this piece.`);
+      if (raw === undefined) throw new TypeError('accept(pieceHeader) needs the raw bytes of the envelope');
+      this.#open = { header: msg, headerXxh64: xxh64(raw), data: new Uint8Array(msg.dataSize), received: 0 };
+      return undefined;
+    }
+    if (open === undefined) this.#fail('ERR_PROTO_OUT_OF_ORDER', msg.seq, `A ${msg.type} arrived without a header.`);
+    const seq = open.header.seq;
+    if (msg.seq !== seq) this.#fail('ERR_PROTO_OUT_OF_ORDER', seq, `A ${msg.type} of piece ${msg.seq} arrived inside this piece.`);
+    if (msg.type === 'pieceData') {
+      if (msg.offset !== open.received) this.#fail('ERR_PROTO_OUT_OF_ORDER', seq, `A frame at offset ${msg.offset} arrived; ${open.received} was expected.`);
+      if (open.received + msg.data.length > open.data.length) {
+        this.#fail('ERR_PIECE_SIZE_MISMATCH', seq, `Frames carry more than the header's ${open.data.length} bytes.`);
+      }
+      open.data.set(msg.data, open.received);
+      open.received += msg.data.length;
+      return undefined;
+    }
+    if (open.received !== open.data.length) this.#fail('ERR_PIECE_SIZE_MISMATCH', seq, `The piece ended after ${open.received} of ${open.data.length} bytes.`);
+    if (msg.xxh64OfHeader !== open.headerXxh64) this.#fail('ERR_PROTO_HEADER_CHECKSUM_MISMATCH', seq, 'The header does not match the checksum in pieceEnd.');
+    this.#open = undefined;
+    const { header } = open;
+    const piece: Piece = {
+      rescueId: this.#plan.rescueId, seq, chunk: header.chunk, extents: header.extents, delta: header.delta, data: open.data,
+    };
+    validatePiece(piece, this.#plan, { peer: this.#peer });
+    return piece;
+  }
+}

@@ -1,0 +1,250 @@
+import { expect } from 'chai';
+import fc from 'fast-check';
+
+import { decodeEnvelope, encodeEnvelope } from '../src/codec.js';
+import { ProtocolError } from '../src/errors.js';
+import { DEFAULT_LIMITS, resolveLimits } from '../src/limits.js';
+import type { Message, StatusRange } from '../src/messages.js';
+import { envelopeSchema } from '../src/schema.js';
+import { RESCUE_ID } from './helpers.js';
+
+const MAX = Number.MAX_SAFE_INTEGER;
+const count = fc.integer({ min: 0, max: MAX });
+const seq = fc.integer({ min: 1, max: MAX });
+const uint32 = fc.integer({ min: 0, max: 0xffff_ffff });
+const u64 = fc.bigInt({ min: 0n, max: 0xffff_ffff_ffff_ffffn });
+const text = fc.string({ maxLength: 40 });
+const nonce = fc.uint8Array({ minLength: 16, maxLength: 64 });
+const mac = fc.uint8Array({ minLength: 32, maxLength: 32 });
+/** Sorted, non-overlapping ranges. */
+const ranges = fc.array(fc.tuple(fc.integer({ min: 0, max: 2 ** 40 }), fc.integer({ min: 0, max: 2 ** 40 })), { maxLength: 20 }).map((steps) => {
+  let pos = 0;
+  return steps.map(([gap, size]) => {
+    const r = { pos: pos + gap, size };
+    pos = r.pos + size;
+    return r;
+  });
+});
+const blockStatus = fc.constantFrom('?', '*', '/', '-', '+') as fc.Arbitrary<StatusRange['status']>;
+
+const fingerprint = fc.record({
+  size: count, logicalSectorSize: uint32, physicalSectorSize: uint32, model: text, serial: text, wwn: text, kind: text,
+});
+
+const message: fc.Arbitrary<Message> = fc.oneof(
+  fc.record({ type: fc.constant('hello' as const), protocolVersion: uint32, rescueId: fc.uuid({ version: 4 }), fingerprint, clientNonce: nonce, readerName: text }),
+  fc.record({ type: fc.constant('challenge' as const), serverNonce: nonce, protocolVersion: uint32 }),
+  fc.record({ type: fc.constant('auth' as const), hmac: mac }),
+  fc.record({ type: fc.constant('welcome' as const), serverProof: mac, finished: ranges, mergedSeqs: fc.array(seq, { maxLength: 20 }), imageSize: count }),
+  fc.record({
+    type: fc.constant('pieceHeader' as const), seq, chunk: uint32,
+    extents: fc.array(fc.record({ pos: fc.integer({ min: 0, max: 2 ** 50 }), size: fc.integer({ min: 0, max: 2 ** 30 }), xxh64: u64 }), { maxLength: 20 }),
+    delta: fc.array(fc.record({ pos: fc.integer({ min: 0, max: 2 ** 50 }), size: fc.integer({ min: 0, max: 2 ** 50 }), status: blockStatus }), { maxLength: 20 }),
+  }).map((h) => ({ ...h, dataSize: h.extents.reduce((s, e) => s + e.size, 0) }))
+    .filter((h) => h.dataSize <= DEFAULT_LIMITS.maxPieceBytes),
+  fc.record({ type: fc.constant('pieceData' as const), seq, offset: fc.integer({ min: 0, max: 2 ** 50 }), data: fc.uint8Array({ maxLength: 300 }) }),
+  fc.record({ type: fc.constant('pieceEnd' as const), seq, xxh64OfHeader: u64 }),
+  fc.record({ type: fc.constant('receipt' as const), merged: fc.array(seq, { maxLength: 20 }), rejected: fc.array(fc.record({ seq, code: text, reason: text }), { maxLength: 5 }) }),
+  fc.record({
+    type: fc.constant('status' as const), phase: fc.constantFrom('?', '*', '/', '-', 'F', 'G', '+') as fc.Arbitrary<'?'>, message: text, pass: uint32, pos: count,
+    finishedSize: count, nonTriedSize: count, nonTrimmedSize: count, nonScrapedSize: count, badSectorSize: count, readErrors: count,
+    currentRate: count, averageRate: count, chunk: uint32, chunkCount: uint32, spoolBytes: count, spoolPieces: count, runTime: count,
+  }),
+  fc.record({ type: fc.constant('error' as const), code: text, message: text, seq: fc.option(seq, { nil: undefined }) }),
+);
+
+/** Plain data to compare: Buffers and Uint8Arrays alike. */
+function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Array.from(value);
+  if (Array.isArray(value)) return value.map(plain);
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, plain(v)]));
+  }
+  return value;
+}
+
+function expectCode(fn: () => unknown, code: string): ProtocolError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(ProtocolError);
+    expect((err as ProtocolError).code).to.equal(code);
+    return err as ProtocolError;
+  }
+  expect.fail(`expected ${code}`);
+}
+
+/** An envelope built with protobufjs directly, bypassing our checks. */
+function raw(body: Record<string, unknown>): Uint8Array {
+  const t = envelopeSchema();
+  return t.encode(t.fromObject(body)).finish();
+}
+
+const hello: Message = {
+  type: 'hello', protocolVersion: 1, rescueId: RESCUE_ID, readerName: 'pc-a', clientNonce: new Uint8Array(32),
+  fingerprint: { size: 4e12, logicalSectorSize: 512, physicalSectorSize: 4096, model: 'WDC WD40EFRX', serial: 'WD-1', wwn: '', kind: 'block' },
+};
+
+describe('encodeEnvelope / decodeEnvelope', () => {
+  it('round-trips every message type', () => {
+    fc.assert(fc.property(message, (msg) => {
+      const decoded = decodeEnvelope(encodeEnvelope(msg));
+      expect(plain(decoded)).to.deep.equal(plain(msg));
+    }), { numRuns: 2000, seed: 7 });
+  });
+
+  it('keeps full 64-bit checksums and the largest exact positions', () => {
+    const msg: Message = { type: 'pieceHeader', seq: MAX, chunk: 0xffff_ffff, dataSize: 1, delta: [], extents: [{ pos: MAX - 1, size: 1, xxh64: 0xffff_ffff_ffff_ffffn }] };
+    expect(decodeEnvelope(encodeEnvelope(msg))).to.deep.equal(msg);
+  });
+
+  it('refuses an oversize message before decoding it', () => {
+    const limits = resolveLimits({ maxMessageBytes: 2048, maxFrameBytes: 1024 });
+    const garbage = new Uint8Array(2049).fill(0xff);
+    const err = expectCode(() => decodeEnvelope(garbage, limits, 'peer-x'), 'ERR_PROTO_MESSAGE_TOO_LARGE');
+    expect(err.limit).to.equal(2048);
+    expect(err.peer).to.equal('peer-x');
+    expect(err.message).to.match(/^peer-x: /);
+    expect(() => decodeEnvelope(garbage.subarray(0, 2048), limits)).to.throw(ProtocolError).with.property('code', 'ERR_PROTO_MALFORMED');
+  });
+
+  it('refuses to encode a message over maxMessageBytes', () => {
+    const limits = resolveLimits({ maxMessageBytes: 2048, maxFrameBytes: 1024 });
+    const many = { type: 'welcome' as const, serverProof: new Uint8Array(32), finished: [], imageSize: 0, mergedSeqs: Array.from({ length: 300 }, (_, i) => MAX - i) };
+    expectCode(() => encodeEnvelope(many, limits), 'ERR_PROTO_MESSAGE_TOO_LARGE');
+  });
+
+  it('reports a truncated message with a code', () => {
+    const bytes = encodeEnvelope(hello);
+    for (let n = 1; n < bytes.length; n++) {
+      expect(() => decodeEnvelope(bytes.subarray(0, n))).to.throw(ProtocolError);
+    }
+    expectCode(() => decodeEnvelope(bytes.subarray(0, bytes.length - 3)), 'ERR_PROTO_MALFORMED');
+  });
+
+  it('never throws anything but a ProtocolError on random bytes', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
+      try {
+        decodeEnvelope(bytes);
+      } catch (err) {
+        expect(err).to.be.instanceOf(ProtocolError);
+      }
+    }), { numRuns: 5000, seed: 11 });
+  });
+
+  it('never throws anything but a ProtocolError on mutated valid messages', () => {
+    fc.assert(fc.property(message, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), (msg, flips) => {
+      const bytes = new Uint8Array(encodeEnvelope(msg));
+      for (const [at, value] of flips) bytes[at % bytes.length] = value;
+      try {
+        decodeEnvelope(bytes);
+      } catch (err) {
+        expect(err).to.be.instanceOf(ProtocolError);
+      }
+    }), { numRuns: 3000, seed: 13 });
+  });
+
+  it('refuses a message with no body, or a body it does not know', () => {
+    expectCode(() => decodeEnvelope(new Uint8Array(0)), 'ERR_PROTO_UNKNOWN_MESSAGE');
+    // field 15, length-delimited, 2 bytes: a body from a later version
+    expectCode(() => decodeEnvelope(new Uint8Array([0x7a, 0x02, 0x08, 0x01])), 'ERR_PROTO_UNKNOWN_MESSAGE');
+  });
+
+  it('takes the last of two bodies, as protobuf does for a oneof', () => {
+    const a = encodeEnvelope({ type: 'auth', hmac: new Uint8Array(32) });
+    const b = encodeEnvelope({ type: 'pieceEnd', seq: 1, xxh64OfHeader: 5n });
+    expect(decodeEnvelope(Buffer.concat([a, b]))).to.deep.equal({ type: 'pieceEnd', seq: 1, xxh64OfHeader: 5n });
+  });
+
+  it('refuses uint64 values above 2^53-1 where numbers are exact', () => {
+    const err = expectCode(() => decodeEnvelope(raw({ pieceData: { seq: '9007199254740992', offset: 0, data: new Uint8Array(1) } })), 'ERR_PROTO_NUMBER_TOO_LARGE');
+    expect(err.message).to.contain('9007199254740992');
+    expectCode(() => decodeEnvelope(raw({ welcome: { serverProof: new Uint8Array(32), imageSize: '18446744073709551615' } })), 'ERR_PROTO_NUMBER_TOO_LARGE');
+    expectCode(() => decodeEnvelope(raw({ welcome: { serverProof: new Uint8Array(32), finished: [{ pos: MAX, size: 1 }] } })), 'ERR_PROTO_NUMBER_TOO_LARGE');
+    expectCode(() => encodeEnvelope({ type: 'pieceData', seq: 2 ** 53, offset: 0, data: new Uint8Array(0) }), 'ERR_PROTO_NUMBER_TOO_LARGE');
+  });
+
+  it('refuses a missing fingerprint, a bad rescue id, short nonces and MACs', () => {
+    expectCode(() => decodeEnvelope(raw({ hello: { rescueId: RESCUE_ID, clientNonce: new Uint8Array(32) } })), 'ERR_PROTO_MISSING_FIELD');
+    expectCode(() => encodeEnvelope({ ...hello, rescueId: 'not-a-uuid' } as Message), 'ERR_PROTO_BAD_RESCUE_ID');
+    expectCode(() => encodeEnvelope({ ...hello, rescueId: RESCUE_ID.toUpperCase() } as Message), 'ERR_PROTO_BAD_RESCUE_ID');
+    expectCode(() => decodeEnvelope(raw({ challenge: { serverNonce: new Uint8Array(15) } })), 'ERR_PROTO_BAD_NONCE');
+    expectCode(() => decodeEnvelope(raw({ challenge: { serverNonce: new Uint8Array(65) } })), 'ERR_PROTO_BAD_NONCE');
+    expect(decodeEnvelope(raw({ challenge: { serverNonce: new Uint8Array(16) } }))).to.include({ type: 'challenge' });
+    expect(decodeEnvelope(raw({ challenge: { serverNonce: new Uint8Array(64) } }))).to.include({ type: 'challenge' });
+    expectCode(() => decodeEnvelope(raw({ auth: { hmac: new Uint8Array(31) } })), 'ERR_PROTO_BAD_FIELD');
+    expectCode(() => decodeEnvelope(raw({ auth: {} })), 'ERR_PROTO_BAD_FIELD');
+  });
+
+  it('refuses welcome ranges that are unsorted or overlap', () => {
+    const welcome = (finished: { pos: number; size: number }[]): Message => ({ type: 'welcome', serverProof: new Uint8Array(32), mergedSeqs: [], imageSize: 0, finished });
+    expect(decodeEnvelope(encodeEnvelope(welcome([{ pos: 0, size: 5 }, { pos: 5, size: 1 }]))).type).to.equal('welcome');
+    expectCode(() => encodeEnvelope(welcome([{ pos: 0, size: 5 }, { pos: 4, size: 1 }])), 'ERR_PROTO_BAD_FIELD');
+    expectCode(() => decodeEnvelope(raw({ welcome: { serverProof: new Uint8Array(32), finished: [{ pos: 9, size: 1 }, { pos: 0, size: 1 }] } })), 'ERR_PROTO_BAD_FIELD');
+  });
+
+  it('refuses bad statuses and phases', () => {
+    expectCode(() => decodeEnvelope(raw({ pieceHeader: { seq: 1, delta: [{ pos: 0, size: 1, status: 'x' }] } })), 'ERR_PROTO_BAD_FIELD');
+    expectCode(() => decodeEnvelope(raw({ status: { phase: '' } })), 'ERR_PROTO_BAD_FIELD');
+    expectCode(() => decodeEnvelope(raw({ pieceEnd: { seq: 0 } })), 'ERR_PROTO_BAD_FIELD');
+  });
+
+  it('refuses a header whose extents do not add up to dataSize', () => {
+    const err = expectCode(() => decodeEnvelope(raw({ pieceHeader: { seq: 9, dataSize: 10, extents: [{ pos: 0, size: 9, xxh64: 1 }] } })), 'ERR_PIECE_SIZE_MISMATCH');
+    expect(err.seq).to.equal(9);
+  });
+
+  describe('limits, just at and just over', () => {
+    const limits = resolveLimits({ maxFrameBytes: 1000, maxExtentsPerPiece: 3, maxDeltaRanges: 4, maxStringBytes: 10, maxSeqs: 5, maxFinishedRanges: 2, maxPieceBytes: 5000 });
+    const header = (extents: number, delta: number): Message => ({
+      type: 'pieceHeader', seq: 1, chunk: 0,
+      extents: Array.from({ length: extents }, (_, i) => ({ pos: i * 10, size: 1, xxh64: 0n })),
+      delta: Array.from({ length: delta }, (_, i) => ({ pos: i * 10, size: 1, status: '+' as const })),
+      dataSize: extents,
+    });
+
+    function both(at: Message, over: Message, code: string): void {
+      expect(decodeEnvelope(encodeEnvelope(at, limits), limits).type).to.equal(at.type);
+      expectCode(() => encodeEnvelope(over, limits), code);
+      expectCode(() => decodeEnvelope(encodeEnvelope(over), limits), code);
+    }
+
+    it('data frames', () => {
+      both({ type: 'pieceData', seq: 1, offset: 0, data: new Uint8Array(1000) }, { type: 'pieceData', seq: 1, offset: 0, data: new Uint8Array(1001) }, 'ERR_PROTO_FRAME_TOO_LARGE');
+    });
+    it('extents and delta ranges per piece', () => {
+      both(header(3, 4), header(4, 4), 'ERR_PROTO_TOO_MANY');
+      both(header(3, 4), header(3, 5), 'ERR_PROTO_TOO_MANY');
+    });
+    it('piece data size', () => {
+      const piece = (size: number): Message => ({ type: 'pieceHeader', seq: 1, chunk: 0, delta: [], extents: [{ pos: 0, size, xxh64: 0n }], dataSize: size });
+      both(piece(5000), piece(5001), 'ERR_PROTO_PIECE_TOO_LARGE');
+    });
+    it('strings, counted in UTF-8 bytes', () => {
+      const error = (message: string): Message => ({ type: 'error', code: 'E', message });
+      both(error('é'.repeat(5)), error(`${'é'.repeat(5)}x`), 'ERR_PROTO_STRING_TOO_LONG');
+    });
+    it('sequence numbers and finished ranges', () => {
+      const receipt = (n: number): Message => ({ type: 'receipt', merged: Array.from({ length: n }, (_, i) => i + 1), rejected: [] });
+      both(receipt(5), receipt(6), 'ERR_PROTO_TOO_MANY');
+      const welcome = (n: number): Message => ({ type: 'welcome', serverProof: new Uint8Array(32), mergedSeqs: [], imageSize: 0, finished: Array.from({ length: n }, (_, i) => ({ pos: i, size: 1 })) });
+      both(welcome(2), welcome(3), 'ERR_PROTO_TOO_MANY');
+    });
+  });
+});
+
+describe('resolveLimits', () => {
+  it('merges overrides with the defaults and checks them', () => {
+    expect(resolveLimits({ maxFrameBytes: 1 << 20 })).to.include({ maxFrameBytes: 1 << 20, maxMessageBytes: DEFAULT_LIMITS.maxMessageBytes });
+    expect(() => resolveLimits({ maxFrameBytes: 0 })).to.throw(RangeError);
+    expect(() => resolveLimits({ maxFrameBytes: 1.5 })).to.throw(RangeError);
+    expect(() => resolveLimits({ minNonceBytes: 65 })).to.throw(RangeError);
+    expect(() => resolveLimits({ maxFrameBytes: DEFAULT_LIMITS.maxMessageBytes })).to.throw(RangeError);
+  });
+
+  it('defaults to 4 MiB frames inside 8 MiB messages', () => {
+    expect(DEFAULT_LIMITS.maxFrameBytes).to.equal(4 * 1024 * 1024);
+    expect(DEFAULT_LIMITS.maxMessageBytes).to.equal(8 * 1024 * 1024);
+    expect(Object.isFrozen(DEFAULT_LIMITS)).to.equal(true);
+  });
+});
