@@ -133,6 +133,11 @@ export function checkMessage(msg: Message, ctx: CheckContext): void {
       checkFingerprint(ctx, msg.fingerprint);
       checkNonce(ctx, msg.clientNonce, 'hello.clientNonce');
       checkString(ctx, msg.readerName, 'hello.readerName');
+      checkCount(ctx, msg.chunkSize, 'hello.chunkSize');
+      checkUint32(ctx, msg.sectorSize, 'hello.sectorSize');
+      if (msg.chunkSize <= 0 || msg.sectorSize <= 0 || msg.chunkSize % msg.sectorSize !== 0) {
+        fail(ctx, 'ERR_PROTO_BAD_FIELD', `hello.chunkSize ${msg.chunkSize} must be a positive multiple of hello.sectorSize ${msg.sectorSize}.`);
+      }
       return;
     case 'challenge':
       checkNonce(ctx, msg.serverNonce, 'challenge.serverNonce');

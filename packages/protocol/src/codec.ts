@@ -139,6 +139,7 @@ function fromWire(r: Reading, type: MessageType, m: Obj): Message {
       return {
         type, protocolVersion: num(r, m.protocolVersion, 'hello.protocolVersion'), rescueId: str(m.rescueId), fingerprint,
         clientNonce: bytes(m.clientNonce), readerName: str(m.readerName),
+        chunkSize: num(r, m.chunkSize, 'hello.chunkSize'), sectorSize: num(r, m.sectorSize, 'hello.sectorSize'),
       };
     }
     case 'challenge':

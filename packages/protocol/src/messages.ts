@@ -30,6 +30,10 @@ export interface HelloMessage {
   readonly fingerprint: Fingerprint;
   readonly clientNonce: Uint8Array;
   readonly readerName: string;
+  /** The plan: chunks of this size over the source (see `planChunks`). */
+  readonly chunkSize: number;
+  /** The plan's sector size. */
+  readonly sectorSize: number;
 }
 
 /** Assembler → reader: the challenge of the handshake. */

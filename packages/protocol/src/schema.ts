@@ -54,6 +54,10 @@ message Hello {
   Fingerprint fingerprint = 3;
   bytes client_nonce = 4;
   string reader_name = 5;
+  // The plan: chunks of chunk_size bytes (the last one shorter) over fingerprint.size,
+  // aligned to sector_size, as planChunks makes them.
+  uint64 chunk_size = 6;
+  uint32 sector_size = 7;
 }
 
 // Assembler -> reader.

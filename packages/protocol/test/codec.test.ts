@@ -32,7 +32,8 @@ const fingerprint = fc.record({
 });
 
 const message: fc.Arbitrary<Message> = fc.oneof(
-  fc.record({ type: fc.constant('hello' as const), protocolVersion: uint32, rescueId: fc.uuid({ version: 4 }), fingerprint, clientNonce: nonce, readerName: text }),
+  fc.record({ type: fc.constant('hello' as const), protocolVersion: uint32, rescueId: fc.uuid({ version: 4 }), fingerprint, clientNonce: nonce, readerName: text,
+    sectorSize: fc.constantFrom(512, 4096), chunkSize: fc.integer({ min: 1, max: 2 ** 20 }) }).map((h) => ({ ...h, chunkSize: h.chunkSize * h.sectorSize })),
   fc.record({ type: fc.constant('challenge' as const), serverNonce: nonce, protocolVersion: uint32 }),
   fc.record({ type: fc.constant('auth' as const), hmac: mac }),
   fc.record({ type: fc.constant('welcome' as const), serverProof: mac, finished: ranges, mergedSeqs: fc.array(seq, { maxLength: 20 }), imageSize: count }),
@@ -81,7 +82,7 @@ function raw(body: Record<string, unknown>): Uint8Array {
 }
 
 const hello: Message = {
-  type: 'hello', protocolVersion: 1, rescueId: RESCUE_ID, readerName: 'pc-a', clientNonce: new Uint8Array(32),
+  type: 'hello', protocolVersion: 1, rescueId: RESCUE_ID, readerName: 'pc-a', clientNonce: new Uint8Array(32), chunkSize: 1 << 20, sectorSize: 512,
   fingerprint: { size: 4e12, logicalSectorSize: 512, physicalSectorSize: 4096, model: 'WDC WD40EFRX', serial: 'WD-1', wwn: '', kind: 'block' },
 };
 
