@@ -18,7 +18,13 @@ export type ReaderErrorCode =
   | 'ERR_MAPFILE_SAME_AS_DATA'
   | 'ERR_TEST_MAP'
   | 'ERR_LOG_FILE'
-  | 'ERR_OPTION_UNSUPPORTED';
+  | 'ERR_OPTION_UNSUPPORTED'
+  | 'ERR_JOB_NOT_FOUND'
+  | 'ERR_JOB_BAD'
+  | 'ERR_JOB_EXISTS'
+  | 'ERR_JOB_WRONG_DEVICE'
+  | 'ERR_SPOOL'
+  | 'ERR_LINK';
 
 export class ReaderError extends Error {
   override readonly name = 'ReaderError';

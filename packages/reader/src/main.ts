@@ -1,12 +1,17 @@
+import { PLAN_HELP, RESCUE_HELP, runPlan, runRescue } from './cli/job-commands.js';
 import { runDdrescue } from './ddrescue/run.js';
 
 const USAGE = `Usage: ddferry-reader COMMAND [ARGS]
 
 Commands:
+  plan SOURCE JOBDIR ...   make a job folder for a new rescue ('plan --help')
+  rescue JOBDIR --to URL   rescue and ship to an assembler ('rescue --help')
   ddrescue [options] infile outfile [mapfile]
-                GNU ddrescue 1.27's rescue (see 'ddferry-reader ddrescue --help')
-  help          this text
-`;
+                           GNU ddrescue 1.27's rescue ('ddrescue --help')
+  help                     this text
+
+${PLAN_HELP}
+${RESCUE_HELP}`;
 
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
@@ -14,7 +19,7 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return command === undefined ? 1 : 0;
   }
-  if (command !== 'ddrescue') {
+  if (command !== 'ddrescue' && command !== 'plan' && command !== 'rescue') {
     process.stderr.write(`ddferry-reader: ERR_USAGE: unknown command '${command}'.\n${USAGE}`);
     return 1;
   }
@@ -24,13 +29,14 @@ async function main(): Promise<number> {
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
-  const result = await runDdrescue(rest, {
-    screen: (t) => process.stderr.write(t),
-    stderr: (t) => process.stderr.write(t),
-    stdout: (t) => process.stdout.write(t),
+  const io = {
+    screen: (t: string) => process.stderr.write(t),
+    stderr: (t: string) => process.stderr.write(t),
+    stdout: (t: string) => process.stdout.write(t),
     cwd: process.cwd(),
     signal: () => signal,
-  });
+  };
+  const result = command === 'plan' ? { status: await runPlan(rest, io) } : command === 'rescue' ? await runRescue(rest, io) : await runDdrescue(rest, io);
   for (const s of signals) process.off(s, onSignal);
   if (result.signal) {
     // re-raise, so the parent sees death by the signal, as with ddrescue

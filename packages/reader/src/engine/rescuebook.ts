@@ -228,8 +228,18 @@ export class Rescuebook {
     const old = this.map.sblockAt(b.pos)?.status ?? st;
     this.badAreas += this.map.changeChunkStatus(b, st, this.domain);
     if (old === st) return;
+    this.sink.statusChanged?.(b.pos, b.size, st);
     this.#addSize(old, -b.size);
     this.#addSize(st, b.size);
+  }
+
+  /**
+   * Give the whole block at `pos` status `st` without joining neighbours and without
+   * updating the counters (ddrescue's `change_sblock_status`, the trimming shortcut).
+   */
+  setBlockStatusRaw(pos: number, st: BlockStatus): void {
+    const before = this.map.setBlockStatus(pos, st);
+    if (before && before.status !== st) this.sink.statusChanged?.(before.pos, before.size, st);
   }
 
   /** Status of the block at `pos`, or null. */

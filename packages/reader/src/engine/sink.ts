@@ -1,3 +1,5 @@
+import type { BlockStatus } from '@ddferry/mapfile';
+
 /**
  * Where the engine puts what it rescues. This issue has one sink, the output file;
  * the pipeline adds pieces. Positions are input positions (the mapfile's).
@@ -8,6 +10,11 @@ export interface RescueSink {
    * @throws ReaderError `ERR_OUTPUT_WRITE` (fatal, as in ddrescue).
    */
   write(pos: number, data: Uint8Array): void | Promise<void>;
+  /**
+   * The status of `[pos, pos+size)` changed (every change the engine makes after its
+   * start, in order). Optional: the output file does not need it; pieces carry it.
+   */
+  statusChanged?(pos: number, size: number, status: BlockStatus): void;
   /** Make everything written so far durable; called before every mapfile save. */
   sync(): void | Promise<void>;
   /** End of the run, before the final mapfile save: extend (`-S`, `-x`) and sync. @returns an error message, or null. */

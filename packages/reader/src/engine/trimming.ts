@@ -18,7 +18,7 @@ export async function trimErrors(rb: Rescuebook): Promise<number> {
     const rbad = rb.statusAt(sb.pos + sb.size) === BlockStatus.badSector;
     if (lbad && rbad) {
       // left for scraping by a raw change that does not update the counters (ddrescue's quirk)
-      rb.map.setBlockStatus(sb.pos, BlockStatus.nonScraped);
+      rb.setBlockStatusRaw(sb.pos, BlockStatus.nonScraped);
       return { result: 0, worked: false };
     }
     let pos = sb.pos;

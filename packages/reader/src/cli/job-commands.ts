@@ -1,0 +1,132 @@
+import { ArgumentError, type FileSystemName, MapfileParseError, MapfileSizeError, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
+import { isProtocolError } from '@ddferry/protocol';
+
+import { parseDdrescueCommand } from '../ddrescue/options.js';
+import { ReaderError } from '../errors.js';
+import { planJob } from '../job/plan-job.js';
+import { rescueJob } from '../pipeline/rescue-job.js';
+
+export interface CommandIo {
+  readonly screen: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly stdout: (text: string) => void;
+  readonly signal: () => NodeJS.Signals | null;
+}
+
+export const PLAN_HELP = `Usage: ddferry-reader plan SOURCE JOBDIR [--chunk-size N | --medium-size N --fs fat32|exfat|ext4]
+                           [--sector-size N] [--test-mode MAP] [--from-mapfile MAP]
+
+Make a job folder for a new rescue of SOURCE (a disk, a partition or a file, opened
+read-only): job.json (a new rescue id, the source's fingerprint, the chunk plan),
+common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map.
+
+  --chunk-size N      bytes per chunk (ddrescue number forms: 4GiB, 1000s, 0x...)
+  --medium-size N     or: chunks that fit one at a time on a stick of N bytes
+  --fs NAME           the stick's file system: fat32 (files under 4 GiB), exfat, ext4
+  --sector-size N     default: the source's logical sector size
+  --test-mode MAP     simulate a failing disk: GNU ddrescue's -H test map over SOURCE
+  --from-mapfile MAP  start from an existing GNU ddrescue mapfile of this source
+`;
+
+export const RESCUE_HELP = `Usage: ddferry-reader rescue JOBDIR --to ws://HOST:PORT [--token-file F]
+                             [--spool-size N] [--source DEVICE] [ddrescue options]
+
+Rescue the job's source with GNU ddrescue's algorithm over the whole disk; rescued data
+goes into the spool (JOBDIR/spool) before common.map says it is rescued, is shipped to
+the assembler, and is deleted from the spool once the assembler holds it.
+
+  --to URL            the assembler (ddferry-assembler serve prints it)
+  --token-file F      the shared secret (chmod 600); the same file on both sides
+  --spool-size N      bytes the local spool may hold [256MiB]; reading pauses when full
+  --source DEVICE     the source's name now, if it changed since planning
+Engine options are GNU ddrescue's (see 'ddferry-reader ddrescue --help'), e.g. -d -r3 -n.
+`;
+
+function report(err: unknown, io: CommandIo): number {
+  if (err instanceof MapfileParseError) {
+    io.stderr(`ddferry-reader: ${err.code}: ${err.message}\n`);
+    return 2;
+  }
+  if (err instanceof ReaderError || err instanceof ArgumentError || err instanceof MapfileSizeError || isProtocolError(err) || (err as { code?: string }).code?.startsWith?.('ERR_')) {
+    io.stderr(`ddferry-reader: ${(err as { code: string }).code}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  throw err;
+}
+
+/** `ddferry-reader plan ...` */
+export async function runPlan(argv: readonly string[], io: CommandIo): Promise<number> {
+  try {
+    const { options, operands } = parseArgs(argv, [
+      { code: 'chunk-size', long: 'chunk-size', hasArg: 'yes' },
+      { code: 'medium-size', long: 'medium-size', hasArg: 'yes' },
+      { code: 'fs', long: 'fs', hasArg: 'yes' },
+      { code: 'sector-size', long: 'sector-size', hasArg: 'yes' },
+      { code: 'test-mode', long: 'test-mode', hasArg: 'yes' },
+      { code: 'from-mapfile', long: 'from-mapfile', hasArg: 'yes' },
+      { code: 'h', long: 'help', hasArg: 'no' },
+    ]);
+    const v = new Map(options.map((o) => [o.code, o.argument]));
+    if (v.has('h')) {
+      io.stdout(PLAN_HELP);
+      return 0;
+    }
+    if (operands.length !== 2) throw new ArgumentError('ERR_ARG_INVALID', '', '', `plan needs SOURCE and JOBDIR.\n${PLAN_HELP}`);
+    const sectorSize = v.has('sector-size') ? parseNumberArgument(v.get('sector-size')!, '--sector-size', 0, 1, 1 << 20) : undefined;
+    const unit = sectorSize ?? 512;
+    const fs = (v.get('fs') ?? 'fat32') as FileSystemName;
+    if (!['fat32', 'exfat', 'ext4'].includes(fs)) throw new ArgumentError('ERR_ARG_INVALID', '--fs', fs, `--fs must be fat32, exfat or ext4, not '${fs}'.`);
+    if (v.has('chunk-size') === v.has('medium-size')) throw new ArgumentError('ERR_ARG_INVALID', '', '', 'Give either --chunk-size or --medium-size.');
+    const job = await planJob({
+      source: operands[0]!,
+      jobDir: operands[1]!,
+      chunkSize: v.has('chunk-size') ? parseNumberArgument(v.get('chunk-size')!, '--chunk-size', unit, 1) : undefined,
+      medium: v.has('medium-size') ? { capacity: parseNumberArgument(v.get('medium-size')!, '--medium-size', unit, 1), fs } : undefined,
+      sectorSize,
+      testMode: v.get('test-mode'),
+      fromMapfile: v.get('from-mapfile'),
+      commandLine: ['ddferry-reader', 'plan', ...argv].join(' '),
+    });
+    io.stdout(`Planned rescue ${job.rescueId}: ${job.sourceSize} bytes in ${job.chunkCount} chunk(s) of ${job.chunkSize} bytes, sectors of ${job.sectorSize}.\n`);
+    return 0;
+  } catch (err) {
+    return report(err, io);
+  }
+}
+
+/** `ddferry-reader rescue ...` */
+export async function runRescue(argv: readonly string[], io: CommandIo): Promise<{ status: number; signal?: NodeJS.Signals }> {
+  try {
+    const ours = new Map<string, string>();
+    const rest: string[] = [];
+    for (let i = 0; i < argv.length; ++i) {
+      const a = argv[i]!;
+      const m = /^--(to|token-file|spool-size|source)(?:=(.*))?$/.exec(a);
+      if (m) {
+        const value = m[2] ?? argv[++i];
+        if (value === undefined) throw new ArgumentError('ERR_ARG_INVALID', a, '', `option '${a}' requires an argument`);
+        ours.set(m[1]!, value);
+      } else if (a === '--help' || a === '-h') {
+        io.stdout(RESCUE_HELP);
+        return { status: 0 };
+      } else {
+        rest.push(a);
+      }
+    }
+    const engine = parseDdrescueCommand(rest);
+    if (engine.infile === undefined || engine.outfile !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '', '', `rescue needs one JOBDIR.\n${RESCUE_HELP}`);
+    const to = ours.get('to');
+    if (to === undefined || !/^wss?:\/\//.test(to)) throw new ArgumentError('ERR_ARG_INVALID', '--to', to ?? '', `--to ws://HOST:PORT is required (the address ddferry-assembler serve prints).`);
+    return await rescueJob({
+      jobDir: engine.infile,
+      to,
+      tokenFile: ours.get('token-file'),
+      spoolBytes: ours.has('spool-size') ? parseNumberArgument(ours.get('spool-size')!, '--spool-size', 512, 1 << 20) : undefined,
+      source: ours.get('source'),
+      engine,
+      commandLine: ['ddferry-reader', 'rescue', ...argv].join(' '),
+    }, io);
+  } catch (err) {
+    return { status: report(err, io) };
+  }
+}

@@ -1,0 +1,134 @@
+import { resolve } from 'node:path';
+
+import { BlockStatus, Domain, StatusMap, formatTimestamp, normalizeForRescue } from '@ddferry/mapfile';
+import { readMapfile } from '@ddferry/mapfile/io';
+import { describeFingerprint, readTokenFile, sameDevice } from '@ddferry/protocol';
+
+import { DdrescueReporter } from '../ddrescue/reporter.js';
+import type { DdrescueCommand } from '../ddrescue/options.js';
+import { doRescue } from '../engine/do-rescue.js';
+import { MapfileUpdater } from '../engine/mapfile-updater.js';
+import { Rescuebook } from '../engine/rescuebook.js';
+import { ReaderError } from '../errors.js';
+import { fingerprintOf } from '../job/fingerprint.js';
+import { jobChunks, jobPaths, readJob } from '../job/job.js';
+import { openSource } from '../job/open-source.js';
+import { allocAligned } from '../source/aligned-buffer.js';
+import { PieceSink } from './piece-sink.js';
+import { Spool } from './spool.js';
+import { WsShipper } from './ws-shipper.js';
+
+export interface RescueJobOptions {
+  readonly jobDir: string;
+  /** `ws://HOST:PORT` of the assembler. */
+  readonly to: string;
+  readonly tokenFile?: string;
+  /** Bytes the local spool may hold (default 256 MiB). */
+  readonly spoolBytes?: number;
+  /** The source's path now, if `/dev` names changed since planning. */
+  readonly source?: string;
+  /** The engine's options, parsed as `ddrescue`'s (files ignored). */
+  readonly engine: DdrescueCommand;
+  readonly commandLine: string;
+}
+
+export interface RescueJobIo {
+  readonly screen: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly signal: () => NodeJS.Signals | null;
+}
+
+/**
+ * `ddferry-reader rescue JOBDIR --to ws://...`: GNU ddrescue's rescue over the whole
+ * source (ddrescue's order: copying over the whole disk, then trimming, scraping,
+ * retrying), with rescued data sealed into pieces in the spool before `common.map` says
+ * `+`, shipped to the assembler, and freed by its receipts.
+ * @returns the exit status, or a signal to re-raise.
+ */
+export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{ status: number; signal?: NodeJS.Signals }> {
+  const dir = resolve(o.jobDir);
+  const job = await readJob(dir);
+  const paths = jobPaths(dir);
+  const chunks = jobChunks(job);
+  const e = o.engine.rescue;
+  const { source, testSource } = await openSource(o.source === undefined ? job.source : resolve(o.source), { direct: e.directIn, testMap: job.testMode });
+  let shipper: WsShipper | undefined;
+  try {
+    const now = fingerprintOf(source, job.testMode !== undefined);
+    if (!sameDevice(job.fingerprint, now)) {
+      throw new ReaderError('ERR_JOB_WRONG_DEVICE', source.name,
+        `${source.name} is not the disk this job was planned for.\n  planned: ${describeFingerprint(job.fingerprint)}\n  found:   ${describeFingerprint(now)}\n`
+        + 'Connect the right disk and give its current name with --source (device names can change between boots).');
+    }
+    const plan = { rescueId: job.rescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
+    const spool = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: o.spoolBytes ?? 256 << 20, plan });
+    const secret = o.tokenFile === undefined ? '' : await readTokenFile(o.tokenFile);
+    const log = (line: string): void => io.stderr(`${line}\n`);
+    shipper = new WsShipper({
+      url: o.to, secret, rescueId: job.rescueId, fingerprint: job.fingerprint, chunkSize: job.chunkSize, sectorSize: job.sectorSize, spool, log,
+    });
+    shipper.start();
+    const welcome = await shipper.firstWelcome(5000);
+    if (!welcome) log(`ddferry-reader: ${o.to}: no answer yet; rescuing into the spool (${spool.capacity} bytes) and retrying the link.`);
+
+    // common.map, with what the image already holds marked finished: never read twice
+    const m = await readMapfile(paths.commonMap, { file: paths.commonMap });
+    const domain = Domain.fromOptions(0, job.sourceSize);
+    const norm = normalizeForRescue(m.blocks, { insize: job.sourceSize, hardbs: e.hardbs, domain, file: paths.commonMap });
+    const map = new StatusMap(norm.blocks);
+    if (welcome) {
+      for (const r of welcome.finished) markFinished(map, norm.domain, r.pos, r.size);
+    }
+    const startSeconds = Math.floor(Date.now() / 1000);
+    const updater = new MapfileUpdater({
+      path: paths.commonMap, commandLine: o.commandLine, startTime: formatTimestamp(new Date(startSeconds * 1000)),
+      saveInterval: e.mapfileSaveInterval, syncInterval: e.mapfileSyncInterval, clock: () => Math.floor(Date.now() / 1000),
+    });
+    const sink = new PieceSink({ rescueId: job.rescueId, chunks, spool });
+    const reporter = new DdrescueReporter({ verbosity: o.engine.verbosity, binaryPrefixes: o.engine.binaryPrefixes, write: io.screen });
+    const rb = new Rescuebook({
+      source, testSource, sink, reporter, map, domain: norm.domain, insize: job.sourceSize, offset: 0,
+      currentPos: m.currentPos, currentStatus: m.currentStatus, currentPass: m.currentPass,
+      mapfile: updater, options: e,
+      iobuf: allocAligned(e.cluster * e.hardbs + e.hardbs, Math.max(4096, e.hardbs)),
+      clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
+      interrupted: () => io.signal() !== null,
+      sleep: (s) => new Promise((res) => setTimeout(res, s * 1000)),
+    });
+    const outcome = await doRescue(rb);
+    if (o.engine.verbosity >= 0) io.screen('\n');
+    if (outcome.finalMessage) log(`ddferry-reader: ${outcome.finalMessage}`);
+    if (updater.lastError) log(`ddferry-reader: ERR_MAPFILE_WRITE: ${paths.commonMap}: ${updater.lastError.message}`);
+    for (const w of reporter.close()) log(`ddferry-reader: ${w}`);
+    const sig = io.signal();
+    if (outcome.interrupted && sig) return { status: 128 + (sig === 'SIGINT' ? 2 : sig === 'SIGHUP' ? 1 : 15), signal: sig };
+    // everything read is in the spool; wait until the assembler holds it
+    if (spool.seqs().length > 0) {
+      if (o.engine.verbosity >= 0) io.screen(`Waiting for ${o.to} to acknowledge ${spool.seqs().length} piece(s)...\n`);
+      const drained = shipper.drained();
+      while (spool.seqs().length > 0 && !io.signal()) await Promise.race([drained, new Promise((r) => setTimeout(r, 200))]);
+      const s2 = io.signal();
+      if (s2) {
+        log(`ddferry-reader: interrupted with ${spool.seqs().length} piece(s) still in the spool; run the same command again to ship them.`);
+        return { status: 128 + (s2 === 'SIGINT' ? 2 : s2 === 'SIGHUP' ? 1 : 15), signal: s2 };
+      }
+    }
+    return { status: outcome.status };
+  } finally {
+    shipper?.stop();
+    source.close();
+  }
+}
+
+/** Mark `[pos, pos+size)` finished in `map` block by block (data safe on PC_B). */
+function markFinished(map: StatusMap, domain: Domain, pos: number, size: number): void {
+  let p = pos;
+  const end = Math.min(pos + size, domain.end);
+  while (p < end) {
+    const b = map.sblockAt(p);
+    if (!b) return;
+    const bEnd = Math.min(b.pos + b.size, end);
+    if (b.status !== BlockStatus.finished && domain.includes({ pos: p, size: bEnd - p })) map.changeChunkStatus({ pos: p, size: bEnd - p }, BlockStatus.finished, domain);
+    p = bEnd;
+  }
+}

@@ -1,0 +1,239 @@
+import { hostname } from 'node:os';
+
+import {
+  type Fingerprint, type Limits, type Message, type WelcomeMessage, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError,
+  authHmac, decodeEnvelope, encodeEnvelope, encodePieceFrames, makeNonce, verifyServerProof,
+} from '@ddferry/protocol';
+import WebSocket from 'ws';
+
+import { ReaderError } from '../errors.js';
+import type { Spool } from './spool.js';
+
+export interface ShipperOptions {
+  /** `ws://HOST:PORT` of the assembler. */
+  readonly url: string;
+  /** The shared secret ('' if none: both sides must agree). */
+  readonly secret: string;
+  readonly rescueId: string;
+  readonly fingerprint: Fingerprint;
+  readonly chunkSize: number;
+  readonly sectorSize: number;
+  readonly spool: Spool;
+  readonly limits?: Limits;
+  /** Unacknowledged bytes in flight at most (default 64 MiB). */
+  readonly windowBytes?: number;
+  /** Messages for the user (stderr). */
+  readonly log: (line: string) => void;
+}
+
+/** What the assembler said when a session opened. */
+export type Welcome = WelcomeMessage;
+
+/**
+ * Ships the spool to the assembler over a websocket: handshake (Hello, Challenge,
+ * Auth, Welcome with the server's proof), then every spooled piece in sequence order,
+ * a window of unacknowledged bytes, and receipts that free the spool. A lost
+ * connection is retried with backoff and everything not acknowledged is sent again.
+ */
+export class WsShipper {
+  readonly #o: ShipperOptions;
+  readonly #limits: Limits;
+  #stopped = false;
+  #ws: WebSocket | null = null;
+  #welcomeWaiters: Array<(w: Welcome) => void> = [];
+  #welcome: Welcome | null = null;
+  #idleWaiters: Array<() => void> = [];
+  #rejections = new Map<number, number>();
+  /** Pieces merged (receipts seen) in this run. */
+  merged = 0;
+  /** Connection state for progress lines. */
+  state: 'connecting' | 'connected' | 'waiting' = 'connecting';
+
+  constructor(options: ShipperOptions) {
+    this.#o = options;
+    this.#limits = options.limits ?? DEFAULT_LIMITS;
+  }
+
+  /** Start the connection loop (runs until `stop`). */
+  start(): void {
+    void this.#loop();
+  }
+
+  /** The first Welcome of this run, or null after `timeoutMs`. */
+  firstWelcome(timeoutMs: number): Promise<Welcome | null> {
+    if (this.#welcome) return Promise.resolve(this.#welcome);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(null), timeoutMs);
+      this.#welcomeWaiters.push((w) => {
+        clearTimeout(t);
+        resolve(w);
+      });
+    });
+  }
+
+  /** Resolves when the spool is empty (everything acknowledged). */
+  async drained(): Promise<void> {
+    while (this.#o.spool.seqs().length > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#ws?.close();
+    for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  async #loop(): Promise<void> {
+    let backoff = 250;
+    while (!this.#stopped) {
+      try {
+        await this.#session(() => {
+          backoff = 250;
+        });
+      } catch (err) {
+        if (this.#stopped) break;
+        const code = (err as { code?: string }).code;
+        this.#o.log(`ddferry-reader: ${code ?? 'ERR_LINK'}: ${this.#o.url}: ${(err as Error).message} (retrying in ${(backoff / 1000).toFixed(1)} s)`);
+      }
+      if (this.#stopped) break;
+      this.state = 'waiting';
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 10000);
+    }
+  }
+
+  /** One connection, from handshake to close. */
+  async #session(onWelcome: () => void): Promise<void> {
+    const o = this.#o;
+    this.state = 'connecting';
+    const ws = new WebSocket(o.url, { perMessageDeflate: false, maxPayload: this.#limits.maxMessageBytes, handshakeTimeout: 10000 });
+    this.#ws = ws;
+    const inbox: Message[] = [];
+    let inboxWaiter: (() => void) | null = null;
+    let closed: Error | null = null;
+    const wake = (): void => {
+      const w = inboxWaiter;
+      inboxWaiter = null;
+      w?.();
+    };
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      try {
+        if (!isBinary) throw new ProtocolError('ERR_PROTO_MALFORMED', 'a text message', { peer: o.url });
+        inbox.push(decodeEnvelope(data, this.#limits, o.url));
+      } catch (err) {
+        closed = err as Error;
+        ws.close();
+      }
+      wake();
+    });
+    ws.on('close', () => {
+      closed ??= new ReaderError('ERR_LINK', o.url, 'the connection closed');
+      wake();
+      for (const w of this.#idleWaiters.splice(0)) w();
+    });
+    ws.on('error', (err) => {
+      closed = new ReaderError('ERR_LINK', o.url, err.message, { cause: err });
+      wake();
+    });
+    const next = async (): Promise<Message> => {
+      for (;;) {
+        const m = inbox.shift();
+        if (m) return m;
+        if (closed) throw closed;
+        await new Promise<void>((resolve) => {
+          inboxWaiter = resolve;
+        });
+      }
+    };
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const send = (bytes: Uint8Array): void => ws.send(bytes, { binary: true });
+    const clientNonce = makeNonce();
+    send(encodeEnvelope({
+      type: 'hello', protocolVersion: PROTOCOL_VERSION, rescueId: o.rescueId, fingerprint: o.fingerprint, clientNonce,
+      readerName: hostname(), chunkSize: o.chunkSize, sectorSize: o.sectorSize,
+    }, this.#limits));
+    const challenge = await next();
+    if (challenge.type === 'error') throw new ReaderError('ERR_LINK', o.url, `the assembler refused: ${challenge.code}: ${challenge.message}`);
+    if (challenge.type !== 'challenge') throw new ProtocolError('ERR_PROTO_OUT_OF_ORDER', `expected a challenge, got ${challenge.type}`, { peer: o.url });
+    send(encodeEnvelope({ type: 'auth', hmac: authHmac(o.secret, challenge.serverNonce, clientNonce, o.rescueId) }, this.#limits));
+    const welcome = await next();
+    if (welcome.type === 'error') throw new ReaderError('ERR_LINK', o.url, `the assembler refused: ${welcome.code}: ${welcome.message}`);
+    if (welcome.type !== 'welcome') throw new ProtocolError('ERR_PROTO_OUT_OF_ORDER', `expected a welcome, got ${welcome.type}`, { peer: o.url });
+    if (!verifyServerProof(o.secret, challenge.serverNonce, clientNonce, o.rescueId, welcome.serverProof)) {
+      throw new ProtocolError('ERR_AUTH_BAD_PROOF', 'the assembler does not know the shared secret: check --token-file on both sides', { peer: o.url });
+    }
+    onWelcome();
+    this.state = 'connected';
+    // pieces the assembler already merged: drop them
+    const maxSeen = welcome.mergedSeqs.reduce((m, s) => Math.max(m, s), 0);
+    o.spool.notePeerSeqs(maxSeen);
+    const mergedSet = new Set(welcome.mergedSeqs);
+    await o.spool.remove(o.spool.seqs().filter((s) => mergedSet.has(s)));
+    this.#welcome = welcome;
+    for (const w of this.#welcomeWaiters.splice(0)) w(welcome);
+
+    // receipts, in the background of the sender
+    const inFlight = new Map<number, number>();
+    let inFlightBytes = 0;
+    let flightWaiter: (() => void) | null = null;
+    const receive = async (): Promise<void> => {
+      for (;;) {
+        const m = await next();
+        if (m.type === 'receipt') {
+          const done = m.merged.filter((s) => inFlight.has(s) || o.spool.seqs().includes(s));
+          for (const s of m.merged) {
+            inFlightBytes -= inFlight.get(s) ?? 0;
+            inFlight.delete(s);
+          }
+          await o.spool.remove(done);
+          this.merged += done.length;
+          for (const r of m.rejected) {
+            inFlightBytes -= inFlight.get(r.seq) ?? 0;
+            inFlight.delete(r.seq);
+            const n = (this.#rejections.get(r.seq) ?? 0) + 1;
+            this.#rejections.set(r.seq, n);
+            o.log(`ddferry-reader: ${r.code}: ${o.url} rejected piece ${r.seq}: ${r.reason} (sending it again from the spool, attempt ${n + 1})`);
+          }
+          const w = flightWaiter;
+          flightWaiter = null;
+          w?.();
+          if (o.spool.seqs().length === 0) for (const w2 of this.#idleWaiters.splice(0)) w2();
+        } else if (m.type === 'error') {
+          throw new ReaderError('ERR_LINK', o.url, `the assembler reported ${m.code}: ${m.message}`);
+        }
+      }
+    };
+    const receiving = receive();
+    receiving.catch(() => {
+      const w = flightWaiter;
+      flightWaiter = null;
+      w?.();
+    });
+    const window = o.windowBytes ?? 64 << 20;
+    for (;;) {
+      if (closed) throw closed;
+      const pending = o.spool.seqs().filter((s) => !inFlight.has(s));
+      if (pending.length === 0 || inFlightBytes >= window) {
+        await Promise.race([
+          o.spool.added(),
+          new Promise<void>((resolve) => {
+            flightWaiter = resolve;
+          }),
+          receiving.then(() => undefined, () => undefined),
+        ]);
+        continue;
+      }
+      const seq = pending[0]!;
+      const piece = await o.spool.read(seq);
+      inFlight.set(seq, piece.data.length + 1);
+      inFlightBytes += piece.data.length + 1;
+      for (const frame of encodePieceFrames(piece, this.#limits)) {
+        if (closed) throw closed;
+        send(frame);
+        while (ws.bufferedAmount > 8 << 20 && !closed) await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+  }
+}
