@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { lstat, link, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { lstat, link, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import { MapfileIoError } from './errors.js';
@@ -132,3 +132,40 @@ async function keepBackup(path: string): Promise<void> {
   }
 }
 
+
+/**
+ * Remove the temporary files that `saveMapfile` left for `path` when a process was
+ * killed during a save (`.NAME.PID.HEX.tmp` of processes no longer running). They were
+ * never the mapfile; this only tidies the folder.
+ * @returns the names removed.
+ */
+export async function removeStaleTemporaries(path: string): Promise<string[]> {
+  const folder = dirname(path);
+  const prefix = `.${basename(path)}.`;
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = await readdir(folder);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const m = /^(\d+)\.[0-9a-f]+\.tmp$/.exec(name.slice(prefix.length));
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isRunning(pid)) continue;
+    await rm(join(folder, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, 'EPERM');
+  }
+}

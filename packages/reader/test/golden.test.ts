@@ -14,6 +14,7 @@ import { gunzipSync } from 'node:zlib';
 import { expect } from 'chai';
 
 import { runDdrescue } from '../src/ddrescue/run.js';
+import { makeDetBin, mapBody, normalizeReadLog } from './helpers/ddrescue-compare.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'golden');
 
@@ -34,30 +35,6 @@ interface GoldenCase {
 }
 
 const CASES = JSON.parse(readFileSync(join(FIXTURES, 'cases.json'), 'utf8')) as GoldenCase[];
-
-/** spec 3.2's input: sector i holds the big-endian u64 i+1, 64 times. */
-export function makeDetBin(sectors = 32768): Buffer {
-  const buf = Buffer.alloc(sectors * 512);
-  for (let i = 0; i < sectors; ++i) {
-    for (let k = 0; k < 64; ++k) buf.writeBigUInt64BE(BigInt(i + 1), i * 512 + k * 8);
-  }
-  return buf;
-}
-
-/** spec 3.2's `nreads`: drop the header and footer, per-second marks and phase-line times. */
-export function normalizeReadLog(text: string): string {
-  return text
-    .split('\n')
-    .filter((l) => !/^# (Reads Logfile|Command line|Start time|End time)/.test(l) && !l.startsWith('#  Ipos'))
-    .map((l) => l.replace(/^# [0-9dhms:]+ {2}/, '# '))
-    .filter((l) => !/^# [0-9dhms:]+$/.test(l))
-    .join('\n');
-}
-
-/** A mapfile without its first line and its command-line and time lines. */
-export function mapBody(text: string): string {
-  return text.split('\n').slice(1).filter((l) => !/^# (Command line|Start time|Current time):/.test(l)).join('\n');
-}
 
 describe('golden cases from GNU ddrescue 1.27 (spec 3)', function () {
   let dir: string;

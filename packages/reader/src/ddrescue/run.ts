@@ -6,7 +6,7 @@ import {
   ArgumentError, Domain, MapfileParseError, MapfileSizeError, MapfileStatus, SblockVector, StatusMap,
   formatNum, formatNum3, formatTimestamp, normalizeForRescue,
 } from '@ddferry/mapfile';
-import { pathExists, readMapfile } from '@ddferry/mapfile/io';
+import { pathExists, readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
 
 import { allocAligned } from '../source/aligned-buffer.js';
 import { doRescue } from '../engine/do-rescue.js';
@@ -127,7 +127,7 @@ async function rescue(
     // Mapbook: crop the domain, read and normalise the mapfile
     if (insize > 0) {
       if (domain.pos >= insize) {
-        error(`Can't start reading at pos ${formatNum3(domain.pos)}.\n          Input file is only ${formatNum3(insize)} bytes long.`);
+        error(`ERR_SOURCE_SHORTER_THAN_DOMAIN: Can't start reading at pos ${formatNum3(domain.pos)}.\n          Input file is only ${formatNum3(insize)} bytes long.`);
         return { status: 1 };
       }
       domain = domain.crop({ pos: 0, size: insize });
@@ -141,6 +141,7 @@ async function rescue(
       if (!existsSync(folder)) {
         throw new ReaderError('ERR_MAPFILE_FOLDER_MISSING', mapfile, `${mapfile}: the mapfile's folder ${folder} does not exist. Create it (mkdir -p) or give another mapfile path; the mapfile must be saved for the rescue to resume.`);
       }
+      await removeStaleTemporaries(abs(mapfile));
       if (await pathExists(abs(mapfile))) {
         const m = await readMapfile(abs(mapfile), { file: mapfile });
         mapfileExists = true;
@@ -202,7 +203,7 @@ async function rescue(
         iobuf: allocAligned(o.cluster * o.hardbs + o.hardbs, Math.max(4096, o.hardbs)),
         clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
         interrupted: () => io.signal() !== null,
-        sleep: (s) => new Promise((res) => setTimeout(res, s * 1000)),
+        sleep: (s) => interruptibleSleep(s, io.signal),
       });
       printIntro(cmd, rb, infile, outfile, mapfileExists, mapfileInsize, io.screen);
       const outcome = await doRescue(rb);
@@ -281,6 +282,12 @@ function preallocate(path: string, pos: number, size: number, error: (msg: strin
   // without --keep-size: posix_fallocate extends the file
   const r = spawnSync('fallocate', ['-o', String(pos), '-l', String(size), path]);
   if (r.status !== 0) error(`${path}: Can't preallocate output file: ${r.stderr?.toString().trim() || r.error?.message}`);
+}
+
+/** Sleep `seconds`, ending early when a signal arrives (so Ctrl-C during a pause acts at once). */
+export async function interruptibleSleep(seconds: number, signal: () => unknown): Promise<void> {
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end && !signal()) await new Promise((r) => setTimeout(r, Math.min(100, end - Date.now())));
 }
 
 function signalNumber(sig: NodeJS.Signals): number {

@@ -3,6 +3,7 @@ import {
 } from '@ddferry/mapfile';
 
 import type { Source } from '../source/source.js';
+import { strerror } from '../strerror.js';
 import type { TestModeSource } from '../source/test-mode-source.js';
 import type { MapfileUpdater } from './mapfile-updater.js';
 import { MAX_MAX_SKIPBS, MIN_SKIPBS, type RescueOptions } from './options.js';
@@ -305,8 +306,15 @@ export class Rescuebook {
       }
       error = errno ? b.size - copied : 0;
       if (copied <= 0 && errno) {
-        if (FATAL_READ_ERRORS.has(errno)) return { copied, error, fatal: `Fatal error reading the input file: ${errno}` };
-        if (errno === 'EINVAL') return { copied, error, fatal: 'Unaligned read error. Is sector size correct?' };
+        if (errno === 'ENXIO' || errno === 'ENODEV') {
+          return { copied, error, fatal: `ERR_SOURCE_VANISHED: ${this.source.name}: Fatal error reading the input file: ${strerror(errno)}. The device is gone: the mapfile is saved; reconnect it and run the same command to resume.`, whole: true };
+        }
+        if (FATAL_READ_ERRORS.has(errno)) {
+          return { copied, error, fatal: `ERR_SOURCE_FATAL_READ: ${this.source.name}: Fatal error reading the input file: ${strerror(errno)}. The mapfile is saved; fix the cause and run the same command to resume.`, whole: true };
+        }
+        if (errno === 'EINVAL') {
+          return { copied, error, fatal: `ERR_SOURCE_UNALIGNED_READ: ${this.source.name}: Unaligned read error. Is sector size correct? Give the device's logical sector size with -b, or run without -d.`, whole: true };
+        }
       }
     } else {
       error = b.size;
@@ -365,7 +373,7 @@ export class Rescuebook {
       if (this.options.completeOnly) {
         this.domain = this.domain.crop({ pos: 0, size: eof });
       } else if (!this.map.truncate(eof)) {
-        this.finalMessage = `${this.source.name}: EOF found below the size calculated from mapfile.`;
+        this.finalMessage = `ERR_SOURCE_EOF_BELOW_MAPFILE: ${this.source.name}: EOF found below the size calculated from mapfile. The source is smaller than the mapfile says: check it is the same disk, or use -C.`;
         result = 1;
       }
       this.initializeSizes();
@@ -380,7 +388,7 @@ export class Rescuebook {
       }
       this.changeChunkStatus({ pos: b.pos + copied, size: error }, error > this.hardbs ? fst : BlockStatus.badSector);
       if (!this.source.stillThere()) {
-        this.finalMessage = `${this.source.name}: Input file disappeared`;
+        this.finalMessage = `ERR_SOURCE_VANISHED: ${this.source.name}: Input file disappeared. The mapfile is saved; reconnect the disk and run the same command to resume.`;
         result = 1;
       }
     }

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 
 import { BlockStatus, Domain, StatusMap, formatTimestamp, normalizeForRescue } from '@ddferry/mapfile';
-import { readMapfile } from '@ddferry/mapfile/io';
+import { readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
 import { describeFingerprint, readTokenFile, sameDevice } from '@ddferry/protocol';
 
 import { DdrescueReporter } from '../ddrescue/reporter.js';
+import { interruptibleSleep } from '../ddrescue/run.js';
 import type { DdrescueCommand } from '../ddrescue/options.js';
 import { doRescue } from '../engine/do-rescue.js';
 import { MapfileUpdater } from '../engine/mapfile-updater.js';
@@ -72,6 +73,7 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
     if (!welcome) log(`ddferry-reader: ${o.to}: no answer yet; rescuing into the spool (${spool.capacity} bytes) and retrying the link.`);
 
     // common.map, with what the image already holds marked finished: never read twice
+    await removeStaleTemporaries(paths.commonMap);
     const m = await readMapfile(paths.commonMap, { file: paths.commonMap });
     const domain = Domain.fromOptions(0, job.sourceSize);
     const norm = normalizeForRescue(m.blocks, { insize: job.sourceSize, hardbs: e.hardbs, domain, file: paths.commonMap });
@@ -93,7 +95,7 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
       iobuf: allocAligned(e.cluster * e.hardbs + e.hardbs, Math.max(4096, e.hardbs)),
       clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
       interrupted: () => io.signal() !== null,
-      sleep: (s) => new Promise((res) => setTimeout(res, s * 1000)),
+      sleep: (s) => interruptibleSleep(s, io.signal),
     });
     const outcome = await doRescue(rb);
     if (o.engine.verbosity >= 0) io.screen('\n');

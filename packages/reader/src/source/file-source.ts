@@ -2,6 +2,7 @@ import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'n
 import type { Stats } from 'node:fs';
 
 import { ReaderError, errnoOf } from '../errors.js';
+import { strerror } from '../strerror.js';
 import type { ReadResult, Source, SourceIdentity } from './source.js';
 import { blockDeviceFolders, readSysfs, splitDeviceNumber } from './sysfs.js';
 
@@ -84,7 +85,7 @@ function openSource(name: string, flags: number): number {
       : code === 'EACCES' || code === 'EPERM' ? 'Run as root (sudo) to read a disk.'
       : code === 'EINVAL' ? 'This file system does not allow direct I/O; run without -d.'
       : 'Check that the device is connected.';
-    throw new ReaderError('ERR_SOURCE_OPEN', name, `${name}: Can't open input file: ${(err as Error).message}. ${hint}`, { cause: err });
+    throw new ReaderError('ERR_SOURCE_OPEN', name, `${name}: Can't open input file: ${strerror(code ?? 'EIO')}. ${hint}`, { cause: err });
   }
 }
 
