@@ -1,2 +1,14 @@
-// The public API of this package is built in its own issue; nothing is exported yet.
-export {};
+export { formatBinding, parseBinding, BINDING_FORMAT, BINDING_VERSION } from './binding.js';
+export type { Binding } from './binding.js';
+export { run, parseListen, DEFAULT_LISTEN, EXIT, USAGE } from './cli.js';
+export type { CliIo } from './cli.js';
+export { CLOSE } from './connection.js';
+export { AssemblerError } from './errors.js';
+export type { AssemblerErrorCode } from './errors.js';
+export { Image, MAX_PLAN_CHUNKS } from './image.js';
+export type { BindRequest, Commit, ImageOptions, ImageStep } from './image.js';
+export { DEFAULT_MERGE_LIMITS, mergePieces, MergeQueue, planBatch, resolveMergeLimits } from './merge.js';
+export type { MergeLimits, PlannedBatch } from './merge.js';
+export { SeqSet } from './seq-set.js';
+export { OVERSIZE_GRACE_BYTES, SERVE_DEFAULTS, serve } from './server.js';
+export type { AssemblerServer, Log, ServeOptions } from './server.js';

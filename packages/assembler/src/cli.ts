@@ -1,0 +1,118 @@
+/**
+ * `ddferry-assembler`: the command line. `run` parses the arguments, serves
+ * until `signal` aborts, and returns the exit status; it never exits itself.
+ */
+import { parseArgs } from 'node:util';
+
+import { readTokenFile } from '@ddferry/protocol';
+
+import { AssemblerError, messageOf } from './errors.js';
+import type { Log } from './server.js';
+import { serve } from './server.js';
+
+export const DEFAULT_LISTEN = Object.freeze({ host: '0.0.0.0', port: 4455 });
+
+export const USAGE = `Usage: ddferry-assembler serve IMAGE... [--listen HOST:PORT] [--token-file FILE]
+
+Receive rescued pieces from ddferry-reader over the network and merge them
+into IMAGE, keeping IMAGE.map (a GNU ddrescue 1.27 mapfile) and
+IMAGE.ddferry.json (the rescue the image belongs to) next to it.
+Each rescue gets the IMAGE bound to it, else the first unbound IMAGE.
+
+Options:
+  --listen HOST:PORT   address to listen on (default 0.0.0.0:4455; [::1]:PORT for IPv6)
+  --token-file FILE    shared secret, the same file on both machines (chmod 600);
+                       without it anyone on the network can send data
+  -h, --help           this text
+
+Prints "listening ws://HOST:PORT" on stdout once ready; events go to stderr.
+SIGINT or SIGTERM: stop accepting, finish the merge in progress, save, exit 0.
+`;
+
+/** Where the command writes. */
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+/** Exit statuses. */
+export const EXIT = Object.freeze({ ok: 0, error: 1, badMapfile: 2, internal: 3 });
+
+/**
+ * `HOST:PORT`, `[IPV6]:PORT`, or `:PORT` (all addresses).
+ * @throws AssemblerError `ERR_USAGE`.
+ */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || port > 65535) {
+    throw new AssemblerError('ERR_USAGE', '--listen', `"${text}" is not HOST:PORT (for example 0.0.0.0:4455 or [::1]:4455).`);
+  }
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? DEFAULT_LISTEN.host : host, port };
+}
+
+function exitFor(err: unknown): number {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return EXIT.internal;
+  if (code.startsWith('ERR_MAPFILE_') || code === 'ERR_IMAGE_BINDING_BAD') return EXIT.badMapfile;
+  return EXIT.error;
+}
+
+/**
+ * Run `ddferry-assembler ARGS`.
+ * @returns 0 after a clean stop (help, or `signal` aborted), 1 for usage and
+ *   start-up errors (printed with their code), 2 for a malformed IMAGE.map or
+ *   IMAGE.ddferry.json, 3 for an internal error.
+ */
+export async function run(argv: readonly string[], io: CliIo, signal?: AbortSignal): Promise<number> {
+  const fail = (err: unknown): number => {
+    const code = (err as { code?: unknown } | null)?.code;
+    const status = exitFor(err);
+    if (status === EXIT.internal) io.stderr(`ddferry-assembler: internal error: ${(err as Error).stack ?? String(err)}\n`);
+    else io.stderr(`ddferry-assembler: ${String(code)}: ${messageOf(err)}\n`);
+    if (code === 'ERR_USAGE') io.stderr("Try 'ddferry-assembler --help'.\n");
+    return status;
+  };
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { listen: { type: 'string' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    return fail(new AssemblerError('ERR_USAGE', 'arguments', messageOf(err)));
+  }
+  const { values, positionals } = parsed;
+  const [command, ...images] = positionals;
+  if (values.help === true || command === 'help') {
+    io.stdout(USAGE);
+    return EXIT.ok;
+  }
+  try {
+    if (command !== 'serve') {
+      throw new AssemblerError('ERR_USAGE', command ?? 'command', command === undefined ? 'Give a command: serve.' : 'Unknown command; the command is serve.');
+    }
+    if (images.length === 0) throw new AssemblerError('ERR_USAGE', 'serve', 'Give at least one IMAGE.');
+    const listen = values.listen === undefined ? DEFAULT_LISTEN : parseListen(values.listen);
+    const secret = values['token-file'] === undefined ? undefined : await readTokenFile(values['token-file']);
+    const say = (prefix: string) => (message: string): void => io.stderr(`ddferry-assembler: ${prefix}${message}\n`);
+    const log: Log = { info: say(''), warn: say('warning: '), error: say('error: ') };
+    if (signal?.aborted) return EXIT.ok;
+    const server = await serve({ images, listen, secret, log });
+    io.stdout(`listening ${server.url}\n`);
+    await new Promise<void>((resolve) => {
+      if (signal === undefined) return;
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    log.info('stopping: finishing the merges in progress…');
+    await server.close();
+    log.info('stopped; every merged piece is saved.');
+    return EXIT.ok;
+  } catch (err) {
+    return fail(err);
+  }
+}

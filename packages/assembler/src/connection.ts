@@ -1,0 +1,375 @@
+/**
+ * One reader's websocket connection to the assembler, from Hello to close.
+ *
+ * | state | accepts | then |
+ * |---|---|---|
+ * | `hello` | Hello (same protocol version) | Challenge → `auth` |
+ * | `auth` | Auth (valid HMAC of the shared secret) | pick and bind the image → Welcome → `ready` |
+ * | `binding` | nothing (the reader waits for Welcome) | |
+ * | `ready` | piece frames, Status, Error | each valid piece to the image's merge queue; Receipt once merged |
+ *
+ * Anything else gets an Error and the connection is closed. A piece that fails
+ * validation is answered with a Receipt rejecting it; nothing of it is written.
+ */
+import type { HelloMessage, Limits, Message, Piece, Secret } from '@ddferry/protocol';
+import {
+  decodeEnvelope, describeFingerprint, encodeEnvelope, isProtocolError, makeNonce, PieceCollector, PROTOCOL_VERSION,
+  serverProof, verifyAuthHmac,
+} from '@ddferry/protocol';
+import type { RawData, WebSocket } from 'ws';
+
+import { errnoOf, messageOf } from './errors.js';
+import type { MergeQueue } from './merge.js';
+import { encodeWelcome } from './welcome.js';
+
+/** Where the server's messages go; the CLI prints them on stderr. */
+export interface Log {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** What every connection of a server shares. */
+export interface ConnectionContext {
+  readonly limits: Limits;
+  readonly secret: Secret;
+  readonly log: Log;
+  readonly queues: readonly MergeQueue[];
+  readonly maxUnmergedBytes: number;
+  readonly maxUnmergedPieces: number;
+  readonly handshakeTimeoutMs: number;
+}
+
+/** Websocket close codes (RFC 6455). */
+export const CLOSE = Object.freeze({ normal: 1000, goingAway: 1001, policy: 1008, tooBig: 1009, internal: 1011, tryLater: 1013 });
+
+/** Longest text put in an Error or a rejection on the wire (the limit is in UTF-8 bytes). */
+const MAX_WIRE_TEXT = 1000;
+
+/** Codes of the image that have a protocol name the reader knows. */
+const WIRE_CODE: Readonly<Record<string, string>> = {
+  ERR_IMAGE_WRONG_RESCUE: 'ERR_PROTO_WRONG_RESCUE',
+  ERR_IMAGE_WRONG_PLAN: 'ERR_PROTO_WRONG_RESCUE',
+  ERR_IMAGE_WRONG_DEVICE: 'ERR_PROTO_WRONG_DEVICE',
+  ERR_PLAN_BAD_SIZE: 'ERR_PROTO_BAD_FIELD',
+};
+
+type State = 'hello' | 'auth' | 'binding' | 'ready' | 'closed';
+
+function codeOf(err: unknown): string {
+  return errnoOf(err) ?? 'ERR_INTERNAL';
+}
+
+function clip(text: string): string {
+  return text.length <= MAX_WIRE_TEXT ? text : `${text.slice(0, MAX_WIRE_TEXT - 1)}…`;
+}
+
+export class Connection {
+  readonly #ws: WebSocket;
+  readonly #ctx: ConnectionContext;
+  #peer: string;
+  #state: State = 'hello';
+  #hello: HelloMessage | undefined;
+  #serverNonce: Uint8Array | undefined;
+  #queue: MergeQueue | undefined;
+  #collector: PieceCollector | undefined;
+  /** A rejected piece whose remaining frames are dropped. */
+  #discard: number | undefined;
+  #unmergedBytes = 0;
+  #unmergedPieces = 0;
+  #paused = false;
+  #acks: number[] = [];
+  #ackTimer: NodeJS.Immediate | undefined;
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  #stopping = false;
+  readonly #inflight = new Set<Promise<void>>();
+  /** Set by the server's keepalive: a pong arrived since the last ping. */
+  alive = true;
+
+  constructor(ws: WebSocket, peer: string, ctx: ConnectionContext) {
+    this.#ws = ws;
+    this.#ctx = ctx;
+    this.#peer = peer;
+    ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
+    ws.on('pong', () => {
+      this.alive = true;
+    });
+    ws.on('error', (err) => this.#onSocketError(err));
+    ws.on('close', () => this.#onClose());
+    this.#handshakeTimer = setTimeout(() => {
+      this.#fail('ERR_HANDSHAKE_TIMEOUT', `No handshake within ${ctx.handshakeTimeoutMs} ms.`, CLOSE.policy);
+    }, ctx.handshakeTimeoutMs);
+  }
+
+  /** The peer's address, and its reader name once known. */
+  get peer(): string {
+    return this.#peer;
+  }
+
+  get ws(): WebSocket {
+    return this.#ws;
+  }
+
+  /**
+   * Stop reading, wait for this connection's pieces to be merged, send their
+   * receipt, and close with 1001 (going away).
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#state === 'closed') return;
+    this.#ws.pause();
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    this.#flushAcks();
+    this.#close(CLOSE.goingAway, 'assembler stopping');
+    // Read again so the peer's closing frame arrives; messages are ignored while stopping.
+    this.#ws.resume();
+  }
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    if (this.#state === 'closed' || this.#stopping) return;
+    if (!isBinary) {
+      this.#fail('ERR_PROTO_MALFORMED', 'A text message arrived; ddferry speaks binary messages only.', CLOSE.policy);
+      return;
+    }
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+    let msg: Message;
+    try {
+      msg = decodeEnvelope(bytes, this.#ctx.limits, this.#peer);
+    } catch (err) {
+      if (!isProtocolError(err)) throw err;
+      if (this.#state === 'ready' && err.code.startsWith('ERR_PIECE_') && err.seq !== undefined) {
+        this.#reject(err.seq, err.code, err.message);
+        this.#collector?.reset();
+        this.#discard = err.seq;
+        return;
+      }
+      this.#fail(err.code, err.message, err.code === 'ERR_PROTO_MESSAGE_TOO_LARGE' ? CLOSE.tooBig : CLOSE.policy);
+      return;
+    }
+    try {
+      this.#dispatch(msg, bytes);
+    } catch (err) {
+      this.#ctx.log.error(`${this.#peer}: internal error: ${(err as Error).stack ?? String(err)}`);
+      this.#fail('ERR_INTERNAL', `The assembler failed on a ${msg.type} message: ${messageOf(err)}`, CLOSE.internal);
+    }
+  }
+
+  #dispatch(msg: Message, raw: Uint8Array): void {
+    switch (this.#state) {
+      case 'hello':
+        if (msg.type !== 'hello') return this.#unexpected(msg, 'hello');
+        return this.#onHello(msg);
+      case 'auth':
+        if (msg.type !== 'auth') return this.#unexpected(msg, 'auth');
+        this.#state = 'binding';
+        void this.#onAuth(msg.hmac);
+        return;
+      case 'binding':
+        return this.#unexpected(msg, 'nothing before welcome');
+      case 'ready':
+        switch (msg.type) {
+          case 'pieceHeader':
+          case 'pieceData':
+          case 'pieceEnd':
+            return this.#onPieceMessage(msg, raw);
+          case 'status':
+            return;
+          case 'error':
+            this.#ctx.log.warn(`${this.#peer}: the reader reports ${msg.code}: ${msg.message}`);
+            this.#close(CLOSE.normal, 'error received');
+            return;
+          default:
+            return this.#unexpected(msg, 'piece frames, status or error');
+        }
+      case 'closed':
+        return;
+    }
+  }
+
+  #unexpected(msg: Message, expected: string): void {
+    this.#fail('ERR_PROTO_OUT_OF_ORDER', `A ${msg.type} message arrived; expected ${expected}.`, CLOSE.policy);
+  }
+
+  #onHello(hello: HelloMessage): void {
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      this.#fail('ERR_PROTO_VERSION_MISMATCH', `The reader speaks protocol version ${hello.protocolVersion}; this assembler speaks ${PROTOCOL_VERSION}.`, CLOSE.policy);
+      return;
+    }
+    if (hello.readerName !== '') this.#peer = `${this.#peer} (${hello.readerName})`;
+    this.#hello = hello;
+    this.#serverNonce = makeNonce();
+    this.#state = 'auth';
+    this.#send({ type: 'challenge', serverNonce: this.#serverNonce, protocolVersion: PROTOCOL_VERSION });
+  }
+
+  /** The image for the rescue: the one bound to it, else the first unbound one. */
+  #pickQueue(rescueId: string): MergeQueue | undefined {
+    const { queues } = this.#ctx;
+    return queues.find((q) => q.image.binding?.rescueId === rescueId) ?? queues.find((q) => q.image.binding === undefined);
+  }
+
+  async #onAuth(hmac: Uint8Array): Promise<void> {
+    const hello = this.#hello!;
+    const nonce = this.#serverNonce!;
+    const { secret, log } = this.#ctx;
+    if (!verifyAuthHmac(secret, nonce, hello.clientNonce, hello.rescueId, hmac)) {
+      this.#fail('ERR_AUTH_FAILED', `The reader's Auth for rescue ${hello.rescueId} does not verify with this assembler's token.`, CLOSE.policy);
+      return;
+    }
+    const queue = this.#pickQueue(hello.rescueId);
+    if (queue === undefined) {
+      const taken = this.#ctx.queues.map((q) => `${q.image.path} belongs to rescue ${q.image.binding!.rescueId} (${describeFingerprint(q.image.binding!.fingerprint)})`);
+      this.#fail('ERR_PROTO_WRONG_RESCUE', `Rescue ${hello.rescueId} (${describeFingerprint(hello.fingerprint)}) has no image here: ${taken.join('; ')}. Give this assembler one more IMAGE for it, or start another assembler.`, CLOSE.policy);
+      return;
+    }
+    const image = queue.image;
+    const wasBound = image.binding !== undefined;
+    try {
+      await image.bind(hello);
+    } catch (err) {
+      const code = codeOf(err);
+      log.warn(`${this.#peer}: refused: ${code}: ${messageOf(err)}`);
+      this.#fail(WIRE_CODE[code] ?? code, messageOf(err), code.startsWith('ERR_IMAGE_SAVE') ? CLOSE.internal : CLOSE.policy, false);
+      return;
+    }
+    if (this.#state !== 'binding') return;
+    if (!wasBound) log.info(`${image.path}: bound to rescue ${hello.rescueId} (${describeFingerprint(hello.fingerprint)})`);
+    const plan = { rescueId: hello.rescueId, sourceSize: image.size, sectorSize: hello.sectorSize, chunks: image.plan! };
+    this.#collector = new PieceCollector({ plan, peer: this.#peer });
+    this.#queue = queue;
+    const { bytes, complete } = encodeWelcome(serverProof(secret, nonce, hello.clientNonce, hello.rescueId), image, this.#ctx.limits);
+    if (!complete) log.warn(`${this.#peer}: the image's state is too large for one Welcome; it lists part of it, and the reader may resend pieces merged before (harmless).`);
+    clearTimeout(this.#handshakeTimer);
+    this.#state = 'ready';
+    log.info(`${this.#peer}: connected, rescue ${hello.rescueId} → ${image.path}`);
+    this.#sendBytes(bytes);
+  }
+
+  #onPieceMessage(msg: Extract<Message, { type: 'pieceHeader' | 'pieceData' | 'pieceEnd' }>, raw: Uint8Array): void {
+    if (this.#discard !== undefined) {
+      if (msg.seq === this.#discard && msg.type !== 'pieceHeader') {
+        if (msg.type === 'pieceEnd') this.#discard = undefined;
+        return;
+      }
+      this.#discard = undefined;
+    }
+    let piece: Piece | undefined;
+    try {
+      piece = this.#collector!.accept(msg, raw);
+    } catch (err) {
+      if (!isProtocolError(err)) throw err;
+      if (err.code.startsWith('ERR_PIECE_') || err.code === 'ERR_PROTO_HEADER_CHECKSUM_MISMATCH') {
+        const seq = err.seq ?? msg.seq;
+        this.#reject(seq, err.code, err.message);
+        if (msg.type !== 'pieceEnd') this.#discard = seq;
+        return;
+      }
+      this.#fail(err.code, err.message, CLOSE.policy);
+      return;
+    }
+    if (piece !== undefined) this.#enqueue(piece);
+  }
+
+  #reject(seq: number, code: string, reason: string): void {
+    this.#ctx.log.warn(`${this.#peer}: piece ${seq} rejected, nothing written: ${code}: ${reason}`);
+    this.#send({ type: 'receipt', merged: [], rejected: [{ seq, code, reason: clip(reason) }] });
+  }
+
+  #enqueue(piece: Piece): void {
+    const size = piece.data.length;
+    this.#unmergedBytes += size;
+    ++this.#unmergedPieces;
+    if (this.#unmergedBytes >= this.#ctx.maxUnmergedBytes || this.#unmergedPieces >= this.#ctx.maxUnmergedPieces) this.#pause();
+    const merged = this.#queue!.enqueue(piece).then(
+      () => this.#ack(piece.seq),
+      (err: unknown) => {
+        const code = codeOf(err);
+        this.#ctx.log.error(`${this.#peer}: piece ${piece.seq} not merged: ${code}: ${messageOf(err)}`);
+        this.#fail(code, `Piece ${piece.seq} was not merged: ${messageOf(err)}`, CLOSE.internal, false);
+      },
+    ).finally(() => {
+      this.#unmergedBytes -= size;
+      --this.#unmergedPieces;
+      this.#inflight.delete(merged);
+      if (this.#unmergedBytes < this.#ctx.maxUnmergedBytes && this.#unmergedPieces < this.#ctx.maxUnmergedPieces) this.#resume();
+    });
+    this.#inflight.add(merged);
+  }
+
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.#ws.pause();
+  }
+
+  #resume(): void {
+    if (!this.#paused || this.#stopping) return;
+    this.#paused = false;
+    this.#ws.resume();
+  }
+
+  #ack(seq: number): void {
+    this.#acks.push(seq);
+    this.#ackTimer ??= setImmediate(() => this.#flushAcks());
+  }
+
+  #flushAcks(): void {
+    if (this.#ackTimer !== undefined) clearImmediate(this.#ackTimer);
+    this.#ackTimer = undefined;
+    if (this.#acks.length === 0) return;
+    const merged = [...new Set(this.#acks)];
+    this.#acks = [];
+    for (let i = 0; i < merged.length; i += this.#ctx.limits.maxSeqs) {
+      this.#send({ type: 'receipt', merged: merged.slice(i, i + this.#ctx.limits.maxSeqs), rejected: [] });
+    }
+  }
+
+  #send(msg: Message): void {
+    this.#sendBytes(encodeEnvelope(msg, this.#ctx.limits));
+  }
+
+  #sendBytes(bytes: Uint8Array): void {
+    if (this.#state === 'closed' || this.#ws.readyState !== this.#ws.OPEN) return;
+    this.#ws.send(bytes, { binary: true });
+  }
+
+  /** Send an Error, log it (unless logged already) and close. */
+  #fail(code: string, message: string, closeCode: number, log = true): void {
+    if (this.#state === 'closed') return;
+    if (log) this.#ctx.log.warn(`${this.#peer}: ${code}: ${message}`);
+    try {
+      this.#send({ type: 'error', code, message: clip(message) });
+    } catch (err) {
+      this.#ctx.log.error(`${this.#peer}: cannot send the error: ${messageOf(err)}`);
+    }
+    this.#close(closeCode, code);
+  }
+
+  #close(code: number, reason: string): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#collector?.reset();
+    clearTimeout(this.#handshakeTimer);
+    this.#ws.close(code, reason.slice(0, 120));
+  }
+
+  #onSocketError(err: Error): void {
+    const code = (err as { code?: unknown }).code;
+    if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+      this.#ctx.log.warn(`${this.#peer}: ERR_PROTO_MESSAGE_TOO_LARGE: a message over ${this.#ctx.limits.maxMessageBytes} bytes; connection closed (1009).`);
+    } else {
+      this.#ctx.log.warn(`${this.#peer}: connection error: ${typeof code === 'string' ? `${code}: ` : ''}${err.message}`);
+    }
+    this.#state = 'closed';
+    this.#collector?.reset();
+    clearTimeout(this.#handshakeTimer);
+  }
+
+  #onClose(): void {
+    this.#state = 'closed';
+    this.#collector?.reset();
+    clearTimeout(this.#handshakeTimer);
+    if (this.#ackTimer !== undefined) clearImmediate(this.#ackTimer);
+    this.#ackTimer = undefined;
+  }
+}

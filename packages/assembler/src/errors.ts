@@ -1,0 +1,48 @@
+/**
+ * Errors a user can reach from the assembler. Each has a stable code, names the
+ * file or peer concerned, and says what to do next. Callers branch on `err.code`.
+ */
+export type AssemblerErrorCode =
+  | 'ERR_USAGE'
+  | 'ERR_IMAGE_OPEN'
+  | 'ERR_IMAGE_NOT_REGULAR'
+  | 'ERR_IMAGE_DUPLICATE'
+  | 'ERR_IMAGE_BINDING_BAD'
+  | 'ERR_IMAGE_MAP_MISSING'
+  | 'ERR_IMAGE_MAP_SIZE'
+  | 'ERR_IMAGE_WRONG_RESCUE'
+  | 'ERR_IMAGE_WRONG_DEVICE'
+  | 'ERR_IMAGE_WRONG_PLAN'
+  | 'ERR_IMAGE_NOT_BOUND'
+  | 'ERR_IMAGE_WRITE'
+  | 'ERR_IMAGE_SYNC'
+  | 'ERR_IMAGE_SAVE'
+  | 'ERR_IMAGE_CLOSED'
+  | 'ERR_LISTEN'
+  | 'ERR_SERVER_BUSY'
+  | 'ERR_HANDSHAKE_TIMEOUT';
+
+/** A refusal or failure of the assembler; the message names `subject` and says what to do. */
+export class AssemblerError extends Error {
+  override readonly name = 'AssemblerError';
+  readonly code: AssemblerErrorCode;
+  /** The file, peer or option concerned. */
+  readonly subject: string;
+
+  constructor(code: AssemblerErrorCode, subject: string, message: string, options?: { cause?: unknown }) {
+    super(`${subject}: ${message}`, options);
+    this.code = code;
+    this.subject = subject;
+  }
+}
+
+/** The `errno` code of a Node.js system error, or undefined. */
+export function errnoOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** A short text for an unknown thrown value: its message, or its string form. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,449 @@
+/**
+ * An image on PC_B: three files side by side.
+ *
+ * | file | what | written |
+ * |---|---|---|
+ * | `IMAGE` | the image, sparse where the file system allows; opened read-write, created if missing, never truncated | `pwrite` at source positions, then one fsync per batch |
+ * | `IMAGE.map` | GNU ddrescue 1.27 mapfile of the whole source; `+` only over data already fsynced (A1) | atomically, keeping `IMAGE.map.bak` |
+ * | `IMAGE.ddferry.json` | the binding: rescue id, fingerprint, plan, merged sequence numbers | atomically, after `IMAGE.map` |
+ *
+ * `commit` is the only way data and statuses get in, in this order: write, fsync,
+ * raise statuses in memory, save `IMAGE.map`, record the sequence numbers, save
+ * the binding. A crash between any two steps leaves a map that claims only
+ * durable data, and a binding that claims only pieces the map holds.
+ */
+import { constants as fsConstants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+
+import type { Block, BlockStatus, Chunk, MapfileStatus } from '@ddferry/mapfile';
+import { Domain, formatMapfile, formatTimestamp, planChunks, processedState, SblockVector, StatusMap } from '@ddferry/mapfile';
+import { pathExists, readMapfile, saveMapfile } from '@ddferry/mapfile/io';
+import type { Fingerprint, RescueId } from '@ddferry/protocol';
+import { describeFingerprint, sameDevice } from '@ddferry/protocol';
+
+import type { Binding } from './binding.js';
+import { formatBinding, parseBinding } from './binding.js';
+import { AssemblerError, errnoOf, messageOf } from './errors.js';
+import { SeqSet } from './seq-set.js';
+
+export type { Binding } from './binding.js';
+
+/** A durable step of `commit`, as `onStep` sees it. */
+export type ImageStep = 'write' | 'sync' | 'save-map' | 'save-binding';
+
+export interface ImageOptions {
+  /**
+   * Called before each durable step of `commit` and `bind`. If it throws, the step
+   * does not happen and the error propagates, as if the process had died there:
+   * tests use it to check the order of truth. Default none.
+   */
+  readonly onStep?: ((step: ImageStep, file: string) => void) | undefined;
+  /** Recorded in the mapfile's header. Default `ddferry-assembler serve IMAGE`. */
+  readonly commandLine?: string | undefined;
+}
+
+/** What a reader claims in its Hello: the rescue, its source and its plan. */
+export interface BindRequest {
+  readonly rescueId: RescueId;
+  readonly fingerprint: Fingerprint;
+  readonly chunkSize: number;
+  readonly sectorSize: number;
+}
+
+/** Data and statuses to make durable in one go (see `commit`). */
+export interface Commit {
+  /** Bytes to write at their source positions; none may overlap a `+` block of the map. */
+  readonly writes: readonly { readonly pos: number; readonly data: Uint8Array }[];
+  /** Statuses to raise after the data is durable; a status only moves forward. */
+  readonly statuses: readonly { readonly pos: number; readonly size: number; readonly status: BlockStatus }[];
+  /** Sequence numbers to record as merged once the map is saved. */
+  readonly seqs: readonly number[];
+}
+
+/** Most chunks a plan may have: a Hello's plan is untrusted input (S2). */
+export const MAX_PLAN_CHUNKS = 1_048_576;
+
+const FINISHED = processedState('+');
+
+function identity(rescueId: string, f: Fingerprint): string {
+  return `rescue ${rescueId} (${describeFingerprint(f)})`;
+}
+
+/** An image, its mapfile and its binding; see the module comment. */
+export class Image {
+  /** `IMAGE`. */
+  readonly path: string;
+  /** `IMAGE.map`. */
+  readonly mapPath: string;
+  /** `IMAGE.ddferry.json`. */
+  readonly bindingPath: string;
+  readonly #handle: FileHandle;
+  readonly #onStep: ((step: ImageStep, file: string) => void) | undefined;
+  readonly #commandLine: string;
+  readonly #startTime = formatTimestamp(new Date());
+  #map: StatusMap | undefined;
+  #mapOnDisk: boolean;
+  #mapState: { currentPos: number; currentStatus: MapfileStatus; currentPass: number } = { currentPos: 0, currentStatus: '?', currentPass: 1 };
+  #binding: Binding | undefined;
+  #bindSaved: Promise<void> = Promise.resolve();
+  /** A fresh binding is being saved: no commit until it is on disk. */
+  #bindPending = false;
+  #plan: Chunk[] | undefined;
+  #merged: SeqSet;
+  #wholeSource: Domain | undefined;
+  #broken: AssemblerError | undefined;
+  #closed = false;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(path: string, handle: FileHandle, options: ImageOptions) {
+    this.path = path;
+    this.mapPath = `${path}.map`;
+    this.bindingPath = `${path}.ddferry.json`;
+    this.#handle = handle;
+    this.#onStep = options.onStep;
+    this.#commandLine = options.commandLine ?? `ddferry-assembler serve ${path}`;
+    this.#mapOnDisk = false;
+    this.#merged = new SeqSet();
+  }
+
+  /**
+   * Open (or create) `path` read-write, without truncating it, and load its
+   * mapfile and binding if they exist. An image with a mapfile but no binding
+   * (say, one started with GNU ddrescue) is unbound; the first rescue that
+   * claims it binds it, if the sizes agree.
+   * @throws AssemblerError `ERR_IMAGE_OPEN`, `ERR_IMAGE_NOT_REGULAR` (a folder,
+   *   a pipe…), `ERR_IMAGE_BINDING_BAD`, `ERR_IMAGE_MAP_MISSING` (bound, but
+   *   `IMAGE.map` is gone); `MapfileParseError` (`ERR_MAPFILE_*`) for a malformed `IMAGE.map`.
+   */
+  static async open(path: string, options: ImageOptions = {}): Promise<Image> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
+    } catch (err) {
+      const code = errnoOf(err);
+      if (code === 'EISDIR') throw new AssemblerError('ERR_IMAGE_NOT_REGULAR', path, 'Is a folder. Give the path of an image file (it is created if missing).', { cause: err });
+      throw new AssemblerError('ERR_IMAGE_OPEN', path, `Cannot open the image read-write (${code ?? messageOf(err)}). Check that its folder exists and is writable.`, { cause: err });
+    }
+    try {
+      const st = await handle.stat();
+      if (!st.isFile() && !st.isBlockDevice()) {
+        throw new AssemblerError('ERR_IMAGE_NOT_REGULAR', path, 'Is neither a regular file nor a block device. Give the path of an image file.');
+      }
+      const image = new Image(path, handle, options);
+      await image.#load();
+      return image;
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  async #load(): Promise<void> {
+    let bindingText: string | undefined;
+    try {
+      bindingText = await readFile(this.bindingPath, 'utf8');
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') {
+        throw new AssemblerError('ERR_IMAGE_OPEN', this.bindingPath, `Cannot read the image binding (${errnoOf(err) ?? messageOf(err)}). Check its permissions.`, { cause: err });
+      }
+    }
+    if (bindingText !== undefined) {
+      const { binding, merged } = parseBinding(bindingText, this.bindingPath);
+      this.#binding = binding;
+      this.#merged = merged;
+      this.#plan = planChunks({ sourceSize: binding.fingerprint.size, sectorSize: binding.sectorSize, chunkSize: binding.chunkSize });
+    }
+    if (await pathExists(this.mapPath)) {
+      const m = await readMapfile(this.mapPath);
+      this.#map = new StatusMap(m.blocks);
+      this.#mapState = { currentPos: m.currentPos, currentStatus: m.currentStatus, currentPass: m.currentPass };
+      this.#mapOnDisk = true;
+    } else if (this.#binding !== undefined) {
+      const bak = (await pathExists(`${this.mapPath}.bak`)) ? ` Copy ${this.mapPath}.bak to ${this.mapPath} and start again.` : '';
+      throw new AssemblerError('ERR_IMAGE_MAP_MISSING', this.mapPath, `The image is bound to rescue ${this.#binding.rescueId} but its mapfile is missing, so nothing tells which of its bytes are rescued.${bak} Without a mapfile, move the image and ${this.bindingPath} away and assemble anew.`);
+    }
+    if (this.#binding !== undefined) this.#checkMapSize(this.#binding.fingerprint.size);
+  }
+
+  #checkMapSize(size: number): void {
+    const ext = this.#map?.extent();
+    if (ext !== undefined && (ext.pos !== 0 || ext.size !== size)) {
+      throw new AssemblerError('ERR_IMAGE_MAP_SIZE', this.mapPath, `The mapfile covers bytes ${ext.pos} to ${ext.pos + ext.size}, but the source has ${size} bytes. Give an image whose mapfile is of this source, or a new image path.`);
+    }
+  }
+
+  /** The binding, or undefined while no rescue has claimed the image. */
+  get binding(): Binding | undefined {
+    return this.#binding;
+  }
+
+  /** The plan of the bound rescue (`planChunks` of its Hello), or undefined. */
+  get plan(): readonly Chunk[] | undefined {
+    return this.#plan;
+  }
+
+  /** The source size of the bound rescue (the mapfile's size), or 0 while unbound. */
+  get size(): number {
+    return this.#binding?.fingerprint.size ?? 0;
+  }
+
+  /**
+   * Claim the image for a rescue, or check that it is already this rescue's.
+   * The claim is made synchronously, before this returns a promise, so a caller
+   * that picks an unbound image and binds it in one turn of the event loop never
+   * races another. An unbound image gets `IMAGE.map` (one `?` block of the
+   * source size, unless a mapfile of that size is already there) and then its
+   * binding file.
+   * @throws AssemblerError `ERR_IMAGE_WRONG_RESCUE`, `ERR_IMAGE_WRONG_DEVICE`,
+   *   `ERR_IMAGE_WRONG_PLAN` (each showing both identities), `ERR_IMAGE_MAP_SIZE`,
+   *   `ERR_IMAGE_SAVE`, `ERR_IMAGE_CLOSED`; `PlanError` for a plan that cannot be.
+   */
+  bind(request: BindRequest): Promise<void> {
+    try {
+      return this.#bind(request);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #bind(request: BindRequest): Promise<void> {
+    this.#checkUsable();
+    const ours = this.#binding;
+    const theirs = identity(request.rescueId, request.fingerprint);
+    if (ours !== undefined) {
+      const mine = identity(ours.rescueId, ours.fingerprint);
+      if (ours.rescueId !== request.rescueId) {
+        throw new AssemblerError('ERR_IMAGE_WRONG_RESCUE', this.path, `The image belongs to ${mine}; ${theirs} is another rescue. Give that rescue its own image path.`);
+      }
+      if (!sameDevice(ours.fingerprint, request.fingerprint)) {
+        throw new AssemblerError('ERR_IMAGE_WRONG_DEVICE', this.path, `The image belongs to ${mine}, but the reader's source is ${describeFingerprint(request.fingerprint)}. Connect the disk the rescue was planned for.`);
+      }
+      if (ours.chunkSize !== request.chunkSize || ours.sectorSize !== request.sectorSize) {
+        throw new AssemblerError('ERR_IMAGE_WRONG_PLAN', this.path, `The image belongs to ${mine} with chunks of ${ours.chunkSize} bytes and sectors of ${ours.sectorSize}; the reader's plan has chunks of ${request.chunkSize} and sectors of ${request.sectorSize}. Use the plan the rescue was made with.`);
+      }
+      return this.#bindSaved;
+    }
+    const size = request.fingerprint.size;
+    if (request.chunkSize > 0 && Math.ceil(size / request.chunkSize) > MAX_PLAN_CHUNKS) {
+      throw new AssemblerError('ERR_IMAGE_WRONG_PLAN', this.path, `${theirs} plans chunks of ${request.chunkSize} bytes: more than ${MAX_PLAN_CHUNKS} chunks. Plan larger chunks.`);
+    }
+    const plan = planChunks({ sourceSize: size, sectorSize: request.sectorSize, chunkSize: request.chunkSize });
+    this.#checkMapSize(size);
+    const binding: Binding = {
+      rescueId: request.rescueId, fingerprint: { ...request.fingerprint }, chunkSize: request.chunkSize, sectorSize: request.sectorSize,
+    };
+    const createdMap = this.#map === undefined;
+    this.#binding = binding;
+    this.#plan = plan;
+    if (createdMap) {
+      const blocks = new SblockVector(1);
+      blocks.push(0, size, processedState('?'));
+      this.#map = new StatusMap(blocks);
+    }
+    this.#bindPending = true;
+    this.#bindSaved = this.#exclusive(async () => {
+      try {
+        if (!this.#mapOnDisk) await this.#saveMap();
+        await this.#saveBinding();
+        this.#bindPending = false;
+      } catch (err) {
+        this.#bindPending = false;
+        this.#binding = undefined;
+        this.#plan = undefined;
+        this.#wholeSource = undefined;
+        if (createdMap && !this.#mapOnDisk) this.#map = undefined;
+        throw err;
+      }
+    });
+    return this.#bindSaved;
+  }
+
+  /** The `+` ranges of the mapfile, sorted, adjacent ones joined. Empty while unbound. */
+  finishedRanges(): Block[] {
+    const out: Block[] = [];
+    let pos = -1;
+    let end = -1;
+    this.#map?.forEachBlock((p, e, code) => {
+      if (code !== FINISHED) return;
+      if (p === end) {
+        end = e;
+        return;
+      }
+      if (pos >= 0) out.push({ pos, size: end - pos });
+      pos = p;
+      end = e;
+    });
+    if (pos >= 0) out.push({ pos, size: end - pos });
+    return out;
+  }
+
+  /** The merged sequence numbers, ascending; with `limit`, only the `limit` largest. */
+  mergedSeqs(limit?: number): number[] {
+    return this.#merged.toArray(limit);
+  }
+
+  /** How many pieces were merged. */
+  get mergedCount(): number {
+    return this.#merged.size;
+  }
+
+  /** True if the piece `seq` was merged (its map and binding saved). */
+  isMerged(seq: number): boolean {
+    return this.#merged.has(seq);
+  }
+
+  /**
+   * Call `fn(pos, end, status)` for each mapfile block, or part of one, inside
+   * `block`, in order. Nothing while unbound.
+   */
+  forEachStatus(block: Block, fn: (pos: number, end: number, status: BlockStatus) => void): void {
+    const map = this.#map;
+    if (map === undefined) return;
+    const end = block.pos + block.size;
+    for (let pos = block.pos; pos < end;) {
+      const sb = map.sblockAt(pos);
+      if (sb === null) return;
+      const stop = Math.min(end, sb.pos + sb.size);
+      fn(pos, stop, sb.status);
+      pos = stop;
+    }
+  }
+
+  /**
+   * Run `fn` after every earlier `exclusive`, `bind` and `commit` of this image,
+   * and before any later one: merges into one image are serialized.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#exclusive(fn);
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Make a batch durable, in the order of truth (call it inside `exclusive`):
+   *
+   * | step | on failure |
+   * |---|---|
+   * | write every `writes` entry at its position | `ERR_IMAGE_WRITE`; nothing claims those bytes |
+   * | fsync the image, once | `ERR_IMAGE_SYNC`; the image refuses further commits (after a failed fsync the kernel may have dropped the data) |
+   * | raise statuses in memory: `writes` to `+`, then `statuses`, never backwards | — |
+   * | save `IMAGE.map` (with `.bak`) | `ERR_IMAGE_SAVE`; the next commit saves it again |
+   * | record `seqs`, save `IMAGE.ddferry.json` | `ERR_IMAGE_SAVE` |
+   *
+   * @throws Error (a bug in the caller) for a write outside the source or over a `+` block.
+   */
+  async commit(batch: Commit): Promise<void> {
+    this.#checkUsable();
+    const map = this.#map;
+    if (this.#binding === undefined || map === undefined || this.#bindPending) {
+      throw new AssemblerError('ERR_IMAGE_NOT_BOUND', this.path, 'No rescue is bound to the image yet (or its binding is not saved yet).');
+    }
+    const size = this.size;
+    for (const w of batch.writes) {
+      if (!Number.isSafeInteger(w.pos) || w.pos < 0 || w.pos + w.data.length > size) throw new Error(`internal: write of ${w.data.length} bytes at ${w.pos} is outside the source of ${size} bytes`);
+      this.forEachStatus({ pos: w.pos, size: w.data.length }, (pos, _end, status) => {
+        if (status === '+') throw new Error(`internal: write at ${w.pos} would overwrite rescued data at ${pos}`);
+      });
+    }
+    for (const w of batch.writes) await this.#write(w.data, w.pos);
+    if (batch.writes.length > 0) await this.#sync();
+    for (const w of batch.writes) this.#raise(w.pos, w.data.length, '+');
+    for (const s of batch.statuses) this.#raise(s.pos, s.size, s.status);
+    await this.#saveMap();
+    for (const seq of batch.seqs) this.#merged.add(seq);
+    await this.#saveBinding();
+  }
+
+  /** Close the image file. Every commit saves its files, so nothing is pending. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#queue;
+    await this.#handle.close();
+  }
+
+  /** The whole source: statuses change anywhere in it. */
+  #domain(): Domain {
+    this.#wholeSource ??= new Domain([{ pos: 0, size: this.size }]);
+    return this.#wholeSource;
+  }
+
+  #checkUsable(): void {
+    if (this.#closed) throw new AssemblerError('ERR_IMAGE_CLOSED', this.path, 'The image is closed.');
+    if (this.#broken !== undefined) throw this.#broken;
+  }
+
+  #step(step: ImageStep, file: string): void {
+    this.#onStep?.(step, file);
+  }
+
+  async #write(data: Uint8Array, pos: number): Promise<void> {
+    this.#step('write', this.path);
+    try {
+      for (let done = 0; done < data.length;) {
+        const { bytesWritten } = await this.#handle.write(data, done, data.length - done, pos + done);
+        if (bytesWritten <= 0) throw new Error('write returned 0 bytes');
+        done += bytesWritten;
+      }
+    } catch (err) {
+      const code = errnoOf(err);
+      const hint = code === 'ENOSPC' || code === 'EDQUOT' ? 'The destination is full: free space or move the image to a larger disk; the reader keeps the piece in its spool.' : 'Check the destination disk; the reader keeps the piece in its spool.';
+      throw new AssemblerError('ERR_IMAGE_WRITE', this.path, `Cannot write ${data.length} bytes at ${pos} (${code ?? messageOf(err)}). ${hint}`, { cause: err });
+    }
+  }
+
+  async #sync(): Promise<void> {
+    try {
+      this.#step('sync', this.path);
+      await this.#handle.sync();
+    } catch (err) {
+      this.#broken = new AssemblerError('ERR_IMAGE_SYNC', this.path, `fsync failed (${errnoOf(err) ?? messageOf(err)}); the image refuses further data until the assembler restarts. Check the destination disk (dmesg), then restart: the mapfile claims only data fsynced before.`, { cause: err });
+      throw this.#broken;
+    }
+  }
+
+  /** Raise the statuses of `[pos, pos+size)` to `status` wherever that moves them forward. */
+  #raise(pos: number, size: number, status: BlockStatus): void {
+    const map = this.#map!;
+    const code = processedState(status);
+    const end = pos + size;
+    for (let at = pos; at < end;) {
+      const sb = map.sblockAt(at);
+      if (sb === null) throw new Error(`internal: no mapfile block at ${at}`);
+      const stop = Math.min(end, sb.pos + sb.size);
+      if (processedState(sb.status) < code) map.changeChunkStatus({ pos: at, size: stop - at }, status, this.#domain());
+      at = stop;
+    }
+    if (map.sizeOf('+') === this.size) this.#mapState = { ...this.#mapState, currentStatus: '+' };
+  }
+
+  async #saveMap(): Promise<void> {
+    const map = this.#map!;
+    const text = formatMapfile(
+      { ...this.#mapState, blocks: map },
+      { program: 'ddferry', commandLine: this.#commandLine, startTime: this.#startTime },
+    );
+    this.#step('save-map', this.mapPath);
+    try {
+      await saveMapfile(this.mapPath, text, { backup: true });
+    } catch (err) {
+      throw new AssemblerError('ERR_IMAGE_SAVE', this.mapPath, `${messageOf(err)} The data written is safe; it is claimed at the next save.`, { cause: err });
+    }
+    this.#mapOnDisk = true;
+  }
+
+  async #saveBinding(): Promise<void> {
+    const text = formatBinding(this.#binding!, this.#merged);
+    this.#step('save-binding', this.bindingPath);
+    try {
+      await saveMapfile(this.bindingPath, text);
+    } catch (err) {
+      throw new AssemblerError('ERR_IMAGE_SAVE', this.bindingPath, `${messageOf(err)} Pieces merged since the last save will be sent again and merged again harmlessly.`, { cause: err });
+    }
+  }
+}

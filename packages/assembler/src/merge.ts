@@ -1,0 +1,235 @@
+/**
+ * Merging validated pieces into an image (invariants A1-A3).
+ *
+ * | rule | how |
+ * |---|---|
+ * | A1: `+` only over durable data | `Image.commit`: write, one fsync, then statuses, then `IMAGE.map`, then the binding |
+ * | A2: a piece twice changes nothing | a seq already merged (or twice in a batch) is skipped and still acknowledged; bytes are never written over `+` |
+ * | A3: a piece writes only its own `+` extents | only extent bytes are written, and only where the map is not `+` yet; delta statuses only move forward (`? * / - +`) |
+ *
+ * Pieces must have passed `validatePiece` against the image's plan (S2): this
+ * module trusts their positions and checksums, not their novelty.
+ */
+import type { Piece } from '@ddferry/protocol';
+
+import { AssemblerError } from './errors.js';
+import type { Commit, Image } from './image.js';
+
+const MIB = 1024 * 1024;
+
+/** How much a merge batch may hold. A batch always takes at least one piece. */
+export interface MergeLimits {
+  /** Most pieces per batch (one fsync, one mapfile save). Default 64. */
+  readonly maxBatchPieces: number;
+  /** Most piece data bytes per batch. Default 64 MiB. */
+  readonly maxBatchBytes: number;
+}
+
+export const DEFAULT_MERGE_LIMITS: MergeLimits = Object.freeze({ maxBatchPieces: 64, maxBatchBytes: 64 * MIB });
+
+/**
+ * `{ ...DEFAULT_MERGE_LIMITS, ...overrides }`, checked.
+ * @throws RangeError for a limit that is not a positive integer.
+ */
+export function resolveMergeLimits(overrides: Partial<MergeLimits> = {}): MergeLimits {
+  const limits: MergeLimits = { ...DEFAULT_MERGE_LIMITS, ...overrides };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`merge limit ${name} must be a positive integer, not ${String(value)}`);
+  }
+  return Object.freeze(limits);
+}
+
+/** Sorted, disjoint half-open ranges `[pos, end)`: what a batch has written so far. */
+class Written {
+  readonly #pos: number[] = [];
+  readonly #end: number[] = [];
+
+  /** Index of the first range ending after `pos`. */
+  #first(pos: number): number {
+    let lo = 0;
+    let hi = this.#end.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#end[mid]! <= pos) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Call `fn(pos, end)` for each part of `[pos, end)` not written yet. */
+  forEachGap(pos: number, end: number, fn: (pos: number, end: number) => void): void {
+    let at = pos;
+    for (let i = this.#first(pos); i < this.#pos.length && this.#pos[i]! < end; ++i) {
+      if (this.#pos[i]! > at) fn(at, this.#pos[i]!);
+      at = Math.max(at, this.#end[i]!);
+    }
+    if (at < end) fn(at, end);
+  }
+
+  /** Add `[pos, end)`, which must not overlap what is there. */
+  add(pos: number, end: number): void {
+    const i = this.#first(pos);
+    this.#pos.splice(i, 0, pos);
+    this.#end.splice(i, 0, end);
+  }
+}
+
+/** A batch planned against the image's current map. */
+export interface PlannedBatch {
+  /** What to make durable; empty when every piece was merged before. */
+  readonly commit: Commit;
+  /** Every distinct seq of the batch, in order: merged before or by this commit. */
+  readonly acknowledged: readonly number[];
+}
+
+/**
+ * Plan the merge of `pieces` into `image` as it is now (call inside
+ * `image.exclusive`, so the map does not change meanwhile):
+ * - pieces whose seq was merged, or came earlier in the batch, contribute nothing;
+ * - each extent's bytes go to their position, except where the map is already
+ *   `+` or an earlier piece of the batch writes (adjacent bytes are joined into one write);
+ * - delta ranges of status `? * / -` are raised (forward only, by `commit`);
+ *   `+` comes only from the writes, so nothing is marked rescued without its bytes.
+ * @throws AssemblerError `ERR_IMAGE_NOT_BOUND`, `ERR_IMAGE_WRONG_RESCUE`.
+ */
+export function planBatch(image: Image, pieces: readonly Piece[]): PlannedBatch {
+  const binding = image.binding;
+  if (binding === undefined) throw new AssemblerError('ERR_IMAGE_NOT_BOUND', image.path, 'No rescue is bound to the image yet.');
+  const writes: { pos: number; data: Uint8Array }[] = [];
+  const statuses: Commit['statuses'][number][] = [];
+  const seqs: number[] = [];
+  const acknowledged: number[] = [];
+  const seen = new Set<number>();
+  const written = new Written();
+  const push = (pos: number, data: Uint8Array): void => {
+    const last = writes[writes.length - 1];
+    if (last !== undefined && last.pos + last.data.length === pos && last.data.buffer === data.buffer
+      && last.data.byteOffset + last.data.length === data.byteOffset) {
+      last.data = new Uint8Array(data.buffer, last.data.byteOffset, last.data.length + data.length);
+    } else {
+      writes.push({ pos, data });
+    }
+  };
+  for (const piece of pieces) {
+    if (piece.rescueId !== binding.rescueId) {
+      throw new AssemblerError('ERR_IMAGE_WRONG_RESCUE', image.path, `Piece ${piece.seq} belongs to rescue ${piece.rescueId}; the image belongs to rescue ${binding.rescueId}.`);
+    }
+    if (seen.has(piece.seq)) continue;
+    seen.add(piece.seq);
+    acknowledged.push(piece.seq);
+    if (image.isMerged(piece.seq)) continue;
+    seqs.push(piece.seq);
+    let offset = 0;
+    for (const e of piece.extents) {
+      const base = offset;
+      offset += e.size;
+      image.forEachStatus(e, (pos, end, status) => {
+        if (status === '+') return;
+        written.forEachGap(pos, end, (p, q) => {
+          push(p, piece.data.subarray(base + p - e.pos, base + q - e.pos));
+          written.add(p, q);
+        });
+      });
+    }
+    for (const d of piece.delta) if (d.status !== '+') statuses.push(d);
+  }
+  return { commit: { writes, statuses, seqs }, acknowledged };
+}
+
+/**
+ * Merge a batch of validated pieces durably, serialized with every other
+ * merge of the image. Returns once the data is fsynced and `IMAGE.map` and the
+ * binding are saved: only then may the caller send the receipt.
+ * @returns the seqs to acknowledge: every distinct seq of `pieces`, merged now or before.
+ * @throws AssemblerError `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`, `ERR_IMAGE_SAVE`,
+ *   `ERR_IMAGE_NOT_BOUND`, `ERR_IMAGE_WRONG_RESCUE`, `ERR_IMAGE_CLOSED`.
+ */
+export function mergePieces(image: Image, pieces: readonly Piece[]): Promise<number[]> {
+  return image.exclusive(async () => {
+    const { commit, acknowledged } = planBatch(image, pieces);
+    if (commit.seqs.length > 0) await image.commit(commit);
+    return [...acknowledged];
+  });
+}
+
+interface Waiting {
+  readonly piece: Piece;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * The merge queue of one image: pieces from any number of connections wait
+ * here and are merged in batches of at most `maxBatchPieces` pieces and
+ * `maxBatchBytes` bytes (at least one piece), one batch at a time. While a batch
+ * is being made durable, the next one gathers, so the number of fsyncs and
+ * mapfile saves adapts to the load. The queue holds only what callers put in:
+ * they bound it (the server does, per connection).
+ */
+export class MergeQueue {
+  readonly image: Image;
+  readonly #limits: MergeLimits;
+  readonly #waiting: Waiting[] = [];
+  #bytes = 0;
+  #running: Promise<void> | undefined;
+
+  constructor(image: Image, limits: Partial<MergeLimits> = {}) {
+    this.image = image;
+    this.#limits = resolveMergeLimits(limits);
+  }
+
+  /** Piece data bytes waiting or being merged. */
+  get pendingBytes(): number {
+    return this.#bytes;
+  }
+
+  /** Pieces waiting or being merged. */
+  get pendingCount(): number {
+    return this.#waiting.length;
+  }
+
+  /**
+   * Queue a validated piece.
+   * @returns a promise settled when the piece is durably merged (or was merged
+   *   before), rejected with the batch's error otherwise.
+   */
+  enqueue(piece: Piece): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ piece, resolve, reject });
+      this.#bytes += piece.data.length;
+      this.#running ??= this.#run();
+    });
+  }
+
+  /** Resolves when nothing is waiting or being merged. */
+  async idle(): Promise<void> {
+    while (this.#running !== undefined) await this.#running;
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (this.#waiting.length > 0) {
+        let bytes = 0;
+        let n = 0;
+        while (n < this.#waiting.length && n < this.#limits.maxBatchPieces) {
+          const size = this.#waiting[n]!.piece.data.length;
+          if (n > 0 && bytes + size > this.#limits.maxBatchBytes) break;
+          bytes += size;
+          ++n;
+        }
+        const batch = this.#waiting.slice(0, n);
+        try {
+          await mergePieces(this.image, batch.map((w) => w.piece));
+          for (const w of batch) w.resolve();
+        } catch (err) {
+          for (const w of batch) w.reject(err);
+        } finally {
+          this.#waiting.splice(0, n);
+          this.#bytes -= bytes;
+        }
+      }
+    } finally {
+      this.#running = undefined;
+    }
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * The LAN receiver: a websocket server (one protobuf envelope per binary
+ * message) that authenticates readers, binds each rescue to an image and merges
+ * their pieces durably before acknowledging them.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+
+import type { Limits, Secret } from '@ddferry/protocol';
+import { encodeEnvelope, resolveLimits } from '@ddferry/protocol';
+import { WebSocketServer } from 'ws';
+
+import { CLOSE, Connection } from './connection.js';
+import type { ConnectionContext, Log } from './connection.js';
+import { AssemblerError, errnoOf, messageOf } from './errors.js';
+import { Image } from './image.js';
+import type { ImageOptions } from './image.js';
+import { MergeQueue, resolveMergeLimits } from './merge.js';
+import type { MergeLimits } from './merge.js';
+
+export type { Log } from './connection.js';
+
+const MIB = 1024 * 1024;
+
+/**
+ * How far past `maxMessageBytes` the websocket layer still reads a message, so
+ * that a message just over the limit gets a coded Error
+ * (`ERR_PROTO_MESSAGE_TOO_LARGE`) before the close. Larger ones are cut by the
+ * websocket layer itself, before buffering: close code 1009, no Error.
+ */
+export const OVERSIZE_GRACE_BYTES = 64 * 1024;
+
+/** Defaults of the numeric options of `serve`. */
+export const SERVE_DEFAULTS = Object.freeze({
+  maxUnmergedBytes: 64 * MIB,
+  maxUnmergedPieces: 1024,
+  maxConnections: 16,
+  handshakeTimeoutMs: 30_000,
+  keepaliveMs: 30_000,
+});
+
+export interface ServeOptions {
+  /** Image paths; each is created if missing. A rescue goes to the image bound to it, else to the first unbound one. */
+  readonly images: readonly string[];
+  /** Where to listen; port 0 picks a free port. */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** The shared token. Default: the empty token, with a warning (anyone on the network can send data). */
+  readonly secret?: Secret | undefined;
+  /** Protocol limits (`resolveLimits`); both sides should use the same. Default `DEFAULT_LIMITS`. */
+  readonly limits?: Partial<Limits> | undefined;
+  /** Merge batch limits. Default `DEFAULT_MERGE_LIMITS` (64 pieces, 64 MiB). */
+  readonly merge?: Partial<MergeLimits> | undefined;
+  /** Bytes of received, not yet merged pieces per connection before it stops reading. Default 64 MiB. */
+  readonly maxUnmergedBytes?: number | undefined;
+  /** Pieces received, not yet merged, per connection before it stops reading. Default 1024. */
+  readonly maxUnmergedPieces?: number | undefined;
+  /** Connections at once; more are refused with `ERR_SERVER_BUSY` (close 1013). Default 16. */
+  readonly maxConnections?: number | undefined;
+  /** Time from connection to Welcome. Default 30 000 ms. */
+  readonly handshakeTimeoutMs?: number | undefined;
+  /** Ping interval; a connection that missed a pong by the next ping is dropped. Default 30 000 ms. */
+  readonly keepaliveMs?: number | undefined;
+  /** Where events go (connections, bindings, refusals, rejected pieces, failures). */
+  readonly log: Log;
+  /** Passed to `Image.open`. */
+  readonly imageOptions?: ImageOptions | undefined;
+}
+
+/** A running assembler server. */
+export interface AssemblerServer {
+  /** The address listened on (the port is the real one when 0 was asked). */
+  readonly host: string;
+  readonly port: number;
+  /** `ws://HOST:PORT`. */
+  readonly url: string;
+  readonly images: readonly Image[];
+  /** Pieces received and not yet merged (waiting or being merged), over all images. */
+  pending(): { readonly pieces: number; readonly bytes: number };
+  /**
+   * Stop accepting connections, stop reading, finish merging what was received
+   * (receipts are sent), close every connection (1001) and the images.
+   */
+  close(): Promise<void>;
+}
+
+function checkCount(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`serve option ${name} must be a positive integer, not ${String(value)}`);
+  return value;
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function formatPeer(address: string | undefined, port: number | undefined): string {
+  const a = address?.startsWith('::ffff:') ? address.slice(7) : address ?? 'unknown';
+  return `${formatHost(a)}:${port ?? 0}`;
+}
+
+async function openImages(paths: readonly string[], options: ImageOptions | undefined): Promise<Image[]> {
+  if (paths.length === 0) throw new AssemblerError('ERR_USAGE', 'serve', 'Give at least one IMAGE.');
+  const seen = new Set<string>();
+  for (const p of paths) {
+    const full = resolve(p);
+    if (seen.has(full)) throw new AssemblerError('ERR_IMAGE_DUPLICATE', p, 'The same image is given twice. Give each IMAGE once.');
+    seen.add(full);
+  }
+  const images: Image[] = [];
+  try {
+    for (const p of paths) images.push(await Image.open(p, options));
+  } catch (err) {
+    await Promise.all(images.map((i) => i.close()));
+    throw err;
+  }
+  return images;
+}
+
+/**
+ * Open the images and listen. Per connection: Hello (protocol version) →
+ * Challenge → Auth (`verifyAuthHmac` with the token) → the image bound to the
+ * rescue, else the first unbound one, is bound → Welcome (server proof, `+`
+ * ranges, merged seqs, image size) → pieces, each checked against the plan
+ * (`planChunks` of the Hello) and merged durably before its Receipt. Refused
+ * pieces get a Receipt that rejects them; protocol violations get an Error and
+ * the connection is closed. A connection stops reading while its unmerged
+ * pieces exceed `maxUnmergedBytes` or `maxUnmergedPieces`.
+ * @throws AssemblerError `ERR_USAGE`, `ERR_IMAGE_*` (see `Image.open`),
+ *   `ERR_LISTEN`; `RangeError` for bad limits or options.
+ */
+export async function serve(options: ServeOptions): Promise<AssemblerServer> {
+  const limits = resolveLimits(options.limits ?? {});
+  const mergeLimits = resolveMergeLimits(options.merge ?? {});
+  const maxConnections = checkCount('maxConnections', options.maxConnections ?? SERVE_DEFAULTS.maxConnections);
+  const keepaliveMs = checkCount('keepaliveMs', options.keepaliveMs ?? SERVE_DEFAULTS.keepaliveMs);
+  const { log } = options;
+  const images = await openImages(options.images, options.imageOptions);
+  const queues = images.map((i) => new MergeQueue(i, mergeLimits));
+  const secret = options.secret ?? '';
+  const ctx: ConnectionContext = {
+    limits, secret, log, queues,
+    maxUnmergedBytes: checkCount('maxUnmergedBytes', options.maxUnmergedBytes ?? SERVE_DEFAULTS.maxUnmergedBytes),
+    maxUnmergedPieces: checkCount('maxUnmergedPieces', options.maxUnmergedPieces ?? SERVE_DEFAULTS.maxUnmergedPieces),
+    handshakeTimeoutMs: checkCount('handshakeTimeoutMs', options.handshakeTimeoutMs ?? SERVE_DEFAULTS.handshakeTimeoutMs),
+  };
+  if (secret.length === 0) {
+    log.warn('No token: anyone who can reach this port can send data into the images. Give the same --token-file to both sides.');
+  }
+
+  const http = createServer((_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket' });
+    res.end('ddferry assembler: connect with ddferry-reader (websocket).\n');
+  });
+  const wss = new WebSocketServer({
+    server: http, maxPayload: limits.maxMessageBytes + OVERSIZE_GRACE_BYTES, perMessageDeflate: false, clientTracking: false,
+  });
+  const connections = new Set<Connection>();
+  let closing = false;
+  wss.on('connection', (ws, req) => {
+    const peer = formatPeer(req.socket.remoteAddress, req.socket.remotePort);
+    if (closing) {
+      ws.close(CLOSE.goingAway, 'assembler stopping');
+      return;
+    }
+    if (connections.size >= maxConnections) {
+      log.warn(`${peer}: refused: ERR_SERVER_BUSY: ${maxConnections} connections already.`);
+      ws.send(encodeEnvelope({ type: 'error', code: 'ERR_SERVER_BUSY', message: `The assembler serves ${maxConnections} connections already; try again later.` }, limits));
+      ws.close(CLOSE.tryLater, 'ERR_SERVER_BUSY');
+      return;
+    }
+    const c = new Connection(ws, peer, ctx);
+    connections.add(c);
+    ws.on('close', () => connections.delete(c));
+  });
+  wss.on('error', (err) => log.error(`websocket server: ${messageOf(err)}`));
+
+  try {
+    await new Promise<void>((ok, fail) => {
+      http.once('error', fail);
+      http.listen(options.listen.port, options.listen.host, () => {
+        http.off('error', fail);
+        ok();
+      });
+    });
+  } catch (err) {
+    await Promise.all(images.map((i) => i.close()));
+    const code = errnoOf(err);
+    const hint = code === 'EADDRINUSE' ? 'Another program uses this port: stop it or give another --listen.'
+      : code === 'EADDRNOTAVAIL' ? 'This machine has no such address: give one of its addresses, or 0.0.0.0.'
+        : code === 'EACCES' ? 'Ports below 1024 need privileges: use a higher port.' : 'Check the address.';
+    throw new AssemblerError('ERR_LISTEN', `${formatHost(options.listen.host)}:${options.listen.port}`, `Cannot listen (${code ?? messageOf(err)}). ${hint}`, { cause: err });
+  }
+  http.on('error', (err) => log.error(`server: ${messageOf(err)}`));
+  const address = http.address() as AddressInfo;
+
+  const keepalive = setInterval(() => {
+    for (const c of connections) {
+      if (!c.alive) {
+        log.warn(`${c.peer}: no answer to the keepalive ping; connection dropped.`);
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      c.ws.ping();
+    }
+  }, keepaliveMs);
+  keepalive.unref();
+
+  let closed: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    closing = true;
+    clearInterval(keepalive);
+    const httpClosed = new Promise<void>((ok) => http.close(() => ok()));
+    await Promise.all([...connections].map((c) => c.stop()));
+    await Promise.all(queues.map((q) => q.idle()));
+    await waitForClose(connections, 2000);
+    for (const c of connections) c.ws.terminate();
+    wss.close();
+    await Promise.all(images.map((i) => i.close()));
+    await httpClosed;
+  };
+  return {
+    host: address.address,
+    port: address.port,
+    url: `ws://${formatHost(address.address)}:${address.port}`,
+    images,
+    pending: () => ({
+      pieces: queues.reduce((n, q) => n + q.pendingCount, 0),
+      bytes: queues.reduce((n, q) => n + q.pendingBytes, 0),
+    }),
+    close: () => (closed ??= close()),
+  };
+}
+
+/** Wait until `connections` is empty (their close handshakes done), at most `ms`. */
+async function waitForClose(connections: ReadonlySet<Connection>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}

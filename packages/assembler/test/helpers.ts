@@ -1,0 +1,100 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import type { BlockStatus, Chunk } from '@ddferry/mapfile';
+import { parseMapfile, planChunks, processedState } from '@ddferry/mapfile';
+import type { Extent, Fingerprint, HelloMessage, Piece, StatusRange } from '@ddferry/protocol';
+import { makeExtent, makeNonce, PROTOCOL_VERSION } from '@ddferry/protocol';
+
+export const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
+export const OTHER_RESCUE_ID = '7d2e9f10-3a4b-4c5d-9e6f-abcdefabcdef';
+export const CHUNK_SIZE = 4096;
+export const SECTOR_SIZE = 512;
+/** Four chunks; the last one is 1000 bytes. */
+export const SOURCE_SIZE = 3 * CHUNK_SIZE + 1000;
+export const CHUNKS: readonly Chunk[] = planChunks({ sourceSize: SOURCE_SIZE, sectorSize: SECTOR_SIZE, chunkSize: CHUNK_SIZE });
+
+export const FINGERPRINT: Fingerprint = {
+  size: SOURCE_SIZE, logicalSectorSize: 512, physicalSectorSize: 4096, model: 'FAILING DISK 9000', serial: 'SER-111', wwn: '', kind: 'block',
+};
+export const OTHER_FINGERPRINT: Fingerprint = { ...FINGERPRINT, model: 'OTHER DISK', serial: 'SER-222' };
+
+export function bindRequest(rescueId = RESCUE_ID, fingerprint = FINGERPRINT): { rescueId: string; fingerprint: Fingerprint; chunkSize: number; sectorSize: number } {
+  return { rescueId, fingerprint, chunkSize: CHUNK_SIZE, sectorSize: SECTOR_SIZE };
+}
+
+export function hello(rescueId = RESCUE_ID, fingerprint = FINGERPRINT): HelloMessage {
+  return {
+    type: 'hello', protocolVersion: PROTOCOL_VERSION, rescueId, fingerprint, clientNonce: makeNonce(), readerName: 'test-reader',
+    chunkSize: CHUNK_SIZE, sectorSize: SECTOR_SIZE,
+  };
+}
+
+/** Deterministic pseudo-random bytes. */
+export function bytesOf(size: number, seed: number): Uint8Array {
+  const b = new Uint8Array(size);
+  let x = (seed * 2654435761 + 1) % 2147483648;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    b[i] = (x >>> 16) & 0xff;
+  }
+  return b;
+}
+
+/** A range of a piece: `+` ranges carry `data` (made from `seed` when not given). */
+export interface Step {
+  readonly pos: number;
+  readonly size: number;
+  readonly status: BlockStatus;
+  readonly data?: Uint8Array;
+}
+
+/** A piece of `chunk` from sorted, disjoint steps; `seed` makes the data of `+` steps. */
+export function makePiece(seq: number, chunk: number, steps: readonly Step[], seed = seq, rescueId = RESCUE_ID): Piece {
+  const extents: Extent[] = [];
+  const delta: StatusRange[] = [];
+  const datas: Uint8Array[] = [];
+  for (const s of steps) {
+    delta.push({ pos: s.pos, size: s.size, status: s.status });
+    if (s.status === '+') {
+      const data = s.data ?? bytesOf(s.size, s.pos * 7 + seed);
+      extents.push(makeExtent(s.pos, data));
+      datas.push(data);
+    }
+  }
+  return { rescueId, seq, chunk, extents, delta, data: Buffer.concat(datas) };
+}
+
+/** A fresh temporary folder, removed by `cleanup`. */
+export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'ddferry-assembler-'));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** The image's bytes, padded with zeros (holes) to `size`. */
+export async function readImage(path: string, size = SOURCE_SIZE): Promise<Uint8Array> {
+  const buf = await readFile(path);
+  const out = new Uint8Array(Math.max(size, buf.length));
+  out.set(buf);
+  return out;
+}
+
+/** The statuses of a mapfile, one code (0 `?` … 4 `+`) per byte. */
+export async function readStatuses(mapPath: string): Promise<Uint8Array> {
+  const m = parseMapfile(await readFile(mapPath), { file: mapPath });
+  const out = new Uint8Array(m.blocks.extent().size);
+  m.blocks.forEachBlock((pos, end, code) => out.fill(code, pos, end));
+  return out;
+}
+
+export const PLUS = processedState('+');
+
+/** Hold the image's merges until `release` is called; `held` settles after. */
+export function hold(image: { exclusive(fn: () => Promise<void>): Promise<void> }): { release: () => void; held: Promise<void> } {
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  return { release, held: image.exclusive(() => gate) };
+}

@@ -1,0 +1,343 @@
+import { writeFile } from 'node:fs/promises';
+
+import type { BlockStatus } from '@ddferry/mapfile';
+import { processedState } from '@ddferry/mapfile';
+import type { Piece } from '@ddferry/protocol';
+import { validatePiece } from '@ddferry/protocol';
+import { expect } from 'chai';
+import fc from 'fast-check';
+
+import { Image } from '../src/image.js';
+import type { ImageStep } from '../src/image.js';
+import { mergePieces, MergeQueue } from '../src/merge.js';
+
+import type { Step } from './helpers.js';
+import {
+  bindRequest, bytesOf, CHUNK_SIZE, CHUNKS, makePiece, PLUS, readImage, readStatuses, RESCUE_ID, SECTOR_SIZE, SOURCE_SIZE, tempDir,
+} from './helpers.js';
+
+const PLAN = { rescueId: RESCUE_ID, sourceSize: SOURCE_SIZE, sectorSize: SECTOR_SIZE, chunks: CHUNKS };
+
+/** The simple model: one byte and one status code per source byte. */
+class Model {
+  readonly bytes = new Uint8Array(SOURCE_SIZE);
+  readonly codes = new Uint8Array(SOURCE_SIZE);
+  readonly merged = new Set<number>();
+
+  apply(piece: Piece): void {
+    if (this.merged.has(piece.seq)) return;
+    this.merged.add(piece.seq);
+    let at = 0;
+    for (const e of piece.extents) {
+      for (let i = 0; i < e.size; ++i) {
+        if (this.codes[e.pos + i] !== PLUS) {
+          this.bytes[e.pos + i] = piece.data[at + i]!;
+          this.codes[e.pos + i] = PLUS;
+        }
+      }
+      at += e.size;
+    }
+    for (const d of piece.delta) {
+      const code = processedState(d.status);
+      for (let i = d.pos; i < d.pos + d.size; ++i) this.codes[i] = Math.max(this.codes[i]!, code);
+    }
+  }
+}
+
+/** Arbitrary valid pieces: small seqs (so duplicates happen), any chunk, any statuses, data from a seed. */
+function arbitraryPiece(): fc.Arbitrary<Piece> {
+  const step = fc.tuple(fc.integer({ min: 0, max: 700 }), fc.integer({ min: 1, max: 900 }), fc.constantFrom<BlockStatus>('?', '*', '/', '-', '+', '+'));
+  return fc.record({
+    seq: fc.integer({ min: 1, max: 12 }),
+    chunk: fc.integer({ min: 0, max: CHUNKS.length - 1 }),
+    layout: fc.array(step, { maxLength: 8 }),
+    seed: fc.integer({ min: 0, max: 1000 }),
+  }).map(({ seq, chunk, layout, seed }) => {
+    const c = CHUNKS[chunk]!;
+    const steps: Step[] = [];
+    let pos = c.pos;
+    for (const [gap, size, status] of layout) {
+      pos += gap;
+      const end = Math.min(pos + size, c.pos + c.size);
+      if (end <= pos) break;
+      steps.push({ pos, size: end - pos, status });
+      pos = end;
+    }
+    return makePiece(seq, chunk, steps, seed);
+  });
+}
+
+/** Split `pieces` into consecutive batches of the given sizes (cycled). */
+function batches<T>(items: readonly T[], sizes: readonly number[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0, k = 0; i < items.length; ++k) {
+    const n = sizes.length === 0 ? items.length : sizes[k % sizes.length]!;
+    out.push(items.slice(i, i + n));
+    i += n;
+  }
+  return out;
+}
+
+describe('merge', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let path: string;
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+    path = `${dir}/disk.img`;
+  });
+  afterEach(async () => cleanup());
+
+  async function bound(options = {}): Promise<Image> {
+    const image = await Image.open(path, options);
+    await image.bind(bindRequest());
+    return image;
+  }
+
+  describe('mergePieces', () => {
+    it('matches the byte model, whatever the batches, and merging everything again changes nothing (A2, A3)', async function () {
+      this.timeout(300_000);
+      let run = 0;
+      await fc.assert(fc.asyncProperty(
+        fc.array(arbitraryPiece(), { maxLength: 10 }),
+        fc.array(fc.integer({ min: 1, max: 4 }), { maxLength: 4 }),
+        async (pieces, sizes) => {
+          for (const p of pieces) validatePiece(p, PLAN);
+          const imagePath = `${dir}/model-${run++}.img`;
+          const image = await Image.open(imagePath);
+          try {
+            await image.bind(bindRequest());
+            const model = new Model();
+            for (const batch of batches(pieces, sizes)) {
+              const acked = await mergePieces(image, batch);
+              expect(acked).to.deep.equal([...new Set(batch.map((p) => p.seq))]);
+              for (const p of batch) model.apply(p);
+            }
+            expect(await readImage(imagePath)).to.deep.equal(model.bytes);
+            expect(await readStatuses(`${imagePath}.map`)).to.deep.equal(model.codes);
+            expect(image.mergedSeqs()).to.deep.equal([...model.merged].sort((a, b) => a - b));
+            const mapBefore = await readStatuses(`${imagePath}.map`);
+            for (const batch of batches(pieces, [3])) await mergePieces(image, batch);
+            expect(await readImage(imagePath)).to.deep.equal(model.bytes);
+            expect(await readStatuses(`${imagePath}.map`)).to.deep.equal(mapBefore);
+          } finally {
+            await image.close();
+          }
+        },
+      ), { numRuns: 60 });
+    });
+
+    it('writes only the piece\'s + extents: bad, non-tried and non-trimmed ranges keep their bytes', async () => {
+      await writeFile(path, Buffer.alloc(SOURCE_SIZE, 0xee));
+      const image = await bound();
+      try {
+        const piece = makePiece(1, 1, [
+          { pos: CHUNK_SIZE, size: 512, status: '+' },
+          { pos: CHUNK_SIZE + 512, size: 512, status: '-' },
+          { pos: CHUNK_SIZE + 1024, size: 1024, status: '*' },
+          { pos: CHUNK_SIZE + 2048, size: 100, status: '+' },
+          { pos: CHUNK_SIZE + 2148, size: 300, status: '/' },
+        ]);
+        await mergePieces(image, [piece]);
+        const bytes = await readImage(path);
+        const expected = new Uint8Array(SOURCE_SIZE).fill(0xee);
+        expected.set(piece.data.subarray(0, 512), CHUNK_SIZE);
+        expected.set(piece.data.subarray(512), CHUNK_SIZE + 2048);
+        expect(bytes).to.deep.equal(expected);
+        const codes = await readStatuses(`${path}.map`);
+        expect([...new Set(codes.subarray(CHUNK_SIZE + 512, CHUNK_SIZE + 1024))]).to.deep.equal([processedState('-')]);
+        expect([...new Set(codes.subarray(CHUNK_SIZE + 1024, CHUNK_SIZE + 2048))]).to.deep.equal([processedState('*')]);
+        expect([...new Set(codes.subarray(CHUNK_SIZE + 2148, CHUNK_SIZE + 2448))]).to.deep.equal([processedState('/')]);
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('never overwrites rescued (+) bytes, even with other data for the same range', async () => {
+      const image = await bound();
+      try {
+        const first = makePiece(1, 0, [{ pos: 1000, size: 1000, status: '+' }], 1);
+        const second = makePiece(2, 0, [{ pos: 500, size: 2000, status: '+' }], 2);
+        await mergePieces(image, [first]);
+        await mergePieces(image, [second]);
+        const bytes = await readImage(path);
+        expect(bytes.subarray(1000, 2000)).to.deep.equal(first.data);
+        expect(bytes.subarray(500, 1000)).to.deep.equal(second.data.subarray(0, 500));
+        expect(bytes.subarray(2000, 2500)).to.deep.equal(second.data.subarray(1500));
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('moves statuses only forward: ? * / - +', async () => {
+      const image = await bound();
+      try {
+        const at = (status: BlockStatus, seq: number): Piece => makePiece(seq, 0, [{ pos: 0, size: 512, status }]);
+        await mergePieces(image, [at('-', 1)]);
+        await mergePieces(image, [at('*', 2)]);
+        await mergePieces(image, [at('?', 3)]);
+        expect((await readStatuses(`${path}.map`))[0]).to.equal(processedState('-'));
+        await mergePieces(image, [at('+', 4)]);
+        await mergePieces(image, [at('-', 5)]);
+        expect((await readStatuses(`${path}.map`))[0]).to.equal(PLUS);
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('acknowledges a seq already merged without writing or saving anything', async () => {
+      const steps: ImageStep[] = [];
+      const image = await bound({ onStep: (s: ImageStep) => steps.push(s) });
+      try {
+        const piece = makePiece(7, 0, [{ pos: 0, size: 512, status: '+' }]);
+        expect(await mergePieces(image, [piece, piece])).to.deep.equal([7]);
+        steps.length = 0;
+        expect(await mergePieces(image, [makePiece(7, 0, [{ pos: 512, size: 512, status: '+' }])])).to.deep.equal([7]);
+        expect(steps).to.deep.equal([]);
+        expect(image.finishedRanges()).to.deep.equal([{ pos: 0, size: 512 }]);
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('refuses pieces of another rescue with ERR_IMAGE_WRONG_RESCUE', async () => {
+      const image = await bound();
+      try {
+        const piece = { ...makePiece(1, 0, [{ pos: 0, size: 512, status: '+' }]), rescueId: '7d2e9f10-3a4b-4c5d-9e6f-abcdefabcdef' };
+        await mergePieces(image, [piece]).then(() => expect.fail('merged'), (err: { code: string }) => expect(err.code).to.equal('ERR_IMAGE_WRONG_RESCUE'));
+      } finally {
+        await image.close();
+      }
+    });
+  });
+
+  describe('order of truth (A1)', () => {
+    const pieces = (): Piece[] => [
+      makePiece(1, 0, [{ pos: 0, size: 1024, status: '+' }, { pos: 1024, size: 512, status: '-' }]),
+      makePiece(2, 1, [{ pos: CHUNK_SIZE, size: 2048, status: '+' }]),
+      makePiece(3, 3, [{ pos: 3 * CHUNK_SIZE, size: 1000, status: '+' }]),
+    ];
+
+    it('writes every extent, fsyncs the image once, then saves the mapfile, then the binding', async () => {
+      const steps: string[] = [];
+      const image = await bound({ onStep: (s: ImageStep, file: string) => steps.push(`${s} ${file.slice(path.length) || 'IMAGE'}`) });
+      try {
+        steps.length = 0;
+        await mergePieces(image, pieces());
+        expect(steps).to.deep.equal(['write IMAGE', 'write IMAGE', 'write IMAGE', 'sync IMAGE', 'save-map .map', 'save-binding .ddferry.json']);
+      } finally {
+        await image.close();
+      }
+    });
+
+    for (let crashAt = 0; crashAt < 6; ++crashAt) {
+      it(`leaves a mapfile that claims only durable data when the process dies before step ${crashAt + 1}, and a re-merge completes`, async () => {
+        let n = 0;
+        let armed = false;
+        const image = await bound({
+          onStep: () => {
+            if (armed && n++ === crashAt) throw new Error('simulated crash');
+          },
+        });
+        armed = true;
+        await mergePieces(image, pieces()).then(() => expect.fail('no crash'), (err: Error) => expect(err.message).to.contain('simulated crash'));
+        await image.close();
+
+        const reopened = await Image.open(path);
+        try {
+          const codes = await readStatuses(`${path}.map`);
+          const bytes = await readImage(path);
+          const model = new Model();
+          for (const p of pieces()) model.apply(p);
+          for (let i = 0; i < SOURCE_SIZE; ++i) {
+            if (codes[i] === PLUS && bytes[i] !== model.bytes[i]) expect.fail(`byte ${i} is + in the mapfile but not written`);
+          }
+          for (const seq of reopened.mergedSeqs()) {
+            const p = pieces().find((x) => x.seq === seq)!;
+            for (const e of p.extents) expect([...new Set(codes.subarray(e.pos, e.pos + e.size))]).to.deep.equal([PLUS]);
+          }
+          expect(await mergePieces(reopened, pieces())).to.deep.equal([1, 2, 3]);
+          expect(await readImage(path)).to.deep.equal(model.bytes);
+          expect(await readStatuses(`${path}.map`)).to.deep.equal(model.codes);
+        } finally {
+          await reopened.close();
+        }
+      });
+    }
+
+    it('refuses further commits after a failed fsync (ERR_IMAGE_SYNC)', async () => {
+      let failSync = false;
+      const image = await bound({
+        onStep: (s: ImageStep) => {
+          if (s === 'sync' && failSync) throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+        },
+      });
+      try {
+        failSync = true;
+        const [a, b] = pieces();
+        await mergePieces(image, [a!]).then(() => expect.fail('merged'), (err: { code: string }) => expect(err.code).to.equal('ERR_IMAGE_SYNC'));
+        failSync = false;
+        await mergePieces(image, [b!]).then(() => expect.fail('merged'), (err: { code: string }) => expect(err.code).to.equal('ERR_IMAGE_SYNC'));
+        expect(image.finishedRanges()).to.deep.equal([]);
+      } finally {
+        await image.close();
+      }
+    });
+  });
+
+  describe('MergeQueue', () => {
+    it('merges in batches of at most maxBatchPieces, one fsync each', async () => {
+      let syncs = 0;
+      const image = await bound({ onStep: (s: ImageStep) => (s === 'sync' ? ++syncs : 0) });
+      try {
+        const queue = new MergeQueue(image, { maxBatchPieces: 2 });
+        const all = [1, 2, 3, 4, 5].map((s) => makePiece(s, 0, [{ pos: s * 512, size: 512, status: '+' }]));
+        await Promise.all(all.map((p) => queue.enqueue(p)));
+        expect(syncs).to.equal(3);
+        expect(queue.pendingBytes).to.equal(0);
+        expect(image.mergedSeqs()).to.deep.equal([1, 2, 3, 4, 5]);
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('keeps a batch under maxBatchBytes but always takes one piece', async () => {
+      let syncs = 0;
+      const image = await bound({ onStep: (s: ImageStep) => (s === 'sync' ? ++syncs : 0) });
+      try {
+        const queue = new MergeQueue(image, { maxBatchBytes: 1000 });
+        const all = [1, 2, 3].map((s) => makePiece(s, 0, [{ pos: s * 1024, size: 1024, status: '+' }]));
+        await Promise.all(all.map((p) => queue.enqueue(p)));
+        expect(syncs).to.equal(3);
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('rejects the pieces of a failed batch and goes on with the next', async () => {
+      let fail = false;
+      const image = await bound({
+        onStep: (s: ImageStep) => {
+          if (s === 'save-map' && fail) {
+            fail = false;
+            throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+          }
+        },
+      });
+      try {
+        fail = true;
+        const queue = new MergeQueue(image, { maxBatchPieces: 1 });
+        const a = queue.enqueue(makePiece(1, 0, [{ pos: 0, size: 512, status: '+', data: bytesOf(512, 1) }]));
+        const b = queue.enqueue(makePiece(2, 0, [{ pos: 512, size: 512, status: '+' }]));
+        const results = await Promise.allSettled([a, b]);
+        expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'fulfilled']);
+        expect(image.mergedSeqs()).to.deep.equal([2]);
+        await queue.enqueue(makePiece(1, 0, [{ pos: 0, size: 512, status: '+', data: bytesOf(512, 1) }]));
+        expect(image.mergedSeqs()).to.deep.equal([1, 2]);
+        expect((await readImage(path)).subarray(0, 512)).to.deep.equal(bytesOf(512, 1));
+      } finally {
+        await image.close();
+      }
+    });
+  });
+});

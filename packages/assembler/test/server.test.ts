@@ -1,0 +1,329 @@
+import { readFile, stat } from 'node:fs/promises';
+
+import { processedState } from '@ddferry/mapfile';
+import type { Limits, Piece } from '@ddferry/protocol';
+import { encodeEnvelope, makeExtent, resolveLimits } from '@ddferry/protocol';
+import { expect } from 'chai';
+
+import { OVERSIZE_GRACE_BYTES, serve } from '../src/server.js';
+import type { AssemblerServer, ServeOptions } from '../src/server.js';
+
+import { Client } from './client.js';
+import {
+  CHUNK_SIZE, hello, hold, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID,
+  SOURCE_SIZE, tempDir,
+} from './helpers.js';
+
+const LIMITS: Limits = resolveLimits({ maxFrameBytes: 16 * 1024, maxMessageBytes: 32 * 1024 });
+
+interface Logged {
+  readonly lines: string[];
+  readonly log: ServeOptions['log'];
+}
+
+function logger(): Logged {
+  const lines: string[] = [];
+  return { lines, log: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`) } };
+}
+
+/** Chunk 1: 1536 bytes rescued, a bad sector, then 1000 bytes rescued. */
+function piece1(): Piece {
+  return makePiece(1, 1, [
+    { pos: CHUNK_SIZE, size: 1536, status: '+' },
+    { pos: CHUNK_SIZE + 1536, size: 512, status: '-' },
+    { pos: CHUNK_SIZE + 2048, size: 1000, status: '+' },
+  ]);
+}
+
+describe('serve', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let server: AssemblerServer | undefined;
+  let logged: Logged;
+  let img: string;
+  const clients: Client[] = [];
+
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+    img = `${dir}/disk.img`;
+    logged = logger();
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.ws.terminate();
+    await server?.close();
+    server = undefined;
+    await cleanup();
+  });
+
+  async function start(options: Partial<ServeOptions> = {}): Promise<AssemblerServer> {
+    server = await serve({ images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'sesame', limits: LIMITS, log: logged.log, ...options });
+    return server;
+  }
+
+  async function connect(): Promise<Client> {
+    const c = await Client.connect(server!.url, LIMITS);
+    clients.push(c);
+    return c;
+  }
+
+  describe('handshake', () => {
+    it('listens on the port given (0: a free one) and names it in url', async () => {
+      const s = await start();
+      expect(s.port).to.be.greaterThan(0);
+      expect(s.url).to.equal(`ws://127.0.0.1:${s.port}`);
+    });
+
+    it('welcomes a reader with the right token: proof, nothing finished, no seqs, the image size; binds the image', async () => {
+      await start();
+      const c = await connect();
+      const welcome = await c.handshake('sesame');
+      expect(welcome).to.deep.include({ type: 'welcome', finished: [], mergedSeqs: [], imageSize: SOURCE_SIZE });
+      const binding = JSON.parse(await readFile(`${img}.ddferry.json`, 'utf8'));
+      expect(binding.rescueId).to.equal(RESCUE_ID);
+      expect(logged.lines.some((l) => l.includes(`bound to rescue ${RESCUE_ID}`))).to.equal(true);
+    });
+
+    it('refuses a wrong token with ERR_AUTH_FAILED, logs it, closes, and binds nothing', async () => {
+      await start();
+      const c = await connect();
+      const answer = await c.handshake('wrong');
+      expect(answer).to.deep.include({ type: 'error', code: 'ERR_AUTH_FAILED' });
+      expect((await c.closed).code).to.equal(1008);
+      expect(logged.lines.some((l) => l.startsWith('warn') && l.includes('ERR_AUTH_FAILED'))).to.equal(true);
+      expect(server!.images[0]!.binding).to.equal(undefined);
+    });
+
+    it('uses the empty token when none is given, and warns that anyone can send data', async () => {
+      await start({ secret: undefined });
+      expect(logged.lines.some((l) => l.startsWith('warn') && l.includes('anyone'))).to.equal(true);
+      const c = await connect();
+      expect((await c.handshake(''))?.type).to.equal('welcome');
+    });
+
+    it('refuses another protocol version with ERR_PROTO_VERSION_MISMATCH', async () => {
+      await start();
+      const c = await connect();
+      c.send({ ...hello(), protocolVersion: 2 });
+      expect(await c.expect('error')).to.deep.include({ code: 'ERR_PROTO_VERSION_MISMATCH' });
+      expect((await c.closed).code).to.equal(1008);
+    });
+
+    it('refuses a piece before the handshake with ERR_PROTO_OUT_OF_ORDER', async () => {
+      await start();
+      const c = await connect();
+      c.sendPiece(piece1());
+      expect(await c.expect('error')).to.deep.include({ code: 'ERR_PROTO_OUT_OF_ORDER' });
+    });
+
+    it('refuses a rescue that has no image with ERR_PROTO_WRONG_RESCUE, showing both rescues', async () => {
+      await start();
+      const first = await connect();
+      expect((await first.handshake('sesame'))?.type).to.equal('welcome');
+      const other = await connect();
+      const answer = await other.handshake('sesame', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT));
+      expect(answer).to.deep.include({ type: 'error', code: 'ERR_PROTO_WRONG_RESCUE' });
+      if (answer?.type !== 'error') throw new Error('unreachable');
+      expect(answer.message).to.contain(OTHER_RESCUE_ID).and.contain(RESCUE_ID);
+      expect((await other.closed).code).to.equal(1008);
+    });
+
+    it('refuses the rescue on another device with ERR_PROTO_WRONG_DEVICE', async () => {
+      await start();
+      const first = await connect();
+      await first.handshake('sesame');
+      const other = await connect();
+      const answer = await other.handshake('sesame', hello(RESCUE_ID, OTHER_FINGERPRINT));
+      expect(answer).to.deep.include({ type: 'error', code: 'ERR_PROTO_WRONG_DEVICE' });
+    });
+
+    it('gives each rescue its own image, and the same rescue the same image when it reconnects', async () => {
+      const img2 = `${dir}/other.img`;
+      await start({ images: [img, img2] });
+      const a = await connect();
+      await a.handshake('sesame');
+      const b = await connect();
+      expect((await b.handshake('sesame', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT)))?.type).to.equal('welcome');
+      expect(server!.images.map((i) => i.binding?.rescueId)).to.deep.equal([RESCUE_ID, OTHER_RESCUE_ID]);
+      const p = piece1();
+      b.sendPiece({ ...p, rescueId: OTHER_RESCUE_ID });
+      expect(await b.expect('receipt')).to.deep.include({ merged: [1] });
+      const again = await connect();
+      const welcome = await again.handshake('sesame', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT));
+      expect(welcome).to.deep.include({ type: 'welcome', mergedSeqs: [1] });
+      expect((await readImage(img2)).subarray(CHUNK_SIZE, CHUNK_SIZE + 1536)).to.deep.equal(p.data.subarray(0, 1536));
+      expect((await stat(img)).size).to.equal(0);
+    });
+  });
+
+  describe('pieces', () => {
+    it('merges a valid piece: receipt, image bytes, IMAGE.map + (and - where the piece says)', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      const p = piece1();
+      c.sendPiece(p);
+      expect(await c.expect('receipt')).to.deep.equal({ type: 'receipt', merged: [1], rejected: [] });
+      const bytes = await readImage(img);
+      const codes = await readStatuses(`${img}.map`);
+      let at = 0;
+      for (const e of p.extents) {
+        expect(bytes.subarray(e.pos, e.pos + e.size)).to.deep.equal(p.data.subarray(at, at + e.size));
+        expect([...new Set(codes.subarray(e.pos, e.pos + e.size))]).to.deep.equal([PLUS]);
+        at += e.size;
+      }
+      expect(codes[CHUNK_SIZE + 1536]).to.equal(processedState('-'));
+      expect(codes[0]).to.equal(processedState('?'));
+    });
+
+    it('acknowledges a piece sent twice, and lists it in the next Welcome', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      c.sendPiece(piece1());
+      expect((await c.expect('receipt')).merged).to.deep.equal([1]);
+      c.sendPiece(piece1());
+      expect((await c.expect('receipt')).merged).to.deep.equal([1]);
+      c.close();
+      const d = await connect();
+      const welcome = await d.handshake('sesame');
+      expect(welcome).to.deep.include({ mergedSeqs: [1] });
+      if (welcome?.type !== 'welcome') throw new Error('unreachable');
+      expect(welcome.finished).to.deep.equal(piece1().extents.map((e) => ({ pos: e.pos, size: e.size })));
+    });
+
+    it('rejects a piece with a flipped data bit (ERR_PIECE_CHECKSUM_MISMATCH), writes nothing, and goes on', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      const good = piece1();
+      const data = Buffer.from(good.data);
+      data[100]! ^= 0x04;
+      c.sendPiece({ ...good, data });
+      const receipt = await c.expect('receipt');
+      expect(receipt.merged).to.deep.equal([]);
+      expect(receipt.rejected).to.have.length(1);
+      expect(receipt.rejected[0]).to.deep.include({ seq: 1, code: 'ERR_PIECE_CHECKSUM_MISMATCH' });
+      expect((await stat(img)).size).to.equal(0);
+      expect([...new Set(await readStatuses(`${img}.map`))]).to.deep.equal([0]);
+      expect(logged.lines.some((l) => l.startsWith('warn') && l.includes('ERR_PIECE_CHECKSUM_MISMATCH'))).to.equal(true);
+      c.sendPiece(good);
+      expect((await c.expect('receipt')).merged).to.deep.equal([1]);
+    });
+
+    it('rejects a piece beyond the source (ERR_PIECE_OUTSIDE_SOURCE) and writes nothing', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      const data = new Uint8Array(512).fill(7);
+      const beyond: Piece = {
+        rescueId: RESCUE_ID, seq: 9, chunk: 3, extents: [makeExtent(SOURCE_SIZE - 12, data)],
+        delta: [{ pos: SOURCE_SIZE - 12, size: 512, status: '+' }], data,
+      };
+      c.sendPiece(beyond);
+      const receipt = await c.expect('receipt');
+      expect(receipt.rejected[0]).to.deep.include({ seq: 9, code: 'ERR_PIECE_OUTSIDE_SOURCE' });
+      expect((await stat(img)).size).to.equal(0);
+    });
+
+    it('rejects a piece outside its chunk (ERR_PIECE_EXTENT_OUTSIDE_CHUNK)', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      const p = makePiece(4, 0, [{ pos: CHUNK_SIZE - 512, size: 1024, status: '+' }]);
+      c.sendPiece(p);
+      expect((await c.expect('receipt')).rejected[0]).to.deep.include({ seq: 4, code: 'ERR_PIECE_EXTENT_OUTSIDE_CHUNK' });
+    });
+
+    it('rejects a piece whose frames carry more data than its header, dropping its remaining frames', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      const p = makePiece(5, 0, [{ pos: 0, size: 1024, status: '+' }]);
+      const frames = [...(function* () {
+        const header = encodeEnvelope({ type: 'pieceHeader', seq: 5, chunk: 0, extents: p.extents, delta: p.delta, dataSize: 1024 }, LIMITS);
+        yield header;
+        yield encodeEnvelope({ type: 'pieceData', seq: 5, offset: 0, data: new Uint8Array(2048) }, LIMITS);
+        yield encodeEnvelope({ type: 'pieceData', seq: 5, offset: 2048, data: new Uint8Array(10) }, LIMITS);
+        yield encodeEnvelope({ type: 'pieceEnd', seq: 5, xxh64OfHeader: 0n }, LIMITS);
+      })()];
+      for (const f of frames) c.sendRaw(f);
+      expect((await c.expect('receipt')).rejected[0]).to.deep.include({ seq: 5, code: 'ERR_PIECE_SIZE_MISMATCH' });
+      c.sendPiece(p);
+      expect((await c.expect('receipt')).merged).to.deep.equal([5]);
+    });
+  });
+
+  describe('bad messages', () => {
+    it('answers a message just over maxMessageBytes with ERR_PROTO_MESSAGE_TOO_LARGE and closes (1009)', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      c.sendRaw(new Uint8Array(LIMITS.maxMessageBytes + 1));
+      expect(await c.expect('error')).to.deep.include({ code: 'ERR_PROTO_MESSAGE_TOO_LARGE' });
+      expect((await c.closed).code).to.equal(1009);
+    });
+
+    it('accepts a message of exactly maxMessageBytes as far as size goes (then refuses it as malformed)', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      c.sendRaw(new Uint8Array(LIMITS.maxMessageBytes).fill(0xff));
+      expect(await c.expect('error')).to.deep.include({ code: 'ERR_PROTO_MALFORMED' });
+    });
+
+    it('cuts a message far over the limit at the websocket layer (close 1009, logged)', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('sesame');
+      c.sendRaw(new Uint8Array(LIMITS.maxMessageBytes + OVERSIZE_GRACE_BYTES + 1));
+      expect((await c.closed).code).to.equal(1009);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(logged.lines.some((l) => l.includes('ERR_PROTO_MESSAGE_TOO_LARGE'))).to.equal(true);
+    });
+
+    it('refuses a text message with ERR_PROTO_MALFORMED', async () => {
+      await start();
+      const c = await connect();
+      c.ws.send('hello');
+      expect(await c.expect('error')).to.deep.include({ code: 'ERR_PROTO_MALFORMED' });
+      expect((await c.closed).code).to.equal(1008);
+    });
+
+    it('closes a connection that does not finish the handshake in time', async () => {
+      await start({ handshakeTimeoutMs: 100 });
+      const c = await connect();
+      expect(await c.expect('error')).to.deep.include({ code: 'ERR_HANDSHAKE_TIMEOUT' });
+    });
+
+    it('refuses connections over maxConnections with ERR_SERVER_BUSY (1013)', async () => {
+      await start({ maxConnections: 1 });
+      await connect();
+      const c = await connect();
+      expect(await c.expect('error')).to.deep.include({ code: 'ERR_SERVER_BUSY' });
+      expect((await c.closed).code).to.equal(1013);
+    });
+  });
+
+  describe('#close', () => {
+    it('finishes the merges received, sends their receipt, then closes with 1001', async () => {
+      await start();
+      const image = server!.images[0]!;
+      const c = await connect();
+      await c.handshake('sesame');
+      const { release, held } = hold(image);
+      c.sendPiece(piece1());
+      while (server!.pending().pieces === 0) await new Promise((r) => setTimeout(r, 5));
+      const closing = server!.close();
+      server = undefined;
+      await new Promise((r) => setTimeout(r, 50));
+      expect(image.isMerged(1)).to.equal(false);
+      release();
+      await held;
+      await closing;
+      expect(await c.expect('receipt')).to.deep.include({ merged: [1] });
+      expect((await c.closed).code).to.equal(1001);
+      expect(JSON.parse(await readFile(`${img}.ddferry.json`, 'utf8')).mergedSeqs).to.deep.equal([[1, 1]]);
+    });
+  });
+});
+
