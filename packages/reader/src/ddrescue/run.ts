@@ -172,7 +172,7 @@ async function rescue(
       error('Nothing to do; domain is empty.');
       return { status: 0 };
     }
-    if (cmd.truncate && map.countOf('?') !== map.length) {
+    if (cmd.truncate && !blankAfterEdits(map, domain, o.retrim, o.tryAgain)) {
       error('Outfile truncation and mapfile input are incompatible.', true);
       return { status: 1 };
     }
@@ -269,6 +269,22 @@ function checkFiles(cmd: DdrescueCommand, infile: string, outfile: string, mapfi
     }
   }
   return null;
+}
+
+/**
+ * ddrescue's `blank()` as it sees it: after the `-M` and `-A` edits of the Rescuebook
+ * constructor, every block of the whole map is non-tried.
+ */
+function blankAfterEdits(map: StatusMap, domain: Domain, retrim: boolean, tryAgain: boolean): boolean {
+  let blank = true;
+  map.forEachBlock((pos, end, code) => {
+    let st = '?*/-+'[code]!;
+    const inDomain = domain.includes({ pos, size: end - pos });
+    if (inDomain && retrim && (st === '/' || st === '-')) st = '*';
+    if (inDomain && tryAgain && (st === '*' || st === '/')) st = '?';
+    if (st !== '?') blank = false;
+  });
+  return blank;
 }
 
 /** `-p`: allocate the output's domain range (util-linux `fallocate`, as posix_fallocate would). */
