@@ -29,7 +29,8 @@ common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map.
 `;
 
 export const RESCUE_HELP = `Usage: ddferry-reader rescue JOBDIR --to ws://HOST:PORT [--token-file F]
-                             [--spool-size N] [--source DEVICE] [ddrescue options]
+                             [--spool-size N] [--source DEVICE] [--chunk-at-a-time]
+                             [ddrescue options]
 
 Rescue the job's source with GNU ddrescue's algorithm over the whole disk; rescued data
 goes into the spool (JOBDIR/spool) before common.map says it is rescued, is shipped to
@@ -39,6 +40,9 @@ the assembler, and is deleted from the spool once the assembler holds it.
   --token-file F      the shared secret (chmod 600); the same file on both sides
   --spool-size N      bytes the local spool may hold [256MiB]; reading pauses when full
   --source DEVICE     the source's name now, if it changed since planning
+  --chunk-at-a-time   finish each chunk (all phases) before the next, as the manual
+                      'ddrescue -m chunkNNNN.map' recipe does; default: ddrescue's
+                      order over the whole disk (copying everywhere first)
 Engine options are GNU ddrescue's (see 'ddferry-reader ddrescue --help'), e.g. -d -r3 -n.
 `;
 
@@ -106,6 +110,8 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
         const value = m[2] ?? argv[++i];
         if (value === undefined) throw new ArgumentError('ERR_ARG_INVALID', a, '', `option '${a}' requires an argument`);
         ours.set(m[1]!, value);
+      } else if (a === '--chunk-at-a-time') {
+        ours.set('chunk-at-a-time', '1');
       } else if (a === '--help' || a === '-h') {
         io.stdout(RESCUE_HELP);
         return { status: 0 };
@@ -123,6 +129,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
       tokenFile: ours.get('token-file'),
       spoolBytes: ours.has('spool-size') ? parseNumberArgument(ours.get('spool-size')!, '--spool-size', 512, 1 << 20) : undefined,
       source: ours.get('source'),
+      chunkAtATime: ours.has('chunk-at-a-time'),
       engine,
       commandLine: ['ddferry-reader', 'rescue', ...argv].join(' '),
     }, io);

@@ -7,7 +7,7 @@ import { describeFingerprint, readTokenFile, sameDevice } from '@ddferry/protoco
 import { DdrescueReporter } from '../ddrescue/reporter.js';
 import { interruptibleSleep } from '../ddrescue/run.js';
 import type { DdrescueCommand } from '../ddrescue/options.js';
-import { doRescue } from '../engine/do-rescue.js';
+import { type RescueOutcome, doRescue } from '../engine/do-rescue.js';
 import { MapfileUpdater } from '../engine/mapfile-updater.js';
 import { Rescuebook } from '../engine/rescuebook.js';
 import { ReaderError } from '../errors.js';
@@ -28,6 +28,8 @@ export interface RescueJobOptions {
   readonly spoolBytes?: number;
   /** The source's path now, if `/dev` names changed since planning. */
   readonly source?: string;
+  /** Rescue chunk after chunk (the manual `ddrescue -m chunkNNNN.map` recipe) instead of over the whole disk. */
+  readonly chunkAtATime?: boolean;
   /** The engine's options, parsed as `ddrescue`'s (files ignored). */
   readonly engine: DdrescueCommand;
   readonly commandLine: string;
@@ -75,33 +77,43 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
     // common.map, with what the image already holds marked finished: never read twice
     await removeStaleTemporaries(paths.commonMap);
     const m = await readMapfile(paths.commonMap, { file: paths.commonMap });
-    const domain = Domain.fromOptions(0, job.sourceSize);
-    const norm = normalizeForRescue(m.blocks, { insize: job.sourceSize, hardbs: e.hardbs, domain, file: paths.commonMap });
-    const map = new StatusMap(norm.blocks);
-    if (welcome) {
-      for (const r of welcome.finished) markFinished(map, norm.domain, r.pos, r.size);
+    const whole = Domain.fromOptions(0, job.sourceSize);
+    let blocks = normalizeForRescue(m.blocks, { insize: job.sourceSize, hardbs: e.hardbs, domain: whole, file: paths.commonMap }).blocks;
+    if (welcome && welcome.finished.length > 0) {
+      const known = new StatusMap(blocks);
+      for (const r of welcome.finished) markFinished(known, whole, r.pos, r.size);
+      blocks = known.toVector();
     }
+    let state = { currentPos: m.currentPos, currentStatus: m.currentStatus, currentPass: m.currentPass };
     const startSeconds = Math.floor(Date.now() / 1000);
     const updater = new MapfileUpdater({
       path: paths.commonMap, commandLine: o.commandLine, startTime: formatTimestamp(new Date(startSeconds * 1000)),
       saveInterval: e.mapfileSaveInterval, syncInterval: e.mapfileSyncInterval, clock: () => Math.floor(Date.now() / 1000),
     });
     const sink = new PieceSink({ rescueId: job.rescueId, chunks, spool });
-    const reporter = new DdrescueReporter({ verbosity: o.engine.verbosity, binaryPrefixes: o.engine.binaryPrefixes, write: io.screen });
-    const rb = new Rescuebook({
-      source, testSource, sink, reporter, map, domain: norm.domain, insize: job.sourceSize, offset: 0,
-      currentPos: m.currentPos, currentStatus: m.currentStatus, currentPass: m.currentPass,
-      mapfile: updater, options: e,
-      iobuf: allocAligned(e.cluster * e.hardbs + e.hardbs, Math.max(4096, e.hardbs)),
-      clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
-      interrupted: () => io.signal() !== null,
-      sleep: (s) => interruptibleSleep(s, io.signal),
-    });
-    const outcome = await doRescue(rb);
-    if (o.engine.verbosity >= 0) io.screen('\n');
-    if (outcome.finalMessage) log(`ddferry-reader: ${outcome.finalMessage}`);
-    if (updater.lastError) log(`ddferry-reader: ERR_MAPFILE_WRITE: ${paths.commonMap}: ${updater.lastError.message}`);
-    for (const w of reporter.close()) log(`ddferry-reader: ${w}`);
+    const iobuf = allocAligned(e.cluster * e.hardbs + e.hardbs, Math.max(4096, e.hardbs));
+    // ddrescue's order over the whole disk, or the manual recipe: `ddrescue -m chunkNNNN.map` chunk after chunk
+    const domains = o.chunkAtATime ? chunks.map((c) => Domain.fromOptions(c.pos, c.size)) : [whole];
+    let outcome: RescueOutcome = { status: 0, interrupted: false, messages: [], finalMessage: '' };
+    for (const domain of domains) {
+      const norm = normalizeForRescue(blocks, { insize: job.sourceSize, hardbs: e.hardbs, domain, file: paths.commonMap });
+      const reporter = new DdrescueReporter({ verbosity: o.engine.verbosity, binaryPrefixes: o.engine.binaryPrefixes, write: io.screen });
+      const rb = new Rescuebook({
+        source, testSource, sink, reporter, map: new StatusMap(norm.blocks), domain: norm.domain, insize: job.sourceSize, offset: 0,
+        ...state, mapfile: updater, options: e, iobuf,
+        clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
+        interrupted: () => io.signal() !== null,
+        sleep: (s) => interruptibleSleep(s, io.signal),
+      });
+      outcome = await doRescue(rb);
+      if (o.engine.verbosity >= 0) io.screen('\n');
+      if (outcome.finalMessage) log(`ddferry-reader: ${outcome.finalMessage}`);
+      if (updater.lastError) log(`ddferry-reader: ERR_MAPFILE_WRITE: ${paths.commonMap}: ${updater.lastError.message}`);
+      for (const w of reporter.close()) log(`ddferry-reader: ${w}`);
+      if (outcome.status !== 0 || outcome.interrupted) break;
+      blocks = rb.map.toVector();
+      state = { currentPos: rb.currentPos, currentStatus: rb.currentStatus, currentPass: rb.currentPass };
+    }
     const sig = io.signal();
     if (outcome.interrupted && sig) return { status: 128 + (sig === 'SIGINT' ? 2 : sig === 'SIGHUP' ? 1 : 15), signal: sig };
     // everything read is in the spool; wait until the assembler holds it
