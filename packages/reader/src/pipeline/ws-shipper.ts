@@ -44,6 +44,7 @@ export class WsShipper {
   #welcome: Welcome | null = null;
   #idleWaiters: Array<() => void> = [];
   #rejections = new Map<number, number>();
+  #wakeRetry: (() => void) | null = null;
   /** Pieces merged (receipts seen) in this run. */
   merged = 0;
   /** Connection state for progress lines. */
@@ -78,7 +79,8 @@ export class WsShipper {
 
   stop(): void {
     this.#stopped = true;
-    this.#ws?.close();
+    this.#ws?.terminate();
+    this.#wakeRetry?.();
     for (const w of this.#idleWaiters.splice(0)) w();
   }
 
@@ -90,13 +92,22 @@ export class WsShipper {
           backoff = 250;
         });
       } catch (err) {
+        // end the connection whatever happened, so its receipts stop touching the spool
+        this.#ws?.terminate();
         if (this.#stopped) break;
         const code = (err as { code?: string }).code;
         this.#o.log(`ddferry-reader: ${code ?? 'ERR_LINK'}: ${this.#o.url}: ${(err as Error).message} (retrying in ${(backoff / 1000).toFixed(1)} s)`);
       }
       if (this.#stopped) break;
       this.state = 'waiting';
-      await new Promise((r) => setTimeout(r, backoff));
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, backoff);
+        t.unref(); // a pending retry never keeps the process alive
+        this.#wakeRetry = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
       backoff = Math.min(backoff * 2, 10000);
     }
   }
@@ -226,7 +237,13 @@ export class WsShipper {
         continue;
       }
       const seq = pending[0]!;
-      const piece = await o.spool.read(seq);
+      let piece;
+      try {
+        piece = await o.spool.read(seq);
+      } catch (err) {
+        if (!o.spool.seqs().includes(seq)) continue; // acknowledged meanwhile
+        throw err;
+      }
       inFlight.set(seq, piece.data.length + 1);
       inFlightBytes += piece.data.length + 1;
       for (const frame of encodePieceFrames(piece, this.#limits)) {
