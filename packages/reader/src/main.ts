@@ -1,4 +1,3 @@
-import { PLAN_HELP, RESCUE_HELP, runPlan, runRescue } from './cli/job-commands.js';
 import { runDdrescue } from './ddrescue/run.js';
 
 const USAGE = `Usage: ddferry-reader COMMAND [ARGS]
@@ -9,14 +8,14 @@ Commands:
   ddrescue [options] infile outfile [mapfile]
                            GNU ddrescue 1.27's rescue ('ddrescue --help')
   help                     this text
-
-${PLAN_HELP}
-${RESCUE_HELP}`;
+`;
 
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write(USAGE);
+    // the pipeline's modules (protobuf, websockets, tar) load only when a job command needs them
+    const { PLAN_HELP, RESCUE_HELP } = await import('./cli/job-commands.js');
+    process.stdout.write(`${USAGE}\n${PLAN_HELP}\n${RESCUE_HELP}`);
     return command === undefined ? 1 : 0;
   }
   if (command !== 'ddrescue' && command !== 'plan' && command !== 'rescue') {
@@ -36,7 +35,13 @@ async function main(): Promise<number> {
     cwd: process.cwd(),
     signal: () => signal,
   };
-  const result = command === 'plan' ? { status: await runPlan(rest, io) } : command === 'rescue' ? await runRescue(rest, io) : await runDdrescue(rest, io);
+  let result: { status: number; signal?: NodeJS.Signals };
+  if (command === 'plan' || command === 'rescue') {
+    const { runPlan, runRescue } = await import('./cli/job-commands.js');
+    result = command === 'plan' ? { status: await runPlan(rest, io) } : await runRescue(rest, io);
+  } else {
+    result = await runDdrescue(rest, io);
+  }
   for (const s of signals) process.off(s, onSignal);
   if (result.signal) {
     // re-raise, so the parent sees death by the signal, as with ddrescue
