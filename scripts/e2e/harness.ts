@@ -4,7 +4,8 @@
  * image against the source.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,6 +95,38 @@ export function makeScenario(options: { size: number; bad: ReadonlyArray<readonl
   return { dir, source, testMap: tm, token, job, image: join(dir, 'image.raw'), size: options.size, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** Every child process started here and not yet ended, so `killAll` can end them even when a test fails. */
+const live = new Map<ChildProcess, Promise<Exit>>();
+
+function track(child: ChildProcess): Promise<Exit> {
+  const ended = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => {
+    live.delete(child);
+    resolve({ code, signal });
+  }));
+  live.set(child, ended);
+  return ended;
+}
+
+/** SIGKILL every child process the harness started that still runs, and wait for them. */
+export async function killAll(): Promise<void> {
+  const waits = [...live.entries()].map(([child, ended]) => {
+    child.kill('SIGKILL');
+    return ended;
+  });
+  await Promise.all(waits);
+}
+
+/** SIGKILL one process and wait until it is gone. */
+export async function kill9(p: { readonly child: ChildProcess; exited(): Promise<Exit> }): Promise<Exit> {
+  p.child.kill('SIGKILL');
+  return p.exited();
+}
+
 export interface Assembler {
   readonly url: string;
   readonly child: ChildProcess;
@@ -107,7 +140,7 @@ export function startAssembler(s: Scenario, port = 0): Promise<Assembler> {
   const child = spawn(process.execPath, [ASSEMBLER, 'serve', s.image, '--listen', `127.0.0.1:${port}`, '--token-file', s.token], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   let out = '';
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const ended = track(child);
   child.stderr!.on('data', (d: Buffer) => {
     err += d.toString();
   });
@@ -141,7 +174,7 @@ export function startReader(s: Scenario, url: string, extra: readonly string[] =
   child.stderr!.on('data', (d: Buffer) => {
     err += d.toString();
   });
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const ended = track(child);
   return { child, stderr: () => err, exited: () => ended };
 }
 
@@ -177,4 +210,556 @@ export function checkImage(s: Scenario): Block[] {
 
 export function commonMapBlocks(s: Scenario): Block[] {
   return compact(blocksOf(readFileSync(join(s.job, 'common.map'), 'latin1')));
+}
+
+// ---------------------------------------------------------------------------------------
+// Fault-injection helpers: seeded randomness, strict map checks, the spool's contents,
+// invariant checks (R1, A1, A3), a reader that hangs instead of exiting.
+
+/** mulberry32: a small seeded PRNG giving numbers in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The seed of a randomized test: DDFERRY_E2E_SEED if set, else a fresh one; printed so a failure can be replayed. */
+export function testSeed(label: string): number {
+  const env = process.env.DDFERRY_E2E_SEED;
+  const seed = env !== undefined && env.trim() !== '' ? Number(env) >>> 0 : Math.floor(Math.random() * 2 ** 32);
+  console.log(`      ${label}: seed ${seed} (replay with DDFERRY_E2E_SEED=${seed})`);
+  return seed;
+}
+
+/** An integer in [lo, hi]. */
+export function randInt(rnd: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(rnd() * (hi - lo + 1));
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The port of `ws://HOST:PORT`. */
+export function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+/** `startAssembler(s, port)`, retried while the port is not free yet (a killed assembler's port). */
+export async function restartAssembler(s: Scenario, port: number, tries = 40): Promise<Assembler> {
+  for (let i = 1; ; ++i) {
+    try {
+      return await startAssembler(s, port);
+    } catch (err) {
+      if (i >= tries || !/EADDRINUSE|ERR_LISTEN/.test((err as Error).message)) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+export interface MapCheck {
+  readonly blocks: Block[];
+  /** The header says `# Finished` (the final save of a completed run). */
+  readonly finished: boolean;
+  readonly text: string;
+}
+
+/**
+ * Read a mapfile and check it strictly: a status line, then blocks that are contiguous
+ * from 0 to `size`, of positive sizes and statuses `? * / - +`; and GNU ddrescuelog's own
+ * check (`ddferry-map ddrescuelog -t FILE` exits 0). Returns its blocks, compacted.
+ */
+export function checkMapfile(file: string, size: number, text = readFileSync(file, 'latin1')): MapCheck {
+  const fail = (why: string): never => {
+    throw new Error(`${file}: malformed mapfile: ${why}\n${text.slice(0, 2000)}`);
+  };
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] !== '') fail('it does not end with a newline (a torn write?)');
+  let status: string[] | undefined;
+  let p = 0;
+  const blocks: Block[] = [];
+  for (const line of lines) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const f = line.trim().split(/\s+/);
+    if (status === undefined) {
+      status = f;
+      if (f.length < 2 || f.length > 3 || !Number.isSafeInteger(Number(f[0])) || !/^[?*/\-FG+]$/.test(f[1]!)) fail(`bad status line "${line}"`);
+      continue;
+    }
+    const pos = Number(f[0]);
+    const sz = Number(f[1]);
+    if (f.length !== 3 || !Number.isSafeInteger(pos) || !Number.isSafeInteger(sz) || sz <= 0 || !/^[?*/\-+]$/.test(f[2]!)) fail(`bad block line "${line}"`);
+    if (pos !== p) fail(`block at ${pos} does not start where the one before ends (${p})`);
+    p = pos + sz;
+    blocks.push({ pos, size: sz, status: f[2]! });
+  }
+  if (status === undefined) fail('no status line');
+  if (p !== size) fail(`the blocks cover [0, ${p}), not the source's [0, ${size})`);
+  const r = spawnSync(process.execPath, [MAPTOOL, 'ddrescuelog', '-t', file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ddferry-map ddrescuelog -t ${file} exited ${r.status}: ${r.stderr}`);
+  return { blocks: compact(blocks), finished: /^# Finished$/m.test(text), text };
+}
+
+export const MAPTOOL = join(ROOT, 'packages', 'mapfile', 'bin', 'ddferry-map.js');
+
+/** A sealed piece in JOBDIR/spool, as its manifest describes it. */
+export interface SpoolPiece {
+  readonly file: string;
+  readonly seq: number;
+  /** Ranges whose data the piece holds (its `+` ranges). */
+  readonly extents: ReadonlyArray<{ readonly pos: number; readonly size: number }>;
+}
+
+/** The entries of a ustar file: name and bytes. */
+export function tarEntries(buf: Buffer): Array<{ name: string; data: Buffer }> {
+  const out: Array<{ name: string; data: Buffer }> = [];
+  let off = 0;
+  while (off + 512 <= buf.length) {
+    const h = buf.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) break;
+    const name = h.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
+    const prefix = h.subarray(345, 500).toString('utf8').replace(/\0.*$/s, '');
+    const size = parseInt(h.subarray(124, 136).toString('ascii').replace(/\0.*$/s, '').trim() || '0', 8);
+    if (!Number.isSafeInteger(size) || off + 512 + size > buf.length) throw new Error(`a tar entry "${name}" of ${size} bytes runs past the end of the file`);
+    out.push({ name: prefix ? `${prefix}/${name}` : name, data: buf.subarray(off + 512, off + 512 + size) });
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
+}
+
+/**
+ * The pieces held in JOBDIR/spool (`piece-NNNNNN.tar`; temporaries ignored). A file
+ * deleted while this runs was acknowledged (R2) and is skipped. With `source`, each
+ * piece's data is compared with the source (R1: what the spool holds is what was read).
+ */
+export function spoolPieces(s: Scenario, source?: Buffer): SpoolPiece[] {
+  const dir = join(s.job, 'spool');
+  if (!existsSync(dir)) return [];
+  const out: SpoolPiece[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const m = /^piece-(\d+)\.tar$/.exec(name);
+    if (!m) continue;
+    const file = join(dir, name);
+    let buf: Buffer;
+    try {
+      buf = readFileSync(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    const entries = tarEntries(buf);
+    const manifest = entries.find((e) => e.name === 'manifest.json');
+    if (!manifest) throw new Error(`${file}: no manifest.json in a spooled piece (entries: ${entries.map((e) => e.name).join(', ')})`);
+    const parsed = JSON.parse(manifest.data.toString('utf8')) as { rescueId: string; pieces: Array<{ seq: number; extents: Array<{ pos: number; size: number }>; delta: Array<{ pos: number; size: number; status: string }> }> };
+    for (const p of parsed.pieces) {
+      const data = entries.find((e) => e.name === `piece-${String(p.seq).padStart(6, '0')}.bin`);
+      if (!data) throw new Error(`${file}: piece ${p.seq} has no data entry`);
+      if (source) {
+        let at = 0;
+        for (const e of p.extents) {
+          if (!data.data.subarray(at, at + e.size).equals(source.subarray(e.pos, e.pos + e.size))) {
+            throw new Error(`${file}: piece ${p.seq}: the data of the extent [${e.pos}, ${e.pos + e.size}) differs from the source`);
+          }
+          at += e.size;
+        }
+      }
+      out.push({ file, seq: p.seq, extents: p.extents.map((e) => ({ pos: e.pos, size: e.size })) });
+    }
+  }
+  return out;
+}
+
+/** Sorted, joined half-open ranges. */
+function union(ranges: ReadonlyArray<{ readonly pos: number; readonly size: number }>): Array<[number, number]> {
+  const sorted = [...ranges].filter((r) => r.size > 0).sort((a, b) => a.pos - b.pos);
+  const out: Array<[number, number]> = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.pos <= last[1]) last[1] = Math.max(last[1], r.pos + r.size);
+    else out.push([r.pos, r.pos + r.size]);
+  }
+  return out;
+}
+
+/** The first byte of `ranges` not inside `cover`, or undefined. */
+export function firstUncovered(ranges: ReadonlyArray<{ readonly pos: number; readonly size: number }>, cover: ReadonlyArray<{ readonly pos: number; readonly size: number }>): number | undefined {
+  const c = union(cover);
+  let i = 0;
+  for (const [pos, end] of union(ranges)) {
+    let p = pos;
+    while (p < end) {
+      while (i < c.length && c[i]![1] <= p) ++i;
+      const r = c[i];
+      if (!r || r[0] > p) return p;
+      p = r[1];
+    }
+  }
+  return undefined;
+}
+
+/**
+ * R1: every `+` byte of common.map is `+` in IMAGE.map or held by a piece in the spool.
+ * Read in this order by the caller: common.map, then the spool, then IMAGE.map (the
+ * spool only loses pieces that IMAGE.map already holds).
+ */
+export function checkR1(common: readonly Block[], spool: readonly SpoolPiece[], image: readonly Block[]): void {
+  const rescued = common.filter((b) => b.status === '+');
+  const cover = [...image.filter((b) => b.status === '+'), ...spool.flatMap((p) => p.extents)];
+  const hole = firstUncovered(rescued, cover);
+  if (hole !== undefined) {
+    const b = rescued.find((r) => r.pos <= hole && hole < r.pos + r.size)!;
+    throw new Error(`R1 broken: common.map marks [${b.pos}, ${b.pos + b.size}) rescued, but byte ${hole} is neither + in IMAGE.map nor held by a spooled piece (spool: ${spool.map((p) => p.seq).join(',') || 'empty'})`);
+  }
+}
+
+const RANK: Readonly<Record<string, number>> = { '?': 0, '*': 1, '/': 2, '-': 3, '+': 4 };
+
+/** A3: between two snapshots of a map, no byte's status moved backward (`? * / - +`). */
+export function checkForward(before: readonly Block[], after: readonly Block[], what: string): void {
+  let j = 0;
+  for (const b of before) {
+    let p = b.pos;
+    const end = b.pos + b.size;
+    while (p < end) {
+      while (j < after.length && after[j]!.pos + after[j]!.size <= p) ++j;
+      const a = after[j];
+      if (!a) throw new Error(`${what}: byte ${p} vanished from the map`);
+      if (RANK[a.status]! < RANK[b.status]!) throw new Error(`${what}: the status of [${p}, ${Math.min(end, a.pos + a.size)}) went back from ${b.status} to ${a.status}`);
+      p = Math.min(end, a.pos + a.size);
+    }
+  }
+}
+
+/**
+ * The source size of the job's plan: the file's size, or less in test mode when the test
+ * map ends with bad blocks (the apparent size is the end of its last `+` block, as GNU
+ * ddrescue's -H has it).
+ */
+export function jobSize(s: Scenario): number {
+  return (JSON.parse(readFileSync(join(s.job, 'job.json'), 'utf8')) as { sourceSize: number }).sourceSize;
+}
+
+export interface Snapshot {
+  readonly common: Block[];
+  readonly image: Block[] | undefined;
+  readonly spool: SpoolPiece[];
+  readonly commonFinished: boolean;
+}
+
+/**
+ * The checks made after every kill: common.map and IMAGE.map (if any) well formed,
+ * every `+` byte of the image equal to the source (A1), R1, and statuses only forward
+ * since `previous`.
+ */
+export function checkState(s: Scenario, source: Buffer, previous?: Snapshot): Snapshot {
+  const size = jobSize(s);
+  const commonFile = join(s.job, 'common.map');
+  const c = checkMapfile(commonFile, size);
+  const spool = spoolPieces(s, source);
+  const merged = mergedSeqs(s);
+  const imageMap = `${s.image}.map`;
+  let image: Block[] | undefined;
+  if (existsSync(imageMap)) {
+    image = checkMapfile(imageMap, size).blocks;
+    checkImageBlocks(s, image, source);
+  }
+  checkR1(c.blocks, spool, image ?? []);
+  // the binding claims only pieces IMAGE.map holds (it is saved after IMAGE.map)
+  for (const p of spool) {
+    if (!merged.some(([a, b]) => a <= p.seq && p.seq <= b)) continue;
+    const hole = firstUncovered(p.extents, (image ?? []).filter((b) => b.status === '+'));
+    if (hole !== undefined) throw new Error(`IMAGE.ddferry.json lists piece ${p.seq} as merged, but byte ${hole} of it is not + in IMAGE.map`);
+  }
+  if (previous) {
+    checkForward(previous.common, c.blocks, 'common.map');
+    if (previous.image && image) checkForward(previous.image, image, 'IMAGE.map');
+  }
+  return { common: c.blocks, image, spool, commonFinished: c.finished };
+}
+
+/** The merged sequence numbers IMAGE.ddferry.json lists, as [first, last] ranges (none if it is absent). */
+export function mergedSeqs(s: Scenario): Array<[number, number]> {
+  const file = `${s.image}.ddferry.json`;
+  if (!existsSync(file)) return [];
+  const text = readFileSync(file, 'utf8');
+  let doc: { rescueId?: unknown; mergedSeqs?: unknown };
+  try {
+    doc = JSON.parse(text) as typeof doc;
+  } catch (err) {
+    throw new Error(`${file}: not JSON (${(err as Error).message}):\n${text.slice(0, 500)}`);
+  }
+  const ranges = doc.mergedSeqs;
+  if (!Array.isArray(ranges) || !ranges.every((r) => Array.isArray(r) && r.length === 2 && r.every((n) => Number.isSafeInteger(n)))) {
+    throw new Error(`${file}: mergedSeqs is not a list of [first, last] pairs:\n${text.slice(0, 500)}`);
+  }
+  return ranges as Array<[number, number]>;
+}
+
+/** Bytes held by the spool's piece files (temporaries included). */
+export function spoolBytes(s: Scenario): number {
+  const dir = join(s.job, 'spool');
+  let n = 0;
+  for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+    try {
+      n += statSync(join(dir, name)).size;
+    } catch {
+      // deleted meanwhile
+    }
+  }
+  return n;
+}
+
+/** `checkImage` with the blocks given. */
+export function checkImageBlocks(s: Scenario, blocks: readonly Block[], src: Buffer = readFileSync(s.source)): void {
+  const img = readFileSync(s.image);
+  for (const b of blocks) {
+    if (b.status !== '+') continue;
+    const a = src.subarray(b.pos, b.pos + b.size);
+    const c = img.subarray(b.pos, b.pos + b.size);
+    if (!a.equals(c)) {
+      let i = 0;
+      while (i < a.length && a[i] === c[i]) ++i;
+      throw new Error(`A1 broken: the image differs from the source at ${b.pos + i} inside the + block [${b.pos}, ${b.pos + b.size}) of IMAGE.map`);
+    }
+  }
+}
+
+/** A reader that stopped working but did not exit, or exited 0 with work left. */
+export interface Fault {
+  readonly why: string;
+  readonly stderr: string;
+}
+
+/** What changes while a rescue makes progress: common.map, the spool's listing, IMAGE.map. */
+function progressMark(s: Scenario): string {
+  const stamp = (f: string): string => {
+    try {
+      const st = statSync(f);
+      return `${st.size}@${st.mtimeMs}`;
+    } catch {
+      return '-';
+    }
+  };
+  let spool = '';
+  try {
+    spool = readdirSync(join(s.job, 'spool')).sort().join(',');
+  } catch {
+    spool = '-';
+  }
+  return `${stamp(join(s.job, 'common.map'))}|${spool}|${stamp(`${s.image}.map`)}`;
+}
+
+/** A reader that has nothing left to do: common.map saved as finished, spool empty. */
+export function readerIdle(s: Scenario): boolean {
+  try {
+    return /^# Finished$/m.test(readFileSync(join(s.job, 'common.map'), 'latin1')) && spoolPieces(s).length === 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Wait for the reader to exit 0 with its work done. A faulty reader is reported in
+ * `faults`, killed if still running, and restarted by `restart`, so the test can go on
+ * and check everything else; the caller fails on `faults` at the end. Faulty means: it
+ * exited 0 with work left (spool not empty or common.map not finished); or it has
+ * nothing left to do but has not exited `quietMs` later; or nothing changed in
+ * common.map, the spool or IMAGE.map for `stallMs`; or it ran past `deadlineMs`.
+ */
+export async function awaitReader(s: Scenario, reader: Reader, restart: () => Reader, faults: Fault[], o: { quietMs?: number; stallMs?: number; deadlineMs?: number } = {}): Promise<{ exit: Exit; reader: Reader }> {
+  const quietMs = o.quietMs ?? 6_000;
+  const stallMs = o.stallMs ?? 30_000;
+  const deadlineMs = o.deadlineMs ?? 180_000;
+  let r = reader;
+  for (let attempt = 0; ; ++attempt) {
+    const started = Date.now();
+    let quietSince: number | undefined;
+    let mark = progressMark(s);
+    let markSince = Date.now();
+    let done: Exit | undefined;
+    const current = r;
+    void current.exited().then((e) => {
+      done = e;
+    });
+    for (;;) {
+      await Promise.race([current.exited(), sleep(250)]);
+      let why: string | undefined;
+      if (done !== undefined) {
+        if (done.code !== 0 || readerIdle(s)) return { exit: done, reader: current };
+        const left = spoolPieces(s).length;
+        why = `the reader exited 0 with work left: ${left} piece(s) in the spool, common.map ${/^# Finished$/m.test(readFileSync(join(s.job, 'common.map'), 'latin1')) ? 'finished' : 'not finished'}`;
+      } else {
+        const idle = readerIdle(s);
+        quietSince = idle ? quietSince ?? Date.now() : undefined;
+        const m = progressMark(s);
+        if (m !== mark) {
+          mark = m;
+          markSince = Date.now();
+        }
+        const now = Date.now();
+        why = quietSince !== undefined && now - quietSince > quietMs
+          ? `the reader did not exit ${quietMs / 1000} s after it finished (common.map "# Finished", spool empty)`
+          : now - markSince > stallMs ? `no progress for ${stallMs / 1000} s (common.map, spool and IMAGE.map unchanged) and the reader did not exit`
+            : now - started > deadlineMs ? `the reader ran more than ${deadlineMs / 1000} s` : undefined;
+      }
+      if (why !== undefined) {
+        faults.push({ why, stderr: current.stderr() });
+        await kill9(current);
+        if (attempt >= 3) throw new Error(`${why}; gave up after ${attempt + 1} attempts. stderr:\n${current.stderr()}`);
+        r = restart();
+        break;
+      }
+    }
+  }
+}
+
+/** Describe faults for an assertion message. */
+export function describeFaults(faults: readonly Fault[]): string {
+  return faults.map((h, i) => `#${i + 1}: ${h.why}; reader stderr:\n${h.stderr.trim().split('\n').slice(-6).join('\n')}`).join('\n');
+}
+
+/**
+ * The end of every rescue: the reader's spool is empty, the image equals the source on
+ * every `+` byte, and IMAGE.map = common.map = GNU ddrescue's final map with `ddrescueOptions`.
+ */
+export function finalChecks(s: Scenario, ddrescueOptions: readonly string[] = []): void {
+  const source = readFileSync(s.source);
+  const size = jobSize(s);
+  const common = checkMapfile(join(s.job, 'common.map'), size);
+  const image = checkMapfile(`${s.image}.map`, size).blocks;
+  checkImageBlocks(s, image, source);
+  const left = spoolPieces(s);
+  if (left.length > 0) throw new Error(`the spool still holds ${left.length} piece(s) (${left.slice(0, 10).map((p) => p.seq).join(', ')}${left.length > 10 ? ', ...' : ''}) after the reader exited 0`);
+  const gnu = ddrescueFinalMap(s, ddrescueOptions);
+  if (JSON.stringify(image) !== JSON.stringify(common.blocks)) throw new Error(`IMAGE.map != common.map\nIMAGE.map:  ${fmt(image)}\ncommon.map: ${fmt(common.blocks)}`);
+  if (JSON.stringify(common.blocks) !== JSON.stringify(gnu)) throw new Error(`common.map != GNU ddrescue's final map\ncommon.map: ${fmt(common.blocks)}\nddrescue:   ${fmt(gnu)}`);
+}
+
+export function fmt(blocks: readonly Block[]): string {
+  return blocks.map((b) => `${b.pos}+${b.size}${b.status}`).join(' ');
+}
+
+/** Bad areas: single sectors, clusters, some across chunk borders, maybe one at the end. */
+export function randomBad(rnd: () => number, size: number, chunk = 4 << 20): Array<[number, number]> {
+  const sectors = Math.floor(size / 512);
+  const raw: Array<[number, number]> = [];
+  const borders = Math.floor((size - 1) / chunk);
+  // across chunk borders: start 1..16 sectors before a border, 2..40 sectors long
+  for (let n = randInt(rnd, 1, 3); n > 0 && borders > 0; --n) {
+    const border = randInt(rnd, 1, borders) * chunk;
+    const before = randInt(rnd, 1, 16) * 512;
+    raw.push([border - before, before + randInt(rnd, 1, 24) * 512]);
+  }
+  for (let n = randInt(rnd, 2, 5); n > 0; --n) {
+    const len = rnd() < 0.5 ? 512 : randInt(rnd, 2, 300) * 512;
+    raw.push([randInt(rnd, 1, sectors - 400) * 512, len]);
+  }
+  if (rnd() < 0.25) raw.push([size - randInt(rnd, 1, 8) * 512, size]);
+  raw.sort((a, b) => a[0] - b[0]);
+  const out: Array<[number, number]> = [];
+  for (const [pos, len] of raw) {
+    const end = Math.min(size, pos + len);
+    const last = out[out.length - 1];
+    if (last && pos <= last[0] + last[1]) last[1] = Math.max(last[1], end - last[0]);
+    else out.push([pos, end - pos]);
+  }
+  return out;
+}
+
+/** One proxied TCP connection. */
+export interface ProxyConnection {
+  readonly id: number;
+  /** Bytes seen so far, both directions. */
+  bytes: number;
+  /** Client→server bytes seen so far. */
+  upBytes: number;
+  /** Free for the transform's use. */
+  budget: number;
+}
+
+/** What the proxy does with a chunk: forward these bytes, then cut the connection if `cut`. */
+export type ProxyTransform = (dir: 'up' | 'down', chunk: Buffer, conn: ProxyConnection) => { forward: Buffer; cut?: boolean };
+
+/** A TCP proxy on 127.0.0.1 port 0 in front of `127.0.0.1:targetPort`, with a transform on every chunk. */
+export class TcpProxy {
+  readonly server: Server;
+  readonly sockets = new Set<Socket>();
+  connections = 0;
+  cuts = 0;
+  #transform: ProxyTransform;
+
+  private constructor(targetPort: number, transform: ProxyTransform) {
+    this.#transform = transform;
+    this.server = createServer((client) => {
+      const conn: ProxyConnection = { id: ++this.connections, bytes: 0, upBytes: 0, budget: 0 };
+      const upstream = connect(targetPort, '127.0.0.1');
+      this.sockets.add(client);
+      this.sockets.add(upstream);
+      const cut = (): void => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.pause();
+      upstream.on('connect', () => client.resume());
+      const pipe = (dir: 'up' | 'down', from: Socket, to: Socket): void => {
+        from.on('data', (chunk: Buffer) => {
+          if (to.destroyed) return;
+          const r = this.#transform(dir, chunk, conn);
+          conn.bytes += chunk.length;
+          if (dir === 'up') conn.upBytes += chunk.length;
+          if (r.forward.length > 0) to.write(r.forward);
+          if (r.cut) {
+            ++this.cuts;
+            cut();
+          }
+        });
+        from.on('end', () => to.end());
+        from.on('error', cut);
+        from.on('close', () => {
+          this.sockets.delete(from);
+          cut();
+        });
+      };
+      pipe('up', client, upstream);
+      pipe('down', upstream, client);
+    });
+  }
+
+  static async start(targetPort: number, transform: ProxyTransform): Promise<TcpProxy> {
+    const p = new TcpProxy(targetPort, transform);
+    await new Promise<void>((resolve) => p.server.listen(0, '127.0.0.1', resolve));
+    return p;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  /** Change what the proxy does from now on. */
+  setTransform(t: ProxyTransform): void {
+    this.#transform = t;
+  }
+
+  /** Cut every connection and stop listening. */
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Wait until `check` is true (polling), at most `ms`; returns whether it became true. */
+export async function waitFor(check: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) return false;
+    await sleep(50);
+  }
+  return true;
 }

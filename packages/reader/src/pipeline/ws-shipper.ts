@@ -101,8 +101,9 @@ export class WsShipper {
       if (this.#stopped) break;
       this.state = 'waiting';
       await new Promise<void>((r) => {
+        // a referenced timer: while the engine waits for spool space, this retry is what keeps
+        // the process alive; stop() cancels it
         const t = setTimeout(r, backoff);
-        t.unref(); // a pending retry never keeps the process alive
         this.#wakeRetry = () => {
           clearTimeout(t);
           r();

@@ -1,0 +1,360 @@
+/**
+ * A scripted websocket client against a real `ddferry-assembler serve` process: what the
+ * assembler must refuse (wrong token, another rescue, oversize and malformed messages,
+ * pieces outside the plan or with bad checksums) and what it must not do with a valid
+ * piece (overwrite rescued bytes, move statuses back). Afterwards a normal reader run on
+ * the same image still succeeds.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import {
+  type Fingerprint, type Message, type Piece, authHmac, decodeEnvelope, encodeEnvelope, encodePieceFrames, makeExtent, makeNonce,
+  makeRescueId, PROTOCOL_VERSION, verifyServerProof, xxh64,
+} from '@ddferry/protocol';
+import { expect } from 'chai';
+import WebSocket from 'ws';
+
+import {
+  type Assembler, type Fault, type Reader, type Scenario, awaitReader, checkMapfile, describeFaults, finalChecks, jobSize, killAll,
+  makeScenario, startAssembler, startReader, waitFor,
+} from './harness.js';
+
+const MiB = 1 << 20;
+const SECRET = 'a shared secret for the test';
+
+interface Job {
+  readonly rescueId: string;
+  readonly fingerprint: Fingerprint;
+  readonly chunkSize: number;
+  readonly sectorSize: number;
+  readonly sourceSize: number;
+}
+
+/** One websocket connection, its decoded messages and its close. */
+class Client {
+  readonly ws: WebSocket;
+  readonly inbox: Message[] = [];
+  readonly problems: string[] = [];
+  closeInfo: { code: number; reason: string } | undefined;
+  #wake: (() => void) | undefined;
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    const wake = (): void => {
+      const w = this.#wake;
+      this.#wake = undefined;
+      w?.();
+    };
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      try {
+        if (!isBinary) throw new Error('a text message');
+        this.inbox.push(decodeEnvelope(data));
+      } catch (err) {
+        this.problems.push(`undecodable message from the assembler: ${(err as Error).message}`);
+      }
+      wake();
+    });
+    ws.on('close', (code: number, reason: Buffer) => {
+      this.closeInfo = { code, reason: reason.toString() };
+      wake();
+    });
+    ws.on('error', (err) => {
+      this.problems.push(err.message);
+      wake();
+    });
+  }
+
+  static async connect(url: string): Promise<Client> {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    const c = new Client(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return c;
+  }
+
+  /** The next message, or undefined once the connection closed (or after `ms`). */
+  async next(ms = 15_000): Promise<Message | undefined> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const m = this.inbox.shift();
+      if (m) return m;
+      if (this.closeInfo || Date.now() > end) return undefined;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        setTimeout(resolve, 200);
+      });
+    }
+  }
+
+  /** The next message of this type (others are skipped). */
+  async nextOf<T extends Message['type']>(type: T, ms = 15_000): Promise<Extract<Message, { type: T }> | Extract<Message, { type: 'error' }> | undefined> {
+    for (;;) {
+      const m = await this.next(ms);
+      if (!m || m.type === type || m.type === 'error') return m as Extract<Message, { type: T }> | Extract<Message, { type: 'error' }> | undefined;
+    }
+  }
+
+  /** Wait for the close; returns its code. */
+  async closed(ms = 15_000): Promise<{ code: number; reason: string } | undefined> {
+    await waitFor(() => this.closeInfo !== undefined, ms);
+    return this.closeInfo;
+  }
+
+  send(msg: Message): void {
+    this.ws.send(encodeEnvelope(msg), { binary: true });
+  }
+
+  sendRaw(bytes: Uint8Array, binary = true): void {
+    this.ws.send(bytes, { binary });
+  }
+
+  sendPiece(piece: Piece): void {
+    for (const frame of encodePieceFrames(piece)) this.sendRaw(frame);
+  }
+
+  /** Hello, Challenge, Auth with `secret`; returns the Welcome or the Error. */
+  async handshake(job: Job, o: { secret?: string; rescueId?: string; fingerprint?: Fingerprint } = {}): Promise<Message | undefined> {
+    const clientNonce = makeNonce();
+    const rescueId = o.rescueId ?? job.rescueId;
+    this.send({
+      type: 'hello', protocolVersion: PROTOCOL_VERSION, rescueId, fingerprint: o.fingerprint ?? job.fingerprint, clientNonce,
+      readerName: 'e2e-script', chunkSize: job.chunkSize, sectorSize: job.sectorSize,
+    });
+    const challenge = await this.next();
+    if (challenge?.type !== 'challenge') return challenge;
+    this.send({ type: 'auth', hmac: authHmac(o.secret ?? SECRET, challenge.serverNonce, clientNonce, rescueId) });
+    const welcome = await this.next();
+    if (welcome?.type === 'welcome') {
+      expect(verifyServerProof(o.secret ?? SECRET, challenge.serverNonce, clientNonce, rescueId, welcome.serverProof), 'the assembler proves it knows the token').to.equal(true);
+    }
+    return welcome;
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
+
+function sha(file: string): string {
+  return existsSync(file) ? createHash('sha256').update(readFileSync(file)).digest('hex') : 'absent';
+}
+
+describe('the assembler refuses what it must (scripted client against ddferry-assembler serve)', function () {
+  this.timeout(120_000);
+  let s: Scenario;
+  let asm: Assembler;
+  let job: Job;
+  let source: Buffer;
+  const clients: Client[] = [];
+  const open = async (): Promise<Client> => {
+    const c = await Client.connect(asm.url);
+    clients.push(c);
+    return c;
+  };
+  /** A piece of this job over [pos, pos+data.length), all `+`. */
+  const piece = (seq: number, pos: number, data: Uint8Array, chunk = Math.floor(pos / job.chunkSize)): Piece => ({
+    rescueId: job.rescueId, seq, chunk, extents: [makeExtent(pos, data)], delta: [{ pos, size: data.length, status: '+' }], data,
+  });
+  const imageState = (): string => `${sha(s.image)} ${sha(`${s.image}.map`)} ${sha(`${s.image}.ddferry.json`)}`;
+  const logged = async (text: string): Promise<boolean> => waitFor(() => asm.stderr().includes(text), 5000);
+
+  before(async function () {
+    s = makeScenario({ size: 16 * MiB + 3 * 512, bad: [[3 * MiB, 8192], [8 * MiB - 2048, 4096]], chunkSize: '4MiB', seed: 3 });
+    job = JSON.parse(readFileSync(join(s.job, 'job.json'), 'utf8')) as Job;
+    source = readFileSync(s.source);
+    asm = await startAssembler(s);
+  });
+
+  afterEach(function () {
+    for (const c of clients.splice(0)) c.close();
+  });
+
+  after(async function () {
+    await killAll();
+    s?.remove();
+  });
+
+  it('wrong token: Error ERR_AUTH_FAILED, connection closed, logged, nothing bound or written', async function () {
+    const c = await open();
+    const answer = await c.handshake(job, { secret: 'not the token' });
+    expect(answer?.type, JSON.stringify(answer)).to.equal('error');
+    expect(answer?.type === 'error' && answer.code).to.equal('ERR_AUTH_FAILED');
+    expect((await c.closed())?.code, 'close code').to.equal(1008);
+    expect(await logged('ERR_AUTH_FAILED'), `assembler stderr: ${asm.stderr()}`).to.equal(true);
+    expect(existsSync(`${s.image}.ddferry.json`), 'IMAGE.ddferry.json after a refused reader').to.equal(false);
+    expect(existsSync(`${s.image}.map`), 'IMAGE.map after a refused reader').to.equal(false);
+  });
+
+  it('the right token binds the image; then another rescue id is refused naming both rescues', async function () {
+    const c1 = await open();
+    const w = await c1.handshake(job);
+    expect(w?.type, JSON.stringify(w)).to.equal('welcome');
+    expect(readFileSync(`${s.image}.ddferry.json`, 'utf8')).to.include(job.rescueId);
+    c1.close();
+    const other = makeRescueId();
+    const c2 = await open();
+    const e = await c2.handshake(job, { rescueId: other });
+    expect(e?.type, JSON.stringify(e)).to.equal('error');
+    if (e?.type !== 'error') return;
+    expect(e.code).to.equal('ERR_PROTO_WRONG_RESCUE');
+    expect(e.message, 'the Error names the reader\'s rescue').to.include(other);
+    expect(e.message, 'the Error names the image\'s rescue').to.include(job.rescueId);
+    expect(await c2.closed(), 'closed').to.not.equal(undefined);
+    expect(await logged(other), `assembler stderr names the refused rescue: ${asm.stderr()}`).to.equal(true);
+  });
+
+  it('the same rescue id from another device is refused naming both fingerprints', async function () {
+    const c = await open();
+    const fingerprint: Fingerprint = { ...job.fingerprint, size: job.fingerprint.size + 4096, model: 'OTHER-DISK', serial: 'X123' };
+    const e = await c.handshake(job, { fingerprint });
+    expect(e?.type, JSON.stringify(e)).to.equal('error');
+    if (e?.type !== 'error') return;
+    expect(e.code).to.match(/^ERR_PROTO_WRONG_(DEVICE|RESCUE)$/);
+    expect(e.message).to.include(String(job.fingerprint.size));
+    expect(e.message).to.include(String(fingerprint.size));
+    expect(await c.closed(), 'closed').to.not.equal(undefined);
+  });
+
+  it('oversize messages (> 8 MiB) close the connection with an error, before and after the handshake', async function () {
+    const before = imageState();
+    const c1 = await open();
+    expect((await c1.handshake(job))?.type).to.equal('welcome');
+    c1.sendRaw(Buffer.alloc(8 * MiB + 1024, 7));
+    const e1 = await c1.nextOf('receipt');
+    expect(e1?.type === 'error' && e1.code, JSON.stringify(e1)).to.equal('ERR_PROTO_MESSAGE_TOO_LARGE');
+    expect((await c1.closed())?.code, 'close code').to.equal(1009);
+    const c2 = await open();
+    c2.sendRaw(Buffer.alloc(12 * MiB, 1));
+    expect((await c2.closed())?.code, 'close code of a message far over the limit').to.equal(1009);
+    expect(await logged('ERR_PROTO_MESSAGE_TOO_LARGE'), asm.stderr()).to.equal(true);
+    expect(imageState(), 'image files unchanged').to.equal(before);
+  });
+
+  it('garbage, truncated and text messages get a coded Error and a close', async function () {
+    const before = imageState();
+    const garbage = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 131 + 17) & 0xff));
+    const hello = encodeEnvelope({
+      type: 'hello', protocolVersion: PROTOCOL_VERSION, rescueId: job.rescueId, fingerprint: job.fingerprint, clientNonce: makeNonce(),
+      readerName: 'e2e-script', chunkSize: job.chunkSize, sectorSize: job.sectorSize,
+    });
+    const cases: Array<[string, (c: Client) => Promise<void>]> = [
+      ['garbage first message', async (c) => c.sendRaw(garbage)],
+      ['truncated Hello', async (c) => c.sendRaw(hello.subarray(0, hello.length - 9))],
+      ['text message', async (c) => c.sendRaw(Buffer.from('hello?'), false)],
+      ['garbage after the handshake', async (c) => {
+        expect((await c.handshake(job))?.type).to.equal('welcome');
+        c.sendRaw(garbage);
+      }],
+      ['truncated pieceHeader after the handshake', async (c) => {
+        expect((await c.handshake(job))?.type).to.equal('welcome');
+        const header = encodePieceFrames(piece(700001, MiB, source.subarray(MiB, MiB + 4096))).next().value!;
+        c.sendRaw(header.subarray(0, header.length - 5));
+      }],
+    ];
+    for (const [what, act] of cases) {
+      const c = await open();
+      await act(c);
+      const e = await c.nextOf('receipt');
+      expect(e?.type, `${what}: ${JSON.stringify(e)}`).to.equal('error');
+      expect(e?.type === 'error' && e.code, what).to.match(/^ERR_PROTO_/);
+      expect(await c.closed(), `${what}: closed`).to.not.equal(undefined);
+    }
+    expect(imageState(), 'image files unchanged').to.equal(before);
+  });
+
+  it('pieces outside the source or their chunk, or marking + without data: rejected receipts, nothing written', async function () {
+    const c = await open();
+    expect((await c.handshake(job))?.type).to.equal('welcome');
+    const before = imageState();
+    const size = jobSize(s);
+    const last = Math.floor((size - 1) / job.chunkSize);
+    const data = Buffer.alloc(4096, 0xee);
+    const bad: Array<[string, Piece]> = [
+      ['an extent past the end of the source', piece(800001, size, data, last)],
+      ['an extent across the end of the source', piece(800002, size - 2048, data, last)],
+      ['an extent at 2^50', piece(800003, 2 ** 50, data, last)],
+      ['a chunk not in the plan', piece(800004, MiB, data, 999)],
+      ['an extent outside its chunk', piece(800005, 5 * MiB, data, 0)],
+      ['+ in the delta without data', { ...piece(800006, MiB, data), extents: [], data: new Uint8Array(0) }],
+    ];
+    for (const [what, p] of bad) {
+      c.sendPiece(p);
+      const r = await c.nextOf('receipt');
+      expect(r?.type, `${what}: ${JSON.stringify(r)}`).to.equal('receipt');
+      if (r?.type !== 'receipt') return;
+      expect(r.merged, `${what}: merged`).to.not.include(p.seq);
+      expect(r.rejected.map((x) => x.seq), `${what}: rejected`).to.include(p.seq);
+      expect(r.rejected.find((x) => x.seq === p.seq)!.code, what).to.match(/^ERR_PIECE_/);
+    }
+    expect(c.closeInfo, 'the connection stays open after rejected pieces').to.equal(undefined);
+    expect(imageState(), 'IMAGE, IMAGE.map and the binding unchanged').to.equal(before);
+    expect(await logged('rejected'), asm.stderr()).to.equal(true);
+  });
+
+  it('a flipped data byte or header checksum: rejected; the intact piece is merged; twice is harmless (A2)', async function () {
+    const c = await open();
+    expect((await c.handshake(job))?.type).to.equal('welcome');
+    const pos = MiB;
+    const good = piece(810001, pos, Buffer.from(source.subarray(pos, pos + 64 * 1024)));
+    const before = imageState();
+    const flipped = Buffer.from(good.data);
+    flipped[12345] = flipped[12345]! ^ 0x10;
+    c.sendPiece({ ...good, data: flipped });
+    let r = await c.nextOf('receipt');
+    expect(r?.type === 'receipt' && r.rejected.map((x) => `${x.seq} ${x.code}`), JSON.stringify(r)).to.deep.equal(['810001 ERR_PIECE_CHECKSUM_MISMATCH']);
+    // the pieceEnd carries a wrong checksum of the header
+    const frames = [...encodePieceFrames(good)];
+    frames[frames.length - 1] = encodeEnvelope({ type: 'pieceEnd', seq: good.seq, xxh64OfHeader: xxh64(frames[0]!) ^ 1n });
+    for (const f of frames) c.sendRaw(f);
+    r = await c.nextOf('receipt');
+    expect(r?.type === 'receipt' && r.rejected.map((x) => x.seq), JSON.stringify(r)).to.deep.equal([good.seq]);
+    expect(imageState(), 'nothing written by rejected pieces').to.equal(before);
+    c.sendPiece(good);
+    r = await c.nextOf('receipt');
+    expect(r?.type === 'receipt' && r.merged, JSON.stringify(r)).to.deep.equal([good.seq]);
+    const img = readFileSync(s.image);
+    expect(img.subarray(pos, pos + good.data.length).equals(good.data), 'the merged piece is in the image').to.equal(true);
+    const map = checkMapfile(`${s.image}.map`, jobSize(s)).blocks;
+    expect(map.some((b) => b.status === '+' && b.pos <= pos && b.pos + b.size >= pos + good.data.length), 'IMAGE.map marks it +').to.equal(true);
+    const once = imageState();
+    c.sendPiece(good);
+    r = await c.nextOf('receipt');
+    expect(r?.type === 'receipt' && r.merged, JSON.stringify(r)).to.deep.equal([good.seq]);
+    expect(imageState().split(' ').slice(0, 2), 'IMAGE and IMAGE.map after the same piece twice').to.deep.equal(once.split(' ').slice(0, 2));
+  });
+
+  it('A3: a valid piece with other data over rescued bytes does not overwrite them; statuses never go back', async function () {
+    const c = await open();
+    expect((await c.handshake(job))?.type).to.equal('welcome');
+    const pos = MiB;
+    const len = 64 * 1024;
+    const other = Buffer.alloc(len, 0x5a);
+    c.sendPiece(piece(820001, pos, other));
+    let r = await c.nextOf('receipt');
+    expect(r?.type, JSON.stringify(r)).to.equal('receipt');
+    c.sendPiece({ ...piece(820002, pos, other), extents: [], data: new Uint8Array(0), delta: [{ pos, size: len, status: '-' }] });
+    r = await c.nextOf('receipt');
+    expect(r?.type, JSON.stringify(r)).to.equal('receipt');
+    c.sendPiece({ ...piece(820003, pos, other), extents: [], data: new Uint8Array(0), delta: [{ pos, size: len, status: '?' }] });
+    r = await c.nextOf('receipt');
+    expect(r?.type, JSON.stringify(r)).to.equal('receipt');
+    const img = readFileSync(s.image);
+    expect(img.subarray(pos, pos + len).equals(source.subarray(pos, pos + len)), 'rescued bytes overwritten by a later piece').to.equal(true);
+    const map = checkMapfile(`${s.image}.map`, jobSize(s)).blocks;
+    expect(map.some((b) => b.status === '+' && b.pos <= pos && b.pos + b.size >= pos + len), `IMAGE.map still + over [${pos}, ${pos + len}): ${JSON.stringify(map)}`).to.equal(true);
+  });
+
+  it('afterwards a normal reader run on the same image succeeds: IMAGE.map = common.map = GNU ddrescue', async function () {
+    const startR = (): Reader => startReader(s, asm.url);
+    const faults: Fault[] = [];
+    const { exit, reader } = await awaitReader(s, startR(), startR, faults);
+    expect(exit.code, reader.stderr()).to.equal(0);
+    finalChecks(s);
+    expect(asm.child.exitCode, `the assembler is still up: ${asm.stderr()}`).to.equal(null);
+    expect(faults, describeFaults(faults)).to.have.length(0);
+  });
+});
