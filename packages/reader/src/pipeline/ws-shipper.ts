@@ -195,11 +195,12 @@ export class WsShipper {
         const m = await next();
         if (m.type === 'receipt') {
           const done = m.merged.filter((s) => inFlight.has(s) || o.spool.seqs().includes(s));
+          // keep them in flight until the spool has deleted them, so the sender never picks one again
+          await o.spool.remove(done);
           for (const s of m.merged) {
             inFlightBytes -= inFlight.get(s) ?? 0;
             inFlight.delete(s);
           }
-          await o.spool.remove(done);
           this.merged += done.length;
           for (const r of m.rejected) {
             inFlightBytes -= inFlight.get(r.seq) ?? 0;
