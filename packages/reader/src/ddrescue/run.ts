@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 
 import {
   ArgumentError, Domain, MapfileParseError, MapfileSizeError, MapfileStatus, SblockVector, StatusMap,
-  formatNum, formatNum3, formatTimestamp, normalizeForRescue,
+  formatNum, formatNum3, formatTimestamp, normalizeForRescue, statusOfCode,
 } from '@ddferry/mapfile';
 import { pathExists, readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
 
@@ -213,7 +213,7 @@ async function rescue(
       for (const w of reporter.close()) error(w);
       if (outcome.status !== 0) return { status: outcome.status };
       const sig = io.signal();
-      if (outcome.interrupted && sig) return { status: 128 + signalNumber(sig), signal: sig };
+      if (outcome.interrupted && sig) return { status: signalExitStatus(sig), signal: sig };
       return { status: 0 };
     } finally {
       output.close();
@@ -278,7 +278,7 @@ function checkFiles(cmd: DdrescueCommand, infile: string, outfile: string, mapfi
 function blankAfterEdits(map: StatusMap, domain: Domain, retrim: boolean, tryAgain: boolean): boolean {
   let blank = true;
   map.forEachBlock((pos, end, code) => {
-    let st = '?*/-+'[code]!;
+    let st: string = statusOfCode(code);
     const inDomain = domain.includes({ pos, size: end - pos });
     if (inDomain && retrim && (st === '/' || st === '-')) st = '*';
     if (inDomain && tryAgain && (st === '*' || st === '/')) st = '?';
@@ -306,8 +306,9 @@ export async function interruptibleSleep(seconds: number, signal: () => unknown)
   while (Date.now() < end && !signal()) await new Promise((r) => setTimeout(r, Math.min(100, end - Date.now())));
 }
 
-function signalNumber(sig: NodeJS.Signals): number {
-  return sig === 'SIGHUP' ? 1 : sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 0;
+/** The status a shell shows for death by `sig` (128 + its number), as ddrescue's re-raise gives. */
+export function signalExitStatus(sig: NodeJS.Signals): number {
+  return 128 + (sig === 'SIGHUP' ? 1 : sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 0);
 }
 
 /** The screen lines before the rescue (`about_to_copy`, the `-v` lines, `do_rescue`'s start). */

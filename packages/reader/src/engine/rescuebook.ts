@@ -1,5 +1,5 @@
 import {
-  type Block, BlockStatus, type Domain, MapfileStatus, type StatusMap, formatPercentage, mapfileStatusName,
+  type Block, BlockStatus, type Domain, MapfileStatus, type StatusMap, formatPercentage, mapfileStatusName, statusOfCode,
 } from '@ddferry/mapfile';
 
 import type { Source } from '../source/source.js';
@@ -182,9 +182,8 @@ export class Rescuebook {
 
   /** Call `fn` for each block inside the domain, in order. */
   forEachDomainBlock(fn: (pos: number, end: number, st: BlockStatus) => void): void {
-    const chars = '?*/-+';
     this.map.forEachBlock((pos, end, code) => {
-      if (this.domain.includes({ pos, size: end - pos })) fn(pos, end, chars[code] as BlockStatus);
+      if (this.domain.includes({ pos, size: end - pos })) fn(pos, end, statusOfCode(code));
     });
   }
 

@@ -5,7 +5,7 @@ import { readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
 import { describeFingerprint, readTokenFile, sameDevice } from '@ddferry/protocol';
 
 import { DdrescueReporter } from '../ddrescue/reporter.js';
-import { interruptibleSleep } from '../ddrescue/run.js';
+import { interruptibleSleep, signalExitStatus } from '../ddrescue/run.js';
 import type { DdrescueCommand } from '../ddrescue/options.js';
 import { type RescueOutcome, doRescue } from '../engine/do-rescue.js';
 import { MapfileUpdater } from '../engine/mapfile-updater.js';
@@ -115,16 +115,16 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
       state = { currentPos: rb.currentPos, currentStatus: rb.currentStatus, currentPass: rb.currentPass };
     }
     const sig = io.signal();
-    if (outcome.interrupted && sig) return { status: 128 + (sig === 'SIGINT' ? 2 : sig === 'SIGHUP' ? 1 : 15), signal: sig };
+    if (outcome.interrupted && sig) return { status: signalExitStatus(sig), signal: sig };
     // everything read is in the spool; wait until the assembler holds it
-    if (spool.seqs().length > 0) {
-      if (o.engine.verbosity >= 0) io.screen(`Waiting for ${o.to} to acknowledge ${spool.seqs().length} piece(s)...\n`);
+    if (spool.count > 0) {
+      if (o.engine.verbosity >= 0) io.screen(`Waiting for ${o.to} to acknowledge ${spool.count} piece(s)...\n`);
       const drained = shipper.drained();
-      while (spool.seqs().length > 0 && !io.signal()) await Promise.race([drained, new Promise((r) => setTimeout(r, 200))]);
+      while (spool.count > 0 && !io.signal()) await Promise.race([drained, new Promise((r) => setTimeout(r, 200))]);
       const s2 = io.signal();
       if (s2) {
-        log(`ddferry-reader: interrupted with ${spool.seqs().length} piece(s) still in the spool; run the same command again to ship them.`);
-        return { status: 128 + (s2 === 'SIGINT' ? 2 : s2 === 'SIGHUP' ? 1 : 15), signal: s2 };
+        log(`ddferry-reader: interrupted with ${spool.count} piece(s) still in the spool; run the same command again to ship them.`);
+        return { status: signalExitStatus(s2), signal: s2 };
       }
     }
     return { status: outcome.status };

@@ -78,6 +78,16 @@ export class Spool {
     return this.#bytes;
   }
 
+  /** Number of pieces held. */
+  get count(): number {
+    return this.#sizes.size;
+  }
+
+  /** True if the piece is held. */
+  has(seq: number): boolean {
+    return this.#sizes.has(seq);
+  }
+
   /** Sequence numbers held, ascending. */
   seqs(): number[] {
     return [...this.#sizes.keys()].sort((a, b) => a - b);

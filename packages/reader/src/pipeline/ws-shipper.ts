@@ -74,7 +74,7 @@ export class WsShipper {
 
   /** Resolves when the spool is empty (everything acknowledged). */
   async drained(): Promise<void> {
-    while (this.#o.spool.seqs().length > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    while (this.#o.spool.count > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
   stop(): void {
@@ -194,7 +194,7 @@ export class WsShipper {
       for (;;) {
         const m = await next();
         if (m.type === 'receipt') {
-          const done = m.merged.filter((s) => inFlight.has(s) || o.spool.seqs().includes(s));
+          const done = m.merged.filter((s) => o.spool.has(s));
           // keep them in flight until the spool has deleted them, so the sender never picks one again
           await o.spool.remove(done);
           for (const s of m.merged) {
@@ -212,7 +212,7 @@ export class WsShipper {
           const w = flightWaiter;
           flightWaiter = null;
           w?.();
-          if (o.spool.seqs().length === 0) for (const w2 of this.#idleWaiters.splice(0)) w2();
+          if (o.spool.count === 0) for (const w2 of this.#idleWaiters.splice(0)) w2();
         } else if (m.type === 'error') {
           throw new ReaderError('ERR_LINK', o.url, `the assembler reported ${m.code}: ${m.message}`);
         }
@@ -243,7 +243,7 @@ export class WsShipper {
       try {
         piece = await o.spool.read(seq);
       } catch (err) {
-        if (!o.spool.seqs().includes(seq)) continue; // acknowledged meanwhile
+        if (!o.spool.has(seq)) continue; // acknowledged meanwhile
         throw err;
       }
       inFlight.set(seq, piece.data.length + 1);
