@@ -36,6 +36,26 @@ describe('LAN through a faulty TCP proxy (reader and assembler never restarted)'
     s = undefined;
   });
 
+  it('baseline: through a transparent proxy, one connection for the whole rescue and no link error (thousands of small pieces)', async function () {
+    const rnd = prng(seed ^ 0x1234567);
+    const size = randInt(rnd, 48, 56) * 512 * 1024;
+    const sc = makeScenario({ size, bad: randomBad(rnd, size), chunkSize: '4MiB', seed: 5 });
+    s = sc;
+    const asm: Assembler = await startAssembler(sc);
+    const p = await TcpProxy.start(Number(new URL(asm.url).port), (_dir, chunk) => ({ forward: chunk }));
+    proxy = p;
+    // --mapfile-interval=0 seals a piece at every mapfile save: many pieces, many receipts
+    const startR = (): Reader => startReader(sc, p.url, ['--mapfile-interval=0']);
+    const faults: Fault[] = [];
+    const { exit, reader } = await awaitReader(sc, startR(), startR, faults);
+    expect(exit.code, reader.stderr()).to.equal(0);
+    finalChecks(sc);
+    expect(faults, `reader fault(s):\n${describeFaults(faults)}`).to.have.length(0);
+    const errors = reader.stderr().split('\n').filter((l) => /ERR_|ENOENT|retrying/.test(l));
+    expect(errors, `link errors without any fault on the link (${errors.length}):\n${errors.slice(0, 5).join('\n')}`).to.deep.equal([]);
+    expect(p.connections, 'connections (the link never failed)').to.equal(1);
+  });
+
   for (const [variant, engine] of CUT_VARIANTS) {
     it(`connection cut after a random number of bytes, at least 15 times in one rescue (${variant})`, async function () {
       const rnd = prng(seed + engine.length);
