@@ -56,6 +56,12 @@ const BUNDLE_HINTS = {
   ERR_BUNDLE_TOO_LARGE: 'The bundle would reach maxBundleBytes (FAT32 holds files under 4 GiB): put fewer pieces in it.',
 } as const;
 
+const STICK_HINTS = {
+  ERR_STICK_BAD_RESCUE_FILE: 'The stick\'s rescue.json is damaged or was not written by ddferry: run the reader again with --to on this stick to rewrite it.',
+  ERR_STICK_BAD_RECEIPT: 'A receipt on the stick is damaged or was not written by ddferry: import the stick on PC_B again to write a new one.',
+  ERR_STICK_BUNDLE_NAME: 'A bundle\'s file name differs from its first piece: it was renamed or swapped, and is refused; the reader reads its ranges again.',
+} as const;
+
 const AUTH_HINTS = {
   ERR_AUTH_FAILED: 'The reader\'s token differs from the assembler\'s: copy the same token file to both machines.',
   ERR_AUTH_BAD_PROOF: 'The assembler could not prove it knows the token: check the address and copy the same token file to both machines.',
@@ -64,13 +70,14 @@ const AUTH_HINTS = {
   ERR_AUTH_TOKEN_READ: 'Check the path of the token file; it must be a regular file of at most 4 KiB.',
 } as const;
 
-const HINTS = { ...PROTO_HINTS, ...PIECE_HINTS, ...BUNDLE_HINTS, ...AUTH_HINTS };
+const HINTS = { ...PROTO_HINTS, ...PIECE_HINTS, ...BUNDLE_HINTS, ...STICK_HINTS, ...AUTH_HINTS };
 
 export type ProtoCode = keyof typeof PROTO_HINTS;
 export type PieceCode = keyof typeof PIECE_HINTS;
 export type BundleCode = keyof typeof BUNDLE_HINTS;
+export type StickCode = keyof typeof STICK_HINTS;
 export type AuthCode = keyof typeof AUTH_HINTS;
-export type ProtocolErrorCode = ProtoCode | PieceCode | BundleCode | AuthCode;
+export type ProtocolErrorCode = ProtoCode | PieceCode | BundleCode | StickCode | AuthCode;
 
 /** Every code with what to do about it (the README lists the same). */
 export const PROTOCOL_ERROR_HINTS: Readonly<Record<ProtocolErrorCode, string>> = HINTS;

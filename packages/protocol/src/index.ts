@@ -6,7 +6,7 @@ export { checkMessage } from './check-message.js';
 export type { CheckContext } from './check-message.js';
 export { decodeEnvelope, encodeEnvelope } from './codec.js';
 export { isProtocolError, PROTOCOL_ERROR_HINTS, ProtocolError } from './errors.js';
-export type { AuthCode, BundleCode, ErrorContext, PieceCode, ProtoCode, ProtocolErrorCode } from './errors.js';
+export type { AuthCode, BundleCode, ErrorContext, PieceCode, ProtoCode, ProtocolErrorCode, StickCode } from './errors.js';
 export { assertSameRescue, describeFingerprint, isRescueId, makeRescueId, parseRescueId, sameDevice } from './identity.js';
 export type { Fingerprint, RescueId, RescueIdentity } from './identity.js';
 export { DEFAULT_LIMITS, resolveLimits } from './limits.js';
@@ -23,5 +23,10 @@ export type { Piece, PieceContext, PiecePlan } from './piece.js';
 export { encodePieceFrames, PieceCollector } from './piece-frames.js';
 export type { PieceCollectorOptions } from './piece-frames.js';
 export { envelopeSchema, PROTO_TEXT, PROTOCOL_VERSION } from './schema.js';
+export {
+  BUNDLE_NAME, bundleFileName, bundleSeqOf, formatReceipt, formatStickRescue, MAX_RECEIPT_ENTRIES, MAX_STICK_FILE_BYTES, parseReceipt,
+  parseStickRescue, RECEIPT_NAME, STICK_FOLDER, STICK_RECEIPTS_FOLDER, STICK_RESCUE_FILE, stickRescueParts,
+} from './stick.js';
+export type { Receipt, ReceiptRejection, StickRescue } from './stick.js';
 export { createXxh64, hexOf, parseHex64, xxh64, XXH64_SLICE_BYTES } from './xxh64.js';
 export type { Xxh64Hasher } from './xxh64.js';

@@ -1,0 +1,229 @@
+import { ProtocolError } from './errors.js';
+import type { StickCode } from './errors.js';
+import { isRescueId } from './identity.js';
+import type { Fingerprint, RescueId } from './identity.js';
+import { hexOf, parseHex64, xxh64 } from './xxh64.js';
+
+/**
+ * The stick layout: what the reader (PC_A) and the assembler (PC_B) leave for
+ * each other on a USB stick. Paths are relative to the stick's mount point.
+ *
+ * | path | written by | holds |
+ * |---|---|---|
+ * | `ddferry/<rescue-id>/rescue.json` | reader | the rescue (id, fingerprint, plan) and the stick's id (`formatStickRescue`) |
+ * | `ddferry/<rescue-id>/piece-000123.tar` | reader | a bundle (`writeBundle`); named by its first piece's seq |
+ * | `ddferry/<rescue-id>/.piece-000123.tar.tmp` | reader | a bundle being written (never read by the assembler) |
+ * | `ddferry/<rescue-id>/receipts/receipt-*.json` | assembler | what it merged and what it refused (`formatReceipt`) |
+ *
+ * Every file is written under a temporary name, fsynced and renamed, so a name
+ * that matches is a whole file. Nothing here is trusted by the other side
+ * before it is checked (S2): each JSON file carries the xxh64 of its body and
+ * is parsed field by field.
+ */
+
+export const STICK_FOLDER = 'ddferry';
+export const STICK_RESCUE_FILE = 'rescue.json';
+export const STICK_RECEIPTS_FOLDER = 'receipts';
+/** A bundle's name: `piece-` then at least six digits (the seq of its first piece), `.tar`. */
+export const BUNDLE_NAME = /^piece-(\d{6,15})\.tar$/;
+/** A receipt's name. */
+export const RECEIPT_NAME = /^receipt-[0-9A-Za-z-]{1,80}\.json$/;
+
+/** The bundle file name for a bundle whose first piece is `seq`. */
+export function bundleFileName(seq: number): string {
+  return `piece-${String(seq).padStart(6, '0')}.tar`;
+}
+
+/** The seq a bundle file name carries, or undefined for any other name. */
+export function bundleSeqOf(name: string): number | undefined {
+  const m = BUNDLE_NAME.exec(name);
+  if (m === null) return undefined;
+  const seq = Number(m[1]);
+  return Number.isSafeInteger(seq) && seq >= 1 ? seq : undefined;
+}
+
+/** The rescue's folder on a stick mounted at `root`, as path parts to join. */
+export function stickRescueParts(rescueId: RescueId): readonly [string, string] {
+  if (!isRescueId(rescueId)) throw new TypeError(`not a rescue id: ${rescueId}`);
+  return [STICK_FOLDER, rescueId];
+}
+
+/** `rescue.json`: the rescue a stick folder belongs to, and the stick's own id. */
+export interface StickRescue {
+  readonly rescueId: RescueId;
+  readonly fingerprint: Fingerprint;
+  readonly sourceSize: number;
+  readonly sectorSize: number;
+  readonly chunkSize: number;
+  /** A random id made when the reader first used this stick folder: pieces carried on another stick are not this stick's to miss. */
+  readonly stickId: string;
+}
+
+/** One bundle the assembler refused. */
+export interface ReceiptRejection {
+  /** The bundle's file name in the rescue folder. */
+  readonly bundle: string;
+  /** Sequence numbers the manifest names, when it could be read (for humans: the reader trusts its own ledger). */
+  readonly seqs: readonly number[];
+  readonly code: string;
+  readonly reason: string;
+}
+
+/** A receipt: durable acknowledgement of merged pieces, and the bundles refused. */
+export interface Receipt {
+  readonly rescueId: RescueId;
+  /** Every seq the image holds durably (not only this import's), as `[first, last]` ranges, ascending. */
+  readonly merged: readonly (readonly [number, number])[];
+  readonly rejected: readonly ReceiptRejection[];
+  /** When the receipt was written (ISO 8601), for humans. */
+  readonly writtenAt: string;
+  /** Who wrote it (`host:IMAGE`), for humans. */
+  readonly writer: string;
+}
+
+const RESCUE_FORMAT = 'ddferry-stick-rescue';
+const RECEIPT_FORMAT = 'ddferry-receipt';
+const VERSION = 1;
+/** Most rejections and merged ranges one receipt may hold. */
+export const MAX_RECEIPT_ENTRIES = 1_048_576;
+/** Largest stick JSON file read. */
+export const MAX_STICK_FILE_BYTES = 64 << 20;
+const MAX_TEXT = 4096;
+
+function sealed(body: Record<string, unknown>, field: string): string {
+  const sum = hexOf(xxh64(Buffer.from(JSON.stringify(body), 'utf8')));
+  return `${JSON.stringify({ ...body, [field]: sum })}\n`;
+}
+
+/** The text of `rescue.json`. */
+export function formatStickRescue(r: StickRescue): string {
+  const f = r.fingerprint;
+  return sealed({
+    format: RESCUE_FORMAT, version: VERSION, rescueId: r.rescueId,
+    fingerprint: { size: f.size, logicalSectorSize: f.logicalSectorSize, physicalSectorSize: f.physicalSectorSize, model: f.model, serial: f.serial, wwn: f.wwn, kind: f.kind },
+    sourceSize: r.sourceSize, sectorSize: r.sectorSize, chunkSize: r.chunkSize, stickId: r.stickId,
+  }, 'xxh64');
+}
+
+/** The text of a receipt. */
+export function formatReceipt(r: Receipt): string {
+  return sealed({
+    format: RECEIPT_FORMAT, version: VERSION, rescueId: r.rescueId,
+    merged: r.merged.map(([a, b]) => [a, b]),
+    rejected: r.rejected.map((x) => ({ bundle: x.bundle, seqs: [...x.seqs], code: x.code, reason: x.reason })),
+    writtenAt: r.writtenAt, writer: r.writer,
+  }, 'xxh64');
+}
+
+type Json = Record<string, unknown>;
+
+class StickReader {
+  readonly code: StickCode;
+  readonly file: string | undefined;
+  constructor(code: StickCode, file: string | undefined) {
+    this.code = code;
+    this.file = file;
+  }
+
+  fail(message: string): never {
+    throw new ProtocolError(this.code, message, { file: this.file });
+  }
+
+  object(v: unknown, keys: readonly string[], what: string): Json {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(`${what} is not an object.`);
+    const got = Object.keys(v);
+    if (got.length !== keys.length || got.some((k) => !keys.includes(k))) this.fail(`${what} has the fields ${got.slice(0, 12).join(', ')}, not ${keys.join(', ')}.`);
+    return v as Json;
+  }
+
+  count(v: unknown, what: string, min = 0): number {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) this.fail(`${what} is not an integer from ${min} to 2^53-1.`);
+    return v;
+  }
+
+  text(v: unknown, what: string): string {
+    if (typeof v !== 'string' || v.length > MAX_TEXT) this.fail(`${what} is not a text of at most ${MAX_TEXT} characters.`);
+    return v;
+  }
+
+  array(v: unknown, what: string): readonly unknown[] {
+    if (!Array.isArray(v)) this.fail(`${what} is not a list.`);
+    if (v.length > MAX_RECEIPT_ENTRIES) this.fail(`${what} has ${v.length} elements; at most ${MAX_RECEIPT_ENTRIES} are accepted.`);
+    return v;
+  }
+
+  /** Parse, check the checksum field, the format and the version; returns the body. */
+  open(text: string, keys: readonly string[], format: string): Json {
+    if (text.length > MAX_STICK_FILE_BYTES) this.fail(`the file has more than ${MAX_STICK_FILE_BYTES} characters.`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      this.fail(`not JSON (${err instanceof Error ? err.message : String(err)}).`);
+    }
+    const m = this.object(parsed, [...keys, 'xxh64'], 'the file');
+    const { xxh64: sum, ...body } = m;
+    const expected = typeof sum === 'string' ? parseHex64(sum) : undefined;
+    if (expected === undefined) this.fail('xxh64 is not 16 lowercase hex digits.');
+    const actual = xxh64(Buffer.from(JSON.stringify(body), 'utf8'));
+    if (actual !== expected) this.fail(`the file has xxh64 ${hexOf(actual)}, not ${hexOf(expected)} as it says: it is damaged.`);
+    if (m.format !== format || m.version !== VERSION) this.fail(`the format is ${JSON.stringify(m.format)} version ${JSON.stringify(m.version)}, not ${format} version ${VERSION}.`);
+    if (typeof m.rescueId !== 'string' || !isRescueId(m.rescueId)) this.fail('rescueId is not a rescue id.');
+    return m;
+  }
+}
+
+/**
+ * Parse and check `rescue.json` from a stick.
+ * @throws ProtocolError `ERR_STICK_BAD_RESCUE_FILE` naming `file`.
+ */
+export function parseStickRescue(text: string, file?: string): StickRescue {
+  const r = new StickReader('ERR_STICK_BAD_RESCUE_FILE', file);
+  const m = r.open(text, ['format', 'version', 'rescueId', 'fingerprint', 'sourceSize', 'sectorSize', 'chunkSize', 'stickId'], RESCUE_FORMAT);
+  const f = r.object(m.fingerprint, ['size', 'logicalSectorSize', 'physicalSectorSize', 'model', 'serial', 'wwn', 'kind'], 'fingerprint');
+  const fingerprint: Fingerprint = {
+    size: r.count(f.size, 'fingerprint.size'),
+    logicalSectorSize: r.count(f.logicalSectorSize, 'fingerprint.logicalSectorSize'),
+    physicalSectorSize: r.count(f.physicalSectorSize, 'fingerprint.physicalSectorSize'),
+    model: r.text(f.model, 'fingerprint.model'),
+    serial: r.text(f.serial, 'fingerprint.serial'),
+    wwn: r.text(f.wwn, 'fingerprint.wwn'),
+    kind: r.text(f.kind, 'fingerprint.kind'),
+  };
+  const sourceSize = r.count(m.sourceSize, 'sourceSize', 1);
+  const sectorSize = r.count(m.sectorSize, 'sectorSize', 1);
+  const chunkSize = r.count(m.chunkSize, 'chunkSize', 1);
+  if (chunkSize % sectorSize !== 0) r.fail(`chunkSize ${chunkSize} is not a multiple of sectorSize ${sectorSize}.`);
+  if (fingerprint.size !== sourceSize) r.fail(`fingerprint.size ${fingerprint.size} differs from sourceSize ${sourceSize}.`);
+  const stickId = r.text(m.stickId, 'stickId');
+  if (!/^[0-9a-f]{8,64}$/.test(stickId)) r.fail('stickId is not 8 to 64 lowercase hex digits.');
+  return { rescueId: m.rescueId as RescueId, fingerprint, sourceSize, sectorSize, chunkSize, stickId };
+}
+
+/**
+ * Parse and check a receipt from a stick: merged ranges ascending and disjoint,
+ * every field of its type and size.
+ * @throws ProtocolError `ERR_STICK_BAD_RECEIPT` naming `file`.
+ */
+export function parseReceipt(text: string, file?: string): Receipt {
+  const r = new StickReader('ERR_STICK_BAD_RECEIPT', file);
+  const m = r.open(text, ['format', 'version', 'rescueId', 'merged', 'rejected', 'writtenAt', 'writer'], RECEIPT_FORMAT);
+  let last = 0;
+  const merged = r.array(m.merged, 'merged').map((x): [number, number] => {
+    if (!Array.isArray(x) || x.length !== 2) r.fail('merged holds something else than [first, last] pairs.');
+    const pair = x as unknown[];
+    const a = r.count(pair[0], 'merged first', 1);
+    const b = r.count(pair[1], 'merged last', 1);
+    if (b < a || a <= last) r.fail(`merged range [${a}, ${b}] is not ascending and disjoint from the one before it.`);
+    last = b;
+    return [a, b];
+  });
+  const rejected = r.array(m.rejected, 'rejected').map((x): ReceiptRejection => {
+    const o = r.object(x, ['bundle', 'seqs', 'code', 'reason'], 'a rejection');
+    const bundle = r.text(o.bundle, 'rejection.bundle');
+    if (bundle.includes('/') || bundle.includes('\\') || bundle === '..' || bundle.includes('\0')) r.fail(`rejection.bundle "${bundle.slice(0, 80)}" is not a plain file name.`);
+    const seqs = r.array(o.seqs, 'rejection.seqs').map((s) => r.count(s, 'rejection seq', 1));
+    return { bundle, seqs, code: r.text(o.code, 'rejection.code'), reason: r.text(o.reason, 'rejection.reason') };
+  });
+  return { rescueId: m.rescueId as RescueId, merged, rejected, writtenAt: r.text(m.writtenAt, 'writtenAt'), writer: r.text(m.writer, 'writer') };
+}
