@@ -7,6 +7,7 @@ export type AssemblerErrorCode =
   | 'ERR_IMAGE_OPEN'
   | 'ERR_IMAGE_NOT_REGULAR'
   | 'ERR_IMAGE_DUPLICATE'
+  | 'ERR_IMAGE_LOCKED'
   | 'ERR_IMAGE_BINDING_BAD'
   | 'ERR_IMAGE_MAP_MISSING'
   | 'ERR_IMAGE_MAP_SIZE'
@@ -20,7 +21,19 @@ export type AssemblerErrorCode =
   | 'ERR_IMAGE_CLOSED'
   | 'ERR_LISTEN'
   | 'ERR_SERVER_BUSY'
-  | 'ERR_HANDSHAKE_TIMEOUT';
+  | 'ERR_HANDSHAKE_TIMEOUT'
+  | 'ERR_CHUNK_FILE_OPEN'
+  | 'ERR_CHUNK_FILE_READ'
+  | 'ERR_CHUNK_FILE_SHORT'
+  | 'ERR_CHUNK_FILE_IS_IMAGE'
+  | 'ERR_DOMAIN_EMPTY'
+  | 'ERR_DOMAIN_OUTSIDE_SOURCE'
+  | 'ERR_SOURCE_SIZE_UNKNOWN'
+  | 'ERR_IMPORT_NO_RESCUE'
+  | 'ERR_IMPORT_AMBIGUOUS'
+  | 'ERR_IMPORT_STICK_READ'
+  | 'ERR_IMPORT_BUNDLE_NOT_FILE'
+  | 'ERR_IMPORT_RECEIPT_WRITE';
 
 /** A refusal or failure of the assembler; the message names `subject` and says what to do. */
 export class AssemblerError extends Error {

@@ -25,12 +25,16 @@ import { describeFingerprint, sameDevice } from '@ddferry/protocol';
 import type { Binding } from './binding.js';
 import { formatBinding, parseBinding } from './binding.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
+import { lockImage, unlockImage } from './image-lock.js';
 import { SeqSet } from './seq-set.js';
 
 export type { Binding } from './binding.js';
 
 /** A durable step of `commit`, as `onStep` sees it. */
 export type ImageStep = 'write' | 'sync' | 'save-map' | 'save-binding';
+
+/** Told, after `IMAGE.map` is saved (a commit, a fresh binding), the ranges whose status may have changed. Must not throw. */
+export type ImageListener = (changed: readonly Block[]) => void;
 
 export interface ImageOptions {
   /**
@@ -57,9 +61,26 @@ export interface Commit {
   readonly writes: readonly { readonly pos: number; readonly data: Uint8Array }[];
   /** Statuses to raise after the data is durable; a status only moves forward. */
   readonly statuses: readonly { readonly pos: number; readonly size: number; readonly status: BlockStatus }[];
-  /** Sequence numbers to record as merged once the map is saved. */
+  /** Sequence numbers to record as merged once the map is saved (none on an adopted, unbound image). */
   readonly seqs: readonly number[];
+  /** Bytes copied from a file at their source positions, like `writes` but read slice by slice. Default none. */
+  readonly copies?: readonly Copy[] | undefined;
 }
+
+/**
+ * `size` bytes for source positions `[pos, pos + size)`, read by `read` into a
+ * buffer of at most `COPY_SLICE_BYTES`, so a large batch needs two such buffers
+ * of memory and not its own size.
+ */
+export interface Copy {
+  readonly pos: number;
+  readonly size: number;
+  /** Fill all of `buf` with the bytes of source positions `[pos, pos + buf.length)`, or throw. */
+  readonly read: (buf: Uint8Array, pos: number) => Promise<void>;
+}
+
+/** Largest read and write of a `Copy`: large sequential I/O, as `ddrescue -m` of a file does. */
+export const COPY_SLICE_BYTES = 8 * 1024 * 1024;
 
 /** Most chunks a plan may have: a Hello's plan is untrusted input (S2). */
 export const MAX_PLAN_CHUNKS = 1_048_576;
@@ -86,6 +107,8 @@ export class Image {
   #mapOnDisk: boolean;
   #mapState: { currentPos: number; currentStatus: MapfileStatus; currentPass: number } = { currentPos: 0, currentStatus: '?', currentPass: 1 };
   #binding: Binding | undefined;
+  /** Source size given to `adopt` while unbound. */
+  #adoptedSize: number | undefined;
   #bindSaved: Promise<void> = Promise.resolve();
   /** A fresh binding is being saved: no commit until it is on disk. */
   #bindPending = false;
@@ -95,6 +118,7 @@ export class Image {
   #broken: AssemblerError | undefined;
   #closed = false;
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #listeners = new Set<ImageListener>();
 
   private constructor(path: string, handle: FileHandle, options: ImageOptions) {
     this.path = path;
@@ -113,7 +137,7 @@ export class Image {
    * (say, one started with GNU ddrescue) is unbound; the first rescue that
    * claims it binds it, if the sizes agree.
    * @throws AssemblerError `ERR_IMAGE_OPEN`, `ERR_IMAGE_NOT_REGULAR` (a folder,
-   *   a pipe…), `ERR_IMAGE_BINDING_BAD`, `ERR_IMAGE_MAP_MISSING` (bound, but
+   *   a pipe…), `ERR_IMAGE_LOCKED` (another ddferry process uses it: see image-lock.ts), `ERR_IMAGE_BINDING_BAD`, `ERR_IMAGE_MAP_MISSING` (bound, but
    *   `IMAGE.map` is gone); `MapfileParseError` (`ERR_MAPFILE_*`) for a malformed `IMAGE.map`.
    */
   static async open(path: string, options: ImageOptions = {}): Promise<Image> {
@@ -125,15 +149,19 @@ export class Image {
       if (code === 'EISDIR') throw new AssemblerError('ERR_IMAGE_NOT_REGULAR', path, 'Is a folder. Give the path of an image file (it is created if missing).', { cause: err });
       throw new AssemblerError('ERR_IMAGE_OPEN', path, `Cannot open the image read-write (${code ?? messageOf(err)}). Check that its folder exists and is writable.`, { cause: err });
     }
+    let locked = false;
     try {
       const st = await handle.stat();
       if (!st.isFile() && !st.isBlockDevice()) {
         throw new AssemblerError('ERR_IMAGE_NOT_REGULAR', path, 'Is neither a regular file nor a block device. Give the path of an image file.');
       }
       const image = new Image(path, handle, options);
+      await lockImage(path, image.#commandLine);
+      locked = true;
       await image.#load();
       return image;
     } catch (err) {
+      if (locked) await unlockImage(path);
       await handle.close();
       throw err;
     }
@@ -183,9 +211,40 @@ export class Image {
     return this.#plan;
   }
 
-  /** The source size of the bound rescue (the mapfile's size), or 0 while unbound. */
+  /** The source size of the bound rescue (the mapfile's size), or the adopted size, or 0 while neither. */
   get size(): number {
-    return this.#binding?.fingerprint.size ?? 0;
+    return this.#binding?.fingerprint.size ?? this.#adoptedSize ?? 0;
+  }
+
+  /** The end of the mapfile's extent (the source size it describes), or undefined without a mapfile. */
+  get mapSize(): number | undefined {
+    const ext = this.#map?.extent();
+    return ext === undefined ? undefined : ext.pos + ext.size;
+  }
+
+  /**
+   * Let `commit` work without a rescue, on a source of `size` bytes: for chunk
+   * files made by GNU ddrescue, which come with mapfiles and no rescue id. A
+   * bound image keeps its binding; its size must be `size`. An unbound image
+   * keeps its mapfile if that has `size` bytes; a new one gets one `?` block of
+   * `size` bytes, saved by the first commit. A rescue may still bind it later.
+   * @throws AssemblerError `ERR_IMAGE_MAP_SIZE` (both sizes shown), `ERR_IMAGE_CLOSED`.
+   */
+  adopt(size: number): void {
+    this.#checkUsable();
+    if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`adopt: size must be a positive integer, not ${size}`);
+    if (this.#binding !== undefined && this.#binding.fingerprint.size !== size) {
+      throw new AssemblerError('ERR_IMAGE_MAP_SIZE', this.path, `The image is bound to rescue ${this.#binding.rescueId} of a source of ${this.#binding.fingerprint.size} bytes, not ${size}. Give the image of this source, or a new image path.`);
+    }
+    this.#checkMapSize(size);
+    if (this.#binding !== undefined) return;
+    this.#adoptedSize = size;
+    this.#wholeSource = undefined;
+    if (this.#map === undefined) {
+      const blocks = new SblockVector(1);
+      blocks.push(0, size, processedState('?'));
+      this.#map = new StatusMap(blocks);
+    }
   }
 
   /**
@@ -230,6 +289,7 @@ export class Image {
     }
     const plan = planChunks({ sourceSize: size, sectorSize: request.sectorSize, chunkSize: request.chunkSize });
     this.#checkMapSize(size);
+    this.#adoptedSize = undefined;
     const binding: Binding = {
       rescueId: request.rescueId, fingerprint: { ...request.fingerprint }, chunkSize: request.chunkSize, sectorSize: request.sectorSize,
     };
@@ -247,6 +307,7 @@ export class Image {
         if (!this.#mapOnDisk) await this.#saveMap();
         await this.#saveBinding();
         this.#bindPending = false;
+        this.#tell([{ pos: 0, size }]);
       } catch (err) {
         this.#bindPending = false;
         this.#binding = undefined;
@@ -281,6 +342,28 @@ export class Image {
   /** The merged sequence numbers, ascending; with `limit`, only the `limit` largest. */
   mergedSeqs(limit?: number): number[] {
     return this.#merged.toArray(limit);
+  }
+
+  /** The merged sequence numbers as `[first, last]` ranges, ascending (what a receipt lists). */
+  mergedRanges(): [number, number][] {
+    return this.#merged.toRanges();
+  }
+
+  /** Bytes of each status in the mapfile (all 0 without a mapfile). */
+  statusSizes(): Record<BlockStatus, number> {
+    const m = this.#map;
+    const of = (st: BlockStatus): number => (m === undefined ? 0 : m.sizeOf(st));
+    return { '?': of('?'), '*': of('*'), '/': of('/'), '-': of('-'), '+': of('+') };
+  }
+
+  /** Call `listener` after every later save of `IMAGE.map` by `commit` or `bind` (the live page). @returns what stops it. */
+  onChange(listener: ImageListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #tell(changed: readonly Block[]): void {
+    for (const l of this.#listeners) l(changed);
   }
 
   /** How many pieces were merged. */
@@ -329,34 +412,60 @@ export class Image {
    *
    * | step | on failure |
    * |---|---|
-   * | write every `writes` entry at its position | `ERR_IMAGE_WRITE`; nothing claims those bytes |
+   * | write every `writes` entry at its position, then every `copies` entry, slice by slice | `ERR_IMAGE_WRITE` (or the error of `read`); nothing claims those bytes |
    * | fsync the image, once | `ERR_IMAGE_SYNC`; the image refuses further commits (after a failed fsync the kernel may have dropped the data) |
-   * | raise statuses in memory: `writes` to `+`, then `statuses`, never backwards | — |
+   * | raise statuses in memory: `writes` and `copies` to `+`, then `statuses`, never backwards | — |
    * | save `IMAGE.map` (with `.bak`) | `ERR_IMAGE_SAVE`; the next commit saves it again |
-   * | record `seqs`, save `IMAGE.ddferry.json` | `ERR_IMAGE_SAVE` |
+   * | record `seqs`, save `IMAGE.ddferry.json` (bound images only) | `ERR_IMAGE_SAVE` |
    *
    * @throws Error (a bug in the caller) for a write outside the source or over a `+` block.
    */
   async commit(batch: Commit): Promise<void> {
     this.#checkUsable();
     const map = this.#map;
-    if (this.#binding === undefined || map === undefined || this.#bindPending) {
+    if ((this.#binding === undefined && this.#adoptedSize === undefined) || map === undefined || this.#bindPending) {
       throw new AssemblerError('ERR_IMAGE_NOT_BOUND', this.path, 'No rescue is bound to the image yet (or its binding is not saved yet).');
     }
+    if (this.#binding === undefined && batch.seqs.length > 0) throw new Error('internal: sequence numbers for an image bound to no rescue');
     const size = this.size;
-    for (const w of batch.writes) {
-      if (!Number.isSafeInteger(w.pos) || w.pos < 0 || w.pos + w.data.length > size) throw new Error(`internal: write of ${w.data.length} bytes at ${w.pos} is outside the source of ${size} bytes`);
-      this.forEachStatus({ pos: w.pos, size: w.data.length }, (pos, _end, status) => {
+    const copies = batch.copies ?? [];
+    const targets = [...batch.writes.map((w) => ({ pos: w.pos, size: w.data.length })), ...copies];
+    for (const w of targets) {
+      if (!Number.isSafeInteger(w.pos) || !Number.isSafeInteger(w.size) || w.pos < 0 || w.size < 0 || w.pos + w.size > size) throw new Error(`internal: write of ${w.size} bytes at ${w.pos} is outside the source of ${size} bytes`);
+      this.forEachStatus(w, (pos, _end, status) => {
         if (status === '+') throw new Error(`internal: write at ${w.pos} would overwrite rescued data at ${pos}`);
       });
     }
     for (const w of batch.writes) await this.#write(w.data, w.pos);
-    if (batch.writes.length > 0) await this.#sync();
-    for (const w of batch.writes) this.#raise(w.pos, w.data.length, '+');
+    if (copies.length > 0) await this.#copy(copies);
+    if (targets.length > 0) await this.#sync();
+    for (const w of targets) this.#raise(w.pos, w.size, '+');
     for (const s of batch.statuses) this.#raise(s.pos, s.size, s.status);
     await this.#saveMap();
+    this.#tell([...targets, ...batch.statuses]);
+    if (this.#binding === undefined) return;
     for (const seq of batch.seqs) this.#merged.add(seq);
     await this.#saveBinding();
+  }
+
+  /** Write `copies`, slice by slice; the read of a slice overlaps the write of the one before. */
+  async #copy(copies: readonly Copy[]): Promise<void> {
+    const largest = copies.reduce((m, c) => Math.max(m, c.size), 0);
+    const bufs = [new Uint8Array(Math.min(COPY_SLICE_BYTES, largest)), new Uint8Array(Math.min(COPY_SLICE_BYTES, largest))] as const;
+    let writing: Promise<void> = Promise.resolve();
+    let turn = 0;
+    for (const c of copies) {
+      for (let at = c.pos, end = c.pos + c.size; at < end;) {
+        const slice = bufs[turn]!.subarray(0, Math.min(COPY_SLICE_BYTES, end - at));
+        const [written, read] = await Promise.allSettled([writing, c.read(slice, at)]);
+        if (written.status === 'rejected') throw written.reason;
+        if (read.status === 'rejected') throw read.reason;
+        writing = this.#write(slice, at);
+        at += slice.length;
+        turn ^= 1;
+      }
+    }
+    await writing;
   }
 
   /** Close the image file. Every commit saves its files, so nothing is pending. */
@@ -365,6 +474,7 @@ export class Image {
     this.#closed = true;
     await this.#queue;
     await this.#handle.close();
+    await unlockImage(this.path);
   }
 
   /** The whole source: statuses change anywhere in it. */
