@@ -29,3 +29,11 @@ export { run } from './cli.js';
 export type { CliIo } from './cli.js';
 export { extendToInputSize, joinSubsectors, normalizeForRescue } from './normalize.js';
 export type { RescueLoadOptions } from './normalize.js';
+export {
+  RENDER_PALETTE, RENDER_STATES, RENDER_STATE_LABELS, BLEND_WEIGHTS, WORST_FIRST, LAYOUT_DEFAULTS,
+  overlayRuns, layoutMap, drawMapPixels, drawMapSvg,
+} from './render.js';
+export type {
+  RenderState, CellMix, StateRuns, RenderOverlays, LayoutOptions, LegendEntry, TextItem, Swatch, MapLayout, RgbaImage,
+} from './render.js';
+export { encodePng, decodePng } from './render-png.js';
