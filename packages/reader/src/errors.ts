@@ -24,7 +24,12 @@ export type ReaderErrorCode =
   | 'ERR_JOB_EXISTS'
   | 'ERR_JOB_WRONG_DEVICE'
   | 'ERR_SPOOL'
-  | 'ERR_LINK';
+  | 'ERR_LINK'
+  | 'ERR_LEDGER_BAD'
+  | 'ERR_STICK_NOT_A_FOLDER'
+  | 'ERR_STICK_WRONG_RESCUE'
+  | 'ERR_STICK_FULL'
+  | 'ERR_STICK_WRITE';
 
 export class ReaderError extends Error {
   override readonly name = 'ReaderError';
