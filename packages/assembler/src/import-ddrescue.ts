@@ -1,0 +1,383 @@
+/**
+ * `ddferry-assembler import-ddrescue`: merge into an image a chunk file made by
+ * hand with GNU ddrescue on PC_A,
+ * `ddrescue -m chunkNN.map SOURCE chunkNN.raw common.map`, as
+ * `ddrescue -m chunkNN.map chunkNN.raw IMAGE IMAGE.map` would, but durable and
+ * forward-only.
+ *
+ * | what | rule |
+ * |---|---|
+ * | domain | the `+` blocks of the chunk map (ddrescue's `-m`), inside the source |
+ * | bytes taken | the domain ∩ the `+` blocks of COMMON.map (with `--map`), else the whole domain (warned: holes of a sparse chunk file read as zeros) |
+ * | bytes written | those of them not `+` in IMAGE.map yet (the first rescued copy wins, A3) |
+ * | other statuses | COMMON.map's `- / * ?` inside the domain are raised in IMAGE.map, forward only; outside the domain nothing changes |
+ * | order of truth | `Image.commit` per batch of `batchBytes`: write, one fsync, raise statuses, save IMAGE.map (A1) |
+ * | twice | the second run finds `+` where the first wrote and writes nothing (A2) |
+ *
+ * Chunk file layouts: *sparse* (ddrescue's: byte at source position p sits at
+ * offset p of the file) or *packed* (byte k is source byte domainStart + k,
+ * domainStart being the position of the first `+` block of the chunk map: for
+ * file systems without sparse files).
+ */
+import { constants as fsConstants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+
+import type { Block, BlockStatus, Mapfile } from '@ddferry/mapfile';
+import { Domain, UNBOUNDED } from '@ddferry/mapfile';
+import { readMapfile } from '@ddferry/mapfile/io';
+
+import type { CliIo } from './cli.js';
+import { AssemblerError, errnoOf, messageOf } from './errors.js';
+import type { Copy } from './image.js';
+import { Image } from './image.js';
+
+const MIB = 1024 * 1024;
+
+/** Options of `importDdrescueChunk`. */
+export interface ImportDdrescueOptions {
+  /** The chunk file (`chunkNN.raw`). */
+  readonly chunkFile: string;
+  /** The chunk's domain mapfile (`chunkNN.map`); its `+` blocks are the domain. */
+  readonly domainMap: string;
+  /** PC_A's common mapfile; without it the whole domain counts as rescued. Default none. */
+  readonly commonMap?: string | undefined;
+  /** The chunk file holds the domain from its offset 0 (see the module comment). Default false: sparse. */
+  readonly packed?: boolean | undefined;
+  /** Bytes written per fsync and IMAGE.map save. Default 256 MiB. */
+  readonly batchBytes?: number | undefined;
+  /** Checked between batches: an abort stops after the batch in progress is saved. */
+  readonly signal?: AbortSignal | undefined;
+  /** Warnings for the user (the CLI prints them on stderr). Default none. */
+  readonly warn?: ((message: string) => void) | undefined;
+}
+
+export const IMPORT_DDRESCUE_DEFAULTS = Object.freeze({ batchBytes: 256 * MIB, packed: false });
+
+/** What an import did. */
+export interface ImportDdrescueResult {
+  /** Source size (IMAGE.map's extent). */
+  readonly sourceSize: number;
+  /** Bytes in the domain. */
+  readonly domainBytes: number;
+  /** Bytes taken as rescued (domain ∩ COMMON.map's `+`, or the domain). */
+  readonly rescuedBytes: number;
+  /** Bytes written into the image now. */
+  readonly writtenBytes: number;
+  /** Rescued bytes skipped because IMAGE.map had them `+` already. */
+  readonly keptBytes: number;
+  /** Domain bytes whose non-`+` status came from COMMON.map. */
+  readonly statusBytes: number;
+  /** Commits (fsync + IMAGE.map save) made. */
+  readonly batches: number;
+}
+
+interface Range {
+  readonly pos: number;
+  readonly end: number;
+}
+
+interface StatusRange {
+  readonly pos: number;
+  readonly size: number;
+  readonly status: BlockStatus;
+}
+
+/** The `+` blocks of `map`, or its blocks of other statuses, as ranges cropped to `domain`. */
+function splitByDomain(map: Mapfile, domain: Domain): { finished: Range[]; others: StatusRange[] } {
+  const finished: Range[] = [];
+  const others: StatusRange[] = [];
+  const blocks = map.blocks.compact();
+  let d = 0;
+  for (let i = 0; i < blocks.length; ++i) {
+    const pos = blocks.pos(i);
+    const end = blocks.end(i);
+    const status = blocks.status(i);
+    while (d < domain.blocks.length && domain.blocks[d]!.pos + domain.blocks[d]!.size <= pos) ++d;
+    for (let k = d; k < domain.blocks.length && domain.blocks[k]!.pos < end; ++k) {
+      const b = domain.blocks[k]!;
+      const p = Math.max(pos, b.pos);
+      const e = Math.min(end, b.pos + b.size);
+      if (p >= e) continue;
+      if (status === '+') {
+        const last = finished[finished.length - 1];
+        if (last !== undefined && last.end === p) finished[finished.length - 1] = { pos: last.pos, end: e };
+        else finished.push({ pos: p, end: e });
+      } else {
+        others.push({ pos: p, size: e - p, status });
+      }
+    }
+  }
+  return { finished, others };
+}
+
+function sizeOfRanges(ranges: readonly Range[]): number {
+  let n = 0;
+  for (const r of ranges) n += r.end - r.pos;
+  return n;
+}
+
+/** `ranges` cropped to `[0, end)`. */
+function cropRanges(ranges: readonly Range[], end: number): Range[] {
+  const out: Range[] = [];
+  for (const r of ranges) {
+    if (r.pos >= end) break;
+    out.push({ pos: r.pos, end: Math.min(r.end, end) });
+  }
+  return out;
+}
+
+/** Cut `ranges` into batches of at most `limit` bytes, splitting a copy where needed. */
+function batchesOf(ranges: readonly Range[], limit: number): Range[][] {
+  const out: Range[][] = [];
+  let batch: Range[] = [];
+  let bytes = 0;
+  for (const r of ranges) {
+    for (let pos = r.pos; pos < r.end;) {
+      const take = Math.min(r.end - pos, limit - bytes);
+      batch.push({ pos, end: pos + take });
+      bytes += take;
+      pos += take;
+      if (bytes === limit) {
+        out.push(batch);
+        batch = [];
+        bytes = 0;
+      }
+    }
+  }
+  if (batch.length > 0) out.push(batch);
+  return out;
+}
+
+function describeStatuses(others: readonly StatusRange[]): string {
+  const by = new Map<string, number>();
+  for (const o of others) by.set(o.status, (by.get(o.status) ?? 0) + o.size);
+  return [...by].map(([s, n]) => `${n} bytes '${s}'`).join(', ');
+}
+
+/**
+ * Merge one chunk file into `image` (see the module comment). The image may be
+ * new, unbound (a GNU ddrescue mapfile and no binding), or bound to a ddferry
+ * rescue of the same size; it is `adopt`ed for the source size, which comes
+ * from COMMON.map, else IMAGE.map, else the extent of the chunk map.
+ * @throws AssemblerError `ERR_CHUNK_FILE_OPEN`, `ERR_CHUNK_FILE_READ`,
+ *   `ERR_CHUNK_FILE_SHORT`, `ERR_CHUNK_FILE_IS_IMAGE`, `ERR_DOMAIN_EMPTY`,
+ *   `ERR_DOMAIN_OUTSIDE_SOURCE`, `ERR_SOURCE_SIZE_UNKNOWN`, `ERR_IMAGE_MAP_SIZE`
+ *   (the sizes of both mapfiles shown), `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`,
+ *   `ERR_IMAGE_SAVE`; `MapfileParseError`/`MapfileIoError` for a mapfile that
+ *   cannot be read; the signal's reason once aborted between batches.
+ */
+export async function importDdrescueChunk(image: Image, options: ImportDdrescueOptions): Promise<ImportDdrescueResult> {
+  const o = { ...IMPORT_DDRESCUE_DEFAULTS, ...definedOf(options) };
+  if (!Number.isSafeInteger(o.batchBytes) || o.batchBytes <= 0) throw new RangeError(`batchBytes must be a positive integer, not ${String(o.batchBytes)}`);
+  const warn = options.warn ?? ((): void => undefined);
+
+  const domainMap = await readMapfile(options.domainMap);
+  const common = options.commonMap === undefined ? undefined : await readMapfile(options.commonMap);
+  let domain = Domain.fromOptions(0, UNBOUNDED, domainMap.blocks);
+  if (domain.isEmpty()) {
+    throw new AssemblerError('ERR_DOMAIN_EMPTY', options.domainMap, 'The domain mapfile has no `+` block, so no byte of the chunk file is inside the domain. Give the chunk\'s own domain mapfile (chunkNN.map, as given to ddrescue -m).');
+  }
+
+  const sourceSize = sourceSizeOf(image, options, domainMap, common);
+  if (domain.end > sourceSize && !(domain.end === UNBOUNDED && domain.blocks[domain.blocks.length - 1]!.pos < sourceSize)) {
+    throw new AssemblerError('ERR_DOMAIN_OUTSIDE_SOURCE', options.domainMap, `The domain ends at byte ${domain.end}, past the end of the source (${sourceSize} bytes, the size of ${options.commonMap ?? image.mapPath}). Give the domain mapfile of a chunk of this source.`);
+  }
+  domain = domain.crop({ pos: 0, size: sourceSize });
+  image.adopt(sourceSize);
+
+  const split = common === undefined ? { finished: domain.blocks.map((b) => ({ pos: b.pos, end: b.pos + b.size })), others: [] } : splitByDomain(common, domain);
+  let rescued = split.finished;
+  const domainStart = domain.pos;
+  const domainBytes = domain.inSize();
+
+  const handle = await openChunkFile(options.chunkFile, image);
+  try {
+    const st = await handle.stat();
+    const fileEnd = o.packed ? domainStart + st.size : st.size;
+    const needEnd = rescued.length === 0 ? 0 : rescued[rescued.length - 1]!.end;
+    if (needEnd > fileEnd) {
+      if (common !== undefined || o.packed) {
+        const what = common !== undefined ? `${options.commonMap} marks bytes up to ${needEnd} rescued inside the domain` : `the domain ends at byte ${needEnd}`;
+        const layout = o.packed ? `a packed chunk file must hold ${needEnd - domainStart} bytes (the domain from byte ${domainStart})` : `a chunk file holds each byte at its source position`;
+        throw new AssemblerError('ERR_CHUNK_FILE_SHORT', options.chunkFile, `The file has ${st.size} bytes, but ${what}, and ${layout}. The copy was cut short (a full stick?): copy the chunk file again from PC_A${o.packed ? '' : ', or check that it is not a packed file (--packed)'}.`);
+      }
+      warn(`${options.chunkFile} ends at byte ${fileEnd}, before the domain's end (${needEnd}): bytes ${fileEnd} to ${needEnd} are not imported (ddrescue -m does the same). Give --map COMMON.map to know what was rescued.`);
+      rescued = cropRanges(rescued, fileEnd);
+    }
+    if (o.packed && st.size > domain.end - domainStart) {
+      warn(`${options.chunkFile} has ${st.size} bytes, more than the domain's extent (${domain.end - domainStart} bytes from byte ${domainStart}): is it the packed file of this chunk?`);
+    }
+    const rescuedBytes = sizeOfRanges(rescued);
+    if (common === undefined) {
+      const allocated = st.blocks * 512;
+      const holes = rescuedBytes > allocated ? ` The file has only ${allocated} bytes allocated on disk for ${rescuedBytes} bytes taken: at least ${rescuedBytes - allocated} bytes are holes, which read as zeros and are marked rescued.` : '';
+      warn(`no --map: the whole domain of ${options.domainMap} (${rescuedBytes} bytes) is taken as rescued. Holes of a sparse chunk file read as zeros, so sectors ddrescue could not read become zeros marked '+' in ${image.mapPath}.${holes} Give --map COMMON.map (PC_A's mapfile) to take only what ddrescue rescued.`);
+    }
+
+    const copies: Range[] = [];
+    let keptBytes = 0;
+    for (const r of rescued) {
+      image.forEachStatus({ pos: r.pos, size: r.end - r.pos }, (pos, end, status) => {
+        if (status === '+') {
+          keptBytes += end - pos;
+          return;
+        }
+        const last = copies[copies.length - 1];
+        if (last !== undefined && last.end === pos) copies[copies.length - 1] = { pos: last.pos, end };
+        else copies.push({ pos, end });
+      });
+    }
+
+    const fileOffset = o.packed ? domainStart : 0;
+    const read = async (buf: Uint8Array, pos: number): Promise<void> => readFully(handle, buf, pos - fileOffset, options.chunkFile, pos);
+    const batches = batchesOf(copies, o.batchBytes);
+    let statuses: readonly StatusRange[] = split.others;
+    let done = 0;
+    let writtenBytes = 0;
+    do {
+      options.signal?.throwIfAborted();
+      const batch = batches[done] ?? [];
+      const commitCopies: Copy[] = batch.map((r) => ({ pos: r.pos, size: r.end - r.pos, read }));
+      await image.exclusive(() => image.commit({ writes: [], copies: commitCopies, statuses, seqs: [] }));
+      writtenBytes += sizeOfRanges(batch);
+      statuses = [];
+      ++done;
+    } while (done < batches.length);
+    if (split.others.length > 0) warn(`${options.commonMap} has, inside the domain, ${describeStatuses(split.others)}: raised in ${image.mapPath} where they move statuses forward.`);
+    return { sourceSize, domainBytes, rescuedBytes, writtenBytes, keptBytes, statusBytes: sizeOfRanges(split.others.map((s) => ({ pos: s.pos, end: s.pos + s.size }))), batches: done };
+  } finally {
+    await handle.close();
+  }
+}
+
+function definedOf<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function extentOf(map: Mapfile): Block {
+  return map.blocks.extent();
+}
+
+/** The source size, checked between COMMON.map, IMAGE.map (or the binding) and the chunk map. */
+function sourceSizeOf(image: Image, options: ImportDdrescueOptions, domainMap: Mapfile, common: Mapfile | undefined): number {
+  const imageSize = image.binding?.fingerprint.size ?? image.mapSize;
+  const imageWhat = image.binding !== undefined ? `${image.path} (bound to rescue ${image.binding.rescueId})` : image.mapPath;
+  if (common !== undefined) {
+    const ext = extentOf(common);
+    if (ext.pos !== 0 || ext.size === UNBOUNDED || ext.size <= 0) {
+      throw new AssemblerError('ERR_IMAGE_MAP_SIZE', options.commonMap!, `The mapfile covers bytes ${ext.pos} to ${ext.pos + ext.size}; a ddrescue mapfile of a source covers it from byte 0 to its size. Give PC_A's common mapfile of this rescue.`);
+    }
+    if (imageSize !== undefined && imageSize !== ext.size) {
+      throw new AssemblerError('ERR_IMAGE_MAP_SIZE', options.commonMap!, `The mapfile describes a source of ${ext.size} bytes, but ${imageWhat} describes one of ${imageSize} bytes. Give the common mapfile and the image of the same source, or a new image path.`);
+    }
+    return ext.size;
+  }
+  if (imageSize !== undefined) return imageSize;
+  const ext = extentOf(domainMap);
+  if (ext.pos !== 0 || ext.size === UNBOUNDED || ext.size <= 0) {
+    throw new AssemblerError('ERR_SOURCE_SIZE_UNKNOWN', options.domainMap, `The domain mapfile covers bytes ${ext.pos} to ${ext.size === UNBOUNDED ? 'the end' : ext.pos + ext.size}, which does not tell the source's size, and ${image.mapPath} does not exist. Give --map COMMON.map (PC_A's mapfile), or a chunk map made by 'ddferry-map plan'.`);
+  }
+  options.warn?.(`${image.mapPath} is new: the source is taken to have ${ext.size} bytes, the extent of ${options.domainMap}.`);
+  return ext.size;
+}
+
+async function openChunkFile(path: string, image: Image): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, fsConstants.O_RDONLY);
+  } catch (err) {
+    throw new AssemblerError('ERR_CHUNK_FILE_OPEN', path, `Cannot open the chunk file for reading (${errnoOf(err) ?? messageOf(err)}). Check the name (the .raw file ddrescue wrote on PC_A) and its permissions.`, { cause: err });
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile() && !st.isBlockDevice()) {
+      throw new AssemblerError('ERR_CHUNK_FILE_OPEN', path, 'Is not a regular file. Give the chunk file ddrescue wrote (chunkNN.raw).');
+    }
+    const img = await stat(image.path);
+    if (img.dev === st.dev && img.ino === st.ino) {
+      throw new AssemblerError('ERR_CHUNK_FILE_IS_IMAGE', path, `Is the image ${image.path} itself. Give the chunk file carried from PC_A.`);
+    }
+    return handle;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+async function readFully(handle: FileHandle, buf: Uint8Array, offset: number, file: string, pos: number): Promise<void> {
+  for (let done = 0; done < buf.length;) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(buf, done, buf.length - done, offset + done));
+    } catch (err) {
+      throw new AssemblerError('ERR_CHUNK_FILE_READ', file, `Cannot read ${buf.length - done} bytes at offset ${offset + done} (${errnoOf(err) ?? messageOf(err)}). Check the medium (dmesg); nothing of this batch is marked rescued, so running the command again is safe.`, { cause: err });
+    }
+    if (bytesRead === 0) {
+      throw new AssemblerError('ERR_CHUNK_FILE_SHORT', file, `The file ended at offset ${offset + done} while reading source byte ${pos + done}: it shrank while being imported. Copy it again and run the command again.`);
+    }
+    done += bytesRead;
+  }
+}
+
+export const IMPORT_DDRESCUE_USAGE = `Usage: ddferry-assembler import-ddrescue CHUNK.raw --domain CHUNK.map [--map COMMON.map] [--packed] IMAGE
+
+Merge into IMAGE (and IMAGE.map) a chunk file made on PC_A with
+  ddrescue -m CHUNK.map SOURCE CHUNK.raw COMMON.map
+like 'ddrescue -m CHUNK.map CHUNK.raw IMAGE IMAGE.map', but forward-only and
+durable: bytes already rescued in IMAGE are kept, IMAGE.map says '+' only
+over fsynced data, and running it twice changes nothing.
+
+Options:
+  --domain CHUNK.map  the chunk's domain mapfile (its '+' blocks), as given to ddrescue -m
+  --map COMMON.map    PC_A's mapfile: take only its '+' bytes, and raise its other
+                      statuses inside the domain; without it the whole domain counts
+                      as rescued (holes of a sparse chunk file read as zeros)
+  --packed            CHUNK.raw holds the domain from its first byte (FAT32/exFAT sticks),
+                      not each byte at its source position
+  -h, --help          this text
+`;
+
+/**
+ * `ddferry-assembler import-ddrescue ARGS` (the words after the command).
+ * @returns 0 once merged, 130 when `signal` aborted it (the batches done are saved).
+ * @throws AssemblerError `ERR_USAGE` and the errors of `importDdrescueChunk` and `Image.open`.
+ */
+export async function runImportDdrescue(argv: readonly string[], io: CliIo, signal?: AbortSignal): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { domain: { type: 'string' }, map: { type: 'string' }, packed: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new AssemblerError('ERR_USAGE', 'import-ddrescue', messageOf(err));
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    io.stdout(IMPORT_DDRESCUE_USAGE);
+    return 0;
+  }
+  if (positionals.length !== 2) throw new AssemblerError('ERR_USAGE', 'import-ddrescue', 'Give CHUNK.raw and IMAGE.');
+  if (values.domain === undefined) throw new AssemblerError('ERR_USAGE', 'import-ddrescue', 'Give --domain CHUNK.map, the domain mapfile the chunk was rescued with.');
+  const [chunkFile, imagePath] = positionals as [string, string];
+  const say = (message: string): void => io.stderr(`ddferry-assembler: warning: ${message}\n`);
+  const commandLine = ['ddferry-assembler', 'import-ddrescue', ...argv].join(' ');
+  const image = await Image.open(imagePath, { commandLine });
+  try {
+    const r = await importDdrescueChunk(image, { chunkFile, domainMap: values.domain, commonMap: values.map, packed: values.packed, signal, warn: say });
+    io.stdout(`imported ${chunkFile}: ${r.writtenBytes} bytes written, ${r.keptBytes} already rescued in ${imagePath} kept, ${r.rescuedBytes} of the domain's ${r.domainBytes} bytes rescued; ${image.mapPath} saved (${r.batches} batch${r.batches === 1 ? '' : 'es'})\n`);
+    return 0;
+  } catch (err) {
+    if (signal?.aborted === true && err === signal.reason) {
+      io.stderr(`ddferry-assembler: interrupted; the batches done are saved in ${image.mapPath}. Run the same command again to finish.\n`);
+      return 130;
+    }
+    throw err;
+  } finally {
+    await image.close();
+  }
+}
