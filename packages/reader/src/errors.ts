@@ -29,7 +29,8 @@ export type ReaderErrorCode =
   | 'ERR_STICK_NOT_A_FOLDER'
   | 'ERR_STICK_WRONG_RESCUE'
   | 'ERR_STICK_FULL'
-  | 'ERR_STICK_WRITE';
+  | 'ERR_STICK_WRITE'
+  | 'ERR_CHUNK_RECEIPTS';
 
 export class ReaderError extends Error {
   override readonly name = 'ReaderError';
