@@ -6,7 +6,7 @@ import { ProtocolError } from './errors.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import type { Limits } from './limits.js';
 import { MANIFEST_NAME, formatManifest, parseManifest, pieceEntryName } from './manifest.js';
-import type { PieceDescription } from './manifest.js';
+import type { BundleManifest, PieceDescription } from './manifest.js';
 import { checkPieceShape, validatePiece, verifyPieceData } from './piece.js';
 import type { Piece, PiecePlan } from './piece.js';
 
@@ -87,6 +87,12 @@ export interface ReadBundleOptions {
   readonly file?: string;
   /** When given, each piece is also checked against the plan (`validatePiece`). */
   readonly plan?: PiecePlan;
+  /**
+   * Called once with the checked manifest (checksum, fields, rescue, piece
+   * shapes), before any piece data is read. If it throws, reading stops and the
+   * error propagates unchanged: a caller can refuse a bundle by its manifest.
+   */
+  readonly onManifest?: (manifest: BundleManifest) => void;
 }
 
 /** Why a path is unsafe to even consider, or undefined. */
@@ -142,6 +148,7 @@ export async function* readBundle(source: NodeJS.ReadableStream | AsyncIterable<
   let rescueId: string | undefined;
   let expected: PieceDescription[] | undefined;
   let next = 0;
+  let callerError: { err: unknown } | undefined;
   try {
     try {
       for await (const entry of extract) {
@@ -164,6 +171,12 @@ export async function* readBundle(source: NodeJS.ReadableStream | AsyncIterable<
             throw new ProtocolError('ERR_PIECE_WRONG_RESCUE', `The bundle belongs to rescue ${rescueId}, not to this rescue ${plan.rescueId}.`, { file });
           }
           for (const p of expected) checkPieceShape({ rescueId, ...p, data: new Uint8Array(0) }, { file });
+          try {
+            options.onManifest?.(manifest);
+          } catch (err) {
+            callerError = { err };
+            throw err;
+          }
           continue;
         }
         const want = expected[next];
@@ -184,6 +197,7 @@ export async function* readBundle(source: NodeJS.ReadableStream | AsyncIterable<
         yield piece;
       }
     } catch (err) {
+      if (callerError !== undefined && callerError.err === err) throw err;
       throw wrapStreamError(err, file);
     }
     await piping;
