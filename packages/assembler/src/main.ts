@@ -5,7 +5,7 @@ let signals = 0;
 const onSignal = (sig: NodeJS.Signals): void => {
   ++signals;
   if (signals === 1) {
-    controller.abort();
+    controller.abort(sig);
     return;
   }
   process.stderr.write(`ddferry-assembler: second ${sig}: exiting at once; merges not finished are redone from the readers' spools.\n`);

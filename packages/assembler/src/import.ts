@@ -1,0 +1,367 @@
+/**
+ * Importing a stick: merge the bundles the reader left in
+ * `DIR/ddferry/<rescue-id>/` into the image bound to that rescue, and write a
+ * receipt next to them.
+ *
+ * Each bundle, in seq order, is checked whole before anything of it is merged:
+ *
+ * | check | refused with |
+ * |---|---|
+ * | a regular file of at most `maxBundleBytes` | `ERR_IMPORT_BUNDLE_NOT_FILE`, `ERR_BUNDLE_TOO_LARGE` |
+ * | tar entries: plain names (no absolute path, no `..`), regular files, manifest first, then one entry per piece in order, sizes | `ERR_BUNDLE_*` (`readBundle`) |
+ * | manifest: checksum, fields, limits, rescue id of the image | `ERR_BUNDLE_MANIFEST_CHECKSUM`, `ERR_BUNDLE_BAD_MANIFEST`, `ERR_PIECE_WRONG_RESCUE` |
+ * | the file name carries the manifest's first seq (no renamed or swapped bundle) | `ERR_STICK_BUNDLE_NAME` |
+ * | every piece against the plan: chunk, positions inside chunk and source, every xxh64 | `ERR_PIECE_*` (`validatePiece`) |
+ *
+ * A refused bundle merges nothing and becomes a rejection of the receipt; the
+ * import goes on (the reader reads those ranges again). A bundle whose pieces
+ * are all merged already is not read past its manifest (A2). Sound bundles go
+ * through the image's `MergeQueue` (one fsync and one `IMAGE.map` save per
+ * batch, A1); the next bundle is read while one is merged, within `maxHeldBytes`.
+ *
+ * A failure of PC_B itself (`ERR_IMAGE_WRITE`, `_SYNC`, `_SAVE`) is no
+ * rejection: the import stops, writes the receipt of what is durable and
+ * reports the error; the bundle stays on the stick for the next import. A
+ * bundle the stick cannot read (EIO) is skipped, reported, and not refused.
+ */
+import { createReadStream } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+
+import type { BundleManifest, Limits, Piece, PiecePlan, Receipt, ReceiptRejection, StickRescue } from '@ddferry/protocol';
+import { bundleSeqOf, DEFAULT_LIMITS, ProtocolError, readBundle } from '@ddferry/protocol';
+
+import { AssemblerError, errnoOf, messageOf } from './errors.js';
+import type { Image } from './image.js';
+import type { MergeLimits } from './merge.js';
+import { MergeQueue } from './merge.js';
+import { ReceiptWriter } from './receipt-writer.js';
+import { pickStickRescue } from './stick-rescue.js';
+
+const MIB = 1024 * 1024;
+/** Longest reason kept in a receipt (its texts hold at most 4096 characters). */
+const MAX_REASON = 2000;
+const READ_CHUNK = 4 * MIB;
+
+/** What happened to one bundle, as `onBundle` is told. */
+export interface BundleEvent {
+  /** File name in the rescue folder. */
+  readonly bundle: string;
+  /** 1-based position among the bundles found, and how many were found. */
+  readonly index: number;
+  readonly total: number;
+  /**
+   * `merged`: durable in the image; `refused`: a rejection of the receipt;
+   * `skipped`: every piece was merged before; `unreadable`: the stick failed (not refused).
+   */
+  readonly outcome: 'merged' | 'refused' | 'skipped' | 'unreadable';
+  /** Pieces and piece data bytes merged now (0 unless `merged`). */
+  readonly pieces: number;
+  readonly bytes: number;
+  /** For `refused` and `unreadable`. */
+  readonly code?: string;
+  readonly reason?: string;
+}
+
+export interface ImportOptions {
+  /** `--rescue ID`: the rescue to import when the stick holds several. */
+  readonly rescueId?: string | undefined;
+  /** Default `DEFAULT_LIMITS` of the protocol. */
+  readonly limits?: Limits | undefined;
+  /** Merge batches; default `DEFAULT_MERGE_LIMITS` (64 pieces, 64 MiB). */
+  readonly merge?: Partial<MergeLimits> | undefined;
+  /**
+   * Most verified bundle data held in memory, waiting to be merged, read
+   * ahead included. A larger bundle is read twice: checked whole, then read
+   * again piece by piece while merging. Default 512 MiB (at least one piece: 256 MiB).
+   */
+  readonly maxHeldBytes?: number | undefined;
+  /** Stop at the next bundle (finishing the merge in progress, writing the receipt). */
+  readonly signal?: AbortSignal | undefined;
+  /** Told of each bundle's outcome, when it is known (merged: once durable). */
+  readonly onBundle?: ((event: BundleEvent) => void) | undefined;
+  /** Warnings (a file system without folder fsync, odd names in the folder). */
+  readonly warn?: ((message: string) => void) | undefined;
+  /** The receipt's `writer`. Default `HOSTNAME:/absolute/IMAGE`. */
+  readonly writer?: string | undefined;
+  /** Clock for the receipt's name and time. Default `new Date()`. */
+  readonly now?: (() => Date) | undefined;
+}
+
+/** What an import did. */
+export interface ImportResult {
+  readonly rescue: StickRescue;
+  /** `DIR/ddferry/<rescue-id>`. */
+  readonly folder: string;
+  /** The receipt written (undefined only when it could not be written: see `error`). */
+  readonly receipt: string | undefined;
+  /** Bundles found. */
+  readonly bundles: number;
+  readonly merged: number;
+  readonly refused: number;
+  readonly skipped: number;
+  readonly unreadable: number;
+  /** Pieces and piece data bytes merged by this import. */
+  readonly mergedPieces: number;
+  readonly mergedBytes: number;
+  readonly rejected: readonly ReceiptRejection[];
+  /** `done`: every bundle was looked at; `aborted`: by `signal`; `failed`: see `error`. */
+  readonly stopped: 'done' | 'aborted' | 'failed';
+  /**
+   * The failure that stopped the import (`ERR_IMAGE_WRITE`, `_SYNC`, `_SAVE`,
+   * `ERR_IMPORT_RECEIPT_WRITE`), or, with `stopped: 'done'`, the first bundle
+   * the stick could not read (`ERR_IMPORT_STICK_READ`).
+   */
+  readonly error: unknown;
+}
+
+/** Thrown by the manifest hook when every piece of the bundle is merged. */
+class AllMerged extends Error {}
+
+interface BundleFile {
+  readonly name: string;
+  readonly seq: number;
+  readonly path: string;
+}
+
+type Verdict =
+  | { readonly kind: 'sound'; readonly pieces: readonly Piece[]; readonly bytes: number }
+  | { readonly kind: 'large'; readonly manifest: BundleManifest }
+  | { readonly kind: 'skipped' }
+  | { readonly kind: 'refused'; readonly rejection: ReceiptRejection }
+  | { readonly kind: 'unreadable'; readonly error: AssemblerError };
+
+function isSystemError(err: unknown): boolean {
+  const code = errnoOf(err);
+  return code !== undefined && /^E[A-Z0-9]+$/.test(code);
+}
+
+function isRefusal(err: unknown): err is ProtocolError {
+  const code = errnoOf(err);
+  return code !== undefined && /^ERR_(BUNDLE|PIECE|STICK)_/.test(code) && err instanceof Error;
+}
+
+function shortReason(err: unknown): string {
+  const m = messageOf(err);
+  return m.length <= MAX_REASON ? m : `${m.slice(0, MAX_REASON - 1)}…`;
+}
+
+/** The bundles of a rescue folder, by seq (other files and temporaries ignored). */
+async function listBundles(folder: string, warn: (message: string) => void): Promise<BundleFile[]> {
+  let names: string[];
+  try {
+    names = await readdir(folder);
+  } catch (err) {
+    throw new AssemblerError('ERR_IMPORT_STICK_READ', folder, `Cannot list the rescue folder (${errnoOf(err) ?? messageOf(err)}). Check the stick is mounted and readable, then import again.`, { cause: err });
+  }
+  const out: BundleFile[] = [];
+  for (const name of names) {
+    const seq = bundleSeqOf(name);
+    if (seq !== undefined) out.push({ name, seq, path: join(folder, name) });
+    else if (/^piece-.*\.tar$/.test(name)) warn(`${join(folder, name)}: not a bundle name (piece- and at least six digits, .tar); ignored.`);
+  }
+  return out.sort((a, b) => a.seq - b.seq || (a.name < b.name ? -1 : 1));
+}
+
+/**
+ * Import the bundles of the stick mounted at `dir` into `image` (see the
+ * module comment); the image is bound to the stick's rescue if it is not yet.
+ * Returns once the last merge and the receipt are durable, or on a failure.
+ * @throws AssemblerError before any merge: `ERR_IMPORT_NO_RESCUE`,
+ *   `ERR_IMPORT_AMBIGUOUS`, `ERR_IMPORT_STICK_READ`, `ERR_IMAGE_WRONG_*`,
+ *   `ERR_IMAGE_SAVE`; ProtocolError `ERR_STICK_BAD_RESCUE_FILE`. Later
+ *   failures are in the result's `error`.
+ */
+export async function importStick(dir: string, image: Image, options: ImportOptions = {}): Promise<ImportResult> {
+  const limits = options.limits ?? DEFAULT_LIMITS;
+  const maxHeld = Math.max(options.maxHeldBytes ?? 512 * MIB, 1);
+  const warn = options.warn ?? ((): void => undefined);
+  const now = options.now ?? ((): Date => new Date());
+  const { signal } = options;
+  const picked = await pickStickRescue(dir, image, options.rescueId);
+  const { rescue, folder } = picked;
+  const plan: PiecePlan = { rescueId: rescue.rescueId, sourceSize: image.size, sectorSize: rescue.sectorSize, chunks: image.plan! };
+  const writer = options.writer ?? `${hostname()}:${resolve(image.path)}`.slice(0, 4000);
+  const receipts = new ReceiptWriter(folder, now(), warn);
+  const queue = new MergeQueue(image, options.merge);
+  const rejected: ReceiptRejection[] = [];
+  const bundles = await listBundles(folder, warn);
+  const counts = { merged: 0, refused: 0, skipped: 0, unreadable: 0, mergedPieces: 0, mergedBytes: 0 };
+  let failure: unknown;
+  let firstUnreadable: AssemblerError | undefined;
+  let receiptWritten = false;
+
+  const receipt = (): Receipt => ({ rescueId: rescue.rescueId, merged: image.mergedRanges(), rejected: [...rejected], writtenAt: now().toISOString(), writer });
+  const writeReceipt = async (): Promise<void> => {
+    await receipts.write(receipt());
+    receiptWritten = true;
+  };
+  const tell = (b: BundleFile, index: number, e: Omit<BundleEvent, 'bundle' | 'index' | 'total'>): void => {
+    options.onBundle?.({ bundle: b.name, index, total: bundles.length, ...e });
+  };
+
+  /** Merges in flight, oldest first; each settles (never rejects) once durable or failed. */
+  const inFlight: { readonly bytes: number; readonly done: Promise<void> }[] = [];
+  let heldBytes = 0;
+  const settleOldest = async (): Promise<void> => {
+    const oldest = inFlight.shift();
+    if (oldest === undefined) return;
+    await oldest.done;
+    heldBytes -= oldest.bytes;
+  };
+  const makeRoom = async (bytes: number): Promise<void> => {
+    while (inFlight.length > 0 && heldBytes + bytes > maxHeld) await settleOldest();
+  };
+  /** Queue pieces for merging; `after` runs once they are durable. */
+  const merge = (pieces: readonly Piece[], bytes: number, after: (pieces: number, bytes: number) => void): void => {
+    const fresh = pieces.filter((p) => !image.isMerged(p.seq));
+    const freshBytes = fresh.reduce((s, p) => s + p.data.length, 0);
+    heldBytes += bytes;
+    const done = Promise.all(fresh.map((p) => queue.enqueue(p))).then(
+      async () => {
+        counts.mergedPieces += fresh.length;
+        counts.mergedBytes += freshBytes;
+        after(fresh.length, freshBytes);
+        await writeReceipt();
+      },
+    ).catch((err: unknown) => {
+      failure ??= err;
+    });
+    inFlight.push({ bytes, done });
+  };
+
+  const refuse = (b: BundleFile, index: number, err: unknown, manifest: BundleManifest | undefined): void => {
+    const code = errnoOf(err) ?? 'ERR_BUNDLE_MALFORMED';
+    const rejection: ReceiptRejection = { bundle: b.name, seqs: manifest?.pieces.map((p) => p.seq) ?? [], code, reason: shortReason(err) };
+    rejected.push(rejection);
+    ++counts.refused;
+    tell(b, index, { outcome: 'refused', pieces: 0, bytes: 0, code, reason: rejection.reason });
+  };
+
+  /** Read and check a whole bundle; hold its pieces when it fits in `maxHeld`. */
+  const examine = async (b: BundleFile, onManifest: (m: BundleManifest) => void): Promise<Verdict> => {
+    let manifest: BundleManifest | undefined;
+    try {
+      const st = await lstat(b.path);
+      if (!st.isFile()) {
+        return { kind: 'refused', rejection: { bundle: b.name, seqs: [], code: 'ERR_IMPORT_BUNDLE_NOT_FILE', reason: `${b.path}: not a regular file (a link, a folder…); bundles are regular files written by ddferry-reader.` } };
+      }
+      if (st.size > limits.maxBundleBytes) {
+        throw new ProtocolError('ERR_BUNDLE_TOO_LARGE', `The bundle has ${st.size} bytes; at most ${limits.maxBundleBytes} are accepted.`, { file: b.path, limit: limits.maxBundleBytes });
+      }
+      const hold = st.size <= maxHeld;
+      const pieces: Piece[] = [];
+      let bytes = 0;
+      const source = createReadStream(b.path, { highWaterMark: READ_CHUNK });
+      for await (const piece of readBundle(source, {
+        limits, file: b.path, plan, onManifest: (m) => {
+          manifest = m;
+          onManifest(m);
+        },
+      })) {
+        if (hold) {
+          pieces.push(piece);
+          bytes += piece.data.length;
+        }
+      }
+      if (!hold) return { kind: 'large', manifest: manifest! };
+      return { kind: 'sound', pieces, bytes };
+    } catch (err) {
+      if (err instanceof AllMerged) return { kind: 'skipped' };
+      if (isRefusal(err)) {
+        return { kind: 'refused', rejection: { bundle: b.name, seqs: manifest?.pieces.map((p) => p.seq) ?? [], code: err.code, reason: shortReason(err) } };
+      }
+      if (isSystemError(err)) {
+        return { kind: 'unreadable', error: new AssemblerError('ERR_IMPORT_STICK_READ', b.path, `Cannot read the bundle (${errnoOf(err)}); it is left on the stick, neither merged nor refused. Check the stick (dmesg), then import again.`, { cause: err }) };
+      }
+      throw err;
+    }
+  };
+
+  /** A bundle larger than `maxHeld`, checked whole already: read again, merging piece by piece. */
+  const mergeLarge = async (b: BundleFile, index: number): Promise<void> => {
+    let pieces = 0;
+    let bytes = 0;
+    const mark = inFlight.length;
+    try {
+      for await (const piece of readBundle(createReadStream(b.path, { highWaterMark: READ_CHUNK }), { limits, file: b.path, plan })) {
+        if (failure !== undefined) return;
+        await makeRoom(piece.data.length);
+        merge([piece], piece.data.length, (n, k) => {
+          pieces += n;
+          bytes += k;
+        });
+      }
+    } catch (err) {
+      if (!isRefusal(err) && !isSystemError(err)) throw err;
+      // it changed between two reads: what was read is sound and merged, the rest refused
+      while (inFlight.length > mark) await settleOldest();
+      if (isRefusal(err)) refuse(b, index, err, undefined);
+      else {
+        ++counts.unreadable;
+        firstUnreadable ??= new AssemblerError('ERR_IMPORT_STICK_READ', b.path, `Cannot read the bundle again (${errnoOf(err)}); what was read before is merged. Check the stick (dmesg), then import again.`, { cause: err });
+        tell(b, index, { outcome: 'unreadable', pieces: 0, bytes: 0, code: errnoOf(err), reason: messageOf(err) });
+      }
+      return;
+    }
+    while (inFlight.length > mark) await settleOldest();
+    if (failure !== undefined) return;
+    ++counts.merged;
+    tell(b, index, { outcome: 'merged', pieces, bytes });
+  };
+
+  let index = 0;
+  for (const b of bundles) {
+    if (signal?.aborted === true || failure !== undefined) break;
+    ++index;
+    const verdict = await examine(b, (m) => {
+      const first = m.pieces[0]!.seq;
+      if (first !== b.seq) {
+        throw new ProtocolError('ERR_STICK_BUNDLE_NAME', `The file name carries seq ${b.seq}, but the bundle's first piece is ${first}.`, { file: b.path });
+      }
+      if (m.pieces.every((p) => image.isMerged(p.seq))) throw new AllMerged();
+    });
+    switch (verdict.kind) {
+      case 'skipped':
+        ++counts.skipped;
+        tell(b, index, { outcome: 'skipped', pieces: 0, bytes: 0 });
+        break;
+      case 'refused':
+        rejected.push(verdict.rejection);
+        ++counts.refused;
+        tell(b, index, { outcome: 'refused', pieces: 0, bytes: 0, code: verdict.rejection.code, reason: verdict.rejection.reason });
+        break;
+      case 'unreadable':
+        ++counts.unreadable;
+        firstUnreadable ??= verdict.error;
+        tell(b, index, { outcome: 'unreadable', pieces: 0, bytes: 0, code: verdict.error.code, reason: verdict.error.message });
+        break;
+      case 'sound': {
+        await makeRoom(verdict.bytes);
+        const at = index;
+        merge(verdict.pieces, verdict.bytes, (pieces, bytes) => {
+          ++counts.merged;
+          tell(b, at, { outcome: 'merged', pieces, bytes });
+        });
+        break;
+      }
+      case 'large':
+        while (inFlight.length > 0) await settleOldest();
+        if (failure === undefined) await mergeLarge(b, index);
+        break;
+    }
+  }
+  while (inFlight.length > 0) await settleOldest();
+  await queue.idle();
+  try {
+    await writeReceipt();
+  } catch (err) {
+    failure ??= err;
+  }
+  const stopped = failure !== undefined ? 'failed' : index < bundles.length ? 'aborted' : 'done';
+  return {
+    rescue, folder, receipt: receiptWritten ? receipts.path : undefined, bundles: bundles.length, ...counts, rejected,
+    stopped, error: failure ?? firstUnreadable,
+  };
+}

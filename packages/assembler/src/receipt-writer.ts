@@ -1,0 +1,148 @@
+/**
+ * The receipt of one import, on the stick:
+ * `DIR/ddferry/<rescue-id>/receipts/receipt-<UTC time>-<6 hex>.json`
+ * (`formatReceipt`). The same file is rewritten after every merged batch, so a
+ * kill -9 in the middle of an import leaves a receipt of what is durable.
+ *
+ * Each write is atomic and durable (`saveMapfile`: temporary file, fsync,
+ * rename over, fsync of the folder), without a `.bak` (FAT has no hard links).
+ * Writes are serialized; requests made while one is being written are joined
+ * into the next write, so a slow stick costs fewer writes, never a stale one.
+ *
+ * Folder fsync: FAT32 through fusefat and exFAT through exfat-fuse accept it
+ * (checked on both). Where a file system answers EINVAL, ENOTSUP or ENOSYS
+ * (some FUSE and kernel drivers), the receipt is read back: if it is the new
+ * one, the rename happened and only the folder fsync is unsupported; the write
+ * counts as done, with one warning. Any other failure is `ERR_IMPORT_RECEIPT_WRITE`.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+import { saveMapfile } from '@ddferry/mapfile/io';
+import type { Receipt } from '@ddferry/protocol';
+import { formatReceipt, STICK_RECEIPTS_FOLDER } from '@ddferry/protocol';
+
+import { AssemblerError, errnoOf, messageOf } from './errors.js';
+
+/** errno codes of a file system that cannot fsync a folder. */
+const NO_FOLDER_SYNC = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/** `receipt-20261201T071500Z-a1b2c3.json`: sorts by time; matches `RECEIPT_NAME`. */
+export function receiptFileName(now: Date, random: string = randomBytes(3).toString('hex')): string {
+  const t = now.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+  return `receipt-${t}-${random}.json`;
+}
+
+function rootCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e !== undefined && e !== null; i++) {
+    const code = errnoOf(e);
+    if (code !== undefined && !code.startsWith('ERR_')) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+async function syncFolder(folder: string): Promise<void> {
+  const fh = await open(folder, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes one import's receipt, again and again; see the module comment. */
+export class ReceiptWriter {
+  /** The receipt's path. */
+  readonly path: string;
+  readonly #warn: (message: string) => void;
+  #pending: Receipt | undefined;
+  #running: Promise<void> | undefined;
+  #error: unknown;
+  #madeFolder = false;
+  #warned = false;
+  #writes = 0;
+
+  /**
+   * @param rescueFolder `DIR/ddferry/<rescue-id>`.
+   * @param warn told once when the file system cannot fsync a folder.
+   */
+  constructor(rescueFolder: string, now: Date, warn: (message: string) => void) {
+    this.path = join(rescueFolder, STICK_RECEIPTS_FOLDER, receiptFileName(now));
+    this.#warn = warn;
+  }
+
+  /** How many times the receipt was written. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  /**
+   * Write `receipt` (replacing the one written before) once earlier writes are
+   * done. Resolves when this receipt, or a later one, is durable.
+   * @throws AssemblerError `ERR_IMPORT_RECEIPT_WRITE`.
+   */
+  async write(receipt: Receipt): Promise<void> {
+    this.#pending = receipt;
+    this.#running ??= this.#run();
+    await this.#running;
+    if (this.#error !== undefined) throw this.#error;
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (this.#pending !== undefined) {
+        const r = this.#pending;
+        this.#pending = undefined;
+        try {
+          await this.#save(formatReceipt(r));
+          this.#error = undefined;
+        } catch (err) {
+          this.#error = err;
+        }
+      }
+    } finally {
+      this.#running = undefined;
+    }
+  }
+
+  async #save(text: string): Promise<void> {
+    const folder = dirname(this.path);
+    try {
+      if (!this.#madeFolder) {
+        await mkdir(folder, { recursive: true });
+        await this.#tolerantSync(dirname(folder));
+        this.#madeFolder = true;
+      }
+      try {
+        await saveMapfile(this.path, text);
+      } catch (err) {
+        if (!NO_FOLDER_SYNC.has(rootCode(err) ?? '') || (await readFile(this.path, 'utf8').catch(() => '')) !== text) throw err;
+        this.#warnOnce(folder, rootCode(err)!);
+      }
+      ++this.#writes;
+    } catch (err) {
+      const code = rootCode(err);
+      const hint = code === 'ENOSPC' ? 'The stick is full: free some space on it (not the bundles), then import again.' : 'Check the stick is mounted read-write, then import again: the merged data is safe in the image, and the next import writes the receipt.';
+      throw new AssemblerError('ERR_IMPORT_RECEIPT_WRITE', this.path, `Cannot write the receipt (${code ?? messageOf(err)}). ${hint}`, { cause: err });
+    }
+  }
+
+  async #tolerantSync(folder: string): Promise<void> {
+    try {
+      await syncFolder(folder);
+    } catch (err) {
+      const code = errnoOf(err);
+      if (code === undefined || !NO_FOLDER_SYNC.has(code)) throw err;
+      this.#warnOnce(folder, code);
+    }
+  }
+
+  #warnOnce(folder: string, code: string): void {
+    if (this.#warned) return;
+    this.#warned = true;
+    this.#warn(`${folder}: this file system cannot fsync a folder (${code}); receipts are renamed into place and the files fsynced, but a power cut right after may lose the newest one (the next import writes it again).`);
+  }
+}
