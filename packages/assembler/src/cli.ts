@@ -7,12 +7,16 @@ import { parseArgs } from 'node:util';
 import { readTokenFile } from '@ddferry/protocol';
 
 import { AssemblerError, messageOf } from './errors.js';
+import { runImport } from './import-command.js';
+import { runImportDdrescue } from './import-ddrescue.js';
 import type { Log } from './server.js';
 import { serve } from './server.js';
 
 export const DEFAULT_LISTEN = Object.freeze({ host: '0.0.0.0', port: 4455 });
 
 export const USAGE = `Usage: ddferry-assembler serve IMAGE... [--listen HOST:PORT] [--token-file FILE]
+       ddferry-assembler import DIR IMAGE [--rescue ID]
+       ddferry-assembler import-ddrescue CHUNK.raw --domain CHUNK.map [--map COMMON.map] [--packed] IMAGE
 
 Receive rescued pieces from ddferry-reader over the network and merge them
 into IMAGE, keeping IMAGE.map (a GNU ddrescue 1.27 mapfile) and
@@ -27,6 +31,12 @@ Options:
 
 Prints "listening ws://HOST:PORT" on stdout once ready; events go to stderr.
 SIGINT or SIGTERM: stop accepting, finish the merge in progress, save, exit 0.
+
+import merges the bundles of a stick (DIR: where it is mounted) and writes
+a receipt on it for the reader (see import --help).
+
+import-ddrescue merges a chunk file made on PC_A by
+'ddrescue -m CHUNK.map SOURCE CHUNK.raw COMMON.map' (see import-ddrescue --help).
 `;
 
 /** Where the command writes. */
@@ -74,6 +84,14 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     if (code === 'ERR_USAGE') io.stderr("Try 'ddferry-assembler --help'.\n");
     return status;
   };
+  if (argv[0] === 'import') return runImport(argv.slice(1), io, signal);
+  if (argv[0] === 'import-ddrescue') {
+    try {
+      return await runImportDdrescue(argv.slice(1), io, signal);
+    } catch (err) {
+      return fail(err);
+    }
+  }
   let parsed;
   try {
     parsed = parseArgs({
