@@ -17,6 +17,7 @@ import { openSource } from '../job/open-source.js';
 import { allocAligned } from '../source/aligned-buffer.js';
 import { PieceSink } from './piece-sink.js';
 import { Spool } from './spool.js';
+import { statusMessage } from './status-report.js';
 import { WsShipper } from './ws-shipper.js';
 
 export interface RescueJobOptions {
@@ -95,6 +96,9 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
     // ddrescue's order over the whole disk, or the manual recipe: `ddrescue -m chunkNNNN.map` chunk after chunk
     const domains = o.chunkAtATime ? chunks.map((c) => Domain.fromOptions(c.pos, c.size)) : [whole];
     let outcome: RescueOutcome = { status: 0, interrupted: false, messages: [], finalMessage: '' };
+    // the assembler's live page: the running engine's figures, about once a second
+    let current: Rescuebook | undefined;
+    shipper.setStatusSource(() => (current === undefined ? null : statusMessage(current, { chunks, spool, runTime: Math.floor(Date.now() / 1000) - startSeconds })));
     for (const domain of domains) {
       const norm = normalizeForRescue(blocks, { insize: job.sourceSize, hardbs: e.hardbs, domain, file: paths.commonMap });
       const reporter = new DdrescueReporter({ verbosity: o.engine.verbosity, binaryPrefixes: o.engine.binaryPrefixes, write: io.screen });
@@ -105,6 +109,7 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
         interrupted: () => io.signal() !== null,
         sleep: (s) => interruptibleSleep(s, io.signal),
       });
+      current = rb;
       outcome = await doRescue(rb);
       if (o.engine.verbosity >= 0) io.screen('\n');
       if (outcome.finalMessage) log(`ddferry-reader: ${outcome.finalMessage}`);

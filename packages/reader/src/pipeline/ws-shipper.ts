@@ -1,13 +1,14 @@
 import { hostname } from 'node:os';
 
 import {
-  type Fingerprint, type Limits, type Message, type WelcomeMessage, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError,
-  authHmac, decodeEnvelope, encodeEnvelope, encodePieceFrames, makeNonce, verifyServerProof,
+  type Fingerprint, type Limits, type Message, type StatusMessage, type WelcomeMessage, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError,
+  authHmac, decodeEnvelope, encodeEnvelope, encodePieceFrames, isProtocolError, makeNonce, verifyServerProof,
 } from '@ddferry/protocol';
 import WebSocket from 'ws';
 
 import { ReaderError } from '../errors.js';
 import type { Spool } from './spool.js';
+import { STATUS_INTERVAL_MS } from './status-report.js';
 
 export interface ShipperOptions {
   /** `ws://HOST:PORT` of the assembler. */
@@ -45,6 +46,7 @@ export class WsShipper {
   #idleWaiters: Array<() => void> = [];
   #rejections = new Map<number, number>();
   #wakeRetry: (() => void) | null = null;
+  #statusSource: (() => StatusMessage | null) | null = null;
   /** Pieces merged (receipts seen) in this run. */
   merged = 0;
   /** Connection state for progress lines. */
@@ -75,6 +77,14 @@ export class WsShipper {
   /** Resolves when the spool is empty (everything acknowledged). */
   async drained(): Promise<void> {
     while (this.#o.spool.count > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /**
+   * What to tell the assembler's live page: called about once a second while
+   * connected (and once right after the Welcome); null sends nothing.
+   */
+  setStatusSource(source: (() => StatusMessage | null) | null): void {
+    this.#statusSource = source;
   }
 
   stop(): void {
@@ -177,6 +187,22 @@ export class WsShipper {
       throw new ProtocolError('ERR_AUTH_BAD_PROOF', 'the assembler does not know the shared secret: check --token-file on both sides', { peer: o.url });
     }
     onWelcome();
+    const sendStatus = (): void => {
+      const status = this.#statusSource?.() ?? null;
+      if (status === null || ws.readyState !== WebSocket.OPEN) return;
+      try {
+        send(encodeEnvelope(status, this.#limits));
+      } catch (err) {
+        // a figure the codec refuses must not stop the rescue: stop telling the live page instead
+        if (!isProtocolError(err)) throw err;
+        this.#statusSource = null;
+        o.log(`ddferry-reader: ${err.code}: status for the live page not sent: ${err.message}`);
+      }
+    };
+    const statusTimer = setInterval(sendStatus, STATUS_INTERVAL_MS);
+    statusTimer.unref();
+    ws.once('close', () => clearInterval(statusTimer));
+    sendStatus();
     this.state = 'connected';
     // pieces the assembler already merged: drop them
     const maxSeen = welcome.mergedSeqs.reduce((m, s) => Math.max(m, s), 0);
