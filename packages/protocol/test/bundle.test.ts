@@ -250,6 +250,24 @@ describe('writeBundle / readBundle', () => {
     }
   });
 
+  it('tells onManifest the checked manifest before any piece data, and passes its error through unchanged', async () => {
+    const bytes = await bundleBytes([p1, p2]);
+    const seen: number[][] = [];
+    const pieces = await collect(readBundle(Readable.from([bytes]), { onManifest: (m) => seen.push(m.pieces.map((p) => p.seq)) }));
+    expect(seen).to.deep.equal([[p1.seq, p2.seq]]);
+    expect(pieces).to.have.length(2);
+    const stop = new Error('refused by its manifest');
+    let yielded = 0;
+    try {
+      const it = readBundle(Readable.from([bytes]), { onManifest: () => { throw stop; } });
+      while (!(await it.next()).done) ++yielded;
+      expect.fail('expected a throw');
+    } catch (err) {
+      expect(err).to.equal(stop);
+    }
+    expect(yielded).to.equal(0);
+  });
+
   it('names pieces with at least six digits', () => {
     expect(pieceEntryName(1)).to.equal('piece-000001.bin');
     expect(pieceEntryName(1234567)).to.equal('piece-1234567.bin');
