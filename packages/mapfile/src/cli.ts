@@ -8,7 +8,8 @@ import { parseArgs as parseNodeArgs } from 'node:util';
 import { parseNumberArgument } from './args.js';
 import { type CliIo, Exit } from './ddrescuelog/context.js';
 import { runDdrescuelog } from './ddrescuelog/run.js';
-import { ArgumentError, MapfileIoError, MapfileParseError, PlanError } from './errors.js';
+import { runRender } from './cli/render.js';
+import { ArgumentError, MapfileIoError, MapfileParseError, PlanError, RenderError } from './errors.js';
 import { formatNum } from './format-num.js';
 import { makeFolder, pathExists, readMapfile, saveMapfile } from './io.js';
 import { FILE_SIZE_LIMITS, type FileSystemName, chunkMapName, formatChunkMap, planChunks } from './plan.js';
@@ -22,8 +23,9 @@ const USAGE = `Usage:
   ddferry-map show MAPFILE                                 summary of a mapfile
   ddferry-map plan SIZE (--chunk-size N | --medium-size N [--fs fat32|exfat|ext4])
                    [--sector-size 512] OUTDIR                chunk domain mapfiles for ddrescue -m
+  ddferry-map render MAPFILE -o OUT.png|OUT.svg [options]  a picture of the map (ddrescueview's colours)
 Sizes take ddrescue's suffixes: 4GiB, 64MiB, 1000000s (sectors), 0x10000.
-Run 'ddferry-map ddrescuelog --help' for ddrescuelog's options.
+Run 'ddferry-map ddrescuelog --help' for ddrescuelog's options, 'ddferry-map render --help' for render's.
 `;
 
 /** Run `ddferry-map` with `argv` (without the program name). Returns the exit status. */
@@ -34,6 +36,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       case 'ddrescuelog': return await runDdrescuelog(rest, io);
       case 'show': return await show(rest, io);
       case 'plan': return await plan(rest, io);
+      case 'render': return await runRender(rest, io);
       case '-h':
       case '--help':
       case 'help': io.stdout(USAGE); return 0;
@@ -54,7 +57,7 @@ function reportError(err: unknown, io: CliIo): number {
     io.stderr(`ddferry-map: ${err.message} [${err.code}]\n`);
     return 2;
   }
-  if (err instanceof MapfileIoError || err instanceof PlanError || err instanceof ArgumentError) {
+  if (err instanceof MapfileIoError || err instanceof PlanError || err instanceof ArgumentError || err instanceof RenderError) {
     io.stderr(`ddferry-map: ${err.message} [${err.code}]\n`);
     return 1;
   }

@@ -113,3 +113,18 @@ export class PlanError extends Error {
     this.code = code;
   }
 }
+
+/** Codes of `ddferry-map render`. */
+export type RenderCode = 'ERR_RENDER_OUTPUT_TYPE' | 'ERR_RENDER_OVERLAY_SIZE' | 'ERR_RENDER_WRITE';
+
+/** A map picture that cannot be made or written; `file` names the file concerned. */
+export class RenderError extends Error {
+  override readonly name = 'RenderError';
+  readonly code: RenderCode;
+  readonly file: string;
+  constructor(code: RenderCode, file: string, message: string, options?: { cause?: unknown }) {
+    super(`${file}: ${message}`, options);
+    this.code = code;
+    this.file = file;
+  }
+}

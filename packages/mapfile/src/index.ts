@@ -6,9 +6,9 @@ export type { Block } from './block.js';
 export { scanCInteger, isCSpace } from './c-number.js';
 export { Domain } from './domain.js';
 export {
-  MapfileParseError, MapfileSizeError, MapfileIoError, ArgumentError, PlanError, DDRESCUE_PARSE_MESSAGES,
+  MapfileParseError, MapfileSizeError, MapfileIoError, ArgumentError, PlanError, RenderError, DDRESCUE_PARSE_MESSAGES,
 } from './errors.js';
-export type { MapfileParseCode, MapfileSizeCode, MapfileIoCode, ArgumentCode, PlanCode } from './errors.js';
+export type { MapfileParseCode, MapfileSizeCode, MapfileIoCode, ArgumentCode, PlanCode, RenderCode } from './errors.js';
 export { formatMapfile, formatTimestamp, DDRESCUE_VERSION } from './format.js';
 export type { BlockWalker, MapfileHeader, MapfileState } from './format.js';
 export { formatNum, formatNum3, formatPercentage } from './format-num.js';

@@ -24,7 +24,7 @@ export const RENDER_PALETTE = Object.freeze({
   finished: '#20e020',
   rescued: '#00a0a0',
   shipped: '#b040e0',
-  merged: '#0a6e0a',
+  merged: '#006400',
   /** cells with no block in them (past the end, before the first block) and grid lines */
   undefined: '#808080',
   /** the frame around the cell that holds the mapfile's current position */
@@ -496,8 +496,8 @@ export function drawMapSvg(layout: MapLayout): string {
     out.push(`<rect x="${cx - 0.5}" y="${cy - 0.5}" width="${pitch}" height="${pitch}" stroke="${RENDER_PALETTE.active}" stroke-width="1" fill="none"/>`);
   }
   for (const w of layout.swatches) out.push(`<rect x="${w.x}" y="${w.y}" width="${w.size}" height="${w.size}" fill="${w.colour}"/>`);
-  out.push(`<g font-family="monospace" font-size="${10 * s}" fill="${RENDER_PALETTE.text}" xml:space="preserve">`);
-  for (const t of layout.texts) out.push(`<text x="${t.x}" y="${t.y + GLYPH_HEIGHT * s}" textLength="${textWidth(t.text) * s}">${xmlEscape(t.text)}</text>`);
+  out.push(`<g font-family="monospace" font-size="${10 * s}" fill="${RENDER_PALETTE.text}">`);
+  for (const t of layout.texts) out.push(`<text xml:space="preserve" x="${t.x}" y="${t.y + GLYPH_HEIGHT * s}" textLength="${textWidth(t.text) * s}">${xmlEscape(t.text)}</text>`);
   out.push('</g>', '</svg>', '');
   return out.join('\n');
 }
