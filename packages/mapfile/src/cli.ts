@@ -6,9 +6,9 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs as parseNodeArgs } from 'node:util';
 
 import { parseNumberArgument } from './args.js';
+import { runRender } from './cli/render.js';
 import { type CliIo, Exit } from './ddrescuelog/context.js';
 import { runDdrescuelog } from './ddrescuelog/run.js';
-import { runRender } from './cli/render.js';
 import { ArgumentError, MapfileIoError, MapfileParseError, PlanError, RenderError } from './errors.js';
 import { formatNum } from './format-num.js';
 import { makeFolder, pathExists, readMapfile, saveMapfile } from './io.js';
