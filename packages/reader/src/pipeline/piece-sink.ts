@@ -3,12 +3,13 @@ import { type Piece, makeExtent } from '@ddferry/protocol';
 
 import type { RescueSink } from '../engine/sink.js';
 import { DeltaList } from './delta-list.js';
-import type { Spool } from './spool.js';
+import type { PieceStore } from './stick-spool.js';
 
 export interface PieceSinkOptions {
   readonly rescueId: string;
   readonly chunks: readonly Chunk[];
-  readonly spool: Spool;
+  /** The LAN `Spool` or the `StickSpool`. */
+  readonly spool: PieceStore;
   /** Seal a piece once it holds this many bytes of data (default 8 MiB). */
   readonly sealBytes?: number;
   /** Seal a piece this many milliseconds after it opened (default 2000). */
@@ -40,6 +41,15 @@ export class PieceSink implements RescueSink {
   #openedAt = 0;
   #bytes = 0;
   #ranges = 0;
+  #parts = 0;
+  /**
+   * The first error of the spool. After it nothing more is stored, `sync` throws (so no
+   * mapfile save claims lost data) and `finish` returns its message; the caller must turn
+   * the `lost` ranges back to non-tried before it saves the map.
+   */
+  failure: Error | null = null;
+  /** The `+` ranges of pieces the spool failed to store. */
+  readonly lost: Array<{ pos: number; size: number }> = [];
 
   constructor(options: PieceSinkOptions) {
     this.#o = options;
@@ -72,8 +82,14 @@ export class PieceSink implements RescueSink {
     }
   }
 
+  /** What the open pieces hold (for the stick's free-space check). */
+  pending(): { pieces: number; bytes: number; ranges: number } {
+    return { pieces: this.#open.size, bytes: this.#bytes, ranges: this.#ranges + this.#parts };
+  }
+
   async write(pos: number, data: Uint8Array): Promise<void> {
     const o = this.#o;
+    if (this.failure) throw this.failure;
     if (this.#open.size > 0 && (this.#bytes >= (o.sealBytes ?? 8 << 20) || Date.now() - this.#openedAt >= (o.sealMillis ?? 2000) || this.#ranges >= (o.sealRanges ?? 20000))) {
       await this.#sealAll();
     }
@@ -82,6 +98,7 @@ export class PieceSink implements RescueSink {
       piece.parts.push({ pos: p, data: Buffer.from(data.subarray(offset, offset + n)) });
       piece.bytes += n;
       this.#bytes += n;
+      ++this.#parts;
     });
   }
 
@@ -99,7 +116,11 @@ export class PieceSink implements RescueSink {
   }
 
   async finish(): Promise<string | null> {
-    await this.#sealAll();
+    try {
+      await this.#sealAll();
+    } catch (err) {
+      return (err as Error).message;
+    }
     return null;
   }
 
@@ -112,11 +133,19 @@ export class PieceSink implements RescueSink {
     this.#open.clear();
     this.#bytes = 0;
     this.#ranges = 0;
+    this.#parts = 0;
     for (const p of open) {
       const piece = this.#seal(p);
-      await this.#o.spool.put(piece);
+      try {
+        await this.#o.spool.put(piece);
+      } catch (err) {
+        this.failure ??= err as Error;
+        for (const d of piece.delta) if (d.status === '+') this.lost.push({ pos: d.pos, size: d.size });
+        continue;
+      }
       this.#o.onSealed?.(piece);
     }
+    if (this.failure) throw this.failure;
   }
 
   #seal(p: OpenPiece): Piece {

@@ -1,0 +1,197 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { type BlockStatus, type Domain, type StatusMap, BlockStatus as St } from '@ddferry/mapfile';
+import { RECEIPT_NAME, STICK_RECEIPTS_FOLDER, bundleSeqOf, parseReceipt } from '@ddferry/protocol';
+
+import { errnoOf } from '../errors.js';
+import type { DeltaRange } from './delta-list.js';
+import type { LedgerEntry } from './ledger.js';
+
+/** What the receipts on a stick say, all receipts together. */
+export interface StickReceipts {
+  /** Seqs the image holds, as ascending disjoint `[first, last]` ranges. */
+  readonly merged: readonly (readonly [number, number])[];
+  /** Refused file names, with the first refusal's code and reason. */
+  readonly rejected: ReadonlyMap<string, { readonly code: string; readonly reason: string }>;
+  /** File names the PC_B script of `--format ddrescue-chunks` says it merged. */
+  readonly doneFiles: ReadonlySet<string>;
+  /** The receipt files read (to delete once applied), relative to the rescue folder. */
+  readonly files: readonly string[];
+}
+
+/**
+ * Read every `receipts/receipt-*.json` of a rescue folder. A damaged receipt, or one of
+ * another rescue, is reported through `warn` and ignored (and kept: it is not ours to delete).
+ */
+export async function readStickReceipts(folder: string, rescueId: string, warn: (line: string) => void): Promise<StickReceipts> {
+  const dir = join(folder, STICK_RECEIPTS_FOLDER);
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => RECEIPT_NAME.test(n)).sort();
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+    names = [];
+  }
+  const ranges: Array<[number, number]> = [];
+  const rejected = new Map<string, { code: string; reason: string }>();
+  const files: string[] = [];
+  for (const name of names) {
+    const file = join(dir, name);
+    try {
+      const r = parseReceipt(await readFile(file, 'utf8'), file);
+      if (r.rescueId !== rescueId) {
+        warn(`ddferry-reader: ERR_STICK_BAD_RECEIPT: ${file}: the receipt is for rescue ${r.rescueId}, not ${rescueId}; ignored.`);
+        continue;
+      }
+      for (const [a, b] of r.merged) ranges.push([a, b]);
+      for (const x of r.rejected) if (!rejected.has(x.bundle)) rejected.set(x.bundle, { code: x.code, reason: x.reason });
+      files.push(join(STICK_RECEIPTS_FOLDER, name));
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'ERR_STICK_BAD_RECEIPT';
+      warn(`ddferry-reader: ${code}: ${file}: ${(err as Error).message} The receipt is ignored: import the stick on PC_B again to write a new one.`);
+    }
+  }
+  return { merged: joinRanges(ranges), rejected, doneFiles: new Set(), files };
+}
+
+/** Sort and join `[first, last]` ranges. */
+export function joinRanges(ranges: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
+  const sorted = [...ranges].sort((x, y) => x[0] - y[0]);
+  const out: Array<[number, number]> = [];
+  for (const [a, b] of sorted) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1] + 1) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
+}
+
+/** True if `seq` is inside one of the ascending disjoint ranges. */
+export function inRanges(ranges: readonly (readonly [number, number])[], seq: number): boolean {
+  let lo = 0;
+  let hi = ranges.length;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if (ranges[m]![1] < seq) lo = m + 1;
+    else hi = m;
+  }
+  const r = ranges[lo];
+  return r !== undefined && r[0] <= seq;
+}
+
+/** Why a piece's ranges are given back to `common.map`. */
+export interface Reclaim {
+  readonly entry: LedgerEntry;
+  /** `rejected ERR_...: reason` or `missing`. */
+  readonly reason: string;
+}
+
+/** What to do with each ledger entry and each loose file, by the receipts. */
+export interface Settlement {
+  /** The image holds them: delete their files (this stick's) and their entries. */
+  readonly merged: readonly LedgerEntry[];
+  /** Refused, or gone from this stick: ranges back to `common.map`, then delete. */
+  readonly reclaimed: readonly Reclaim[];
+  /** On this stick, waiting for an import. */
+  readonly pending: readonly LedgerEntry[];
+  /** Waiting on other sticks, by stick id. */
+  readonly elsewhere: ReadonlyMap<string, readonly LedgerEntry[]>;
+  /** Files of the folder in no entry that were refused, or that name a merged seq. */
+  readonly stray: readonly string[];
+}
+
+/**
+ * Decide, from the receipts and the files present in the rescue folder, what becomes of
+ * each ledger entry. An entry is merged when its seq is (or, for chunk files, when the
+ * PC_B script lists all of its `.raw` files); a merged entry is never reclaimed. An entry
+ * of this stick is reclaimed when one of its files was refused, or is missing, or it has
+ * no file (its write failed). Entries of other sticks are only cleared by merges.
+ */
+export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts, stickId: string, present: ReadonlySet<string>): Settlement {
+  const merged: LedgerEntry[] = [];
+  const reclaimed: Reclaim[] = [];
+  const pending: LedgerEntry[] = [];
+  const elsewhere = new Map<string, LedgerEntry[]>();
+  const known = new Set<string>();
+  for (const e of entries) {
+    for (const f of e.files) known.add(f);
+    const raws = e.files.filter((f) => f.endsWith('.raw'));
+    if (inRanges(receipts.merged, e.seq) || (raws.length > 0 && raws.every((f) => receipts.doneFiles.has(f)))) {
+      merged.push(e);
+      continue;
+    }
+    if (e.stickId !== stickId) {
+      const list = elsewhere.get(e.stickId) ?? [];
+      list.push(e);
+      elsewhere.set(e.stickId, list);
+      continue;
+    }
+    const refused = e.files.find((f) => receipts.rejected.has(f));
+    if (refused !== undefined) {
+      const r = receipts.rejected.get(refused)!;
+      reclaimed.push({ entry: e, reason: `rejected ${r.code}: ${r.reason}` });
+    } else if (e.files.length === 0 || e.files.some((f) => !present.has(f))) {
+      reclaimed.push({ entry: e, reason: 'missing' });
+    } else {
+      pending.push(e);
+    }
+  }
+  const stray: string[] = [];
+  for (const f of present) {
+    if (known.has(f)) continue;
+    const seq = bundleSeqOf(f);
+    if (receipts.rejected.has(f) || (seq !== undefined && inRanges(receipts.merged, seq))) stray.push(f);
+  }
+  return { merged, reclaimed, pending, elsewhere, stray: stray.sort() };
+}
+
+/** Call `fn` for each block of `map` (clipped) inside `[pos, pos+size)`. */
+function forEachBlockIn(map: StatusMap, pos: number, size: number, fn: (pos: number, size: number, status: BlockStatus) => void): void {
+  let p = pos;
+  const end = pos + size;
+  while (p < end) {
+    const b = map.sblockAt(p);
+    if (!b) return;
+    const bEnd = Math.min(b.pos + b.size, end);
+    fn(p, bEnd - p, b.status);
+    p = bEnd;
+  }
+}
+
+/**
+ * Give the ranges of reclaimed pieces back: every `+` range of their deltas that
+ * `common.map` still calls finished becomes non-tried (read again); then, for their
+ * other ranges, the statuses `common.map` now holds there (neither non-tried nor
+ * finished: bad areas etc.) are returned, to ship with the next piece, so PC_B's map
+ * ends equal to `common.map` without reading bad areas again.
+ * @returns the bytes set back to non-tried and the statuses to ship again.
+ */
+export function reclaimRanges(map: StatusMap, domain: Domain, entries: readonly LedgerEntry[]): { bytes: number; reship: DeltaRange[] } {
+  let bytes = 0;
+  for (const e of entries) {
+    for (const d of e.delta) {
+      if (d.status !== St.finished) continue;
+      const found: Array<{ pos: number; size: number }> = [];
+      forEachBlockIn(map, d.pos, d.size, (pos, size, st) => {
+        if (st === St.finished) found.push({ pos, size });
+      });
+      for (const b of found) {
+        forEachBlockIn(map, b.pos, b.size, (pos, size) => {
+          if (domain.includes({ pos, size })) map.changeChunkStatus({ pos, size }, St.nonTried, domain);
+        });
+        bytes += b.size;
+      }
+    }
+  }
+  const reship: DeltaRange[] = [];
+  for (const e of entries) {
+    for (const d of e.delta) {
+      if (d.status === St.finished) continue;
+      forEachBlockIn(map, d.pos, d.size, (pos, size, st) => {
+        if (st !== St.finished && st !== St.nonTried) reship.push({ pos, size, status: st });
+      });
+    }
+  }
+  return { bytes, reship };
+}

@@ -1,0 +1,177 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { saveMapfile } from '@ddferry/mapfile/io';
+import type { Piece } from '@ddferry/protocol';
+
+import { ReaderError, errnoOf } from '../errors.js';
+import type { Ledger, LedgerEntry } from './ledger.js';
+import { type PendingPieces, type StickSpace, fits, statStick } from './stick-space.js';
+import type { StickWriter } from './stick-writer.js';
+
+/** What the piece sink needs of a spool: `Spool` (LAN) and `StickSpool` have it. */
+export interface PieceStore {
+  /** Make the piece durable; throws if it could not. */
+  put(piece: Piece): Promise<void>;
+  /** The next sequence number (never reused). */
+  nextSeq(): number;
+}
+
+export interface StickSpoolOptions {
+  /** The stick's rescue folder, `DIR/ddferry/<rescue-id>`. */
+  readonly folder: string;
+  /** The stick's id (`rescue.json`). */
+  readonly stickId: string;
+  readonly ledger: Ledger;
+  /** `JOBDIR/seq.json`, shared with the LAN spool: the last sequence number deleted. */
+  readonly seqFile: string;
+  /** Sequence numbers at or below this are taken (the LAN spool's pieces). */
+  readonly seqFloor?: number;
+  readonly writer: StickWriter;
+  /** Free space of the stick; default `statfs` (tests inject one). */
+  readonly statStick?: (dir: string) => Promise<StickSpace>;
+}
+
+/** Errors that mean "the stick is full": a clean stop, a trip to PC_B, and the piece read again later. */
+const FULL = new Set(['ENOSPC', 'EFBIG', 'EDQUOT']);
+
+/**
+ * The spool on a stick: each sealed piece gets its ledger entry (JOBDIR, durable), then
+ * its files on the stick (written by the `StickWriter`: temporary, fsync, rename, folder
+ * fsync). A piece is durable when `put` returns (R1). A full stick (ENOSPC, EFBIG) makes
+ * `put` throw `ERR_STICK_FULL` with no partial file left; the ledger entry stays, so the
+ * next run gives its ranges back (the piece's `+` never reached `common.map`, its other
+ * statuses are shipped again). After that, every `put` records the ledger entry and
+ * throws at once.
+ */
+export class StickSpool implements PieceStore {
+  readonly folder: string;
+  readonly stickId: string;
+  readonly writer: StickWriter;
+  readonly #o: StickSpoolOptions;
+  #lastSeq = 0;
+  #space: StickSpace = { free: 0, blockSize: 512, total: 0 };
+  #files = 0;
+  #count = 0;
+  #bytes = 0;
+  /** The error that stopped writing (ERR_STICK_FULL or ERR_STICK_WRITE), or null. */
+  failure: ReaderError | null = null;
+  /** Pieces written in this run, and their bytes on the stick. */
+  written = 0;
+  writtenBytes = 0;
+
+  private constructor(o: StickSpoolOptions) {
+    this.#o = o;
+    this.folder = o.folder;
+    this.stickId = o.stickId;
+    this.writer = o.writer;
+  }
+
+  /** Count what the folder holds, read the free space, and take the highest seq in use. */
+  static async open(o: StickSpoolOptions): Promise<StickSpool> {
+    const s = new StickSpool(o);
+    let saved = 0;
+    try {
+      const v = JSON.parse(await readFile(o.seqFile, 'utf8')) as { lastSeq?: unknown };
+      if (typeof v.lastSeq === 'number' && Number.isSafeInteger(v.lastSeq)) saved = v.lastSeq;
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw new ReaderError('ERR_SPOOL', o.seqFile, `${o.seqFile}: can't read the sequence counter (${(err as Error).message}). Restore it or delete it (the reader then continues from the pieces it finds).`, { cause: err });
+    }
+    s.#lastSeq = Math.max(saved, o.ledger.maxSeq, o.seqFloor ?? 0);
+    await s.refresh();
+    return s;
+  }
+
+  /** Re-read the free space and the folder's figures (after files were deleted). */
+  async refresh(): Promise<void> {
+    this.#space = await (this.#o.statStick ?? statStick)(this.folder);
+    this.#files = (await readdir(this.folder)).length;
+    let count = 0;
+    let bytes = 0;
+    for (const e of this.#o.ledger.entries()) {
+      if (e.stickId !== this.stickId) continue;
+      ++count;
+      for (const f of e.files) bytes += await stat(join(this.folder, f)).then((st) => st.size, () => 0);
+    }
+    this.#count = count;
+    this.#bytes = bytes;
+  }
+
+  /** True once a write failed because the stick is full. */
+  get full(): boolean {
+    return this.failure?.code === 'ERR_STICK_FULL';
+  }
+
+  get space(): StickSpace {
+    return this.#space;
+  }
+
+  /** Pieces of this stick waiting for PC_B (ledger entries), and their bytes on the stick. */
+  get count(): number {
+    return this.#count;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** For progress displays (the LAN spool has a capacity). */
+  get capacity(): number {
+    return this.#space.total;
+  }
+
+  nextSeq(): number {
+    return ++this.#lastSeq;
+  }
+
+  /** The last sequence number given. */
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  /** Raise the counter past numbers seen elsewhere (receipts, the image). */
+  noteSeqs(maxSeen: number): void {
+    if (maxSeen > this.#lastSeq) this.#lastSeq = maxSeen;
+  }
+
+  /** Save the counter durably: call before deleting ledger entries, so their numbers are never given again. */
+  async saveSeq(): Promise<void> {
+    await saveMapfile(this.#o.seqFile, `${JSON.stringify({ lastSeq: this.#lastSeq })}\n`);
+  }
+
+  /** True if the pieces in memory plus a read of `nextRead` bytes would fit. */
+  fits(pending: PendingPieces, nextRead: number): boolean {
+    return this.failure === null && fits(this.#space, pending, nextRead, this.writer, this.#files);
+  }
+
+  async put(piece: Piece): Promise<void> {
+    const ledger = this.#o.ledger;
+    const entry: LedgerEntry = {
+      seq: piece.seq, chunk: piece.chunk, stickId: this.stickId, files: this.writer.names?.(piece) ?? [], dataBytes: piece.data.length,
+      delta: piece.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })),
+    };
+    await ledger.put(entry);
+    if (this.failure) throw this.failure;
+    let out: { files: string[]; bytes: number };
+    try {
+      out = await this.writer.write(piece, this.folder);
+    } catch (err) {
+      const code = errnoOf(err);
+      this.failure = code !== undefined && FULL.has(code)
+        ? new ReaderError('ERR_STICK_FULL', this.folder, `${this.folder}: the stick is full (${code} writing piece ${piece.seq}); nothing of that piece is on it.`, { cause: err })
+        : new ReaderError('ERR_STICK_WRITE', this.folder, `${this.folder}: can't write piece ${piece.seq} (${(err as Error).message}). Check the stick is still plugged in and mounted read-write, then run the same command again: what was not written is read again.`, { cause: err });
+      throw this.failure;
+    }
+    if (out.files.length !== entry.files.length || out.files.some((f, i) => f !== entry.files[i])) await ledger.put({ ...entry, files: out.files });
+    ++this.written;
+    ++this.#count;
+    this.#files += out.files.length;
+    this.writtenBytes += out.bytes;
+    this.#bytes += out.bytes;
+    try {
+      this.#space = await (this.#o.statStick ?? statStick)(this.folder);
+    } catch (err) {
+      this.failure = new ReaderError('ERR_STICK_WRITE', this.folder, `${this.folder}: the stick's free space can't be read (${(err as Error).message}). Check it is still mounted, then run the same command again.`, { cause: err });
+    }
+  }
+}

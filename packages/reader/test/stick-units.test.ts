@@ -1,0 +1,191 @@
+/**
+ * The stick path's parts, each alone: the ledger (round trip, damage, temporaries), the
+ * free-space arithmetic (just at and just over the limits), the receipts (merged,
+ * refused, missing, other sticks, loose files, damaged receipts) and the reclaim of a
+ * piece's ranges in a status map.
+ */
+import { expect } from 'chai';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
+import { type Receipt, type RescueId, formatReceipt, makeRescueId } from '@ddferry/protocol';
+
+import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/pipeline/ledger.js';
+import { inRanges, joinRanges, readStickReceipts, reclaimRanges, settle } from '../src/pipeline/stick-receipts.js';
+import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickSealBytes } from '../src/pipeline/stick-space.js';
+import { BUNDLE_WRITER, type StickWriter } from '../src/pipeline/stick-writer.js';
+
+const MIB = 1 << 20;
+const STICK = '0123456789abcdef';
+
+function entry(seq: number, delta: LedgerEntry['delta'], more: Partial<LedgerEntry> = {}): LedgerEntry {
+  return { seq, chunk: 0, stickId: STICK, files: [`piece-${String(seq).padStart(6, '0')}.tar`], dataBytes: 0, delta, ...more };
+}
+
+describe('Ledger', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ddferry-ledger-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps entries across opens, removes them, and tidies cut saves', async () => {
+    const l = await Ledger.open(dir);
+    const a = entry(7, [{ pos: 0, size: 4096, status: '+' }, { pos: 4096, size: 512, status: '-' }], { dataBytes: 4096, chunk: 2 });
+    await l.put(a);
+    await l.put(entry(12, [{ pos: 8192, size: 512, status: '/' }], { files: [] }));
+    writeFileSync(join(dir, '.piece-000013.json.123.abcd.tmp'), 'half');
+    const again = await Ledger.open(dir);
+    expect(again.entries()).to.deep.equal([a, entry(12, [{ pos: 8192, size: 512, status: '/' }], { files: [] })]);
+    expect(again.maxSeq).to.equal(12);
+    expect(readdirSync(dir).sort()).to.deep.equal(['piece-000007.json', 'piece-000012.json']);
+    await again.remove([7, 99]);
+    expect((await Ledger.open(dir)).entries().map((e) => e.seq)).to.deep.equal([12]);
+  });
+
+  it('refuses a damaged entry with ERR_LEDGER_BAD naming the file', async () => {
+    writeFileSync(join(dir, ledgerFileName(3)), '{"version":1,"seq":3,');
+    try {
+      await Ledger.open(dir);
+      expect.fail('opened');
+    } catch (err) {
+      expect((err as { code: string }).code).to.equal('ERR_LEDGER_BAD');
+      expect((err as Error).message).to.contain(join(dir, 'piece-000003.json'));
+    }
+  });
+
+  it('refuses an entry under another seq\'s name, a bad status and a path in files', async () => {
+    const text = formatLedgerEntry(entry(4, [{ pos: 0, size: 1, status: '+' }]));
+    writeFileSync(join(dir, ledgerFileName(5)), text);
+    try {
+      await Ledger.open(dir);
+      expect.fail('opened');
+    } catch (err) {
+      expect((err as { code: string }).code).to.equal('ERR_LEDGER_BAD');
+    }
+    expect(() => parseLedgerEntry(text.replace('"+"', '"x"'), 'f')).to.throw().with.property('code', 'ERR_LEDGER_BAD');
+    expect(() => parseLedgerEntry(text.replace('piece-000004.tar', '../x'), 'f')).to.throw().with.property('code', 'ERR_LEDGER_BAD');
+    expect(() => parseLedgerEntry(text.replace('"dataBytes":0', '"dataBytes":-1'), 'f')).to.throw().with.property('code', 'ERR_LEDGER_BAD');
+  });
+});
+
+describe('stick space', () => {
+  const space = (free: number, total = 64 * MIB, blockSize = 4096) => ({ free, total, blockSize });
+
+  it('keeps a margin of max(2 MiB, total/64), at most 64 MiB', () => {
+    expect(stickMargin(64 * MIB)).to.equal(2 * MIB);
+    expect(stickMargin(1024 * MIB)).to.equal(16 * MIB);
+    expect(stickMargin(64 * 1024 * MIB)).to.equal(64 * MIB);
+  });
+
+  it('seals pieces at total/16, from 1 MiB to 32 MiB, whole MiB', () => {
+    expect(stickSealBytes(8 * MIB)).to.equal(MIB);
+    expect(stickSealBytes(64 * MIB)).to.equal(4 * MIB);
+    expect(stickSealBytes(100 * MIB)).to.equal(6 * MIB);
+    expect(stickSealBytes(64 * 1024 * MIB)).to.equal(32 * MIB);
+  });
+
+  it('fits a read just at the limit and not one byte block over it', () => {
+    const pending = { pieces: 1, bytes: 3 * MIB, ranges: 10 };
+    const need = bytesNeeded(pending, 65536, BUNDLE_WRITER, 4096);
+    // tar: header + manifest + header + data rounded to 512, end blocks; then rounded to 4096, plus one block per file
+    const tar = 512 + Math.ceil((512 + 12 * 96) / 512) * 512 + 512 + 3 * MIB + 65536 + 1024;
+    expect(need).to.equal(Math.ceil(tar / 4096) * 4096 + 4096);
+    expect(fits(space(2 * MIB + need), pending, 65536, BUNDLE_WRITER)).to.equal(true);
+    expect(fits(space(2 * MIB + need - 1), pending, 65536, BUNDLE_WRITER)).to.equal(false);
+  });
+
+  it('counts one block per open piece, rounds to the file system block, and caps the folder\'s files', () => {
+    const w: StickWriter = { estimate: (d) => d, write: () => Promise.reject(new Error('unused')), filesPerPiece: 2 };
+    expect(bytesNeeded({ pieces: 3, bytes: 1, ranges: 0 }, 0, w, 32768)).to.equal(32768 + 6 * 32768);
+    expect(fits(space(1024 * MIB), { pieces: 1, bytes: 0, ranges: 0 }, 512, w, MAX_STICK_FILES - 2)).to.equal(true);
+    expect(fits(space(1024 * MIB), { pieces: 1, bytes: 0, ranges: 0 }, 512, w, MAX_STICK_FILES - 1)).to.equal(false);
+  });
+
+  it('never lets a file reach 4 GiB - 1', () => {
+    const w: StickWriter = { estimate: (d) => d, write: () => Promise.reject(new Error('unused')) };
+    const huge = space(64 * 1024 * MIB, 64 * 1024 * MIB);
+    expect(fits(huge, { pieces: 1, bytes: 4096 * MIB - 2 - 512, ranges: 0 }, 512, w)).to.equal(true);
+    expect(fits(huge, { pieces: 1, bytes: 4096 * MIB - 1 - 512, ranges: 0 }, 512, w)).to.equal(false);
+  });
+});
+
+describe('stick receipts', () => {
+  const rescueId = makeRescueId() as RescueId;
+  const receipt = (merged: Receipt['merged'], rejected: Receipt['rejected'] = [], id: RescueId = rescueId): string => formatReceipt({ rescueId: id, merged, rejected, writtenAt: '2026-12-01T07:00:00Z', writer: 'pcb:image' });
+
+  it('joins ranges and finds seqs in them', () => {
+    const r = joinRanges([[5, 9], [1, 2], [3, 3], [20, 21], [8, 12]]);
+    expect(r).to.deep.equal([[1, 3], [5, 12], [20, 21]]);
+    expect([0, 1, 3, 4, 5, 12, 13, 19, 20, 21, 22].map((s) => inRanges(r, s))).to.deep.equal([false, true, true, false, true, true, false, false, true, true, false]);
+  });
+
+  it('reads every receipt of the rescue, warns about a damaged one and one of another rescue, and keeps them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ddferry-receipts-'));
+    try {
+      mkdirSync(join(dir, 'receipts'));
+      writeFileSync(join(dir, 'receipts', 'receipt-a.json'), receipt([[1, 3]], [{ bundle: 'piece-000005.tar', seqs: [5], code: 'ERR_PIECE_CHECKSUM', reason: 'flipped' }]));
+      writeFileSync(join(dir, 'receipts', 'receipt-b.json'), receipt([[1, 4]]));
+      writeFileSync(join(dir, 'receipts', 'receipt-c.json'), receipt([[1, 4]]).replace('[[1,4]]', '[[1,9]]'));
+      writeFileSync(join(dir, 'receipts', 'receipt-d.json'), receipt([[1, 99]], [], makeRescueId() as RescueId));
+      writeFileSync(join(dir, 'receipts', 'notes.txt'), 'not a receipt');
+      const warnings: string[] = [];
+      const r = await readStickReceipts(dir, rescueId, (l) => warnings.push(l));
+      expect(r.merged).to.deep.equal([[1, 4]]);
+      expect([...r.rejected]).to.deep.equal([['piece-000005.tar', { code: 'ERR_PIECE_CHECKSUM', reason: 'flipped' }]]);
+      expect(r.files).to.deep.equal([join('receipts', 'receipt-a.json'), join('receipts', 'receipt-b.json')]);
+      expect(warnings).to.have.length(2);
+      expect(warnings[0]).to.contain('ERR_STICK_BAD_RECEIPT').and.contain('receipt-c.json');
+      expect(warnings[1]).to.contain('receipt-d.json').and.contain('is for rescue');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('settles entries: merged first, then refused, then missing; other sticks only by merges; loose refused and merged files', () => {
+    const e1 = entry(1, []);
+    const e2 = entry(2, []);
+    const e3 = entry(3, []);
+    const e4 = entry(4, [], { files: [] });
+    const e5 = entry(5, []);
+    const e6 = entry(6, [], { stickId: 'feedfacefeedface' });
+    const e7 = entry(7, [], { stickId: 'feedfacefeedface' });
+    const rejected = new Map([['piece-000002.tar', { code: 'ERR_PIECE_CHECKSUM', reason: 'xxh64' }], ['piece-000001.tar', { code: 'X', reason: 'y' }], ['piece-000009.tar', { code: 'ERR_STICK_BUNDLE_NAME', reason: 'renamed' }]]);
+    const present = new Set(['piece-000001.tar', 'piece-000002.tar', 'piece-000005.tar', 'piece-000009.tar', 'piece-000010.tar', 'piece-000011.tar', 'DDRESCUE-COMMANDS.txt']);
+    const s = settle([e1, e2, e3, e4, e5, e6, e7], { merged: [[1, 1], [6, 6], [10, 10]], rejected, doneFiles: new Set(), files: [] }, STICK, present);
+    expect(s.merged.map((e) => e.seq)).to.deep.equal([1, 6]);
+    expect(s.reclaimed.map((r) => [r.entry.seq, r.reason])).to.deep.equal([[2, 'rejected ERR_PIECE_CHECKSUM: xxh64'], [3, 'missing'], [4, 'missing']]);
+    expect(s.pending.map((e) => e.seq)).to.deep.equal([5]);
+    expect([...s.elsewhere].map(([id, l]) => [id, l.map((e) => e.seq)])).to.deep.equal([['feedfacefeedface', [7]]]);
+    expect(s.stray).to.deep.equal(['piece-000009.tar', 'piece-000010.tar']);
+  });
+
+  it('counts chunk files as merged when the PC_B script listed all their .raw files', () => {
+    const e = entry(8, [], { files: ['chunk0001-000008-01.raw', 'chunk0001-000008-01.map', 'chunk0001-000008-02.raw', 'chunk0001-000008-02.map'] });
+    const none = { merged: [], rejected: new Map(), files: [] };
+    const present = new Set(e.files);
+    expect(settle([e], { ...none, doneFiles: new Set(['chunk0001-000008-01.raw']) }, STICK, present).pending).to.have.length(1);
+    expect(settle([e], { ...none, doneFiles: new Set(['chunk0001-000008-01.raw', 'chunk0001-000008-02.raw']) }, STICK, present).merged).to.have.length(1);
+  });
+
+  it('reclaims: + back to non-tried where the map still says so, and ships the map\'s other statuses again', () => {
+    // map: + [0,4096) - [4096,4608) + [4608,8192) / [8192,9216) ? [9216,16384)
+    const blocks: Array<[number, number, BlockStatus]> = [[0, 4096, '+'], [4096, 512, '-'], [4608, 3584, '+'], [8192, 1024, '/'], [9216, 7168, '?']];
+    const map = new StatusMap(SblockVector.from(blocks.map(([pos, size, status]) => ({ pos, size, status }))));
+    const domain = Domain.fromOptions(0, 16384);
+    const e = entry(3, [
+      { pos: 0, size: 4096, status: '+' }, { pos: 4096, size: 512, status: '-' }, { pos: 4608, size: 1024, status: '+' },
+      { pos: 8192, size: 1024, status: '*' }, { pos: 9216, size: 512, status: '-' },
+    ]);
+    const r = reclaimRanges(map, domain, [e]);
+    expect(r.bytes).to.equal(4096 + 1024);
+    const got: Array<[number, number, string]> = [];
+    map.forEachBlock((pos, end) => got.push([pos, end - pos, map.sblockAt(pos)!.status]));
+    expect(BlockStatus.nonTried).to.equal('?');
+    expect(got).to.deep.equal([[0, 4096, '?'], [4096, 512, '-'], [4608, 1024, '?'], [5632, 2560, '+'], [8192, 1024, '/'], [9216, 7168, '?']]);
+    // the map's statuses now, not the old delta's: '/' where it said '*'; nothing where the map is '?'
+    expect(r.reship).to.deep.equal([{ pos: 4096, size: 512, status: '-' }, { pos: 8192, size: 1024, status: '/' }]);
+  });
+});
