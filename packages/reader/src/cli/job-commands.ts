@@ -28,8 +28,9 @@ common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map.
   --from-mapfile MAP  start from an existing GNU ddrescue mapfile of this source
 `;
 
-export const RESCUE_HELP = `Usage: ddferry-reader rescue JOBDIR --to ws://HOST:PORT [--token-file F]
-                             [--spool-size N] [--source DEVICE] [--chunk-at-a-time]
+export const RESCUE_HELP = `Usage: ddferry-reader rescue JOBDIR --to ws://HOST:PORT [--token-file F] [--spool-size N]
+       ddferry-reader rescue JOBDIR --to DIR [--format bundles|ddrescue-chunks]
+                             [--source DEVICE] [--chunk-at-a-time]
                              [ddrescue options]
 
 Rescue the job's source with GNU ddrescue's algorithm over the whole disk; rescued data
@@ -37,6 +38,14 @@ goes into the spool (JOBDIR/spool) before common.map says it is rescued, is ship
 the assembler, and is deleted from the spool once the assembler holds it.
 
   --to URL            the assembler (ddferry-assembler serve prints it)
+  --to DIR            or a mounted USB stick: the stick is the spool. Pieces go to
+                      DIR/ddferry/<rescue-id>/; reading stops when the stick is full.
+                      Carry it to PC_B, run 'ddferry-assembler import DIR IMAGE',
+                      bring it back and run the same command: merged pieces are freed,
+                      refused or lost ones read again
+  --format F          on a stick: bundles (tar files for ddferry-assembler import,
+                      the default) or ddrescue-chunks (chunk files and the commands
+                      GNU ddrescue needs to merge them on PC_B)
   --token-file F      the shared secret (chmod 600); the same file on both sides
   --spool-size N      bytes the local spool may hold [256MiB]; reading pauses when full
   --source DEVICE     the source's name now, if it changed since planning
@@ -44,6 +53,10 @@ the assembler, and is deleted from the spool once the assembler holds it.
                       'ddrescue -m chunkNNNN.map' recipe does; default: ddrescue's
                       order over the whole disk (copying everywhere first)
 Engine options are GNU ddrescue's (see 'ddferry-reader ddrescue --help'), e.g. -d -r3 -n.
+
+Exit status: 0 everything is read (with --to DIR: import the stick on PC_B, then run
+again here until it says the rescue is complete), 1 error, 2 malformed mapfile,
+4 the stick is full: carry it to PC_B (--to DIR only), 128+N killed by signal N.
 `;
 
 function report(err: unknown, io: CommandIo): number {
@@ -105,7 +118,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
     const rest: string[] = [];
     for (let i = 0; i < argv.length; ++i) {
       const a = argv[i]!;
-      const m = /^--(to|token-file|spool-size|source)(?:=(.*))?$/.exec(a);
+      const m = /^--(to|token-file|spool-size|source|format)(?:=(.*))?$/.exec(a);
       if (m) {
         const value = m[2] ?? argv[++i];
         if (value === undefined) throw new ArgumentError('ERR_ARG_INVALID', a, '', `option '${a}' requires an argument`);
@@ -122,10 +135,15 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
     const engine = parseDdrescueCommand(rest);
     if (engine.infile === undefined || engine.outfile !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '', '', `rescue needs one JOBDIR.\n${RESCUE_HELP}`);
     const to = ours.get('to');
-    if (to === undefined || !/^wss?:\/\//.test(to)) throw new ArgumentError('ERR_ARG_INVALID', '--to', to ?? '', `--to ws://HOST:PORT is required (the address ddferry-assembler serve prints).`);
+    if (to === undefined || to === '') throw new ArgumentError('ERR_ARG_INVALID', '--to', '', '--to is required: ws://HOST:PORT (the address ddferry-assembler serve prints) or the folder of a mounted USB stick.');
+    const lan = /^wss?:\/\//.test(to);
+    const format = ours.get('format');
+    if (format !== undefined && format !== 'bundles' && format !== 'ddrescue-chunks') throw new ArgumentError('ERR_ARG_INVALID', '--format', format, `--format must be bundles or ddrescue-chunks, not '${format}'.`);
+    if (lan && format !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '--format', format, '--format is for --to DIR (a stick); over the LAN pieces go as they are.');
     return await rescueJob({
       jobDir: engine.infile,
       to,
+      format,
       tokenFile: ours.get('token-file'),
       spoolBytes: ours.has('spool-size') ? parseNumberArgument(ours.get('spool-size')!, '--spool-size', 512, 1 << 20) : undefined,
       source: ours.get('source'),

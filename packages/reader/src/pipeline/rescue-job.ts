@@ -15,15 +15,19 @@ import { fingerprintOf } from '../job/fingerprint.js';
 import { jobChunks, jobPaths, readJob } from '../job/job.js';
 import { openSource } from '../job/open-source.js';
 import { allocAligned } from '../source/aligned-buffer.js';
+import { openLanLedger } from './lan-ledger.js';
 import { PieceSink } from './piece-sink.js';
 import { Spool } from './spool.js';
+import { type StickFormat, rescueStickJob } from './stick-trip.js';
 import { statusMessage } from './status-report.js';
 import { WsShipper } from './ws-shipper.js';
 
 export interface RescueJobOptions {
   readonly jobDir: string;
-  /** `ws://HOST:PORT` of the assembler. */
+  /** `ws://HOST:PORT` of the assembler, or a mounted stick's folder (stick-trip.ts). */
   readonly to: string;
+  /** Stick only: bundles (default) or chunk files for GNU ddrescue. */
+  readonly format?: StickFormat;
   readonly tokenFile?: string;
   /** Bytes the local spool may hold (default 256 MiB). */
   readonly spoolBytes?: number;
@@ -50,6 +54,7 @@ export interface RescueJobIo {
  * @returns the exit status, or a signal to re-raise.
  */
 export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{ status: number; signal?: NodeJS.Signals }> {
+  if (!/^wss?:\/\//.test(o.to)) return rescueStickJob(o, io);
   const dir = resolve(o.jobDir);
   const job = await readJob(dir);
   const paths = jobPaths(dir);
@@ -68,11 +73,13 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
     const spool = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: o.spoolBytes ?? 256 << 20, plan });
     const secret = o.tokenFile === undefined ? '' : await readTokenFile(o.tokenFile);
     const log = (line: string): void => io.stderr(`${line}\n`);
+    const ledgerWelcome = await openLanLedger(dir, paths.seq, spool, log);
     shipper = new WsShipper({
       url: o.to, secret, rescueId: job.rescueId, fingerprint: job.fingerprint, chunkSize: job.chunkSize, sectorSize: job.sectorSize, spool, log,
     });
     shipper.start();
     const welcome = await shipper.firstWelcome(5000);
+    await ledgerWelcome(welcome?.mergedSeqs ?? null);
     if (!welcome) log(`ddferry-reader: ${o.to}: no answer yet; rescuing into the spool (${spool.capacity} bytes) and retrying the link.`);
 
     // common.map, with what the image already holds marked finished: never read twice
