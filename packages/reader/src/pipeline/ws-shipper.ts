@@ -27,6 +27,11 @@ export interface ShipperOptions {
   readonly log: (line: string) => void;
 }
 
+/** ws's mask generator: all zeros (see `#session`). */
+function zeroMask(mask: Buffer): void {
+  mask.fill(0);
+}
+
 /** What the assembler said when a session opened. */
 export type Welcome = WelcomeMessage;
 
@@ -127,7 +132,12 @@ export class WsShipper {
   async #session(onWelcome: () => void): Promise<void> {
     const o = this.#o;
     this.state = 'connecting';
-    const ws = new WebSocket(o.url, { perMessageDeflate: false, maxPayload: this.#limits.maxMessageBytes, handshakeTimeout: 10000 });
+    // A zero mask: RFC 6455 masks client frames against cache poisoning by browser scripts, which does not apply
+    // to this client; ws then skips the byte-by-byte XOR on both ends (it was 30 % of the reader's CPU time).
+    // Integrity comes from the pieces' xxh64, not from the mask.
+    const ws = new WebSocket(o.url, {
+      perMessageDeflate: false, maxPayload: this.#limits.maxMessageBytes, handshakeTimeout: 10000, generateMask: zeroMask,
+    });
     this.#ws = ws;
     const inbox: Message[] = [];
     let inboxWaiter: (() => void) | null = null;

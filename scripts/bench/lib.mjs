@@ -1,0 +1,68 @@
+// Shared measuring helpers of the benches: a child process timed here, its peak RSS and CPU time
+// from GNU time; medians; the build being measured; tool versions.
+import { spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const TIME_BIN = '/usr/bin/time';
+const TIME_TAG = 'DDFERRY_BENCH_TIME';
+
+/** The children's environment: C locale, and no NODE_EXTRA_CA_CERTS (it makes every Node start load a CA bundle). */
+export const CHILD_ENV = { ...process.env, LC_ALL: 'C' };
+delete CHILD_ENV.NODE_EXTRA_CA_CERTS;
+
+export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+/**
+ * Run a command to its end. Wall time from here; peak RSS (KiB) and CPU seconds from GNU time
+ * (`apt-get install time`); without it they are null.
+ */
+export function runMeasured(cmd, args, { env = CHILD_ENV } = {}) {
+  const useTime = existsSync(TIME_BIN);
+  const file = useTime ? TIME_BIN : cmd;
+  const fullArgs = useTime ? ['-f', `${TIME_TAG} %e %M %U %S`, cmd, ...args] : args;
+  const t0 = nowMs();
+  const r = spawnSync(file, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, encoding: 'utf8', env });
+  const wallMs = nowMs() - t0;
+  const lines = (r.stderr ?? '').split('\n');
+  const k = lines.findLastIndex((l) => l.startsWith(TIME_TAG));
+  let maxRssKiB = null;
+  let cpuS = null;
+  if (k >= 0) {
+    const f = lines[k].split(' ');
+    maxRssKiB = Number(f[2]);
+    cpuS = Number(f[3]) + Number(f[4]);
+    lines.splice(k, 1);
+  }
+  const stderr = lines.join('\n').trim() || (r.error?.message ?? '');
+  return { ok: r.status === 0 && !r.error, status: r.status, wallMs, maxRssKiB, cpuS, stdout: r.stdout ?? '', stderr };
+}
+
+export function median(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+export function min(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x));
+  return v.length ? Math.min(...v) : null;
+}
+
+/** The commit measured, whether packages/ differs from it, and when the reader was built. */
+export function buildInfo(root) {
+  const git = (...args) => spawnSync('git', ['-C', root, ...args], { encoding: 'utf8' });
+  const head = git('rev-parse', '--short', 'HEAD').stdout?.trim() || 'unknown commit';
+  const dirty = (git('status', '--porcelain', '--', 'packages').stdout ?? '').trim() !== '';
+  const main = join(root, 'packages/reader/dist/main.js');
+  const built = existsSync(main) ? statSync(main).mtime.toISOString().replace('T', ' ').slice(0, 19) : '?';
+  return `commit ${head}${dirty ? ' plus uncommitted changes in packages/' : ''}; built ${built} UTC`;
+}
+
+/** The first line a tool prints of its version, or null if it does not run. */
+export function toolVersion(cmd, flag = '--version') {
+  const r = spawnSync(cmd, [flag], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return null;
+  return `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim() !== '') ?? null;
+}
