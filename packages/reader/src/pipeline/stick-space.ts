@@ -12,7 +12,7 @@ import type { StickWriter } from './stick-writer.js';
  * | free | `statfs`: available blocks x block size, read at the start and after every file written |
  * | need | `writer.estimate(open data + next read, ranges)` rounded up to the block, plus one block per open piece (each is its own file) |
  * | margin | `stickMargin(total)`: max(2 MiB, total / 64), at most 64 MiB: room for the assembler's receipts (a few KiB each), folder growth, and file systems whose free count lags |
- * | fits | `free - margin - need >= 0`, the folder holds fewer than `MAX_STICK_FILES` files, and no file reaches `MAX_STICK_FILE_BYTES` |
+ * | fits | `free - margin - need >= 0`, the folder holds fewer than `MAX_STICK_FILES` files, and no file reaches `MAX_STICK_FILE_BYTES`; a stick whose size `statfs` does not tell (total 0) fits until a write fails |
  *
  * On a stick, pieces are sealed at `stickSealBytes(total)`: total / 16, from 1 MiB to
  * 32 MiB, so a small stick still takes a dozen pieces per trip and a large one has few
@@ -23,7 +23,7 @@ export interface StickSpace {
   readonly free: number;
   /** The file system's block (allocation unit). */
   readonly blockSize: number;
-  /** The file system's size. */
+  /** The file system's size; 0 if unknown (then only a failed write tells the stick is full). */
   readonly total: number;
 }
 
@@ -41,9 +41,13 @@ export const MAX_STICK_FILE_BYTES = 4 * 1024 * MIB - 1;
 /** Most files in the rescue folder (FAT32: 65 536 folder entries, 3 per long name). */
 export const MAX_STICK_FILES = 16_000;
 
-/** The file system of `dir`, by `statfs`. */
+/**
+ * The file system of `dir`, by `statfs`. fusefat on a FAT with 512-byte clusters says 0
+ * blocks, 0 free: that is "unknown" (`total` 0, `free` unbounded), not "full".
+ */
 export async function statStick(dir: string): Promise<StickSpace> {
   const s = await statfs(dir);
+  if (s.blocks === 0) return { free: Number.MAX_SAFE_INTEGER, blockSize: Math.max(512, s.bsize), total: 0 };
   return { free: s.bavail * s.bsize, blockSize: s.bsize, total: s.blocks * s.bsize };
 }
 
@@ -52,8 +56,9 @@ export function stickMargin(total: number): number {
   return Math.min(64 * MIB, Math.max(2 * MIB, Math.floor(total / 64)));
 }
 
-/** The size at which pieces are sealed on a stick of `total` bytes. */
+/** The size at which pieces are sealed on a stick of `total` bytes (8 MiB if its size is unknown). */
 export function stickSealBytes(total: number): number {
+  if (total === 0) return 8 * MIB;
   return Math.min(32 * MIB, Math.max(MIB, Math.floor(total / 16 / MIB) * MIB));
 }
 
@@ -72,5 +77,6 @@ export function bytesNeeded(pending: PendingPieces, nextRead: number, writer: St
 export function fits(space: StickSpace, pending: PendingPieces, nextRead: number, writer: StickWriter, files = 0): boolean {
   if (files + Math.max(1, pending.pieces) * (writer.filesPerPiece ?? 1) > MAX_STICK_FILES) return false;
   if (writer.estimate(pending.bytes + nextRead, pending.ranges + 2) >= MAX_STICK_FILE_BYTES) return false;
+  if (space.total === 0) return true;
   return space.free - stickMargin(space.total) - bytesNeeded(pending, nextRead, writer, space.blockSize) >= 0;
 }

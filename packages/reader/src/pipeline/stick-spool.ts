@@ -32,7 +32,11 @@ export interface StickSpoolOptions {
   readonly statStick?: (dir: string) => Promise<StickSpace>;
 }
 
-/** Errors that mean "the stick is full": a clean stop, a trip to PC_B, and the piece read again later. */
+/**
+ * Errors that mean "the stick is full": a clean stop, a trip to PC_B, and the piece read
+ * again later. fusefat answers EPERM when the FAT is full: EPERM counts as full when the
+ * free space is then below what the piece needs.
+ */
 const FULL = new Set(['ENOSPC', 'EFBIG', 'EDQUOT']);
 
 /**
@@ -144,6 +148,15 @@ export class StickSpool implements PieceStore {
     return this.failure === null && fits(this.#space, pending, nextRead, this.writer, this.#files);
   }
 
+  async #looksFull(piece: Piece): Promise<boolean> {
+    try {
+      const s = await (this.#o.statStick ?? statStick)(this.folder);
+      return s.total === 0 || s.free < this.writer.estimate(piece.data.length, piece.extents.length + piece.delta.length) + s.blockSize;
+    } catch {
+      return false;
+    }
+  }
+
   async put(piece: Piece): Promise<void> {
     const ledger = this.#o.ledger;
     const entry: LedgerEntry = {
@@ -157,7 +170,7 @@ export class StickSpool implements PieceStore {
       out = await this.writer.write(piece, this.folder);
     } catch (err) {
       const code = errnoOf(err);
-      this.failure = code !== undefined && FULL.has(code)
+      this.failure = code !== undefined && (FULL.has(code) || (code === 'EPERM' && await this.#looksFull(piece)))
         ? new ReaderError('ERR_STICK_FULL', this.folder, `${this.folder}: the stick is full (${code} writing piece ${piece.seq}); nothing of that piece is on it.`, { cause: err })
         : new ReaderError('ERR_STICK_WRITE', this.folder, `${this.folder}: can't write piece ${piece.seq} (${(err as Error).message}). Check the stick is still plugged in and mounted read-write, then run the same command again: what was not written is read again.`, { cause: err });
       throw this.failure;

@@ -24,8 +24,7 @@ import { LEDGER_FOLDER, Ledger } from './ledger.js';
 import { PieceSink } from './piece-sink.js';
 import { Spool } from './spool.js';
 import { readStickReceipts, reclaimRanges, settle } from './stick-receipts.js';
-import type { StickSpace } from './stick-space.js';
-import { stickSealBytes } from './stick-space.js';
+import { type StickSpace, statStick, stickMargin, stickSealBytes } from './stick-space.js';
 import { StickSpool } from './stick-spool.js';
 import { BUNDLE_WRITER, type StickWriter, syncFolder, writeFileDurably } from './stick-writer.js';
 
@@ -80,7 +79,7 @@ function describeStickRescue(r: Pick<StickRescue, 'rescueId' | 'fingerprint' | '
  * Find or make `ROOT/ddferry/<rescue-id>/rescue.json`.
  * @throws ReaderError `ERR_STICK_NOT_A_FOLDER`, `ERR_STICK_WRONG_RESCUE`; ProtocolError `ERR_STICK_BAD_RESCUE_FILE`.
  */
-export async function openStickFolder(to: string, job: Job): Promise<StickFolder> {
+export async function openStickFolder(to: string, job: Job, stat0: (dir: string) => Promise<StickSpace> = statStick): Promise<StickFolder> {
   const root = resolve(to);
   let isDir = false;
   try {
@@ -107,6 +106,11 @@ export async function openStickFolder(to: string, job: Job): Promise<StickFolder
         + 'Use another stick (or another folder on it), or run the job that made this folder.');
     }
     return { root, folder, stickId: r.stickId, isNew: false };
+  }
+  // fusefat breaks a folder entry made on a full stick: make the folder only with room to spare
+  const space = await stat0(root);
+  if (space.total > 0 && space.free < stickMargin(space.total) + 64 * 1024) {
+    throw new ReaderError('ERR_STICK_FULL', root, `${root} has ${mib(space.free)} free: not enough to start a rescue folder on it (the stick keeps ${mib(stickMargin(space.total))} free). Free space on the stick or use a bigger one, then run the same command again.`);
   }
   await mkdir(folder, { recursive: true });
   const stickId = randomBytes(8).toString('hex');
@@ -167,7 +171,7 @@ export async function rescueStickJob(o: StickTripOptions, io: StickTripIo): Prom
   const chunks = jobChunks(job);
   const e = o.engine.rescue;
   const log = (line: string): void => io.stderr(`${line}\n`);
-  const stick = await openStickFolder(o.to, job);
+  const stick = await openStickFolder(o.to, job, o.statStick);
   const { source, testSource } = await openSource(o.source === undefined ? job.source : resolve(o.source), { direct: e.directIn, testMap: job.testMode });
   try {
     const now = fingerprintOf(source, job.testMode !== undefined);
@@ -203,6 +207,7 @@ export async function rescueStickJob(o: StickTripOptions, io: StickTripIo): Prom
         throw new ReaderError('ERR_SPOOL', paths.commonMap, `ERR_MAPFILE_WRITE: ${paths.commonMap}: ${updater.lastError?.message ?? 'the save failed'} Free space on PC_A, then run the same command again.`);
       }
     };
+    if (spool.space.total === 0) log(`ddferry-reader: ${stick.root}: the file system does not tell its free space (statfs gives 0 blocks; FAT with 512-byte clusters?): writing until the stick is full.`);
     const sink = new PieceSink({ rescueId: job.rescueId, chunks, spool, sealBytes: stickSealBytes(spool.space.total), sealMillis: 60_000 });
 
     // what PC_B did with the last trip's pieces
