@@ -26,7 +26,7 @@ export const RENDER_PALETTE = Object.freeze({
   shipped: '#b040e0',
   merged: '#006400',
   /** cells with no block in them (past the end, before the first block) and grid lines */
-  undefined: '#808080',
+  noData: '#808080',
   /** the frame around the cell that holds the mapfile's current position */
   active: '#00ffff',
   background: '#ffffff',
@@ -253,14 +253,14 @@ function hexOf(rgb: number): string {
 }
 
 const STATE_RGB = RENDER_STATES.map((s) => rgbOf(RENDER_PALETTE[s]));
-const UNDEFINED_RGB = rgbOf(RENDER_PALETTE.undefined);
+const NO_DATA_RGB = rgbOf(RENDER_PALETTE.noData);
 
 /** The colour of every state mask (0..255), for one mixing rule. */
 function mixTable(mix: CellMix): Uint32Array {
   const table = new Uint32Array(256);
   for (let mask = 0; mask < 256; ++mask) {
     if (mask === 0) {
-      table[mask] = UNDEFINED_RGB;
+      table[mask] = NO_DATA_RGB;
     } else if (mix === 'worst') {
       const st = WORST_FIRST.find((s) => (mask & (1 << RENDER_STATES.indexOf(s))) !== 0)!;
       table[mask] = STATE_RGB[RENDER_STATES.indexOf(st)]!;
@@ -436,7 +436,7 @@ export function drawMapPixels(layout: MapLayout): RgbaImage {
   const img: RgbaImage = { width: layout.width, height: layout.height, data: new Uint8Array(layout.width * layout.height * 4) };
   fillRect(img, 0, 0, img.width, img.height, rgbOf(RENDER_PALETTE.background));
   const { x, y, cols, rows, pitch } = layout.grid;
-  if (rows > 0) fillRect(img, x, y, cols * pitch + 1, rows * pitch + 1, UNDEFINED_RGB);
+  if (rows > 0) fillRect(img, x, y, cols * pitch + 1, rows * pitch + 1, NO_DATA_RGB);
   for (let c = 0; c < layout.cellCount; ++c) {
     const [cx, cy] = cellOrigin(layout, c);
     fillRect(img, cx, cy, pitch - 1, pitch - 1, layout.cellColours[c]!);
@@ -474,13 +474,13 @@ export function drawMapSvg(layout: MapLayout): string {
   if (rows > 0) {
     const gw = cols * pitch + 1;
     const gh = rows * pitch + 1;
-    out.push(`<rect x="${x}" y="${y}" width="${gw}" height="${gh}" fill="${RENDER_PALETTE.undefined}"/>`);
+    out.push(`<rect x="${x}" y="${y}" width="${gw}" height="${gh}" fill="${RENDER_PALETTE.noData}"/>`);
     for (let c = 0; c < layout.cellCount; ) {
       const rgb = layout.cellColours[c]!;
       const rowEnd = Math.min(layout.cellCount, (Math.floor(c / cols) + 1) * cols);
       let e = c + 1;
       while (e < rowEnd && layout.cellColours[e] === rgb) ++e;
-      if (rgb !== UNDEFINED_RGB) {
+      if (rgb !== NO_DATA_RGB) {
         const [cx, cy] = cellOrigin(layout, c);
         out.push(`<rect x="${cx}" y="${cy}" width="${(e - c) * pitch - 1}" height="${pitch - 1}" fill="${hexOf(rgb)}"/>`);
       }
@@ -489,7 +489,7 @@ export function drawMapSvg(layout: MapLayout): string {
     const d: string[] = [];
     for (let k = 1; k < cols; ++k) d.push(`M${x + k * pitch + 0.5} ${y}v${gh}`);
     for (let k = 1; k < rows; ++k) d.push(`M${x} ${y + k * pitch + 0.5}h${gw}`);
-    if (d.length > 0) out.push(`<path d="${d.join('')}" stroke="${RENDER_PALETTE.undefined}" stroke-width="1" fill="none"/>`);
+    if (d.length > 0) out.push(`<path d="${d.join('')}" stroke="${RENDER_PALETTE.noData}" stroke-width="1" fill="none"/>`);
   }
   if (layout.activeCell >= 0) {
     const [cx, cy] = cellOrigin(layout, layout.activeCell);

@@ -64,9 +64,9 @@ describe('render', () => {
       expect(RENDER_PALETTE.nonScraped).to.equal(bgr(0xff2020));
       expect(RENDER_PALETTE.badSector).to.equal(bgr(0x0000ff));
       expect(RENDER_PALETTE.finished).to.equal(bgr(0x20e020));
-      expect(RENDER_PALETTE.undefined).to.equal(bgr(0x808080));
+      expect(RENDER_PALETTE.noData).to.equal(bgr(0x808080));
       expect(RENDER_PALETTE.active).to.equal(bgr(0xffff00));
-      const all = [...RENDER_STATES.map((s) => RENDER_PALETTE[s]), RENDER_PALETTE.undefined, RENDER_PALETTE.active, RENDER_PALETTE.background];
+      const all = [...RENDER_STATES.map((s) => RENDER_PALETTE[s]), RENDER_PALETTE.noData, RENDER_PALETTE.active, RENDER_PALETTE.background];
       expect(new Set(all).size).to.equal(all.length);
       // each overlay colour is far (in RGB distance) from every other colour of the grid
       const dist = (a: string, b: string): number => Math.hypot(...rgb(a).map((v, i) => v - rgb(b)[i]!));
@@ -143,7 +143,7 @@ describe('render', () => {
       expect(layout.texts.map((t) => t.text)).to.include('empty map: no bytes to draw');
       const img = drawMapPixels(layout);
       expect(img.data.length).to.equal(800 * 600 * 4);
-      expect(drawMapSvg(layout)).to.not.include(RENDER_PALETTE.undefined);
+      expect(drawMapSvg(layout)).to.not.include(RENDER_PALETTE.noData);
     });
 
     it('draws a map whose last block is unbounded up to that block', () => {
