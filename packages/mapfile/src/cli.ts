@@ -47,6 +47,12 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
         return 1;
     }
   } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
+      // node:util parseArgs: an unknown option, a missing value, an extra operand
+      io.stderr(`ddferry-map: ${(err as Error).message.split('. ')[0]}. [ERR_USAGE]\nTry 'ddferry-map ${command ?? ''} --help'.\n`);
+      return 1;
+    }
     return reportError(err, io);
   }
 }
@@ -69,7 +75,11 @@ function at(io: CliIo, name: string): string {
 }
 
 async function show(argv: readonly string[], io: CliIo): Promise<number> {
-  const { positionals } = parseNodeArgs({ args: [...argv], allowPositionals: true, strict: true, options: {} });
+  const { values, positionals } = parseNodeArgs({ args: [...argv], allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' } } });
+  if (values.help === true) {
+    io.stdout(USAGE);
+    return 0;
+  }
   if (positionals.length !== 1) {
     io.stderr(`ddferry-map: show needs one MAPFILE [ERR_USAGE]\n${USAGE}`);
     return 1;
@@ -104,8 +114,13 @@ async function plan(argv: readonly string[], io: CliIo): Promise<number> {
       fs: { type: 'string' },
       'sector-size': { type: 'string' },
       force: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help === true) {
+    io.stdout(USAGE);
+    return 0;
+  }
   if (positionals.length !== 2 || (values['chunk-size'] === undefined) === (values['medium-size'] === undefined)) {
     io.stderr(`ddferry-map: plan needs SIZE, OUTDIR and one of --chunk-size or --medium-size [ERR_USAGE]\n${USAGE}`);
     return 1;
