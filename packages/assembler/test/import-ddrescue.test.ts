@@ -3,6 +3,7 @@ import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { parseMapfile } from '@ddferry/mapfile';
 import { expect } from 'chai';
 
+import { run } from '../src/cli.js';
 import type { AssemblerError } from '../src/errors.js';
 import { Image } from '../src/image.js';
 import type { ImportDdrescueOptions } from '../src/import-ddrescue.js';
@@ -361,6 +362,17 @@ describe('ddferry-assembler import-ddrescue', () => {
     expect(t.err.join('')).to.match(/warning: no --map/);
     expect(await rowsOf(`${dir}/img.map`)).to.deep.equal([[0, 8192, '+'], [8192, 8192, '?']]);
     expect((await readFile(`${dir}/img.map`, 'latin1'))).to.include('ddferry-assembler import-ddrescue');
+  });
+
+  it('exits 2 for a malformed domain mapfile and 1 for a missing chunk file through ddferry-assembler, naming the file', async () => {
+    await writeFile(`${dir}/bad.map`, '0 + 1\n0 100 +\nzz\n');
+    const t = io();
+    expect(await run(['import-ddrescue', `${dir}/c.raw`, '--domain', `${dir}/bad.map`, `${dir}/img`], t.io)).to.equal(2);
+    expect(t.err.join('')).to.match(/ERR_MAPFILE_\w+/).and.include('bad.map');
+    await writeFile(`${dir}/c.map`, chunkMap(0, 8192, 16384));
+    const u = io();
+    expect(await run(['import-ddrescue', `${dir}/missing.raw`, '--domain', `${dir}/c.map`, `${dir}/img`], u.io)).to.equal(1);
+    expect(u.err.join('')).to.include('ERR_CHUNK_FILE_OPEN').and.include('missing.raw');
   });
 
   it('refuses a command line without --domain or IMAGE (ERR_USAGE)', async () => {
