@@ -9,6 +9,7 @@ import { readTokenFile } from '@ddferry/protocol';
 import { AssemblerError, messageOf } from './errors.js';
 import { runImport } from './import-command.js';
 import { runImportDdrescue } from './import-ddrescue.js';
+import { pageUrls } from './live/live-server.js';
 import type { Log } from './server.js';
 import { serve } from './server.js';
 
@@ -121,6 +122,7 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     if (signal?.aborted) return EXIT.ok;
     const server = await serve({ images, listen, secret, log });
     io.stdout(`listening ${server.url}\n`);
+    if (server.live !== undefined) log.info(`live map page: ${pageUrls(server.host, server.port).join(' or ')}${secret === undefined ? ' (no token: anyone on the network can watch)' : ' with #token=TOKEN appended (the text of the token file)'}`);
     await new Promise<void>((resolve) => {
       if (signal === undefined) return;
       if (signal.aborted) resolve();

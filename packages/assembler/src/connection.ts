@@ -19,6 +19,7 @@ import {
 import type { RawData, WebSocket } from 'ws';
 
 import { errnoOf, messageOf } from './errors.js';
+import type { ReaderStatusSink } from './live/live-feed.js';
 import type { MergeQueue } from './merge.js';
 import { encodeWelcome } from './welcome.js';
 
@@ -38,6 +39,8 @@ export interface ConnectionContext {
   readonly maxUnmergedBytes: number;
   readonly maxUnmergedPieces: number;
   readonly handshakeTimeoutMs: number;
+  /** Where readers' Status messages go (the live page). Default none. */
+  readonly live?: ReaderStatusSink | undefined;
 }
 
 /** Websocket close codes (RFC 6455). */
@@ -173,6 +176,7 @@ export class Connection {
           case 'pieceEnd':
             return this.#onPieceMessage(msg, raw);
           case 'status':
+            this.#ctx.live?.readerStatus(this, { peer: this.#peer, rescueId: this.#hello!.rescueId, image: this.#queue!.image.path }, msg);
             return;
           case 'error':
             this.#ctx.log.warn(`${this.#peer}: the reader reports ${msg.code}: ${msg.message}`);
@@ -366,6 +370,7 @@ export class Connection {
   }
 
   #onClose(): void {
+    this.#ctx.live?.readerGone(this);
     this.#state = 'closed';
     this.#collector?.reset();
     clearTimeout(this.#handshakeTimer);

@@ -442,9 +442,13 @@ export class Image {
     for (const w of targets) this.#raise(w.pos, w.size, '+');
     for (const s of batch.statuses) this.#raise(s.pos, s.size, s.status);
     await this.#saveMap();
-    this.#tell([...targets, ...batch.statuses]);
-    if (this.#binding === undefined) return;
+    const changed = [...targets, ...batch.statuses];
+    if (this.#binding === undefined) {
+      this.#tell(changed);
+      return;
+    }
     for (const seq of batch.seqs) this.#merged.add(seq);
+    this.#tell(changed);
     await this.#saveBinding();
   }
 

@@ -16,6 +16,8 @@ import type { ConnectionContext, Log } from './connection.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import { Image } from './image.js';
 import type { ImageOptions } from './image.js';
+import { LIVE_PATH, LiveServer, pathOf } from './live/live-server.js';
+import type { LiveOptions } from './live/live-server.js';
 import { MergeQueue, resolveMergeLimits } from './merge.js';
 import type { MergeLimits } from './merge.js';
 
@@ -65,6 +67,8 @@ export interface ServeOptions {
   readonly log: Log;
   /** Passed to `Image.open`. */
   readonly imageOptions?: ImageOptions | undefined;
+  /** The live map page at `/` (its websocket on `/live`), or false for none (every HTTP request gets 404). Default on, `LIVE_DEFAULTS`. */
+  readonly live?: LiveOptions | false | undefined;
 }
 
 /** A running assembler server. */
@@ -74,6 +78,10 @@ export interface AssemblerServer {
   readonly port: number;
   /** `ws://HOST:PORT`. */
   readonly url: string;
+  /** `http://HOST:PORT/`, the live map page, or undefined when it is off. */
+  readonly pageUrl: string | undefined;
+  /** The live page's part, or undefined when it is off. */
+  readonly live: LiveServer | undefined;
   readonly images: readonly Image[];
   /** Pieces received and not yet merged (waiting or being merged), over all images. */
   pending(): { readonly pieces: number; readonly bytes: number };
@@ -137,22 +145,40 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
   const images = await openImages(options.images, options.imageOptions);
   const queues = images.map((i) => new MergeQueue(i, mergeLimits));
   const secret = options.secret ?? '';
+  const handshakeTimeoutMs = checkCount('handshakeTimeoutMs', options.handshakeTimeoutMs ?? SERVE_DEFAULTS.handshakeTimeoutMs);
+  let live: LiveServer | undefined;
+  try {
+    live = options.live === false ? undefined : new LiveServer({ images, secret, log, handshakeTimeoutMs, keepaliveMs }, options.live);
+  } catch (err) {
+    await Promise.all(images.map((i) => i.close()));
+    throw err;
+  }
   const ctx: ConnectionContext = {
-    limits, secret, log, queues,
+    limits, secret, log, queues, live: live?.feed,
     maxUnmergedBytes: checkCount('maxUnmergedBytes', options.maxUnmergedBytes ?? SERVE_DEFAULTS.maxUnmergedBytes),
     maxUnmergedPieces: checkCount('maxUnmergedPieces', options.maxUnmergedPieces ?? SERVE_DEFAULTS.maxUnmergedPieces),
-    handshakeTimeoutMs: checkCount('handshakeTimeoutMs', options.handshakeTimeoutMs ?? SERVE_DEFAULTS.handshakeTimeoutMs),
+    handshakeTimeoutMs,
   };
   if (secret.length === 0) {
     log.warn('No token: anyone who can reach this port can send data into the images. Give the same --token-file to both sides.');
   }
 
-  const http = createServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket' });
-    res.end('ddferry assembler: connect with ddferry-reader (websocket).\n');
+  const http = createServer((req, res) => {
+    if (live !== undefined) {
+      live.handleRequest(req, res);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end('ddferry assembler: readers connect with a websocket; the live page is off.\n');
   });
   const wss = new WebSocketServer({
-    server: http, maxPayload: limits.maxMessageBytes + OVERSIZE_GRACE_BYTES, perMessageDeflate: false, clientTracking: false,
+    noServer: true, maxPayload: limits.maxMessageBytes + OVERSIZE_GRACE_BYTES, perMessageDeflate: false, clientTracking: false,
+  });
+  // readers on any path but /live, as before the live page existed
+  http.on('upgrade', (req, socket, head) => {
+    socket.on('error', (err) => log.warn(`${formatPeer(req.socket.remoteAddress, req.socket.remotePort)}: connection error: ${err.message}`));
+    if (live !== undefined && pathOf(req.url) === LIVE_PATH) live.handleUpgrade(req, socket, head, formatPeer(req.socket.remoteAddress, req.socket.remotePort));
+    else wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
   const connections = new Set<Connection>();
   let closing = false;
@@ -183,6 +209,7 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
       });
     });
   } catch (err) {
+    await live?.close();
     await Promise.all(images.map((i) => i.close()));
     const code = errnoOf(err);
     const hint = code === 'EADDRINUSE' ? 'Another program uses this port: stop it or give another --listen.'
@@ -216,6 +243,7 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
     await waitForClose(connections, 2000);
     for (const c of connections) c.ws.terminate();
     wss.close();
+    await live?.close();
     await Promise.all(images.map((i) => i.close()));
     await httpClosed;
   };
@@ -223,6 +251,8 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
     host: address.address,
     port: address.port,
     url: `ws://${formatHost(address.address)}:${address.port}`,
+    pageUrl: live === undefined ? undefined : `http://${formatHost(address.address)}:${address.port}/`,
+    live,
     images,
     pending: () => ({
       pieces: queues.reduce((n, q) => n + q.pendingCount, 0),
