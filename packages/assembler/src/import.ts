@@ -301,7 +301,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       else {
         ++counts.unreadable;
         firstUnreadable ??= new AssemblerError('ERR_IMPORT_STICK_READ', b.path, `Cannot read the bundle again (${errnoOf(err)}); what was read before is merged. Check the stick (dmesg), then import again.`, { cause: err });
-        tell(b, index, { outcome: 'unreadable', pieces: 0, bytes: 0, code: errnoOf(err), reason: messageOf(err) });
+        tell(b, index, { outcome: 'unreadable', pieces: 0, bytes: 0, code: firstUnreadable.code, reason: messageOf(err) });
       }
       return;
     }
@@ -315,6 +315,9 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   for (const b of bundles) {
     if (signal?.aborted === true || failure !== undefined) break;
     ++index;
+    // what is read is held until merged: make room for it first
+    const size = await lstat(b.path).then((st) => (st.isFile() ? st.size : 0), () => 0);
+    if (size <= maxHeld) await makeRoom(size);
     const verdict = await examine(b, (m) => {
       const first = m.pieces[0]!.seq;
       if (first !== b.seq) {

@@ -14,11 +14,11 @@ import { CHUNK_SIZE, FINGERPRINT, makePiece, RESCUE_ID, SECTOR_SIZE, SOURCE_SIZE
 export const STICK_ID = '0123456789abcdef';
 
 /** `DIR/ddferry/<id>` with its `rescue.json`. */
-export async function makeRescueFolder(dir: string, rescueId = RESCUE_ID, fingerprint: Fingerprint = FINGERPRINT): Promise<string> {
+export async function makeRescueFolder(dir: string, rescueId = RESCUE_ID, fingerprint: Fingerprint = FINGERPRINT, chunkSize = CHUNK_SIZE): Promise<string> {
   const folder = join(dir, 'ddferry', rescueId);
   await mkdir(folder, { recursive: true });
   await writeFile(join(folder, 'rescue.json'), formatStickRescue({
-    rescueId, fingerprint, sourceSize: fingerprint.size, sectorSize: SECTOR_SIZE, chunkSize: CHUNK_SIZE, stickId: STICK_ID,
+    rescueId, fingerprint, sourceSize: fingerprint.size, sectorSize: SECTOR_SIZE, chunkSize, stickId: STICK_ID,
   }));
   return folder;
 }
