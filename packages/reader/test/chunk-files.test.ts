@@ -148,14 +148,14 @@ describe('chunk files', () => {
       expect(text).to.include('ddrescue -o 0 -m chunk0000-000001-01.map chunk0000-000001-01.raw "$IMAGE" "$IMAGE.logs/chunk0000-000001-01.log"');
       expect(text).to.include(`ddrescue -o ${8 * MIB + 512} -m chunk0002-000002-01.map chunk0002-000002-01.raw "$IMAGE" "$IMAGE.logs/chunk0002-000002-01.log"`);
       expect(text).to.include(`ddrescuelog --shift -o ${8 * MIB + 512} "$IMAGE.logs/chunk0002-000002-01.log" > "$IMAGE.logs/chunk0002-000002-01.image.map"`);
-      expect(text).to.include('echo chunk0002-000002-01.raw >> receipts/ddrescue-done.txt');
+      expect(text).to.include('{ cat receipts/ddrescue-done.txt; echo chunk0002-000002-01.raw; } > receipts/ddrescue-done.new\nsync receipts/ddrescue-done.new\nmv receipts/ddrescue-done.new receipts/ddrescue-done.txt\nsync receipts\n');
       expect(text).to.include("PC_A's common.map");
       expect(text).to.include('ddferry-assembler import-ddrescue X.raw --domain X.src.map --packed IMAGE');
       expect(text.indexOf('chunk0000-000001-01.raw')).to.be.below(text.indexOf('chunk0002-000002-01.raw'));
       const sh = readFileSync(join(dir, 'ddrescue-commands.sh'), 'utf8');
       expect(sh.startsWith('#!/bin/sh\n')).to.equal(true);
       expect(sh).to.include('set -eu');
-      expect(sh).to.include('echo chunk0002-000002-01.raw >> receipts/ddrescue-done.txt');
+      expect(sh).to.include('echo chunk0002-000002-01.raw; } > receipts/ddrescue-done.new');
     });
 
     it('makes no file for a piece without data (its statuses stay in common.map)', async () => {

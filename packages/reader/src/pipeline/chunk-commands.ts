@@ -10,8 +10,10 @@
  * | copy | `ddrescue [-o S] -m X.map X.raw "$IMAGE" "$IMAGE.logs/X.log"` | only X's rescued bytes; packed: input byte k goes to image byte S+k |
  * | check | `ddrescuelog -D -m X.map "$IMAGE.logs/X.log"` | ddrescue exits 0 even when it could not read the stick |
  * | to image coordinates | `ddrescuelog --shift -o S X.log > X.image.map` (packed) | ddrescue's mapfile is in input coordinates |
- * | add to the image map | `ddrescuelog -z X.image.map "$IMAGE.map" > "$IMAGE.map.new"`, `sync`, `mv`, `sync` | `+` only over data ddrescue fsynced (A1), replaced atomically |
- * | receipt | `echo X.raw >> receipts/ddrescue-done.txt`, `sync` | only once the image map holds it (R2) |
+ * | add to the image map | `ddrescuelog -z X.image.map "$IMAGE.map" > "$IMAGE.map.new"`, `sync "$IMAGE" "$IMAGE.map.new"`, `mv`, `sync` of the image's folder | `+` only over fsynced data (A1), replaced atomically |
+ * | receipt | `{ cat receipts/ddrescue-done.txt; echo X.raw; } > receipts/ddrescue-done.new`, `sync`, `mv` over `ddrescue-done.txt`, `sync receipts` | only once the image map holds it durably (R2) |
+ *
+ * `sync FILE...` (GNU coreutils 8.24 and later) fsyncs just those files and folders.
  */
 
 /** One span file as the commands list it. */
@@ -44,6 +46,21 @@ export interface CommandsInfo {
 export const IMAGE_START_MAP = 'ddrescue-image-start.map';
 /** Where PC_B writes the names of merged files, relative to the rescue folder. */
 export const DDRESCUE_RECEIPTS = 'receipts/ddrescue-done.txt';
+const RECEIPTS_NEW = 'receipts/ddrescue-done.new';
+
+/**
+ * The receipt: the list rewritten whole through `receipts/ddrescue-done.new` and renamed, not
+ * appended to with `>>`: a rename never leaves a torn line, and fusefat (FUSE FAT32) cannot
+ * extend an existing file (EPERM).
+ */
+function receiptLines(name: string): string[] {
+  return [
+    `{ cat ${DDRESCUE_RECEIPTS}; echo ${name}; } > ${RECEIPTS_NEW}`,
+    `sync ${RECEIPTS_NEW}`,
+    `mv ${RECEIPTS_NEW} ${DDRESCUE_RECEIPTS}`,
+    'sync receipts',
+  ];
+}
 
 function blockLines(e: ChunkFileEntry, quiet: string): string[] {
   const x = e.base;
@@ -61,7 +78,9 @@ function blockLines(e: ChunkFileEntry, quiet: string): string[] {
   } else {
     lines.push(`ddrescuelog -z ${log} "$IMAGE.map" > "$IMAGE.map.new"`);
   }
-  lines.push('sync', 'mv "$IMAGE.map.new" "$IMAGE.map"', 'sync', `echo ${x}.raw >> ${DDRESCUE_RECEIPTS}`, 'sync');
+  // targeted syncs: a bare `sync` waits for every mounted file system, a hung one included
+  lines.push('sync "$IMAGE" "$IMAGE.map.new"', 'mv "$IMAGE.map.new" "$IMAGE.map"', 'sync "$(dirname "$IMAGE")"',
+    ...receiptLines(`${x}.raw`));
   return lines;
 }
 
@@ -74,14 +93,15 @@ function utc(d: Date): string {
   return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 }
 
-const SETUP = ['mkdir -p receipts "$IMAGE.logs"', `[ -e "$IMAGE.map" ] || cp ${IMAGE_START_MAP} "$IMAGE.map"`];
+const SETUP = ['mkdir -p receipts "$IMAGE.logs"', `[ -e ${DDRESCUE_RECEIPTS} ] || : > ${DDRESCUE_RECEIPTS}`, `[ -e "$IMAGE.map" ] || cp ${IMAGE_START_MAP} "$IMAGE.map"`];
 
 /** The text of `DDRESCUE-COMMANDS.txt` for `entries` (in the order given). */
 export function formatDdrescueCommands(entries: readonly ChunkFileEntry[], info: CommandsInfo): string {
   const data = entries.reduce((n, e) => n + e.dataBytes, 0);
   const out = [
     '# DDRESCUE-COMMANDS.txt: how to merge the chunk files of this folder into the image on PC_B',
-    '# with GNU ddrescue alone (ddrescue and ddrescuelog, 1.27 or later).',
+    '# with GNU ddrescue alone (ddrescue and ddrescuelog, 1.27 or later) and GNU coreutils 8.24 or later',
+    '# (any Linux since 2015: "sync FILE" makes just those files durable).',
     '#',
     `# Rescue ${info.rescueId}, source of ${info.sourceSize} bytes. Written by ddferry-reader at ${utc(info.writtenAt)}:`,
     `# ${entries.length} chunk file(s), ${data} bytes of rescued data.`,
@@ -102,8 +122,10 @@ export function formatDdrescueCommands(entries: readonly ChunkFileEntry[], info:
     '# source byte p at byte p. "ddrescuelog -D" checks ddrescue copied all of it (if it fails, the',
     '# stick could not be read: copy the file elsewhere and retry). "ddrescuelog --shift" moves',
     '# ddrescue\'s mapfile of a packed file to image coordinates; "ddrescuelog -z" adds it to',
-    '# "$IMAGE.map". The echo line is the receipt PC_A reads on its next trip (it then deletes the',
-    '# file from the stick): write it only after the lines before it succeeded.',
+    '# "$IMAGE.map". The last four lines add the file\'s name to receipts/ddrescue-done.txt, the receipt',
+    '# PC_A reads on its next trip (it then deletes the file from the stick): run them only after the',
+    '# lines before them succeeded. (The list is rewritten and renamed rather than appended to with',
+    '# ">>": no torn line after a crash, and FUSE FAT drivers such as fusefat cannot append.)',
     '#',
     '# Only rescued bytes travel. Bad areas (-, /, *) and what is not read yet are recorded in',
     '# PC_A\'s common.map only; PC_A goes on with them.',

@@ -182,7 +182,7 @@ const MAX_RECEIPTS_BYTES = 64 * MIB;
 
 /**
  * The files PC_B says it merged: the `….raw` names of `receipts/ddrescue-done.txt` in
- * `folder` (one per line, as `echo NAME >> …` writes them; CR before LF allowed; lines
+ * `folder` (one per line, as DDRESCUE-COMMANDS.txt writes them; CR before LF allowed; lines
  * that are not a chunk file name are ignored), each with its companions `….map` and
  * `….src.map`, so a piece's `files` are all in the set once its spans are merged. An
  * absent file is an empty set.
