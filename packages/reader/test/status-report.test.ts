@@ -68,10 +68,15 @@ describe('WsShipper#setStatusSource', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('sends a Status right after the Welcome and again while connected, each from the source at that time', async () => {
+  it('sends a Status right after the Welcome, again while connected, and once more on stop, each from the source at that time', async () => {
     const secret = 'sesame';
     const got: StatusMessage[] = [];
     let enough: () => void = () => undefined;
+    let last: () => void = () => undefined;
+    let stopped = false;
+    const lastCame = new Promise<void>((r) => {
+      last = r;
+    });
     const done = new Promise<void>((r) => {
       enough = r;
     });
@@ -91,6 +96,7 @@ describe('WsShipper#setStatusSource', () => {
         } else if (m.type === 'status') {
           got.push(m);
           if (got.length === 3) enough();
+          if (stopped) last();
         }
       });
     });
@@ -111,5 +117,10 @@ describe('WsShipper#setStatusSource', () => {
     expect(got.map((s) => s.pos)).to.deep.equal([2 * 65536, 3 * 65536, 4 * 65536]);
     expect(got.map((s) => s.chunk)).to.deep.equal([2, 3, 4]);
     expect(got[0]!.runTime).to.equal(2);
+    // stop sends the last figures before it ends the connection
+    stopped = true;
+    shipper.stop();
+    await lastCame;
+    expect(got.at(-1)!.pos).to.equal(calls * 65536);
   });
 });

@@ -304,9 +304,11 @@ export const PAGE_SCRIPT = String.raw`
       if (!img || !r.connected || r.rescueId !== img.rescueId) continue;
       const c = Math.min(map.cells - 1, Math.floor(r.status.pos / map.cellBytes));
       const x = (c % g.cols) * g.side, y = Math.floor(c / g.cols) * g.side;
+      // at least 10 px across, so it shows on small cells too
+      const m = Math.max(0, Math.ceil((10 - g.side) / 2));
       ctx.strokeStyle = ACTIVE;
       ctx.lineWidth = 2;
-      ctx.strokeRect(x - 1, y - 1, g.side + 1, g.side + 1);
+      ctx.strokeRect(x - 1 - m, y - 1 - m, g.side + 1 + 2 * m, g.side + 1 + 2 * m);
     }
   }
 

@@ -52,6 +52,8 @@ export class WsShipper {
   #rejections = new Map<number, number>();
   #wakeRetry: (() => void) | null = null;
   #statusSource: (() => StatusMessage | null) | null = null;
+  /** Sends a Status now, while a session is open. */
+  #sendStatus: (() => void) | null = null;
   /** Pieces merged (receipts seen) in this run. */
   merged = 0;
   /** Connection state for progress lines. */
@@ -94,6 +96,8 @@ export class WsShipper {
 
   stop(): void {
     this.#stopped = true;
+    // the last figures (spool empty, phase finished) for the live page
+    this.#sendStatus?.();
     this.#ws?.terminate();
     this.#wakeRetry?.();
     for (const w of this.#idleWaiters.splice(0)) w();
@@ -211,7 +215,11 @@ export class WsShipper {
     };
     const statusTimer = setInterval(sendStatus, STATUS_INTERVAL_MS);
     statusTimer.unref();
-    ws.once('close', () => clearInterval(statusTimer));
+    this.#sendStatus = sendStatus;
+    ws.once('close', () => {
+      clearInterval(statusTimer);
+      if (this.#sendStatus === sendStatus) this.#sendStatus = null;
+    });
     sendStatus();
     this.state = 'connected';
     // pieces the assembler already merged: drop them
