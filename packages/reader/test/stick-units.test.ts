@@ -5,14 +5,16 @@
  * piece's ranges in a status map.
  */
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
 import { type Receipt, type RescueId, formatReceipt, makeRescueId } from '@ddferry/protocol';
 
+import { openLanLedger } from '../src/pipeline/lan-ledger.js';
 import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/pipeline/ledger.js';
+import { Spool } from '../src/pipeline/spool.js';
 import { inRanges, joinRanges, readStickReceipts, reclaimRanges, settle } from '../src/pipeline/stick-receipts.js';
 import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickSealBytes } from '../src/pipeline/stick-space.js';
 import { BUNDLE_WRITER, type StickWriter } from '../src/pipeline/stick-writer.js';
@@ -187,5 +189,41 @@ describe('stick receipts', () => {
     expect(got).to.deep.equal([[0, 4096, '?'], [4096, 512, '-'], [4608, 1024, '?'], [5632, 2560, '+'], [8192, 1024, '/'], [9216, 7168, '?']]);
     // the map's statuses now, not the old delta's: '/' where it said '*'; nothing where the map is '?'
     expect(r.reship).to.deep.equal([{ pos: 4096, size: 512, status: '-' }, { pos: 8192, size: 1024, status: '/' }]);
+  });
+});
+
+describe('openLanLedger (a LAN run of a job that went on sticks)', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ddferry-lan-ledger-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const plan = { rescueId: makeRescueId(), sourceSize: MIB, sectorSize: 512, chunks: [{ index: 0, pos: 0, size: MIB }] };
+
+  it('never gives a seq a stick carries, clears what the Welcome says is merged, and reports the rest by stick', async () => {
+    const l = await Ledger.open(join(dir, 'ledger'));
+    await l.put(entry(3, []));
+    await l.put(entry(5, []));
+    await l.put(entry(7, [], { stickId: 'feedfacefeedface' }));
+    writeFileSync(join(dir, 'seq.json'), '{"lastSeq":2}\n');
+    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: MIB, plan });
+    const lines: string[] = [];
+    const onWelcome = await openLanLedger(dir, join(dir, 'seq.json'), spool, (x) => lines.push(x));
+    expect(spool.nextSeq()).to.equal(8);
+    await onWelcome([1, 2, 3, 7]);
+    expect((await Ledger.open(join(dir, 'ledger'))).entries().map((e) => e.seq)).to.deep.equal([5]);
+    expect(JSON.parse(readFileSync(join(dir, 'seq.json'), 'utf8'))).to.deep.equal({ lastSeq: 7 });
+    expect(lines[0]).to.contain('2 piece(s) carried on a stick are merged on PC_B');
+    expect(lines[1]).to.contain(`1 piece(s) are on stick ${STICK}: import it on PC_B`);
+    expect(lines).to.have.length(2);
+  });
+
+  it('does nothing, and makes no ledger, for a job that never went on a stick', async () => {
+    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: MIB, plan });
+    const lines: string[] = [];
+    await (await openLanLedger(dir, join(dir, 'seq.json'), spool, (x) => lines.push(x)))([1]);
+    expect(existsSync(join(dir, 'ledger'))).to.equal(false);
+    expect(lines).to.deep.equal([]);
+    expect(spool.nextSeq()).to.equal(1);
   });
 });
