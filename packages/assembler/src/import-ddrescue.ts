@@ -163,7 +163,7 @@ function describeStatuses(others: readonly StatusRange[]): string {
  * from COMMON.map, else IMAGE.map, else the extent of the chunk map.
  * @throws AssemblerError `ERR_CHUNK_FILE_OPEN`, `ERR_CHUNK_FILE_READ`,
  *   `ERR_CHUNK_FILE_SHORT`, `ERR_CHUNK_FILE_IS_IMAGE`, `ERR_DOMAIN_EMPTY`,
- *   `ERR_DOMAIN_OUTSIDE_SOURCE`, `ERR_SOURCE_SIZE_UNKNOWN`, `ERR_IMAGE_MAP_SIZE`
+ *   `ERR_DOMAIN_OUTSIDE_SOURCE`, `ERR_DOMAIN_SIZE_UNKNOWN`, `ERR_IMAGE_MAP_SIZE`
  *   (the sizes of both mapfiles shown), `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`,
  *   `ERR_IMAGE_SAVE`; `MapfileParseError`/`MapfileIoError` for a mapfile that
  *   cannot be read; the signal's reason once aborted between batches.
@@ -277,7 +277,7 @@ function sourceSizeOf(image: Image, options: ImportDdrescueOptions, domainMap: M
   if (imageSize !== undefined) return imageSize;
   const ext = extentOf(domainMap);
   if (ext.pos !== 0 || ext.size === UNBOUNDED || ext.size <= 0) {
-    throw new AssemblerError('ERR_SOURCE_SIZE_UNKNOWN', options.domainMap, `The domain mapfile covers bytes ${ext.pos} to ${ext.size === UNBOUNDED ? 'the end' : ext.pos + ext.size}, which does not tell the source's size, and ${image.mapPath} does not exist. Give --map COMMON.map (PC_A's mapfile), or a chunk map made by 'ddferry-map plan'.`);
+    throw new AssemblerError('ERR_DOMAIN_SIZE_UNKNOWN', options.domainMap, `The domain mapfile covers bytes ${ext.pos} to ${ext.size === UNBOUNDED ? 'the end' : ext.pos + ext.size}, which does not tell the source's size, and ${image.mapPath} does not exist. Give --map COMMON.map (PC_A's mapfile), or a chunk map made by 'ddferry-map plan'.`);
   }
   options.warn?.(`${image.mapPath} is new: the source is taken to have ${ext.size} bytes, the extent of ${options.domainMap}.`);
   return ext.size;

@@ -255,10 +255,10 @@ describe('importDdrescueChunk', () => {
     expect(img.mapSize).to.equal(undefined);
   });
 
-  it('needs a source size: a loose domain map without --map or IMAGE.map is refused (ERR_SOURCE_SIZE_UNKNOWN)', async () => {
+  it('needs a source size: a loose domain map without --map or IMAGE.map is refused (ERR_DOMAIN_SIZE_UNKNOWN)', async () => {
     await writeFile(`${dir}/loose.map`, mapText([[4096, 4096, '+']]));
     const img = await openImage();
-    await expectCode(importDdrescueChunk(img, opts(0, { domainMap: `${dir}/loose.map`, commonMap: undefined })), 'ERR_SOURCE_SIZE_UNKNOWN');
+    await expectCode(importDdrescueChunk(img, opts(0, { domainMap: `${dir}/loose.map`, commonMap: undefined })), 'ERR_DOMAIN_SIZE_UNKNOWN');
   });
 
   it('fsyncs and saves IMAGE.map once per batch, and a crash before a save leaves only fsynced data claimed', async () => {
