@@ -95,7 +95,7 @@ export class StickSpool implements PieceStore {
     for (const e of this.#o.ledger.entries()) {
       if (e.stickId !== this.stickId) continue;
       ++count;
-      for (const f of e.files) bytes += await stat(join(this.folder, f)).then((st) => st.size, () => 0);
+      for (const f of e.files) bytes += await stat(join(this.folder, f)).then((st) => Math.min(st.size, st.blocks * 512), () => 0);
     }
     this.#count = count;
     this.#bytes = bytes;

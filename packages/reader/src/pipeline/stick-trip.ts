@@ -134,12 +134,17 @@ function setStatus(map: StatusMap, domain: Domain, pos: number, size: number, st
   }
 }
 
-/** Regular files of the rescue folder (not rescue.json, not folders). */
+/** Bytes a file takes: its size, or less when it is sparse. */
+export function spaceOf(s: { size: number; blocks: number }): number {
+  return Math.min(s.size, s.blocks * 512);
+}
+
+/** Regular files of the rescue folder (not rescue.json, not folders), with the bytes each takes. */
 async function folderFiles(folder: string): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const d of await readdir(folder, { withFileTypes: true })) {
     if (!d.isFile() || d.name === STICK_RESCUE_FILE) continue;
-    out.set(d.name, await stat(join(folder, d.name)).then((s) => s.size, () => 0));
+    out.set(d.name, await stat(join(folder, d.name)).then(spaceOf, () => 0));
   }
   return out;
 }
@@ -234,9 +239,11 @@ export async function rescueStickJob(o: StickTripOptions, io: StickTripIo): Prom
     }
     if (moved > 0) log(`ddferry-reader: moved ${moved} piece(s) from ${paths.spool} onto the stick.`);
 
+    const pcb = o.format === 'ddrescue-chunks'
+      ? `   cd ${stick.folder} && sh ddrescue-commands.sh /path/to/image     (PC_B; see DDRESCUE-COMMANDS.txt there)\n`
+      : `   ddferry-assembler import ${o.to} /path/to/image     (PC_B)\n`;
     const tellTrip = (headline: string): void => {
-      log(`${headline}: ${spool.count} piece(s) (${mib(spool.bytes)}) wait in ${stick.folder}. Carry it to PC_B and run:\n`
-        + `   ddferry-assembler import ${o.to} /path/to/image     (PC_B)\n`
+      log(`${headline}: ${spool.count} piece(s) (${mib(spool.bytes)}) wait in ${stick.folder}. Carry it to PC_B and run:\n${pcb}`
         + 'then bring it back and run the same command again here.');
     };
     const full = (): { status: number } => {
