@@ -34,6 +34,7 @@ async function main(): Promise<number> {
     stdout: (t: string) => process.stdout.write(t),
     cwd: process.cwd(),
     signal: () => signal,
+    screenIsTty: process.stderr.isTTY === true,
   };
   let result: { status: number; signal?: NodeJS.Signals };
   if (command === 'plan' || command === 'rescue') {

@@ -11,6 +11,8 @@ export interface CommandIo {
   readonly stderr: (text: string) => void;
   readonly stdout: (text: string) => void;
   readonly signal: () => NodeJS.Signals | null;
+  /** True if `screen` is a terminal: the progress is redrawn in place. */
+  readonly screenIsTty?: boolean;
 }
 
 export const PLAN_HELP = `Usage: ddferry-reader plan SOURCE JOBDIR [--chunk-size N | --medium-size N --fs fat32|exfat|ext4]
@@ -31,7 +33,7 @@ common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map.
 export const RESCUE_HELP = `Usage: ddferry-reader rescue JOBDIR --to ws://HOST:PORT [--token-file F] [--spool-size N]
        ddferry-reader rescue JOBDIR --to DIR [--format bundles|ddrescue-chunks]
                              [--source DEVICE] [--chunk-at-a-time]
-                             [ddrescue options]
+                             [--json] [--progress-interval S] [ddrescue options]
 
 Rescue the job's source with GNU ddrescue's algorithm over the whole disk; rescued data
 goes into the spool (JOBDIR/spool) before common.map says it is rescued, is shipped to
@@ -52,6 +54,10 @@ the assembler, and is deleted from the spool once the assembler holds it.
   --chunk-at-a-time   finish each chunk (all phases) before the next, as the manual
                       'ddrescue -m chunkNNNN.map' recipe does; default: ddrescue's
                       order over the whole disk (copying everywhere first)
+  --json              progress as one JSON object a line on stdout (for scripts)
+  --progress-interval S  seconds between progress lines or JSON objects when
+                      stderr is not a terminal, or with --json [10]; on a
+                      terminal the status is redrawn in place once a second
 Engine options are GNU ddrescue's (see 'ddferry-reader ddrescue --help'), e.g. -d -r3 -n.
 
 Exit status: 0 everything is read (with --to DIR: import the stick on PC_B, then run
@@ -111,6 +117,15 @@ export async function runPlan(argv: readonly string[], io: CommandIo): Promise<n
   }
 }
 
+/** `--progress-interval S`: seconds, 0.1 to 86400. */
+function parseInterval(text: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n < 0.1 || n > 86400) {
+    throw new ArgumentError('ERR_ARG_INVALID', '--progress-interval', text, `--progress-interval takes seconds from 0.1 to 86400, not '${text}'.`);
+  }
+  return n;
+}
+
 /** `ddferry-reader rescue ...` */
 export async function runRescue(argv: readonly string[], io: CommandIo): Promise<{ status: number; signal?: NodeJS.Signals }> {
   try {
@@ -118,13 +133,13 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
     const rest: string[] = [];
     for (let i = 0; i < argv.length; ++i) {
       const a = argv[i]!;
-      const m = /^--(to|token-file|spool-size|source|format)(?:=(.*))?$/.exec(a);
+      const m = /^--(to|token-file|spool-size|source|progress-interval|format)(?:=(.*))?$/.exec(a);
       if (m) {
         const value = m[2] ?? argv[++i];
         if (value === undefined) throw new ArgumentError('ERR_ARG_INVALID', a, '', `option '${a}' requires an argument`);
         ours.set(m[1]!, value);
-      } else if (a === '--chunk-at-a-time') {
-        ours.set('chunk-at-a-time', '1');
+      } else if (a === '--chunk-at-a-time' || a === '--json') {
+        ours.set(a.slice(2), '1');
       } else if (a === '--help' || a === '-h') {
         io.stdout(RESCUE_HELP);
         return { status: 0 };
@@ -148,6 +163,10 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
       spoolBytes: ours.has('spool-size') ? parseNumberArgument(ours.get('spool-size')!, '--spool-size', 512, 1 << 20) : undefined,
       source: ours.get('source'),
       chunkAtATime: ours.has('chunk-at-a-time'),
+      progress: {
+        mode: ours.has('json') ? 'json' : engine.verbosity < 0 ? 'off' : io.screenIsTty === true ? 'tty' : 'lines',
+        interval: ours.has('progress-interval') ? parseInterval(ours.get('progress-interval')!) : undefined,
+      },
       engine,
       commandLine: ['ddferry-reader', 'rescue', ...argv].join(' '),
     }, io);

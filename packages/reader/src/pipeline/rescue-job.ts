@@ -17,9 +17,11 @@ import { openSource } from '../job/open-source.js';
 import { allocAligned } from '../source/aligned-buffer.js';
 import { openLanLedger } from './lan-ledger.js';
 import { PieceSink } from './piece-sink.js';
+import type { ProgressMode } from './progress-display.js';
+import { RescueProgress } from './progress.js';
 import { Spool } from './spool.js';
-import { type StickFormat, rescueStickJob } from './stick-trip.js';
 import { statusMessage } from './status-report.js';
+import { type StickFormat, rescueStickJob } from './stick-trip.js';
 import { WsShipper } from './ws-shipper.js';
 
 export interface RescueJobOptions {
@@ -38,11 +40,15 @@ export interface RescueJobOptions {
   /** The engine's options, parsed as `ddrescue`'s (files ignored). */
   readonly engine: DdrescueCommand;
   readonly commandLine: string;
+  /** The progress display (default: lines every 10 s on stderr); see progress-display.ts. */
+  readonly progress?: { readonly mode: ProgressMode; readonly interval?: number | undefined };
 }
 
 export interface RescueJobIo {
   readonly screen: (text: string) => void;
   readonly stderr: (text: string) => void;
+  /** Where `--json` progress goes. */
+  readonly stdout?: (text: string) => void;
   readonly signal: () => NodeJS.Signals | null;
 }
 
@@ -62,6 +68,7 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
   const e = o.engine.rescue;
   const { source, testSource } = await openSource(o.source === undefined ? job.source : resolve(o.source), { direct: e.directIn, testMap: job.testMode });
   let shipper: WsShipper | undefined;
+  let progress: RescueProgress | undefined;
   try {
     const now = fingerprintOf(source, job.testMode !== undefined);
     if (!sameDevice(job.fingerprint, now)) {
@@ -71,13 +78,20 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
     }
     const plan = { rescueId: job.rescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
     const spool = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: o.spoolBytes ?? 256 << 20, plan });
+    const mode = o.progress?.mode ?? 'lines';
+    progress = new RescueProgress({
+      mode, interval: o.progress?.interval, write: mode === 'json' ? (io.stdout ?? io.stderr) : mode === 'tty' ? io.screen : io.stderr,
+      messages: mode === 'tty' ? io.screen : io.stderr, clock: Date.now, binaryPrefixes: o.engine.binaryPrefixes, sourceSize: job.sourceSize, chunks, spool,
+    });
     const secret = o.tokenFile === undefined ? '' : await readTokenFile(o.tokenFile);
-    const log = (line: string): void => io.stderr(`${line}\n`);
+    const log = progress.log.bind(progress);
     const ledgerWelcome = await openLanLedger(dir, paths.seq, spool, log);
     shipper = new WsShipper({
       url: o.to, secret, rescueId: job.rescueId, fingerprint: job.fingerprint, chunkSize: job.chunkSize, sectorSize: job.sectorSize, spool, log,
     });
+    progress.link = { url: o.to, source: shipper };
     shipper.start();
+    progress.start();
     const welcome = await shipper.firstWelcome(5000);
     await ledgerWelcome(welcome?.mergedSeqs ?? null);
     if (!welcome) log(`ddferry-reader: ${o.to}: no answer yet; rescuing into the spool (${spool.capacity} bytes) and retrying the link.`);
@@ -108,9 +122,10 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
     shipper.setStatusSource(() => (current === undefined ? null : statusMessage(current, { chunks, spool, runTime: Math.floor(Date.now() / 1000) - startSeconds })));
     for (const domain of domains) {
       const norm = normalizeForRescue(blocks, { insize: job.sourceSize, hardbs: e.hardbs, domain, file: paths.commonMap });
-      const reporter = new DdrescueReporter({ verbosity: o.engine.verbosity, binaryPrefixes: o.engine.binaryPrefixes, write: io.screen });
+      // the progress display draws the status block (with the ddferry lines); the reporter keeps the logs
+      const reporter = new DdrescueReporter({ verbosity: -1, binaryPrefixes: o.engine.binaryPrefixes, write: io.screen });
       const rb = new Rescuebook({
-        source, testSource, sink, reporter, map: new StatusMap(norm.blocks), domain: norm.domain, insize: job.sourceSize, offset: 0,
+        source, testSource, sink, reporter: progress.wrap(reporter), map: new StatusMap(norm.blocks), domain: norm.domain, insize: job.sourceSize, offset: 0,
         ...state, mapfile: updater, options: e, iobuf,
         clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
         interrupted: () => io.signal() !== null,
@@ -118,7 +133,6 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
       });
       current = rb;
       outcome = await doRescue(rb);
-      if (o.engine.verbosity >= 0) io.screen('\n');
       if (outcome.finalMessage) log(`ddferry-reader: ${outcome.finalMessage}`);
       if (updater.lastError) log(`ddferry-reader: ERR_MAPFILE_WRITE: ${paths.commonMap}: ${updater.lastError.message}`);
       for (const w of reporter.close()) log(`ddferry-reader: ${w}`);
@@ -127,20 +141,22 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
       state = { currentPos: rb.currentPos, currentStatus: rb.currentStatus, currentPass: rb.currentPass };
     }
     const sig = io.signal();
-    if (outcome.interrupted && sig) return { status: signalExitStatus(sig), signal: sig };
+    if (outcome.interrupted && sig) return progress.end({ status: signalExitStatus(sig), signal: sig });
     // everything read is in the spool; wait until the assembler holds it
     if (spool.count > 0) {
-      if (o.engine.verbosity >= 0) io.screen(`Waiting for ${o.to} to acknowledge ${spool.count} piece(s)...\n`);
+      progress.phase = 'draining';
+      if (o.engine.verbosity >= 0) log(`Waiting for ${o.to} to acknowledge ${spool.count} piece(s)...`);
       const drained = shipper.drained();
       while (spool.count > 0 && !io.signal()) await Promise.race([drained, new Promise((r) => setTimeout(r, 200))]);
       const s2 = io.signal();
       if (s2) {
         log(`ddferry-reader: interrupted with ${spool.count} piece(s) still in the spool; run the same command again to ship them.`);
-        return { status: signalExitStatus(s2), signal: s2 };
+        return progress.end({ status: signalExitStatus(s2), signal: s2 });
       }
     }
-    return { status: outcome.status };
+    return progress.end({ status: outcome.status });
   } finally {
+    progress?.finish('failed');
     shipper?.stop();
     source.close();
   }

@@ -1,0 +1,110 @@
+/**
+ * The three views of a progress snapshot, pure text:
+ *
+ * | view | for | shape |
+ * |---|---|---|
+ * | `formatProgressBlock` | a terminal | ddrescue's six-line status block, then `chunk`, `spool`, `link` or `stick`, `phase` |
+ * | `formatProgressLine` | a log or a pipe | one line with the figures that matter |
+ * | `formatProgressJson` | scripts (`--json`) | one JSON object, `type: "progress"`, the snapshot's keys |
+ */
+import { formatNum, formatPercentage } from '@ddferry/mapfile';
+
+import { formatStatusBlock } from '../ddrescue/status-screen.js';
+import type { StatusSnapshot } from '../engine/reporter.js';
+import { formatTime, formatTimeDhms } from '../logs/format-time.js';
+import type { ProgressSnapshot, RescueFigures } from './progress.js';
+
+/** A size in ddrescue's way (`4193 kB`), at most four digits for the ddferry lines. */
+function bytes(n: number, binary: boolean): string {
+  return `${formatNum(n, { binary, limit: 9999 })}B`;
+}
+
+/** The engine's figures back in the shape ddrescue's status block is drawn from. */
+function toStatusSnapshot(r: RescueFigures): StatusSnapshot {
+  return {
+    ipos: r.ipos,
+    opos: r.opos,
+    nonTried: r.nonTried,
+    nonTrimmed: r.nonTrimmed,
+    nonScraped: r.nonScraped,
+    badSize: r.badSector,
+    finished: r.rescued,
+    badAreas: r.badAreas,
+    readErrors: r.readErrors,
+    slowReads: r.slowReads ?? 0,
+    showSlowReads: r.slowReads !== null,
+    currentRate: r.currentRate,
+    averageRate: r.averageRate,
+    errorRate: r.errorRate,
+    runTime: r.runTime,
+    remainingTime: r.remainingTime ?? -1,
+    sinceLastSuccess: r.sinceLastSuccess ?? -1,
+    percentRescued: formatPercentage(r.rescued, r.domainSize, 3, 2, false),
+  };
+}
+
+function pieces(n: number): string {
+  return `${n} piece${n === 1 ? '' : 's'}`;
+}
+
+function linkText(s: ProgressSnapshot): string | null {
+  if (!s.link) return null;
+  const where = s.link.state === 'connected' ? `connected to ${s.link.url}` : s.link.state === 'connecting' ? `connecting to ${s.link.url}` : `waiting to retry ${s.link.url}`;
+  return `${where}, ${pieces(s.link.merged)} merged this run`;
+}
+
+function stickText(s: ProgressSnapshot, binary: boolean): string | null {
+  if (!s.stick) return null;
+  return `trip ${s.stick.trip}, ${s.stick.bundles} bundle${s.stick.bundles === 1 ? '' : 's'} on the stick, ${bytes(s.stick.freeBytes, binary)} free`;
+}
+
+function phaseText(s: ProgressSnapshot): string {
+  const message = s.rescue?.message;
+  return s.phase === 'rescuing' && message ? `rescuing: ${message}` : s.phase === 'draining' ? 'draining: waiting for the assembler to hold the spool' : s.phase;
+}
+
+/**
+ * The terminal view: ddrescue's status block (when the engine has reported once),
+ * then the ddferry lines, each without a newline.
+ * @param binaryPrefixes `-B`: Ki, Mi... by 1024.
+ */
+export function formatProgressBlock(s: ProgressSnapshot, binaryPrefixes = false): string[] {
+  const lines = s.rescue ? formatStatusBlock(toStatusSnapshot(s.rescue), binaryPrefixes).slice(0, -1).split('\n') : [];
+  const c = s.chunk;
+  lines.push(c
+    ? `    chunk: ${c.index + 1}/${c.count} at ${bytes(c.pos, binaryPrefixes)}, ${bytes(c.offset, binaryPrefixes)} into its ${bytes(c.size, binaryPrefixes)}`
+    : '    chunk: none yet');
+  lines.push(`    spool: ${pieces(s.spool.pieces)}, ${bytes(s.spool.bytes, binaryPrefixes)} of ${bytes(s.spool.capacity, binaryPrefixes)}`);
+  const link = linkText(s);
+  if (link !== null) lines.push(`     link: ${link}`);
+  const stick = stickText(s, binaryPrefixes);
+  if (stick !== null) lines.push(`    stick: ${stick}`);
+  lines.push(`    phase: ${phaseText(s)}`);
+  return lines;
+}
+
+/** The line view: `ddferry-reader: [TIME] PHASE, rescued ..., ...` (no newline). */
+export function formatProgressLine(s: ProgressSnapshot, binaryPrefixes = false): string {
+  const parts: string[] = [];
+  const r = s.rescue;
+  if (r) {
+    parts.push(
+      `rescued ${formatPercentage(r.rescued, r.domainSize, 3, 2, false).trim()} (${bytes(r.rescued, binaryPrefixes)})`,
+      `bad areas ${r.badAreas}`,
+      `read errors ${r.readErrors}`,
+      `${bytes(r.currentRate, binaryPrefixes)}/s`,
+      `remaining ${formatTime(r.remainingTime ?? -1, (r.remainingTime ?? 0) >= 180)}`,
+    );
+  }
+  if (s.chunk) parts.push(`chunk ${s.chunk.index + 1}/${s.chunk.count}`);
+  parts.push(`spool ${pieces(s.spool.pieces)} ${bytes(s.spool.bytes, binaryPrefixes)} of ${bytes(s.spool.capacity, binaryPrefixes)}`);
+  if (s.link) parts.push(`link ${s.link.state} (${s.link.merged} merged)`);
+  if (s.stick) parts.push(`stick trip ${s.stick.trip} (${s.stick.bundles} bundles, ${bytes(s.stick.freeBytes, binaryPrefixes)} free)`);
+  const phase = s.phase === 'rescuing' && r?.message ? `rescuing (${r.message})` : s.phase;
+  return `ddferry-reader: [${formatTimeDhms(s.time)}] ${phase}, ${parts.join(', ')}`;
+}
+
+/** The `--json` view: one line of JSON (no newline), `{"type":"progress", ...snapshot}`. */
+export function formatProgressJson(s: ProgressSnapshot): string {
+  return JSON.stringify({ type: 'progress', ...s });
+}

@@ -1,0 +1,308 @@
+/**
+ * The progress of `ddferry-reader rescue`: snapshot → text (terminal block, line,
+ * JSON), the rate limits driven by an injected clock, and the reporter tap.
+ */
+import { expect } from 'chai';
+
+import type { RescueReporter, StatusRefresh, StatusSnapshot } from '../src/engine/reporter.js';
+import { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, type ProgressMode } from '../src/pipeline/progress-display.js';
+import { formatProgressBlock, formatProgressJson, formatProgressLine } from '../src/pipeline/progress-view.js';
+import { type ProgressSnapshot, RescueProgress, chunkIndexAt, progressSnapshot } from '../src/pipeline/progress.js';
+
+const MiB = 1 << 20;
+const CHUNKS = [0, 1, 2, 3].map((i) => ({ pos: i * 4 * MiB, size: 4 * MiB }));
+
+/** The figures of spec 6.2's example (16 MiB, 5 bad areas), read at 12648 kB: chunk 4 of 4. */
+const BAD = 0x1000 + 0x200 + 0x100000 + 0x200 + 0x400;
+const STATUS: StatusSnapshot = {
+  ipos: 0xc10000,
+  opos: 0xc10000,
+  nonTried: 0,
+  nonTrimmed: 0,
+  nonScraped: 0,
+  badSize: BAD,
+  finished: 0x1000000 - BAD,
+  badAreas: 5,
+  readErrors: 2083,
+  slowReads: 0,
+  showSlowReads: false,
+  currentRate: 0x1000000 - BAD,
+  averageRate: 0x1000000 - BAD,
+  errorRate: 2365440,
+  runTime: 0,
+  remainingTime: 0,
+  sinceLastSuccess: -1,
+  percentRescued: ' 93.71%',
+};
+
+const STATUS_BLOCK = [
+  '     ipos:   12648 kB, non-trimmed:        0 B,  current rate:  15722 kB/s',
+  '     opos:   12648 kB, non-scraped:        0 B,  average rate:  15722 kB/s',
+  'non-tried:        0 B,  bad-sector:    1054 kB,    error rate:   2365 kB/s',
+  '  rescued:   15722 kB,   bad areas:        5,        run time:          0s',
+  'pct rescued:   93.71%, read errors:     2083,  remaining time:          0s',
+  '                              time since last successful read:         n/a',
+];
+
+const SPOOL = { count: 3, bytes: 5 * MiB, capacity: 256 * MiB };
+const LINK = { url: 'ws://127.0.0.1:4455', source: { state: 'connected' as const, merged: 12 } };
+
+function snap(over: Partial<Parameters<typeof progressSnapshot>[0]> = {}): ProgressSnapshot {
+  return progressSnapshot({
+    elapsedMs: 72_400, phase: 'rescuing', sourceSize: 16 * MiB, chunks: CHUNKS, status: STATUS,
+    message: 'Copying non-tried blocks... Pass 1 (forwards)', spool: SPOOL, link: LINK, ...over,
+  });
+}
+
+describe('progress', function () {
+  describe('#chunkIndexAt', function () {
+    it('finds the chunk holding a position, the last past the end, -1 without chunks', function () {
+      expect(chunkIndexAt(CHUNKS, 0)).to.equal(0);
+      expect(chunkIndexAt(CHUNKS, 4 * MiB - 1)).to.equal(0);
+      expect(chunkIndexAt(CHUNKS, 4 * MiB)).to.equal(1);
+      expect(chunkIndexAt(CHUNKS, 16 * MiB - 1)).to.equal(3);
+      expect(chunkIndexAt(CHUNKS, 99 * MiB)).to.equal(3);
+      expect(chunkIndexAt([], 0)).to.equal(-1);
+    });
+  });
+
+  describe('#progressSnapshot', function () {
+    it('gives the figures in bytes and seconds, n/a as null, and the chunk of ipos', function () {
+      const s = snap();
+      expect(s.time).to.equal(72);
+      expect(s.chunk).to.deep.equal({ index: 3, count: 4, pos: 12 * MiB, size: 4 * MiB, offset: 0xc10000 - 12 * MiB });
+      expect(s.rescue!.pctRescued).to.equal(93.71);
+      expect(s.rescue!.domainSize).to.equal(0x1000000);
+      expect(s.rescue!.remainingTime).to.equal(0);
+      expect(s.rescue!.sinceLastSuccess).to.equal(null);
+      expect(s.rescue!.slowReads).to.equal(null);
+      expect(progressSnapshot({ ...inputs(), status: { ...STATUS, showSlowReads: true, slowReads: 4, remainingTime: -1 } }).rescue)
+        .to.include({ slowReads: 4, remainingTime: null });
+      expect(s.spool).to.deep.equal({ pieces: 3, bytes: 5 * MiB, capacity: 256 * MiB });
+      expect(s.link).to.deep.equal({ url: 'ws://127.0.0.1:4455', state: 'connected', merged: 12 });
+      expect(s.stick).to.equal(null);
+    });
+
+    it('has no rescue figures and no chunk before the engine reported', function () {
+      const s = snap({ status: null, phase: 'starting' });
+      expect(s.rescue).to.equal(null);
+      expect(s.chunk).to.equal(null);
+    });
+  });
+
+  describe('views', function () {
+    it('draws ddrescue\'s status block and the ddferry lines on a terminal', function () {
+      expect(formatProgressBlock(snap())).to.deep.equal([
+        ...STATUS_BLOCK,
+        '    chunk: 4/4 at 12 MB, 65 kB into its 4194 kB',
+        '    spool: 3 pieces, 5242 kB of 268 MB',
+        '     link: connected to ws://127.0.0.1:4455, 12 pieces merged this run',
+        '    phase: rescuing: Copying non-tried blocks... Pass 1 (forwards)',
+      ]);
+    });
+
+    it('shows binary prefixes with -B, the stick in stick mode, and no status block before the first read', function () {
+      const s = snap({ status: null, phase: 'starting', link: undefined, stick: { trip: 2, freeBytes: 3 * 2 ** 30, bundles: 1 } });
+      expect(formatProgressBlock(s, true)).to.deep.equal([
+        '    chunk: none yet',
+        '    spool: 3 pieces, 5120 KiB of 256 MiB',
+        '    stick: trip 2, 1 bundle on the stick, 3072 MiB free',
+        '    phase: starting',
+      ]);
+    });
+
+    it('tells the link state while it is down, and the draining phase', function () {
+      const s = snap({ phase: 'draining', link: { url: 'ws://h:1', source: { state: 'waiting', merged: 1 } } });
+      const lines = formatProgressBlock(s);
+      expect(lines.slice(-2)).to.deep.equal([
+        '     link: waiting to retry ws://h:1, 1 piece merged this run',
+        '    phase: draining: waiting for the assembler to hold the spool',
+      ]);
+    });
+
+    it('prints one plain line', function () {
+      expect(formatProgressLine(snap())).to.equal(
+        'ddferry-reader: [1m:12s] rescuing (Copying non-tried blocks... Pass 1 (forwards)), rescued 93.71% (15 MB), bad areas 5, '
+        + 'read errors 2083, 15 MB/s, remaining 0s, chunk 4/4, spool 3 pieces 5242 kB of 268 MB, link connected (12 merged)',
+      );
+      expect(formatProgressLine(snap({ status: null, phase: 'starting', elapsedMs: 0, link: { url: 'ws://h:1', source: { state: 'connecting', merged: 0 } } }))).to.equal(
+        'ddferry-reader: [0s] starting, spool 3 pieces 5242 kB of 268 MB, link connecting (0 merged)',
+      );
+    });
+
+    it('prints JSON with stable keys, numbers in bytes and seconds', function () {
+      const o = JSON.parse(formatProgressJson(snap())) as Record<string, unknown>;
+      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick']);
+      expect(o).to.include({ type: 'progress', time: 72, phase: 'rescuing', sourceSize: 16 * MiB, stick: null });
+      expect(Object.keys(o.rescue as object)).to.deep.equal([
+        'ipos', 'opos', 'nonTried', 'nonTrimmed', 'nonScraped', 'badSector', 'rescued', 'domainSize', 'pctRescued', 'badAreas',
+        'readErrors', 'slowReads', 'currentRate', 'averageRate', 'errorRate', 'runTime', 'remainingTime', 'sinceLastSuccess', 'message',
+      ]);
+      expect(o.rescue).to.include({ rescued: 0x1000000 - BAD, badSector: BAD, currentRate: 0x1000000 - BAD, sinceLastSuccess: null });
+      expect(Object.keys(o.chunk as object)).to.deep.equal(['index', 'count', 'pos', 'size', 'offset']);
+      expect(Object.keys(o.spool as object)).to.deep.equal(['pieces', 'bytes', 'capacity']);
+      expect(Object.keys(o.link as object)).to.deep.equal(['url', 'state', 'merged']);
+      const stick = JSON.parse(formatProgressJson(snap({ link: undefined, stick: { trip: 1, freeBytes: 7, bundles: 0 } }))) as Record<string, unknown>;
+      expect(stick).to.deep.include({ link: null, stick: { trip: 1, freeBytes: 7, bundles: 0 } });
+    });
+  });
+
+  describe('ProgressDisplay', function () {
+    function display(mode: ProgressMode, interval?: number) {
+      let now = 0;
+      let n = 0;
+      const out: string[] = [];
+      const messages: string[] = [];
+      const d = new ProgressDisplay({
+        mode, interval, write: (t) => out.push(t), messages: (t) => messages.push(t), clock: () => now,
+        snapshot: () => snap({ elapsedMs: ++n * 1000 }),
+      });
+      return { d, out, messages, at: (ms: number) => { now = ms; } };
+    }
+
+    it('redraws a terminal in place at most once a second, by the clock', function () {
+      const t = display('tty');
+      t.d.update();
+      expect(t.out).to.have.length(1);
+      const lines = formatProgressBlock(snap({ elapsedMs: 1000 }));
+      expect(t.out[0]).to.equal(`${lines.map((l) => `${l}\x1B[K\n`).join('')}\x1B[J`);
+      for (const ms of [1, 500, 999]) {
+        t.at(ms);
+        t.d.update();
+      }
+      expect(t.out, 'no redraw within a second').to.have.length(1);
+      t.at(1000);
+      t.d.update();
+      expect(t.out).to.have.length(2);
+      expect(t.out[1]!.startsWith(`\r\x1B[${lines.length}A`), 'cursor up over the block').to.equal(true);
+      t.at(1999);
+      t.d.update();
+      expect(t.out).to.have.length(2);
+      t.at(1999);
+      t.d.finish();
+      expect(t.out, 'the final state is drawn whatever the clock').to.have.length(3);
+      t.at(5000);
+      t.d.update();
+      t.d.finish();
+      expect(t.out, 'nothing after finish').to.have.length(3);
+    });
+
+    it('erases the block before a message on a terminal and draws it again below', function () {
+      const t = display('tty');
+      t.d.update();
+      const n = formatProgressBlock(snap()).length;
+      t.d.message('ddferry-reader: ERR_LINK: ws://h:1: refused (retrying in 0.5 s)');
+      expect(t.out[1]).to.equal(`\r\x1B[${n}A\x1B[J`);
+      expect(t.messages).to.deep.equal(['ddferry-reader: ERR_LINK: ws://h:1: refused (retrying in 0.5 s)\n']);
+      t.at(1000);
+      t.d.update();
+      expect(t.out[2]!.startsWith('\r'), 'drawn below the message, not over it').to.equal(false);
+    });
+
+    it('prints a line per interval when not on a terminal', function () {
+      const t = display('lines', 10);
+      t.d.update();
+      t.at(9999);
+      t.d.update();
+      expect(t.out).to.deep.equal([`${formatProgressLine(snap({ elapsedMs: 1000 }))}\n`]);
+      t.at(10_000);
+      t.d.update();
+      t.at(15_000);
+      t.d.update();
+      t.at(20_000);
+      t.d.update();
+      expect(t.out).to.have.length(3);
+      expect(t.out.every((l) => l.endsWith('\n') && !l.includes('\x1B'))).to.equal(true);
+    });
+
+    it('prints one JSON object a line with --json, at the interval; nothing when off', function () {
+      const t = display('json', 2.5);
+      for (const ms of [0, 1000, 2499, 2500, 4999, 5000]) {
+        t.at(ms);
+        t.d.update();
+      }
+      t.d.finish();
+      expect(t.out).to.have.length(4);
+      for (const line of t.out) expect((JSON.parse(line) as { type: string }).type).to.equal('progress');
+      const off = display('off');
+      off.d.update();
+      off.d.finish();
+      expect(off.out).to.deep.equal([]);
+      expect(DEFAULT_PROGRESS_INTERVAL).to.equal(10);
+    });
+
+    it('refuses an interval that is not a positive number', function () {
+      for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        expect(() => display('lines', bad)).to.throw(RangeError);
+      }
+    });
+  });
+
+  describe('RescueProgress', function () {
+    function refresh(over: Partial<StatusSnapshot> = {}, message: string | null = 'Trimming failed blocks... (forwards)'): StatusRefresh {
+      return { snapshot: { ...STATUS, ...over }, message, scroll: false, forced: false };
+    }
+
+    it('passes everything to the inner reporter, keeps the refreshes, and ends with the phase of the result', function () {
+      const calls: string[] = [];
+      const inner: RescueReporter = {
+        phaseStarted: () => calls.push('phaseStarted'),
+        readDone: () => calls.push('readDone'),
+        statusRefreshed: () => calls.push('statusRefreshed'),
+        echo: () => calls.push('echo'),
+        endOfRun: () => calls.push('endOfRun'),
+      };
+      const out: string[] = [];
+      const messages: string[] = [];
+      let now = 1000;
+      const p = new RescueProgress({
+        mode: 'json', write: (t) => out.push(t), messages: (t) => messages.push(t), clock: () => now, sourceSize: 16 * MiB, chunks: CHUNKS, spool: SPOOL,
+      });
+      p.link = LINK;
+      expect(p.snapshot()).to.include({ phase: 'starting', rescue: null });
+      const r = p.wrap(inner);
+      r.phaseStarted(0, ' 0.00%', 'Copying');
+      r.readDone(0, 512, 512, 0);
+      now = 3500;
+      r.statusRefreshed(refresh({ ipos: 5 * MiB }));
+      r.statusRefreshed(refresh({ ipos: 6 * MiB }, null));
+      r.echo('Too many bad areas');
+      r.endOfRun(1, ' 93.71%', 0, 'Finished');
+      expect(calls).to.deep.equal(['phaseStarted', 'readDone', 'statusRefreshed', 'statusRefreshed', 'echo', 'endOfRun']);
+      expect(messages).to.deep.equal(['ddferry-reader: Too many bad areas\n']);
+      const s = p.snapshot();
+      expect(s).to.include({ phase: 'rescuing', time: 2 });
+      expect(s.rescue).to.include({ ipos: 6 * MiB, message: 'Trimming failed blocks... (forwards)' });
+      expect(s.chunk!.index).to.equal(1);
+      expect(out, 'one JSON object: the refreshes came within the interval').to.have.length(1);
+      const result = p.end({ status: 130, signal: 'SIGINT' as NodeJS.Signals });
+      expect(result.status).to.equal(130);
+      p.finish('failed');
+      expect(p.phase, 'only the first end counts').to.equal('interrupted');
+      expect(out).to.have.length(2);
+      expect(JSON.parse(out[1]!)).to.include({ phase: 'interrupted' });
+    });
+
+    it('ends finished with status 0 and failed otherwise; echoes nothing when quiet', function () {
+      const make = (mode: ProgressMode) => {
+        const out: string[] = [];
+        const p = new RescueProgress({ mode, write: (t) => out.push(t), messages: (t) => out.push(t), clock: () => 0, sourceSize: 1, chunks: CHUNKS, spool: SPOOL });
+        return { p, out };
+      };
+      const a = make('json');
+      a.p.end({ status: 0 });
+      expect(a.p.phase).to.equal('finished');
+      const b = make('json');
+      b.p.end({ status: 1 });
+      expect(b.p.phase).to.equal('failed');
+      const q = make('off');
+      q.p.wrap({ phaseStarted() {}, readDone() {}, statusRefreshed() {}, echo() {}, endOfRun() {} }).echo('Interrupted by user');
+      q.p.log('ddferry-reader: ERR_LINK: ws://h:1: refused');
+      expect(q.out, 'errors still reach stderr with -q').to.deep.equal(['ddferry-reader: ERR_LINK: ws://h:1: refused\n']);
+    });
+  });
+});
+
+function inputs(): Parameters<typeof progressSnapshot>[0] {
+  return { elapsedMs: 0, phase: 'rescuing', sourceSize: 16 * MiB, chunks: CHUNKS, status: STATUS, message: null, spool: SPOOL };
+}
