@@ -10,6 +10,8 @@ import { AssemblerError, messageOf } from './errors.js';
 import { runImport } from './import-command.js';
 import { runImportDdrescue } from './import-ddrescue.js';
 import { pageUrls } from './live/live-server.js';
+import { AssemblerProgress } from './progress.js';
+import { ProgressDisplay, parseProgressInterval } from './progress-view.js';
 import type { Log } from './server.js';
 import { serve } from './server.js';
 
@@ -28,6 +30,11 @@ Options:
   --listen HOST:PORT   address to listen on (default 0.0.0.0:4455; [::1]:PORT for IPv6)
   --token-file FILE    shared secret, the same file on both machines (chmod 600);
                        without it anyone on the network can send data
+  --json               progress as one JSON object a line on stdout (for scripts);
+                       the address line becomes {"type":"listening","url":...}
+  --progress-interval S  seconds between progress lines (one per reader that
+                       changed) or JSON objects [10]; on a terminal the readers'
+                       progress is redrawn in place once a second
   -h, --help           this text
 
 Prints "listening ws://HOST:PORT" on stdout once ready; events go to stderr.
@@ -44,6 +51,8 @@ import-ddrescue merges a chunk file made on PC_A by
 export interface CliIo {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** True if stderr is a terminal: the progress is redrawn in place. */
+  readonly stderrIsTty?: boolean | undefined;
 }
 
 /** Exit statuses. */
@@ -97,7 +106,10 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
   try {
     parsed = parseArgs({
       args: [...argv],
-      options: { listen: { type: 'string' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        listen: { type: 'string' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        json: { type: 'boolean' }, 'progress-interval': { type: 'string' },
+      },
       allowPositionals: true,
       strict: true,
     });
@@ -117,12 +129,20 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     if (images.length === 0) throw new AssemblerError('ERR_USAGE', 'serve', 'Give at least one IMAGE.');
     const listen = values.listen === undefined ? DEFAULT_LISTEN : parseListen(values.listen);
     const secret = values['token-file'] === undefined ? undefined : await readTokenFile(values['token-file']);
-    const say = (prefix: string) => (message: string): void => io.stderr(`ddferry-assembler: ${prefix}${message}\n`);
+    const mode = values.json === true ? 'json' : io.stderrIsTty === true ? 'tty' : 'lines';
+    const interval = values['progress-interval'] === undefined ? undefined : parseProgressInterval(values['progress-interval']);
+    const progress = new AssemblerProgress({ clock: Date.now });
+    const display = new ProgressDisplay({
+      mode, interval, write: mode === 'json' ? io.stdout : io.stderr, messages: io.stderr, clock: Date.now, snapshot: () => progress.snapshot(),
+    });
+    const say = (prefix: string) => (message: string): void => display.message(`ddferry-assembler: ${prefix}${message}`);
     const log: Log = { info: say(''), warn: say('warning: '), error: say('error: ') };
     if (signal?.aborted) return EXIT.ok;
-    const server = await serve({ images, listen, secret, log });
-    io.stdout(`listening ${server.url}\n`);
+    const server = await serve({ images, listen, secret, log, progress });
+    progress.images = server.images;
+    io.stdout(mode === 'json' ? `${JSON.stringify({ type: 'listening', url: server.url })}\n` : `listening ${server.url}\n`);
     if (server.live !== undefined) log.info(`live map page: ${pageUrls(server.host, server.port).join(' or ')}${secret === undefined ? ' (no token: anyone on the network can watch)' : ' with #token=TOKEN appended (the text of the token file)'}`);
+    display.start();
     await new Promise<void>((resolve) => {
       if (signal === undefined) return;
       if (signal.aborted) resolve();
@@ -130,6 +150,7 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     });
     log.info('stopping: finishing the merges in progress…');
     await server.close();
+    display.finish();
     log.info('stopped; every merged piece is saved.');
     return EXIT.ok;
   } catch (err) {

@@ -21,6 +21,7 @@ import type { RawData, WebSocket } from 'ws';
 import { errnoOf, messageOf } from './errors.js';
 import type { ReaderStatusSink } from './live/live-feed.js';
 import type { MergeQueue } from './merge.js';
+import type { ConnectionProgress } from './progress.js';
 import { encodeWelcome } from './welcome.js';
 
 /** Where the server's messages go; the CLI prints them on stderr. */
@@ -39,6 +40,8 @@ export interface ConnectionContext {
   readonly maxUnmergedBytes: number;
   readonly maxUnmergedPieces: number;
   readonly handshakeTimeoutMs: number;
+  /** Where per-reader progress goes (serve's lines, redraws, JSON). Default none. */
+  readonly progress?: ConnectionProgress | undefined;
   /** Where readers' Status messages go (the live page). Default none. */
   readonly live?: ReaderStatusSink | undefined;
 }
@@ -246,6 +249,7 @@ export class Connection {
     clearTimeout(this.#handshakeTimer);
     this.#state = 'ready';
     log.info(`${this.#peer}: connected, rescue ${hello.rescueId} → ${image.path}`);
+    this.#ctx.progress?.connected({ peer: this.#peer, rescueId: hello.rescueId, image: image.path });
     this.#sendBytes(bytes);
   }
 
@@ -275,6 +279,7 @@ export class Connection {
   }
 
   #reject(seq: number, code: string, reason: string): void {
+    this.#ctx.progress?.problem(this.#who(), code, `piece ${seq} rejected: ${reason}`);
     this.#ctx.log.warn(`${this.#peer}: piece ${seq} rejected, nothing written: ${code}: ${reason}`);
     this.#send({ type: 'receipt', merged: [], rejected: [{ seq, code, reason: clip(reason) }] });
   }
@@ -340,6 +345,7 @@ export class Connection {
   /** Send an Error, log it (unless logged already) and close. */
   #fail(code: string, message: string, closeCode: number, log = true): void {
     if (this.#state === 'closed') return;
+    this.#ctx.progress?.problem(this.#who(), code, message);
     if (log) this.#ctx.log.warn(`${this.#peer}: ${code}: ${message}`);
     try {
       this.#send({ type: 'error', code, message: clip(message) });
@@ -369,7 +375,13 @@ export class Connection {
     clearTimeout(this.#handshakeTimer);
   }
 
+  /** For progress: the rescue only once authenticated and bound (a Hello alone proves nothing, S2). */
+  #who(): { peer: string; rescueId: string | undefined } {
+    return { peer: this.#peer, rescueId: this.#queue === undefined ? undefined : this.#hello?.rescueId };
+  }
+
   #onClose(): void {
+    if (this.#queue !== undefined) this.#ctx.progress?.disconnected(this.#who());
     this.#ctx.live?.readerGone(this);
     this.#state = 'closed';
     this.#collector?.reset();

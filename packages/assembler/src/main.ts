@@ -17,6 +17,7 @@ process.on('SIGTERM', onSignal);
 run(process.argv.slice(2), {
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),
+  stderrIsTty: process.stderr.isTTY === true,
 }, controller.signal).then(
   (status) => {
     process.exitCode = status;

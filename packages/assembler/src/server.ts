@@ -20,6 +20,7 @@ import { LIVE_PATH, LiveServer, pathOf } from './live/live-server.js';
 import type { LiveOptions } from './live/live-server.js';
 import { MergeQueue, resolveMergeLimits } from './merge.js';
 import type { MergeLimits } from './merge.js';
+import type { ConnectionProgress } from './progress.js';
 
 export type { Log } from './connection.js';
 
@@ -67,6 +68,8 @@ export interface ServeOptions {
   readonly log: Log;
   /** Passed to `Image.open`. */
   readonly imageOptions?: ImageOptions | undefined;
+  /** Told of each reader's connections and problems (`AssemblerProgress`). Default none. */
+  readonly progress?: ConnectionProgress | undefined;
   /** The live map page at `/` (its websocket on `/live`), or false for none (every HTTP request gets 404). Default on, `LIVE_DEFAULTS`. */
   readonly live?: LiveOptions | false | undefined;
 }
@@ -154,7 +157,7 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
     throw err;
   }
   const ctx: ConnectionContext = {
-    limits, secret, log, queues, live: live?.feed,
+    limits, secret, log, queues, live: live?.feed, progress: options.progress,
     maxUnmergedBytes: checkCount('maxUnmergedBytes', options.maxUnmergedBytes ?? SERVE_DEFAULTS.maxUnmergedBytes),
     maxUnmergedPieces: checkCount('maxUnmergedPieces', options.maxUnmergedPieces ?? SERVE_DEFAULTS.maxUnmergedPieces),
     handshakeTimeoutMs,
