@@ -145,17 +145,20 @@ describe('chunk files', () => {
       await w.write(makePiece(1, 0, [[0, 65536]]), dir);
       await w.write(makePiece(2, 2, [[8 * MIB + 512, 1024]]), dir);
       const text = readFileSync(join(dir, 'DDRESCUE-COMMANDS.txt'), 'utf8');
-      expect(text).to.include('ddrescue -o 0 -m chunk0000-000001-01.map chunk0000-000001-01.raw "$IMAGE" "$IMAGE.logs/chunk0000-000001-01.log"');
-      expect(text).to.include(`ddrescue -o ${8 * MIB + 512} -m chunk0002-000002-01.map chunk0002-000002-01.raw "$IMAGE" "$IMAGE.logs/chunk0002-000002-01.log"`);
-      expect(text).to.include(`ddrescuelog --shift -o ${8 * MIB + 512} "$IMAGE.logs/chunk0002-000002-01.log" > "$IMAGE.logs/chunk0002-000002-01.image.map"`);
-      expect(text).to.include('{ cat receipts/ddrescue-done.txt; echo chunk0002-000002-01.raw; } > receipts/ddrescue-done.new\nsync receipts/ddrescue-done.new\nmv receipts/ddrescue-done.new receipts/ddrescue-done.txt\nsync receipts\n');
-      expect(text).to.include("PC_A's common.map");
+      const lines = text.split('\n');
+      expect(lines).to.include.members(['merge_packed chunk0000-000001-01 0 65536', `merge_packed chunk0002-000002-01 ${8 * MIB + 512} 1024`, 'IMAGE=/path/to/disk.img']);
+      expect(lines.indexOf('merge_packed chunk0000-000001-01 0 65536')).to.be.below(lines.indexOf(`merge_packed chunk0002-000002-01 ${8 * MIB + 512} 1024`));
+      // the first packed file's commands spelled out
+      expect(text).to.include('#   ddrescue -o 0 -m chunk0000-000001-01.map chunk0000-000001-01.raw "$IMAGE" "$IMAGE.logs/chunk0000-000001-01.log"\n');
+      expect(text).to.include('#   ddrescuelog --shift -o 0 "$IMAGE.logs/chunk0000-000001-01.log" > "$IMAGE.logs/chunk0000-000001-01.image.map"\n');
+      expect(text).to.include('#   { cat receipts/ddrescue-done.txt && echo chunk0000-000001-01.raw; } > receipts/ddrescue-done.txt.new\n');
+      expect(text).to.include('  ddrescue $Q -o "$2" -m "$1.map" "$1.raw" "$IMAGE" "$IMAGE.logs/$1.log" &&\n');
+      expect(text).to.include("Bad areas (-, /, *) and what is not read yet are recorded in PC_A's");
       expect(text).to.include('ddferry-assembler import-ddrescue X.raw --domain X.src.map --packed IMAGE');
-      expect(text.indexOf('chunk0000-000001-01.raw')).to.be.below(text.indexOf('chunk0002-000002-01.raw'));
       const sh = readFileSync(join(dir, 'ddrescue-commands.sh'), 'utf8');
       expect(sh.startsWith('#!/bin/sh\n')).to.equal(true);
       expect(sh).to.include('set -eu');
-      expect(sh).to.include('echo chunk0002-000002-01.raw; } > receipts/ddrescue-done.new');
+      expect(sh).to.include(`\nmerge_packed chunk0002-000002-01 ${8 * MIB + 512} 1024 || [ $? -eq 2 ]\n`);
     });
 
     it('makes no file for a piece without data (its statuses stay in common.map)', async () => {
@@ -181,9 +184,10 @@ describe('chunk files', () => {
       expect(raw.subarray(12 * MIB, 12 * MIB + 8192).equals(source.subarray(12 * MIB, 12 * MIB + 8192))).to.equal(true);
       expect(finished(readFileSync(join(dir, 'chunk0003-000004-01.map')))).to.deep.equal([[12 * MIB, 12 * MIB + 8192], [12 * MIB + 65536, 12 * MIB + 66048]]);
       const text = readFileSync(join(dir, 'DDRESCUE-COMMANDS.txt'), 'utf8');
-      expect(text).to.include('ddrescue -m chunk0003-000004-01.map chunk0003-000004-01.raw "$IMAGE" "$IMAGE.logs/chunk0003-000004-01.log"');
-      expect(text).to.include('ddrescuelog -z "$IMAGE.logs/chunk0003-000004-01.log" "$IMAGE.map" > "$IMAGE.map.new"');
-      expect(text).not.to.match(/^ddrescuelog --shift/m);
+      expect(text.split('\n')).to.include(`merge_sparse chunk0003-000004-01 ${12 * MIB + 66048}`);
+      expect(text).to.include('#   ddrescue -m chunk0003-000004-01.map chunk0003-000004-01.raw "$IMAGE" "$IMAGE.logs/chunk0003-000004-01.log"\n');
+      expect(text).to.include('#   ddrescuelog -z "$IMAGE.logs/chunk0003-000004-01.log" "$IMAGE.map" > "$IMAGE.map.new"\n');
+      expect(text).not.to.match(/^# {3}ddrescuelog --shift/m);
     });
   });
 
@@ -197,14 +201,13 @@ describe('chunk files', () => {
       await w.write(makePiece(5, 1, [[4 * MIB, 4096]]), dir);
       expect(readdirSync(dir)).not.to.include('.chunk0000-000003-01.raw.tmp');
       let text = readFileSync(join(dir, 'DDRESCUE-COMMANDS.txt'), 'utf8');
-      expect(text).to.include('# chunk0000-000001-01.raw: packed');
-      expect(text).to.include('# chunk0001-000005-01.raw: packed');
+      expect(text.split('\n')).to.include.members(['merge_packed chunk0000-000001-01 0 4096', `merge_packed chunk0001-000005-01 ${4 * MIB} 4096`]);
       expect(text).to.match(/NOTE: chunk0000-000002-01\.raw is not listed: its map .*chunk0000-000002-01\.src\.map cannot be used/);
       rmSync(join(dir, 'chunk0000-000001-01.raw'));
       await w.refreshCommands(dir);
       text = readFileSync(join(dir, 'DDRESCUE-COMMANDS.txt'), 'utf8');
-      expect(text).not.to.include('chunk0000-000001-01.raw');
-      expect(text).to.include('# chunk0001-000005-01.raw: packed');
+      expect(text).not.to.include('chunk0000-000001-01');
+      expect(text.split('\n')).to.include(`merge_packed chunk0001-000005-01 ${4 * MIB} 4096`);
     });
   });
 

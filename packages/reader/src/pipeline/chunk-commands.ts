@@ -3,17 +3,17 @@
  * the exact GNU ddrescue commands for a person on PC_B, and `ddrescue-commands.sh`,
  * the same commands as a script that stops at the first failure.
  *
- * Per file X (S = the source position of its first byte for a packed file):
+ * Per file X (S = the source position of its first byte for a packed file), what the
+ * line `merge_packed X S SIZE` (or `merge_sparse X SIZE`) runs:
  *
  * | step | command | why |
  * |---|---|---|
+ * | size | `[ "$(wc -c < X.raw)" -eq SIZE ]` | ddrescue crops its domain to a cut input, and `ddrescuelog -D` then says done |
  * | copy | `ddrescue [-o S] -m X.map X.raw "$IMAGE" "$IMAGE.logs/X.log"` | only X's rescued bytes; packed: input byte k goes to image byte S+k |
  * | check | `ddrescuelog -D -m X.map "$IMAGE.logs/X.log"` | ddrescue exits 0 even when it could not read the stick |
  * | to image coordinates | `ddrescuelog --shift -o S X.log > X.image.map` (packed) | ddrescue's mapfile is in input coordinates |
  * | add to the image map | `ddrescuelog -z X.image.map "$IMAGE.map" > "$IMAGE.map.new"`, `sync "$IMAGE" "$IMAGE.map.new"`, `mv`, `sync` of the image's folder | `+` only over fsynced data (A1), replaced atomically |
- * | receipt | `{ cat receipts/ddrescue-done.txt; echo X.raw; } > receipts/ddrescue-done.new`, `sync`, `mv` over `ddrescue-done.txt`, `sync receipts` | only once the image map holds it durably (R2) |
- *
- * `sync FILE...` (GNU coreutils 8.24 and later) fsyncs just those files and folders.
+ * | receipt | `{ cat receipts/ddrescue-done.txt && echo X.raw; } > receipts/ddrescue-done.txt.new`, `sync`, `mv` over it, `sync receipts` | only once the image map holds it durably (R2) |
  */
 
 /** One span file as the commands list it. */
@@ -46,89 +46,121 @@ export interface CommandsInfo {
 export const IMAGE_START_MAP = 'ddrescue-image-start.map';
 /** Where PC_B writes the names of merged files, relative to the rescue folder. */
 export const DDRESCUE_RECEIPTS = 'receipts/ddrescue-done.txt';
-const RECEIPTS_NEW = 'receipts/ddrescue-done.new';
 
 /**
- * The receipt: the list rewritten whole through `receipts/ddrescue-done.new` and renamed, not
- * appended to with `>>`: a rename never leaves a torn line, and fusefat (FUSE FAT32) cannot
- * extend an existing file (EPERM).
+ * The shell functions both texts define. Each file is one line, `merge_packed X S` or
+ * `merge_sparse X`, so a list of thousands of files stays small enough to rewrite after
+ * every piece. The first failure sets FAILED and every later line refuses to run, so a
+ * list pasted into an interactive shell stops there too. The receipt list is rewritten
+ * whole and renamed, not appended to with `>>`: a rename never leaves a torn line, and
+ * fusefat (FUSE FAT32) cannot extend an existing file (EPERM). `sync FILE...` fsyncs just
+ * those files and folders (a bare `sync` waits for every mount, a hung one included).
  */
-function receiptLines(name: string): string[] {
-  return [
-    `{ cat ${DDRESCUE_RECEIPTS}; echo ${name}; } > ${RECEIPTS_NEW}`,
-    `sync ${RECEIPTS_NEW}`,
-    `mv ${RECEIPTS_NEW} ${DDRESCUE_RECEIPTS}`,
-    'sync receipts',
-  ];
+const FUNCTIONS = [
+  'FAILED=',
+  'merge_packed() { # X S SIZE: X.raw (SIZE bytes) holds the source bytes from S on; X.map is in its own coordinates',
+  '  skip_or_start "$1" "$3" || return "$?"',
+  '  ddrescue $Q -o "$2" -m "$1.map" "$1.raw" "$IMAGE" "$IMAGE.logs/$1.log" &&',
+  '  ddrescuelog -D -m "$1.map" "$IMAGE.logs/$1.log" &&',
+  '  ddrescuelog --shift -o "$2" "$IMAGE.logs/$1.log" > "$IMAGE.logs/$1.image.map" &&',
+  '  add_to_image "$1" "$IMAGE.logs/$1.image.map" || stop "$1"',
+  '}',
+  'merge_sparse() { # X SIZE: X.raw (SIZE bytes) holds source byte p at byte p; X.map is in source coordinates',
+  '  skip_or_start "$1" "$2" || return "$?"',
+  '  ddrescue $Q -m "$1.map" "$1.raw" "$IMAGE" "$IMAGE.logs/$1.log" &&',
+  '  ddrescuelog -D -m "$1.map" "$IMAGE.logs/$1.log" &&',
+  '  add_to_image "$1" "$IMAGE.logs/$1.log" || stop "$1"',
+  '}',
+  'add_to_image() { # X MAP: the + of MAP (image coordinates) into "$IMAGE.map", then the receipt of X.raw',
+  '  ddrescuelog -z "$2" "$IMAGE.map" > "$IMAGE.map.new" &&',
+  '  sync "$IMAGE" "$IMAGE.map.new" && mv "$IMAGE.map.new" "$IMAGE.map" && sync "$(dirname "$IMAGE")" &&',
+  `  { cat ${DDRESCUE_RECEIPTS} && echo "$1.raw"; } > ${DDRESCUE_RECEIPTS}.new && sync ${DDRESCUE_RECEIPTS}.new &&`,
+  `  mv ${DDRESCUE_RECEIPTS}.new ${DDRESCUE_RECEIPTS} && sync receipts`,
+  '}',
+  'skip_or_start() { # X SIZE: 1 after a failure or for a file of another size; 2 (nothing to do) when PC_A already deleted X.raw',
+  '  [ -z "$FAILED" ] || { echo "not run: $1.raw (stopped at $FAILED.raw)" >&2; return 1; }',
+  '  [ -e "$1.raw" ] || { echo "$1.raw is not here any more (PC_A deletes merged files): skipped"; return 2; }',
+  '  [ "$(wc -c < "$1.raw")" -eq "$2" ] || { echo "$1.raw has $(wc -c < "$1.raw") bytes, not $2: the file is damaged (ddrescue would copy only what is left); delete it and PC_A reads its data again on its next trip" >&2; stop "$1"; return 1; }',
+  '  echo "merging $1.raw"',
+  '}',
+  'stop() { # X',
+  '  FAILED=$1',
+  '  echo "STOPPED: $1.raw was not merged (see the messages above and the log $IMAGE.logs/$1.log). Fix the cause, then run the list again: files already merged change nothing." >&2',
+  '  return 1',
+  '}',
+];
+
+const SETUP = ['mkdir -p receipts "$IMAGE.logs"', `[ -e ${DDRESCUE_RECEIPTS} ] || : > ${DDRESCUE_RECEIPTS}`, `[ -e "$IMAGE.map" ] || cp ${IMAGE_START_MAP} "$IMAGE.map"`];
+
+/** The line merging `e`: `merge_packed X S SIZE` or `merge_sparse X SIZE`. */
+export function mergeLine(e: ChunkFileEntry): string {
+  return e.layout === 'packed' ? `merge_packed ${e.base} ${e.pos} ${e.fileSize}` : `merge_sparse ${e.base} ${e.fileSize}`;
 }
 
-function blockLines(e: ChunkFileEntry, quiet: string): string[] {
+/** What the functions run for `e`, spelled out (the text shows it for the first file of each layout). */
+function expanded(e: ChunkFileEntry): string[] {
   const x = e.base;
   const log = `"$IMAGE.logs/${x}.log"`;
-  const packed = e.layout === 'packed';
-  const lines = [
-    packed
-      ? `ddrescue${quiet} -o ${e.pos} -m ${x}.map ${x}.raw "$IMAGE" ${log}`
-      : `ddrescue${quiet} -m ${x}.map ${x}.raw "$IMAGE" ${log}`,
-    `ddrescuelog -D -m ${x}.map ${log}`,
-  ];
-  if (packed) {
-    lines.push(`ddrescuelog --shift -o ${e.pos} ${log} > "$IMAGE.logs/${x}.image.map"`);
-    lines.push(`ddrescuelog -z "$IMAGE.logs/${x}.image.map" "$IMAGE.map" > "$IMAGE.map.new"`);
-  } else {
-    lines.push(`ddrescuelog -z ${log} "$IMAGE.map" > "$IMAGE.map.new"`);
-  }
-  // targeted syncs: a bare `sync` waits for every mounted file system, a hung one included
+  const lines = e.layout === 'packed'
+    ? [`ddrescue -o ${e.pos} -m ${x}.map ${x}.raw "$IMAGE" ${log}`, `ddrescuelog -D -m ${x}.map ${log}`,
+      `ddrescuelog --shift -o ${e.pos} ${log} > "$IMAGE.logs/${x}.image.map"`, `ddrescuelog -z "$IMAGE.logs/${x}.image.map" "$IMAGE.map" > "$IMAGE.map.new"`]
+    : [`ddrescue -m ${x}.map ${x}.raw "$IMAGE" ${log}`, `ddrescuelog -D -m ${x}.map ${log}`, `ddrescuelog -z ${log} "$IMAGE.map" > "$IMAGE.map.new"`];
+  const r = DDRESCUE_RECEIPTS;
+  lines.unshift(`[ "$(wc -c < ${x}.raw)" -eq ${e.fileSize} ]`);
   lines.push('sync "$IMAGE" "$IMAGE.map.new"', 'mv "$IMAGE.map.new" "$IMAGE.map"', 'sync "$(dirname "$IMAGE")"',
-    ...receiptLines(`${x}.raw`));
+    `{ cat ${r} && echo ${x}.raw; } > ${r}.new`, `sync ${r}.new`, `mv ${r}.new ${r}`, 'sync receipts');
   return lines;
-}
-
-function describe(e: ChunkFileEntry): string {
-  const how = e.layout === 'packed' ? `packed (file byte k is source byte ${e.pos}+k)` : 'sparse (file byte p is source byte p)';
-  return `# ${e.base}.raw: ${how}, source bytes ${e.pos} to ${e.end}, ${e.dataBytes} bytes rescued`;
 }
 
 function utc(d: Date): string {
   return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 }
 
-const SETUP = ['mkdir -p receipts "$IMAGE.logs"', `[ -e ${DDRESCUE_RECEIPTS} ] || : > ${DDRESCUE_RECEIPTS}`, `[ -e "$IMAGE.map" ] || cp ${IMAGE_START_MAP} "$IMAGE.map"`];
-
 /** The text of `DDRESCUE-COMMANDS.txt` for `entries` (in the order given). */
 export function formatDdrescueCommands(entries: readonly ChunkFileEntry[], info: CommandsInfo): string {
   const data = entries.reduce((n, e) => n + e.dataBytes, 0);
   const out = [
     '# DDRESCUE-COMMANDS.txt: how to merge the chunk files of this folder into the image on PC_B',
-    '# with GNU ddrescue alone (ddrescue and ddrescuelog, 1.27 or later) and GNU coreutils 8.24 or later',
-    '# (any Linux since 2015: "sync FILE" makes just those files durable).',
+    '# with GNU ddrescue alone (ddrescue and ddrescuelog, 1.27 or later) and GNU coreutils 8.24 or',
+    '# later (any Linux since 2015).',
     '#',
     `# Rescue ${info.rescueId}, source of ${info.sourceSize} bytes. Written by ddferry-reader at ${utc(info.writtenAt)}:`,
     `# ${entries.length} chunk file(s), ${data} bytes of rescued data.`,
     '#',
-    '# 1. Open a shell (sh or bash) in this folder (cd /media/STICK/ddferry/<rescue id>).',
-    '# 2. Set IMAGE below to the image file on PC_B (made if missing; use the same one on every trip).',
-    '#    "$IMAGE.map" is the image mapfile: a GNU ddrescue mapfile of the whole source in image',
-    '#    coordinates, + where the image holds rescued data. "$IMAGE.logs/" keeps ddrescue\'s mapfile',
-    '#    of each chunk file.',
-    '# 3. Run the lines below in order and stop at the first one that fails (it prints an error or',
-    '#    returns a non-zero status): fix the cause and run that block again. Any block can be run',
-    '#    again safely; a block already done changes nothing.',
-    '# Or all at once, stopping at the first failure:  sh ddrescue-commands.sh /path/to/disk.img',
+    '# Easiest: sh ddrescue-commands.sh /path/to/disk.img   (the same commands; stops at the first failure)',
+    '# By hand: open a shell (sh or bash) in this folder (cd /media/STICK/ddferry/<rescue id>), set IMAGE',
+    '# below to the image file on PC_B (made if missing; use the same one on every trip), and paste the',
+    '# lines below. After a failure the remaining lines refuse to run: fix the cause (the message says',
+    '# which file) and paste the list again. Any line can be run again safely: a file already merged',
+    '# changes nothing.',
     '#',
-    '# Each block: ddrescue copies the rescued bytes of one file (the + blocks of its .map) into the',
-    '# image. A packed file (sticks without sparse files: FAT32, exFAT, FUSE) holds source byte S+k at',
-    '# byte k, so ddrescue gets -o S and the .map is in the file\'s own coordinates; a sparse file holds',
-    '# source byte p at byte p. "ddrescuelog -D" checks ddrescue copied all of it (if it fails, the',
-    '# stick could not be read: copy the file elsewhere and retry). "ddrescuelog --shift" moves',
-    '# ddrescue\'s mapfile of a packed file to image coordinates; "ddrescuelog -z" adds it to',
-    '# "$IMAGE.map". The last four lines add the file\'s name to receipts/ddrescue-done.txt, the receipt',
-    '# PC_A reads on its next trip (it then deletes the file from the stick): run them only after the',
-    '# lines before them succeeded. (The list is rewritten and renamed rather than appended to with',
-    '# ">>": no torn line after a crash, and FUSE FAT drivers such as fusefat cannot append.)',
+    '# "$IMAGE.map" is the image mapfile: a GNU ddrescue mapfile of the whole source in image',
+    '# coordinates, + where the image holds rescued data. "$IMAGE.logs/" keeps ddrescue\'s mapfile of',
+    '# each chunk file.',
     '#',
-    '# Only rescued bytes travel. Bad areas (-, /, *) and what is not read yet are recorded in',
-    '# PC_A\'s common.map only; PC_A goes on with them.',
+    '# One line per file (merge_packed X S SIZE, or merge_sparse X SIZE) runs, with X the file\'s name',
+    '# without .raw:',
+    '# - a check that X.raw still has its SIZE bytes (ddrescue would copy a cut file without a word).',
+    '# - ddrescue copies the rescued bytes of X.raw (the + blocks of X.map) into the image. A packed file',
+    '#   (sticks without sparse files: FAT32, exFAT, FUSE) holds source byte S+k at byte k, so ddrescue',
+    '#   gets -o S and X.map is in the file\'s own coordinates; a sparse file holds source byte p at byte p.',
+    '# - ddrescuelog -D checks ddrescue copied all of it (if not, the stick could not be read: copy the',
+    '#   file elsewhere and retry, or delete it: PC_A reads the data of a missing file again next trip).',
+    '# - ddrescuelog --shift moves ddrescue\'s mapfile of a packed file to image coordinates; ddrescuelog -z',
+    '#   adds it to "$IMAGE.map" (written as "$IMAGE.map.new", synced, renamed).',
+    '# - the file\'s name is added to receipts/ddrescue-done.txt: the receipt PC_A reads on its next trip',
+    '#   (it then deletes the file from the stick). The list is rewritten and renamed, not appended to',
+    '#   with ">>": no torn line after a crash, and FUSE FAT drivers such as fusefat cannot append.',
+  ];
+  for (const layout of ['packed', 'sparse'] as const) {
+    const e = entries.find((x) => x.layout === layout);
+    if (e === undefined) continue;
+    out.push('#', `# For example "${mergeLine(e)}" runs:`, ...expanded(e).map((l) => `#   ${l}`));
+  }
+  out.push(
+    '#',
+    '# Only rescued bytes travel. Bad areas (-, /, *) and what is not read yet are recorded in PC_A\'s',
+    '# common.map only; PC_A goes on with them.',
     '#',
     '# With ddferry on PC_B, a file can be merged instead with (see the assembler README for --map):',
     '#   ddferry-assembler import-ddrescue X.raw --domain X.src.map --packed IMAGE   (packed)',
@@ -136,16 +168,21 @@ export function formatDdrescueCommands(entries: readonly ChunkFileEntry[], info:
     ...info.notes.map((n) => `# NOTE: ${n}`),
     '',
     'IMAGE=/path/to/disk.img',
+    'Q=',
+    ...FUNCTIONS,
     ...SETUP,
-  ];
-  for (const e of entries) out.push('', describe(e), ...blockLines(e, ''));
-  out.push('', `# End of the list (${entries.length} file(s)).`, '');
+    '',
+    ...entries.map(mergeLine),
+    '',
+    `# End of the list (${entries.length} file(s)).`,
+    '',
+  );
   return out.join('\n');
 }
 
 /** The text of `ddrescue-commands.sh IMAGE`: the same commands, stopping at the first failure. */
 export function formatDdrescueScript(entries: readonly ChunkFileEntry[], info: CommandsInfo): string {
-  const out = [
+  return [
     '#!/bin/sh',
     '# ddrescue-commands.sh IMAGE: the commands of DDRESCUE-COMMANDS.txt (same folder), in order,',
     `# stopping at the first failure. Rescue ${info.rescueId}, written at ${utc(info.writtenAt)}.`,
@@ -157,14 +194,13 @@ export function formatDdrescueScript(entries: readonly ChunkFileEntry[], info: C
     'for tool in ddrescue ddrescuelog; do',
     '  command -v $tool >/dev/null || { echo "$tool not found: install GNU ddrescue (apt-get install gddrescue)" >&2; exit 1; }',
     'done',
-    'failed() { echo "ddrescue-commands.sh: $1 was not merged: $2. Fix it, then run the script again (files already merged change nothing)." >&2; exit 1; }',
+    'Q=-q',
+    ...FUNCTIONS,
     ...SETUP,
-  ];
-  for (const e of entries) {
-    const [copy, check, ...rest] = blockLines(e, ' -q');
-    out.push('', describe(e), `echo "${e.base}.raw"`, `${copy!} || failed ${e.base}.raw "ddrescue failed"`,
-      `${check!} || failed ${e.base}.raw "ddrescue could not copy all of it (see \\"$IMAGE.logs/${e.base}.log\\"): the stick may be failing"`, ...rest);
-  }
-  out.push('', `echo "${entries.length} file(s) merged into $IMAGE; image map: $IMAGE.map"`, '');
-  return out.join('\n');
+    '',
+    ...entries.map((e) => `${mergeLine(e)} || [ $? -eq 2 ]`),
+    '',
+    `echo "${entries.length} file(s) in the list; image: $IMAGE, image map: $IMAGE.map"`,
+    '',
+  ].join('\n');
 }

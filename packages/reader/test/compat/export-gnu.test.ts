@@ -175,7 +175,7 @@ describe('chunk files merged by GNU ddrescue 1.27 (--format ddrescue-chunks)', f
     const lines = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
     expect(lines[0]).to.equal('IMAGE=/path/to/disk.img');
     lines[0] = `IMAGE='${image2}'`;
-    const pasted = await run('sh', ['-e', '-c', lines.join('\n')], folder);
+    const pasted = await run('sh', ['-c', lines.join('\n')], folder); // no -e: as pasted into a shell
     expect(pasted.status, pasted.out).to.equal(0);
     expectImage(image2, source, rescued);
     expect(finishedOf(readFileSync(`${image2}.map`))).to.deep.equal(rescued);
@@ -204,6 +204,34 @@ describe('chunk files merged by GNU ddrescue 1.27 (--format ddrescue-chunks)', f
     const folder = join(work, 'packed');
     mkdirSync(folder);
     await exportAndMerge(folder, new ChunkFileWriter({ rescueId: RESCUE, sourceSize: SOURCE_SIZE, chunkCount: 4, chunkSize: CHUNK_SIZE, layout: 'packed' }));
+  });
+
+  it('stops at a file ddrescue cannot copy whole, writes no receipt from there on, and skips files PC_A deleted', async () => {
+    const folder = join(work, 'broken');
+    mkdirSync(folder);
+    const w = new ChunkFileWriter({ rescueId: RESCUE, sourceSize: SOURCE_SIZE, chunkCount: 4, chunkSize: CHUNK_SIZE, layout: 'packed' });
+    for (const p of pieces) await w.write(p, folder);
+    const raws = readdirSync(folder).filter((n) => n.endsWith('.raw')).sort();
+    const order = readFileSync(join(folder, 'ddrescue-commands.sh'), 'utf8').split('\n').filter((l) => /^merge_(packed|sparse) chunk/.test(l)).map((l) => `${l.split(' ')[1]!}.raw`);
+    expect([...order].sort()).to.deep.equal(raws);
+    rmSync(join(folder, order[0]!)); // merged on an earlier trip and deleted by PC_A
+    const cut = order[2]!;
+    writeFileSync(join(folder, cut), readFileSync(join(folder, cut)).subarray(0, 1000)); // a stick that lost the file's end
+    const image = join(work, 'broken.img');
+    const r = await run('sh', [join(folder, 'ddrescue-commands.sh'), image], work);
+    expect(r.status).to.equal(1);
+    expect(r.out).to.include(`${order[0]!} is not here any more`);
+    expect(r.out).to.include(`${cut} has 1000 bytes, not `);
+    expect(r.out).to.include(`STOPPED: ${cut} was not merged`);
+    const done = readFileSync(join(folder, 'receipts', 'ddrescue-done.txt'), 'utf8').split('\n').filter((l) => l !== '');
+    expect(done).to.deep.equal([order[1]]);
+    // as pasted: the lines after the failure refuse to run
+    const lines = readFileSync(join(folder, 'DDRESCUE-COMMANDS.txt'), 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+    lines[0] = `IMAGE='${image}.2'`;
+    const pasted = await run('sh', ['-c', lines.join('\n')], folder);
+    expect(pasted.status).to.equal(1);
+    expect(pasted.out).to.include(`not run: ${order[3]!} (stopped at ${cut})`);
+    expect(readFileSync(join(folder, 'receipts', 'ddrescue-done.txt'), 'utf8').split('\n').filter((l) => l !== '')).to.deep.equal([order[1], order[1]]);
   });
 
   describe('on a FAT32 stick (mkfs.vfat -F 32, fusefat)', () => {
