@@ -28,6 +28,7 @@
  * | open 'wx' on an existing name | EEXIST | EEXIST |
  * | speed (dd 32 MiB, conv=fsync) | ~15 MB/s with 512-byte clusters, ~75 MB/s with 4 KiB | ~250 MB/s |
  * | unmount | `fusermount -u` returns before the daemon has closed the device: wait for the daemon (here it runs in the foreground as our child) before `losetup -d` or a new mount | same |
+ * | stderr | a debug line per cluster read or written, even without -d (~1 MB per 64 MiB) | with -d (the only way to keep it in the foreground): a line per call |
  *
  * What the reader and the assembler must do about it:
  * - free space: statfs `bavail * bsize` is right on both, provided the FAT cluster is
@@ -122,6 +123,15 @@ function mountInfo(mount: string): [string, string] | undefined {
   return undefined;
 }
 
+/** SIGKILL the daemon's process group (the shell, the daemon, tail). */
+function killGroup(c: ChildProcess): void {
+  try {
+    if (c.pid !== undefined) process.kill(-c.pid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Sticks not destroyed yet: torn down on process exit even if a test forgot. */
@@ -181,12 +191,14 @@ export async function makeStick(options: StickOptions): Promise<Stick> {
   const startDaemon = async (): Promise<void> => {
     // foreground (fusefat -f; exfat-fuse has no -f, its -d implies it) so the daemon is our child and its exit is seen
     const args = fsType === 'fat32' ? ['-f', '-o', 'rw+', device, mount] : ['-d', device, mount];
-    // stderr to a file, never a pipe: a test making synchronous calls on the mount cannot
-    // drain a pipe, and a daemon blocked on a full pipe hangs every call (a deadlock)
-    const log = openSync(logFile, 'a');
+    // The daemon's stderr goes through `tail` into a file, never into a pipe we read: a test
+    // making synchronous calls on the mount cannot drain a pipe, and a daemon blocked on a
+    // full pipe hangs every call (a deadlock). fusefat logs a line per cluster: tail keeps
+    // the last 16 KiB. The shell and the daemon form their own process group.
+    const log = openSync(logFile, 'w');
     let c: ChildProcess;
     try {
-      c = spawn(daemon, args, { stdio: ['ignore', 'ignore', log] });
+      c = spawn('/bin/sh', ['-c', '"$0" "$@" 2>&1 >/dev/null | tail -c 16384 >&3', daemon, ...args], { stdio: ['ignore', 'ignore', 'ignore', log], detached: true });
     } finally {
       closeSync(log);
     }
@@ -204,7 +216,7 @@ export async function makeStick(options: StickOptions): Promise<Stick> {
     while (mountInfo(mount) === undefined) {
       if (exited !== undefined) throw new Error(`stick harness: ${daemon} ${args.join(' ')} exited (${exited.code ?? exited.signal}) before mounting: ${childErr()}`);
       if (Date.now() > end) {
-        c.kill('SIGKILL');
+        killGroup(c);
         await childExit;
         throw new Error(`stick harness: ${daemon} did not mount ${mount} within 15 s: ${childErr()}`);
       }
@@ -224,7 +236,7 @@ export async function makeStick(options: StickOptions): Promise<Stick> {
     }
     const gone = await Promise.race([childExit!.then(() => true), sleep(20_000).then(() => false)]);
     if (!gone) {
-      child.kill('SIGKILL');
+      killGroup(child);
       await childExit;
       throw new Error(`stick harness: ${daemon} did not exit within 20 s of the unmount of ${mount} (killed)`);
     }
@@ -234,7 +246,7 @@ export async function makeStick(options: StickOptions): Promise<Stick> {
   /** Synchronous last-resort teardown (process exit, or a failure while making the stick). */
   const emergency = (): void => {
     if (mountInfo(mount) !== undefined) spawnSync(fusermount, ['-u', '-z', mount]);
-    child?.kill('SIGKILL');
+    if (child !== undefined) killGroup(child);
     if (device !== '') spawnSync(losetup, ['-d', device]);
     if (ownDir) rmSync(dir, { recursive: true, force: true });
   };
