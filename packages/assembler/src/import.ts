@@ -253,7 +253,8 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       const hold = st.size <= maxHeld;
       const pieces: Piece[] = [];
       let bytes = 0;
-      const source = createReadStream(b.path, { highWaterMark: READ_CHUNK });
+      // each read allocates highWaterMark bytes: no more than the file needs (GC)
+      const source = createReadStream(b.path, { highWaterMark: Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)) });
       for await (const piece of readBundle(source, {
         limits, file: b.path, plan, onManifest: (m) => {
           manifest = m;
