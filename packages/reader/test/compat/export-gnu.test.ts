@@ -235,24 +235,31 @@ describe('chunk files merged by GNU ddrescue 1.27 (--format ddrescue-chunks)', f
   });
 
   describe('on a FAT32 stick (mkfs.vfat -F 32, fusefat)', () => {
-    let mnt: string | undefined;
+    const mounts: string[] = [];
     after(() => {
-      if (mnt === undefined) return;
-      const u = spawnSync('fusermount', ['-u', mnt], { encoding: 'utf8' });
-      if (u.status !== 0) spawnSync('umount', ['-l', mnt]);
+      for (const mnt of mounts) {
+        const u = spawnSync('fusermount', ['-u', mnt], { encoding: 'utf8' });
+        if (u.status !== 0) spawnSync('umount', ['-l', mnt]);
+      }
     });
 
-    it('merges the packed files the writer chose for FAT32', async () => {
-      const img = join(work, 'fat32.img');
+    /** A new 64 MiB FAT32 file system mounted by fusefat; fails naming what is missing. */
+    function mountFat32(name: string): string {
+      const img = join(work, `${name}.img`);
       writeFileSync(img, Buffer.alloc(0));
       spawnSync('truncate', ['-s', '64M', img]);
       const mkfs = spawnSync('mkfs.vfat', ['-F', '32', img], { encoding: 'utf8' });
       if (mkfs.error || mkfs.status !== 0) throw new Error(`mkfs.vfat -F 32 failed (${mkfs.error?.message ?? mkfs.stderr}): install dosfstools`);
-      const point = join(work, 'mnt');
+      const point = join(work, name);
       mkdirSync(point);
       const mount = spawnSync('fusefat', ['-o', 'rw+', img, point], { encoding: 'utf8' });
       if (mount.error || mount.status !== 0) throw new Error(`fusefat -o rw+ could not mount the FAT32 image (${mount.error?.message ?? mount.stderr}): install fusefat and fuse, and allow FUSE mounts (/dev/fuse)`);
-      mnt = point;
+      mounts.push(point);
+      return point;
+    }
+
+    it('merges the packed files the writer chose for FAT32', async () => {
+      const point = mountFat32('mnt');
       const type = await fileSystemTypeOf(point);
       expect(type).to.match(/^fuse/);
       const folder = join(point, 'ddferry', RESCUE);
@@ -260,6 +267,46 @@ describe('chunk files merged by GNU ddrescue 1.27 (--format ddrescue-chunks)', f
       const w = await ChunkFileWriter.forFolder(folder, { rescueId: RESCUE, sourceSize: SOURCE_SIZE, chunkCount: 4, chunkSize: CHUNK_SIZE });
       expect(w.layout).to.equal('packed');
       await exportAndMerge(folder, w);
+    });
+
+    it('carries a rescue larger than the stick, trip after trip, with ddferry-reader rescue --format ddrescue-chunks and GNU ddrescue on PC_B', async () => {
+      const point = mountFat32('trips');
+      const size = 80 * MIB;
+      const src = Buffer.concat([source, randomBytes(size - source.length)]);
+      const dir = join(work, 'trips-job');
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'src.bin'), src);
+      // bad areas, one with good sectors scattered in it
+      const blocks = new SblockVector();
+      blocks.push(0, 5 * MIB, 4);
+      blocks.push(5 * MIB, 5 * MIB + 64 * KIB, 3);
+      blocks.push(5 * MIB + 64 * KIB, 40 * MIB, 4);
+      for (let s = 40 * MIB; s < 40 * MIB + 32 * KIB; s += 512) blocks.push(s, s + 512, (s / 512) % 3 === 0 ? 4 : 3);
+      blocks.push(40 * MIB + 32 * KIB, size, 4);
+      writeFileSync(join(dir, 'test.map'), formatMapfile({ currentPos: 0, currentStatus: '+', currentPass: 1, blocks: blocks.compact() }, { program: 'ddferry', commandLine: 'trips test map', startTime: '' }));
+      const bin = join(import.meta.dirname, '..', '..', 'bin', 'ddferry-reader.js');
+      const plan = await run('node', [bin, 'plan', 'src.bin', 'job', '--chunk-size', '16MiB', '--test-mode', 'test.map'], dir);
+      expect(plan.status, plan.out).to.equal(0);
+      const image = join(dir, 'disk.img');
+      let trips = 0;
+      let last: Run = { status: null, out: '' };
+      const statuses: Array<number | null> = [];
+      for (; trips < 6; ++trips) {
+        last = await run('node', [bin, 'rescue', 'job', '--to', point, '--format', 'ddrescue-chunks', '-q'], dir);
+        statuses.push(last.status);
+        expect(last.status, last.out).to.be.oneOf([0, 4]);
+        if (last.out.includes('The rescue is complete')) break;
+        const folder = join(point, 'ddferry', readdirSync(join(point, 'ddferry'))[0]!);
+        const merged = await run('sh', [join(folder, 'ddrescue-commands.sh'), image], dir);
+        expect(merged.status, merged.out).to.equal(0);
+      }
+      console.log(`      ${statuses.length} rescue run(s) (exit ${statuses.join(", ")}), ${trips} merge(s) on PC_B`);
+      expect(last.out).to.include('The rescue is complete');
+      expect(statuses, 'the stick filled at least once').to.include(4);
+      const common = finishedOf(readFileSync(join(dir, 'job', 'common.map')));
+      expect(common.length).to.be.at.least(3);
+      expect(finishedOf(readFileSync(`${image}.map`)), 'the GNU image map says + where common.map does').to.deep.equal(common);
+      expectImage(image, src, common);
     });
   });
 });
