@@ -2,9 +2,12 @@
  * Progress of real processes: `ddferry-reader rescue --json` and
  * `ddferry-assembler serve --json` parse line by line and end with the finished
  * state; without a terminal the reader prints plain lines; on a terminal (a pty from
- * util-linux `script`) it redraws ddrescue's status block in place.
+ * util-linux `script`) it redraws ddrescue's status block in place; a stick trip tells
+ * the stick instead of the link.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { expect } from 'chai';
 
@@ -109,6 +112,22 @@ describe('progress of the reader and the assembler (real processes)', function (
     expect(end.type).to.equal('progress');
     expect(end.readers).to.have.length(1);
     expect(end.readers[0]).to.include({ state: 'disconnected', piecesMerged: last.link.merged, bytesMerged: last.rescue.rescued, imageRescued: last.rescue.rescued, imageSize: last.sourceSize });
+  });
+
+  it('--json of a stick trip (--to DIR): the stick instead of the link, finished at the end', async function () {
+    s = makeScenario({ size: 4 * MiB, bad: BAD.slice(0, 2), chunkSize: '1MiB', seed: 5 });
+    const stick = join(s.dir, 'stick');
+    mkdirSync(stick);
+    const r = await collect(spawn(process.execPath, [READER, 'rescue', s.job, '--to', stick, '--json', '--progress-interval', '0.1'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    expect(r.code, r.stderr).to.equal(0);
+    const lines = jsonLines(r.stdout);
+    const last = lines[lines.length - 1]! as { phase: string; link: unknown; stick: { trip: number | null; freeBytes: number; bundles: number } };
+    expect(last.phase).to.equal('finished');
+    expect(last.link).to.equal(null);
+    expect(last.stick.trip).to.equal(null);
+    expect(last.stick.freeBytes).to.be.greaterThan(0);
+    expect(last.stick.bundles, 'the pieces wait on the stick').to.be.greaterThan(0);
+    expect(r.stderr).to.contain('still has to be imported');
   });
 
   it('prints plain progress lines without a terminal, ending with the finished state', async function () {

@@ -142,6 +142,9 @@ describe('progress', function () {
       expect(Object.keys(o.chunk as object)).to.deep.equal(['index', 'count', 'pos', 'size', 'offset']);
       expect(Object.keys(o.spool as object)).to.deep.equal(['pieces', 'bytes', 'capacity']);
       expect(Object.keys(o.link as object)).to.deep.equal(['url', 'state', 'merged']);
+      const noTrip = snap({ link: undefined, stick: { trip: null, freeBytes: 2e9, bundles: 4 } });
+      expect(formatProgressBlock(noTrip).at(-2)).to.equal('    stick: 4 bundles on the stick, 2000 MB free');
+      expect(formatProgressLine(noTrip)).to.match(/, stick \(4 bundles, 2000 MB free\)$/);
       const stick = JSON.parse(formatProgressJson(snap({ link: undefined, stick: { trip: 1, freeBytes: 7, bundles: 0 } }))) as Record<string, unknown>;
       expect(stick).to.deep.include({ link: null, stick: { trip: 1, freeBytes: 7, bundles: 0 } });
     });

@@ -55,7 +55,8 @@ function linkText(s: ProgressSnapshot): string | null {
 
 function stickText(s: ProgressSnapshot, binary: boolean): string | null {
   if (!s.stick) return null;
-  return `trip ${s.stick.trip}, ${s.stick.bundles} bundle${s.stick.bundles === 1 ? '' : 's'} on the stick, ${bytes(s.stick.freeBytes, binary)} free`;
+  const trip = s.stick.trip === null ? '' : `trip ${s.stick.trip}, `;
+  return `${trip}${s.stick.bundles} bundle${s.stick.bundles === 1 ? '' : 's'} on the stick, ${bytes(s.stick.freeBytes, binary)} free`;
 }
 
 function phaseText(s: ProgressSnapshot): string {
@@ -99,7 +100,7 @@ export function formatProgressLine(s: ProgressSnapshot, binaryPrefixes = false):
   if (s.chunk) parts.push(`chunk ${s.chunk.index + 1}/${s.chunk.count}`);
   parts.push(`spool ${pieces(s.spool.pieces)} ${bytes(s.spool.bytes, binaryPrefixes)} of ${bytes(s.spool.capacity, binaryPrefixes)}`);
   if (s.link) parts.push(`link ${s.link.state} (${s.link.merged} merged)`);
-  if (s.stick) parts.push(`stick trip ${s.stick.trip} (${s.stick.bundles} bundles, ${bytes(s.stick.freeBytes, binaryPrefixes)} free)`);
+  if (s.stick) parts.push(`stick${s.stick.trip === null ? '' : ` trip ${s.stick.trip}`} (${s.stick.bundles} bundles, ${bytes(s.stick.freeBytes, binaryPrefixes)} free)`);
   const phase = s.phase === 'rescuing' && r?.message ? `rescuing (${r.message})` : s.phase;
   return `ddferry-reader: [${formatTimeDhms(s.time)}] ${phase}, ${parts.join(', ')}`;
 }

@@ -17,7 +17,7 @@
 import type { Block } from '@ddferry/mapfile';
 
 import type { RescueReporter, StatusRefresh, StatusSnapshot } from '../engine/reporter.js';
-import { ProgressDisplay, type ProgressDisplayOptions } from './progress-display.js';
+import { ProgressDisplay, type ProgressDisplayOptions, type ProgressMode } from './progress-display.js';
 
 /** Where the run is. `finished`, `interrupted` and `failed` are final. */
 export type ProgressPhase = 'starting' | 'rescuing' | 'draining' | 'finished' | 'interrupted' | 'failed';
@@ -34,8 +34,8 @@ export interface LinkSource {
 
 /** What a stick shipper tells. */
 export interface StickProgress {
-  /** Trip number: 1 for the first stick visit of this job. */
-  readonly trip: number;
+  /** Trip number: 1 for the first stick visit of this job; null while the job does not count trips. */
+  readonly trip: number | null;
   /** Bytes free on the stick's file system. */
   readonly freeBytes: number;
   /** Bundles of this rescue now on the stick (not yet receipted). */
@@ -183,6 +183,22 @@ export interface RescueProgressOptions extends Omit<ProgressDisplayOptions, 'sna
   readonly sourceSize: number;
   readonly chunks: readonly Block[];
   readonly spool: SpoolSource;
+}
+
+/**
+ * The progress of a `rescue` command as its options say: `--json` to `stdout`, a
+ * terminal redraw or lines to stderr (`screen` for the terminal), off with `-q`.
+ */
+export function openRescueProgress(
+  o: { readonly progress?: { readonly mode: ProgressMode; readonly interval?: number | undefined } | undefined; readonly engine: { readonly binaryPrefixes: boolean } },
+  io: { readonly screen: (text: string) => void; readonly stderr: (text: string) => void; readonly stdout?: ((text: string) => void) | undefined },
+  sources: { readonly sourceSize: number; readonly chunks: readonly Block[]; readonly spool: SpoolSource },
+): RescueProgress {
+  const mode = o.progress?.mode ?? 'lines';
+  return new RescueProgress({
+    mode, interval: o.progress?.interval, write: mode === 'json' ? (io.stdout ?? io.stderr) : mode === 'tty' ? io.screen : io.stderr,
+    messages: mode === 'tty' ? io.screen : io.stderr, clock: Date.now, binaryPrefixes: o.engine.binaryPrefixes, ...sources,
+  });
 }
 
 /**

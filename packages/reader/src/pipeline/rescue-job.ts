@@ -18,7 +18,7 @@ import { allocAligned } from '../source/aligned-buffer.js';
 import { openLanLedger } from './lan-ledger.js';
 import { PieceSink } from './piece-sink.js';
 import type { ProgressMode } from './progress-display.js';
-import { RescueProgress } from './progress.js';
+import { type RescueProgress, openRescueProgress } from './progress.js';
 import { Spool } from './spool.js';
 import { statusMessage } from './status-report.js';
 import { type StickFormat, rescueStickJob } from './stick-trip.js';
@@ -78,11 +78,7 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
     }
     const plan = { rescueId: job.rescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
     const spool = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: o.spoolBytes ?? 256 << 20, plan });
-    const mode = o.progress?.mode ?? 'lines';
-    progress = new RescueProgress({
-      mode, interval: o.progress?.interval, write: mode === 'json' ? (io.stdout ?? io.stderr) : mode === 'tty' ? io.screen : io.stderr,
-      messages: mode === 'tty' ? io.screen : io.stderr, clock: Date.now, binaryPrefixes: o.engine.binaryPrefixes, sourceSize: job.sourceSize, chunks, spool,
-    });
+    progress = openRescueProgress(o, io, { sourceSize: job.sourceSize, chunks, spool });
     const secret = o.tokenFile === undefined ? '' : await readTokenFile(o.tokenFile);
     const log = progress.log.bind(progress);
     const ledgerWelcome = await openLanLedger(dir, paths.seq, spool, log);

@@ -22,6 +22,8 @@ import { allocAligned } from '../source/aligned-buffer.js';
 import { ChunkFileWriter, layoutForFolder, readChunkFileReceipts } from './chunk-files.js';
 import { LEDGER_FOLDER, Ledger } from './ledger.js';
 import { PieceSink } from './piece-sink.js';
+import type { ProgressMode } from './progress-display.js';
+import { type RescueProgress, openRescueProgress } from './progress.js';
 import { Spool } from './spool.js';
 import { readStickReceipts, reclaimRanges, settle } from './stick-receipts.js';
 import { type StickSpace, statStick, stickMargin, stickSealBytes } from './stick-space.js';
@@ -48,11 +50,15 @@ export interface StickTripOptions {
   readonly statStick?: (dir: string) => Promise<StickSpace>;
   /** The writer, instead of the one `format` names (tests inject faults). */
   readonly writer?: StickWriter;
+  /** The progress display (default: lines every 10 s on stderr); see progress-display.ts. */
+  readonly progress?: { readonly mode: ProgressMode; readonly interval?: number | undefined };
 }
 
 export interface StickTripIo {
   readonly screen: (text: string) => void;
   readonly stderr: (text: string) => void;
+  /** Where `--json` progress goes. */
+  readonly stdout?: (text: string) => void;
   readonly signal: () => NodeJS.Signals | null;
 }
 
@@ -170,12 +176,25 @@ async function unlinkAll(folder: string, names: Iterable<string>, sizes: Readonl
  * @returns 0 done reading, 4 stick full (carry it to PC_B), 1 error, or a signal to re-raise.
  */
 export async function rescueStickJob(o: StickTripOptions, io: StickTripIo): Promise<{ status: number; signal?: NodeJS.Signals }> {
+  const hook: { progress?: RescueProgress } = {};
+  try {
+    const result = await stickTrip(o, io, hook);
+    // a full stick ends the trip as planned
+    hook.progress?.finish(result.signal ? 'interrupted' : result.status === 0 || result.status === EXIT_STICK_FULL ? 'finished' : 'failed');
+    return result;
+  } finally {
+    hook.progress?.finish('failed');
+  }
+}
+
+/** `rescueStickJob`, with the progress display it opens put in `hook`. */
+async function stickTrip(o: StickTripOptions, io: StickTripIo, hook: { progress?: RescueProgress }): Promise<{ status: number; signal?: NodeJS.Signals }> {
   const dir = resolve(o.jobDir);
   const job = await readJob(dir);
   const paths = jobPaths(dir);
   const chunks = jobChunks(job);
   const e = o.engine.rescue;
-  const log = (line: string): void => io.stderr(`${line}\n`);
+  const log = (line: string): void => (hook.progress ? hook.progress.log(line) : io.stderr(`${line}\n`));
   const stick = await openStickFolder(o.to, job, o.statStick);
   const { source, testSource } = await openSource(o.source === undefined ? job.source : resolve(o.source), { direct: e.directIn, testMap: job.testMode });
   try {
@@ -214,6 +233,9 @@ export async function rescueStickJob(o: StickTripOptions, io: StickTripIo): Prom
     };
     if (spool.space.total === 0) log(`ddferry-reader: ${stick.root}: the file system does not tell its free space (statfs gives 0 blocks; FAT with 512-byte clusters?): writing until the stick is full.`);
     const sink = new PieceSink({ rescueId: job.rescueId, chunks, spool, sealBytes: stickSealBytes(spool.space.total), sealMillis: 60_000 });
+    hook.progress = openRescueProgress(o, io, { sourceSize: job.sourceSize, chunks, spool });
+    hook.progress.stick = () => ({ trip: null, freeBytes: spool.space.free, bundles: spool.count });
+    hook.progress.start();
 
     // what PC_B did with the last trip's pieces
     if (!stick.isNew) await settleStick({ stick, ledger, spool, sink, map, whole, rescueId: job.rescueId, saveMap, log, to: o.to });
@@ -264,9 +286,10 @@ export async function rescueStickJob(o: StickTripOptions, io: StickTripIo): Prom
     let outcome: RescueOutcome = { status: 0, interrupted: false, messages: [], finalMessage: '' };
     for (const domain of domains) {
       const norm = normalizeForRescue(blocks, { insize: job.sourceSize, hardbs: e.hardbs, domain, file: paths.commonMap });
-      const reporter = new DdrescueReporter({ verbosity: o.engine.verbosity, binaryPrefixes: o.engine.binaryPrefixes, write: io.screen });
+      // the progress display draws the status block (with the ddferry lines); the reporter keeps the logs
+      const reporter = new DdrescueReporter({ verbosity: -1, binaryPrefixes: o.engine.binaryPrefixes, write: io.screen });
       const rb = new Rescuebook({
-        source, testSource, sink, reporter, map: new StatusMap(norm.blocks), domain: norm.domain, insize: job.sourceSize, offset: 0,
+        source, testSource, sink, reporter: hook.progress.wrap(reporter), map: new StatusMap(norm.blocks), domain: norm.domain, insize: job.sourceSize, offset: 0,
         ...state, mapfile: updater, options: e, iobuf,
         clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
         interrupted: () => {
@@ -277,7 +300,6 @@ export async function rescueStickJob(o: StickTripOptions, io: StickTripIo): Prom
         sleep: (s) => interruptibleSleep(s, io.signal),
       });
       outcome = await doRescue(rb);
-      if (o.engine.verbosity >= 0) io.screen('\n');
       state = { currentPos: rb.currentPos, currentStatus: rb.currentStatus, currentPass: rb.currentPass };
       if (sink.failure) {
         // pieces the stick could not take: their `+` goes back to non-tried before the map is saved (R1)
