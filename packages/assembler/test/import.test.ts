@@ -11,7 +11,7 @@ import type { ImageOptions } from '../src/image.js';
 import { Image } from '../src/image.js';
 import type { BundleEvent, ImportOptions, ImportResult } from '../src/import.js';
 import { importStick } from '../src/import.js';
-import { receiptFileName } from '../src/receipt-writer.js';
+import { ReceiptWriter, receiptFileName } from '../src/receipt-writer.js';
 
 import { CHUNK_SIZE, FINGERPRINT, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID, SOURCE_SIZE, tempDir } from './helpers.js';
 import {
@@ -444,6 +444,34 @@ describe('importStick', () => {
       c2.abort('SIGINT');
       expect(await run(['import', stick, imagePath], io().io, c2.signal)).to.equal(130);
     });
+  });
+});
+
+describe('ReceiptWriter', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+  });
+  afterEach(async () => cleanup());
+
+  const receipt = (last: number): Receipt => ({ rescueId: RESCUE_ID, merged: [[1, last]], rejected: [], writtenAt: new Date(0).toISOString(), writer: 'test' });
+
+  it('joins writes asked for during a write into one, and the newest receipt wins', async () => {
+    const writer = new ReceiptWriter(join(dir, 'ddferry', RESCUE_ID), new Date(), () => undefined);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writer.write(receipt(i + 1))));
+    expect(writer.writes).to.be.within(1, 2);
+    expect(parseReceipt(await readFile(writer.path, 'utf8')).merged).to.deep.equal([[1, 20]]);
+    await writer.write(receipt(30));
+    expect(parseReceipt(await readFile(writer.path, 'utf8')).merged).to.deep.equal([[1, 30]]);
+    expect(await readdir(join(dir, 'ddferry', RESCUE_ID, 'receipts'))).to.have.length(1);
+  });
+
+  it('fails with ERR_IMPORT_RECEIPT_WRITE, naming the receipt, when the folder cannot be made', async () => {
+    await writeFile(join(dir, 'ddferry'), 'a file where the folder should be');
+    const writer = new ReceiptWriter(join(dir, 'ddferry', RESCUE_ID), new Date(), () => undefined);
+    const err = await expectCode(writer.write(receipt(1)), 'ERR_IMPORT_RECEIPT_WRITE');
+    expect(err.message).to.include(writer.path);
   });
 });
 
