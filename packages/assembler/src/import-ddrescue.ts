@@ -185,6 +185,11 @@ export async function importDdrescueChunk(image: Image, options: ImportDdrescueO
     throw new AssemblerError('ERR_DOMAIN_OUTSIDE_SOURCE', options.domainMap, `The domain ends at byte ${domain.end}, past the end of the source (${sourceSize} bytes, the size of ${options.commonMap ?? image.mapPath}). Give the domain mapfile of a chunk of this source.`);
   }
   domain = domain.crop({ pos: 0, size: sourceSize });
+  const chunkExtent = extentOf(domainMap);
+  const lastStatus = domainMap.blocks.length > 0 ? domainMap.blocks.status(domainMap.blocks.length - 1) : '+';
+  if (chunkExtent.pos === 0 && chunkExtent.size !== sourceSize && lastStatus !== '+') {
+    warn(`${options.domainMap} describes a source of ${chunkExtent.size} bytes, but the source has ${sourceSize} (${options.commonMap ?? image.mapPath}): is it a chunk map of this rescue? Only its '+' blocks are used.`);
+  }
   image.adopt(sourceSize);
 
   const split = common === undefined ? { finished: domain.blocks.map((b) => ({ pos: b.pos, end: b.pos + b.size })), others: [] } : splitByDomain(common, domain);

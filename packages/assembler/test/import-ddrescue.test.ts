@@ -238,6 +238,14 @@ describe('importDdrescueChunk', () => {
     expect(err.message).to.include(String(SIZE + 4096)).and.include(`${SIZE} bytes`);
   });
 
+  it('warns when the chunk map describes a source of another size, and uses its + blocks', async () => {
+    await writeFile(`${dir}/other.map`, chunkMap(0, 4096, SIZE * 2));
+    const img = await openImage();
+    const r = await importDdrescueChunk(img, opts(0, { domainMap: `${dir}/other.map` }));
+    expect(r.domainBytes).to.equal(4096);
+    expect(warnings.join('\n')).to.include(`a source of ${SIZE * 2} bytes, but the source has ${SIZE}`);
+  });
+
   it('refuses a domain map without + (ERR_DOMAIN_EMPTY) and a missing chunk file (ERR_CHUNK_FILE_OPEN)', async () => {
     await writeFile(`${dir}/empty.map`, mapText([[0, SIZE, '?']]));
     const img = await openImage();
