@@ -287,7 +287,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     const mark = inFlight.length;
     try {
       for await (const piece of readBundle(createReadStream(b.path, { highWaterMark: READ_CHUNK }), { limits, file: b.path, plan })) {
-        if (failure !== undefined) return;
+        if (failure !== undefined || signal?.aborted === true) return;
         await makeRoom(piece.data.length);
         merge([piece], piece.data.length, (n, k) => {
           pieces += n;
