@@ -191,6 +191,8 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   let failure: unknown;
   let firstUnreadable: AssemblerError | undefined;
   let receiptWritten = false;
+  /** Aborted in the middle of a bundle read piece by piece. */
+  let cut = false;
 
   const receipt = (): Receipt => ({ rescueId: rescue.rescueId, merged: image.mergedRanges(), rejected: [...rejected], writtenAt: now().toISOString(), writer });
   const writeReceipt = async (): Promise<void> => {
@@ -287,7 +289,11 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     const mark = inFlight.length;
     try {
       for await (const piece of readBundle(createReadStream(b.path, { highWaterMark: READ_CHUNK }), { limits, file: b.path, plan })) {
-        if (failure !== undefined || signal?.aborted === true) return;
+        if (failure !== undefined) return;
+        if (signal?.aborted === true) {
+          cut = true;
+          return;
+        }
         await makeRoom(piece.data.length);
         merge([piece], piece.data.length, (n, k) => {
           pieces += n;
@@ -363,7 +369,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   } catch (err) {
     failure ??= err;
   }
-  const stopped = failure !== undefined ? 'failed' : index < bundles.length ? 'aborted' : 'done';
+  const stopped = failure !== undefined ? 'failed' : index < bundles.length || cut ? 'aborted' : 'done';
   return {
     rescue, folder, receipt: receiptWritten ? receipts.path : undefined, bundles: bundles.length, ...counts, rejected,
     stopped, error: failure ?? firstUnreadable,
