@@ -28,3 +28,11 @@ export type { FeedMessage, ImageSummary, ReaderInfo, ReaderStatusSink, ReaderSum
 export { cellGrid, DEFAULT_MAX_CELLS, encodeCells } from './live/map-cells.js';
 export type { CellGrid } from './live/map-cells.js';
 export { VIEWER_AUTH_LABEL, VIEWER_PROOF_LABEL, verifyViewerAuth, viewerAuthHmac, viewerProof } from './live/live-auth.js';
+export { AssemblerProgress, MAX_ENTRIES } from './progress.js';
+export type {
+  AssemblerProgressOptions, AssemblerProgressSnapshot, BundleProgressEvent, ConnectionProgress, ImageSource, ReaderIdentity, ReaderProgress, ReaderState,
+} from './progress.js';
+export {
+  DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, formatProgressBlock, formatProgressJson, formatReaderLine, importProgress, parseProgressInterval,
+} from './progress-view.js';
+export type { ImportProgress, ProgressDisplayOptions, ProgressMode } from './progress-view.js';
