@@ -1,3 +1,4 @@
+import { checkMessage } from './check-message.js';
 import { encodeEnvelope } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { DEFAULT_LIMITS } from './limits.js';
@@ -26,9 +27,67 @@ export function* encodePieceFrames(piece: Piece, limits: Limits = DEFAULT_LIMITS
   yield header;
   for (let offset = 0; offset < piece.data.length; offset += limits.maxFrameBytes) {
     const data = piece.data.subarray(offset, Math.min(piece.data.length, offset + limits.maxFrameBytes));
-    yield encodeEnvelope({ type: 'pieceData', seq: piece.seq, offset, data }, limits);
+    yield encodePieceData(piece.seq, offset, data, limits);
   }
   yield encodeEnvelope({ type: 'pieceEnd', seq: piece.seq, xxh64OfHeader: xxh64(header) }, limits);
+}
+
+/** Envelope field 6 (`piece_data`) and PieceData fields 1 (`seq`), 2 (`offset`), 3 (`data`): their tag bytes. */
+const TAG_PIECE_DATA = (6 << 3) | 2;
+const TAG_SEQ = 1 << 3;
+const TAG_OFFSET = 2 << 3;
+const TAG_DATA = (3 << 3) | 2;
+
+function varintSize(v: number): number {
+  let n = 1;
+  for (let x = v; x >= 128; x = Math.floor(x / 128)) ++n;
+  return n;
+}
+
+/** Write `v` (a safe integer ≥ 0) as a protobuf varint at `at`; returns the next position. */
+function putVarint(buf: Uint8Array, at: number, v: number): number {
+  let x = v;
+  while (x >= 128) {
+    buf[at++] = (x % 128) | 128;
+    x = Math.floor(x / 128);
+  }
+  buf[at++] = x;
+  return at;
+}
+
+/**
+ * The `pieceData` envelope, byte for byte what `encodeEnvelope` makes (fields at their
+ * proto3 defaults left out), written directly: the data is copied once into the
+ * message, where protobufjs would copy it twice and reserve its buffers bit by bit.
+ * @throws ProtocolError as `encodeEnvelope`.
+ */
+export function encodePieceData(seq: number, offset: number, data: Uint8Array, limits: Limits = DEFAULT_LIMITS): Uint8Array {
+  checkMessage({ type: 'pieceData', seq, offset, data }, { limits });
+  const body = (seq === 0 ? 0 : 1 + varintSize(seq)) + (offset === 0 ? 0 : 1 + varintSize(offset)) + (data.length === 0 ? 0 : 1 + varintSize(data.length) + data.length);
+  const total = 1 + varintSize(body) + body;
+  if (total > limits.maxMessageBytes) {
+    throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A pieceData message encodes to ${total} bytes; at most ${limits.maxMessageBytes} may be sent.`, { limit: limits.maxMessageBytes });
+  }
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  out[at++] = TAG_PIECE_DATA;
+  at = putVarint(out, at, body);
+  if (seq !== 0) {
+    out[at++] = TAG_SEQ;
+    at = putVarint(out, at, seq);
+  }
+  if (offset !== 0) {
+    out[at++] = TAG_OFFSET;
+    at = putVarint(out, at, offset);
+  }
+  if (data.length !== 0) {
+    out[at++] = TAG_DATA;
+    at = putVarint(out, at, data.length);
+    out.set(data, at);
+    at += data.length;
+  }
+  if (at !== total) throw new Error(`internal: pieceData encoded to ${at} bytes, not ${total}`);
+  return out;
 }
 
 export interface PieceCollectorOptions {
@@ -100,7 +159,8 @@ export class PieceCollector {
     if (msg.type === 'pieceHeader') {
       if (open !== undefined) this.#fail('ERR_PROTO_OUT_OF_ORDER', open.header.seq, `A header for piece ${msg.seq} arrived before the end of this piece.`);
       if (raw === undefined) throw new TypeError('accept(pieceHeader) needs the raw bytes of the envelope');
-      this.#open = { header: msg, headerXxh64: xxh64(raw), data: new Uint8Array(msg.dataSize), received: 0 };
+      // not zeroed: the piece is returned only once frames have filled every byte
+      this.#open = { header: msg, headerXxh64: xxh64(raw), data: Buffer.allocUnsafe(msg.dataSize), received: 0 };
       return undefined;
     }
     if (open === undefined) this.#fail('ERR_PROTO_OUT_OF_ORDER', msg.seq, `A ${msg.type} arrived without a header.`);

@@ -5,7 +5,7 @@ import { decodeEnvelope, encodeEnvelope } from '../src/codec.js';
 import { ProtocolError } from '../src/errors.js';
 import { resolveLimits } from '../src/limits.js';
 import type { Message } from '../src/messages.js';
-import { encodePieceFrames, PieceCollector } from '../src/piece-frames.js';
+import { encodePieceData, encodePieceFrames, PieceCollector } from '../src/piece-frames.js';
 import type { Piece } from '../src/piece.js';
 import { arbitraryPiece, makePiece, PLAN, RESCUE_ID } from './helpers.js';
 
@@ -97,5 +97,37 @@ describe('encodePieceFrames / PieceCollector', () => {
     const frames = [...encodePieceFrames(p, limits)];
     expect(frames).to.have.length(2);
     expect(feed(new PieceCollector({ plan }), frames)[0]?.delta).to.deep.equal(p.delta);
+  });
+
+  it('encodes pieceData byte for byte as encodeEnvelope does, and refuses what it refuses', () => {
+    const big = resolveLimits({ maxFrameBytes: 1 << 20, maxMessageBytes: 2 << 20 });
+    fc.assert(fc.property(
+      fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+      fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 2 ** 40 })),
+      fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 200 }), fc.integer({ min: 16_000, max: 17_000 })),
+      (seq, offset, size) => {
+        const data = new Uint8Array(size).map((_, i) => (i * 7 + seq) & 0xff);
+        const msg: Message = { type: 'pieceData', seq, offset, data };
+        let want: Uint8Array | Error;
+        try {
+          want = encodeEnvelope(msg, big);
+        } catch (err) {
+          want = err as Error;
+        }
+        let got: Uint8Array | Error;
+        try {
+          got = encodePieceData(seq, offset, data, big);
+        } catch (err) {
+          got = err as Error;
+        }
+        if (want instanceof Error) {
+          expect(got).to.be.instanceOf(ProtocolError);
+          expect((got as ProtocolError).code).to.equal((want as ProtocolError).code);
+        } else {
+          expect(Buffer.from(got as Uint8Array).equals(Buffer.from(want))).to.equal(true);
+        }
+      },
+    ), { numRuns: 300 });
+    expect(() => encodePieceData(1, 0, new Uint8Array(1001), limits)).to.throw(ProtocolError).with.property('code', 'ERR_PROTO_FRAME_TOO_LARGE');
   });
 });

@@ -22,6 +22,12 @@ export interface SpoolOptions {
   readonly capacity: number;
   /** Pieces read back are checked against it. */
   readonly plan: PiecePlan;
+  /**
+   * Bytes of pieces kept in memory after `put` until `take` hands them to the shipper
+   * (default 64 MiB), so a piece on its way is not read back and checked again; beyond
+   * that, and after a restart, `take` reads the file.
+   */
+  readonly memoryBytes?: number;
 }
 
 /**
@@ -36,6 +42,16 @@ export class Spool {
   readonly #seqFile: string;
   readonly #plan: PiecePlan;
   readonly #sizes = new Map<number, number>();
+  /** Pieces put in this run and not taken yet, oldest first. */
+  readonly #fresh = new Map<number, Piece>();
+  #freshBytes = 0;
+  readonly #memoryBytes: number;
+  /**
+   * For `PieceSink`: sealed pieces that may be being put while the engine reads on
+   * (their fsyncs overlap the reads). Its `sync` still waits for all of them before any
+   * mapfile save.
+   */
+  readonly writeBehind = 2;
   #bytes = 0;
   #lastSeq = 0;
   #waiters: Array<() => void> = [];
@@ -46,6 +62,7 @@ export class Spool {
     this.capacity = o.capacity;
     this.#seqFile = o.seqFile;
     this.#plan = o.plan;
+    this.#memoryBytes = o.memoryBytes ?? 64 << 20;
   }
 
   /** Open the spool folder, counting the pieces left by an earlier run. */
@@ -132,12 +149,34 @@ export class Spool {
     const size = (await stat(join(this.dir, name))).size;
     this.#sizes.set(piece.seq, size);
     this.#bytes += size;
+    if (this.#freshBytes + piece.data.length <= this.#memoryBytes) {
+      this.#fresh.set(piece.seq, piece);
+      this.#freshBytes += piece.data.length;
+    }
     for (const w of this.#addedWaiters.splice(0)) w();
   }
 
   /** Wait until a piece is added. */
   added(): Promise<void> {
     return new Promise((resolve) => this.#addedWaiters.push(resolve));
+  }
+
+  /**
+   * A piece to send: the one `put` kept in memory (made here, never read from disk),
+   * which it then forgets, or else the file read back and checked (`read`).
+   */
+  async take(seq: number): Promise<Piece> {
+    const piece = this.#fresh.get(seq);
+    if (piece === undefined) return this.read(seq);
+    this.#forget(seq);
+    return piece;
+  }
+
+  #forget(seq: number): void {
+    const piece = this.#fresh.get(seq);
+    if (piece === undefined) return;
+    this.#fresh.delete(seq);
+    this.#freshBytes -= piece.data.length;
   }
 
   /** Read a piece back, checked against the plan. */
@@ -153,6 +192,7 @@ export class Spool {
     if (held.length === 0) return;
     await saveMapfile(this.#seqFile, `${JSON.stringify({ lastSeq: this.#lastSeq })}\n`);
     for (const seq of held) {
+      this.#forget(seq);
       await unlink(join(this.dir, spoolFileName(seq))).catch(() => undefined);
       this.#bytes -= this.#sizes.get(seq) ?? 0;
       this.#sizes.delete(seq);

@@ -285,7 +285,7 @@ export class WsShipper {
       const seq = pending[0]!;
       let piece;
       try {
-        piece = await o.spool.read(seq);
+        piece = await o.spool.take(seq);
       } catch (err) {
         if (!o.spool.has(seq)) continue; // acknowledged meanwhile
         throw err;
