@@ -152,7 +152,7 @@ interface World {
   lines: string[];
   capacity: number;
   folder: string;
-  trip(extra?: { writer?: StickWriter; format?: 'bundles' }): Promise<number>;
+  trip(extra?: { writer?: StickWriter; format?: 'bundles'; to?: string; forgetStick?: string }): Promise<number>;
   commonMap(): Blocks;
   check(): void;
 }
@@ -312,6 +312,27 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(readdirSync(join(w.job, 'spool'))).to.deep.equal([]);
     expect(readdirSync(w.folder)).to.include('piece-000001.tar');
     await loop(w);
+    w.check();
+  });
+
+  it('reads again, with --forget-stick, what a lost stick carried; until then it reports the pieces on it', async () => {
+    w = await makeWorld({ size: 6 * MIB, chunkSize: MIB, bad: [[2 * MIB, 1024]], capacity: 64 * MIB });
+    expect(await w.trip()).to.equal(0);
+    const lost = JSON.parse(readFileSync(join(w.folder, 'rescue.json'), 'utf8')).stickId as string;
+    const other = join(w.dir, 'stick-b');
+    mkdirSync(other);
+    const folderB = join(other, 'ddferry', w.plan.rescueId!);
+    expect(await w.trip({ to: other })).to.equal(0);
+    const carried = readdirSync(join(w.job, 'ledger')).length;
+    expect(carried).to.be.at.least(6);
+    expect(w.lines.join('')).to.contain(`${carried} piece(s) are on stick ${lost}: import it on PC_B`).and.contain(`--forget-stick ${lost}`);
+    expect(readdirSync(folderB).filter((n) => BUNDLE_NAME.test(n))).to.deep.equal([]);
+    expect(await w.trip({ to: other, forgetStick: lost })).to.equal(0);
+    expect(w.lines.join('')).to.contain(`reclaimed ${carried} (${carried} forgotten; 6.0 MiB to read again)`);
+    await w.pcb.import(folderB, w.plan);
+    const before = w.lines.length;
+    expect(await w.trip({ to: other })).to.equal(0);
+    expect(w.lines.slice(before).join('')).to.contain('The rescue is complete');
     w.check();
   });
 

@@ -31,7 +31,7 @@ common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map.
 `;
 
 export const RESCUE_HELP = `Usage: ddferry-reader rescue JOBDIR --to ws://HOST:PORT [--token-file F] [--spool-size N]
-       ddferry-reader rescue JOBDIR --to DIR [--format bundles|ddrescue-chunks]
+       ddferry-reader rescue JOBDIR --to DIR [--format bundles|ddrescue-chunks] [--forget-stick ID]
                              [--source DEVICE] [--chunk-at-a-time]
                              [--json] [--progress-interval S] [ddrescue options]
 
@@ -48,6 +48,8 @@ the assembler, and is deleted from the spool once the assembler holds it.
   --format F          on a stick: bundles (tar files for ddferry-assembler import,
                       the default) or ddrescue-chunks (chunk files and the commands
                       GNU ddrescue needs to merge them on PC_B)
+  --forget-stick ID   on a stick: a stick that carried pieces is lost or was wiped;
+                      what it carried and PC_B did not merge is read again
   --token-file F      the shared secret (chmod 600); the same file on both sides
   --spool-size N      bytes the local spool may hold [256MiB]; reading pauses when full
   --source DEVICE     the source's name now, if it changed since planning
@@ -133,7 +135,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
     const rest: string[] = [];
     for (let i = 0; i < argv.length; ++i) {
       const a = argv[i]!;
-      const m = /^--(to|token-file|spool-size|source|progress-interval|format)(?:=(.*))?$/.exec(a);
+      const m = /^--(to|token-file|spool-size|source|progress-interval|format|forget-stick)(?:=(.*))?$/.exec(a);
       if (m) {
         const value = m[2] ?? argv[++i];
         if (value === undefined) throw new ArgumentError('ERR_ARG_INVALID', a, '', `option '${a}' requires an argument`);
@@ -155,10 +157,13 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
     const format = ours.get('format');
     if (format !== undefined && format !== 'bundles' && format !== 'ddrescue-chunks') throw new ArgumentError('ERR_ARG_INVALID', '--format', format, `--format must be bundles or ddrescue-chunks, not '${format}'.`);
     if (lan && format !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '--format', format, '--format is for --to DIR (a stick); over the LAN pieces go as they are.');
+    const forget = ours.get('forget-stick');
+    if (forget !== undefined && (lan || !/^[0-9a-f]{8,64}$/.test(forget))) throw new ArgumentError('ERR_ARG_INVALID', '--forget-stick', forget, '--forget-stick takes the stick id the reader printed (hex digits), with --to DIR.');
     return await rescueJob({
       jobDir: engine.infile,
       to,
       format,
+      forgetStick: forget,
       tokenFile: ours.get('token-file'),
       spoolBytes: ours.has('spool-size') ? parseNumberArgument(ours.get('spool-size')!, '--spool-size', 512, 1 << 20) : undefined,
       source: ours.get('source'),

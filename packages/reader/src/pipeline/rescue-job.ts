@@ -30,6 +30,8 @@ export interface RescueJobOptions {
   readonly to: string;
   /** Stick only: bundles (default) or chunk files for GNU ddrescue. */
   readonly format?: StickFormat;
+  /** Stick only: the id of a lost stick, whose unmerged pieces are read again. */
+  readonly forgetStick?: string;
   readonly tokenFile?: string;
   /** Bytes the local spool may hold (default 256 MiB). */
   readonly spoolBytes?: number;

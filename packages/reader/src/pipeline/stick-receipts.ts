@@ -106,9 +106,10 @@ export interface Settlement {
  * each ledger entry. An entry is merged when its seq is (or, for chunk files, when the
  * PC_B script lists all of its `.raw` files); a merged entry is never reclaimed. An entry
  * of this stick is reclaimed when one of its files was refused, or is missing, or it has
- * no file (its write failed). Entries of other sticks are only cleared by merges.
+ * no file (its write failed). Entries of other sticks are only cleared by merges, or
+ * reclaimed when that stick is `forget` (lost or wiped).
  */
-export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts, stickId: string, present: ReadonlySet<string>): Settlement {
+export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts, stickId: string, present: ReadonlySet<string>, forget?: string): Settlement {
   const merged: LedgerEntry[] = [];
   const reclaimed: Reclaim[] = [];
   const pending: LedgerEntry[] = [];
@@ -119,6 +120,10 @@ export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts,
     const raws = e.files.filter((f) => f.endsWith('.raw'));
     if (inRanges(receipts.merged, e.seq) || (raws.length > 0 && raws.every((f) => receipts.doneFiles.has(f)))) {
       merged.push(e);
+      continue;
+    }
+    if (forget !== undefined && e.stickId === forget && forget !== stickId) {
+      reclaimed.push({ entry: e, reason: 'forgotten' });
       continue;
     }
     if (e.stickId !== stickId) {

@@ -48,6 +48,8 @@ export interface StickTripOptions {
   readonly commandLine: string;
   /** Free space of the stick (tests simulate a capacity); default `statfs`. */
   readonly statStick?: (dir: string) => Promise<StickSpace>;
+  /** A lost stick's id: its pieces not merged are reclaimed ('forgotten'). */
+  readonly forgetStick?: string;
   /** The writer, instead of the one `format` names (tests inject faults). */
   readonly writer?: StickWriter;
   /** The progress display (default: lines every 10 s on stderr); see progress-display.ts. */
@@ -238,10 +240,10 @@ async function stickTrip(o: StickTripOptions, io: StickTripIo, hook: { progress?
     hook.progress.start();
 
     // what PC_B did with the last trip's pieces
-    if (!stick.isNew) await settleStick({ stick, ledger, spool, sink, map, whole, rescueId: job.rescueId, saveMap, log, to: o.to });
+    if (!stick.isNew || o.forgetStick !== undefined) await settleStick({ stick, ledger, spool, sink, map, whole, rescueId: job.rescueId, saveMap, log, to: o.to, forget: o.forgetStick });
     const elsewhere = new Map<string, number>();
     for (const x of ledger.entries()) if (x.stickId !== stick.stickId) elsewhere.set(x.stickId, (elsewhere.get(x.stickId) ?? 0) + 1);
-    for (const [id, n] of elsewhere) log(`ddferry-reader: ${n} piece(s) are on stick ${id}: import it on PC_B (and bring it back here) to free them.`);
+    for (const [id, n] of elsewhere) log(`ddferry-reader: ${n} piece(s) are on stick ${id}: import it on PC_B and bring it back here to free them (if that stick is lost or was wiped: --forget-stick ${id} reads them again).`);
 
     // pieces a LAN run left in the local spool go onto the stick
     const readMax = e.cluster * e.hardbs;
@@ -344,6 +346,7 @@ interface SettleContext {
   readonly saveMap: (map: StatusMap, message: string) => Promise<void>;
   readonly log: (line: string) => void;
   readonly to: string;
+  readonly forget: string | undefined;
 }
 
 /**
@@ -361,7 +364,7 @@ async function settleStick(c: SettleContext): Promise<void> {
   const receipts = await readStickReceipts(folder, c.rescueId, c.log);
   const doneFiles = await readChunkFileReceipts(folder);
   const files = await folderFiles(folder);
-  const s = settle(c.ledger.entries(), { ...receipts, doneFiles }, c.stick.stickId, new Set(files.keys()));
+  const s = settle(c.ledger.entries(), { ...receipts, doneFiles }, c.stick.stickId, new Set(files.keys()), c.forget);
   const last = receipts.merged[receipts.merged.length - 1];
   if (last) c.spool.noteSeqs(last[1]);
   if (s.merged.length + s.reclaimed.length > 0) await c.spool.saveSeq();
@@ -388,10 +391,10 @@ async function settleStick(c: SettleContext): Promise<void> {
   await c.spool.refresh();
   const reasons = new Map<string, number>();
   for (const x of s.reclaimed) {
-    const key = x.reason === 'missing' ? 'missing' : x.reason.split(':')[0]!;
+    const key = x.reason === 'missing' || x.reason === 'forgotten' ? x.reason : x.reason.split(':')[0]!;
     reasons.set(key, (reasons.get(key) ?? 0) + 1);
   }
   const why = [...reasons].map(([k, n]) => `${n} ${k}`).join(', ');
   c.log(`ddferry-reader: stick ${c.to}: merged ${s.merged.length} piece(s), reclaimed ${s.reclaimed.length}${why ? ` (${why}; ${mib(reclaimedBytes)} to read again)` : ''}, freed ${mib(freed)}; ${s.pending.length} piece(s) still wait for an import.`);
-  for (const x of s.reclaimed) if (x.reason !== 'missing') c.log(`ddferry-reader: piece ${x.entry.seq} (${x.entry.files.join(', ')}) was ${x.reason}`);
+  for (const x of s.reclaimed) if (x.reason !== 'missing' && x.reason !== 'forgotten') c.log(`ddferry-reader: piece ${x.entry.seq} (${x.entry.files.join(', ')}) was ${x.reason}`);
 }
