@@ -136,9 +136,10 @@ export class ProgressDisplay {
     this.#draw(this.#o.snapshot(), true);
   }
 
-  /** Call `update` from an unreferenced timer. */
+  /** `update` now, then from an unreferenced timer. */
   start(): void {
     if (this.#o.mode === 'off' || this.#timer !== undefined) return;
+    this.update();
     this.#timer = setInterval(() => this.update(), Math.min(TTY_REDRAW_MS, this.#minGapMs));
     this.#timer.unref();
   }

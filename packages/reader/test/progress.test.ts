@@ -234,6 +234,14 @@ describe('progress', function () {
       expect(DEFAULT_PROGRESS_INTERVAL).to.equal(10);
     });
 
+    it('draws at once when started, then leaves the rest to the clock', function () {
+      const t = display('lines', 10);
+      t.d.start();
+      t.d.start();
+      t.d.stop();
+      expect(t.out).to.have.length(1);
+    });
+
     it('refuses an interval that is not a positive number', function () {
       for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
         expect(() => display('lines', bad)).to.throw(RangeError);

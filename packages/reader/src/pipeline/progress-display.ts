@@ -89,9 +89,10 @@ export class ProgressDisplay {
     this.#draw(this.#o.snapshot());
   }
 
-  /** Call `update` from a timer (unreferenced: it never keeps the process alive). */
+  /** `update` now, then from a timer (unreferenced: it never keeps the process alive). */
   start(): void {
     if (this.#o.mode === 'off' || this.#timer !== undefined) return;
+    this.update();
     this.#timer = setInterval(() => this.update(), Math.min(TTY_REDRAW_MS, this.#minGapMs));
     this.#timer.unref();
   }
