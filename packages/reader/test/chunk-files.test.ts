@@ -53,9 +53,21 @@ describe('chunk files', () => {
   describe('planSpans', () => {
     const o = { maxGap: MIB, maxFileSize: 4 * MIB, layout: 'packed' as const };
     it('keeps a gap of exactly maxGap in one span and splits at maxGap + 1', () => {
-      const spans = planSpans([{ pos: 0, size: 512 }, { pos: 512 + MIB, size: 512 }, { pos: 1024 + 2 * MIB + 1, size: 100 }], o);
-      expect(spans.map((s) => [s.pos, s.end, s.parts.length])).to.deep.equal([[0, 1024 + MIB, 2], [1024 + 2 * MIB + 1, 1124 + 2 * MIB + 1, 1]]);
-      expect(spans[1]!.parts[0]!.dataOffset).to.equal(1024);
+      const spans = planSpans([{ pos: 0, size: MIB }, { pos: 2 * MIB, size: MIB }, { pos: 4 * MIB + 1, size: 2 * MIB }], o);
+      expect(spans.map((s) => [s.pos, s.end, s.parts.length])).to.deep.equal([[0, 3 * MIB, 2], [4 * MIB + 1, 6 * MIB + 1, 1]]);
+      expect(spans[1]!.parts[0]!.dataOffset).to.equal(2 * MIB);
+    });
+    it('splits packed spans where the zeros would outnumber the data; sparse spans keep them (holes)', () => {
+      const scattered = [0, 1, 2, 3].map((k) => ({ pos: k * 65536, size: 512 }));
+      expect(planSpans(scattered, o).map((s) => s.parts.length)).to.deep.equal([1, 1, 1, 1]);
+      expect(planSpans(scattered, { ...o, layout: 'sparse' }).map((s) => s.parts.length)).to.deep.equal([4]);
+      // zeros up to the data (the next extent's included) plus 16 KiB join; one byte more splits
+      const k16 = 16 * 1024;
+      expect(planSpans([{ pos: 0, size: 512 }, { pos: 512 + 1024 + k16, size: 512 }], o)).to.have.length(1);
+      expect(planSpans([{ pos: 0, size: 512 }, { pos: 512 + 1024 + k16 + 1, size: 512 }], o)).to.have.length(2);
+      // every fourth sector good: one span per some twenty sectors, not one per sector
+      const quarter = Array.from({ length: 200 }, (_, k) => ({ pos: k * 2048, size: 512 }));
+      expect(planSpans(quarter, o).length).to.be.within(5, 20);
     });
     it('cuts packed spans so no file exceeds maxFileSize, and leaves sparse spans whole', () => {
       const packed = planSpans([{ pos: 1000, size: 10 * MIB }], o);
@@ -88,7 +100,8 @@ describe('chunk files', () => {
         }
         expect(offset).to.equal(extents.reduce((n, e) => n + e.size, 0));
         for (const s of spans) {
-          if (layout === 'packed') expect(s.end - s.pos).to.be.at.most(o.maxFileSize);
+          const data = s.parts.reduce((n, p) => n + p.size, 0);
+          if (layout === 'packed') expect(s.end - s.pos).to.be.at.most(o.maxFileSize).and.at.most(2 * data + 16 * 1024);
           for (let k = 1; k < s.parts.length; k++) expect(s.parts[k]!.pos - (s.parts[k - 1]!.pos + s.parts[k - 1]!.size)).to.be.at.most(o.maxGap);
         }
       }));
@@ -268,6 +281,9 @@ describe('chunk files', () => {
         const n = piece.extents.length + piece.delta.length;
         expect(w.estimate(piece.data.length, n)).to.be.at.least(w.sizeOf(piece));
         expect(ws.estimate(piece.data.length, n)).to.be.at.least(ws.sizeOf(piece));
+        // pending pieces are estimated together (the stick spool sums them)
+        const twice = makePiece(2, 2, ranges.map(([pos, size]): [number, number] => [pos + 4 * MIB, size]));
+        expect(w.estimate(2 * piece.data.length, 2 * n)).to.be.at.least(w.sizeOf(piece) + w.sizeOf(twice));
       }), { numRuns: 50 });
     });
   });

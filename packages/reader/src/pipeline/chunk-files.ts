@@ -79,33 +79,44 @@ export interface Span {
   readonly parts: readonly SpanPart[];
 }
 
+/** Zeros a packed span may hold beyond its data: small gaps (bad sectors among good ones) never split a span. */
+const ZERO_ALLOWANCE = 16 * 1024;
+
 /**
- * Group a piece's extents into spans: a new span starts where the gap to the previous
- * extent is over `maxGap`, or where an extent does not fit whole in the packed file
- * under `maxFileSize` (an extent larger than that is cut). The spans cover every extent byte once, in order.
+ * Group a piece's extents into spans. A new span starts where the gap to the previous
+ * extent is over `maxGap`; for packed files also where the span's zeros (its gaps) would
+ * outnumber its data by more than 16 KiB, so scattered reads never make mostly-zero files
+ * (a packed span holds at most its data plus 16 KiB of zeros), and where an extent does not fit whole under
+ * `maxFileSize` (an extent larger than that is cut). The spans cover every extent byte
+ * once, in order.
  */
 export function planSpans(extents: readonly { readonly pos: number; readonly size: number }[], o: { maxGap: number; maxFileSize: number; layout: ChunkFileLayout }): Span[] {
-  const spans: Array<{ pos: number; end: number; parts: SpanPart[] }> = [];
+  const packed = o.layout === 'packed';
+  const spans: Array<{ pos: number; end: number; parts: SpanPart[]; data: number; zeros: number }> = [];
   let dataOffset = 0;
   for (const e of extents) {
     let pos = e.pos;
     let left = e.size;
     while (left > 0) {
       let last = spans[spans.length - 1];
-      const room = (s: { pos: number }): number => (o.layout === 'packed' ? s.pos + o.maxFileSize - pos : left);
-      if (last === undefined || pos - last.end > o.maxGap || room(last) < left) {
-        last = { pos, end: pos, parts: [] };
+      const gap = last === undefined ? 0 : pos - last.end;
+      const joins = last !== undefined && gap <= o.maxGap
+        && (!packed || (last.zeros + gap <= last.data + Math.min(left, o.maxFileSize) + ZERO_ALLOWANCE && pos + left - last.pos <= o.maxFileSize));
+      if (!joins || last === undefined) {
+        last = { pos, end: pos, parts: [], data: 0, zeros: 0 };
         spans.push(last);
       }
-      const n = Math.min(left, room(last));
+      const n = packed ? Math.min(left, last.pos + o.maxFileSize - pos) : left;
       last.parts.push({ pos, size: n, dataOffset });
+      last.zeros += pos - last.end;
+      last.data += n;
       last.end = pos + n;
       pos += n;
       left -= n;
       dataOffset += n;
     }
   }
-  return spans;
+  return spans.map(({ pos, end, parts }) => ({ pos, end, parts }));
 }
 
 /** The chunk files' base name: `chunk0003-000123-01` (chunk as in `chunkMapName`, seq of six digits or more, span from 1). */
@@ -297,15 +308,16 @@ export class ChunkFileWriter implements StickWriter {
   }
 
   /**
-   * At most the bytes of a piece of `dataBytes` data and `ranges` extents plus delta
-   * ranges (default 1): packed files add at most `maxGap` zeros between two extents and
-   * never exceed the chunk; each span has maps of at most 120 bytes per range plus
-   * headers. `sizeOf(piece)` is exact once the piece is sealed.
+   * At most the bytes the files of pieces holding `dataBytes` data and `ranges` extents
+   * plus delta ranges (default 1) take, before rounding to the file system's block:
+   * packed spans hold at most their data plus 16 KiB of zeros (`planSpans`); sparse files allocate
+   * at most two more blocks of 4 KiB per extent; each span's maps take at most 1 KiB of
+   * headers plus 192 bytes per range. `sizeOf(piece)` is exact once a piece is sealed.
    */
   estimate(dataBytes: number, ranges = 1): number {
     const r = Math.max(1, ranges);
-    const zeros = this.layout === 'packed' ? Math.min((r - 1) * this.#o.maxGap, Math.max(0, this.#o.chunkSize - dataBytes)) : 0;
-    return dataBytes + zeros + r * 2 * 600 + r * 240;
+    const extra = this.layout === 'packed' ? dataBytes + r * ZERO_ALLOWANCE : r * 8192;
+    return dataBytes + extra + r * (1024 + 192);
   }
 
   /**

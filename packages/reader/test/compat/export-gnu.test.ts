@@ -45,7 +45,7 @@ function run(command: string, args: readonly string[], cwd: string): Promise<Run
     child.stdout.on('data', (d: Buffer) => { out += d.toString('latin1'); });
     child.stderr.on('data', (d: Buffer) => { out += d.toString('latin1'); });
     child.on('error', reject);
-    child.on('close', (status) => resolve({ status, out: out.slice(-4000) }));
+    child.on('close', (status) => resolve({ status, out: out.slice(-262144) }));
   });
 }
 
