@@ -327,9 +327,10 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
 
   const fss: readonly StickFs[] = ['fat32', 'exfat'];
   for (const [k, fs] of fss.entries()) {
-    it(`${fs}: a 256 MiB source on a 64 MiB stick, trips (remount between sides) until complete; image = source on +, IMAGE.map = common.map = GNU ddrescue's`, async function () {
+    // 256 MiB once (FAT32, the slower and stranger one), 160 MiB on exFAT: the file's run time
+    const size = (fs === 'fat32' ? 256 : 160) * MiB;
+    it(`${fs}: a ${size / MiB} MiB source on a 64 MiB stick, trips (remount between sides) until complete; image = source on +, IMAGE.map = common.map = GNU ddrescue's`, async function () {
       const rnd = prng(seeds[k]!);
-      const size = 256 * MiB;
       const bad = randomBad(rnd, size, 16 * MiB);
       s = makeScenario({ size, bad, chunkSize: '16MiB', seed: seeds[k]! & 0xffff });
       stick = await makeStick({ fs, size: 64 * MiB });
@@ -337,7 +338,7 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
       const receipts: Receipt[][] = [];
       const codes = await tripUntilComplete(s, stick, checks, { receipts });
       console.log(`      ${fs}: ${codes.length} trips, reader exit codes ${codes.join(' ')}; bad areas ${bad.map(([p, n]) => `${p}+${n}`).join(' ')}`);
-      expect(codes.filter((c) => c === 4).length, 'trips that filled the stick').to.be.at.least(4);
+      expect(codes.filter((c) => c === 4).length, 'trips that filled the stick').to.be.at.least(Math.floor(size / (64 * MiB)));
       for (const [i, r] of receipts.entries()) expect(r.flatMap((x) => x.rejected), `import ${i + 1} refused bundles`).to.deep.equal([]);
       expect(receipts.every((r) => r.length >= 1), 'every import wrote a receipt').to.equal(true);
       stickFinalChecks(s, stick);
@@ -352,7 +353,7 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
   for (const [k, fs] of fss.entries()) {
     it(`${fs}: the stick filled from outside in the middle of a bundle: clean stop (exit 4), no partial bundle; the next trip goes on`, async function () {
       const rnd = prng(seeds[2 + k]!);
-      const size = 64 * MiB;
+      const size = 48 * MiB;
       s = makeScenario({ size, bad: randomBad(rnd, size, 8 * MiB), chunkSize: '8MiB', seed: 3 + k });
       stick = await makeStick({ fs, size: 32 * MiB });
       const folder = folderOf(s, stick);
@@ -400,7 +401,7 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
 
   for (const [k, fs] of fss.entries()) {
     it(`${fs}: a stick that fills while the reader writes its first file (rescue.json): exit 1, ERR_STICK_FULL naming the stick, no crash; the next trip goes on`, async function () {
-      s = makeScenario({ size: 24 * MiB, bad: [[5 * MiB, 4096], [8 * MiB - 1024, 2048]], chunkSize: '4MiB', seed: 11 + k });
+      s = makeScenario({ size: 12 * MiB, bad: [[5 * MiB, 4096], [8 * MiB - 1024, 2048]], chunkSize: '4MiB', seed: 11 + k });
       stick = await makeStick({ fs, size: 32 * MiB });
       const folder = folderOf(s, stick);
       let caught = false;
@@ -432,7 +433,7 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
 
   it('exfat: damaged bundles (flipped data and manifest bytes, truncated, renamed, swapped, an entry ../x) are refused, reported, not merged, and read again', async function () {
     const rnd = prng(seeds[4]!);
-    const size = 96 * MiB;
+    const size = 80 * MiB;
     s = makeScenario({ size, bad: randomBad(rnd, size, 8 * MiB), chunkSize: '8MiB', seed: 5 });
     stick = await makeStick({ fs: 'exfat', size: 64 * MiB });
     const folder = folderOf(s, stick);
@@ -531,13 +532,14 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
   });
   it('fat32: kill -9 of the reader while it writes a bundle and of the assembler while it imports: the import ignores temporaries, nothing is lost', async function () {
     const rnd = prng(seeds[5]!);
-    const size = 96 * MiB;
+    const size = 64 * MiB;
     s = makeScenario({ size, bad: randomBad(rnd, size, 8 * MiB), chunkSize: '8MiB', seed: 6 });
     stick = await makeStick({ fs: 'fat32', size: 32 * MiB });
     const folder = folderOf(s, stick);
     const checks = new TripChecks(s);
     let readerKills = 0;
     let asmKills = 0;
+    const notKilled: string[] = [];
     const codes = await tripUntilComplete(s, stick, checks, {
       beforeReader: async (trip) => {
         for (let attempt = 0; attempt < 2 && trip <= 8; ++attempt) await killedReader(trip);
@@ -556,17 +558,16 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
       },
     });
     async function killedReader(trip: number): Promise<void> {
-      // killed once a bundle is being written (its temporary exists) after 0 to 3 finished ones
-      const want = randInt(rnd, 0, 3);
-      const base = names(folder).filter((n) => /^piece-/.test(n)).length;
+      // killed once a bundle is being written (its temporary exists) after 0 or 1 new finished ones
+      const want = randInt(rnd, 0, 1);
+      const old = new Set(names(folder));
+      const fresh = (): number => names(folder).filter((n) => /^piece-/.test(n) && !old.has(n)).length;
       const r = await node([READER, 'rescue', s!.job, '--to', stick!.mount, '-q'], {
-        killWhen: () => {
-          const n = names(folder);
-          return n.some((x) => /^\.piece-\d+\.tar\.tmp$/.test(x)) && n.filter((x) => /^piece-/.test(x)).length >= base + want;
-        },
+        killWhen: () => names(folder).some((x) => /^\.piece-\d+\.tar\.tmp$/.test(x)) && fresh() >= want,
       });
       if (!r.killed) {
         expect(r.code, r.stderr).to.be.oneOf([0, 4]);
+        notKilled.push(`trip ${trip}: exit ${r.code} with ${fresh()} new bundles (kill after ${want})`);
         return;
       }
       ++readerKills;
@@ -583,7 +584,7 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
       checks.check(stick!, `after the import of trip ${trip}'s killed reader`);
     }
     console.log(`      ${codes.length} trips (reader exit codes ${codes.join(' ')}), ${readerKills} readers killed while writing a bundle, ${asmKills} imports killed`);
-    expect(readerKills, 'readers killed while writing a bundle').to.be.at.least(3);
+    expect(readerKills, `readers killed while writing a bundle (not killed: ${notKilled.join('; ')})`).to.be.at.least(3);
     expect(asmKills, 'imports killed').to.be.at.least(2);
     stickFinalChecks(s, stick);
   });
@@ -664,9 +665,11 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
   });
 
   it('fat32: --format ddrescue-chunks trips merged on PC_B by GNU ddrescue with the commands the reader wrote: image = source on +, + of IMAGE.map = + of common.map', async function () {
-    const rnd = prng(seeds[8]!);
     const size = 96 * MiB;
-    s = makeScenario({ size, bad: randomBad(rnd, size, 8 * MiB), chunkSize: '8MiB', seed: 9 });
+    // bad areas across the 8 and 16 MiB chunk borders and a cluster just before: the last
+    // pieces carry statuses but no data (a layout that once kept the reader from completing)
+    const bad: Array<[number, number]> = [[7783936, 144896], [8380416, 20480], [16161280, 48640], [16773632, 11776], [58716160, 6144]];
+    s = makeScenario({ size, bad, chunkSize: '8MiB', seed: 9 });
     stick = await makeStick({ fs: 'fat32', size: 48 * MiB });
     const folder = folderOf(s, stick);
     const codes: number[] = [];
