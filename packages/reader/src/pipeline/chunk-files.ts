@@ -299,7 +299,7 @@ export class ChunkFileWriter implements StickWriter {
 
   /** The files `write` makes for `piece`, in order (a piece without data makes none: its statuses stay in PC_A's common.map). */
   names(piece: Piece): string[] {
-    return this.#files(piece).flatMap((f) => [...f.maps.map(([n]) => n), `${f.entry.base}.raw`]);
+    return this.#files(piece).flatMap((f) => [`${f.entry.base}.raw`, ...f.maps.map(([n]) => n)]);
   }
 
   /** Bytes `write` puts on the stick for `piece`, exactly (before rounding to the file system's block). */
