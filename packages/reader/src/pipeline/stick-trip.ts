@@ -184,9 +184,32 @@ export async function rescueStickJob(o: StickTripOptions, io: StickTripIo): Prom
     // a full stick ends the trip as planned
     hook.progress?.finish(result.signal ? 'interrupted' : result.status === 0 || result.status === EXIT_STICK_FULL ? 'finished' : 'failed');
     return result;
+  } catch (err) {
+    throw codedSystemError(err, resolve(o.to), resolve(o.jobDir));
   } finally {
     hook.progress?.finish('failed');
   }
+}
+
+const FULL_CODES = new Set(['ENOSPC', 'EFBIG', 'EDQUOT', 'EPERM']);
+
+/**
+ * A system error (ENOSPC, EIO...) the trip did not expect, as a coded error naming its
+ * file: on the stick `ERR_STICK_FULL` (no space; fusefat says EPERM) or `ERR_STICK_WRITE`,
+ * elsewhere `ERR_SPOOL`. Coded errors pass unchanged.
+ */
+function codedSystemError(err: unknown, root: string, jobDir: string): unknown {
+  const code = errnoOf(err);
+  if (code === undefined || code.startsWith('ERR_')) return err;
+  const path = (err as { path?: unknown }).path;
+  const file = typeof path === 'string' ? path : root;
+  const what = (err as Error).message;
+  if (file.startsWith(root)) {
+    return FULL_CODES.has(code)
+      ? new ReaderError('ERR_STICK_FULL', file, `${file}: the stick is full (${what}). Free space on it or use another stick, then run the same command again.`, { cause: err })
+      : new ReaderError('ERR_STICK_WRITE', file, `${file}: ${what}. Check the stick is plugged in and mounted read-write, then run the same command again.`, { cause: err });
+  }
+  return new ReaderError('ERR_SPOOL', file, `${file}: ${what}. ${file.startsWith(jobDir) ? 'Free space on PC_A\'s disk holding the job folder' : 'Fix the cause'}, then run the same command again.`, { cause: err });
 }
 
 /** `rescueStickJob`, with the progress display it opens put in `hook`. */

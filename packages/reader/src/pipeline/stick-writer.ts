@@ -43,8 +43,11 @@ export async function writeFileDurably(folder: string, name: string, fill: (out:
     let bytes = 0;
     try {
       const out = createWriteStream('', { fd: fh.fd, autoClose: false });
-      await fill(out);
-      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      // a failed write (ENOSPC) rejects here rather than as an unhandled 'error' event
+      const failed = new Promise<never>((_, reject) => out.once('error', reject));
+      failed.catch(() => undefined);
+      await Promise.race([fill(out), failed]);
+      await Promise.race([new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve()))), failed]);
       bytes = out.bytesWritten;
       await fh.sync();
     } finally {
