@@ -103,6 +103,7 @@ for (let r = 0; r < runs; ++r) {
     const [ms, cpu] = await once(v);
     times.get(v)!.push(ms);
     cpus.get(v)!.push(cpu);
+    process.stderr.write(`run ${r + 1} ${v}: ${ms.toFixed(0)} ms, CPU ${cpu.toFixed(0)} ms\n`);
   }
 }
 rmSync(dir, { recursive: true, force: true });
