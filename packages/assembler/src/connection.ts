@@ -290,7 +290,11 @@ export class Connection {
     ++this.#unmergedPieces;
     if (this.#unmergedBytes >= this.#ctx.maxUnmergedBytes || this.#unmergedPieces >= this.#ctx.maxUnmergedPieces) this.#pause();
     const merged = this.#queue!.enqueue(piece).then(
-      () => this.#ack(piece.seq),
+      () => {
+        this.#ack(piece.seq);
+        // written and fsynced: nothing holds its bytes any more
+        this.#collector?.recycle(piece.data);
+      },
       (err: unknown) => {
         const code = codeOf(err);
         this.#ctx.log.error(`${this.#peer}: piece ${piece.seq} not merged: ${code}: ${messageOf(err)}`);

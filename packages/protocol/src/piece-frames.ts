@@ -17,17 +17,18 @@ import { xxh64 } from './xxh64.js';
 /**
  * The encoded envelopes of a piece, one per websocket message, made lazily so
  * the sender can wait for the socket between frames. Frames are `maxFrameBytes`
- * long, the last one shorter; a piece without data has no frame.
+ * long, the last one shorter; a piece without data has no frame. `alloc`, if given,
+ * provides the memory of each data frame (see `encodePieceData`).
  * @throws ProtocolError as `encodeEnvelope`.
  */
-export function* encodePieceFrames(piece: Piece, limits: Limits = DEFAULT_LIMITS): Generator<Uint8Array, void, undefined> {
+export function* encodePieceFrames(piece: Piece, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array): Generator<Uint8Array, void, undefined> {
   const header = encodeEnvelope({
     type: 'pieceHeader', seq: piece.seq, chunk: piece.chunk, extents: piece.extents, delta: piece.delta, dataSize: piece.data.length,
   }, limits);
   yield header;
   for (let offset = 0; offset < piece.data.length; offset += limits.maxFrameBytes) {
     const data = piece.data.subarray(offset, Math.min(piece.data.length, offset + limits.maxFrameBytes));
-    yield encodePieceData(piece.seq, offset, data, limits);
+    yield encodePieceData(piece.seq, offset, data, limits, alloc);
   }
   yield encodeEnvelope({ type: 'pieceEnd', seq: piece.seq, xxh64OfHeader: xxh64(header) }, limits);
 }
@@ -59,16 +60,19 @@ function putVarint(buf: Uint8Array, at: number, v: number): number {
  * The `pieceData` envelope, byte for byte what `encodeEnvelope` makes (fields at their
  * proto3 defaults left out), written directly: the data is copied once into the
  * message, where protobufjs would copy it twice and reserve its buffers bit by bit.
+ * `alloc(size)`, if given, returns the `size` bytes to write it into (a sender reusing
+ * the buffers of frames already on the socket); by default they are new.
  * @throws ProtocolError as `encodeEnvelope`.
  */
-export function encodePieceData(seq: number, offset: number, data: Uint8Array, limits: Limits = DEFAULT_LIMITS): Uint8Array {
+export function encodePieceData(seq: number, offset: number, data: Uint8Array, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array): Uint8Array {
   checkMessage({ type: 'pieceData', seq, offset, data }, { limits });
   const body = (seq === 0 ? 0 : 1 + varintSize(seq)) + (offset === 0 ? 0 : 1 + varintSize(offset)) + (data.length === 0 ? 0 : 1 + varintSize(data.length) + data.length);
   const total = 1 + varintSize(body) + body;
   if (total > limits.maxMessageBytes) {
     throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A pieceData message encodes to ${total} bytes; at most ${limits.maxMessageBytes} may be sent.`, { limit: limits.maxMessageBytes });
   }
-  const out = Buffer.allocUnsafe(total);
+  const out = alloc === undefined ? Buffer.allocUnsafe(total) : alloc(total);
+  if (out.length !== total) throw new Error(`internal: alloc(${total}) returned ${out.length} bytes`);
   let at = 0;
   out[at++] = TAG_PIECE_DATA;
   at = putVarint(out, at, body);
@@ -97,6 +101,11 @@ export interface PieceCollectorOptions {
   readonly peer?: string;
 }
 
+/** What a collector keeps of recycled buffers, at most (a batch of default pieces). */
+const RECYCLE_BYTES = 64 * 1024 * 1024;
+/** Smaller buffers are not worth keeping. */
+const RECYCLE_MIN_BYTES = 1024 * 1024;
+
 type PieceMessage = PieceHeaderMessage | PieceDataMessage | PieceEndMessage;
 
 interface Open {
@@ -118,6 +127,9 @@ export class PieceCollector {
   readonly #plan: PiecePlan & { readonly rescueId: string };
   readonly #peer: string | undefined;
   #open: Open | undefined;
+  /** Buffers of merged pieces, given back by `recycle`, for the next pieces. */
+  readonly #free: ArrayBuffer[] = [];
+  #freeBytes = 0;
 
   constructor(options: PieceCollectorOptions) {
     this.#plan = options.plan;
@@ -127,6 +139,28 @@ export class PieceCollector {
   /** The sequence number of the piece being received, if any. */
   get pending(): number | undefined {
     return this.#open?.header.seq;
+  }
+
+  /**
+   * Give back the data of a piece this collector returned, once nothing uses it any
+   * more (merged: written and fsynced), so the next piece of about its size reuses its
+   * memory instead of new pages (and garbage collections). At most `RECYCLE_BYTES` are kept.
+   */
+  recycle(data: Uint8Array): void {
+    const buf = data.buffer;
+    if (!(buf instanceof ArrayBuffer) || data.byteOffset !== 0 || buf.byteLength < RECYCLE_MIN_BYTES) return;
+    if (this.#freeBytes + buf.byteLength > RECYCLE_BYTES || this.#free.includes(buf)) return;
+    this.#free.push(buf);
+    this.#freeBytes += buf.byteLength;
+  }
+
+  /** `size` bytes, not zeroed: a recycled buffer of at least that size (at most twice), else a new one. */
+  #alloc(size: number): Uint8Array {
+    const i = this.#free.findIndex((b) => b.byteLength >= size && b.byteLength <= 2 * size);
+    if (i < 0) return Buffer.allocUnsafeSlow(size);
+    const [buf] = this.#free.splice(i, 1);
+    this.#freeBytes -= buf!.byteLength;
+    return new Uint8Array(buf!, 0, size);
   }
 
   /** Drop the piece being received (the connection closed). */
@@ -160,7 +194,7 @@ export class PieceCollector {
       if (open !== undefined) this.#fail('ERR_PROTO_OUT_OF_ORDER', open.header.seq, `A header for piece ${msg.seq} arrived before the end of this piece.`);
       if (raw === undefined) throw new TypeError('accept(pieceHeader) needs the raw bytes of the envelope');
       // not zeroed: the piece is returned only once frames have filled every byte
-      this.#open = { header: msg, headerXxh64: xxh64(raw), data: Buffer.allocUnsafe(msg.dataSize), received: 0 };
+      this.#open = { header: msg, headerXxh64: xxh64(raw), data: this.#alloc(msg.dataSize), received: 0 };
       return undefined;
     }
     if (open === undefined) this.#fail('ERR_PROTO_OUT_OF_ORDER', msg.seq, `A ${msg.type} arrived without a header.`);

@@ -130,4 +130,28 @@ describe('encodePieceFrames / PieceCollector', () => {
     ), { numRuns: 300 });
     expect(() => encodePieceData(1, 0, new Uint8Array(1001), limits)).to.throw(ProtocolError).with.property('code', 'ERR_PROTO_FRAME_TOO_LARGE');
   });
+
+  it('reuses the memory of a recycled piece for the next one of about its size, never a small one', () => {
+    const wide = resolveLimits({ maxFrameBytes: 256 * 1024, maxMessageBytes: 512 * 1024 });
+    const collector = new PieceCollector({ plan });
+    const receive = (p: Piece): Piece => {
+      let out: Piece | undefined;
+      for (const bytes of encodePieceFrames(p, wide)) out = collector.accept(decodeEnvelope(bytes, wide) as PieceMessage, bytes) ?? out;
+      return out!;
+    };
+    const first = receive(makePiece(1, 0, [[0, 1 << 20, '+']]));
+    const buffer = first.data.buffer;
+    collector.recycle(first.data);
+    collector.recycle(first.data); // twice: kept once
+    const p2 = makePiece(2, 0, [[0, 1 << 20, '+']]);
+    const second = receive(p2);
+    expect(second.data.buffer).to.equal(buffer);
+    expect(Buffer.from(second.data).equals(Buffer.from(p2.data))).to.equal(true);
+    const third = receive(makePiece(3, 1, [[0, 1 << 20, '+']]));
+    expect(third.data.buffer).to.not.equal(buffer); // given out once only
+    const small = receive(makePiece(4, 0, [[0, 4096, '+']]));
+    collector.recycle(small.data);
+    collector.recycle(third.data);
+    expect(receive(makePiece(5, 0, [[0, 4096, '+']])).data.buffer).to.not.equal(small.data.buffer);
+  });
 });

@@ -32,6 +32,32 @@ function zeroMask(mask: Buffer): void {
   mask.fill(0);
 }
 
+/**
+ * Memory for data frames: every full frame has the same size, so the buffers of frames
+ * the socket has written are used again, instead of new pages for each frame (and the
+ * garbage collections their external memory triggers). Holds a few buffers at most.
+ */
+class FramePool {
+  readonly #size: number;
+  readonly #free: ArrayBuffer[] = [];
+
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  alloc(size: number): Uint8Array {
+    if (size > this.#size) return Buffer.allocUnsafe(size);
+    const buf = this.#free.pop() ?? new ArrayBuffer(this.#size);
+    return new Uint8Array(buf, 0, size);
+  }
+
+  /** `frame` (from `alloc`) is no longer used by anyone. */
+  free(frame: Uint8Array): void {
+    const buf = frame.buffer;
+    if (buf instanceof ArrayBuffer && buf.byteLength === this.#size && frame.byteOffset === 0 && this.#free.length < 4 && !this.#free.includes(buf)) this.#free.push(buf);
+  }
+}
+
 /** What the assembler said when a session opened. */
 export type Welcome = WelcomeMessage;
 
@@ -269,6 +295,7 @@ export class WsShipper {
       w?.();
     });
     const window = o.windowBytes ?? 64 << 20;
+    const frames = new FramePool(this.#limits.maxFrameBytes + 64);
     for (;;) {
       if (closed) throw closed;
       const pending = o.spool.seqs().filter((s) => !inFlight.has(s));
@@ -292,9 +319,12 @@ export class WsShipper {
       }
       inFlight.set(seq, piece.data.length + 1);
       inFlightBytes += piece.data.length + 1;
-      for (const frame of encodePieceFrames(piece, this.#limits)) {
+      for (const frame of encodePieceFrames(piece, this.#limits, (size) => frames.alloc(size))) {
         if (closed) throw closed;
-        send(frame);
+        // a data frame's memory serves again once the socket has taken it (not after an error)
+        ws.send(frame, { binary: true }, (err) => {
+          if (!err) frames.free(frame);
+        });
         while (ws.bufferedAmount > 8 << 20 && !closed) await new Promise((r) => setTimeout(r, 5));
       }
     }
