@@ -93,6 +93,14 @@ export interface ReadBundleOptions {
    * error propagates unchanged: a caller can refuse a bundle by its manifest.
    */
   readonly onManifest?: (manifest: BundleManifest) => void;
+  /**
+   * Let a piece's data be a view of the source's memory where its bytes lie
+   * in one buffer (no copy). Only for a source that never reuses the memory of
+   * what it yielded while the pieces are in use, and whose chunks are about the
+   * pieces' size (a view keeps its whole buffer alive). Default false: each
+   * piece gets its own copy.
+   */
+  readonly shareSource?: boolean;
 }
 
 /** Why a path is unsafe to even consider, or undefined. */
@@ -111,17 +119,35 @@ function wrapStreamError(err: unknown, file: string | undefined): unknown {
   return new ProtocolError('ERR_BUNDLE_MALFORMED', `Cannot read the bundle as tar (${err instanceof Error ? err.message : String(err)}).`, { file, cause: err });
 }
 
-async function readEntry(entry: AsyncIterable<unknown>, size: number, name: string, file: string | undefined): Promise<Uint8Array> {
-  const data = new Uint8Array(size);
+/**
+ * The bytes of an entry. tar-stream hands out slices of the source's chunks.
+ * With `share`, while they follow each other in one buffer (a source that reads
+ * a whole bundle into one buffer, in one or several reads), the entry is a view
+ * of that buffer and nothing is copied; otherwise it is copied into its own.
+ */
+async function readEntry(entry: AsyncIterable<unknown>, size: number, name: string, file: string | undefined, share = false): Promise<Uint8Array> {
+  let view: Uint8Array | undefined;
+  let data: Uint8Array | undefined;
   let at = 0;
   for await (const chunk of entry) {
     if (!(chunk instanceof Uint8Array)) throw new TypeError('tar entries yield bytes');
     if (at + chunk.length > size) throw new ProtocolError('ERR_BUNDLE_SIZE_MISMATCH', `${name} holds more than its ${size} bytes.`, { file });
-    data.set(chunk, at);
+    if (!share && data === undefined) data = new Uint8Array(size);
+    if (data === undefined && view === undefined) view = chunk;
+    else if (data === undefined && view !== undefined && chunk.buffer === view.buffer && chunk.byteOffset === view.byteOffset + view.length) {
+      view = new Uint8Array(view.buffer, view.byteOffset, view.length + chunk.length);
+    } else {
+      if (data === undefined) {
+        data = new Uint8Array(size);
+        data.set(view!, 0);
+        view = undefined;
+      }
+      data.set(chunk, at);
+    }
     at += chunk.length;
   }
   if (at !== size) throw new ProtocolError('ERR_BUNDLE_SIZE_MISMATCH', `${name} holds ${at} bytes, not ${size}.`, { file });
-  return data;
+  return data ?? view ?? new Uint8Array(0);
 }
 
 /**
@@ -189,7 +215,7 @@ export async function* readBundle(source: NodeJS.ReadableStream | AsyncIterable<
         if (size !== want.dataSize) throw new ProtocolError('ERR_BUNDLE_SIZE_MISMATCH', `${name} has ${size} bytes but the manifest says ${want.dataSize}.`, { file, seq: want.seq });
         const piece: Piece = {
           rescueId: rescueId ?? '', seq: want.seq, chunk: want.chunk, extents: want.extents, delta: want.delta,
-          data: await readEntry(entry, size, name, file),
+          data: await readEntry(entry, size, name, file, options.shareSource === true),
         };
         if (plan !== undefined) validatePiece(piece, plan, { file });
         else verifyPieceData(piece, { file });

@@ -268,6 +268,26 @@ describe('writeBundle / readBundle', () => {
     expect(yielded).to.equal(0);
   });
 
+  it('with shareSource, gives views of one source buffer read in slices (no copy), and copies otherwise', async () => {
+    const bytes = await bundleBytes([p1, p2, p3]);
+    for (const sizes of [[bytes.length], [512], [1000, 7, 4096]]) {
+      const shared = await collect(readBundle(chunked(bytes, sizes), { plan: PLAN, shareSource: true }));
+      const copied = await collect(readBundle(chunked(bytes, sizes), { plan: PLAN }));
+      expect(shared.map((p) => Buffer.from(p.data))).to.deep.equal([p1, p2, p3].map((p) => Buffer.from(p.data)));
+      expect(copied.map((p) => Buffer.from(p.data))).to.deep.equal([p1, p2, p3].map((p) => Buffer.from(p.data)));
+      for (const p of shared) if (p.data.length > 0) expect(p.data.buffer).to.equal(bytes.buffer);
+      for (const p of copied) expect(p.data.buffer).to.not.equal(bytes.buffer);
+    }
+    // slices of different buffers cannot be one view: copied, and still checked
+    const separate = Readable.from(Array.from({ length: Math.ceil(bytes.length / 333) }, (_, k) => Buffer.from(bytes.subarray(k * 333, (k + 1) * 333))));
+    const got = await collect(readBundle(separate, { plan: PLAN, shareSource: true }));
+    expect(got.map((p) => Buffer.from(p.data))).to.deep.equal([p1, p2, p3].map((p) => Buffer.from(p.data)));
+    const tampered = Buffer.from(bytes);
+    const at = tampered.length - 1024 - 512 - 1;
+    tampered[at] = tampered[at]! ^ 1;
+    await expectCode(collect(readBundle(chunked(tampered, [512]), { plan: PLAN, shareSource: true })), 'ERR_PIECE_CHECKSUM_MISMATCH');
+  });
+
   it('names pieces with at least six digits', () => {
     expect(pieceEntryName(1)).to.equal('piece-000001.bin');
     expect(pieceEntryName(1234567)).to.equal('piece-1234567.bin');
