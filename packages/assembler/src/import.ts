@@ -25,13 +25,14 @@
  * bundle the stick cannot read (EIO) is skipped, reported, and not refused.
  */
 import { createReadStream } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, open, readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import type { BundleManifest, Limits, Piece, PiecePlan, Receipt, ReceiptRejection, StickRescue } from '@ddferry/protocol';
 import { bundleSeqOf, DEFAULT_LIMITS, ProtocolError, readBundle } from '@ddferry/protocol';
 
+import { BufferPool } from './buffer-pool.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import type { Image } from './image.js';
 import type { MergeLimits } from './merge.js';
@@ -43,6 +44,31 @@ const MIB = 1024 * 1024;
 /** Longest reason kept in a receipt (its texts hold at most 4096 characters). */
 const MAX_REASON = 2000;
 const READ_CHUNK = 4 * MIB;
+/** The first read of a bundle held in memory: enough for its manifest, so a bundle merged before costs little. */
+const FIRST_READ = 256 * 1024;
+/** Default `maxHeldBytes`. */
+const DEFAULT_MAX_HELD = 96 * MIB;
+
+/**
+ * The first `size` bytes of the file `path`, read into `buf` slice by slice:
+ * each slice is yielded once read (a view of `buf`, never reused while the
+ * caller uses it), so a consumer that stops early stops the reading. A file
+ * shorter than `size` ends early.
+ */
+async function* readInto(path: string, buf: Uint8Array): AsyncGenerator<Uint8Array, void, undefined> {
+  const handle = await open(path, 'r');
+  try {
+    for (let at = 0; at < buf.length;) {
+      const want = Math.min(at === 0 ? FIRST_READ : READ_CHUNK, buf.length - at);
+      const { bytesRead } = await handle.read(buf, at, want, at);
+      if (bytesRead === 0) return;
+      yield buf.subarray(at, at + bytesRead);
+      at += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+}
 
 /** What happened to one bundle, as `onBundle` is told. */
 export interface BundleEvent {
@@ -72,9 +98,11 @@ export interface ImportOptions {
   /** Merge batches; default `DEFAULT_MERGE_LIMITS` (64 pieces, 64 MiB). */
   readonly merge?: Partial<MergeLimits> | undefined;
   /**
-   * Most verified bundle data held in memory, waiting to be merged, read
-   * ahead included. A larger bundle is read twice: checked whole, then read
-   * again piece by piece while merging. Default 512 MiB (at least one piece: 256 MiB).
+   * Most bundle bytes held in memory, being checked or waiting to be merged
+   * (read-ahead), in buffers used again from bundle to bundle. A larger bundle
+   * is read twice: checked whole, then read again piece by piece while
+   * merging. Default 96 MiB (three bundles of 32 MiB, the largest a reader
+   * writes onto a stick).
    */
   readonly maxHeldBytes?: number | undefined;
   /** Stop at the next bundle (finishing the merge in progress, writing the receipt). */
@@ -126,7 +154,7 @@ interface BundleFile {
 }
 
 type Verdict =
-  | { readonly kind: 'sound'; readonly pieces: readonly Piece[]; readonly bytes: number }
+  | { readonly kind: 'sound'; readonly pieces: readonly Piece[]; readonly buffer: Uint8Array }
   | { readonly kind: 'large'; readonly manifest: BundleManifest }
   | { readonly kind: 'skipped' }
   | { readonly kind: 'refused'; readonly rejection: ReceiptRejection }
@@ -175,7 +203,8 @@ async function listBundles(folder: string, warn: (message: string) => void): Pro
  */
 export async function importStick(dir: string, image: Image, options: ImportOptions = {}): Promise<ImportResult> {
   const limits = options.limits ?? DEFAULT_LIMITS;
-  const maxHeld = Math.max(options.maxHeldBytes ?? 512 * MIB, 1);
+  const maxHeld = Math.max(options.maxHeldBytes ?? DEFAULT_MAX_HELD, 1);
+  const pool = new BufferPool(maxHeld);
   const warn = options.warn ?? ((): void => undefined);
   const now = options.now ?? ((): Date => new Date());
   const { signal } = options;
@@ -215,12 +244,20 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   const makeRoom = async (bytes: number): Promise<void> => {
     while (inFlight.length > 0 && heldBytes + bytes > maxHeld) await settleOldest();
   };
-  /** Queue pieces for merging; `after` runs once they are durable. */
-  const merge = (pieces: readonly Piece[], bytes: number, after: (pieces: number, bytes: number) => void): void => {
+  /**
+   * Queue pieces for merging; `after` runs once they are durable. `bytes` are
+   * held until then; `buffer`, the pieces' memory, goes back to the pool once
+   * they are durable or failed.
+   */
+  const merge = (pieces: readonly Piece[], bytes: number, after: (pieces: number, bytes: number) => void, buffer?: Uint8Array): void => {
     const fresh = pieces.filter((p) => !image.isMerged(p.seq));
     const freshBytes = fresh.reduce((s, p) => s + p.data.length, 0);
     heldBytes += bytes;
-    const done = Promise.all(fresh.map((p) => queue.enqueue(p))).then(
+    const merged = Promise.allSettled(fresh.map((p) => queue.enqueue(p))).then((results) => {
+      if (buffer !== undefined) pool.give(buffer);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+    });
+    const done = merged.then(
       async () => {
         counts.mergedPieces += fresh.length;
         counts.mergedBytes += freshBytes;
@@ -244,6 +281,8 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   /** Read and check a whole bundle; hold its pieces when it fits in `maxHeld`. */
   const examine = async (b: BundleFile, onManifest: (m: BundleManifest) => void): Promise<Verdict> => {
     let manifest: BundleManifest | undefined;
+    /** The pool's buffer, until a sound verdict takes it. */
+    let buffer: Uint8Array | undefined;
     try {
       const st = await lstat(b.path);
       if (!st.isFile()) {
@@ -254,22 +293,22 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       }
       const hold = st.size <= maxHeld;
       const pieces: Piece[] = [];
-      let bytes = 0;
-      // each read allocates highWaterMark bytes: no more than the file needs (GC)
-      const source = createReadStream(b.path, { highWaterMark: Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)) });
+      // held: read into a buffer of the pool, the pieces are views of it (no copy);
+      // else each read allocates highWaterMark bytes: no more than the file needs (GC)
+      buffer = hold ? pool.take(st.size) : undefined;
+      const source = buffer !== undefined ? readInto(b.path, buffer) : createReadStream(b.path, { highWaterMark: Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)) });
       for await (const piece of readBundle(source, {
-        limits, file: b.path, plan, onManifest: (m) => {
+        limits, file: b.path, plan, shareSource: hold, onManifest: (m) => {
           manifest = m;
           onManifest(m);
         },
       })) {
-        if (hold) {
-          pieces.push(piece);
-          bytes += piece.data.length;
-        }
+        if (hold) pieces.push(piece);
       }
-      if (!hold) return { kind: 'large', manifest: manifest! };
-      return { kind: 'sound', pieces, bytes };
+      if (buffer === undefined) return { kind: 'large', manifest: manifest! };
+      const sound: Verdict = { kind: 'sound', pieces, buffer };
+      buffer = undefined;
+      return sound;
     } catch (err) {
       if (err instanceof AllMerged) return { kind: 'skipped' };
       if (isRefusal(err)) {
@@ -279,6 +318,8 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
         return { kind: 'unreadable', error: new AssemblerError('ERR_IMPORT_STICK_READ', b.path, `Cannot read the bundle (${errnoOf(err)}); it is left on the stick, neither merged nor refused. Check the stick (dmesg), then import again.`, { cause: err }) };
       }
       throw err;
+    } finally {
+      if (buffer !== undefined) pool.give(buffer);
     }
   };
 
@@ -348,12 +389,11 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
         tell(b, index, { outcome: 'unreadable', pieces: 0, bytes: 0, code: verdict.error.code, reason: verdict.error.message });
         break;
       case 'sound': {
-        await makeRoom(verdict.bytes);
         const at = index;
-        merge(verdict.pieces, verdict.bytes, (pieces, bytes) => {
+        merge(verdict.pieces, verdict.buffer.length, (pieces, bytes) => {
           ++counts.merged;
           tell(b, at, { outcome: 'merged', pieces, bytes });
-        });
+        }, verdict.buffer);
         break;
       }
       case 'large':

@@ -1,0 +1,61 @@
+/**
+ * Buffers for whole bundles, used again once their bundle is merged: a fresh
+ * large buffer costs a page fault per 4 KiB page and pressure on the garbage
+ * collector (external memory), which together cost more CPU than checking the
+ * bundle. The pool keeps buffers in use plus free ones within `maxBytes`.
+ */
+export class BufferPool {
+  readonly #maxBytes: number;
+  readonly #free: Uint8Array[] = [];
+  #freeBytes = 0;
+  #inUseBytes = 0;
+
+  /** @param maxBytes most bytes of buffers in use and free together (more are in use only if asked for). */
+  constructor(maxBytes: number) {
+    if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`maxBytes must be a positive integer, not ${String(maxBytes)}`);
+    this.#maxBytes = maxBytes;
+  }
+
+  /** Bytes of the buffers taken and not given back. */
+  get inUseBytes(): number {
+    return this.#inUseBytes;
+  }
+
+  /**
+   * A buffer of `size` bytes (its contents are whatever was there: the caller
+   * overwrites them), a view of a free one at most a quarter larger, else new.
+   */
+  take(size: number): Uint8Array {
+    let pick = -1;
+    for (let i = 0; i < this.#free.length; ++i) {
+      const cap = this.#free[i]!.length;
+      if (cap >= size && cap <= size + size / 4 && (pick < 0 || cap < this.#free[pick]!.length)) pick = i;
+    }
+    let buf: Uint8Array;
+    if (pick >= 0) {
+      buf = this.#free.splice(pick, 1)[0]!;
+      this.#freeBytes -= buf.length;
+    } else {
+      buf = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
+      this.#trim(size);
+    }
+    this.#inUseBytes += buf.length;
+    return buf.length === size ? buf : buf.subarray(0, size);
+  }
+
+  /** Give back a buffer from `take` (or a view of it from its start); nothing may use it afterwards. */
+  give(buf: Uint8Array): void {
+    const whole = new Uint8Array(buf.buffer, 0, buf.buffer.byteLength);
+    this.#inUseBytes -= whole.length;
+    this.#free.push(whole);
+    this.#freeBytes += whole.length;
+    this.#trim(0);
+  }
+
+  /** Drop free buffers, oldest first, until `extra` more bytes fit in `maxBytes`. */
+  #trim(extra: number): void {
+    while (this.#free.length > 0 && this.#inUseBytes + this.#freeBytes + extra > this.#maxBytes) {
+      this.#freeBytes -= this.#free.shift()!.length;
+    }
+  }
+}
