@@ -19,7 +19,7 @@
  * domainStart being the position of the first `+` block of the chunk map: for
  * file systems without sparse files).
  */
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -43,6 +43,8 @@ export interface ImportDdrescueOptions {
   readonly domainMap: string;
   /** PC_A's common mapfile; without it the whole domain counts as rescued. Default none. */
   readonly commonMap?: string | undefined;
+  /** `commonMap` already read (several chunks of one rescue read it once); named as `commonMap` in messages. Default: read `commonMap`. */
+  readonly commonMapfile?: Mapfile | undefined;
   /** The chunk file holds the domain from its offset 0 (see the module comment). Default false: sparse. */
   readonly packed?: boolean | undefined;
   /** Bytes written per fsync and IMAGE.map save. Default 256 MiB. */
@@ -128,53 +130,57 @@ function cropRanges(ranges: readonly Range[], end: number): Range[] {
   return out;
 }
 
-/** Cut `ranges` into batches of at most `limit` bytes, splitting a copy where needed. */
-function batchesOf(ranges: readonly Range[], limit: number): Range[][] {
-  const out: Range[][] = [];
-  let batch: Range[] = [];
-  let bytes = 0;
-  for (const r of ranges) {
-    for (let pos = r.pos; pos < r.end;) {
-      const take = Math.min(r.end - pos, limit - bytes);
-      batch.push({ pos, end: pos + take });
-      bytes += take;
-      pos += take;
-      if (bytes === limit) {
-        out.push(batch);
-        batch = [];
-        bytes = 0;
-      }
-    }
-  }
-  if (batch.length > 0) out.push(batch);
-  return out;
-}
-
 function describeStatuses(others: readonly StatusRange[]): string {
   const by = new Map<string, number>();
   for (const o of others) by.set(o.status, (by.get(o.status) ?? 0) + o.size);
   return [...by].map(([s, n]) => `${n} bytes '${s}'`).join(', ');
 }
 
+/** One chunk file checked against the image, its copies not yet committed. */
+interface PreparedChunk {
+  readonly options: ImportDdrescueOptions;
+  readonly handle: FileHandle;
+  readonly copies: readonly Range[];
+  readonly statuses: readonly StatusRange[];
+  readonly read: (buf: Uint8Array, pos: number) => Promise<void>;
+  readonly readSync: (buf: Uint8Array, pos: number) => void;
+  readonly result: Omit<ImportDdrescueResult, 'writtenBytes' | 'batches'>;
+}
+
+/** `ranges` (sorted) without the bytes of `taken` (any order); returns the bytes removed too. */
+function subtractRanges(ranges: readonly Range[], taken: readonly Range[]): { left: Range[]; removed: number } {
+  if (taken.length === 0) return { left: [...ranges], removed: 0 };
+  const cut = [...taken].sort((a, b) => a.pos - b.pos);
+  const left: Range[] = [];
+  let removed = 0;
+  let k = 0;
+  for (const r of ranges) {
+    let pos = r.pos;
+    while (k < cut.length && cut[k]!.end <= pos) ++k;
+    for (let j = k; j < cut.length && cut[j]!.pos < r.end && pos < r.end; ++j) {
+      const c = cut[j]!;
+      if (c.pos > pos) left.push({ pos, end: Math.min(c.pos, r.end) });
+      const next = Math.max(pos, Math.min(c.end, r.end));
+      removed += next - Math.max(pos, c.pos) > 0 ? next - Math.max(pos, c.pos) : 0;
+      pos = Math.max(pos, next);
+    }
+    if (pos < r.end) left.push({ pos, end: r.end });
+  }
+  return { left, removed };
+}
+
 /**
- * Merge one chunk file into `image` (see the module comment). The image may be
- * new, unbound (a GNU ddrescue mapfile and no binding), or bound to a ddferry
- * rescue of the same size; it is `adopt`ed for the source size, which comes
- * from COMMON.map, else IMAGE.map, else the extent of the chunk map.
- * @throws AssemblerError `ERR_CHUNK_FILE_OPEN`, `ERR_CHUNK_FILE_READ`,
- *   `ERR_CHUNK_FILE_SHORT`, `ERR_CHUNK_FILE_IS_IMAGE`, `ERR_DOMAIN_EMPTY`,
- *   `ERR_DOMAIN_OUTSIDE_SOURCE`, `ERR_DOMAIN_SIZE_UNKNOWN`, `ERR_IMAGE_MAP_SIZE`
- *   (the sizes of both mapfiles shown), `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`,
- *   `ERR_IMAGE_SAVE`; `MapfileParseError`/`MapfileIoError` for a mapfile that
- *   cannot be read; the signal's reason once aborted between batches.
+ * Check one chunk file against the image and find what it brings (see the
+ * module comment): its copies, minus bytes `+` in IMAGE.map or in `pending`
+ * (copies of chunks before it, not committed yet: the first copy wins). The
+ * image is adopted; the chunk file stays open for the copies.
  */
-export async function importDdrescueChunk(image: Image, options: ImportDdrescueOptions): Promise<ImportDdrescueResult> {
-  const o = { ...IMPORT_DDRESCUE_DEFAULTS, ...definedOf(options) };
-  if (!Number.isSafeInteger(o.batchBytes) || o.batchBytes <= 0) throw new RangeError(`batchBytes must be a positive integer, not ${String(o.batchBytes)}`);
+async function prepareChunk(image: Image, options: ImportDdrescueOptions, packed: boolean, pending: readonly Range[]): Promise<PreparedChunk> {
+  const o = { packed };
   const warn = options.warn ?? ((): void => undefined);
 
   const domainMap = await readMapfile(options.domainMap);
-  const common = options.commonMap === undefined ? undefined : await readMapfile(options.commonMap);
+  const common = options.commonMap === undefined ? undefined : options.commonMapfile ?? await readMapfile(options.commonMap);
   let domain = Domain.fromOptions(0, UNBOUNDED, domainMap.blocks);
   if (domain.isEmpty()) {
     throw new AssemblerError('ERR_DOMAIN_EMPTY', options.domainMap, 'The domain mapfile has no `+` block, so no byte of the chunk file is inside the domain. Give the chunk\'s own domain mapfile (chunkNN.map, as given to ddrescue -m).');
@@ -221,7 +227,7 @@ export async function importDdrescueChunk(image: Image, options: ImportDdrescueO
       warn(`no --map: the whole domain of ${options.domainMap} (${rescuedBytes} bytes) is taken as rescued. Holes of a sparse chunk file read as zeros, so sectors ddrescue could not read become zeros marked '+' in ${image.mapPath}.${holes} Give --map COMMON.map (PC_A's mapfile) to take only what ddrescue rescued.`);
     }
 
-    const copies: Range[] = [];
+    const seen: Range[] = [];
     let keptBytes = 0;
     for (const r of rescued) {
       image.forEachStatus({ pos: r.pos, size: r.end - r.pos }, (pos, end, status) => {
@@ -229,32 +235,150 @@ export async function importDdrescueChunk(image: Image, options: ImportDdrescueO
           keptBytes += end - pos;
           return;
         }
-        const last = copies[copies.length - 1];
-        if (last !== undefined && last.end === pos) copies[copies.length - 1] = { pos: last.pos, end };
-        else copies.push({ pos, end });
+        const last = seen[seen.length - 1];
+        if (last !== undefined && last.end === pos) seen[seen.length - 1] = { pos: last.pos, end };
+        else seen.push({ pos, end });
       });
     }
-
+    const { left: copies, removed } = subtractRanges(seen, pending);
+    keptBytes += removed;
     const fileOffset = o.packed ? domainStart : 0;
-    const read = async (buf: Uint8Array, pos: number): Promise<void> => readFully(handle, buf, pos - fileOffset, options.chunkFile, pos);
-    const batches = batchesOf(copies, o.batchBytes);
-    let statuses: readonly StatusRange[] = split.others;
-    let done = 0;
-    let writtenBytes = 0;
-    do {
-      options.signal?.throwIfAborted();
-      const batch = batches[done] ?? [];
-      const commitCopies: Copy[] = batch.map((r) => ({ pos: r.pos, size: r.end - r.pos, read }));
-      await image.exclusive(() => image.commit({ writes: [], copies: commitCopies, statuses, seqs: [] }));
-      writtenBytes += sizeOfRanges(batch);
-      statuses = [];
-      ++done;
-    } while (done < batches.length);
-    if (split.others.length > 0) warn(`${options.commonMap} has, inside the domain, ${describeStatuses(split.others)}: raised in ${image.mapPath} where they move statuses forward.`);
-    return { sourceSize, domainBytes, rescuedBytes, writtenBytes, keptBytes, statusBytes: sizeOfRanges(split.others.map((s) => ({ pos: s.pos, end: s.pos + s.size }))), batches: done };
-  } finally {
+    return {
+      options, handle, copies, statuses: split.others,
+      read: async (buf, pos) => readFully(handle, buf, pos - fileOffset, options.chunkFile, pos),
+      readSync: (buf, pos) => readFullySync(handle.fd, buf, pos - fileOffset, options.chunkFile, pos),
+      result: { sourceSize, domainBytes, rescuedBytes, keptBytes, statusBytes: sizeOfRanges(split.others.map((x) => ({ pos: x.pos, end: x.pos + x.size }))) },
+    };
+  } catch (err) {
     await handle.close();
+    throw err;
   }
+}
+
+/** Options shared by the chunks of `importDdrescueChunks`. */
+export interface ImportDdrescueChunksOptions {
+  /** PC_A's common mapfile, for every chunk; read once. Default none. */
+  readonly commonMap?: string | undefined;
+  /** `commonMap` already read. Default: read `commonMap`. */
+  readonly commonMapfile?: Mapfile | undefined;
+  /** See `ImportDdrescueOptions.packed`, for every chunk. */
+  readonly packed?: boolean | undefined;
+  /** Bytes written per fsync and IMAGE.map save, chunks put together. Default 256 MiB. */
+  readonly batchBytes?: number | undefined;
+  /** Most chunk files in one batch (each is open until its batch is committed). Default 64. */
+  readonly batchFiles?: number | undefined;
+  readonly signal?: AbortSignal | undefined;
+  readonly warn?: ((message: string) => void) | undefined;
+  /** Told of each chunk once all it brought is durable, in order. */
+  readonly onChunk?: ((chunk: { readonly chunkFile: string; readonly domainMap: string }, result: ImportDdrescueResult) => void) | undefined;
+}
+
+/**
+ * Merge several chunk files into `image`, in order, as `importDdrescueChunk`
+ * of each one after the other would (a byte in two of them is taken from the
+ * first), but with their copies put together into commits of `batchBytes`
+ * (one fsync and one IMAGE.map save each) instead of at least one per file.
+ * A chunk that is refused stops the run after the chunks before it are made
+ * durable.
+ * @returns one result per chunk; `batches` counts the commits that held some of it.
+ * @throws the errors of `importDdrescueChunk`.
+ */
+export async function importDdrescueChunks(image: Image, chunks: readonly { readonly chunkFile: string; readonly domainMap: string }[], options: ImportDdrescueChunksOptions = {}): Promise<ImportDdrescueResult[]> {
+  const o = { ...IMPORT_DDRESCUE_DEFAULTS, batchFiles: 64, ...definedOf(options) };
+  if (!Number.isSafeInteger(o.batchBytes) || o.batchBytes <= 0) throw new RangeError(`batchBytes must be a positive integer, not ${String(o.batchBytes)}`);
+  if (!Number.isSafeInteger(o.batchFiles) || o.batchFiles <= 0) throw new RangeError(`batchFiles must be a positive integer, not ${String(o.batchFiles)}`);
+  const warn = options.warn ?? ((): void => undefined);
+  const commonMapfile = options.commonMap === undefined ? undefined : options.commonMapfile ?? await readMapfile(options.commonMap);
+  const results: ImportDdrescueResult[] = [];
+
+  interface Open { readonly chunk: PreparedChunk; left: number; queued: boolean; written: number; batches: number }
+  const open: Open[] = [];
+  let copies: Copy[] = [];
+  let pending: Range[] = [];
+  let statuses: StatusRange[] = [];
+  let bytes = 0;
+  let commits = 0;
+  let inBatch = new Set<Open>();
+
+  /** Commit what is gathered, then close and report the chunks it finished. */
+  const commit = async (): Promise<void> => {
+    options.signal?.throwIfAborted();
+    const batch = { writes: [], copies, statuses, seqs: [] };
+    await image.exclusive(() => image.commit(batch));
+    ++commits;
+    for (const x of inBatch) ++x.batches;
+    copies = [];
+    pending = [];
+    statuses = [];
+    bytes = 0;
+    inBatch = new Set();
+    while (open.length > 0 && open[0]!.queued && open[0]!.left === 0) {
+      const x = open.shift()!;
+      await x.chunk.handle.close();
+      const { options: c, statuses: st } = x.chunk;
+      if (st.length > 0) warn(`${c.commonMap} has, inside the domain, ${describeStatuses(st)}: raised in ${image.mapPath} where they move statuses forward.`);
+      const result = { ...x.chunk.result, writtenBytes: x.written, batches: x.batches };
+      results.push(result);
+      options.onChunk?.({ chunkFile: c.chunkFile, domainMap: c.domainMap }, result);
+    }
+  };
+
+  try {
+    for (const c of chunks) {
+      let chunk: PreparedChunk;
+      try {
+        chunk = await prepareChunk(image, { ...c, commonMap: options.commonMap, commonMapfile, warn }, o.packed, pending);
+      } catch (err) {
+        if (copies.length > 0 || statuses.length > 0 || open.length > 0) await commit();
+        throw err;
+      }
+      const x: Open = { chunk, left: sizeOfRanges(chunk.copies), queued: false, written: 0, batches: 0 };
+      open.push(x);
+      if (inBatch.size >= o.batchFiles) await commit();
+      inBatch.add(x);
+      statuses.push(...chunk.statuses);
+      for (const r of chunk.copies) {
+        for (let pos = r.pos; pos < r.end;) {
+          if (bytes === o.batchBytes) {
+            await commit();
+            inBatch.add(x);
+          }
+          const take = Math.min(r.end - pos, o.batchBytes - bytes);
+          copies.push({ pos, size: take, read: chunk.read, readSync: chunk.readSync });
+          pending.push({ pos, end: pos + take });
+          bytes += take;
+          x.left -= take;
+          x.written += take;
+          pos += take;
+        }
+      }
+      x.queued = true;
+      if (bytes === o.batchBytes) await commit();
+    }
+    if (open.length > 0 || commits === 0) await commit();
+  } finally {
+    for (const x of open) await x.chunk.handle.close();
+  }
+  return results;
+}
+
+/**
+ * Merge one chunk file into `image` (see the module comment). The image may be
+ * new, unbound (a GNU ddrescue mapfile and no binding), or bound to a ddferry
+ * rescue of the same size; it is `adopt`ed for the source size, which comes
+ * from COMMON.map, else IMAGE.map, else the extent of the chunk map.
+ * @throws AssemblerError `ERR_CHUNK_FILE_OPEN`, `ERR_CHUNK_FILE_READ`,
+ *   `ERR_CHUNK_FILE_SHORT`, `ERR_CHUNK_FILE_IS_IMAGE`, `ERR_DOMAIN_EMPTY`,
+ *   `ERR_DOMAIN_OUTSIDE_SOURCE`, `ERR_DOMAIN_SIZE_UNKNOWN`, `ERR_IMAGE_MAP_SIZE`
+ *   (the sizes of both mapfiles shown), `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`,
+ *   `ERR_IMAGE_SAVE`; `MapfileParseError`/`MapfileIoError` for a mapfile that
+ *   cannot be read; the signal's reason once aborted between batches.
+ */
+export async function importDdrescueChunk(image: Image, options: ImportDdrescueOptions): Promise<ImportDdrescueResult> {
+  const o = { ...IMPORT_DDRESCUE_DEFAULTS, ...definedOf(options) };
+  if (!Number.isSafeInteger(o.batchBytes) || o.batchBytes <= 0) throw new RangeError(`batchBytes must be a positive integer, not ${String(o.batchBytes)}`);
+  const [result] = await importDdrescueChunks(image, [options], { ...options, batchBytes: o.batchBytes });
+  return result!;
 }
 
 function definedOf<T extends object>(o: T): Partial<T> {
@@ -311,28 +435,51 @@ async function openChunkFile(path: string, image: Image): Promise<FileHandle> {
   }
 }
 
+function readError(err: unknown, file: string, size: number, offset: number): AssemblerError {
+  return new AssemblerError('ERR_CHUNK_FILE_READ', file, `Cannot read ${size} bytes at offset ${offset} (${errnoOf(err) ?? messageOf(err)}). Check the medium (dmesg); nothing of this batch is marked rescued, so running the command again is safe.`, { cause: err });
+}
+
+function shrunk(file: string, offset: number, pos: number): AssemblerError {
+  return new AssemblerError('ERR_CHUNK_FILE_SHORT', file, `The file ended at offset ${offset} while reading source byte ${pos}: it shrank while being imported. Copy it again and run the command again.`);
+}
+
 async function readFully(handle: FileHandle, buf: Uint8Array, offset: number, file: string, pos: number): Promise<void> {
   for (let done = 0; done < buf.length;) {
     let bytesRead: number;
     try {
       ({ bytesRead } = await handle.read(buf, done, buf.length - done, offset + done));
     } catch (err) {
-      throw new AssemblerError('ERR_CHUNK_FILE_READ', file, `Cannot read ${buf.length - done} bytes at offset ${offset + done} (${errnoOf(err) ?? messageOf(err)}). Check the medium (dmesg); nothing of this batch is marked rescued, so running the command again is safe.`, { cause: err });
+      throw readError(err, file, buf.length - done, offset + done);
     }
-    if (bytesRead === 0) {
-      throw new AssemblerError('ERR_CHUNK_FILE_SHORT', file, `The file ended at offset ${offset + done} while reading source byte ${pos + done}: it shrank while being imported. Copy it again and run the command again.`);
-    }
+    if (bytesRead === 0) throw shrunk(file, offset + done, pos + done);
     done += bytesRead;
   }
 }
 
-export const IMPORT_DDRESCUE_USAGE = `Usage: ddferry-assembler import-ddrescue CHUNK.raw --domain CHUNK.map [--map COMMON.map] [--packed] IMAGE
+/** `readFully`, synchronously (for `Copy.readSync`). */
+function readFullySync(fd: number, buf: Uint8Array, offset: number, file: string, pos: number): void {
+  for (let done = 0; done < buf.length;) {
+    let bytesRead: number;
+    try {
+      bytesRead = readSync(fd, buf, done, buf.length - done, offset + done);
+    } catch (err) {
+      throw readError(err, file, buf.length - done, offset + done);
+    }
+    if (bytesRead === 0) throw shrunk(file, offset + done, pos + done);
+    done += bytesRead;
+  }
+}
+
+export const IMPORT_DDRESCUE_USAGE = `Usage: ddferry-assembler import-ddrescue CHUNK.raw --domain CHUNK.map [CHUNK2.raw --domain CHUNK2.map ...]
+                                          [--map COMMON.map] [--packed] IMAGE
 
 Merge into IMAGE (and IMAGE.map) a chunk file made on PC_A with
   ddrescue -m CHUNK.map SOURCE CHUNK.raw COMMON.map
 like 'ddrescue -m CHUNK.map CHUNK.raw IMAGE IMAGE.map', but forward-only and
 durable: bytes already rescued in IMAGE are kept, IMAGE.map says '+' only
 over fsynced data, and running it twice changes nothing.
+Several chunk files, each followed by its --domain, are merged one after the
+other in one run (the n-th --domain goes with the n-th chunk file).
 
 Options:
   --domain CHUNK.map  the chunk's domain mapfile (its '+' blocks), as given to ddrescue -m
@@ -345,7 +492,9 @@ Options:
 `;
 
 /**
- * `ddferry-assembler import-ddrescue ARGS` (the words after the command).
+ * `ddferry-assembler import-ddrescue ARGS` (the words after the command):
+ * one or more `CHUNK.raw --domain CHUNK.map` pairs, then IMAGE; COMMON.map is
+ * read once for all of them, the image opened and locked once.
  * @returns 0 once merged, 130 when `signal` aborted it (the batches done are saved).
  * @throws AssemblerError `ERR_USAGE` and the errors of `importDdrescueChunk` and `Image.open`.
  */
@@ -354,7 +503,7 @@ export async function runImportDdrescue(argv: readonly string[], io: CliIo, sign
   try {
     parsed = parseArgs({
       args: [...argv],
-      options: { domain: { type: 'string' }, map: { type: 'string' }, packed: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { domain: { type: 'string', multiple: true }, map: { type: 'string' }, packed: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
       allowPositionals: true,
       strict: true,
     });
@@ -366,15 +515,24 @@ export async function runImportDdrescue(argv: readonly string[], io: CliIo, sign
     io.stdout(IMPORT_DDRESCUE_USAGE);
     return 0;
   }
-  if (positionals.length !== 2) throw new AssemblerError('ERR_USAGE', 'import-ddrescue', 'Give CHUNK.raw and IMAGE.');
-  if (values.domain === undefined) throw new AssemblerError('ERR_USAGE', 'import-ddrescue', 'Give --domain CHUNK.map, the domain mapfile the chunk was rescued with.');
-  const [chunkFile, imagePath] = positionals as [string, string];
+  if (positionals.length < 2) throw new AssemblerError('ERR_USAGE', 'import-ddrescue', 'Give CHUNK.raw and IMAGE.');
+  const domains = values.domain ?? [];
+  if (domains.length === 0) throw new AssemblerError('ERR_USAGE', 'import-ddrescue', 'Give --domain CHUNK.map, the domain mapfile the chunk was rescued with.');
+  const chunkFiles = positionals.slice(0, -1);
+  const imagePath = positionals[positionals.length - 1]!;
+  if (domains.length !== chunkFiles.length) {
+    throw new AssemblerError('ERR_USAGE', 'import-ddrescue', `Give one --domain CHUNK.map per chunk file: ${chunkFiles.length} chunk file(s) and ${domains.length} --domain (the last word is IMAGE).`);
+  }
   const say = (message: string): void => io.stderr(`ddferry-assembler: warning: ${message}\n`);
   const commandLine = ['ddferry-assembler', 'import-ddrescue', ...argv].join(' ');
+  const commonMapfile = values.map === undefined ? undefined : await readMapfile(values.map);
   const image = await Image.open(imagePath, { commandLine });
   try {
-    const r = await importDdrescueChunk(image, { chunkFile, domainMap: values.domain, commonMap: values.map, packed: values.packed, signal, warn: say });
-    io.stdout(`imported ${chunkFile}: ${r.writtenBytes} bytes written, ${r.keptBytes} already rescued in ${imagePath} kept, ${r.rescuedBytes} of the domain's ${r.domainBytes} bytes rescued; ${image.mapPath} saved (${r.batches} batch${r.batches === 1 ? '' : 'es'})\n`);
+    const chunks = chunkFiles.map((chunkFile, k) => ({ chunkFile, domainMap: domains[k]! }));
+    await importDdrescueChunks(image, chunks, {
+      commonMap: values.map, commonMapfile, packed: values.packed, signal, warn: say,
+      onChunk: (c, r) => io.stdout(`imported ${c.chunkFile}: ${r.writtenBytes} bytes written, ${r.keptBytes} already rescued in ${imagePath} kept, ${r.rescuedBytes} of the domain's ${r.domainBytes} bytes rescued; ${image.mapPath} saved (${r.batches} batch${r.batches === 1 ? '' : 'es'})\n`),
+    });
     return 0;
   } catch (err) {
     if (signal?.aborted === true && err === signal.reason) {

@@ -1,4 +1,4 @@
-import { open, readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 
 import { parseMapfile } from '@ddferry/mapfile';
 import { expect } from 'chai';
@@ -7,7 +7,7 @@ import { run } from '../src/cli.js';
 import type { AssemblerError } from '../src/errors.js';
 import { Image } from '../src/image.js';
 import type { ImportDdrescueOptions } from '../src/import-ddrescue.js';
-import { importDdrescueChunk, runImportDdrescue } from '../src/import-ddrescue.js';
+import { importDdrescueChunk, importDdrescueChunks, runImportDdrescue } from '../src/import-ddrescue.js';
 
 import { bindRequest, bytesOf, FINGERPRINT, RESCUE_ID, SOURCE_SIZE, tempDir } from './helpers.js';
 
@@ -294,6 +294,43 @@ describe('importDdrescueChunk', () => {
     expectRescuedEqual(await imageBytes(), COMMON.slice(0, 5));
   });
 
+  it('importDdrescueChunks puts several chunks into one fsync and IMAGE.map save, ending as one by one', async () => {
+    const steps: string[] = [];
+    const img = await openImage(image, { onStep: (step) => steps.push(step) });
+    const told: string[] = [];
+    const chunks = CHUNKS.map((_, i) => ({ chunkFile: `${dir}/chunk${i}.raw`, domainMap: `${dir}/chunk${i}.map` }));
+    const results = await importDdrescueChunks(img, chunks, { commonMap: `${dir}/common.map`, warn: (m) => warnings.push(m), onChunk: (c) => told.push(c.chunkFile) });
+    expect(told).to.deep.equal(chunks.map((c) => c.chunkFile));
+    expect(steps.filter((x) => x === 'sync')).to.have.length(1);
+    expect(steps.filter((x) => x === 'save-map')).to.have.length(1);
+    expect(results.map((r) => r.batches)).to.deep.equal([1, 1, 1]);
+    expect(await rowsOf(img.mapPath)).to.deep.equal(compactRows(COMMON));
+    expectRescuedEqual(await imageBytes(), COMMON);
+    // in batches smaller than a chunk: split across commits, same end
+    await img.close();
+    opened.length = 0;
+    for (const f of [image, `${image}.map`, `${image}.map.bak`]) await rm(f, { force: true });
+    steps.length = 0;
+    const again = await openImage(image, { onStep: (step) => steps.push(step) });
+    const r2 = await importDdrescueChunks(again, chunks, { commonMap: `${dir}/common.map`, batchBytes: 10000 });
+    expect(steps.filter((x) => x === 'sync').length).to.equal(Math.ceil(r2.reduce((n, r) => n + r.writtenBytes, 0) / 10000));
+    expect(await rowsOf(again.mapPath)).to.deep.equal(compactRows(COMMON));
+    expectRescuedEqual(await imageBytes(), COMMON);
+  });
+
+  it('importDdrescueChunks takes a byte found in two chunk files from the first one (first copy wins)', async () => {
+    const other = bytesOf(SIZE, 99);
+    await writeFile(`${dir}/whole.map`, chunkMap(0, SIZE, SIZE));
+    await writeFile(`${dir}/whole.raw`, other);
+    const img = await openImage();
+    const results = await importDdrescueChunks(img, [{ chunkFile: `${dir}/chunk0.raw`, domainMap: `${dir}/chunk0.map` }, { chunkFile: `${dir}/whole.raw`, domainMap: `${dir}/whole.map` }], { commonMap: `${dir}/common.map` });
+    const bytes = await imageBytes();
+    expectRescuedEqual(bytes, COMMON.slice(0, 5));
+    expect(Buffer.from(bytes.subarray(20480, 26624)).equals(Buffer.from(other.subarray(20480, 26624)))).to.equal(true);
+    expect(results[1]!.keptBytes).to.equal(COMMON.slice(0, 5).filter((r) => r[2] === '+').reduce((n, r) => n + r[1], 0));
+    expect(await rowsOf(img.mapPath)).to.deep.equal(compactRows(COMMON));
+  });
+
   it('stops between batches when aborted, with the batches done saved', async () => {
     const controller = new AbortController();
     let saves = 0;
@@ -370,6 +407,23 @@ describe('ddferry-assembler import-ddrescue', () => {
     expect(t.err.join('')).to.match(/warning: no --map/);
     expect(await rowsOf(`${dir}/img.map`)).to.deep.equal([[0, 8192, '+'], [8192, 8192, '?']]);
     expect((await readFile(`${dir}/img.map`, 'latin1'))).to.include('ddferry-assembler import-ddrescue');
+  });
+
+  it('merges several CHUNK.raw --domain CHUNK.map pairs in one run, each with its own domain', async () => {
+    await writeFile(`${dir}/a.map`, chunkMap(0, 8192, 24576));
+    await writeFile(`${dir}/b.map`, chunkMap(16384, 8192, 24576));
+    await writeFile(`${dir}/a.raw`, Buffer.alloc(8192, 1));
+    const b = Buffer.alloc(24576, 9);
+    b.fill(2, 16384);
+    await writeFile(`${dir}/b.raw`, b);
+    const t = io();
+    expect(await runImportDdrescue([`${dir}/a.raw`, '--domain', `${dir}/a.map`, `${dir}/b.raw`, '--domain', `${dir}/b.map`, `${dir}/img`], t.io)).to.equal(0);
+    expect(t.out.join('')).to.include('imported').and.include('a.raw').and.include('b.raw');
+    expect(await rowsOf(`${dir}/img.map`)).to.deep.equal([[0, 8192, '+'], [8192, 8192, '?'], [16384, 8192, '+']]);
+    const img = await readFile(`${dir}/img`);
+    expect(img.subarray(0, 8192).every((x) => x === 1)).to.equal(true);
+    expect(img.subarray(16384, 24576).every((x) => x === 2)).to.equal(true);
+    await expectCode(runImportDdrescue([`${dir}/a.raw`, `${dir}/b.raw`, '--domain', `${dir}/a.map`, `${dir}/img`], io().io), 'ERR_USAGE');
   });
 
   it('exits 2 for a malformed domain mapfile and 1 for a missing chunk file through ddferry-assembler, naming the file', async () => {
