@@ -431,6 +431,16 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
     });
   }
 
+  it('fat32: a stick labelled DDFERRY (fusefat lists the label as a file "ddferry" at the root): a coded error naming the stick, no crash', async function () {
+    s = makeScenario({ size: 8 * MiB, bad: [], chunkSize: '4MiB', seed: 13 });
+    stick = await makeStick({ fs: 'fat32', size: 32 * MiB, label: 'DDFERRY' });
+    const r = await node([READER, 'rescue', s.job, '--to', stick.mount, '-q']);
+    expect(r.code, r.stderr).to.equal(1);
+    expect(r.stderr, 'a coded error naming the stick').to.match(/ERR_STICK_[A-Z_]+/).and.contain(stick.mount);
+    expect(r.stderr, 'no crash').to.not.match(/node:events|Unhandled|\n\s+at /);
+    expect(blocksOf(readFileSync(join(s.job, 'common.map'), 'latin1')).every((b) => b.status === '?'), 'nothing marked read').to.equal(true);
+  });
+
   it('exfat: damaged bundles (flipped data and manifest bytes, truncated, renamed, swapped, an entry ../x) are refused, reported, not merged, and read again', async function () {
     const rnd = prng(seeds[4]!);
     const size = 80 * MiB;

@@ -4,7 +4,7 @@
  * space that follows writes, and fail a write when full (exFAT: ENOSPC; fusefat: EPERM,
  * see the table in stick-harness.ts).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { expect } from 'chai';
@@ -87,3 +87,25 @@ for (const fs of ['fat32', 'exfat'] as const satisfies readonly StickFs[]) {
     });
   });
 }
+
+describe('stick harness: the fusefat quirks stick-harness.ts documents (the reader and assembler rely on them)', function () {
+  this.timeout(120000);
+  let stick: Stick | undefined;
+  afterEach(async function () {
+    await stick?.destroy();
+    stick = undefined;
+  });
+
+  it('with 512-byte clusters statfs says 0 blocks; a renamed folder loses its files; the volume label is a file at the root', async function () {
+    stick = await makeStick({ fs: 'fat32', size: 32 * MiB, clusterSize: 512 });
+    const st = statfsSync(stick.mount);
+    expect([st.blocks, st.bavail], 'statfs blocks and bavail with 512-byte clusters').to.deep.equal([0, 0]);
+    expect(st.files, 'statfs files = clusters').to.be.above(60000);
+    expect(readdirSync(stick.mount), 'the label TESTSTICK listed as a file, in 8.3 form').to.deep.equal(['TESTSTIC.K']);
+    mkdirSync(join(stick.mount, 'a'));
+    writeFileSync(join(stick.mount, 'a', 'f'), 'data');
+    renameSync(join(stick.mount, 'a'), join(stick.mount, 'b'));
+    await stick.remount();
+    expect(readdirSync(join(stick.mount, 'b')), 'the files of a renamed folder (fusefat loses them)').to.deep.equal([]);
+  });
+});

@@ -23,7 +23,7 @@
  * | write past the end (a hole) | allowed, the gap is allocated and zero-filled (no sparse files) | same |
  * | max file size | 4 GiB - 1; **a write at offset ≥ 4 GiB silently wraps modulo 2^32** (1 byte written at 2^32 lands at 0, the file is 2 bytes long); a write crossing 4 GiB - 1 fails EPERM | no 4 GiB limit |
  * | names | `:` refused (EPERM); long names fine; case-insensitive (`Case.txt` = `case.txt`) | `:` refused (ENOENT); case-insensitive |
- * | volume label | **listed as a 0-byte file at the root** (mkfs.vfat -n DDFERRY makes `mkdir ddferry` fail EEXIST, then ENOTDIR below it) | not listed |
+ * | volume label | **listed as a 0-byte file at the root**, in 8.3 form (`TESTSTIC.K`; a label DDFERRY makes `mkdir ddferry` fail EEXIST, then ENOTDIR below it) | not listed |
  * | chmod / link / symlink | ENOSYS / EPERM / ENOSYS | works / EPERM / ENOSYS |
  * | open 'wx' on an existing name | EEXIST | EEXIST |
  * | speed (dd 32 MiB, conv=fsync) | ~15 MB/s with 512-byte clusters, ~75 MB/s with 4 KiB | ~250 MB/s |
@@ -56,6 +56,8 @@ export interface StickOptions {
   readonly size: number;
   /** FAT32 cluster size (default 4096: see the table above for why not 512). */
   readonly clusterSize?: number;
+  /** The volume label (default TESTSTICK; fusefat lists a FAT label as a file at the root). */
+  readonly label?: string;
   /** Folder for the image and the mount point (default: a new temporary folder). */
   readonly dir?: string;
 }
@@ -260,8 +262,8 @@ export async function makeStick(options: StickOptions): Promise<Stick> {
     if (!/^\/dev\/loop\d+$/.test(device)) throw new Error(`stick harness: losetup -f --show printed "${device}", not /dev/loopN`);
     watchExit();
     alive.add(entry);
-    if (fsType === 'fat32') run(mkfs, ['-F', '32', '-s', String(cluster / 512), '-n', 'TESTSTICK', device], 'formatting FAT32');
-    else run(mkfs, ['-L', 'TESTSTICK', device], 'formatting exFAT');
+    if (fsType === 'fat32') run(mkfs, ['-F', '32', '-s', String(cluster / 512), '-n', options.label ?? 'TESTSTICK', device], 'formatting FAT32');
+    else run(mkfs, ['-L', options.label ?? 'TESTSTICK', device], 'formatting exFAT');
     await startDaemon();
   } catch (err) {
     emergency();
