@@ -12,7 +12,7 @@
 //       JOB --to DIR` (tar bundles):
 //       `ddferry-assembler import DIR IMAGE` vs `ddrescue -m` of each chunk file written by
 //       `ddferry-reader rescue JOB --to DIR --format ddrescue-chunks` (the same data),
-//       and `import-ddrescue` of those chunk files;
+//       and `import-ddrescue` of those chunk files (all of them in one run);
 //   (c) PC_A, writing a --fat-size source onto a real FAT32 file system
 //       (default 32 MiB; a loop device, mkfs.vfat -F 32, fusefat): `ddferry-reader rescue JOB --to MNT`
 //       (bundles, and --format ddrescue-chunks) vs `cp SOURCE MNT/ && sync MNT/FILE`.
@@ -363,8 +363,8 @@ function benchB(o, dir) {
   const variants = [
     { name: 'ours import', command: 'ddferry-assembler import DIR IMAGE (tar bundles, xxh64 checked)', prepare: clean('import'), steps: () => [['node', [ASSEMBLER, 'import', bundles.stick, img('import')]]], check: checkImage('import') },
     {
-      name: 'ours import-ddrescue', command: 'ddferry-assembler import-ddrescue X.raw --domain X.map IMAGE, each chunk file', prepare: clean('importdd'),
-      steps: () => chunkFiles.map((f) => ['node', [ASSEMBLER, 'import-ddrescue', join(chunks.folder, f), '--domain', mapOf(f).map, img('importdd')]]), check: checkImage('importdd'),
+      name: 'ours import-ddrescue', command: 'ddferry-assembler import-ddrescue X.raw --domain X.map Y.raw --domain Y.map … IMAGE (every chunk file, one run)', prepare: clean('importdd'),
+      steps: () => [['node', [ASSEMBLER, 'import-ddrescue', ...chunkFiles.flatMap((f) => [join(chunks.folder, f), '--domain', mapOf(f).map]), img('importdd')]]], check: checkImage('importdd'),
     },
     {
       name: 'ddrescue -m', command: 'ddrescue -q -m X.map X.raw IMAGE IMAGE.map, each chunk file', prepare: clean('gnu'),
