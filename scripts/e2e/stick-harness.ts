@@ -78,7 +78,8 @@ export interface Stick {
   mountType(): string;
   /**
    * Leave about `bytes` free by writing (and fsyncing) a filler file at the stick's root;
-   * returns its path. `unfill()` removes it.
+   * with 0, write until a write fails (the stick is full to the last cluster). Returns
+   * the filler's path; `unfill()` removes it.
    */
   fill(bytes: number): string;
   unfill(): void;
@@ -305,6 +306,16 @@ export async function makeStick(options: StickOptions): Promise<Stick> {
             throw err;
           }
           if (n < 4096) break;
+        }
+        // bytes 0: eat the last clusters too (exfat-fuse still takes small writes when statfs says ~0)
+        for (let i = 0; bytes === 0 && i < 4096; ++i) {
+          try {
+            if (writeSync(fd, block, 0, 4096) < 4096) break;
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code === 'ENOSPC' || code === 'EPERM') break;
+            throw err;
+          }
         }
         fsyncSync(fd);
       } finally {
