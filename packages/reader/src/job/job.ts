@@ -18,6 +18,8 @@ import { ReaderError } from '../errors.js';
  * | `chunks/chunkNNNN.map` | one domain mapfile per chunk, for `ddrescue -m` |
  * | `spool/` | sealed pieces waiting for a receipt |
  * | `seq.json` | the last sequence number acknowledged and deleted from the spool |
+ * | `ledger/piece-NNNNNN.json` | what each piece carried on a stick held, until PC_B's receipt (stick-trip.ts) |
+ * | `trips.json` | how many stick trips the job has made (for progress lines) |
  */
 export interface Job {
   readonly version: 1;

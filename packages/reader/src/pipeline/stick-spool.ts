@@ -175,6 +175,12 @@ export class StickSpool implements PieceStore {
         : new ReaderError('ERR_STICK_WRITE', this.folder, `${this.folder}: can't write piece ${piece.seq} (${(err as Error).message}). Check the stick is still plugged in and mounted read-write, then run the same command again: what was not written is read again.`, { cause: err });
       throw this.failure;
     }
+    if (out.files.length === 0) {
+      // nothing to carry (a chunk-files piece with no rescued data): its statuses are in common.map, and GNU
+      // ddrescue on PC_B needs none; an entry without files would be taken for a lost piece at every trip
+      await ledger.remove([piece.seq]);
+      return;
+    }
     if (out.files.length !== entry.files.length || out.files.some((f, i) => f !== entry.files[i])) await ledger.put({ ...entry, files: out.files });
     ++this.written;
     ++this.#count;

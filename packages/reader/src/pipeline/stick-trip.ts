@@ -29,6 +29,7 @@ import { readStickReceipts, reclaimRanges, settle } from './stick-receipts.js';
 import { type StickSpace, statStick, stickMargin, stickSealBytes } from './stick-space.js';
 import { StickSpool } from './stick-spool.js';
 import { BUNDLE_WRITER, type StickWriter, syncFolder, writeFileDurably } from './stick-writer.js';
+import { countTrip } from './trip-count.js';
 
 /** Exit status of a stick run that stopped because the stick is full: carry it to PC_B. */
 export const EXIT_STICK_FULL = 4;
@@ -259,7 +260,8 @@ async function stickTrip(o: StickTripOptions, io: StickTripIo, hook: { progress?
     if (spool.space.total === 0) log(`ddferry-reader: ${stick.root}: the file system does not tell its free space (statfs gives 0 blocks; FAT with 512-byte clusters?): writing until the stick is full.`);
     const sink = new PieceSink({ rescueId: job.rescueId, chunks, spool, sealBytes: stickSealBytes(spool.space.total), sealMillis: 60_000 });
     hook.progress = openRescueProgress(o, io, { sourceSize: job.sourceSize, chunks, spool });
-    hook.progress.stick = () => ({ trip: null, freeBytes: spool.space.free, bundles: spool.count });
+    const trip = await countTrip(dir);
+    hook.progress.stick = () => ({ trip, freeBytes: spool.space.free, bundles: spool.count });
     hook.progress.start();
 
     // what PC_B did with the last trip's pieces
