@@ -413,6 +413,7 @@ async function settleStick(c: SettleContext): Promise<void> {
   freed += await unlinkAll(folder, s.stray, files);
   await unlinkAll(folder, receipts.files, new Map());
   await syncFolder(folder);
+  if (freed > 0) await c.spool.writer.refreshCommands?.(folder);
   await c.spool.refresh();
   const reasons = new Map<string, number>();
   for (const x of s.reclaimed) {

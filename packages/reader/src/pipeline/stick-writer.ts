@@ -17,6 +17,7 @@ import { errnoOf } from '../errors.js';
  * | `write(piece, folder)` | writes every file under a temporary name, fsyncs it, renames it into place and fsyncs `folder`; on any failure removes its temporaries (no partial file visible under a final name) and rethrows the error unchanged (ENOSPC and EFBIG must keep their `code`: the spool turns them into a clean "stick full" stop) |
  * | `estimate(dataBytes, ranges)` | bytes the files of a piece of `dataBytes` data and `ranges` extents plus delta ranges take at most, before rounding to the file system's block (the spool adds one block per file) |
  * | `filesPerPiece` | most files one piece makes (for the free-space check's rounding and the folder's entry count) |
+ * | `refreshCommands(folder)` | optional: rewrite the writer's index files (the commands for PC_B) after the spool deleted merged or reclaimed files |
  *
  * The default, `BUNDLE_WRITER`, writes one tar bundle per piece (`piece-000123.tar`,
  * `writeBundle`), which `ddferry-assembler import` merges. `chunk-files.ts` writes the
@@ -27,6 +28,7 @@ export interface StickWriter {
   write(piece: Piece, folder: string): Promise<{ files: string[]; bytes: number }>;
   estimate(dataBytes: number, ranges?: number): number;
   readonly filesPerPiece?: number;
+  refreshCommands?(folder: string): Promise<void>;
 }
 
 const TAR_BLOCK = 512;
