@@ -97,6 +97,13 @@ export const COPY_SLICE_BYTES = 8 * 1024 * 1024;
  */
 export const SYNC_COPY_BYTES = 64 * 1024;
 
+/**
+ * Largest single write of `commit`'s `writes`: 256 MiB of held pieces written
+ * in 1 MiB writes took about half the time of 32 MiB writes (measured on a
+ * loaded 2-core machine, page cache, ext4).
+ */
+const WRITE_SLICE_BYTES = 1024 * 1024;
+
 /** Most chunks a plan may have: a Hello's plan is untrusted input (S2). */
 export const MAX_PLAN_CHUNKS = 1_048_576;
 
@@ -554,7 +561,7 @@ export class Image {
     this.#step('write', this.path);
     try {
       for (let done = 0; done < data.length;) {
-        const { bytesWritten } = await this.#handle.write(data, done, data.length - done, pos + done);
+        const { bytesWritten } = await this.#handle.write(data, done, Math.min(data.length - done, WRITE_SLICE_BYTES), pos + done);
         if (bytesWritten <= 0) throw new Error('write returned 0 bytes');
         done += bytesWritten;
       }
