@@ -24,7 +24,7 @@ export interface SpoolOptions {
   readonly plan: PiecePlan;
   /**
    * Bytes of pieces kept in memory after `put` until `take` hands them to the shipper
-   * (default 64 MiB), so a piece on its way is not read back and checked again; beyond
+   * (default 32 MiB), so a piece on its way is not read back and checked again; beyond
    * that, and after a restart, `take` reads the file.
    */
   readonly memoryBytes?: number;
@@ -62,7 +62,7 @@ export class Spool {
     this.capacity = o.capacity;
     this.#seqFile = o.seqFile;
     this.#plan = o.plan;
-    this.#memoryBytes = o.memoryBytes ?? 64 << 20;
+    this.#memoryBytes = o.memoryBytes ?? 32 << 20;
   }
 
   /** Open the spool folder, counting the pieces left by an earlier run. */
