@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 
-import { readTokenFile } from '@ddferry/protocol';
+import { PROTOCOL_VERSION, readTokenFile } from '@ddferry/protocol';
 
 import { AssemblerError, messageOf } from './errors.js';
 import { runImport } from './import-command.js';
@@ -14,6 +14,9 @@ import { AssemblerProgress } from './progress.js';
 import { ProgressDisplay, parseProgressInterval } from './progress-view.js';
 import type { Log } from './server.js';
 import { serve } from './server.js';
+
+/** The ddferry version (all packages share it: lerna's fixed mode). */
+export const VERSION = '0.1.0';
 
 export const DEFAULT_LISTEN = Object.freeze({ host: '0.0.0.0', port: 4455 });
 
@@ -36,6 +39,7 @@ Options:
                        changed) or JSON objects [10]; on a terminal the readers'
                        progress is redrawn in place once a second
   -h, --help           this text
+  -V, --version        the version
 
 Prints "listening ws://HOST:PORT" on stdout once ready; events go to stderr.
 SIGINT or SIGTERM: stop accepting, finish the merge in progress, save, exit 0.
@@ -108,7 +112,7 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
       args: [...argv],
       options: {
         listen: { type: 'string' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        json: { type: 'boolean' }, 'progress-interval': { type: 'string' },
+        version: { type: 'boolean', short: 'V' }, json: { type: 'boolean' }, 'progress-interval': { type: 'string' },
       },
       allowPositionals: true,
       strict: true,
@@ -120,6 +124,10 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
   const [command, ...images] = positionals;
   if (values.help === true || command === 'help') {
     io.stdout(USAGE);
+    return EXIT.ok;
+  }
+  if (values.version === true || command === 'version') {
+    io.stdout(`ddferry-assembler ${VERSION} (ddferry protocol ${PROTOCOL_VERSION}, GNU ddrescue 1.27 mapfiles)\n`);
     return EXIT.ok;
   }
   try {

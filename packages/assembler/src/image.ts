@@ -572,7 +572,7 @@ export class Image {
 
   #writeError(err: unknown, size: number, pos: number): AssemblerError {
     const code = errnoOf(err);
-    const hint = code === 'ENOSPC' || code === 'EDQUOT' ? 'The destination is full: free space or move the image to a larger disk; the reader keeps the piece in its spool.' : 'Check the destination disk; the reader keeps the piece in its spool.';
+    const hint = code === 'ENOSPC' || code === 'EDQUOT' ? 'The destination is full: free space or move the image to a larger disk; the piece is still in the reader\'s spool or on the stick, and is merged when you try again.' : 'Check the destination disk; the piece is still in the reader\'s spool or on the stick, and is merged when you try again.';
     return new AssemblerError('ERR_IMAGE_WRITE', this.path, `Cannot write ${size} bytes at ${pos} (${code ?? messageOf(err)}). ${hint}`, { cause: err });
   }
 

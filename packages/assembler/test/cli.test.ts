@@ -26,6 +26,16 @@ describe('cli', () => {
   });
   afterEach(async () => cleanup());
 
+  describe('--version', () => {
+    it('prints the version and exits 0 (-V, --version, version)', async () => {
+      for (const args of [['--version'], ['-V'], ['version']]) {
+        const c = capture();
+        expect(await run(args, c.io), args.join(' ')).to.equal(0);
+        expect(c.out.join('')).to.match(/^ddferry-assembler \d+\.\d+\.\d+ \(ddferry protocol 1, GNU ddrescue 1\.27 mapfiles\)\n$/);
+      }
+    });
+  });
+
   describe('parseListen', () => {
     it('reads HOST:PORT, [IPV6]:PORT and :PORT', () => {
       expect(parseListen('127.0.0.1:4455')).to.deep.equal({ host: '127.0.0.1', port: 4455 });

@@ -95,7 +95,7 @@ export async function readTokenFile(path: string): Promise<string> {
     const st = await handle.stat();
     if (!st.isFile()) throw new ProtocolError('ERR_AUTH_TOKEN_READ', 'The token file is not a regular file.', { file: path });
     if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-      throw new ProtocolError('ERR_AUTH_TOKEN_PERMISSIONS', `The token file has mode ${(st.mode & 0o777).toString(8).padStart(3, '0')}; run: chmod 600 ${path}.`, { file: path });
+      throw new ProtocolError('ERR_AUTH_TOKEN_PERMISSIONS', `The token file has mode ${(st.mode & 0o777).toString(8).padStart(3, '0')}; others may read it.`, { file: path });
     }
     if (st.size > MAX_TOKEN_FILE_BYTES) {
       throw new ProtocolError('ERR_AUTH_TOKEN_READ', `The token file has ${st.size} bytes; at most ${MAX_TOKEN_FILE_BYTES} are read.`, { file: path, limit: MAX_TOKEN_FILE_BYTES });

@@ -8,10 +8,15 @@ Commands:
   ddrescue [options] infile outfile [mapfile]
                            GNU ddrescue 1.27's rescue ('ddrescue --help')
   help                     this text
+  --version                the version
 `;
 
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
+  if (command === '--version' || command === '-V' || command === 'version') {
+    process.stdout.write('ddferry-reader 0.1.0 (GNU ddrescue 1.27\'s rescue algorithm and mapfiles)\n');
+    return 0;
+  }
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     // the pipeline's modules (protobuf, websockets, tar) load only when a job command needs them
     const { PLAN_HELP, RESCUE_HELP } = await import('./cli/job-commands.js');

@@ -1,7 +1,7 @@
 import { ArgumentError, type FileSystemName, MapfileParseError, MapfileSizeError, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
 import { isProtocolError } from '@ddferry/protocol';
 
-import { parseDdrescueCommand } from '../ddrescue/options.js';
+import { type DdrescueCommand, parseDdrescueCommand } from '../ddrescue/options.js';
 import { ReaderError } from '../errors.js';
 import { planJob } from '../job/plan-job.js';
 import { rescueJob } from '../pipeline/rescue-job.js';
@@ -128,6 +128,30 @@ function parseInterval(text: string): number {
   return n;
 }
 
+/**
+ * Refuse the ddrescue options a job does not take, rather than ignore them: the job's plan
+ * is the domain (the whole source), the image is on PC_B, the test map is the plan's.
+ * @throws ReaderError `ERR_OPTION_UNSUPPORTED` naming the option.
+ */
+function refuseOutsideJob(engine: DdrescueCommand): void {
+  const given: Array<[boolean, string, string]> = [
+    [engine.ipos !== 0, '-i (--input-position)', 'the job rescues its whole source'],
+    [engine.opos !== -1, '-o (--output-position)', 'the image on PC_B takes every byte at its source position'],
+    [engine.maxSize !== -1, '-s (--size)', 'the job rescues its whole source'],
+    [engine.domainMapfile !== undefined, '-m (--domain-mapfile)', 'the job rescues its whole source (--chunk-at-a-time goes chunk by chunk)'],
+    [engine.testMapfile !== undefined, '-H (--test-mode)', 'a simulated disk is planned with \'ddferry-reader plan --test-mode MAP\''],
+    [engine.sparse, '-S (--sparse)', 'there is no output file on PC_A'],
+    [engine.truncate, '-t (--truncate)', 'there is no output file on PC_A'],
+    [engine.preallocate, '-p (--preallocate)', 'there is no output file on PC_A'],
+    [engine.minOutfileSize !== -1, '-x (--extend-outfile)', 'there is no output file on PC_A'],
+  ];
+  for (const [set, option, why] of given) {
+    if (set) {
+      throw new ReaderError('ERR_OPTION_UNSUPPORTED', option, `${option} does not apply to 'rescue JOBDIR': ${why}. To rescue a part of a disk, run 'ddferry-reader ddrescue' or GNU ddrescue with it.`);
+    }
+  }
+}
+
 /** `ddferry-reader rescue ...` */
 export async function runRescue(argv: readonly string[], io: CommandIo): Promise<{ status: number; signal?: NodeJS.Signals }> {
   try {
@@ -151,6 +175,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
     }
     const engine = parseDdrescueCommand(rest);
     if (engine.infile === undefined || engine.outfile !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '', '', `rescue needs one JOBDIR.\n${RESCUE_HELP}`);
+    refuseOutsideJob(engine);
     const to = ours.get('to');
     if (to === undefined || to === '') throw new ArgumentError('ERR_ARG_INVALID', '--to', '', '--to is required: ws://HOST:PORT (the address ddferry-assembler serve prints) or the folder of a mounted USB stick.');
     const lan = /^wss?:\/\//.test(to);
