@@ -148,6 +148,13 @@ describe('progress', function () {
       const stick = JSON.parse(formatProgressJson(snap({ link: undefined, stick: { trip: 1, freeBytes: 7, bundles: 0 } }))) as Record<string, unknown>;
       expect(stick).to.deep.include({ link: null, stick: { trip: 1, freeBytes: 7, bundles: 0 } });
     });
+
+    it('says the free space is unknown when the stick does not tell it (no absurd figure)', function () {
+      const s = snap({ link: undefined, stick: { trip: 3, freeBytes: null, bundles: 8 }, spool: { count: 8, bytes: 65e6, capacity: 0 } });
+      expect(formatProgressBlock(s).at(-2)).to.equal('    stick: trip 3, 8 bundles on the stick, free space unknown');
+      expect(formatProgressLine(s)).to.match(/spool 8 pieces 65 MB of an unknown size, stick trip 3 \(8 bundles, free space unknown\)$/);
+      expect(JSON.parse(formatProgressJson(s))).to.deep.include({ stick: { trip: 3, freeBytes: null, bundles: 8 } });
+    });
   });
 
   describe('ProgressDisplay', function () {

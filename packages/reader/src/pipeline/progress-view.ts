@@ -53,10 +53,20 @@ function linkText(s: ProgressSnapshot): string | null {
   return `${where}, ${pieces(s.link.merged)} merged this run`;
 }
 
+/** Free space, or that the file system does not tell it. */
+function freeText(free: number | null, binary: boolean): string {
+  return free === null ? 'free space unknown' : `${bytes(free, binary)} free`;
+}
+
+/** A spool's capacity; 0 is a stick whose size the file system does not tell. */
+function capacityText(capacity: number, binary: boolean): string {
+  return capacity === 0 ? 'an unknown size' : bytes(capacity, binary);
+}
+
 function stickText(s: ProgressSnapshot, binary: boolean): string | null {
   if (!s.stick) return null;
   const trip = s.stick.trip === null ? '' : `trip ${s.stick.trip}, `;
-  return `${trip}${s.stick.bundles} bundle${s.stick.bundles === 1 ? '' : 's'} on the stick, ${bytes(s.stick.freeBytes, binary)} free`;
+  return `${trip}${s.stick.bundles} bundle${s.stick.bundles === 1 ? '' : 's'} on the stick, ${freeText(s.stick.freeBytes, binary)}`;
 }
 
 function phaseText(s: ProgressSnapshot): string {
@@ -75,7 +85,7 @@ export function formatProgressBlock(s: ProgressSnapshot, binaryPrefixes = false)
   lines.push(c
     ? `    chunk: ${c.index + 1}/${c.count} at ${bytes(c.pos, binaryPrefixes)}, ${bytes(c.offset, binaryPrefixes)} into its ${bytes(c.size, binaryPrefixes)}`
     : '    chunk: none yet');
-  lines.push(`    spool: ${pieces(s.spool.pieces)}, ${bytes(s.spool.bytes, binaryPrefixes)} of ${bytes(s.spool.capacity, binaryPrefixes)}`);
+  lines.push(`    spool: ${pieces(s.spool.pieces)}, ${bytes(s.spool.bytes, binaryPrefixes)} of ${capacityText(s.spool.capacity, binaryPrefixes)}`);
   const link = linkText(s);
   if (link !== null) lines.push(`     link: ${link}`);
   const stick = stickText(s, binaryPrefixes);
@@ -98,9 +108,9 @@ export function formatProgressLine(s: ProgressSnapshot, binaryPrefixes = false):
     );
   }
   if (s.chunk) parts.push(`chunk ${s.chunk.index + 1}/${s.chunk.count}`);
-  parts.push(`spool ${pieces(s.spool.pieces)} ${bytes(s.spool.bytes, binaryPrefixes)} of ${bytes(s.spool.capacity, binaryPrefixes)}`);
+  parts.push(`spool ${pieces(s.spool.pieces)} ${bytes(s.spool.bytes, binaryPrefixes)} of ${capacityText(s.spool.capacity, binaryPrefixes)}`);
   if (s.link) parts.push(`link ${s.link.state} (${s.link.merged} merged)`);
-  if (s.stick) parts.push(`stick${s.stick.trip === null ? '' : ` trip ${s.stick.trip}`} (${s.stick.bundles} bundles, ${bytes(s.stick.freeBytes, binaryPrefixes)} free)`);
+  if (s.stick) parts.push(`stick${s.stick.trip === null ? '' : ` trip ${s.stick.trip}`} (${s.stick.bundles} bundles, ${freeText(s.stick.freeBytes, binaryPrefixes)})`);
   const phase = s.phase === 'rescuing' && r?.message ? `rescuing (${r.message})` : s.phase;
   return `ddferry-reader: [${formatTimeDhms(s.time)}] ${phase}, ${parts.join(', ')}`;
 }

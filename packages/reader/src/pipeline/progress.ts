@@ -36,8 +36,8 @@ export interface LinkSource {
 export interface StickProgress {
   /** Trip number: 1 for the first stick visit of this job; null while the job does not count trips. */
   readonly trip: number | null;
-  /** Bytes free on the stick's file system. */
-  readonly freeBytes: number;
+  /** Bytes free on the stick's file system; null when it does not tell (fusefat with 512-byte clusters). */
+  readonly freeBytes: number | null;
   /** Bundles of this rescue now on the stick (not yet receipted). */
   readonly bundles: number;
 }

@@ -261,7 +261,7 @@ async function stickTrip(o: StickTripOptions, io: StickTripIo, hook: { progress?
     const sink = new PieceSink({ rescueId: job.rescueId, chunks, spool, sealBytes: stickSealBytes(spool.space.total), sealMillis: 60_000 });
     hook.progress = openRescueProgress(o, io, { sourceSize: job.sourceSize, chunks, spool });
     const trip = await countTrip(dir);
-    hook.progress.stick = () => ({ trip, freeBytes: spool.space.free, bundles: spool.count });
+    hook.progress.stick = () => ({ trip, freeBytes: spool.space.total === 0 ? null : spool.space.free, bundles: spool.count });
     hook.progress.start();
 
     // what PC_B did with the last trip's pieces
