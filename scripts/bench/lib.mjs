@@ -1,7 +1,7 @@
 // Shared measuring helpers of the benches: a child process timed here, its peak RSS and CPU time
 // from GNU time; medians; the build being measured; tool versions.
 import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const TIME_BIN = '/usr/bin/time';
@@ -17,12 +17,12 @@ export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
  * Run a command to its end. Wall time from here; peak RSS (KiB) and CPU seconds from GNU time
  * (`apt-get install time`); without it they are null.
  */
-export function runMeasured(cmd, args, { env = CHILD_ENV } = {}) {
+export function runMeasured(cmd, args, { env = CHILD_ENV, cwd } = {}) {
   const useTime = existsSync(TIME_BIN);
   const file = useTime ? TIME_BIN : cmd;
   const fullArgs = useTime ? ['-f', `${TIME_TAG} %e %M %U %S`, cmd, ...args] : args;
   const t0 = nowMs();
-  const r = spawnSync(file, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, encoding: 'utf8', env });
+  const r = spawnSync(file, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, encoding: 'utf8', env, cwd });
   const wallMs = nowMs() - t0;
   const lines = (r.stderr ?? '').split('\n');
   const k = lines.findLastIndex((l) => l.startsWith(TIME_TAG));
@@ -50,14 +50,25 @@ export function min(values) {
   return v.length ? Math.min(...v) : null;
 }
 
-/** The commit measured, whether packages/ differs from it, and when the reader was built. */
+/** The newest modification time of the files below `dir` (0 if none). */
+function newestMtime(dir) {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** The commit measured, whether packages/ differs from it, and when the newest file of the packages' dist folders was built. */
 export function buildInfo(root) {
   const git = (...args) => spawnSync('git', ['-C', root, ...args], { encoding: 'utf8' });
   const head = git('rev-parse', '--short', 'HEAD').stdout?.trim() || 'unknown commit';
   const dirty = (git('status', '--porcelain', '--', 'packages').stdout ?? '').trim() !== '';
-  const main = join(root, 'packages/reader/dist/main.js');
-  const built = existsSync(main) ? statSync(main).mtime.toISOString().replace('T', ' ').slice(0, 19) : '?';
-  return `commit ${head}${dirty ? ' plus uncommitted changes in packages/' : ''}; built ${built} UTC`;
+  const dists = readdirSync(join(root, 'packages')).map((p) => join(root, 'packages', p, 'dist')).filter((d) => existsSync(d));
+  const newest = Math.max(0, ...dists.map(newestMtime));
+  const built = newest > 0 ? new Date(newest).toISOString().replace('T', ' ').slice(0, 19) : '?';
+  return `commit ${head}${dirty ? ' plus uncommitted changes in packages/' : ''}; dist built ${built} UTC`;
 }
 
 /** The first line a tool prints of its version, or null if it does not run. */

@@ -32,20 +32,16 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { buildInfo, CHILD_ENV, median, min, nowMs, runMeasured, toolVersion } from './lib.mjs';
+
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
 const ASSEMBLER = join(ROOT, 'packages/assembler/bin/ddferry-assembler.js');
 const READER = join(ROOT, 'packages/reader/bin/ddferry-reader.js');
 const DEFAULT_OUT = join(HERE, 'results-sneakernet.md');
-const TIME_BIN = '/usr/bin/time';
-const TIME_TAG = 'DDFERRY_BENCH_TIME';
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
-const CHILD_ENV = { ...process.env, LC_ALL: 'C' };
-delete CHILD_ENV.NODE_EXTRA_CA_CERTS;
-
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const log = (s) => process.stderr.write(`${s}\n`);
 
 const USAGE = 'Usage: node scripts/bench/sneakernet.mjs [--size SIZE] [--stick-size SIZE] [--fat-size SIZE] [--runs N] [--only a,b,c]\n'
@@ -96,28 +92,6 @@ function parseOptions(argv) {
 // ---------------------------------------------------------------------------
 // Measuring
 // ---------------------------------------------------------------------------
-/** Run a command to its end: wall time from here, peak RSS (KiB) and CPU seconds from GNU time. */
-function runMeasured(cmd, args, { cwd } = {}) {
-  const useTime = existsSync(TIME_BIN);
-  const file = useTime ? TIME_BIN : cmd;
-  const fullArgs = useTime ? ['-f', `${TIME_TAG} %e %M %U %S`, cmd, ...args] : args;
-  const t0 = nowMs();
-  const r = spawnSync(file, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, encoding: 'utf8', env: CHILD_ENV, cwd });
-  const wallMs = nowMs() - t0;
-  const lines = (r.stderr ?? '').split('\n');
-  const k = lines.findLastIndex((l) => l.startsWith(TIME_TAG));
-  let maxRssKiB = null;
-  let cpuS = null;
-  if (k >= 0) {
-    const f = lines[k].split(' ');
-    maxRssKiB = Number(f[2]);
-    cpuS = Number(f[3]) + Number(f[4]);
-    lines.splice(k, 1);
-  }
-  const stderr = lines.join('\n').trim() || (r.error?.message ?? '');
-  return { ok: r.status === 0 && !r.error, status: r.status, wallMs, maxRssKiB, cpuS, stdout: r.stdout ?? '', stderr };
-}
-
 /** Several commands in a row, as one measurement: wall times and CPU summed, peak RSS the largest. */
 function runSteps(steps) {
   const total = { ok: true, wallMs: 0, maxRssKiB: null, cpuS: null, stderr: '' };
@@ -135,31 +109,6 @@ function must(cmd, args, what = `${cmd} ${args.join(' ')}`) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: CHILD_ENV, maxBuffer: 64 << 20 });
   if (r.error || r.status !== 0) throw new Error(`${what} failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr}`);
   return r.stdout;
-}
-
-function median(values) {
-  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-const min = (values) => {
-  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x));
-  return v.length ? Math.min(...v) : null;
-};
-
-function version(cmd) {
-  const r = spawnSync(cmd, ['--version'], { encoding: 'utf8' });
-  return r.status === 0 ? `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim() !== '') : null;
-}
-
-function buildInfo() {
-  const git = (...args) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' });
-  const head = git('rev-parse', '--short', 'HEAD').stdout?.trim() || 'unknown commit';
-  const dirty = (git('status', '--porcelain', '--', 'packages').stdout ?? '').trim() !== '';
-  const main = join(ROOT, 'packages/assembler/dist/main.js');
-  const built = existsSync(main) ? statSync(main).mtime.toISOString().replace('T', ' ').slice(0, 19) : '?';
-  return `commit ${head}${dirty ? ' plus uncommitted changes in packages/' : ''}; packages/assembler/dist built ${built} UTC`;
 }
 
 /** Flush the temp file system's dirty pages (`sync -f`: syncfs of that file system only; a global sync can hang on a stale FUSE mount). */
@@ -447,7 +396,7 @@ function main() {
   for (const [bin, what] of [[ASSEMBLER, 'the assembler'], [READER, 'the reader']]) {
     if (!existsSync(bin)) throw new Error(`${what} is not built (${bin}): run npx tsc -b`);
   }
-  if (version('ddrescue') === null) throw new Error('GNU ddrescue is not on PATH: apt-get install gddrescue');
+  if (toolVersion('ddrescue') === null) throw new Error('GNU ddrescue is not on PATH: apt-get install gddrescue');
   const dir = mkdtempSync(join(o.tmp, 'ddferry-bench-sneakernet-'));
   flushDir = dir;
   const t0 = nowMs();
@@ -465,9 +414,9 @@ function main() {
   const md = [
     '# Sneakernet benchmark (scripts/bench/sneakernet.mjs)',
     '',
-    `${new Date().toISOString().slice(0, 19).replace('T', ' ')} UTC; ${buildInfo()}.`,
+    `${new Date().toISOString().slice(0, 19).replace('T', ' ')} UTC; ${buildInfo(ROOT)}.`,
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / GiB).toFixed(1)} GiB RAM, Linux ${release()}, Node ${process.version}; temp folder ${o.tmp} (${fsType}).`,
-    `Tools: ${version('ddrescue')}; ${version('cp')}. ${o.runs} runs per variant, alternating; min and median wall time; peak RSS and CPU (user + sys) from GNU time, median; a variant of several processes sums their times and shows the largest peak RSS.`,
+    `Tools: ${toolVersion('ddrescue')}; ${toolVersion('cp')}. ${o.runs} runs per variant, alternating; min and median wall time; peak RSS and CPU (user + sys) from GNU time, median; a variant of several processes sums their times and shows the largest peak RSS.`,
     `Command: \`node scripts/bench/sneakernet.mjs ${process.argv.slice(2).join(' ')}\` (${((nowMs() - t0) / 1000).toFixed(0)} s in all). Load average (1 min) ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after: with other work on the machine the times spread and every ratio is rough.`,
     '',
     ...parts.flatMap((p) => [`## ${p.title}`, '', p.text, '', p.table, '', ...p.summaries.map((s) => `- ${s.name}: \`${s.command}\``), '']),
