@@ -91,6 +91,12 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
     shipper.start();
     progress.start();
     const welcome = await shipper.firstWelcome(5000);
+    if (shipper.fatal !== null) {
+      const code = (shipper.fatal as { refusal?: string; code?: string }).refusal ?? (shipper.fatal as { code?: string }).code ?? 'ERR_LINK';
+      throw new ReaderError('ERR_LINK', o.to, `${o.to} refused this reader: ${shipper.fatal.message.replace(/^.*?the assembler refused: /, '').replace(/\.+$/, '')}. Nothing was read. `
+        + (code.startsWith('ERR_AUTH') ? 'Copy the same token file to both machines (--token-file), then run the same command again.'
+          : 'Point the reader at the assembler of this rescue (each rescue needs its own image), then run the same command again.'));
+    }
     await ledgerWelcome(welcome?.mergedSeqs ?? null);
     if (!welcome) log(`ddferry-reader: ${o.to}: no answer yet; rescuing into the spool (${spool.capacity} bytes) and retrying the link.`);
 

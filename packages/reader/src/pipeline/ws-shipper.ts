@@ -58,6 +58,16 @@ class FramePool {
   }
 }
 
+/** Refusals of a session that the same command can never get past. */
+const PERMANENT_REFUSALS: ReadonlySet<string> = new Set([
+  'ERR_AUTH_FAILED', 'ERR_AUTH_BAD_PROOF', 'ERR_PROTO_VERSION_MISMATCH', 'ERR_PROTO_WRONG_RESCUE', 'ERR_PROTO_WRONG_DEVICE',
+]);
+
+/** The assembler's Error answer to a handshake, with its code kept as `refusal`. */
+function refused(url: string, code: string, message: string): ReaderError & { refusal: string } {
+  return Object.assign(new ReaderError('ERR_LINK', url, `the assembler refused: ${code}: ${message}`), { refusal: code });
+}
+
 /** What the assembler said when a session opened. */
 export type Welcome = WelcomeMessage;
 
@@ -72,7 +82,7 @@ export class WsShipper {
   readonly #limits: Limits;
   #stopped = false;
   #ws: WebSocket | null = null;
-  #welcomeWaiters: Array<(w: Welcome) => void> = [];
+  #welcomeWaiters: Array<(w: Welcome | null) => void> = [];
   #welcome: Welcome | null = null;
   #idleWaiters: Array<() => void> = [];
   #rejections = new Map<number, number>();
@@ -89,6 +99,12 @@ export class WsShipper {
     this.#o = options;
     this.#limits = options.limits ?? DEFAULT_LIMITS;
   }
+
+  /**
+   * A refusal retrying cannot cure (a wrong token, another rescue or device, another protocol
+   * version), met while `firstWelcome` waited: the loop has stopped. Null otherwise.
+   */
+  fatal: Error | null = null;
 
   /** Start the connection loop (runs until `stop`). */
   start(): void {
@@ -141,6 +157,15 @@ export class WsShipper {
         this.#ws?.terminate();
         if (this.#stopped) break;
         const code = (err as { code?: string }).code;
+        const refusal = (err as { refusal?: string }).refusal ?? code;
+        if (this.#welcome === null && this.#welcomeWaiters.length > 0 && refusal !== undefined && PERMANENT_REFUSALS.has(refusal)) {
+          // refused for good while the run waits for its first Welcome (before reading anything): tell it now
+          // rather than retry forever; later (the engine reading into the spool) the loop keeps retrying
+          this.fatal = err as Error;
+          this.#stopped = true;
+          for (const w of this.#welcomeWaiters.splice(0)) w(null);
+          break;
+        }
         this.#o.log(`ddferry-reader: ${code ?? 'ERR_LINK'}: ${this.#o.url}: ${(err as Error).message} (retrying in ${(backoff / 1000).toFixed(1)} s)`);
       }
       if (this.#stopped) break;
@@ -217,11 +242,11 @@ export class WsShipper {
       readerName: hostname(), chunkSize: o.chunkSize, sectorSize: o.sectorSize,
     }, this.#limits));
     const challenge = await next();
-    if (challenge.type === 'error') throw new ReaderError('ERR_LINK', o.url, `the assembler refused: ${challenge.code}: ${challenge.message}`);
+    if (challenge.type === 'error') throw refused(o.url, challenge.code, challenge.message);
     if (challenge.type !== 'challenge') throw new ProtocolError('ERR_PROTO_OUT_OF_ORDER', `expected a challenge, got ${challenge.type}`, { peer: o.url });
     send(encodeEnvelope({ type: 'auth', hmac: authHmac(o.secret, challenge.serverNonce, clientNonce, o.rescueId) }, this.#limits));
     const welcome = await next();
-    if (welcome.type === 'error') throw new ReaderError('ERR_LINK', o.url, `the assembler refused: ${welcome.code}: ${welcome.message}`);
+    if (welcome.type === 'error') throw refused(o.url, welcome.code, welcome.message);
     if (welcome.type !== 'welcome') throw new ProtocolError('ERR_PROTO_OUT_OF_ORDER', `expected a welcome, got ${welcome.type}`, { peer: o.url });
     if (!verifyServerProof(o.secret, challenge.serverNonce, clientNonce, o.rescueId, welcome.serverProof)) {
       throw new ProtocolError('ERR_AUTH_BAD_PROOF', 'the assembler does not know the shared secret: check --token-file on both sides', { peer: o.url });

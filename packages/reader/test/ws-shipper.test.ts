@@ -1,0 +1,79 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { planChunks } from '@ddferry/mapfile';
+import { decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, makeNonce, PROTOCOL_VERSION } from '@ddferry/protocol';
+import { expect } from 'chai';
+import { WebSocketServer } from 'ws';
+
+import { Spool } from '../src/pipeline/spool.js';
+import { WsShipper } from '../src/pipeline/ws-shipper.js';
+
+const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
+const SIZE = 1 << 20;
+const CHUNKS = planChunks({ sourceSize: SIZE, sectorSize: 512, chunkSize: 64 * 1024 });
+const FINGERPRINT = { size: SIZE, logicalSectorSize: 512, physicalSectorSize: 512, model: 'M', serial: 'S', wwn: '', kind: 'file' as const };
+
+describe('WsShipper (refusals)', () => {
+  let dir: string;
+  let wss: WebSocketServer;
+  let shipper: WsShipper | undefined;
+  let sessions = 0;
+
+  /** An assembler that answers the Auth of every session with an Error `code`. */
+  async function refusing(code: string): Promise<string> {
+    wss.on('connection', (ws) => {
+      ++sessions;
+      ws.on('message', (data: Buffer) => {
+        const m = decodeEnvelope(data, DEFAULT_LIMITS);
+        if (m.type === 'hello') ws.send(encodeEnvelope({ type: 'challenge', serverNonce: makeNonce(), protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
+        else if (m.type === 'auth') ws.send(encodeEnvelope({ type: 'error', code, message: 'refused by the test.' }, DEFAULT_LIMITS));
+      });
+    });
+    return `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  }
+
+  async function start(url: string, logs: string[]): Promise<WsShipper> {
+    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS } });
+    const s = new WsShipper({ url, secret: 'wrong', rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: 64 * 1024, sectorSize: 512, spool, log: (l) => logs.push(l) });
+    s.start();
+    return s;
+  }
+
+  beforeEach(async () => {
+    sessions = 0;
+    dir = await mkdtemp(join(tmpdir(), 'ddferry-shipper-'));
+    wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+  });
+  afterEach(async () => {
+    shipper?.stop();
+    shipper = undefined;
+    await new Promise<void>((r) => wss.close(() => r()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const code of ['ERR_AUTH_FAILED', 'ERR_PROTO_WRONG_RESCUE', 'ERR_PROTO_WRONG_DEVICE', 'ERR_PROTO_VERSION_MISMATCH']) {
+    it(`stops at once on ${code} before any Welcome: firstWelcome gives null, fatal names it, no retry`, async () => {
+      const logs: string[] = [];
+      shipper = await start(await refusing(code), logs);
+      const welcome = await shipper.firstWelcome(10_000);
+      expect(welcome).to.equal(null);
+      expect(shipper.fatal?.message).to.include(`the assembler refused: ${code}`);
+      await new Promise((r) => setTimeout(r, 600)); // a retry would come after 250 ms
+      expect(sessions, 'sessions opened').to.equal(1);
+      expect(logs.filter((l) => l.includes('retrying'))).to.deep.equal([]);
+    });
+  }
+
+  it('keeps retrying a refusal that may pass (the assembler busy)', async () => {
+    const logs: string[] = [];
+    shipper = await start(await refusing('ERR_SERVER_BUSY'), logs);
+    expect(await shipper.firstWelcome(1500)).to.equal(null);
+    expect(shipper.fatal).to.equal(null);
+    expect(sessions).to.be.at.least(2);
+    expect(logs.some((l) => l.includes('retrying'))).to.equal(true);
+  });
+});
