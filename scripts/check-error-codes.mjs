@@ -14,7 +14,7 @@ const FAMILIES = ['ERR_PROTO_', 'ERR_PIECE_', 'ERR_BUNDLE_'];
 /** Node's own codes, which the code tests for but never raises as ddferry's. */
 const NODE_CODE = /^ERR_(PARSE_ARGS|STREAM|INVALID_ARG|OUT_OF_RANGE|SOCKET|HTTP|MODULE|ASSERTION|TLS|IPC|CHILD_PROCESS|FS|BUFFER|UNHANDLED)_/;
 /** Prefixes tested with startsWith, not codes themselves. */
-const PREFIXES = new Set(['ERR_BUNDLE', 'ERR_STICK', 'ERR_LIVE']);
+const PREFIXES = new Set(['ERR_BUNDLE', 'ERR_STICK', 'ERR_LIVE', 'ERR_AUTH']);
 
 function* sources(dir) {
   for (const name of readdirSync(dir)) {
