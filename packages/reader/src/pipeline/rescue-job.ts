@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 
 import { BlockStatus, Domain, StatusMap, formatTimestamp, normalizeForRescue } from '@ddferry/mapfile';
 import { readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
-import { describeFingerprint, readTokenFile, sameDevice } from '@ddferry/protocol';
+import { readTokenFile } from '@ddferry/protocol';
 
 import { DdrescueReporter } from '../ddrescue/reporter.js';
 import { interruptibleSleep, signalExitStatus } from '../ddrescue/run.js';
@@ -11,7 +11,7 @@ import { type RescueOutcome, doRescue } from '../engine/do-rescue.js';
 import { MapfileUpdater } from '../engine/mapfile-updater.js';
 import { Rescuebook } from '../engine/rescuebook.js';
 import { ReaderError } from '../errors.js';
-import { fingerprintOf } from '../job/fingerprint.js';
+import { assertPlannedDevice } from '../job/check-device.js';
 import { jobChunks, jobPaths, readJob } from '../job/job.js';
 import { openSource } from '../job/open-source.js';
 import { allocAligned } from '../source/aligned-buffer.js';
@@ -72,12 +72,7 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
   let shipper: WsShipper | undefined;
   let progress: RescueProgress | undefined;
   try {
-    const now = fingerprintOf(source, job.testMode !== undefined);
-    if (!sameDevice(job.fingerprint, now)) {
-      throw new ReaderError('ERR_JOB_WRONG_DEVICE', source.name,
-        `${source.name} is not the disk this job was planned for.\n  planned: ${describeFingerprint(job.fingerprint)}\n  found:   ${describeFingerprint(now)}\n`
-        + 'Connect the right disk and give its current name with --source (device names can change between boots).');
-    }
+    assertPlannedDevice(job, source);
     const plan = { rescueId: job.rescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
     const spool = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: o.spoolBytes ?? 256 << 20, plan });
     progress = openRescueProgress(o, io, { sourceSize: job.sourceSize, chunks, spool });

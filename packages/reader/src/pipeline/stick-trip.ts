@@ -15,7 +15,7 @@ import { type RescueOutcome, doRescue } from '../engine/do-rescue.js';
 import { MapfileUpdater } from '../engine/mapfile-updater.js';
 import { Rescuebook } from '../engine/rescuebook.js';
 import { ReaderError, errnoOf } from '../errors.js';
-import { fingerprintOf } from '../job/fingerprint.js';
+import { assertPlannedDevice } from '../job/check-device.js';
 import { type Job, jobChunks, jobPaths, readJob } from '../job/job.js';
 import { openSource } from '../job/open-source.js';
 import { allocAligned } from '../source/aligned-buffer.js';
@@ -224,12 +224,7 @@ async function stickTrip(o: StickTripOptions, io: StickTripIo, hook: { progress?
   const stick = await openStickFolder(o.to, job, o.statStick);
   const { source, testSource } = await openSource(o.source === undefined ? job.source : resolve(o.source), { direct: e.directIn, testMap: job.testMode });
   try {
-    const now = fingerprintOf(source, job.testMode !== undefined);
-    if (!sameDevice(job.fingerprint, now)) {
-      throw new ReaderError('ERR_JOB_WRONG_DEVICE', source.name,
-        `${source.name} is not the disk this job was planned for.\n  planned: ${describeFingerprint(job.fingerprint)}\n  found:   ${describeFingerprint(now)}\n`
-        + 'Connect the right disk and give its current name with --source (device names can change between boots).');
-    }
+    assertPlannedDevice(job, source);
     const plan = { rescueId: job.rescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
     const ledger = await Ledger.open(join(dir, LEDGER_FOLDER));
     const local = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: Number.MAX_SAFE_INTEGER, plan });
