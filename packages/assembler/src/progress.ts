@@ -13,6 +13,8 @@
  */
 import { formatPercentage } from '@ddferry/mapfile';
 
+import type { BundleEvent } from './import.js';
+
 /** Who a connection is: its address (and reader name), and its rescue once its Hello came. */
 export interface ReaderIdentity {
   readonly peer: string;
@@ -38,17 +40,8 @@ export interface ImageSource {
   finishedRanges(): ReadonlyArray<{ readonly size: number }>;
 }
 
-/** What an import tells per bundle (the import's `BundleEvent` has these fields). */
-export interface BundleProgressEvent {
-  readonly bundle: string;
-  readonly index: number;
-  readonly total: number;
-  readonly outcome: 'merged' | 'refused' | 'skipped' | 'unreadable';
-  readonly pieces: number;
-  readonly bytes: number;
-  readonly code?: string | undefined;
-  readonly reason?: string | undefined;
-}
+/** What an import tells per bundle: the import's own event. */
+export type BundleProgressEvent = BundleEvent;
 
 export type ReaderState = 'connected' | 'disconnected' | 'importing' | 'imported';
 

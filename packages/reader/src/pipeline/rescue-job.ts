@@ -21,7 +21,7 @@ import type { ProgressMode } from './progress-display.js';
 import { type RescueProgress, openRescueProgress } from './progress.js';
 import { Spool } from './spool.js';
 import { statusMessage } from './status-report.js';
-import { type StickFormat, rescueStickJob } from './stick-trip.js';
+import { type StickFormat, type StickTripIo, rescueStickJob } from './stick-trip.js';
 import { WsShipper } from './ws-shipper.js';
 
 export interface RescueJobOptions {
@@ -46,13 +46,8 @@ export interface RescueJobOptions {
   readonly progress?: { readonly mode: ProgressMode; readonly interval?: number | undefined };
 }
 
-export interface RescueJobIo {
-  readonly screen: (text: string) => void;
-  readonly stderr: (text: string) => void;
-  /** Where `--json` progress goes. */
-  readonly stdout?: (text: string) => void;
-  readonly signal: () => NodeJS.Signals | null;
-}
+/** Where a rescue job writes and how it learns of signals: the same for the LAN and the stick paths. */
+export type RescueJobIo = StickTripIo;
 
 /**
  * `ddferry-reader rescue JOBDIR --to ws://...`: GNU ddrescue's rescue over the whole
