@@ -12,14 +12,14 @@ import { join } from 'node:path';
 
 import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
 
-import { DdrescueReporter } from '../../packages/reader/src/ddrescue/reporter.js';
+import { DdrescueReporter } from '../../packages/reader/src/progress/ddrescue-reporter.js';
 import { doRescue } from '../../packages/reader/src/engine/do-rescue.js';
 import { DEFAULT_RESCUE_OPTIONS } from '../../packages/reader/src/engine/options.js';
 import type { RescueReporter } from '../../packages/reader/src/engine/reporter.js';
 import { Rescuebook } from '../../packages/reader/src/engine/rescuebook.js';
 import type { RescueSink } from '../../packages/reader/src/engine/sink.js';
-import type { ProgressMode } from '../../packages/reader/src/pipeline/progress-display.js';
-import { RescueProgress } from '../../packages/reader/src/pipeline/progress.js';
+import type { ProgressMode } from '../../packages/reader/src/progress/progress-display.js';
+import { RescueProgress } from '../../packages/reader/src/progress/progress.js';
 import { allocAligned } from '../../packages/reader/src/source/aligned-buffer.js';
 import { FileSource } from '../../packages/reader/src/source/file-source.js';
 import { TestModeSource } from '../../packages/reader/src/source/test-mode-source.js';

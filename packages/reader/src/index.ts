@@ -17,5 +17,5 @@ export { doRescue } from './engine/do-rescue.js';
 export type { RescueOutcome } from './engine/do-rescue.js';
 export { MapfileUpdater } from './engine/mapfile-updater.js';
 export { OutputFile } from './engine/output-file.js';
-export { runDdrescue } from './ddrescue/run.js';
-export type { RunIo, RunResult } from './ddrescue/run.js';
+export { runDdrescue } from './commands/ddrescue.js';
+export type { RunIo, RunResult } from './commands/ddrescue.js';

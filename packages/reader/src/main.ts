@@ -1,4 +1,4 @@
-import { runDdrescue } from './ddrescue/run.js';
+import { runDdrescue } from './commands/ddrescue.js';
 
 const USAGE = `Usage: ddferry-reader COMMAND [ARGS]
 
@@ -19,7 +19,7 @@ async function main(): Promise<number> {
   }
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     // the pipeline's modules (protobuf, websockets, tar) load only when a job command needs them
-    const { PLAN_HELP, RESCUE_HELP } = await import('./cli/job-commands.js');
+    const { PLAN_HELP, RESCUE_HELP } = await import('./commands/job-commands.js');
     process.stdout.write(`${USAGE}\n${PLAN_HELP}\n${RESCUE_HELP}`);
     return command === undefined ? 1 : 0;
   }
@@ -43,7 +43,7 @@ async function main(): Promise<number> {
   };
   let result: { status: number; signal?: NodeJS.Signals };
   if (command === 'plan' || command === 'rescue') {
-    const { runPlan, runRescue } = await import('./cli/job-commands.js');
+    const { runPlan, runRescue } = await import('./commands/job-commands.js');
     result = command === 'plan' ? { status: await runPlan(rest, io) } : await runRescue(rest, io);
   } else {
     result = await runDdrescue(rest, io);

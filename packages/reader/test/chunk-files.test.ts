@@ -15,8 +15,8 @@ import { type Piece, makeExtent } from '@ddferry/protocol';
 
 import {
   CHUNK_FILE_NAME, ChunkFileWriter, chunkFileBase, fileSystemTypeOf, layoutForFileSystem, planSpans, readChunkFileReceipts,
-} from '../src/pipeline/chunk-files.js';
-import type { ChunkFileLayout } from '../src/pipeline/chunk-files.js';
+} from '../src/stick/chunk-files.js';
+import type { ChunkFileLayout } from '../src/stick/chunk-files.js';
 
 const RESCUE = '0b9f3c2e-4d5a-4e6f-8a7b-1c2d3e4f5a6b';
 const MIB = 1024 * 1024;

@@ -13,7 +13,7 @@ import { gunzipSync } from 'node:zlib';
 
 import { expect } from 'chai';
 
-import { runDdrescue } from '../src/ddrescue/run.js';
+import { runDdrescue } from '../src/commands/ddrescue.js';
 import { makeDetBin, mapBody, normalizeReadLog } from './helpers/ddrescue-compare.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'golden');

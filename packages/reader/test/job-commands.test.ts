@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 
-import { runRescue } from '../src/cli/job-commands.js';
+import { runRescue } from '../src/commands/job-commands.js';
 
 function io(): { err: () => string; io: Parameters<typeof runRescue>[1] } {
   let err = '';

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 
 import { type Piece, makeRescueId, xxh64 } from '@ddferry/protocol';
 
-import { PieceSink } from '../src/pipeline/piece-sink.js';
-import { Spool, spoolFileName } from '../src/pipeline/spool.js';
+import { PieceSink } from '../src/run/piece-builder.js';
+import { Spool, spoolFileName } from '../src/job/spool.js';
 
 const MIB = 1 << 20;
 const SIZE = 4 * MIB;

@@ -5,9 +5,9 @@
 import { expect } from 'chai';
 
 import type { RescueReporter, StatusRefresh, StatusSnapshot } from '../src/engine/reporter.js';
-import { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, type ProgressMode } from '../src/pipeline/progress-display.js';
-import { formatProgressBlock, formatProgressJson, formatProgressLine } from '../src/pipeline/progress-view.js';
-import { type ProgressSnapshot, RescueProgress, chunkIndexAt, progressSnapshot } from '../src/pipeline/progress.js';
+import { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, type ProgressMode } from '../src/progress/progress-display.js';
+import { formatProgressBlock, formatProgressJson, formatProgressLine } from '../src/progress/progress-view.js';
+import { type ProgressSnapshot, RescueProgress, chunkIndexAt, progressSnapshot } from '../src/progress/progress.js';
 
 const MiB = 1 << 20;
 const CHUNKS = [0, 1, 2, 3].map((i) => ({ pos: i * 4 * MiB, size: 4 * MiB }));

@@ -10,10 +10,10 @@ import { decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, makeNonce, PROTOCOL_VER
 import { expect } from 'chai';
 import { WebSocketServer } from 'ws';
 
-import { Spool } from '../src/pipeline/spool.js';
-import type { StatusFigures } from '../src/pipeline/status-report.js';
-import { statusMessage } from '../src/pipeline/status-report.js';
-import { WsShipper } from '../src/pipeline/ws-shipper.js';
+import { Spool } from '../src/job/spool.js';
+import type { StatusFigures } from '../src/lan/status-report.js';
+import { statusMessage } from '../src/lan/status-report.js';
+import { WsShipper } from '../src/lan/link.js';
 
 const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
 const SIZE = 1 << 20;

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 
 import { formatPercentage } from '@ddferry/mapfile';
 
-import { DdrescueReporter } from '../src/ddrescue/reporter.js';
-import { StatusScreen, formatStatusBlock } from '../src/ddrescue/status-screen.js';
+import { DdrescueReporter } from '../src/progress/ddrescue-reporter.js';
+import { StatusScreen, formatStatusBlock } from '../src/progress/status-screen.js';
 import type { StatusRefresh, StatusSnapshot } from '../src/engine/reporter.js';
 import { EventLogger } from '../src/logs/event-logger.js';
 import { RateLogger } from '../src/logs/rate-logger.js';

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import type { Piece } from '@ddferry/protocol';
 import { makeRescueId } from '@ddferry/protocol';
 
-import { Ledger } from '../src/pipeline/ledger.js';
-import { StickSpool } from '../src/pipeline/stick-spool.js';
-import type { StickWriter } from '../src/pipeline/stick-writer.js';
-import { countTrip, TRIPS_FILE } from '../src/pipeline/trip-count.js';
+import { Ledger } from '../src/job/ledger.js';
+import { StickSpool } from '../src/stick/stick-spool.js';
+import type { StickWriter } from '../src/stick/writer.js';
+import { countTrip, TRIPS_FILE } from '../src/stick/trip-count.js';
 
 const MIB = 1 << 20;
 

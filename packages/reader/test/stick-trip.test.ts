@@ -17,13 +17,13 @@ import {
   BUNDLE_NAME, type Piece, type PiecePlan, type RescueId, bundleFileName, formatReceipt, formatStickRescue, makeRescueId, readBundle,
 } from '@ddferry/protocol';
 
-import { parseDdrescueCommand } from '../src/ddrescue/options.js';
+import { parseDdrescueCommand } from '../src/commands/ddrescue-options.js';
 import { readJob } from '../src/job/job.js';
 import { planJob } from '../src/job/plan-job.js';
-import { Spool } from '../src/pipeline/spool.js';
-import type { StickSpace } from '../src/pipeline/stick-space.js';
-import { EXIT_STICK_FULL, rescueStickJob } from '../src/pipeline/stick-trip.js';
-import { BUNDLE_WRITER, type StickWriter, writeFileDurably } from '../src/pipeline/stick-writer.js';
+import { Spool } from '../src/job/spool.js';
+import type { StickSpace } from '../src/stick/space.js';
+import { EXIT_STICK_FULL, rescueStickJob } from '../src/stick/trip.js';
+import { BUNDLE_WRITER, type StickWriter, writeFileDurably } from '../src/stick/writer.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;

@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
 import { type Receipt, type RescueId, formatReceipt, makeRescueId } from '@ddferry/protocol';
 
-import { openLanLedger } from '../src/pipeline/lan-ledger.js';
-import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/pipeline/ledger.js';
-import { Spool } from '../src/pipeline/spool.js';
-import { inRanges, joinRanges, readStickReceipts, reclaimRanges, settle } from '../src/pipeline/stick-receipts.js';
-import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickSealBytes } from '../src/pipeline/stick-space.js';
-import { BUNDLE_WRITER, type StickWriter } from '../src/pipeline/stick-writer.js';
+import { openLanLedger } from '../src/lan/lan-ledger.js';
+import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/job/ledger.js';
+import { Spool } from '../src/job/spool.js';
+import { inRanges, joinRanges, readStickReceipts, reclaimRanges, settle } from '../src/stick/receipts.js';
+import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickSealBytes } from '../src/stick/space.js';
+import { BUNDLE_WRITER, type StickWriter } from '../src/stick/writer.js';
 
 const MIB = 1 << 20;
 const STICK = '0123456789abcdef';

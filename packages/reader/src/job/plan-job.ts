@@ -11,7 +11,7 @@ import { makeRescueId } from '@ddferry/protocol';
 import { ReaderError } from '../errors.js';
 import { fingerprintOf } from './fingerprint.js';
 import { type Job, jobPaths, writeJob } from './job.js';
-import { openSource } from './open-source.js';
+import { openSource } from '../source/open-source.js';
 
 export interface PlanJobOptions {
   readonly source: string;

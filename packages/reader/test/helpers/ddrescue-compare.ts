@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { runDdrescue } from '../../src/ddrescue/run.js';
+import { runDdrescue } from '../../src/commands/ddrescue.js';
 
 /** spec 3.2's input: sector i holds the big-endian u64 i+1, 64 times. */
 export function makeDetBin(sectors = 32768): Buffer {

@@ -16,7 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { runDdrescue } from '../../src/ddrescue/run.js';
+import { runDdrescue } from '../../src/commands/ddrescue.js';
 
 const SIZE = 1 << 20;
 const SOURCE = (() => {

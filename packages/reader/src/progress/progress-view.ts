@@ -9,7 +9,7 @@
  */
 import { formatNum, formatPercentage } from '@ddferry/mapfile';
 
-import { formatStatusBlock } from '../ddrescue/status-screen.js';
+import { formatStatusBlock } from './status-screen.js';
 import type { StatusSnapshot } from '../engine/reporter.js';
 import { formatTime, formatTimeDhms } from '../logs/format-time.js';
 import type { ProgressSnapshot, RescueFigures } from './progress.js';

@@ -1,10 +1,10 @@
 import { ArgumentError, type FileSystemName, MapfileParseError, MapfileSizeError, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
 import { isProtocolError } from '@ddferry/protocol';
 
-import { type DdrescueCommand, parseDdrescueCommand } from '../ddrescue/options.js';
+import { type DdrescueCommand, parseDdrescueCommand } from './ddrescue-options.js';
 import { ReaderError } from '../errors.js';
 import { planJob } from '../job/plan-job.js';
-import { rescueJob } from '../pipeline/rescue-job.js';
+import { rescueJob } from '../run/rescue-job.js';
 
 export interface CommandIo {
   readonly screen: (text: string) => void;

@@ -8,27 +8,27 @@ import {
   STICK_RESCUE_FILE, type StickRescue, describeFingerprint, formatStickRescue, parseStickRescue, sameDevice, stickRescueParts,
 } from '@ddferry/protocol';
 
-import { DdrescueReporter } from '../ddrescue/reporter.js';
-import { interruptibleSleep, signalExitStatus } from '../ddrescue/run.js';
-import type { DdrescueCommand } from '../ddrescue/options.js';
+import { DdrescueReporter } from '../progress/ddrescue-reporter.js';
+import { interruptibleSleep, signalExitStatus } from '../commands/ddrescue.js';
+import type { DdrescueCommand } from '../commands/ddrescue-options.js';
 import { type RescueOutcome, doRescue } from '../engine/do-rescue.js';
 import { MapfileUpdater } from '../engine/mapfile-updater.js';
 import { Rescuebook } from '../engine/rescuebook.js';
 import { ReaderError, errnoOf } from '../errors.js';
 import { assertPlannedDevice } from '../job/check-device.js';
 import { type Job, jobChunks, jobPaths, readJob } from '../job/job.js';
-import { openSource } from '../job/open-source.js';
+import { openSource } from '../source/open-source.js';
 import { allocAligned } from '../source/aligned-buffer.js';
 import { ChunkFileWriter, layoutForFolder, readChunkFileReceipts } from './chunk-files.js';
-import { LEDGER_FOLDER, Ledger } from './ledger.js';
-import { PieceSink } from './piece-sink.js';
-import type { ProgressMode } from './progress-display.js';
-import { type RescueProgress, openRescueProgress } from './progress.js';
-import { Spool } from './spool.js';
-import { readStickReceipts, reclaimRanges, settle } from './stick-receipts.js';
-import { type StickSpace, statStick, stickMargin, stickSealBytes } from './stick-space.js';
+import { LEDGER_FOLDER, Ledger } from '../job/ledger.js';
+import { PieceSink } from '../run/piece-builder.js';
+import type { ProgressMode } from '../progress/progress-display.js';
+import { type RescueProgress, openRescueProgress } from '../progress/progress.js';
+import { Spool } from '../job/spool.js';
+import { readStickReceipts, reclaimRanges, settle } from './receipts.js';
+import { type StickSpace, statStick, stickMargin, stickSealBytes } from './space.js';
 import { StickSpool } from './stick-spool.js';
-import { BUNDLE_WRITER, type StickWriter, syncFolder, writeFileDurably } from './stick-writer.js';
+import { BUNDLE_WRITER, type StickWriter, syncFolder, writeFileDurably } from './writer.js';
 import { countTrip } from './trip-count.js';
 
 /** Exit status of a stick run that stopped because the stick is full: carry it to PC_B. */

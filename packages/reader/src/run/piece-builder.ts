@@ -3,7 +3,7 @@ import { type Piece, makeExtent } from '@ddferry/protocol';
 
 import type { RescueSink } from '../engine/sink.js';
 import { DeltaList } from './delta-list.js';
-import type { PieceStore } from './stick-spool.js';
+import type { PieceStore } from '../stick/stick-spool.js';
 
 export interface PieceSinkOptions {
   readonly rescueId: string;

@@ -2,9 +2,9 @@ import { Domain } from '@ddferry/mapfile';
 import { pathExists, readMapfile } from '@ddferry/mapfile/io';
 
 import { ReaderError } from '../errors.js';
-import { FileSource } from '../source/file-source.js';
-import type { Source } from '../source/source.js';
-import { TestModeSource } from '../source/test-mode-source.js';
+import { FileSource } from './file-source.js';
+import type { Source } from './source.js';
+import { TestModeSource } from './test-mode-source.js';
 
 /** A source, and its test-mode view when it is simulated with a GNU ddrescue test map. */
 export interface OpenedSource {

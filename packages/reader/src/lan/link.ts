@@ -7,7 +7,7 @@ import {
 import WebSocket from 'ws';
 
 import { ReaderError } from '../errors.js';
-import type { Spool } from './spool.js';
+import type { Spool } from '../job/spool.js';
 import { STATUS_INTERVAL_MS } from './status-report.js';
 
 export interface ShipperOptions {

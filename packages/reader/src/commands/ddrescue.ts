@@ -21,9 +21,9 @@ import { FileSource } from '../source/file-source.js';
 import { writesToSource } from '../source/same-device.js';
 import type { Source } from '../source/source.js';
 import { TestModeSource } from '../source/test-mode-source.js';
-import { HELP, VERSION } from './help.js';
-import { type DdrescueCommand, parseDdrescueCommand } from './options.js';
-import { DdrescueReporter } from './reporter.js';
+import { HELP, VERSION } from './ddrescue-help.js';
+import { type DdrescueCommand, parseDdrescueCommand } from './ddrescue-options.js';
+import { DdrescueReporter } from '../progress/ddrescue-reporter.js';
 
 /** The outside world of a run; tests give their own. */
 export interface RunIo {

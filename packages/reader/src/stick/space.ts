@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 
-import type { StickWriter } from './stick-writer.js';
+import type { StickWriter } from './writer.js';
 
 /**
  * Free-space arithmetic for a stick. Sticks are often FAT32 or exFAT: no sparse files,

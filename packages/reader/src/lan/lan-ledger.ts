@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { pathExists, saveMapfile } from '@ddferry/mapfile/io';
 
 import { errnoOf } from '../errors.js';
-import { LEDGER_FOLDER, Ledger } from './ledger.js';
-import type { Spool } from './spool.js';
+import { LEDGER_FOLDER, Ledger } from '../job/ledger.js';
+import type { Spool } from '../job/spool.js';
 
 /**
  * The ledger in a LAN run (the job went on a stick before, or will): sequence numbers

@@ -7,7 +7,7 @@ import type { Piece } from '@ddferry/protocol';
 import { ReaderError, errnoOf } from '../errors.js';
 import { formatDdrescueCommands, formatDdrescueScript, IMAGE_START_MAP } from './chunk-commands.js';
 import type { ChunkFileEntry } from './chunk-commands.js';
-import { type StickWriter, syncFolder } from './stick-writer.js';
+import { type StickWriter, syncFolder } from './writer.js';
 
 /**
  * `--format ddrescue-chunks`: pieces as chunk files that GNU ddrescue alone can merge

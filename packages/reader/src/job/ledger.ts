@@ -5,7 +5,7 @@ import { type BlockStatus, isBlockStatus } from '@ddferry/mapfile';
 import { saveMapfile } from '@ddferry/mapfile/io';
 
 import { ReaderError } from '../errors.js';
-import type { DeltaRange } from './delta-list.js';
+import type { DeltaRange } from '../run/delta-list.js';
 
 /**
  * One piece carried on a stick and not yet acknowledged: `JOBDIR/ledger/piece-000123.json`.

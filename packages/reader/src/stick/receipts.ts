@@ -5,8 +5,8 @@ import { type BlockStatus, type Domain, type StatusMap, BlockStatus as St } from
 import { RECEIPT_NAME, STICK_RECEIPTS_FOLDER, bundleSeqOf, parseReceipt } from '@ddferry/protocol';
 
 import { errnoOf } from '../errors.js';
-import type { DeltaRange } from './delta-list.js';
-import type { LedgerEntry } from './ledger.js';
+import type { DeltaRange } from '../run/delta-list.js';
+import type { LedgerEntry } from '../job/ledger.js';
 
 /** What the receipts on a stick say, all receipts together. */
 export interface StickReceipts {

@@ -4,25 +4,25 @@ import { BlockStatus, Domain, StatusMap, formatTimestamp, normalizeForRescue } f
 import { readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
 import { readTokenFile } from '@ddferry/protocol';
 
-import { DdrescueReporter } from '../ddrescue/reporter.js';
-import { interruptibleSleep, signalExitStatus } from '../ddrescue/run.js';
-import type { DdrescueCommand } from '../ddrescue/options.js';
+import { DdrescueReporter } from '../progress/ddrescue-reporter.js';
+import { interruptibleSleep, signalExitStatus } from '../commands/ddrescue.js';
+import type { DdrescueCommand } from '../commands/ddrescue-options.js';
 import { type RescueOutcome, doRescue } from '../engine/do-rescue.js';
 import { MapfileUpdater } from '../engine/mapfile-updater.js';
 import { Rescuebook } from '../engine/rescuebook.js';
 import { ReaderError } from '../errors.js';
 import { assertPlannedDevice } from '../job/check-device.js';
 import { jobChunks, jobPaths, readJob } from '../job/job.js';
-import { openSource } from '../job/open-source.js';
+import { openSource } from '../source/open-source.js';
 import { allocAligned } from '../source/aligned-buffer.js';
-import { openLanLedger } from './lan-ledger.js';
-import { PieceSink } from './piece-sink.js';
-import type { ProgressMode } from './progress-display.js';
-import { type RescueProgress, openRescueProgress } from './progress.js';
-import { Spool } from './spool.js';
-import { statusMessage } from './status-report.js';
-import { type StickFormat, type StickTripIo, rescueStickJob } from './stick-trip.js';
-import { WsShipper } from './ws-shipper.js';
+import { openLanLedger } from '../lan/lan-ledger.js';
+import { PieceSink } from './piece-builder.js';
+import type { ProgressMode } from '../progress/progress-display.js';
+import { type RescueProgress, openRescueProgress } from '../progress/progress.js';
+import { Spool } from '../job/spool.js';
+import { statusMessage } from '../lan/status-report.js';
+import { type StickFormat, type StickTripIo, rescueStickJob } from '../stick/trip.js';
+import { WsShipper } from '../lan/link.js';
 
 export interface RescueJobOptions {
   readonly jobDir: string;

@@ -5,9 +5,9 @@ import { saveMapfile } from '@ddferry/mapfile/io';
 import type { Piece } from '@ddferry/protocol';
 
 import { ReaderError, errnoOf } from '../errors.js';
-import type { Ledger, LedgerEntry } from './ledger.js';
-import { type PendingPieces, type StickSpace, fits, statStick } from './stick-space.js';
-import type { StickWriter } from './stick-writer.js';
+import type { Ledger, LedgerEntry } from '../job/ledger.js';
+import { type PendingPieces, type StickSpace, fits, statStick } from './space.js';
+import type { StickWriter } from './writer.js';
 
 /** What the piece sink needs of a spool: `Spool` (LAN) and `StickSpool` have it. */
 export interface PieceStore {
