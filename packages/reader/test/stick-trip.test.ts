@@ -23,7 +23,8 @@ import { planJob } from '../src/job/plan-job.js';
 import { Spool } from '../src/job/spool.js';
 import type { StickSpace } from '../src/stick/space.js';
 import { EXIT_STICK_FULL, rescueStickJob } from '../src/stick/trip.js';
-import { BUNDLE_WRITER, type StickWriter, writeFileDurably } from '../src/stick/writer.js';
+import { writeFileDurably } from '../src/durable-file.js';
+import { BUNDLE_WRITER, type StickWriter } from '../src/stick/writer.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;

@@ -21,6 +21,11 @@ export interface MapfileUpdaterOptions {
   readonly syncInterval: number;
   /** Seconds, integer (ddrescue's `time(0)`). */
   readonly clock: () => number;
+  /**
+   * How a save is made (default: the mapfile text, saved atomically at `path`). The
+   * reading process hands its saves to the main process instead, which owns the map.
+   */
+  readonly save?: (snapshot: MapfileSnapshot, backup: boolean, force: boolean) => Promise<void>;
 }
 
 /**
@@ -89,7 +94,8 @@ export class MapfileUpdater {
     const backup = this.#prevSync;
     this.#prevSync = sync;
     try {
-      await saveMapfile(this.path, this.format(snapshot()), { backup });
+      if (this.#o.save) await this.#o.save(snapshot(), backup, force);
+      else await saveMapfile(this.path, this.format(snapshot()), { backup });
     } catch (err) {
       this.lastError = err as Error;
       return false;

@@ -57,6 +57,33 @@ export interface RescuebookInit {
   readonly interrupted: () => boolean;
   /** Sleep for a number of seconds (pauses); tests pass a fake. */
   readonly sleep: (seconds: number) => Promise<void>;
+  /**
+   * Called just before each read of the source is judged and made (test mode included),
+   * with the block asked for: the reading process announces it, so a read that hangs is known.
+   */
+  readonly beforeRead?: (pos: number, size: number) => void;
+}
+
+/**
+ * The raw status edits of `-M` (retrim: `/` and `-` become `*`) and `-A` (try again:
+ * `/` and `*` become `?`) over the domain's blocks, in order, as the Rescuebook
+ * constructor makes them (one block at a time, no joining).
+ */
+export function startEdits(map: StatusMap, domain: Domain, o: Pick<RescueOptions, 'retrim' | 'tryAgain'>): Array<{ pos: number; size: number; status: BlockStatus }> {
+  const edits: Array<{ pos: number; size: number; status: BlockStatus }> = [];
+  const pass = (match: (st: BlockStatus) => boolean, to: BlockStatus): void => {
+    const found: Array<{ pos: number; size: number }> = [];
+    map.forEachBlock((pos, end, code) => {
+      if (domain.includes({ pos, size: end - pos }) && match(statusOfCode(code))) found.push({ pos, size: end - pos });
+    });
+    for (const b of found) {
+      map.setBlockStatus(b.pos, to);
+      edits.push({ ...b, status: to });
+    }
+  };
+  if (o.retrim) pass((st) => st === BlockStatus.nonScraped || st === BlockStatus.badSector, BlockStatus.nonTrimmed);
+  if (o.tryAgain) pass((st) => st === BlockStatus.nonScraped || st === BlockStatus.nonTrimmed, BlockStatus.nonTried);
+  return edits;
 }
 
 function roundUp(size: number, hardbs: number): number {
@@ -108,6 +135,7 @@ export class Rescuebook {
   readonly #startTime: number;
   readonly #interrupted: () => boolean;
   readonly sleep: (seconds: number) => Promise<void>;
+  readonly #beforeRead: ((pos: number, size: number) => void) | undefined;
   #lastYield = Date.now();
 
   // update_rates
@@ -151,6 +179,7 @@ export class Rescuebook {
     this.#startTime = init.startTime;
     this.#interrupted = init.interrupted;
     this.sleep = init.sleep;
+    this.#beforeRead = init.beforeRead;
     this.maxBadAreas = o.maxBadAreas;
     this.minReadRate = o.minReadRate;
 
@@ -166,18 +195,9 @@ export class Rescuebook {
     this.maxSkipbs = maxSkipbs;
 
     // -M and -A: raw status edits, one block at a time, no joining
-    if (o.retrim) this.#rawEdit((st) => st === BlockStatus.nonScraped || st === BlockStatus.badSector, BlockStatus.nonTrimmed);
-    if (o.tryAgain) this.#rawEdit((st) => st === BlockStatus.nonScraped || st === BlockStatus.nonTrimmed, BlockStatus.nonTried);
+    startEdits(this.map, this.domain, o);
     this.initializeSizes();
     if (o.newBadAreasOnly) this.maxBadAreas += this.badAreas;
-  }
-
-  #rawEdit(match: (st: BlockStatus) => boolean, to: BlockStatus): void {
-    const edits: number[] = [];
-    this.forEachDomainBlock((pos, _end, st) => {
-      if (match(st)) edits.push(pos);
-    });
-    for (const pos of edits) this.map.setBlockStatus(pos, to);
   }
 
   /** Call `fn` for each block inside the domain, in order. */
@@ -283,6 +303,7 @@ export class Rescuebook {
     let copied = 0;
     let error = 0;
     const test = this.testSource;
+    this.#beforeRead?.(b.pos, b.size);
     if (!test || test.isGood(b.pos, b.size)) {
       const read = test ? test.readData.bind(test) : this.source.read.bind(this.source);
       let errno: string | null;

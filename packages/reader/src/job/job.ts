@@ -28,6 +28,8 @@ export interface Job {
   readonly source: string;
   /** Absolute path of a GNU ddrescue test-mode map (`-H`), if the source is simulated. */
   readonly testMode?: string;
+  /** With `testMode`: reads overlapping these ranges block for their seconds (`plan --test-slow-reads`). */
+  readonly testSlowReads?: ReadonlyArray<{ readonly pos: number; readonly size: number; readonly seconds: number }>;
   readonly fingerprint: Fingerprint;
   readonly sourceSize: number;
   readonly sectorSize: number;

@@ -11,6 +11,7 @@ import { makeRescueId } from '@ddferry/protocol';
 import { ReaderError } from '../errors.js';
 import { fingerprintOf } from './fingerprint.js';
 import { type Job, jobPaths, writeJob } from './job.js';
+import type { SlowRead } from '../source/blocking-source.js';
 import { openSource } from '../source/open-source.js';
 
 export interface PlanJobOptions {
@@ -26,6 +27,8 @@ export interface PlanJobOptions {
   readonly testMode?: string;
   /** Start from an existing GNU ddrescue mapfile of this source. */
   readonly fromMapfile?: string;
+  /** With `testMode`: reads that block (a disk that answers in seconds). */
+  readonly testSlowReads?: readonly SlowRead[];
   readonly commandLine: string;
 }
 
@@ -39,14 +42,14 @@ export async function planJob(o: PlanJobOptions): Promise<Job> {
   const dir = resolve(o.jobDir);
   const paths = jobPaths(dir);
   if (await pathExists(paths.job)) {
-    throw new ReaderError('ERR_JOB_EXISTS', paths.job, `${paths.job}: this folder already holds a job. Resume it with 'ddferry-reader rescue ${o.jobDir} ...', or plan into a new folder.`);
+    throw new ReaderError('ERR_JOB_EXISTS', paths.job, `${paths.job}: this folder already holds a job.`, { hint: `Resume it with 'ddferry-reader rescue ${o.jobDir} ...', or plan into a new folder.` });
   }
   const src = resolve(o.source);
   const testMode = o.testMode === undefined ? undefined : resolve(o.testMode);
   const { source } = await openSource(src, { testMap: testMode });
   try {
     const size = source.size;
-    if (size <= 0) throw new ReaderError('ERR_SOURCE_OPEN', src, `${src}: the size of the source is unknown. Plan a block device or a regular file.`);
+    if (size <= 0) throw new ReaderError('ERR_SOURCE_OPEN', src, `${src}: the size of the source is unknown.`, { hint: 'Plan a block device or a regular file.' });
     const sectorSize = o.sectorSize ?? source.identity.logicalSectorSize;
     const chunkSize = o.chunkSize ?? chunkSizeForMedium({ capacity: o.medium!.capacity, maxFileSize: FILE_SIZE_LIMITS[o.medium!.fs] }, sectorSize);
     const chunks = planChunks({ sourceSize: size, sectorSize, chunkSize });
@@ -55,6 +58,7 @@ export async function planJob(o: PlanJobOptions): Promise<Job> {
       rescueId: makeRescueId(),
       source: src,
       ...(testMode === undefined ? {} : { testMode }),
+      ...(o.testSlowReads === undefined || o.testSlowReads.length === 0 ? {} : { testSlowReads: o.testSlowReads }),
       fingerprint: fingerprintOf(source, testMode !== undefined),
       sourceSize: size,
       sectorSize,
@@ -65,7 +69,7 @@ export async function planJob(o: PlanJobOptions): Promise<Job> {
     await mkdir(paths.chunks, { recursive: true });
     await mkdir(paths.spool, { recursive: true });
     const leftovers = (await readdir(paths.spool)).length;
-    if (leftovers > 0) throw new ReaderError('ERR_JOB_EXISTS', paths.spool, `${paths.spool}: holds files from another job. Plan into a new folder.`);
+    if (leftovers > 0) throw new ReaderError('ERR_JOB_EXISTS', paths.spool, `${paths.spool}: holds files from another job.`, { hint: 'Plan into a new folder.' });
     let blocks = new SblockVector(1);
     let state = { currentPos: 0, currentStatus: MapfileStatus.copying as MapfileStatus, currentPass: 1 };
     if (o.fromMapfile !== undefined) {

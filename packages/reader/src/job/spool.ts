@@ -1,11 +1,12 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { saveMapfile } from '@ddferry/mapfile/io';
 import { type Piece, type PiecePlan, readBundle, writeBundle } from '@ddferry/protocol';
 
+import { syncFolder, writeFileDurably } from '../durable-file.js';
 import { ReaderError } from '../errors.js';
+import type { SeqCounter } from './seq-counter.js';
 
 const NAME = /^piece-(\d{6,})\.tar$/;
 
@@ -14,11 +15,9 @@ export function spoolFileName(seq: number): string {
 }
 
 export interface SpoolOptions {
-  /** The folder. */
+  /** The folder (`JOBDIR/spool`). */
   readonly dir: string;
-  /** Where the last sequence number deleted from the spool is kept (durably, before deleting). */
-  readonly seqFile: string;
-  /** Bytes the spool may hold; `put` waits for receipts beyond that. */
+  /** Bytes the spool should hold at most; the run loop reads no further while it is full. */
   readonly capacity: number;
   /** Pieces read back are checked against it. */
   readonly plan: PiecePlan;
@@ -30,44 +29,47 @@ export interface SpoolOptions {
   readonly memoryBytes?: number;
 }
 
+/** The sequence numbers of the pieces in a spool folder (for the job's counter), without opening it. */
+export async function spoolSeqs(dir: string): Promise<number[]> {
+  try {
+    return (await readdir(dir)).map((n) => NAME.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]));
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
 /**
- * The spool: sealed pieces waiting for a receipt, one file each (a one-piece bundle),
- * written under a temporary name, fsynced and renamed, so a piece in the spool is
- * durable and whole (R1). A piece is deleted only after its receipt (R2), and the
- * highest sequence number deleted is saved first, so numbers are never reused.
+ * The local spool (`JOBDIR/spool`): sealed pieces waiting for a receipt, one file each
+ * (a one-piece bundle), written through a temporary name, fsynced and renamed, so a
+ * piece in the spool is durable and whole (R1). A piece is deleted only after the
+ * image holds it (R2, R5); the job's counter is saved first, so numbers are never reused.
  */
 export class Spool {
   readonly dir: string;
   readonly capacity: number;
-  readonly #seqFile: string;
+  readonly #seq: SeqCounter;
   readonly #plan: PiecePlan;
   readonly #sizes = new Map<number, number>();
   /** Pieces put in this run and not taken yet, oldest first. */
   readonly #fresh = new Map<number, Piece>();
   #freshBytes = 0;
   readonly #memoryBytes: number;
-  /**
-   * For `PieceSink`: sealed pieces that may be being put while the engine reads on
-   * (their fsyncs overlap the reads). Its `sync` still waits for all of them before any
-   * mapfile save.
-   */
-  readonly writeBehind = 2;
   #bytes = 0;
-  #lastSeq = 0;
-  #waiters: Array<() => void> = [];
-  #addedWaiters: Array<() => void> = [];
+  readonly #addedWaiters: Array<() => void> = [];
+  readonly #removedListeners: Array<() => void> = [];
 
-  private constructor(o: SpoolOptions) {
+  private constructor(o: SpoolOptions, seq: SeqCounter) {
     this.dir = o.dir;
     this.capacity = o.capacity;
-    this.#seqFile = o.seqFile;
+    this.#seq = seq;
     this.#plan = o.plan;
     this.#memoryBytes = o.memoryBytes ?? 32 << 20;
   }
 
   /** Open the spool folder, counting the pieces left by an earlier run. */
-  static async open(o: SpoolOptions): Promise<Spool> {
-    const s = new Spool(o);
+  static async open(o: SpoolOptions, seq: SeqCounter): Promise<Spool> {
+    const s = new Spool(o, seq);
     await mkdir(o.dir, { recursive: true });
     for (const name of await readdir(o.dir)) {
       const m = NAME.exec(name);
@@ -75,17 +77,11 @@ export class Spool {
         if (name.endsWith('.tmp')) await rm(join(o.dir, name), { force: true }); // a piece cut by a crash: never counted
         continue;
       }
-      const seq = Number(m[1]);
+      const n = Number(m[1]);
       const size = (await stat(join(o.dir, name))).size;
-      s.#sizes.set(seq, size);
+      s.#sizes.set(n, size);
       s.#bytes += size;
-      s.#lastSeq = Math.max(s.#lastSeq, seq);
-    }
-    try {
-      const saved = JSON.parse(await readFile(o.seqFile, 'utf8')) as { lastSeq?: unknown };
-      if (typeof saved.lastSeq === 'number' && Number.isSafeInteger(saved.lastSeq)) s.#lastSeq = Math.max(s.#lastSeq, saved.lastSeq);
-    } catch {
-      // no pieces deleted yet
+      seq.raise(n);
     }
     return s;
   }
@@ -110,43 +106,20 @@ export class Spool {
     return [...this.#sizes.keys()].sort((a, b) => a - b);
   }
 
-  /** The next sequence number to give a piece. */
-  nextSeq(): number {
-    return ++this.#lastSeq;
-  }
-
-  /** Raise the counter past numbers the assembler has seen (its Welcome), in case `seq.json` was lost. */
-  notePeerSeqs(maxSeen: number): void {
-    if (maxSeen > this.#lastSeq) this.#lastSeq = maxSeen;
-  }
-
   /**
-   * Write a sealed piece durably. Waits while the spool is full (the engine pauses
-   * reading), unless the spool is empty: one piece always fits.
+   * Write a piece durably: `.piece-N.tar.tmp`, fsync, rename, fsync of the folder.
+   * @throws ReaderError `ERR_SPOOL` (nothing of the piece is left).
    */
-  async put(piece: Piece, estimate = piece.data.length + 4096): Promise<void> {
-    while (this.#bytes > 0 && this.#bytes + estimate > this.capacity) {
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    }
+  async put(piece: Piece): Promise<void> {
     const name = spoolFileName(piece.seq);
-    const tmp = join(this.dir, `${name}.tmp`);
+    let size: number;
     try {
-      const fh = await open(tmp, 'w');
-      try {
-        const out = createWriteStream('', { fd: fh.fd, autoClose: false });
-        await writeBundle(piece, out, { end: false });
-        await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, join(this.dir, name));
-      await syncFolder(this.dir);
+      size = await writeFileDurably(this.dir, name, (out) => writeBundle(piece, out, { end: false }));
     } catch (err) {
-      await rm(tmp, { force: true });
-      throw new ReaderError('ERR_SPOOL', this.dir, `${this.dir}: can't write piece ${piece.seq} to the spool: ${(err as Error).message}. Free space on PC_A's spool disk, then run the same command again.`, { cause: err });
+      throw new ReaderError('ERR_SPOOL', this.dir, `${this.dir}: can't write piece ${piece.seq} to the spool: ${(err as Error).message}.`, {
+        cause: err, hint: 'Free space on the disk holding the job folder, then run the same command again.',
+      });
     }
-    const size = (await stat(join(this.dir, name))).size;
     this.#sizes.set(piece.seq, size);
     this.#bytes += size;
     if (this.#freshBytes + piece.data.length <= this.#memoryBytes) {
@@ -159,6 +132,11 @@ export class Spool {
   /** Wait until a piece is added. */
   added(): Promise<void> {
     return new Promise((resolve) => this.#addedWaiters.push(resolve));
+  }
+
+  /** Call `listener` after pieces are removed (room for reading). */
+  onRemoved(listener: () => void): void {
+    this.#removedListeners.push(listener);
   }
 
   /**
@@ -179,34 +157,27 @@ export class Spool {
     this.#freshBytes -= piece.data.length;
   }
 
-  /** Read a piece back, checked against the plan. */
+  /** Read a piece back, checked against the plan. @throws ProtocolError, ReaderError `ERR_SPOOL`. */
   async read(seq: number): Promise<Piece> {
     const file = join(this.dir, spoolFileName(seq));
     for await (const piece of readBundle(createReadStream(file), { file, plan: this.#plan })) return piece;
-    throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`);
+    throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`, { hint: 'Delete the file; its ranges are read again.' });
   }
 
-  /** Delete acknowledged pieces: the counter is saved durably first. */
+  /** Delete pieces the image holds: the job's counter is saved durably first. */
   async remove(seqs: readonly number[]): Promise<void> {
     const held = seqs.filter((s) => this.#sizes.has(s));
     if (held.length === 0) return;
-    await saveMapfile(this.#seqFile, `${JSON.stringify({ lastSeq: this.#lastSeq })}\n`);
+    await this.#seq.save();
     for (const seq of held) {
       this.#forget(seq);
-      await unlink(join(this.dir, spoolFileName(seq))).catch(() => undefined);
+      await unlink(join(this.dir, spoolFileName(seq))).catch((err: unknown) => {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      });
       this.#bytes -= this.#sizes.get(seq) ?? 0;
       this.#sizes.delete(seq);
     }
     await syncFolder(this.dir);
-    for (const w of this.#waiters.splice(0)) w();
-  }
-}
-
-async function syncFolder(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    for (const l of this.#removedListeners) l();
   }
 }

@@ -10,7 +10,7 @@ import { ReaderError } from '../errors.js';
 import type { Spool } from '../job/spool.js';
 import { STATUS_INTERVAL_MS } from './status-report.js';
 
-export interface ShipperOptions {
+export interface LinkOptions {
   /** `ws://HOST:PORT` of the assembler. */
   readonly url: string;
   /** The shared secret ('' if none: both sides must agree). */
@@ -25,6 +25,34 @@ export interface ShipperOptions {
   readonly windowBytes?: number;
   /** Messages for the user (stderr). */
   readonly log: (line: string) => void;
+  /** A Welcome arrived (each session): the spool is settled there before anything is sent. */
+  readonly onWelcome?: (welcome: WelcomeMessage, first: boolean) => Promise<void>;
+  /** The assembler refused this reader for good (a wrong token, rescue or device): the run must stop. */
+  readonly onFatal?: (err: ReaderError) => void;
+  /** Milliseconds between pings [10 000]. */
+  readonly pingMs?: number;
+  /** A peer silent this long (no message, no pong, no data leaving) is dead [30 000]. */
+  readonly deadMs?: number;
+  /** The longest wait between connection attempts [10 000]. */
+  readonly maxBackoffMs?: number;
+  /** Milliseconds a connection and its handshake may take [10 000]. */
+  readonly connectMs?: number;
+}
+
+/** The link's state, for progress. */
+export type LinkState = 'connecting' | 'connected' | 'waiting';
+
+export interface LinkSnapshot {
+  readonly url: string;
+  readonly state: LinkState;
+  /** Milliseconds since the epoch when the state began (for `waiting`/`connecting`: since the link was last up, or the start). */
+  readonly since: number;
+  /** The last error of the link, or null. */
+  readonly lastError: string | null;
+  /** Pieces merged (receipts seen) in this run. */
+  readonly merged: number;
+  /** Connections made in this run. */
+  readonly sessions: number;
 }
 
 /** ws's mask generator: all zeros (see `#session`). */
@@ -68,52 +96,67 @@ function refused(url: string, code: string, message: string): ReaderError & { re
   return Object.assign(new ReaderError('ERR_LINK', url, `the assembler refused: ${code}: ${message}`), { refusal: code });
 }
 
-/** What the assembler said when a session opened. */
-export type Welcome = WelcomeMessage;
-
 /**
- * Ships the spool to the assembler over a websocket: handshake (Hello, Challenge,
- * Auth, Welcome with the server's proof), then every spooled piece in sequence order,
- * a window of unacknowledged bytes, and receipts that free the spool. A lost
- * connection is retried with backoff and everything not acknowledged is sent again.
+ * The link to the assembler: handshake (Hello, Challenge, Auth, Welcome with the
+ * server's proof), then every spooled piece in sequence order within a window of
+ * unacknowledged bytes, and receipts that free the spool. It pings the assembler and
+ * takes a peer silent for `deadMs` (host gone, process frozen) for dead: the
+ * connection is closed and made again, with a backoff of at most `maxBackoffMs`;
+ * everything not acknowledged is sent again.
  */
-export class WsShipper {
-  readonly #o: ShipperOptions;
+export class Link {
+  readonly #o: LinkOptions;
   readonly #limits: Limits;
   #stopped = false;
   #ws: WebSocket | null = null;
-  #welcomeWaiters: Array<(w: Welcome | null) => void> = [];
-  #welcome: Welcome | null = null;
+  #welcomeWaiters: Array<(w: WelcomeMessage | null) => void> = [];
+  #welcome: WelcomeMessage | null = null;
   #idleWaiters: Array<() => void> = [];
   #rejections = new Map<number, number>();
   #wakeRetry: (() => void) | null = null;
   #statusSource: (() => StatusMessage | null) | null = null;
   /** Sends a Status now, while a session is open. */
   #sendStatus: (() => void) | null = null;
-  /** Pieces merged (receipts seen) in this run. */
-  merged = 0;
-  /** Connection state for progress lines. */
-  state: 'connecting' | 'connected' | 'waiting' = 'connecting';
+  #state: LinkState = 'connecting';
+  #since = Date.now();
+  #lastError: string | null = null;
+  #merged = 0;
+  #sessions = 0;
+  /**
+   * A refusal retrying cannot cure (a wrong token, another rescue or device, another
+   * protocol version): the link has stopped. Null otherwise.
+   */
+  fatal: ReaderError | null = null;
 
-  constructor(options: ShipperOptions) {
+  constructor(options: LinkOptions) {
     this.#o = options;
     this.#limits = options.limits ?? DEFAULT_LIMITS;
   }
 
-  /**
-   * A refusal retrying cannot cure (a wrong token, another rescue or device, another protocol
-   * version), met while `firstWelcome` waited: the loop has stopped. Null otherwise.
-   */
-  fatal: Error | null = null;
+  snapshot(): LinkSnapshot {
+    return { url: this.#o.url, state: this.#state, since: this.#since, lastError: this.#lastError, merged: this.#merged, sessions: this.#sessions };
+  }
+
+  /** Pieces merged (receipts seen) in this run. */
+  get merged(): number {
+    return this.#merged;
+  }
+
+  #setState(state: LinkState): void {
+    if (state === this.#state) return;
+    // 'since' for a link that is not up counts from when it went down, not from each retry
+    if (state === 'connected' || this.#state === 'connected') this.#since = Date.now();
+    this.#state = state;
+  }
 
   /** Start the connection loop (runs until `stop`). */
   start(): void {
     void this.#loop();
   }
 
-  /** The first Welcome of this run, or null after `timeoutMs`. */
-  firstWelcome(timeoutMs: number): Promise<Welcome | null> {
-    if (this.#welcome) return Promise.resolve(this.#welcome);
+  /** The first Welcome of this run, or null after `timeoutMs` (or a fatal refusal). */
+  firstWelcome(timeoutMs: number): Promise<WelcomeMessage | null> {
+    if (this.#welcome || this.fatal) return Promise.resolve(this.#welcome);
     return new Promise((resolve) => {
       const t = setTimeout(() => resolve(null), timeoutMs);
       this.#welcomeWaiters.push((w) => {
@@ -123,9 +166,9 @@ export class WsShipper {
     });
   }
 
-  /** Resolves when the spool is empty (everything acknowledged). */
+  /** Resolves when the spool is empty (everything acknowledged), or the link stopped. */
   async drained(): Promise<void> {
-    while (this.#o.spool.count > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    while (this.#o.spool.count > 0 && !this.#stopped) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /**
@@ -136,17 +179,25 @@ export class WsShipper {
     this.#statusSource = source;
   }
 
+  /** Close the connection and stop (the last Status first, for the live page). */
   stop(): void {
+    if (this.#stopped) return;
     this.#stopped = true;
-    // the last figures (spool empty, phase finished) for the live page
     this.#sendStatus?.();
-    this.#ws?.terminate();
+    const ws = this.#ws;
+    if (ws) {
+      ws.close(1000, 'reader stopping');
+      // a peer that does not answer the close is not waited for
+      setTimeout(() => ws.terminate(), 500).unref();
+    }
     this.#wakeRetry?.();
     for (const w of this.#idleWaiters.splice(0)) w();
+    for (const w of this.#welcomeWaiters.splice(0)) w(null);
   }
 
   async #loop(): Promise<void> {
     let backoff = 250;
+    const maxBackoff = this.#o.maxBackoffMs ?? 10_000;
     while (!this.#stopped) {
       try {
         await this.#session(() => {
@@ -158,82 +209,116 @@ export class WsShipper {
         if (this.#stopped) break;
         const code = (err as { code?: string }).code;
         const refusal = (err as { refusal?: string }).refusal ?? code;
-        if (this.#welcome === null && this.#welcomeWaiters.length > 0 && refusal !== undefined && PERMANENT_REFUSALS.has(refusal)) {
-          // refused for good while the run waits for its first Welcome (before reading anything): tell it now
-          // rather than retry forever; later (the engine reading into the spool) the loop keeps retrying
-          this.fatal = err as Error;
+        this.#lastError = `${refusal ?? 'ERR_LINK'}: ${(err as Error).message.replace(/^the assembler refused: [A-Z_]+: /, '')}`;
+        if (refusal !== undefined && PERMANENT_REFUSALS.has(refusal)) {
+          // the same command can never get past it: stop, and say so
+          this.fatal = new ReaderError('ERR_LINK', this.#o.url, `${this.#o.url} refused this reader: ${(err as Error).message.replace(/^.*?the assembler refused: /, '').replace(/\.+$/, '')}.`, {
+            hint: refusal.startsWith('ERR_AUTH') ? 'Copy the same token file to both machines (--token-file), then run the same command again.'
+              : 'Point the reader at the assembler of this rescue (each rescue needs its own image), then run the same command again.',
+          });
           this.#stopped = true;
           for (const w of this.#welcomeWaiters.splice(0)) w(null);
+          for (const w of this.#idleWaiters.splice(0)) w();
+          this.#o.onFatal?.(this.fatal);
           break;
         }
         this.#o.log(`ddferry-reader: ${code ?? 'ERR_LINK'}: ${this.#o.url}: ${(err as Error).message} (retrying in ${(backoff / 1000).toFixed(1)} s)`);
       }
       if (this.#stopped) break;
-      this.state = 'waiting';
+      this.#setState('waiting');
       await new Promise<void>((r) => {
-        // a referenced timer: while the engine waits for spool space, this retry is what keeps
-        // the process alive; stop() cancels it
+        // a referenced timer: while the engine waits for spool space, this retry keeps the process alive; stop() cancels it
         const t = setTimeout(r, backoff);
         this.#wakeRetry = () => {
           clearTimeout(t);
           r();
         };
       });
-      backoff = Math.min(backoff * 2, 10000);
+      backoff = Math.min(backoff * 2, maxBackoff);
     }
   }
 
   /** One connection, from handshake to close. */
   async #session(onWelcome: () => void): Promise<void> {
     const o = this.#o;
-    this.state = 'connecting';
+    this.#setState('connecting');
     // A zero mask: RFC 6455 masks client frames against cache poisoning by browser scripts, which does not apply
     // to this client; ws then skips the byte-by-byte XOR on both ends (it was 30 % of the reader's CPU time).
-    // Integrity comes from the pieces' xxh64, not from the mask.
+    // Integrity comes from the pieces' checks, not from the mask.
     const ws = new WebSocket(o.url, {
-      perMessageDeflate: false, maxPayload: this.#limits.maxMessageBytes, handshakeTimeout: 10000, generateMask: zeroMask,
+      perMessageDeflate: false, maxPayload: this.#limits.maxMessageBytes, handshakeTimeout: o.connectMs ?? 10_000, generateMask: zeroMask,
     });
     this.#ws = ws;
     const inbox: Message[] = [];
     let inboxWaiter: (() => void) | null = null;
     let closed: Error | null = null;
+    let lastHeard = Date.now();
     const wake = (): void => {
       const w = inboxWaiter;
       inboxWaiter = null;
       w?.();
     };
+    const fail = (err: Error): void => {
+      closed ??= err;
+      wake();
+      for (const w of this.#idleWaiters.splice(0)) w();
+    };
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      lastHeard = Date.now();
       try {
         if (!isBinary) throw new ProtocolError('ERR_PROTO_MALFORMED', 'a text message', { peer: o.url });
         inbox.push(decodeEnvelope(data, this.#limits, o.url));
       } catch (err) {
-        closed = err as Error;
+        fail(err as Error);
         ws.close();
       }
       wake();
     });
-    ws.on('close', () => {
-      closed ??= new ReaderError('ERR_LINK', o.url, 'the connection closed');
-      wake();
-      for (const w of this.#idleWaiters.splice(0)) w();
+    ws.on('pong', () => {
+      lastHeard = Date.now();
     });
-    ws.on('error', (err) => {
-      closed = new ReaderError('ERR_LINK', o.url, err.message, { cause: err });
-      wake();
-    });
-    const next = async (): Promise<Message> => {
-      for (;;) {
-        const m = inbox.shift();
-        if (m) return m;
-        if (closed) throw closed;
-        await new Promise<void>((resolve) => {
-          inboxWaiter = resolve;
-        });
+    ws.on('close', () => fail(new ReaderError('ERR_LINK', o.url, 'the connection closed')));
+    ws.on('error', (err) => fail(new ReaderError('ERR_LINK', o.url, err.message, { cause: err })));
+
+    // the peer is alive while it answers, or while the data we send leaves us
+    const deadMs = o.deadMs ?? 30_000;
+    let lastBuffered = 0;
+    let lastFlow = Date.now();
+    const keepalive = setInterval(() => {
+      const now = Date.now();
+      const buffered = ws.bufferedAmount;
+      if (buffered < lastBuffered || buffered === 0) lastFlow = now;
+      lastBuffered = buffered;
+      if (now - lastHeard >= deadMs && now - lastFlow >= deadMs) {
+        fail(new ReaderError('ERR_LINK', o.url, `no answer for ${Math.round((now - lastHeard) / 1000)} s (the assembler's host is gone or its process is frozen): closing the connection`));
+        ws.terminate();
+        return;
       }
-    };
+      if (ws.readyState === WebSocket.OPEN && now - lastHeard >= (o.pingMs ?? 10_000) / 2) ws.ping();
+    }, Math.min(1000, (o.pingMs ?? 10_000) / 2));
+    keepalive.unref();
+    try {
+      await this.#run(ws, () => closed, fail, async () => {
+        for (;;) {
+          const m = inbox.shift();
+          if (m) return m;
+          if (closed) throw closed;
+          await new Promise<void>((resolve) => {
+            inboxWaiter = resolve;
+          });
+        }
+      }, onWelcome);
+    } finally {
+      clearInterval(keepalive);
+    }
+  }
+
+  async #run(ws: WebSocket, closed: () => Error | null, fail: (err: Error) => void, next: () => Promise<Message>, onWelcome: () => void): Promise<void> {
+    const o = this.#o;
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
+      ws.once('close', () => reject(closed() ?? new ReaderError('ERR_LINK', o.url, 'the connection closed')));
     });
     const send = (bytes: Uint8Array): void => ws.send(bytes, { binary: true });
     const clientNonce = makeNonce();
@@ -252,6 +337,7 @@ export class WsShipper {
       throw new ProtocolError('ERR_AUTH_BAD_PROOF', 'the assembler does not know the shared secret: check --token-file on both sides', { peer: o.url });
     }
     onWelcome();
+    ++this.#sessions;
     const sendStatus = (): void => {
       const status = this.#statusSource?.() ?? null;
       if (status === null || ws.readyState !== WebSocket.OPEN) return;
@@ -271,14 +357,13 @@ export class WsShipper {
       clearInterval(statusTimer);
       if (this.#sendStatus === sendStatus) this.#sendStatus = null;
     });
-    sendStatus();
-    this.state = 'connected';
-    // pieces the assembler already merged: drop them
-    const maxSeen = welcome.mergedSeqs.reduce((m, s) => Math.max(m, s), 0);
-    o.spool.notePeerSeqs(maxSeen);
-    const mergedSet = new Set(welcome.mergedSeqs);
-    await o.spool.remove(o.spool.seqs().filter((s) => mergedSet.has(s)));
+    // what the image already holds settles the spool before anything is sent
+    const first = this.#welcome === null;
+    await o.onWelcome?.(welcome, first);
     this.#welcome = welcome;
+    this.#setState('connected');
+    this.#lastError = null;
+    sendStatus();
     for (const w of this.#welcomeWaiters.splice(0)) w(welcome);
 
     // receipts, in the background of the sender
@@ -296,7 +381,7 @@ export class WsShipper {
             inFlightBytes -= inFlight.get(s) ?? 0;
             inFlight.delete(s);
           }
-          this.merged += done.length;
+          this.#merged += done.length;
           for (const r of m.rejected) {
             inFlightBytes -= inFlight.get(r.seq) ?? 0;
             inFlight.delete(r.seq);
@@ -314,7 +399,8 @@ export class WsShipper {
       }
     };
     const receiving = receive();
-    receiving.catch(() => {
+    receiving.catch((err: unknown) => {
+      fail(err as Error);
       const w = flightWaiter;
       flightWaiter = null;
       w?.();
@@ -322,7 +408,8 @@ export class WsShipper {
     const window = o.windowBytes ?? 64 << 20;
     const frames = new FramePool(this.#limits.maxFrameBytes + 64);
     for (;;) {
-      if (closed) throw closed;
+      const c = closed();
+      if (c) throw c;
       const pending = o.spool.seqs().filter((s) => !inFlight.has(s));
       if (pending.length === 0 || inFlightBytes >= window) {
         await Promise.race([
@@ -345,12 +432,12 @@ export class WsShipper {
       inFlight.set(seq, piece.data.length + 1);
       inFlightBytes += piece.data.length + 1;
       for (const frame of encodePieceFrames(piece, this.#limits, (size) => frames.alloc(size))) {
-        if (closed) throw closed;
+        if (closed()) throw closed();
         // a data frame's memory serves again once the socket has taken it (not after an error)
         ws.send(frame, { binary: true }, (err) => {
           if (!err) frames.free(frame);
         });
-        while (ws.bufferedAmount > 8 << 20 && !closed) await new Promise((r) => setTimeout(r, 5));
+        while (ws.bufferedAmount > 8 << 20 && !closed()) await new Promise((r) => setTimeout(r, 5));
       }
     }
   }

@@ -47,10 +47,24 @@ function pieces(n: number): string {
   return `${n} piece${n === 1 ? '' : 's'}`;
 }
 
+/** `12 s`, `3m 4s`, `2h 5m` (ddrescue's way of showing a duration). */
+function duration(seconds: number): string {
+  return formatTime(Math.floor(seconds), seconds >= 180).trim();
+}
+
 function linkText(s: ProgressSnapshot): string | null {
   if (!s.link) return null;
-  const where = s.link.state === 'connected' ? `connected to ${s.link.url}` : s.link.state === 'connecting' ? `connecting to ${s.link.url}` : `waiting to retry ${s.link.url}`;
-  return `${where}, ${pieces(s.link.merged)} merged this run`;
+  const l = s.link;
+  const where = l.state === 'connected' ? `connected to ${l.url}`
+    : `${l.state === 'connecting' ? 'connecting to' : 'waiting to retry'} ${l.url}, down for ${duration(l.since)}${l.lastError ? ` (${l.lastError})` : ''}`;
+  return `${where}, ${pieces(l.merged)} merged this run`;
+}
+
+/** The read in progress when it has taken a second or more (a failing disk's slow read). */
+function readingText(s: ProgressSnapshot, binary: boolean): string | null {
+  const r = s.reading;
+  if (r === null || r.seconds < 1) return null;
+  return `at ${bytes(r.pos, binary)}, ${bytes(r.size, binary)}, for ${duration(r.seconds)} (the disk has not answered yet)`;
 }
 
 /** Free space, or that the file system does not tell it. */
@@ -71,7 +85,11 @@ function stickText(s: ProgressSnapshot, binary: boolean): string | null {
 
 function phaseText(s: ProgressSnapshot): string {
   const message = s.rescue?.message;
-  return s.phase === 'rescuing' && message ? `rescuing: ${message}` : s.phase === 'draining' ? 'draining: waiting for the assembler to hold the spool' : s.phase;
+  if (s.phase === 'rescuing' && message) return `rescuing: ${message}`;
+  if (s.phase === 'draining') return 'draining: waiting for the assembler to hold the spool';
+  if (s.phase === 'moving') return 'moving the spool\'s pieces onto the stick';
+  if (s.phase === 'waiting') return 'waiting for the source';
+  return s.phase;
 }
 
 /**
@@ -81,10 +99,11 @@ function phaseText(s: ProgressSnapshot): string {
  */
 export function formatProgressBlock(s: ProgressSnapshot, binaryPrefixes = false): string[] {
   const lines = s.rescue ? formatStatusBlock(toStatusSnapshot(s.rescue), binaryPrefixes).slice(0, -1).split('\n') : [];
+  const reading = readingText(s, binaryPrefixes);
+  if (reading !== null) lines.push(`  reading: ${reading}`);
+  if (s.paused) lines.push(`   paused: ${s.paused.text}`);
   const c = s.chunk;
-  lines.push(c
-    ? `    chunk: ${c.index + 1}/${c.count} at ${bytes(c.pos, binaryPrefixes)}, ${bytes(c.offset, binaryPrefixes)} into its ${bytes(c.size, binaryPrefixes)}`
-    : '    chunk: none yet');
+  if (c) lines.push(`    chunk: ${c.index + 1}/${c.count} at ${bytes(c.pos, binaryPrefixes)}, ${bytes(c.offset, binaryPrefixes)} into its ${bytes(c.size, binaryPrefixes)}`);
   lines.push(`    spool: ${pieces(s.spool.pieces)}, ${bytes(s.spool.bytes, binaryPrefixes)} of ${capacityText(s.spool.capacity, binaryPrefixes)}`);
   const link = linkText(s);
   if (link !== null) lines.push(`     link: ${link}`);
@@ -107,9 +126,12 @@ export function formatProgressLine(s: ProgressSnapshot, binaryPrefixes = false):
       `remaining ${formatTime(r.remainingTime ?? -1, (r.remainingTime ?? 0) >= 180)}`,
     );
   }
+  const reading = readingText(s, binaryPrefixes);
+  if (reading !== null) parts.push(`reading ${reading}`);
+  if (s.paused) parts.push(`paused: ${s.paused.text}`);
   if (s.chunk) parts.push(`chunk ${s.chunk.index + 1}/${s.chunk.count}`);
   parts.push(`spool ${pieces(s.spool.pieces)} ${bytes(s.spool.bytes, binaryPrefixes)} of ${capacityText(s.spool.capacity, binaryPrefixes)}`);
-  if (s.link) parts.push(`link ${s.link.state} (${s.link.merged} merged)`);
+  if (s.link) parts.push(`link ${s.link.state}${s.link.state === 'connected' ? '' : ` for ${duration(s.link.since)}`} (${s.link.merged} merged)`);
   if (s.stick) parts.push(`stick${s.stick.trip === null ? '' : ` trip ${s.stick.trip}`} (${s.stick.bundles} bundles, ${freeText(s.stick.freeBytes, binaryPrefixes)})`);
   const phase = s.phase === 'rescuing' && r?.message ? `rescuing (${r.message})` : s.phase;
   return `ddferry-reader: [${formatTimeDhms(s.time)}] ${phase}, ${parts.join(', ')}`;

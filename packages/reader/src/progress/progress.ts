@@ -1,35 +1,68 @@
 /**
  * The progress of `ddferry-reader rescue`: one plain, JSON-ready snapshot of the
- * engine's status block (the figures GNU ddrescue shows), the chunk being read, the
- * spool, and the link to the assembler or the stick trip. The snapshot is taken from
- * the figures the engine already hands its reporter (at most once a second, as
- * ddrescue refreshes its screen): nothing is counted per read, so the engine does not
- * get slower.
+ * engine's status block (the figures GNU ddrescue shows), the read in progress, why
+ * reading waits, the chunk being read, the spool, and the link to the assembler or the
+ * stick trip. The main process makes it from what the reading process reports (at most
+ * one refresh a second, as ddrescue's screen) and its own clock, so it keeps coming
+ * while a read hangs: nothing is counted per read.
  *
  * | part | from |
  * |---|---|
- * | `rescue` | the last `StatusRefresh` of the engine (null before the first read) |
+ * | `rescue` | the engine's last refresh, its times moved on by the time since it came (null before the first) |
+ * | `reading` | the read the reading process announced and has not finished, with its duration |
+ * | `paused` | why reading waits (the spool full and the link down, the stick full, the source held by an earlier run) |
  * | `chunk` | the chunk holding `rescue.ipos` (binary search in the plan) |
- * | `spool` | `Spool.count`, `.bytes`, `.capacity` |
- * | `link` | the shipper's `state` and `merged` (null in stick mode) |
- * | `stick` | the stick shipper's trip, free space and bundles (null over the LAN) |
+ * | `spool` | the destination's pieces waiting for a receipt |
+ * | `link` | the link's state, since when, its last error, pieces merged (null in stick mode) |
+ * | `stick` | the stick trip, free space and bundles (null over the LAN) |
  */
 import type { Block } from '@ddferry/mapfile';
 
-import type { RescueReporter, StatusRefresh, StatusSnapshot } from '../engine/reporter.js';
+import type { StatusRefresh, StatusSnapshot } from '../engine/reporter.js';
 import { ProgressDisplay, type ProgressDisplayOptions, type ProgressMode } from './progress-display.js';
 
 /** Where the run is. `finished`, `interrupted` and `failed` are final. */
-export type ProgressPhase = 'starting' | 'rescuing' | 'draining' | 'finished' | 'interrupted' | 'failed';
+export type ProgressPhase = 'starting' | 'waiting' | 'moving' | 'rescuing' | 'draining' | 'finished' | 'interrupted' | 'failed';
 
-/** The link to the assembler, as the shipper tells it. */
+/** The link to the assembler, as the link tells it. */
 export type LinkState = 'connecting' | 'connected' | 'waiting';
 
-/** What a LAN shipper tells (`WsShipper` has these fields). */
+/** What the LAN link tells (`Link.snapshot()`). */
 export interface LinkSource {
+  readonly url: string;
   readonly state: LinkState;
+  /** Milliseconds since the epoch when the state began. */
+  readonly since: number;
+  readonly lastError: string | null;
   /** Pieces merged (receipts seen) in this run. */
   readonly merged: number;
+}
+
+/** A read the reading process is in. */
+export interface ReadingSource {
+  readonly pos: number;
+  readonly size: number;
+  /** Milliseconds since the epoch when it started. */
+  readonly since: number;
+}
+
+/** Why reading waits. */
+export interface PauseSource {
+  readonly reason: string;
+  /** Milliseconds since the epoch. */
+  readonly since: number;
+  readonly text: string;
+}
+
+/** What the run loop tells progress (`LoopStatus` has these fields). */
+export interface LoopSource {
+  readonly reading: ReadingSource | null;
+  readonly refresh: StatusRefresh | null;
+  /** Milliseconds since the epoch when `refresh` came. */
+  readonly refreshAt: number;
+  /** Milliseconds since the epoch of the last good data, or 0. */
+  readonly lastDataAt: number;
+  readonly pause: PauseSource | null;
 }
 
 /** What a stick shipper tells. */
@@ -89,12 +122,19 @@ export interface ProgressSnapshot {
   /** `index` counts from 0; `offset` is `rescue.ipos - pos`. Null before the first read. */
   readonly chunk: { readonly index: number; readonly count: number; readonly pos: number; readonly size: number; readonly offset: number } | null;
   readonly spool: { readonly pieces: number; readonly bytes: number; readonly capacity: number };
-  readonly link: { readonly url: string; readonly state: LinkState; readonly merged: number } | null;
+  /** `since`: seconds in this state; `lastError`: the link's last error, or null. */
+  readonly link: { readonly url: string; readonly state: LinkState; readonly since: number; readonly lastError: string | null; readonly merged: number } | null;
   readonly stick: StickProgress | null;
+  /** The read in progress (`seconds`: how long it has taken so far, one decimal), or null between reads. */
+  readonly reading: { readonly pos: number; readonly size: number; readonly seconds: number } | null;
+  /** Why reading waits (`since`: local time HH:MM:SS), or null. */
+  readonly paused: { readonly reason: string; readonly since: string; readonly text: string } | null;
 }
 
 /** What `progressSnapshot` is made from. */
 export interface ProgressInputs {
+  /** Milliseconds since the epoch now. */
+  readonly now: number;
   /** Milliseconds since the command started. */
   readonly elapsedMs: number;
   readonly phase: ProgressPhase;
@@ -103,12 +143,39 @@ export interface ProgressInputs {
   readonly chunks: readonly Block[];
   /** The engine's last refresh, or null. */
   readonly status: StatusSnapshot | null;
+  /** Milliseconds since the epoch when `status` came. */
+  readonly statusAt: number;
+  /** Milliseconds since the epoch of the last good data, or 0. */
+  readonly lastDataAt: number;
   readonly message: string | null;
   readonly spool: SpoolSource;
-  /** The assembler's address and the shipper, over the LAN. */
-  readonly link?: { readonly url: string; readonly source: LinkSource } | undefined;
+  /** The link, over the LAN. */
+  readonly link?: LinkSource | undefined;
   /** The stick's figures, in stick mode. */
   readonly stick?: StickProgress | undefined;
+  readonly reading?: ReadingSource | null | undefined;
+  readonly pause?: PauseSource | null | undefined;
+}
+
+/** Local time of day, `HH:MM:SS`. */
+export function clockTime(ms: number): string {
+  return new Date(ms).toTimeString().slice(0, 8);
+}
+
+/**
+ * The engine's figures moved on to `now`: while the reading process is silent (a read
+ * that hangs), its run time and its time since the last good read keep growing.
+ */
+function movedOn(s: StatusSnapshot, statusAt: number, lastDataAt: number, now: number): StatusSnapshot {
+  const late = Math.max(0, Math.floor((now - statusAt) / 1000));
+  if (late < 1) return s;
+  const sinceData = lastDataAt > 0 ? Math.floor((now - lastDataAt) / 1000) : -1;
+  return {
+    ...s,
+    runTime: s.runTime + late,
+    sinceLastSuccess: s.sinceLastSuccess < 0 && sinceData < 0 ? -1 : Math.max(s.sinceLastSuccess + late, sinceData),
+    currentRate: 0,
+  };
 }
 
 /** Index of the chunk holding `pos` (the last one if `pos` is past the end), or -1 if there is none. */
@@ -129,9 +196,10 @@ export function chunkIndexAt(chunks: readonly Block[], pos: number): number {
  * messages of the shipper, which tell the assembler the same figures.
  */
 export function progressSnapshot(i: ProgressInputs): ProgressSnapshot {
-  const s = i.status;
+  const s = i.status === null ? null : movedOn(i.status, i.statusAt, i.lastDataAt, i.now);
   let chunk: ProgressSnapshot['chunk'] = null;
-  if (s) {
+  // the chunk being read, only while reading (at the end there is none)
+  if (s && (i.phase === 'rescuing' || i.phase === 'starting')) {
     const index = chunkIndexAt(i.chunks, s.ipos);
     const c = i.chunks[index];
     if (c) chunk = { index, count: i.chunks.length, pos: c.pos, size: c.size, offset: Math.max(0, Math.min(s.ipos - c.pos, c.size)) };
@@ -164,8 +232,10 @@ export function progressSnapshot(i: ProgressInputs): ProgressSnapshot {
     rescue,
     chunk,
     spool: { pieces: i.spool.count, bytes: i.spool.bytes, capacity: i.spool.capacity },
-    link: i.link ? { url: i.link.url, state: i.link.source.state, merged: i.link.source.merged } : null,
+    link: i.link ? { url: i.link.url, state: i.link.state, since: Math.max(0, Math.floor((i.now - i.link.since) / 1000)), lastError: i.link.lastError, merged: i.link.merged } : null,
     stick: i.stick ? { trip: i.stick.trip, freeBytes: i.stick.freeBytes, bundles: i.stick.bundles } : null,
+    reading: i.reading ? { pos: i.reading.pos, size: i.reading.size, seconds: Math.max(0, Math.floor((i.now - i.reading.since) / 100) / 10) } : null,
+    paused: i.pause ? { reason: i.pause.reason, since: clockTime(i.pause.since), text: i.pause.text } : null,
   };
 }
 
@@ -179,11 +249,6 @@ function parsePercent(text: string): number {
   return Number.isFinite(n) ? n : 100;
 }
 
-export interface RescueProgressOptions extends Omit<ProgressDisplayOptions, 'snapshot'> {
-  readonly sourceSize: number;
-  readonly chunks: readonly Block[];
-  readonly spool: SpoolSource;
-}
 
 /**
  * The progress of a `rescue` command as its options say: `--json` to `stdout`, a
@@ -192,7 +257,7 @@ export interface RescueProgressOptions extends Omit<ProgressDisplayOptions, 'sna
 export function openRescueProgress(
   o: { readonly progress?: { readonly mode: ProgressMode; readonly interval?: number | undefined } | undefined; readonly engine: { readonly binaryPrefixes: boolean } },
   io: { readonly screen: (text: string) => void; readonly stderr: (text: string) => void; readonly stdout?: ((text: string) => void) | undefined },
-  sources: { readonly sourceSize: number; readonly chunks: readonly Block[]; readonly spool: SpoolSource },
+  sources: { readonly sourceSize: number; readonly chunks: readonly Block[] },
 ): RescueProgress {
   const mode = o.progress?.mode ?? 'lines';
   return new RescueProgress({
@@ -201,19 +266,30 @@ export function openRescueProgress(
   });
 }
 
+export interface RescueProgressOptions extends Omit<ProgressDisplayOptions, 'snapshot'> {
+  readonly sourceSize: number;
+  readonly chunks: readonly Block[];
+}
+
+const NO_SPOOL: SpoolSource = { count: 0, bytes: 0, capacity: 0 };
+
 /**
- * The progress of one `rescue` command: the state the snapshot is made from, and its
- * display. `wrap` puts it between the engine and its reporter; `link` and `stick`
- * are set once their shippers exist.
+ * The progress of one `rescue` command: where its figures come from (set as the run
+ * gets them: the loop, the spool, the link or the stick) and its display, drawn from
+ * a timer, so it never waits on the engine.
  */
 export class RescueProgress {
   readonly display: ProgressDisplay;
   phase: ProgressPhase = 'starting';
-  link: { readonly url: string; readonly source: LinkSource } | undefined;
+  /** The run loop's status, once reading starts. */
+  loop: LoopSource | undefined;
+  spool: SpoolSource = NO_SPOOL;
+  link: (() => LinkSource) | undefined;
   stick: (() => StickProgress) | undefined;
+  /** Why nothing is read yet (the source held by an earlier run), before the loop. */
+  pause: PauseSource | null = null;
   readonly #o: RescueProgressOptions;
   readonly #startMs: number;
-  #status: StatusSnapshot | null = null;
   #message: string | null = null;
 
   constructor(options: RescueProgressOptions) {
@@ -224,47 +300,28 @@ export class RescueProgress {
 
   /** The progress now. */
   snapshot(): ProgressSnapshot {
+    const now = this.#o.clock();
+    const loop = this.loop;
+    const refresh = loop?.refresh ?? null;
+    const message = refresh?.message?.replace(/\s+/g, ' ').trim();
+    if (message) this.#message = message;
+    if (this.phase === 'starting' && refresh !== null) this.phase = 'rescuing';
     return progressSnapshot({
-      elapsedMs: this.#o.clock() - this.#startMs,
+      now,
+      elapsedMs: now - this.#startMs,
       phase: this.phase,
       sourceSize: this.#o.sourceSize,
       chunks: this.#o.chunks,
-      status: this.#status,
+      status: refresh?.snapshot ?? null,
+      statusAt: loop?.refreshAt ?? now,
+      lastDataAt: loop?.lastDataAt ?? 0,
       message: this.#message,
-      spool: this.#o.spool,
-      link: this.link,
+      spool: this.spool,
+      link: this.link?.(),
       stick: this.stick?.(),
+      reading: loop?.reading ?? null,
+      pause: loop?.pause ?? this.pause,
     });
-  }
-
-  /** The engine's refresh: kept for the snapshot, then the display may draw. */
-  noteRefresh(refresh: StatusRefresh): void {
-    this.#status = refresh.snapshot;
-    // one line: the final message comes with ddrescue's leading newline
-    const message = refresh.message?.replace(/\s+/g, ' ').trim();
-    if (message) this.#message = message;
-    if (this.phase === 'starting') this.phase = 'rescuing';
-    this.display.update();
-  }
-
-  /**
-   * A reporter that gives `inner` everything and keeps the refreshes and echoes here.
-   * `inner` should not draw a screen of its own (verbosity -1).
-   */
-  wrap(inner: RescueReporter): RescueReporter {
-    return {
-      phaseStarted: (elapsed, pct, message) => inner.phaseStarted(elapsed, pct, message),
-      readDone: (pos, size, copied, error) => inner.readDone(pos, size, copied, error),
-      statusRefreshed: (refresh) => {
-        inner.statusRefreshed(refresh);
-        this.noteRefresh(refresh);
-      },
-      echo: (message) => {
-        inner.echo(message);
-        if (this.display.mode !== 'off') this.display.message(`ddferry-reader: ${message}`);
-      },
-      endOfRun: (elapsed, pct, pos, status) => inner.endOfRun(elapsed, pct, pos, status),
-    };
   }
 
   /** A message for the user (a link retry, a wait), shown without breaking the display. */
@@ -272,7 +329,7 @@ export class RescueProgress {
     this.display.message(line);
   }
 
-  /** Start the display's timer (redraws while the engine waits). */
+  /** Start the display's timer. */
   start(): void {
     this.display.start();
   }

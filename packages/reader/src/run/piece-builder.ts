@@ -1,37 +1,28 @@
 import type { BlockStatus, Chunk } from '@ddferry/mapfile';
-import { type Piece, makeExtent } from '@ddferry/protocol';
+import { type Piece, type RescueId, makeExtent } from '@ddferry/protocol';
 
-import type { RescueSink } from '../engine/sink.js';
 import { DeltaList } from './delta-list.js';
-import type { PieceStore } from '../stick/stick-spool.js';
 
-export interface PieceSinkOptions {
+export interface PieceBuilderOptions {
   readonly rescueId: string;
   readonly chunks: readonly Chunk[];
-  /** The LAN `Spool` or the `StickSpool`; its `writeBehind`, if any, is the default of ours. */
-  readonly spool: PieceStore & { readonly writeBehind?: number };
-  /** Seal a piece once it holds this many bytes of data (default 8 MiB). */
+  /** The next sequence number (the job's one counter). */
+  readonly nextSeq: () => number;
+  /** Seal once the open pieces hold this many bytes of data (default 8 MiB). */
   readonly sealBytes?: number;
-  /** Seal a piece this many milliseconds after it opened (default 2000). */
+  /** Seal this many milliseconds after the first open piece opened (default 2000). */
   readonly sealMillis?: number;
-  /** Seal a piece once its delta has this many ranges (default 20000). */
+  /** Seal once the deltas hold this many ranges (default 20000). */
   readonly sealRanges?: number;
-  /** Told after each sealed piece is durable in the spool. */
-  readonly onSealed?: (piece: Piece) => void;
-  /**
-   * Sealed pieces that may be on their way into the spool while the engine reads on
-   * (default: the spool's `writeBehind`, else 0: each seal waits for its piece to be
-   * durable). `sync` and `finish` always wait for all of them, so a mapfile save still
-   * claims only durable data (R1).
-   */
-  readonly writeBehind?: number;
+  /** Milliseconds now (tests drive it). */
+  readonly clock?: () => number;
 }
 
 /** One read's bytes inside an open piece: `[at, at+size)` of its buffer holds source `[pos, pos+size)`. */
 interface Part {
   readonly pos: number;
   readonly at: number;
-  readonly size: number;
+  size: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -53,36 +44,25 @@ const FIRST_BUFFER_BYTES = (8 << 20) + (1 << 20);
 const SMALL_BUFFER_BYTES = 64 << 10;
 
 /**
- * The engine's sink in the pipeline: rescued data and status changes become pieces,
- * one open piece per chunk touched, sealed by size, age or delta length, and at every
- * `sync` (before each mapfile save), so `common.map` says `+` only for data durable in
- * the spool (R1): puts may run behind the engine (`writeBehind`), but `sync` waits for
- * all of them and throws if one failed. Each read is copied once, into its piece's buffer. Sealing happens before a read's data is taken, never between a read's
- * data and its status, so a piece's `+` ranges are exactly its extents.
+ * Pieces from the reads the reading process streams: one open piece per chunk touched,
+ * sealed by size, age or delta length, but only between reads (`readStarts`) or when
+ * asked (`seal`), never between a read's data and its status, so a piece's `+` ranges
+ * are exactly its extents. Each read's bytes are copied once, into its piece's buffer.
  */
-export class PieceSink implements RescueSink {
-  readonly #o: PieceSinkOptions;
+export class PieceBuilder {
+  readonly #o: PieceBuilderOptions;
   readonly #chunkSize: number;
+  readonly #clock: () => number;
   readonly #open = new Map<number, OpenPiece>();
   #openedAt = 0;
   #bytes = 0;
   #ranges = 0;
   #parts = 0;
-  /** Puts still running, in order (each resolves, never rejects). */
-  readonly #storing: Array<Promise<void>> = [];
-  #stored: Promise<void> = Promise.resolve();
-  /**
-   * The first error of the spool. After it nothing more is stored, `sync` throws (so no
-   * mapfile save claims lost data) and `finish` returns its message; the caller must turn
-   * the `lost` ranges back to non-tried before it saves the map.
-   */
-  failure: Error | null = null;
-  /** The `+` ranges of pieces the spool failed to store. */
-  readonly lost: Array<{ pos: number; size: number }> = [];
 
-  constructor(options: PieceSinkOptions) {
+  constructor(options: PieceBuilderOptions) {
     this.#o = options;
     this.#chunkSize = options.chunks[0]?.size ?? 1;
+    this.#clock = options.clock ?? Date.now;
   }
 
   #chunkOf(pos: number): number {
@@ -92,7 +72,7 @@ export class PieceSink implements RescueSink {
   #piece(chunk: number): OpenPiece {
     let p = this.#open.get(chunk);
     if (!p) {
-      if (this.#open.size === 0) this.#openedAt = Date.now();
+      if (this.#open.size === 0) this.#openedAt = this.#clock();
       p = { chunk, buf: EMPTY, parts: [], bytes: 0, inOrder: true, delta: new DeltaList() };
       this.#open.set(chunk, p);
     }
@@ -111,27 +91,33 @@ export class PieceSink implements RescueSink {
     }
   }
 
-  /** What the open pieces hold (for the stick's free-space check). */
+  /** What the open pieces hold. */
   pending(): { pieces: number; bytes: number; ranges: number } {
     return { pieces: this.#open.size, bytes: this.#bytes, ranges: this.#ranges + this.#parts };
   }
 
-  async write(pos: number, data: Uint8Array): Promise<void> {
+  /** True if the open pieces should be sealed before the next read (size, age or ranges). */
+  isDue(): boolean {
     const o = this.#o;
-    if (this.failure) throw this.failure;
-    if (this.#open.size > 0 && (this.#bytes >= (o.sealBytes ?? 8 << 20) || Date.now() - this.#openedAt >= (o.sealMillis ?? 2000) || this.#ranges >= (o.sealRanges ?? 20000))) {
-      await this.#sealAll();
-    }
+    return this.#open.size > 0 && (this.#bytes >= (o.sealBytes ?? 8 << 20) || this.#clock() - this.#openedAt >= (o.sealMillis ?? 2000) || this.#ranges >= (o.sealRanges ?? 20000));
+  }
+
+  /** Good data at `pos` (copied: `data` may be reused after the call). */
+  write(pos: number, data: Uint8Array): void {
     this.#split(pos, data.length, (chunk, p, n, offset) => {
       const piece = this.#piece(chunk);
       if (piece.bytes + n > piece.buf.length) this.#grow(piece, piece.bytes + n);
       piece.buf.set(data.subarray(offset, offset + n), piece.bytes);
       const last = piece.parts[piece.parts.length - 1];
       if (last !== undefined && last.pos + last.size > p) piece.inOrder = false;
-      piece.parts.push({ pos: p, at: piece.bytes, size: n });
+      if (last !== undefined && last.pos + last.size === p && last.at + last.size === piece.bytes) {
+        last.size += n; // the rest of the same read, delivered in parts
+      } else {
+        piece.parts.push({ pos: p, at: piece.bytes, size: n });
+        ++this.#parts;
+      }
       piece.bytes += n;
       this.#bytes += n;
-      ++this.#parts;
     });
   }
 
@@ -158,59 +144,14 @@ export class PieceSink implements RescueSink {
     });
   }
 
-  async sync(): Promise<void> {
-    await this.#sealAll();
-    await this.#stored;
-    if (this.failure) throw this.failure;
-  }
-
-  async finish(): Promise<string | null> {
-    try {
-      await this.sync();
-    } catch (err) {
-      return (err as Error).message;
-    }
-    return null;
-  }
-
-  close(): null {
-    return null;
-  }
-
-  /**
-   * Seal every open piece and hand it to the spool, one put after the other, in
-   * sequence order. Returns once at most `writeBehind` of them are still being stored.
-   */
-  async #sealAll(): Promise<void> {
+  /** Seal every open piece, in chunk order, each with the next sequence number. */
+  seal(): Piece[] {
     const open = [...this.#open.values()].sort((a, b) => a.chunk - b.chunk);
     this.#open.clear();
     this.#bytes = 0;
     this.#ranges = 0;
     this.#parts = 0;
-    for (const p of open) {
-      const piece = this.#seal(p);
-      const stored = this.#stored.then(() => this.#store(piece)).catch((err: unknown) => {
-        this.failure ??= err as Error; // onSealed threw
-      });
-      this.#stored = stored;
-      this.#storing.push(stored);
-      void stored.finally(() => this.#storing.splice(this.#storing.indexOf(stored), 1));
-    }
-    const ahead = this.#o.writeBehind ?? this.#o.spool.writeBehind ?? 0;
-    while (this.#storing.length > ahead) await this.#storing[0];
-    if (this.failure) throw this.failure;
-  }
-
-  /** Put one piece; a failure of the spool is recorded (`failure`, `lost`), not thrown. */
-  async #store(piece: Piece): Promise<void> {
-    try {
-      await this.#o.spool.put(piece);
-    } catch (err) {
-      this.failure ??= err as Error;
-      for (const d of piece.delta) if (d.status === '+') this.lost.push({ pos: d.pos, size: d.size });
-      return;
-    }
-    this.#o.onSealed?.(piece);
+    return open.map((p) => this.#seal(p));
   }
 
   #seal(p: OpenPiece): Piece {
@@ -240,8 +181,8 @@ export class PieceSink implements RescueSink {
     }
     const extents = runs.map((r) => makeExtent(r.pos, data.subarray(r.at, r.at + r.size)));
     return {
-      rescueId: this.#o.rescueId,
-      seq: this.#o.spool.nextSeq(),
+      rescueId: this.#o.rescueId as RescueId,
+      seq: this.#o.nextSeq(),
       chunk: p.chunk,
       extents,
       delta: p.delta.ranges.map((r) => ({ pos: r.pos, size: r.size, status: r.status })),

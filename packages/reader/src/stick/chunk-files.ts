@@ -7,7 +7,8 @@ import type { Piece } from '@ddferry/protocol';
 import { ReaderError, errnoOf } from '../errors.js';
 import { formatDdrescueCommands, formatDdrescueScript, IMAGE_START_MAP } from './chunk-commands.js';
 import type { ChunkFileEntry } from './chunk-commands.js';
-import { type StickWriter, syncFolder } from './writer.js';
+import { syncFolder } from '../durable-file.js';
+import type { StickWriter } from './writer.js';
 
 /**
  * `--format ddrescue-chunks`: pieces as chunk files that GNU ddrescue alone can merge

@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { type BlockStatus, type Domain, type StatusMap, BlockStatus as St } from '@ddferry/mapfile';
+import { type BlockStatus, type StatusMap, BlockStatus as St } from '@ddferry/mapfile';
 import { RECEIPT_NAME, STICK_RECEIPTS_FOLDER, bundleSeqOf, parseReceipt } from '@ddferry/protocol';
 
 import { errnoOf } from '../errors.js';
@@ -95,6 +95,8 @@ export interface Settlement {
   readonly reclaimed: readonly Reclaim[];
   /** On this stick, waiting for an import. */
   readonly pending: readonly LedgerEntry[];
+  /** Entries whose piece the local spool holds: the entry goes, the piece stays (it goes onto a stick later). */
+  readonly local: readonly LedgerEntry[];
   /** Waiting on other sticks, by stick id. */
   readonly elsewhere: ReadonlyMap<string, readonly LedgerEntry[]>;
   /** Files of the folder in no entry that were refused, or that name a merged seq. */
@@ -109,14 +111,20 @@ export interface Settlement {
  * no file (its write failed). Entries of other sticks are only cleared by merges, or
  * reclaimed when that stick is `forget` (lost or wiped).
  */
-export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts, stickId: string, present: ReadonlySet<string>, forget?: string): Settlement {
+export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts, stickId: string, present: ReadonlySet<string>, forget?: string, inSpool: (seq: number) => boolean = () => false): Settlement {
   const merged: LedgerEntry[] = [];
   const reclaimed: Reclaim[] = [];
   const pending: LedgerEntry[] = [];
+  const local: LedgerEntry[] = [];
   const elsewhere = new Map<string, LedgerEntry[]>();
   const known = new Set<string>();
   for (const e of entries) {
     for (const f of e.files) known.add(f);
+    if (inSpool(e.seq) && !inRanges(receipts.merged, e.seq)) {
+      // the local spool still holds the piece (its write to a stick failed, or was cut): it is not lost
+      local.push(e);
+      continue;
+    }
     const raws = e.files.filter((f) => f.endsWith('.raw'));
     if (inRanges(receipts.merged, e.seq) || (raws.length > 0 && raws.every((f) => receipts.doneFiles.has(f)))) {
       merged.push(e);
@@ -148,7 +156,7 @@ export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts,
     const seq = bundleSeqOf(f);
     if (receipts.rejected.has(f) || (seq !== undefined && inRanges(receipts.merged, seq))) stray.push(f);
   }
-  return { merged, reclaimed, pending, elsewhere, stray: stray.sort() };
+  return { merged, reclaimed, pending, local, elsewhere, stray: stray.sort() };
 }
 
 /** Call `fn` for each block of `map` (clipped) inside `[pos, pos+size)`. */
@@ -165,30 +173,12 @@ function forEachBlockIn(map: StatusMap, pos: number, size: number, fn: (pos: num
 }
 
 /**
- * Give the ranges of reclaimed pieces back: every `+` range of their deltas that
- * `common.map` still calls finished becomes non-tried (read again); then, for their
- * other ranges, the statuses `common.map` now holds there (neither non-tried nor
- * finished: bad areas etc.) are returned, to ship with the next piece, so PC_B's map
- * ends equal to `common.map` without reading bad areas again.
- * @returns the bytes set back to non-tried and the statuses to ship again.
+ * The statuses to ship again for reclaimed pieces, after their `+` ranges went back to
+ * non-tried: over their other ranges, what `common.map` now holds there when it is
+ * neither non-tried nor finished (bad areas etc.), so PC_B's map ends equal to
+ * `common.map` without reading bad areas again.
  */
-export function reclaimRanges(map: StatusMap, domain: Domain, entries: readonly LedgerEntry[]): { bytes: number; reship: DeltaRange[] } {
-  let bytes = 0;
-  for (const e of entries) {
-    for (const d of e.delta) {
-      if (d.status !== St.finished) continue;
-      const found: Array<{ pos: number; size: number }> = [];
-      forEachBlockIn(map, d.pos, d.size, (pos, size, st) => {
-        if (st === St.finished) found.push({ pos, size });
-      });
-      for (const b of found) {
-        forEachBlockIn(map, b.pos, b.size, (pos, size) => {
-          if (domain.includes({ pos, size })) map.changeChunkStatus({ pos, size }, St.nonTried, domain);
-        });
-        bytes += b.size;
-      }
-    }
-  }
+export function reshipRanges(map: StatusMap, entries: readonly LedgerEntry[]): DeltaRange[] {
   const reship: DeltaRange[] = [];
   for (const e of entries) {
     for (const d of e.delta) {
@@ -198,5 +188,5 @@ export function reclaimRanges(map: StatusMap, domain: Domain, entries: readonly 
       });
     }
   }
-  return { bytes, reship };
+  return reship;
 }

@@ -1,7 +1,6 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { saveMapfile } from '@ddferry/mapfile/io';
 import type { Piece } from '@ddferry/protocol';
 
 import { ReaderError, errnoOf } from '../errors.js';
@@ -9,24 +8,12 @@ import type { Ledger, LedgerEntry } from '../job/ledger.js';
 import { type PendingPieces, type StickSpace, fits, statStick } from './space.js';
 import type { StickWriter } from './writer.js';
 
-/** What the piece sink needs of a spool: `Spool` (LAN) and `StickSpool` have it. */
-export interface PieceStore {
-  /** Make the piece durable; throws if it could not. */
-  put(piece: Piece): Promise<void>;
-  /** The next sequence number (never reused). */
-  nextSeq(): number;
-}
-
 export interface StickSpoolOptions {
   /** The stick's rescue folder, `DIR/ddferry/<rescue-id>`. */
   readonly folder: string;
   /** The stick's id (`rescue.json`). */
   readonly stickId: string;
   readonly ledger: Ledger;
-  /** `JOBDIR/seq.json`, shared with the LAN spool: the last sequence number deleted. */
-  readonly seqFile: string;
-  /** Sequence numbers at or below this are taken (the LAN spool's pieces). */
-  readonly seqFloor?: number;
   readonly writer: StickWriter;
   /** Free space of the stick; default `statfs` (tests inject one). */
   readonly statStick?: (dir: string) => Promise<StickSpace>;
@@ -43,17 +30,15 @@ const FULL = new Set(['ENOSPC', 'EFBIG', 'EDQUOT']);
  * The spool on a stick: each sealed piece gets its ledger entry (JOBDIR, durable), then
  * its files on the stick (written by the `StickWriter`: temporary, fsync, rename, folder
  * fsync). A piece is durable when `put` returns (R1). A full stick (ENOSPC, EFBIG) makes
- * `put` throw `ERR_STICK_FULL` with no partial file left; the ledger entry stays, so the
- * next run gives its ranges back (the piece's `+` never reached `common.map`, its other
- * statuses are shipped again). After that, every `put` records the ledger entry and
- * throws at once.
+ * `put` throw `ERR_STICK_FULL` with no partial file left and no ledger entry: the piece is
+ * on no stick (the run loop keeps it in the local spool, or leaves it unclaimed). After
+ * that, every `put` throws at once.
  */
-export class StickSpool implements PieceStore {
+export class StickSpool {
   readonly folder: string;
   readonly stickId: string;
   readonly writer: StickWriter;
   readonly #o: StickSpoolOptions;
-  #lastSeq = 0;
   #space: StickSpace = { free: 0, blockSize: 512, total: 0 };
   #files = 0;
   #count = 0;
@@ -71,17 +56,9 @@ export class StickSpool implements PieceStore {
     this.writer = o.writer;
   }
 
-  /** Count what the folder holds, read the free space, and take the highest seq in use. */
+  /** Count what the folder holds and read the free space. */
   static async open(o: StickSpoolOptions): Promise<StickSpool> {
     const s = new StickSpool(o);
-    let saved = 0;
-    try {
-      const v = JSON.parse(await readFile(o.seqFile, 'utf8')) as { lastSeq?: unknown };
-      if (typeof v.lastSeq === 'number' && Number.isSafeInteger(v.lastSeq)) saved = v.lastSeq;
-    } catch (err) {
-      if (errnoOf(err) !== 'ENOENT') throw new ReaderError('ERR_SPOOL', o.seqFile, `${o.seqFile}: can't read the sequence counter (${(err as Error).message}). Restore it or delete it (the reader then continues from the pieces it finds).`, { cause: err });
-    }
-    s.#lastSeq = Math.max(saved, o.ledger.maxSeq, o.seqFloor ?? 0);
     await s.refresh();
     return s;
   }
@@ -124,25 +101,6 @@ export class StickSpool implements PieceStore {
     return this.#space.total;
   }
 
-  nextSeq(): number {
-    return ++this.#lastSeq;
-  }
-
-  /** The last sequence number given. */
-  get lastSeq(): number {
-    return this.#lastSeq;
-  }
-
-  /** Raise the counter past numbers seen elsewhere (receipts, the image). */
-  noteSeqs(maxSeen: number): void {
-    if (maxSeen > this.#lastSeq) this.#lastSeq = maxSeen;
-  }
-
-  /** Save the counter durably: call before deleting ledger entries, so their numbers are never given again. */
-  async saveSeq(): Promise<void> {
-    await saveMapfile(this.#o.seqFile, `${JSON.stringify({ lastSeq: this.#lastSeq })}\n`);
-  }
-
   /** True if the pieces in memory plus a read of `nextRead` bytes would fit. */
   fits(pending: PendingPieces, nextRead: number): boolean {
     return this.failure === null && fits(this.#space, pending, nextRead, this.writer, this.#files);
@@ -171,8 +129,10 @@ export class StickSpool implements PieceStore {
     } catch (err) {
       const code = errnoOf(err);
       this.failure = code !== undefined && (FULL.has(code) || (code === 'EPERM' && await this.#looksFull(piece)))
-        ? new ReaderError('ERR_STICK_FULL', this.folder, `${this.folder}: the stick is full (${code} writing piece ${piece.seq}); nothing of that piece is on it.`, { cause: err })
-        : new ReaderError('ERR_STICK_WRITE', this.folder, `${this.folder}: can't write piece ${piece.seq} (${(err as Error).message}). Check the stick is still plugged in and mounted read-write, then run the same command again: what was not written is read again.`, { cause: err });
+        ? new ReaderError('ERR_STICK_FULL', this.folder, `${this.folder}: the stick is full (${code} writing piece ${piece.seq}); nothing of that piece is on it.`, { cause: err, hint: 'Carry the stick to PC_B, import it, bring it back and run the same command again.' })
+        : new ReaderError('ERR_STICK_WRITE', this.folder, `${this.folder}: can't write piece ${piece.seq} (${(err as Error).message}).`, { cause: err, hint: 'Check the stick is still plugged in and mounted read-write, then run the same command again: nothing unwritten is claimed.' });
+      // the piece is on no stick: its entry goes, so no later trip takes it for a lost bundle
+      await ledger.remove([piece.seq]);
       throw this.failure;
     }
     if (out.files.length === 0) {

@@ -1,10 +1,6 @@
-import { createWriteStream } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-
 import { type Piece, bundleFileName, writeBundle } from '@ddferry/protocol';
 
-import { errnoOf } from '../errors.js';
+import { writeFileDurably } from '../durable-file.js';
 
 /**
  * How a sealed piece becomes files on a stick. The stick spool (`stick-spool.ts`) calls
@@ -35,52 +31,6 @@ const TAR_BLOCK = 512;
 /** A manifest's fixed part, and the most one extent or delta range adds to it (JSON with 15-digit numbers). */
 const MANIFEST_BASE = 512;
 const MANIFEST_PER_RANGE = 96;
-
-/** Write `name` in `folder` through `.NAME.tmp`: write, fsync, rename, fsync the folder. */
-export async function writeFileDurably(folder: string, name: string, fill: (out: NodeJS.WritableStream) => Promise<unknown>): Promise<number> {
-  const tmp = join(folder, `.${name}.tmp`);
-  let renamed = false;
-  try {
-    const fh = await open(tmp, 'w');
-    let bytes = 0;
-    try {
-      const out = createWriteStream('', { fd: fh.fd, autoClose: false });
-      // a failed write (ENOSPC) rejects here rather than as an unhandled 'error' event
-      const failed = new Promise<never>((_, reject) => out.once('error', reject));
-      failed.catch(() => undefined);
-      await Promise.race([fill(out), failed]);
-      await Promise.race([new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve()))), failed]);
-      bytes = out.bytesWritten;
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, join(folder, name));
-    renamed = true;
-    await syncFolder(folder);
-    return bytes;
-  } finally {
-    if (!renamed) await rm(tmp, { force: true });
-  }
-}
-
-/**
- * fsync a folder, so a rename in it is durable. FUSE file systems that cannot sync a
- * folder (fusefat, exfat-fuse answer EINVAL, ENOTSUP or ENOSYS) are accepted: their
- * renames reach the device with the next file fsync or the unmount.
- */
-export async function syncFolder(folder: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(folder, 'r');
-    await fh.sync();
-  } catch (err) {
-    const code = errnoOf(err);
-    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EISDIR' && code !== 'EPERM') throw err;
-  } finally {
-    await fh?.close();
-  }
-}
 
 /** One tar bundle per piece: `piece-000123.tar`, written through `.piece-000123.tar.tmp`. */
 export const BUNDLE_WRITER: StickWriter = Object.freeze({

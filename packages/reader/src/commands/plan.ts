@@ -1,0 +1,69 @@
+import { ArgumentError, type FileSystemName, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
+
+import { noSerialWarning } from '../job/fingerprint.js';
+import { planJob } from '../job/plan-job.js';
+import { parseSlowReads } from '../source/blocking-source.js';
+import { type CommandIo, report } from './report.js';
+
+export const PLAN_HELP = `Usage: ddferry-reader plan SOURCE JOBDIR [--chunk-size N | --medium-size N --fs fat32|exfat|ext4]
+                           [--sector-size N] [--test-mode MAP [--test-slow-reads SPEC]] [--from-mapfile MAP]
+
+Make a job folder for a new rescue of SOURCE (a disk, a partition or a file, opened
+read-only): job.json (a new rescue id, the source's fingerprint, the chunk plan),
+common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map.
+
+  --chunk-size N      bytes per chunk (ddrescue number forms: 4GiB, 1000s, 0x...)
+  --medium-size N     or: chunks that fit one at a time on a stick of N bytes
+  --fs NAME           the stick's file system: fat32 (files under 4 GiB), exfat, ext4
+  --sector-size N     default: the source's logical sector size
+  --test-mode MAP     simulate a failing disk: GNU ddrescue's -H test map over SOURCE
+  --test-slow-reads SPEC
+                      with --test-mode: reads overlapping these ranges block, as a
+                      dying disk's do: POS+SIZE@SECONDS[,...] (e.g. 0x100000+64KiB@12)
+  --from-mapfile MAP  start from an existing GNU ddrescue mapfile of this source
+`;
+
+/** `ddferry-reader plan ...` */
+export async function runPlan(argv: readonly string[], io: CommandIo): Promise<number> {
+  try {
+    const { options, operands } = parseArgs(argv, [
+      { code: 'chunk-size', long: 'chunk-size', hasArg: 'yes' },
+      { code: 'medium-size', long: 'medium-size', hasArg: 'yes' },
+      { code: 'fs', long: 'fs', hasArg: 'yes' },
+      { code: 'sector-size', long: 'sector-size', hasArg: 'yes' },
+      { code: 'test-mode', long: 'test-mode', hasArg: 'yes' },
+      { code: 'test-slow-reads', long: 'test-slow-reads', hasArg: 'yes' },
+      { code: 'from-mapfile', long: 'from-mapfile', hasArg: 'yes' },
+      { code: 'h', long: 'help', hasArg: 'no' },
+    ]);
+    const v = new Map(options.map((o) => [o.code, o.argument]));
+    if (v.has('h')) {
+      io.stdout(PLAN_HELP);
+      return 0;
+    }
+    if (operands.length !== 2) throw new ArgumentError('ERR_ARG_INVALID', '', '', `plan needs SOURCE and JOBDIR.\n${PLAN_HELP}`);
+    const sectorSize = v.has('sector-size') ? parseNumberArgument(v.get('sector-size')!, '--sector-size', 0, 1, 1 << 20) : undefined;
+    const unit = sectorSize ?? 512;
+    const fs = (v.get('fs') ?? 'fat32') as FileSystemName;
+    if (!['fat32', 'exfat', 'ext4'].includes(fs)) throw new ArgumentError('ERR_ARG_INVALID', '--fs', fs, `--fs must be fat32, exfat or ext4, not '${fs}'.`);
+    if (v.has('chunk-size') === v.has('medium-size')) throw new ArgumentError('ERR_ARG_INVALID', '', '', 'Give either --chunk-size or --medium-size.');
+    if (v.has('test-slow-reads') && !v.has('test-mode')) throw new ArgumentError('ERR_ARG_INVALID', '--test-slow-reads', v.get('test-slow-reads')!, '--test-slow-reads simulates a slow disk: it needs --test-mode MAP.');
+    const job = await planJob({
+      source: operands[0]!,
+      jobDir: operands[1]!,
+      chunkSize: v.has('chunk-size') ? parseNumberArgument(v.get('chunk-size')!, '--chunk-size', unit, 1) : undefined,
+      medium: v.has('medium-size') ? { capacity: parseNumberArgument(v.get('medium-size')!, '--medium-size', unit, 1), fs } : undefined,
+      sectorSize,
+      testMode: v.get('test-mode'),
+      testSlowReads: v.has('test-slow-reads') ? parseSlowReads(v.get('test-slow-reads')!) : undefined,
+      fromMapfile: v.get('from-mapfile'),
+      commandLine: ['ddferry-reader', 'plan', ...argv].join(' '),
+    });
+    const warning = noSerialWarning(job.source, job.fingerprint);
+    if (warning !== null) io.stderr(`ddferry-reader: ${warning}\n`);
+    io.stdout(`Planned rescue ${job.rescueId}: ${job.sourceSize} bytes in ${job.chunkCount} chunk(s) of ${job.chunkSize} bytes, sectors of ${job.sectorSize}.\n`);
+    return 0;
+  } catch (err) {
+    return report(err, io);
+  }
+}

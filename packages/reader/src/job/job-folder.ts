@@ -1,0 +1,53 @@
+import { resolve } from 'node:path';
+
+import type { Chunk } from '@ddferry/mapfile';
+import type { PiecePlan, RescueId } from '@ddferry/protocol';
+
+import { CommonMap } from './common-map.js';
+import { type Job, jobChunks, jobPaths, readJob } from './job.js';
+import { LEDGER_FOLDER, Ledger } from './ledger.js';
+import { SeqCounter } from './seq-counter.js';
+import { Spool, spoolSeqs } from './spool.js';
+
+/** A job folder opened for a run: the one owner of its counter, map, spool and ledger. */
+export interface JobFolder {
+  readonly dir: string;
+  readonly job: Job;
+  readonly paths: ReturnType<typeof jobPaths>;
+  readonly chunks: readonly Chunk[];
+  readonly plan: PiecePlan;
+  readonly seq: SeqCounter;
+  readonly map: CommonMap;
+  /** The local spool (`JOBDIR/spool`): LAN pieces, and stick pieces that did not fit. */
+  readonly spool: Spool;
+  /** Pieces carried on sticks (`JOBDIR/ledger`). */
+  readonly ledger: Ledger;
+}
+
+export interface OpenJobOptions {
+  /** Bytes the local spool may hold. */
+  readonly spoolBytes: number;
+  /** The engine's sector size (the map is normalised with it). */
+  readonly hardbs: number;
+  readonly commandLine: string;
+  readonly saveInterval: number;
+  readonly syncInterval: number;
+}
+
+/**
+ * Open `JOBDIR` for a run: job.json, the counter (above every number the spool and the
+ * ledger hold), common.map, the local spool and the ledger.
+ * @throws ReaderError `ERR_JOB_NOT_FOUND`, `ERR_JOB_BAD`, `ERR_LEDGER_BAD`; MapfileError for a malformed common.map.
+ */
+export async function openJobFolder(jobDir: string, o: OpenJobOptions): Promise<JobFolder> {
+  const dir = resolve(jobDir);
+  const job = await readJob(dir);
+  const paths = jobPaths(dir);
+  const chunks = jobChunks(job);
+  const plan: PiecePlan = { rescueId: job.rescueId as RescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
+  const ledger = await Ledger.open(resolve(dir, LEDGER_FOLDER));
+  const seq = await SeqCounter.open(paths.seq, [ledger.maxSeq, ...(await spoolSeqs(paths.spool))]);
+  const spool = await Spool.open({ dir: paths.spool, capacity: o.spoolBytes, plan }, seq);
+  const map = await CommonMap.open({ path: paths.commonMap, sourceSize: job.sourceSize, hardbs: o.hardbs, commandLine: o.commandLine, saveInterval: o.saveInterval, syncInterval: o.syncInterval });
+  return { dir, job, paths, chunks, plan, seq, map, spool, ledger };
+}

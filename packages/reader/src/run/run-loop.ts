@@ -1,0 +1,384 @@
+/**
+ * The one run loop of `ddferry-reader rescue`, for the LAN and the stick alike: the
+ * reading process reads; this loop (in the main process) turns its reads into pieces,
+ * stores them at the destination one after the other, commits each durable piece's
+ * delta to the common map (R1), grants the reading process room to read on, and saves
+ * the map with ddrescue's timing. It never waits on a source read: a read that hangs
+ * holds only the reading process, and a stop (the AbortSignal) ends the loop within
+ * seconds, the map saved with everything durable.
+ *
+ * | event | what the loop does |
+ * |---|---|
+ * | a read starts | seal the open pieces if due (size, age, ranges); note the read for progress |
+ * | data, a status change | into the open piece of its chunk |
+ * | the engine saves its map | seal, then once those pieces are durable, save `common.map` |
+ * | the reading process is silent for `IDLE_SEAL_MS` inside a read | seal and store what it sent (a hung read holds nothing back) |
+ * | a piece is durable | commit its delta; grant more room |
+ * | no room (a full stick) | stop reading; seal and store what was read; end `full` |
+ * | the signal aborts | stop reading; store what was read within `STOP_BUDGET_MS`; save; end `aborted` |
+ */
+import type { Chunk } from '@ddferry/mapfile';
+import { Domain } from '@ddferry/mapfile';
+import type { Piece } from '@ddferry/protocol';
+
+import type { RescueOptions } from '../engine/options.js';
+import type { RescueReporter, StatusRefresh } from '../engine/reporter.js';
+import { ReaderError } from '../errors.js';
+import type { CommonMap, MapState } from '../job/common-map.js';
+import type { SeqCounter } from '../job/seq-counter.js';
+import type { SourceIdentity } from '../source/source.js';
+import type { Destination, Pause, Pending } from './destination.js';
+import { PieceBuilder } from './piece-builder.js';
+import { ReadingProcess } from './reading-process.js';
+import type { ReadingInit, ReadingOutcome } from './reading-messages.js';
+
+/** A read the reading process is in: since when (ms). */
+export interface ReadInProgress {
+  readonly pos: number;
+  readonly size: number;
+  readonly since: number;
+}
+
+/** What the loop tells progress displays, read at each draw. */
+export interface LoopStatus {
+  /** The read in progress, or null between reads. */
+  reading: ReadInProgress | null;
+  /** The engine's last status refresh, and when it came (ms). */
+  refresh: StatusRefresh | null;
+  refreshAt: number;
+  /** When the last good data came (ms), or 0. */
+  lastDataAt: number;
+  /** Why reading waits, or null. */
+  pause: Pause | null;
+  /** The engine's state (status line, phase message). */
+  state: MapState | null;
+  /** Pieces stored and committed in this run. */
+  piecesStored: number;
+  /** Pieces sealed and not yet durable, and their data bytes. */
+  storing: number;
+  storingBytes: number;
+  /** The reading process's pid, once started. */
+  readerPid: number | null;
+  /** True while the reading process lives (after the loop: it was left in a read the kernel holds). */
+  readerAlive: boolean;
+}
+
+export interface RunLoopOptions {
+  readonly rescueId: string;
+  readonly chunks: readonly Chunk[];
+  /** The reading process's init, but for what the loop fills in (grant, map). */
+  readonly reading: Omit<ReadingInit, 'grant' | 'mapText' | 'state' | 'readDone'>;
+  readonly map: CommonMap;
+  readonly seq: SeqCounter;
+  readonly destination: Destination;
+  /** Checks the source the reading process opened (the job's fingerprint). @throws ReaderError. */
+  readonly checkSource: (identity: SourceIdentity) => void;
+  /** Seal pieces at this many bytes and milliseconds (defaults: 8 MiB, 2 s). */
+  readonly sealBytes?: number;
+  readonly sealMillis?: number;
+  /** The logs (events, rates, reads), as ddrescue writes them; no screen. */
+  readonly reporter: RescueReporter;
+  /** True if a reads log is kept (the reading process then reports every read). */
+  readonly readLog: boolean;
+  /** Called when the pid of the reading process is known (for `JOBDIR/reading.pid`). */
+  readonly onStarted?: (pid: number) => Promise<void>;
+  readonly status: LoopStatus;
+  readonly log: (line: string) => void;
+  readonly signal: AbortSignal;
+}
+
+/** How the loop ended. */
+export type RunEnd =
+  | { readonly kind: 'done'; readonly outcome: ReadingOutcome }
+  | { readonly kind: 'full' }
+  | { readonly kind: 'aborted' };
+
+/** Silence of the reading process inside a read after which what it sent is sealed and stored. */
+export const IDLE_SEAL_MS = 2000;
+/** After a stop, how long the loop waits for the reading process's last frames. */
+const STOP_LISTEN_MS = 300;
+/** After a stop, how long stores may still take before they are given up (not durable, not claimed). */
+const STOP_BUDGET_MS = 1800;
+/** Grants go out when they grow by this much (or at once when the reading process waits). */
+const GRANT_STEP = 1 << 20;
+
+export function newLoopStatus(): LoopStatus {
+  return { reading: null, refresh: null, refreshAt: 0, lastDataAt: 0, pause: null, state: null, piecesStored: 0, storing: 0, storingBytes: 0, readerPid: null, readerAlive: false };
+}
+
+/**
+ * Run the reading process over the domains, storing and committing its pieces.
+ * @throws ReaderError (the source is not the planned one, the reading process failed,
+ *   the destination failed); the map is saved with everything durable first.
+ */
+export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
+  const { map, destination: dest, status } = o;
+  const e = o.reading.options;
+  const readMax = e.cluster * e.hardbs;
+  const builder = new PieceBuilder({ rescueId: o.rescueId, chunks: o.chunks, nextSeq: () => o.seq.next(), sealBytes: o.sealBytes, sealMillis: o.sealMillis });
+
+  // pieces are stored one after the other and committed in that order
+  let chain: Promise<void> = Promise.resolve();
+  let failure: Error | null = null;
+  /** Reading stops: the destination can take no more. */
+  let full = false;
+  /** A piece could be stored nowhere: later ones are not tried. */
+  let nowhere = false;
+  const queue = (op: () => Promise<void> | void): void => {
+    chain = chain.then(async () => {
+      if (failure === null) await op();
+    }).catch((err: unknown) => {
+      failure ??= err as Error;
+    });
+  };
+  const store = (piece: Piece): void => {
+    status.storing += 1;
+    status.storingBytes += piece.data.length;
+    queue(async () => {
+      try {
+        if (nowhere) return; // nothing could take the last piece: this one stays unclaimed too, read again later
+        const r = await dest.store(piece);
+        if (r === 'full') {
+          nowhere = true;
+          full = true;
+          return;
+        }
+        map.apply(piece.delta);
+        status.piecesStored += 1;
+      } finally {
+        status.storing -= 1;
+        status.storingBytes -= piece.data.length;
+        if (!full && started && dest.isFull(pending(), readMax)) full = true;
+        if (full) poke();
+        else regrant();
+      }
+    });
+  };
+  const sealAndStore = (): void => {
+    for (const p of builder.seal()) store(p);
+  };
+  const pending = (): Pending => {
+    const b = builder.pending();
+    return { pieces: b.pieces + status.storing, bytes: b.bytes + status.storingBytes, ranges: b.ranges };
+  };
+
+  let received = 0;
+  let granted = 0;
+  let waiting = false;
+  let child: ReadingProcess | null = null;
+  let started = false;
+  let outcome: ReadingOutcome | null = null;
+  let done = false;
+  let opened: ((identity: SourceIdentity) => void) | null = null;
+  let wake: (() => void) | null = null;
+  const poke = (): void => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const regrant = (): void => {
+    if (child === null || !started) return;
+    const room = dest.room(pending());
+    const allowed = room === Number.POSITIVE_INFINITY ? Number.MAX_SAFE_INTEGER : received + Math.max(0, Math.floor(room));
+    if (allowed >= granted + GRANT_STEP || (waiting && allowed > granted)) {
+      child.grant(allowed);
+      granted = allowed;
+    }
+    if (waiting && granted - received < readMax) {
+      status.pause = dest.pause();
+      if (dest.isFull(pending(), readMax) && status.storing === 0) {
+        full = true;
+        poke();
+      }
+    } else {
+      status.pause = null;
+    }
+  };
+  dest.onRoom(regrant);
+
+  const init: ReadingInit = {
+    ...o.reading, mapText: map.text(), state: map.state, readDone: o.readLog, grant: 0,
+  };
+  const abort = (): void => poke();
+  o.signal.addEventListener('abort', abort);
+  try {
+    child = ReadingProcess.start({ ...init, grant: Math.max(0, Math.floor(Math.min(dest.room(pending()), Number.MAX_SAFE_INTEGER))) }, {
+      read(pos, size) {
+        if (builder.isDue()) sealAndStore();
+        status.reading = { pos, size, since: Date.now() };
+      },
+      data(pos, data) {
+        builder.write(pos, data);
+        received += data.length;
+        status.reading = null;
+        status.lastDataAt = Date.now();
+      },
+      status(pos, size, st) {
+        builder.statusChanged(pos, size, st as never);
+        status.reading = null;
+      },
+      readDone(pos, size, copied, error) {
+        o.reporter.readDone(pos, size, copied, error);
+      },
+      event(ev) {
+        switch (ev.kind) {
+          case 'opened':
+            opened?.(ev.identity);
+            break;
+          case 'failed':
+            failure ??= new ReaderError(ev.code as never, o.reading.source, ev.message.replace(/^ERR_[A-Z_]+: /, ''));
+            poke();
+            break;
+          case 'refresh':
+            status.refresh = ev.refresh;
+            status.refreshAt = Date.now();
+            status.state = ev.state;
+            o.reporter.statusRefreshed(ev.refresh);
+            break;
+          case 'phase':
+            o.reporter.phaseStarted(ev.elapsed, ev.percent, ev.message);
+            break;
+          case 'echo':
+            o.reporter.echo(ev.message);
+            break;
+          case 'endOfRun':
+            o.reporter.endOfRun(ev.elapsed, ev.percent, ev.currentPos, ev.statusName);
+            break;
+          case 'save': {
+            sealAndStore();
+            const state = ev.state;
+            status.state = state;
+            queue(async () => {
+              map.setState(state);
+              await map.save(ev.force);
+            });
+            break;
+          }
+          case 'truncate': {
+            sealAndStore();
+            const end = ev.end;
+            queue(() => map.truncate(end));
+            break;
+          }
+          case 'domainStart': {
+            const d = o.reading.domains[ev.index];
+            if (d && (e.retrim || e.tryAgain)) {
+              sealAndStore();
+              queue(() => map.startEdits(Domain.fromOptions(d.pos, d.size), e));
+            }
+            break;
+          }
+          case 'waiting':
+            waiting = true;
+            regrant();
+            break;
+          case 'domainDone':
+            outcome = ev.outcome;
+            status.state = ev.state;
+            break;
+          case 'done':
+            done = true;
+            poke();
+            break;
+        }
+      },
+    });
+    status.readerPid = child.pid;
+    status.readerAlive = true;
+    void child.exited.then(() => {
+      status.readerAlive = false;
+    });
+    await o.onStarted?.(child.pid);
+
+    // the source must be the planned one before anything is read
+    const identity = await Promise.race([
+      new Promise<SourceIdentity>((resolve) => {
+        opened = resolve;
+      }),
+      child.exited.then(() => null),
+      new Promise<null>((resolve) => {
+        wake = () => resolve(null);
+      }),
+    ]);
+    if (identity === null) {
+      if (failure) throw failure;
+      if (o.signal.aborted) {
+        child.abandon();
+        return { kind: 'aborted' };
+      }
+      throw readingProcessFailed(o.reading.source, child);
+    }
+    o.checkSource(identity);
+    started = true;
+    child.start();
+    regrant();
+
+    // until the reading is done, stopped by a full destination, aborted, or failed
+    const timer = setInterval(() => {
+      const r = status.reading;
+      if (r !== null && Date.now() - child!.lastHeard >= IDLE_SEAL_MS && builder.pending().pieces > 0) sealAndStore();
+      if (waiting) regrant();
+    }, 500);
+    timer.unref();
+    try {
+      while (!done && !full && !o.signal.aborted && failure === null && !child.hasExited) {
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            wake = resolve;
+          }),
+          child.exited,
+        ]);
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    if (done || child.hasExited) {
+      // every frame it sent is in: seal the rest and make it durable
+      await child.exited;
+      sealAndStore();
+      await chain;
+      if (failure) throw failure;
+      if (!done) throw readingProcessFailed(o.reading.source, child);
+      await map.saveNow();
+      return full ? { kind: 'full' } : { kind: 'done', outcome: outcome ?? { status: 0, interrupted: false, messages: [], finalMessage: '' } };
+    }
+    // stopped: a full destination, a signal, or a failure
+    child.stop();
+    await Promise.race([child.exited, sleep(STOP_LISTEN_MS)]);
+    if (!child.hasExited) child.abandon();
+    status.reading = null;
+    sealAndStore();
+    const stored = await Promise.race([chain.then(() => true), sleep(STOP_BUDGET_MS).then(() => false)]);
+    if (!stored) o.log('ddferry-reader: pieces still being written were given up (not claimed in common.map: their ranges are read again next time).');
+    if (failure && !o.signal.aborted) throw failure;
+    if (status.state) map.setState({ ...status.state, message: status.state.message });
+    await map.saveNow();
+    return o.signal.aborted ? { kind: 'aborted' } : { kind: 'full' };
+  } catch (err) {
+    // the map says what is durable, whatever went wrong
+    if (child && !child.hasExited) child.abandon();
+    await Promise.race([chain, sleep(STOP_BUDGET_MS)]);
+    try {
+      await map.saveNow();
+    } catch (saveErr) {
+      o.log(`ddferry-reader: ${(saveErr as ReaderError).code ?? 'ERR_MAPFILE_WRITE'}: ${(saveErr as Error).message}`);
+    }
+    throw err;
+  } finally {
+    o.signal.removeEventListener('abort', abort);
+    status.reading = null;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+}
+
+function readingProcessFailed(source: string, child: ReadingProcess): ReaderError {
+  const why = child.stderr.trim().split('\n').slice(-6).join('\n  ');
+  return new ReaderError('ERR_READING_PROCESS', source, `the reading process of ${source} ended unexpectedly${why ? `:\n  ${why}` : ''}.`, {
+    hint: 'Run the same command again: everything it sent is saved. If it happens again, report the message above.',
+  });
+}
