@@ -13,7 +13,8 @@ import { WebSocketServer } from 'ws';
 import { Spool } from '../src/job/spool.js';
 import type { StatusFigures } from '../src/lan/status-report.js';
 import { statusMessage } from '../src/lan/status-report.js';
-import { WsShipper } from '../src/lan/link.js';
+import { SeqCounter } from '../src/job/seq-counter.js';
+import { Link } from '../src/lan/link.js';
 
 const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
 const SIZE = 1 << 20;
@@ -52,10 +53,10 @@ describe('statusMessage', () => {
   });
 });
 
-describe('WsShipper#setStatusSource', () => {
+describe('Link#setStatusSource', () => {
   let dir: string;
   let wss: WebSocketServer;
-  let shipper: WsShipper | undefined;
+  let shipper: Link | undefined;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ddferry-status-'));
@@ -101,9 +102,9 @@ describe('WsShipper#setStatusSource', () => {
       });
     });
     const plan = { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS };
-    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq'), capacity: 1 << 20, plan });
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan }, await SeqCounter.open(join(dir, 'seq')));
     const port = (wss.address() as AddressInfo).port;
-    shipper = new WsShipper({
+    shipper = new Link({
       url: `ws://127.0.0.1:${port}`, secret, rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: 65536, sectorSize: 512, spool, log: () => undefined,
     });
     let calls = 0;

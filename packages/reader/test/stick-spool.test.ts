@@ -2,7 +2,7 @@
  * StickSpool.put with a writer that has nothing to carry, and the trip counter.
  */
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -39,7 +39,7 @@ describe('StickSpool', () => {
   async function open(): Promise<{ spool: StickSpool; ledger: Ledger }> {
     const ledger = await Ledger.open(join(dir, 'ledger'));
     const spool = await StickSpool.open({
-      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger, seqFile: join(dir, 'seq.json'), writer: DATA_ONLY_WRITER,
+      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger, writer: DATA_ONLY_WRITER,
       statStick: async () => ({ free: 64 * MIB, blockSize: 4096, total: 64 * MIB }),
     });
     return { spool, ledger };
@@ -48,15 +48,35 @@ describe('StickSpool', () => {
   it('keeps no ledger entry for a piece the writer carries nothing of (statuses only), so it is never taken for lost', async () => {
     const { spool, ledger } = await open();
     const rescueId = makeRescueId();
-    const badOnly: Piece = { rescueId, seq: spool.nextSeq(), chunk: 0, extents: [], delta: [{ pos: 0, size: 4096, status: '-' }], data: new Uint8Array(0) };
+    let n = 0;
+    const badOnly: Piece = { rescueId, seq: ++n, chunk: 0, extents: [], delta: [{ pos: 0, size: 4096, status: '-' }], data: new Uint8Array(0) };
     await spool.put(badOnly);
     expect(ledger.size).to.equal(0);
     expect(spool.count).to.equal(0);
     const data = new Uint8Array(512).fill(7);
-    const good: Piece = { rescueId, seq: spool.nextSeq(), chunk: 0, extents: [{ pos: 4096, size: 512, xxh64: 0n }], delta: [{ pos: 4096, size: 512, status: '+' }], data };
+    const good: Piece = { rescueId, seq: ++n, chunk: 0, extents: [{ pos: 4096, size: 512, xxh64: 0n }], delta: [{ pos: 4096, size: 512, status: '+' }], data };
     await spool.put(good);
     expect(ledger.entries().map((e) => [e.seq, e.files])).to.deep.equal([[2, ['chunk0000-000002-01.raw']]]);
     expect(spool.count).to.equal(1);
+  });
+
+  it('keeps no ledger entry for a piece whose write failed: it is on no stick', async () => {
+    const ledger = await Ledger.open(join(dir, 'ledger'));
+    const spool = await StickSpool.open({
+      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger,
+      writer: { ...DATA_ONLY_WRITER, async write() { throw Object.assign(new Error('no space'), { code: 'ENOSPC' }); } },
+      statStick: async () => ({ free: 64 * MIB, blockSize: 4096, total: 64 * MIB }),
+    });
+    const data = new Uint8Array(512).fill(7);
+    let err: unknown;
+    try {
+      await spool.put({ rescueId: makeRescueId(), seq: 1, chunk: 0, extents: [{ pos: 0, size: 512, xxh64: 0n }], delta: [{ pos: 0, size: 512, status: '+' }], data });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { code?: string }).code).to.equal('ERR_STICK_FULL');
+    expect(ledger.size).to.equal(0);
+    expect(readdirSync(join(dir, 'ledger'))).to.deep.equal([]);
   });
 });
 

@@ -17,14 +17,14 @@ import {
   BUNDLE_NAME, type Piece, type PiecePlan, type RescueId, bundleFileName, formatReceipt, formatStickRescue, makeRescueId, readBundle,
 } from '@ddferry/protocol';
 
-import { parseDdrescueCommand } from '../src/commands/ddrescue-options.js';
+import { writeFileDurably } from '../src/durable-file.js';
+import { openJobFolder } from '../src/job/job-folder.js';
 import { readJob } from '../src/job/job.js';
 import { planJob } from '../src/job/plan-job.js';
-import { Spool } from '../src/job/spool.js';
 import type { StickSpace } from '../src/stick/space.js';
-import { EXIT_STICK_FULL, rescueStickJob } from '../src/stick/trip.js';
-import { writeFileDurably } from '../src/durable-file.js';
+import { EXIT_STICK_FULL } from '../src/stick/trip.js';
 import { BUNDLE_WRITER, type StickWriter } from '../src/stick/writer.js';
+import { stickTripInProcess } from './helpers/in-process.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -174,10 +174,7 @@ async function makeWorld(o: { size: number; chunkSize: number; bad: ReadonlyArra
     folder: join(stick, 'ddferry', job.rescueId),
     async trip(extra = {}) {
       const statStick = async (d: string): Promise<StickSpace> => ({ free: Math.max(0, w.capacity - usedBytes(w.stick)), blockSize: 4096, total: w.capacity, ...(d ? {} : {}) });
-      const r = await rescueStickJob({
-        jobDir, to: stick, engine: parseDdrescueCommand([jobDir, '-q']), commandLine: 'test rescue', statStick, ...extra,
-      }, { screen: () => undefined, stderr: (t) => w.lines.push(t), signal: () => null });
-      return r.status;
+      return stickTripInProcess(jobDir, extra.to ?? stick, w.lines, { statStick, ...(extra.writer ? { writer: extra.writer } : {}), ...(extra.forgetStick ? { forgetStick: extra.forgetStick } : {}) });
     },
     commonMap: () => blocksOfMap(readFileSync(join(jobDir, 'common.map'), 'latin1')),
     check() {
@@ -218,9 +215,9 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(codes.filter((c) => c === EXIT_STICK_FULL).length).to.be.at.least(3);
     expect(codes[codes.length - 1]).to.equal(0);
     const full = w.lines.find((l) => l.includes('is full'))!;
-    expect(full).to.match(new RegExp(`^ddferry-reader: The stick ${w.stick} is full: \\d+ piece\\(s\\) \\([\\d.]+ MiB\\) wait in ${w.folder}\\. Carry it to PC_B and run:\n`
-      + `   ddferry-assembler import ${w.stick} /path/to/image     \\(PC_B\\)\nthen bring it back and run the same command again here\\.\n$`));
-    expect(w.lines.some((l) => /^ddferry-reader: stick .*: merged \d+ piece\(s\), reclaimed 0, freed [\d.]+ MiB; 0 piece\(s\) still wait for an import\.\n$/.test(l))).to.equal(true);
+    expect(full).to.match(new RegExp(`^ddferry-reader: The stick ${w.stick} is full: \\d+ piece\\(s\\) \\([\\d.]+ [kM]B\\) wait in ${w.folder}\\.( \\d+ more piece\\(s\\) read on this trip wait in [^ ]+ for the next stick trip\\.)? Carry it to PC_B and run:\n`
+      + `   ddferry-assembler import ${w.stick} IMAGE     \\(PC_B, IMAGE: the image file there\\)\nthen bring it back and run the same command again here\\.\n$`));
+    expect(w.lines.some((l) => /^ddferry-reader: stick .*: merged \d+ piece\(s\), reclaimed 0, freed [\d.]+ [kM]B; 0 piece\(s\) still wait for an import\.\n$/.test(l))).to.equal(true);
     w.check();
     // never more on the stick than its capacity minus the margin (2 MiB)
     expect(w.capacity - usedBytes(w.stick)).to.be.at.least(0);
@@ -249,13 +246,13 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(codes[0]).to.equal(0);
     const summary = w.lines.find((l) => l.includes('reclaimed 4'))!;
     // flipped data and manifest: refused by PC_B; lost and renamed: missing from the stick
-    expect(summary, w.lines.join('')).to.match(/reclaimed 4 \(1 rejected ERR_\w+, 1 rejected ERR_\w+, 2 missing; [\d.]+ MiB to read again\)/);
+    expect(summary, w.lines.join('')).to.match(/reclaimed 4 \(1 rejected ERR_\w+, 1 rejected ERR_\w+, 2 missing; [\d.]+ [kM]B to read again\)/);
     // the renamed bundle is gone from the stick, refused and in no ledger entry
     expect(readdirSync(w.folder)).to.not.include('piece-999999.tar');
     w.check();
   });
 
-  it('stops cleanly on ENOSPC in the middle of a bundle: no partial file, nothing claimed, read again next trip', async () => {
+  it('stops cleanly on ENOSPC in the middle of a bundle: no partial file, the piece kept in the local spool, nothing read twice', async () => {
     w = await makeWorld({ size: 12 * MIB, chunkSize: MIB, bad: [[2 * MIB + 512, 512]], capacity: 256 * MIB });
     let writes = 0;
     let mapAtFailure: Blocks = [];
@@ -283,26 +280,29 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(names.filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);
     const bundles = names.filter((n) => BUNDLE_NAME.test(n));
     expect(bundles).to.have.length(3);
-    // common.map says + only for what the three bundles hold (R1)
+    // common.map says + only for what the three bundles and the local spool hold (R1)
     mapAtFailure = w.commonMap();
     const held = new Set<number>();
-    for (const b of bundles) for await (const p of readBundle(createReadStream(join(w.folder, b)), { plan: w.plan })) for (const e of p.extents) for (let x = e.pos; x < e.pos + e.size; x += 512) held.add(x);
-    for (const [pos, size, st] of mapAtFailure) if (st === '+') for (let x = pos; x < pos + size; x += 512) expect(held.has(x), `+ at ${x} is on the stick`).to.equal(true);
-    // the failed piece is in the ledger without its bundle: given back on the next trip
-    const ledger = readdirSync(join(w.job, 'ledger'));
-    expect(ledger.length).to.be.at.least(4);
+    const spooled = readdirSync(join(w.job, 'spool')).filter((n) => BUNDLE_NAME.test(n)).map((n) => join(w.job, 'spool', n));
+    expect(spooled.length, 'the piece the stick could not take is kept in the local spool').to.be.at.least(1);
+    for (const b of [...bundles.map((n) => join(w.folder, n)), ...spooled]) for await (const p of readBundle(createReadStream(b), { plan: w.plan })) for (const e of p.extents) for (let x = e.pos; x < e.pos + e.size; x += 512) held.add(x);
+    for (const [pos, size, st] of mapAtFailure) if (st === '+') for (let x = pos; x < pos + size; x += 512) expect(held.has(x), `+ at ${x} is durable`).to.equal(true);
+    // only the three pieces on the stick have ledger entries: the failed one is on no stick
+    expect(readdirSync(join(w.job, 'ledger')).filter((n) => n.endsWith('.json'))).to.have.length(3);
+    expect(w.lines.join('')).to.match(/\d+ more piece\(s\) read on this trip wait in .*spool for the next stick trip/);
     await w.pcb.import(w.folder, w.plan);
+    const before = w.lines.length;
     await loop(w);
+    expect(w.lines.slice(before).join('')).to.contain('moved').and.not.contain('to read again');
     w.check();
   });
 
   it('moves pieces a LAN run left in the local spool onto the stick', async () => {
     w = await makeWorld({ size: 4 * MIB, chunkSize: MIB, bad: [], capacity: 64 * MIB });
-    const job = await readJob(w.job);
-    const spool = await Spool.open({ dir: join(w.job, 'spool'), seqFile: join(w.job, 'seq.json'), capacity: 64 * MIB, plan: w.plan });
+    const opened = await openJobFolder(w.job, { spoolBytes: 64 * MIB, hardbs: 512, commandLine: 'test', saveInterval: -1, syncInterval: 300 });
     const data = w.source.subarray(0, 64 * KIB);
     const { makeExtent } = await import('@ddferry/protocol');
-    await spool.put({ rescueId: job.rescueId, seq: spool.nextSeq(), chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: 64 * KIB, status: '+' }], data });
+    await opened.spool.put({ rescueId: opened.job.rescueId as RescueId, seq: opened.seq.next(), chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: 64 * KIB, status: '+' }], data });
     // common.map says + for it, as a LAN run leaves it
     const mapText = readFileSync(join(w.job, 'common.map'), 'latin1').replace('0x00000000  0x00400000  ?', '0x00000000  0x00010000  +\n0x00010000  0x003F0000  ?');
     expect(mapText).to.contain('0x00010000  0x003F0000  ?');
@@ -329,7 +329,7 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(w.lines.join('')).to.contain(`${carried} piece(s) are on stick ${lost}: import it on PC_B`).and.contain(`--forget-stick ${lost}`);
     expect(readdirSync(folderB).filter((n) => BUNDLE_NAME.test(n))).to.deep.equal([]);
     expect(await w.trip({ to: other, forgetStick: lost })).to.equal(0);
-    expect(w.lines.join('')).to.contain(`reclaimed ${carried} (${carried} forgotten; 6.0 MiB to read again)`);
+    expect(w.lines.join(''), w.lines.join('')).to.contain(`reclaimed ${carried} (${carried} forgotten; 6290 kB to read again)`);
     await w.pcb.import(folderB, w.plan);
     const before = w.lines.length;
     expect(await w.trip({ to: other })).to.equal(0);
@@ -368,7 +368,7 @@ describe('rescue --to DIR (stick trips)', function () {
       expect((err as Error).message).to.contain('this job:').and.contain('the stick:').and.contain('OTHER-DISK');
     }
     try {
-      await rescueStickJob({ jobDir: w.job, to: join(w.dir, 'disk.bin'), engine: parseDdrescueCommand([w.job, '-q']), commandLine: 'x' }, { screen: () => undefined, stderr: () => undefined, signal: () => null });
+      await stickTripInProcess(w.job, join(w.dir, 'disk.bin'), []);
       expect.fail('accepted');
     } catch (err) {
       expect((err as { code: string }).code).to.equal('ERR_STICK_NOT_A_FOLDER');

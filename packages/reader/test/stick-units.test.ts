@@ -1,21 +1,24 @@
 /**
  * The stick path's parts, each alone: the ledger (round trip, damage, temporaries), the
  * free-space arithmetic (just at and just over the limits), the receipts (merged,
- * refused, missing, other sticks, loose files, damaged receipts) and the reclaim of a
- * piece's ranges in a status map.
+ * refused, missing, other sticks, loose files, damaged receipts, pieces the local spool
+ * still holds), the reclaim of a piece's ranges in the common map, and what a LAN
+ * Welcome does to the spool and the ledger.
  */
 import { expect } from 'chai';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
-import { type Receipt, type RescueId, formatReceipt, makeRescueId } from '@ddferry/protocol';
+import { type Receipt, type RescueId, formatReceipt, makeExtent, makeRescueId } from '@ddferry/protocol';
 
-import { openLanLedger } from '../src/lan/lan-ledger.js';
+import { setRange } from '../src/job/common-map.js';
 import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/job/ledger.js';
+import { SeqCounter } from '../src/job/seq-counter.js';
 import { Spool } from '../src/job/spool.js';
-import { inRanges, joinRanges, readStickReceipts, reclaimRanges, settle } from '../src/stick/receipts.js';
+import { coveredBy, settleByWelcome } from '../src/lan/welcome.js';
+import { inRanges, joinRanges, readStickReceipts, reshipRanges, settle } from '../src/stick/receipts.js';
 import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickSealBytes } from '../src/stick/space.js';
 import { BUNDLE_WRITER, type StickWriter } from '../src/stick/writer.js';
 
@@ -181,49 +184,81 @@ describe('stick receipts', () => {
       { pos: 0, size: 4096, status: '+' }, { pos: 4096, size: 512, status: '-' }, { pos: 4608, size: 1024, status: '+' },
       { pos: 8192, size: 1024, status: '*' }, { pos: 9216, size: 512, status: '-' },
     ]);
-    const r = reclaimRanges(map, domain, [e]);
-    expect(r.bytes).to.equal(4096 + 1024);
+    let bytes = 0;
+    for (const d of e.delta) if (d.status === '+') bytes += setRange(map, domain, d.pos, d.size, BlockStatus.nonTried, (st) => st === BlockStatus.finished);
+    expect(bytes).to.equal(4096 + 1024);
     const got: Array<[number, number, string]> = [];
     map.forEachBlock((pos, end) => got.push([pos, end - pos, map.sblockAt(pos)!.status]));
     expect(BlockStatus.nonTried).to.equal('?');
     expect(got).to.deep.equal([[0, 4096, '?'], [4096, 512, '-'], [4608, 1024, '?'], [5632, 2560, '+'], [8192, 1024, '/'], [9216, 7168, '?']]);
     // the map's statuses now, not the old delta's: '/' where it said '*'; nothing where the map is '?'
-    expect(r.reship).to.deep.equal([{ pos: 4096, size: 512, status: '-' }, { pos: 8192, size: 1024, status: '/' }]);
+    expect(reshipRanges(map, [e])).to.deep.equal([{ pos: 4096, size: 512, status: '-' }, { pos: 8192, size: 1024, status: '/' }]);
+  });
+
+  it('keeps an entry whose piece the local spool still holds out of the reclaim (it is not lost)', () => {
+    const none = { merged: [], rejected: new Map(), doneFiles: new Set<string>(), files: [] };
+    const e = entry(9, [{ pos: 0, size: 512, status: '+' }]);
+    const s = settle([e], none, STICK, new Set(), undefined, (seq) => seq === 9);
+    expect(s.local.map((x) => x.seq)).to.deep.equal([9]);
+    expect(s.reclaimed).to.deep.equal([]);
+    // merged wins over local: the image holds it
+    expect(settle([e], { ...none, merged: [[9, 9]] }, STICK, new Set(), undefined, () => true).merged).to.have.length(1);
   });
 });
 
-describe('openLanLedger (a LAN run of a job that went on sticks)', () => {
+describe('settleByWelcome (what a Welcome does to the job)', () => {
   let dir: string;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ddferry-lan-ledger-'));
+    dir = mkdtempSync(join(tmpdir(), 'ddferry-welcome-'));
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
-  const plan = { rescueId: makeRescueId(), sourceSize: MIB, sectorSize: 512, chunks: [{ index: 0, pos: 0, size: MIB }] };
-
-  it('never gives a seq a stick carries, clears what the Welcome says is merged, and reports the rest by stick', async () => {
-    const l = await Ledger.open(join(dir, 'ledger'));
-    await l.put(entry(3, []));
-    await l.put(entry(5, []));
-    await l.put(entry(7, [], { stickId: 'feedfacefeedface' }));
-    writeFileSync(join(dir, 'seq.json'), '{"lastSeq":2}\n');
-    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: MIB, plan });
-    const lines: string[] = [];
-    const onWelcome = await openLanLedger(dir, join(dir, 'seq.json'), spool, (x) => lines.push(x));
-    expect(spool.nextSeq()).to.equal(8);
-    await onWelcome([1, 2, 3, 7]);
-    expect((await Ledger.open(join(dir, 'ledger'))).entries().map((e) => e.seq)).to.deep.equal([5]);
-    expect(JSON.parse(readFileSync(join(dir, 'seq.json'), 'utf8'))).to.deep.equal({ lastSeq: 7 });
-    expect(lines[0]).to.contain('2 piece(s) carried on a stick are merged on PC_B');
-    expect(lines[1]).to.contain(`1 piece(s) are on stick ${STICK}: import it on PC_B`);
-    expect(lines).to.have.length(2);
+  const rescueId = makeRescueId();
+  const plan = { rescueId, sourceSize: MIB, sectorSize: 512, chunks: [{ index: 0, pos: 0, size: MIB }] };
+  const welcome = (mergedSeqs: number[], finished: Array<{ pos: number; size: number }>) => ({
+    type: 'welcome' as const, serverProof: new Uint8Array(32), mergedSeqs, finished, imageSize: MIB,
   });
 
-  it('does nothing, and makes no ledger, for a job that never went on a stick', async () => {
-    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: MIB, plan });
+  it('drops a spooled piece only if the image also holds its data, and never moves the counter', async () => {
+    const seq = await SeqCounter.open(join(dir, 'seq.json'));
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan }, seq);
+    const ledger = await Ledger.open(join(dir, 'ledger'));
+    const data = new Uint8Array(4096).fill(1);
+    for (const pos of [0, 8192, 16384]) {
+      await spool.put({ rescueId, seq: seq.next(), chunk: 0, extents: [makeExtent(pos, data)], delta: [{ pos, size: 4096, status: '+' }], data });
+    }
     const lines: string[] = [];
-    await (await openLanLedger(dir, join(dir, 'seq.json'), spool, (x) => lines.push(x)))([1]);
-    expect(existsSync(join(dir, 'ledger'))).to.equal(false);
-    expect(lines).to.deep.equal([]);
-    expect(spool.nextSeq()).to.equal(1);
+    // 1 and 2 claimed merged; only 1's data is in the finished ranges; 3 not claimed; a huge number claimed too
+    await settleByWelcome(welcome([1, 2, 2 ** 40], [{ pos: 0, size: 4096 }, { pos: 16384, size: 4096 }]), true, { spool, ledger, seq, url: 'ws://x', log: (l) => lines.push(l) });
+    expect(spool.seqs()).to.deep.equal([2, 3]);
+    expect(lines.join('\n')).to.contain('names 1 spooled piece(s) as merged, but the image does not hold their data');
+    expect(seq.next()).to.equal(4);
+  });
+
+  it('clears ledger entries of pieces the image holds, and reports the others by stick on the first Welcome', async () => {
+    const seq = await SeqCounter.open(join(dir, 'seq.json'));
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan }, seq);
+    const l = await Ledger.open(join(dir, 'ledger'));
+    await l.put(entry(3, [{ pos: 0, size: 512, status: '+' }]));
+    await l.put(entry(5, []));
+    await l.put(entry(7, [{ pos: 4096, size: 512, status: '-' }], { stickId: 'feedfacefeedface' }));
+    await l.put(entry(8, [{ pos: 8192, size: 512, status: '+' }], { stickId: 'feedfacefeedface' }));
+    seq.raise(8);
+    const lines: string[] = [];
+    await settleByWelcome(welcome([1, 2, 3, 7, 8], [{ pos: 0, size: 512 }]), true, { spool, ledger: l, seq, url: 'ws://x', log: (x) => lines.push(x) });
+    // 3: merged and its data finished; 7: merged, no data; 8: claimed but its data is not in the image
+    expect((await Ledger.open(join(dir, 'ledger'))).entries().map((e) => e.seq)).to.deep.equal([5, 8]);
+    expect(JSON.parse(readFileSync(join(dir, 'seq.json'), 'utf8'))).to.deep.equal({ lastSeq: 8 });
+    expect(lines[0]).to.contain('2 piece(s) carried on a stick are merged on PC_B');
+    expect(lines.some((x) => x.includes(`1 piece(s) are on stick ${STICK}`))).to.equal(true);
+    expect(lines.some((x) => x.includes('1 piece(s) are on stick feedfacefeedface'))).to.equal(true);
+  });
+
+  it('covers: + ranges inside the finished ranges only', () => {
+    const fin = [{ pos: 0, size: 1024 }, { pos: 4096, size: 4096 }];
+    expect(coveredBy([{ pos: 0, size: 1024, status: '+' }, { pos: 2048, size: 512, status: '-' }], fin)).to.equal(true);
+    expect(coveredBy([{ pos: 512, size: 1024, status: '+' }], fin)).to.equal(false);
+    expect(coveredBy([{ pos: 5000, size: 3000, status: '+' }], fin)).to.equal(true);
+    expect(coveredBy([{ pos: 5000, size: 3200, status: '+' }], fin)).to.equal(false);
+    expect(coveredBy([], fin)).to.equal(true);
   });
 });

@@ -67,11 +67,9 @@ export class CommonMap {
   map: StatusMap;
   state: MapState;
   readonly #updater: MapfileUpdater;
-  readonly #o: CommonMapOptions;
   #dirty = false;
 
   private constructor(o: CommonMapOptions, map: StatusMap, state: MapState, startSeconds: number) {
-    this.#o = o;
     this.path = o.path;
     this.domain = Domain.fromOptions(0, o.sourceSize);
     this.map = map;

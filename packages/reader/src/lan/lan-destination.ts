@@ -47,7 +47,7 @@ export class LanDestination implements Destination {
     const since = this.#fullSince || Date.now();
     const link = this.#link.snapshot();
     if (link.state === 'connected') {
-      return { reason: 'spool-full', since, text: `spool full (${this.spool.count} pieces), waiting for ${link.url} to merge them since ${clock(since)}` };
+      return { reason: 'spool-full', since, text: `spool full (${this.spool.count} pieces), waiting since ${clock(since)} for ${link.url} to merge them` };
     }
     const down = link.since;
     return { reason: 'link-down', since: down, text: `spool full, assembler unreachable since ${clock(down)}${link.lastError ? ` (${link.lastError})` : ''}` };

@@ -86,6 +86,9 @@ class FramePool {
   }
 }
 
+/** A send backlog that, while it shrinks, proves the peer is reading. */
+const FLOWING_BACKLOG = 256 << 10;
+
 /** Refusals of a session that the same command can never get past. */
 const PERMANENT_REFUSALS: ReadonlySet<string> = new Set([
   'ERR_AUTH_FAILED', 'ERR_AUTH_BAD_PROOF', 'ERR_PROTO_VERSION_MISMATCH', 'ERR_PROTO_WRONG_RESCUE', 'ERR_PROTO_WRONG_DEVICE',
@@ -280,14 +283,16 @@ export class Link {
     ws.on('close', () => fail(new ReaderError('ERR_LINK', o.url, 'the connection closed')));
     ws.on('error', (err) => fail(new ReaderError('ERR_LINK', o.url, err.message, { cause: err })));
 
-    // the peer is alive while it answers, or while the data we send leaves us
+    // the peer is alive while it answers (a message, a pong), or while a backlog of data we send keeps
+    // leaving us (a busy peer answers a ping only after the data queued before it); a stopped peer's kernel
+    // still takes a little, so a small flow proves nothing
     const deadMs = o.deadMs ?? 30_000;
     let lastBuffered = 0;
-    let lastFlow = Date.now();
+    let lastFlow = 0;
     const keepalive = setInterval(() => {
       const now = Date.now();
       const buffered = ws.bufferedAmount;
-      if (buffered < lastBuffered || buffered === 0) lastFlow = now;
+      if (buffered < lastBuffered && lastBuffered >= FLOWING_BACKLOG) lastFlow = now;
       lastBuffered = buffered;
       if (now - lastHeard >= deadMs && now - lastFlow >= deadMs) {
         fail(new ReaderError('ERR_LINK', o.url, `no answer for ${Math.round((now - lastHeard) / 1000)} s (the assembler's host is gone or its process is frozen): closing the connection`));

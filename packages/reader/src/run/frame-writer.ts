@@ -104,7 +104,7 @@ export class FrameWriter {
   }
 
   #write(parts: Uint8Array[]): void {
-    let todo = parts.filter((p) => p.length > 0);
+    const todo = parts.filter((p) => p.length > 0);
     while (todo.length > 0) {
       let n: number;
       try {

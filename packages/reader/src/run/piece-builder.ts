@@ -86,6 +86,7 @@ export class PieceBuilder {
       const chunk = this.#chunkOf(pos + offset);
       const c = this.#o.chunks[chunk]!;
       const n = Math.min(size - offset, c.pos + c.size - (pos + offset));
+      if (n <= 0) throw new Error(`internal: [${pos + offset}, ${pos + size}) lies outside the plan's chunks`);
       fn(chunk, pos + offset, n, offset);
       offset += n;
     }

@@ -99,21 +99,24 @@ export async function runReadingProcess(): Promise<void> {
 
   const o = init.options;
   const readMax = o.cluster * o.hardbs;
+  void readMax;
   const slow = init.slowReads ?? [];
   let rb: Rescuebook | undefined;
   const state = (): EngineState => ({ currentPos: rb!.currentPos, currentStatus: rb!.currentStatus, currentPass: rb!.currentPass, message: rb!.currentMessage });
   const sink: RescueSink = {
     async write(pos, data) {
-      out.data(pos, data);
-      if (granted - out.sent >= readMax) return;
-      // the spool or the stick has no room for another read: wait before reading on
-      out.event({ kind: 'waiting', sent: out.sent });
-      out.flush();
-      while (granted - out.sent < readMax) {
-        await new Promise<void>((resolve) => {
-          grantWaiter = resolve;
-        });
+      if (granted - out.sent < data.length) {
+        // the spool or the stick has no room for this read's data: wait before sending it (everything
+        // before it is sent, so the main process can seal and store what it holds)
+        out.event({ kind: 'waiting', sent: out.sent });
+        out.flush();
+        while (granted - out.sent < data.length) {
+          await new Promise<void>((resolve) => {
+            grantWaiter = resolve;
+          });
+        }
       }
+      out.data(pos, data);
     },
     statusChanged(pos, size, status) {
       out.status(pos, size, status);

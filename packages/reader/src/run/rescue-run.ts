@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { Domain, MapfileStatus, formatTimestamp, mapfileStatusName } from '@ddferry/mapfile';
 
 import type { RescueOptions } from '../engine/options.js';
+import type { RescueReporter } from '../engine/reporter.js';
 import { assertPlannedDevice } from '../job/check-device.js';
 import { fingerprintOf, noSerialWarning } from '../job/fingerprint.js';
 import type { JobFolder } from '../job/job-folder.js';
@@ -90,7 +91,19 @@ export async function rescueIntoDestination(o: RescueRunOptions): Promise<RunEnd
   const eventLog = r.logs.events === undefined ? undefined : EventLogger.open(resolve(r.logs.events), header);
   const rateLog = r.logs.rates === undefined ? undefined : RateLogger.open(resolve(r.logs.rates), header);
   const readLog = r.logs.reads === undefined ? undefined : ReadLogger.open(resolve(r.logs.reads), header);
-  const reporter = new DdrescueReporter({ verbosity: -1, binaryPrefixes: false, write: () => undefined, readLog, rateLog, eventLog });
+  const logs = new DdrescueReporter({ verbosity: -1, binaryPrefixes: false, write: () => undefined, readLog, rateLog, eventLog });
+  // the engine's stop causes (and a signal's 'Interrupted by user') go to the screen too, as ddrescue's do
+  const reporter: RescueReporter & { close(): string[] } = {
+    phaseStarted: (e, p, m) => logs.phaseStarted(e, p, m),
+    readDone: (pos, size, copied, error) => logs.readDone(pos, size, copied, error),
+    statusRefreshed: (r) => logs.statusRefreshed(r),
+    echo: (m) => {
+      logs.echo(m);
+      o.log(`ddferry-reader: ${m}`);
+    },
+    endOfRun: (e, p, pos, st) => logs.endOfRun(e, p, pos, st),
+    close: () => logs.close(),
+  };
   const status = newLoopStatus();
   o.progress.loop = status;
   o.progress.spool = o.destination.spool;

@@ -21,7 +21,6 @@ import type { Chunk } from '@ddferry/mapfile';
 import { Domain } from '@ddferry/mapfile';
 import type { Piece } from '@ddferry/protocol';
 
-import type { RescueOptions } from '../engine/options.js';
 import type { RescueReporter, StatusRefresh } from '../engine/reporter.js';
 import { ReaderError } from '../errors.js';
 import type { CommonMap, MapState } from '../job/common-map.js';
@@ -184,7 +183,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       child.grant(allowed);
       granted = allowed;
     }
-    if (waiting && granted - received < readMax) {
+    if (waiting && granted - received >= readMax) waiting = false;
+    if (waiting) {
       status.pause = dest.pause();
       if (dest.isFull(pending(), readMax) && status.storing === 0) {
         full = true;
@@ -269,7 +269,10 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
             break;
           }
           case 'waiting':
+            // the reading process waits between reads: what it sent can be sealed and stored
             waiting = true;
+            status.reading = null;
+            sealAndStore();
             regrant();
             break;
           case 'domainDone':

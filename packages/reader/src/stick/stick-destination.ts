@@ -20,6 +20,8 @@ export class StickDestination implements Destination {
   #since = 0;
   /** The stick failed for another reason than space (EIO, unplugged): the trip reports it. */
   failure: ReaderError | null = null;
+  /** The write that found the stick full (ENOSPC while writing a piece), if one did. */
+  fullError: ReaderError | null = null;
   /** Pieces that went to the local spool in this run. */
   kept = 0;
 
@@ -41,6 +43,7 @@ export class StickDestination implements Destination {
       } catch (err) {
         if (!isReaderError(err) || (err.code !== 'ERR_STICK_FULL' && err.code !== 'ERR_STICK_WRITE')) throw err;
         if (err.code === 'ERR_STICK_WRITE') this.failure = err;
+        else this.fullError = err;
         this.#stopped = true;
         this.#since = Date.now();
       }

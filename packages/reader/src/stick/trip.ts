@@ -145,6 +145,7 @@ export async function stickTrip(o: StickTripOptions, stopSignal: () => NodeJS.Si
     return { status: 1 };
   }
   if (end.kind === 'aborted') return signalled();
+  if (dest.fullError) log(`ddferry-reader: ${dest.fullError.code}: ${dest.fullError.message}`);
   if (end.kind === 'full') return full();
   if (end.outcome.finalMessage) log(`ddferry-reader: ${end.outcome.finalMessage}`);
   if (end.outcome.status !== 0) return { status: end.outcome.status };

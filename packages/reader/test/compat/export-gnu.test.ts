@@ -22,8 +22,8 @@ import { DEFAULT_RESCUE_OPTIONS } from '../../src/engine/options.js';
 import { SILENT_REPORTER } from '../../src/engine/reporter.js';
 import { Rescuebook } from '../../src/engine/rescuebook.js';
 import { ChunkFileWriter, fileSystemTypeOf, readChunkFileReceipts } from '../../src/stick/chunk-files.js';
-import { PieceSink } from '../../src/run/piece-builder.js';
-import type { Spool } from '../../src/job/spool.js';
+import type { RescueSink } from '../../src/engine/sink.js';
+import { PieceBuilder } from '../../src/run/piece-builder.js';
 import { allocAligned } from '../../src/source/aligned-buffer.js';
 import { FileSource } from '../../src/source/file-source.js';
 import { TestModeSource } from '../../src/source/test-mode-source.js';
@@ -114,8 +114,23 @@ describe('chunk files merged by GNU ddrescue 1.27 (--format ddrescue-chunks)', f
     const testSource = new TestModeSource(raw, good);
     pieces = [];
     let seq = 0;
-    const spool = { nextSeq: () => ++seq, put: async (p: Piece) => { pieces.push(p); } } as unknown as Spool;
-    const sink = new PieceSink({ rescueId: RESCUE, chunks, spool, sealBytes: MIB, sealMillis: 1e9 });
+    // the main process's piece builder, fed as the reading process feeds it (sealing only between reads)
+    const b = new PieceBuilder({ rescueId: RESCUE, chunks, nextSeq: () => ++seq, sealBytes: MIB, sealMillis: 1e9 });
+    const sink: RescueSink = {
+      write(pos, data) {
+        if (b.isDue()) pieces.push(...b.seal());
+        b.write(pos, data);
+      },
+      statusChanged: (pos, size, st) => b.statusChanged(pos, size, st),
+      sync: () => {
+        pieces.push(...b.seal());
+      },
+      finish: () => {
+        pieces.push(...b.seal());
+        return null;
+      },
+      close: () => null,
+    };
     const blank = new SblockVector(1);
     blank.push(0, SOURCE_SIZE, 0);
     const domain = Domain.fromOptions(0, SOURCE_SIZE);

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 
-import { runRescue } from '../src/commands/job-commands.js';
+import { runRescue } from '../src/commands/rescue.js';
 
 function io(): { err: () => string; io: Parameters<typeof runRescue>[1] } {
   let err = '';
   return {
     err: () => err,
-    io: { screen: () => undefined, stderr: (t) => { err += t; }, stdout: () => undefined, signal: () => null, stderrIsTTY: false } as Parameters<typeof runRescue>[1],
+    io: { screen: () => undefined, stderr: (t) => { err += t; }, stdout: () => undefined, screenIsTty: false },
   };
 }
 
@@ -17,9 +17,16 @@ describe('ddferry-reader rescue (options a job does not take)', () => {
   ] as const) {
     it(`refuses ${option} with ERR_OPTION_UNSUPPORTED instead of ignoring it`, async () => {
       const r = io();
-      const out = await runRescue(['/nonexistent/job', '--to', '/nonexistent/stick', ...args], r.io);
+      const out = await runRescue(['/nonexistent/job', '--to', '/nonexistent/stick', ...args], r.io, new AbortController().signal, () => null);
       expect(out.status).to.equal(1);
       expect(r.err()).to.include(`ERR_OPTION_UNSUPPORTED: ${option} does not apply to 'rescue JOBDIR'`);
     });
   }
+
+  it('prints its own help for --help, and plan prints its own', async () => {
+    let out = '';
+    const r = await runRescue(['--help'], { screen: () => undefined, stderr: () => undefined, stdout: (t) => { out += t; } }, new AbortController().signal, () => null);
+    expect(r.status).to.equal(0);
+    expect(out).to.match(/^Usage: ddferry-reader rescue JOBDIR/).and.contain('--log-reads');
+  });
 });

@@ -1,0 +1,148 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { planChunks } from '@ddferry/mapfile';
+import { decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, makeNonce, PROTOCOL_VERSION, serverProof } from '@ddferry/protocol';
+import { expect } from 'chai';
+import { WebSocketServer } from 'ws';
+
+import { SeqCounter } from '../src/job/seq-counter.js';
+import { Spool } from '../src/job/spool.js';
+import { Link, type LinkOptions } from '../src/lan/link.js';
+
+const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
+const SIZE = 1 << 20;
+const CHUNKS = planChunks({ sourceSize: SIZE, sectorSize: 512, chunkSize: 64 * 1024 });
+const FINGERPRINT = { size: SIZE, logicalSectorSize: 512, physicalSectorSize: 512, model: 'M', serial: 'S', wwn: '', kind: 'file' as const };
+
+describe('Link', () => {
+  let dir: string;
+  let wss: WebSocketServer;
+  let shipper: Link | undefined;
+  let sessions = 0;
+
+  /** An assembler that answers the Auth of every session with an Error `code`. */
+  async function refusing(code: string): Promise<string> {
+    wss.on('connection', (ws) => {
+      ++sessions;
+      ws.on('message', (data: Buffer) => {
+        const m = decodeEnvelope(data, DEFAULT_LIMITS);
+        if (m.type === 'hello') ws.send(encodeEnvelope({ type: 'challenge', serverNonce: makeNonce(), protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
+        else if (m.type === 'auth') ws.send(encodeEnvelope({ type: 'error', code, message: 'refused by the test.' }, DEFAULT_LIMITS));
+      });
+    });
+    return `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  }
+
+  async function start(url: string, logs: string[], extra: Partial<LinkOptions> = {}): Promise<Link> {
+    const seq = await SeqCounter.open(join(dir, 'seq.json'));
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS } }, seq);
+    const s = new Link({ url, secret: 'wrong', rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: 64 * 1024, sectorSize: 512, spool, log: (l) => logs.push(l), ...extra });
+    s.start();
+    return s;
+  }
+
+  /** An assembler that welcomes every session, then answers nothing (no pong, no receipt): a frozen process. */
+  function freezing(secret: string): string {
+    wss.on('connection', (ws) => {
+      ++sessions;
+      const nonce = makeNonce();
+      let clientNonce: Uint8Array = new Uint8Array();
+      ws.on('message', (data: Buffer) => {
+        const m = decodeEnvelope(data, DEFAULT_LIMITS);
+        if (m.type === 'hello') {
+          clientNonce = m.clientNonce;
+          ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
+        } else if (m.type === 'auth') {
+          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], mergedSeqs: [], imageSize: SIZE }, DEFAULT_LIMITS));
+        }
+      });
+    });
+    return `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  }
+
+  beforeEach(async () => {
+    sessions = 0;
+    dir = await mkdtemp(join(tmpdir(), 'ddferry-shipper-'));
+    wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+  });
+  afterEach(async () => {
+    shipper?.stop();
+    shipper = undefined;
+    await new Promise<void>((r) => wss.close(() => r()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const code of ['ERR_AUTH_FAILED', 'ERR_PROTO_WRONG_RESCUE', 'ERR_PROTO_WRONG_DEVICE', 'ERR_PROTO_VERSION_MISMATCH']) {
+    it(`stops at once on ${code} before any Welcome: firstWelcome gives null, fatal names it, no retry`, async () => {
+      const logs: string[] = [];
+      shipper = await start(await refusing(code), logs);
+      const welcome = await shipper.firstWelcome(10_000);
+      expect(welcome).to.equal(null);
+      expect(shipper.fatal?.code).to.equal('ERR_LINK');
+      expect(shipper.fatal?.message).to.include(code);
+      expect(shipper.snapshot().lastError).to.include(code);
+      await new Promise((r) => setTimeout(r, 600)); // a retry would come after 250 ms
+      expect(sessions, 'sessions opened').to.equal(1);
+      expect(logs.filter((l) => l.includes('retrying'))).to.deep.equal([]);
+    });
+  }
+
+  it('keeps retrying a refusal that may pass (the assembler busy)', async () => {
+    const logs: string[] = [];
+    shipper = await start(await refusing('ERR_SERVER_BUSY'), logs);
+    expect(await shipper.firstWelcome(1500)).to.equal(null);
+    expect(shipper.fatal).to.equal(null);
+    expect(sessions).to.be.at.least(2);
+    expect(logs.some((l) => l.includes('retrying'))).to.equal(true);
+  });
+
+  it('takes a peer that stops answering for dead within deadMs, closes the connection and connects again', async () => {
+    const logs: string[] = [];
+    shipper = await start(freezing('s3cret-of-the-test'), logs, { secret: 's3cret-of-the-test', pingMs: 200, deadMs: 1200, maxBackoffMs: 300 });
+    expect(await shipper.firstWelcome(5000)).to.not.equal(null);
+    expect(shipper.snapshot().state).to.equal('connected');
+    const t0 = Date.now();
+    while (sessions < 2 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50));
+    const took = Date.now() - t0;
+    expect(sessions, logs.join('\n')).to.equal(2);
+    expect(took).to.be.within(1000, 4000);
+    expect(logs.some((l) => l.includes('ERR_LINK') && l.includes('no answer for'))).to.equal(true);
+    expect(shipper.snapshot().sessions).to.be.at.least(1);
+  });
+
+  it('keeps a connection whose peer answers its pings, however long nothing else is said', async () => {
+    const pong = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((r) => pong.once('listening', () => r()));
+    const logs: string[] = [];
+    const saved = wss;
+    wss = pong;
+    try {
+      shipper = await start(freezing('another-secret!!'), logs, { secret: 'another-secret!!', pingMs: 200, deadMs: 1000 });
+      expect(await shipper.firstWelcome(5000)).to.not.equal(null);
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(sessions).to.equal(1);
+      expect(shipper.snapshot().state).to.equal('connected');
+      expect(logs.filter((l) => l.includes('ERR_LINK'))).to.deep.equal([]);
+    } finally {
+      shipper?.stop();
+      shipper = undefined;
+      wss = saved;
+      await new Promise<void>((r) => pong.close(() => r()));
+    }
+  });
+
+  it('waits at most maxBackoffMs between attempts, and counts the time down from when the link went down', async () => {
+    const logs: string[] = [];
+    shipper = await start(await refusing('ERR_SERVER_BUSY'), logs, { maxBackoffMs: 400 });
+    const down = shipper.snapshot().since;
+    await new Promise((r) => setTimeout(r, 3000));
+    // 250, 400, 400...: at least 6 attempts in 3 s
+    expect(sessions).to.be.at.least(6);
+    expect(shipper.snapshot().since).to.equal(down);
+    expect(shipper.snapshot().state).to.not.equal('connected');
+  });
+});

@@ -1,0 +1,177 @@
+/**
+ * The main process's piece side alone: PieceBuilder sealing reads (in order, out of
+ * order, cut in parts as a pipe delivers them) into whole pieces whose `+` ranges are
+ * exactly their extents, and the local Spool: durable files, its memory of fresh pieces
+ * (`take`), pieces read back and checked, the job's counter saved before any removal.
+ */
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { type Piece, makeRescueId, xxh64 } from '@ddferry/protocol';
+
+import { SeqCounter } from '../src/job/seq-counter.js';
+import { Spool, spoolFileName } from '../src/job/spool.js';
+import { PieceBuilder } from '../src/run/piece-builder.js';
+
+const MIB = 1 << 20;
+const SIZE = 4 * MIB;
+const rescueId = makeRescueId();
+const chunks = [{ index: 0, pos: 0, size: SIZE / 2 }, { index: 1, pos: SIZE / 2, size: SIZE / 2 }];
+const plan = { rescueId, sourceSize: SIZE, sectorSize: 512, chunks };
+
+/** Every extent's bytes are the source's at its position, with the right checksum, and the delta's `+` ranges are the extents. */
+function checkPiece(p: Piece, source: Buffer): void {
+  let at = 0;
+  for (const e of p.extents) {
+    const bytes = p.data.subarray(at, at + e.size);
+    expect(Buffer.from(bytes).equals(source.subarray(e.pos, e.pos + e.size)), `piece ${p.seq} extent at ${e.pos}`).to.equal(true);
+    expect(xxh64(bytes)).to.equal(e.xxh64);
+    at += e.size;
+  }
+  expect(at).to.equal(p.data.length);
+  expect(p.delta.filter((d) => d.status === '+').map((d) => [d.pos, d.size])).to.deep.equal(p.extents.map((e) => [e.pos, e.size]));
+}
+
+describe('PieceBuilder and Spool', () => {
+  let dir: string;
+  let source: Buffer;
+  let seq: SeqCounter;
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ddferry-pieces-'));
+    source = randomBytes(SIZE);
+    seq = await SeqCounter.open(join(dir, 'seq.json'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const open = (memoryBytes?: number): Promise<Spool> => Spool.open({
+    dir: join(dir, 'spool'), capacity: 256 * MIB, plan, ...(memoryBytes === undefined ? {} : { memoryBytes }),
+  }, seq);
+
+  /** Reads as the run loop hands them on: a read starts (maybe seal), its data (maybe in parts), its status. */
+  function rescue(b: PieceBuilder, order: 'forward' | 'backward', step = 64 * 1024, parts = 1): Piece[] {
+    const sealed: Piece[] = [];
+    const reads: number[] = [];
+    for (let pos = 0; pos < SIZE; pos += step) reads.push(pos);
+    if (order === 'backward') reads.reverse();
+    const buf = Buffer.alloc(step);
+    for (const pos of reads) {
+      if (b.isDue()) sealed.push(...b.seal());
+      source.copy(buf, 0, pos, pos + step); // the pipe's buffer is reused: the builder must copy
+      const part = step / parts;
+      for (let k = 0; k < parts; ++k) b.write(pos + k * part, buf.subarray(k * part, (k + 1) * part));
+      buf.fill(0xee);
+      b.statusChanged(pos, step, '+');
+    }
+    sealed.push(...b.seal());
+    return sealed;
+  }
+
+  for (const order of ['forward', 'backward'] as const) {
+    for (const parts of [1, 4]) {
+      it(`seals ${order} reads${parts > 1 ? ' delivered in parts' : ''} into whole pieces that go durably into the spool and read back equal`, async () => {
+        const spool = await open();
+        const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: 512 * 1024 });
+        const sealed = rescue(b, order, 64 * 1024, parts);
+        expect(b.pending().pieces).to.equal(0);
+        for (const p of sealed) await spool.put(p);
+        expect(readdirSync(join(dir, 'spool')).filter((n) => n.endsWith('.tar')).sort()).to.deep.equal(sealed.map((p) => spoolFileName(p.seq)).sort());
+        expect(sealed.reduce((s, p) => s + p.data.length, 0)).to.equal(SIZE);
+        for (const p of sealed) {
+          checkPiece(p, source);
+          if (order === 'forward') expect(p.extents).to.have.length(1);
+          const back = await spool.read(p.seq);
+          expect(back.extents).to.deep.equal(p.extents);
+          expect(Buffer.from(back.data).equals(Buffer.from(p.data))).to.equal(true);
+        }
+      });
+    }
+  }
+
+  it('joins the parts of one read into one extent, and never seals between a read\'s data and its status', () => {
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: 100 * 1024 });
+    const sealed = rescue(b, 'forward', 32 * 1024, 4);
+    expect(sealed.length).to.be.greaterThan(4);
+    for (const p of sealed) checkPiece(p, source);
+    // sealing only between reads: every piece holds whole reads
+    for (const p of sealed) for (const e of p.extents) expect(e.size % (32 * 1024)).to.equal(0);
+  });
+
+  it('is due by size, by age and by delta length', () => {
+    let now = 0;
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: 1000, sealMillis: 50, sealRanges: 3, clock: () => now });
+    expect(b.isDue()).to.equal(false);
+    b.write(0, source.subarray(0, 999));
+    expect(b.isDue()).to.equal(false);
+    b.write(999, source.subarray(999, 1000));
+    expect(b.isDue()).to.equal(true);
+    b.seal();
+    b.statusChanged(0, 512, '-');
+    expect(b.isDue()).to.equal(false);
+    now = 50;
+    expect(b.isDue()).to.equal(true);
+    b.seal();
+    for (let i = 0; i < 3; ++i) b.statusChanged(i * 1024, 512, '-');
+    expect(b.isDue()).to.equal(true);
+    expect(b.seal()[0]!.delta).to.have.length(3);
+  });
+
+  it('gives a fresh piece from memory once, then from the disk, checked; a restarted spool reads the disk and refuses a damaged file', async () => {
+    const spool = await open();
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
+    const sealed = rescue(b, 'forward');
+    for (const p of sealed) await spool.put(p);
+    const [first, second] = spool.seqs();
+    const a = await spool.take(first!);
+    expect(a).to.equal(sealed[0]);
+    const again = await spool.take(first!);
+    expect(again).to.not.equal(a);
+    expect(again.extents).to.deep.equal(a.extents);
+    expect(Buffer.from(again.data).equals(Buffer.from(a.data))).to.equal(true);
+    checkPiece(a, source);
+    // after a restart nothing comes from memory: a damaged piece is refused, not sent
+    const file = join(dir, 'spool', spoolFileName(second!));
+    const restarted = await open();
+    const bytes = readFileSync(file);
+    const at = bytes.length - 2048; // inside the piece's data
+    bytes.writeUInt8(bytes.readUInt8(at) ^ 0x40, at);
+    writeFileSync(file, bytes);
+    let err: unknown;
+    try {
+      await restarted.take(second!);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { code?: string }).code).to.match(/^ERR_(PIECE|BUNDLE)_/);
+  });
+
+  it('keeps at most memoryBytes of fresh pieces; the rest come from the disk; removing saves the counter first', async () => {
+    const spool = await open(MIB);
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
+    const sealed = rescue(b, 'forward');
+    for (const p of sealed) await spool.put(p);
+    const taken: Piece[] = [];
+    for (const s of spool.seqs()) taken.push(await spool.take(s));
+    expect(taken).to.have.length(4);
+    // the first fills the memory (1 MiB); the others were read back from their files
+    expect(taken.map((p, i) => p === sealed[i])).to.deep.equal([true, false, false, false]);
+    for (const p of taken) checkPiece(p, source);
+    await spool.remove(spool.seqs());
+    expect(spool.count).to.equal(0);
+    expect(readdirSync(join(dir, 'spool'))).to.deep.equal([]);
+    // the numbers are never given again, even by a job reopened after the spool emptied
+    expect(JSON.parse(readFileSync(join(dir, 'seq.json'), 'utf8'))).to.deep.equal({ lastSeq: 4 });
+    expect((await SeqCounter.open(join(dir, 'seq.json'))).next()).to.equal(5);
+  });
+
+  it('a reopened spool raises the counter above the pieces it holds', async () => {
+    const spool = await open();
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
+    for (const p of rescue(b, 'forward')) await spool.put(p);
+    const fresh = await SeqCounter.open(join(dir, 'seq.json'));
+    await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan }, fresh);
+    expect(fresh.next()).to.equal(5);
+  });
+});
