@@ -8,9 +8,10 @@ import { ProtocolError } from './errors.js';
  *
  * `makeSecretText()` gives 28 base32 characters (RFC 4648 alphabet, 140 random
  * bits) in groups of four: `K7QM-2XWD-…`. `normalizeSecretText` makes every way
- * of typing it the same secret: a text made only of base32 letters and digits,
- * dashes and spaces is taken without its dashes and spaces, in upper case;
- * any other text is only trimmed. Both sides (and the live page) apply it, so
+ * of typing it the same secret: a text of at least 26 base32 letters and
+ * digits (128 bits), split or not by dashes and spaces, is taken without them,
+ * in upper case; any other text (a passphrase, hex with 0, 1, 8 or 9, base64)
+ * is only trimmed. Both sides (and the live page) apply it, so
  * `k7qm2xwd…` typed by hand equals the `K7QM-2XWD-…` of the token file.
  *
  * `estimateSecretBits` is a ceiling, not a measure: the length times log2 of
@@ -25,6 +26,8 @@ import { ProtocolError } from './errors.js';
 export const MIN_SECRET_BITS = 128;
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+/** Base32 characters carrying 128 bits: shorter texts are never taken for a base32 token. */
+const MIN_BASE32_CHARS = 26;
 const SECRET_CHARS = 28;
 const GROUP = 4;
 
@@ -61,7 +64,8 @@ export function makeSecretText(): string {
  */
 export function normalizeSecretText(text: string): string {
   const t = text.trim();
-  if (/^[A-Za-z2-7]+(?:[ -]+[A-Za-z2-7]+)*$/.test(t)) return t.replace(/[ -]/g, '').toUpperCase();
+  const bare = t.replace(/[ -]/g, '');
+  if (bare.length >= MIN_BASE32_CHARS && /^[A-Za-z2-7]+(?:[ -]+[A-Za-z2-7]+)*$/.test(t)) return bare.toUpperCase();
   return t;
 }
 

@@ -24,15 +24,17 @@ describe('secret-text', () => {
   });
 
   describe('#normalizeSecretText', () => {
-    it('takes base32 text without dashes and spaces, in upper case', () => {
-      expect(normalizeSecretText('  k7qm-2xwd ab3d\n')).to.equal('K7QM2XWDAB3D');
-      expect(normalizeSecretText('K7QM--2XWD')).to.equal('K7QM2XWD');
+    it('takes 26 or more base32 characters without dashes and spaces, in upper case', () => {
+      expect(normalizeSecretText('  k7qm-2xwd ab3d-qqqq-rrrr-sstt-uuvv\n')).to.equal('K7QM2XWDAB3DQQQQRRRRSSTTUUVV');
+      expect(normalizeSecretText('K7QM--2XWD-ABCD-EFGH-IJKL-MNOP-QR')).to.equal('K7QM2XWDABCDEFGHIJKLMNOPQR');
     });
 
-    it('only trims any other text (hex with 0, 1, 8 or 9, base64, passphrases)', () => {
+    it('only trims any other text (shorter, hex with 0, 1, 8 or 9, base64, passphrases)', () => {
+      expect(normalizeSecretText('K7QM-2XWD-ABCD-EFGH-IJKL-MNOP-Q')).to.equal('K7QM-2XWD-ABCD-EFGH-IJKL-MNOP-Q');
       expect(normalizeSecretText(' 0123abcd \n')).to.equal('0123abcd');
       expect(normalizeSecretText('a+b/c=')).to.equal('a+b/c=');
       expect(normalizeSecretText('-abc')).to.equal('-abc');
+      expect(normalizeSecretText('a shared secret for the test')).to.equal('a shared secret for the test');
     });
   });
 

@@ -394,7 +394,8 @@ export const PAGE_SCRIPT = String.raw`
   // as the protocol's normalizeSecretText: a grouped base32 token is the same however typed
   function normalizeToken(t) {
     t = t.trim();
-    return /^[A-Za-z2-7]+(?:[ -]+[A-Za-z2-7]+)*$/.test(t) ? t.replace(/[ -]/g, '').toUpperCase() : t;
+    const bare = t.replace(/[ -]/g, '');
+    return bare.length >= 26 && /^[A-Za-z2-7]+(?:[ -]+[A-Za-z2-7]+)*$/.test(t) ? bare.toUpperCase() : t;
   }
   const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
   if (m) {
