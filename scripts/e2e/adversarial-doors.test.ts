@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { type Socket, connect } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 
 import {
@@ -15,6 +15,7 @@ import {
 import { expect } from 'chai';
 import WebSocket from 'ws';
 
+import { closedOf, frameHeader, handUpgrade } from '../../packages/assembler/test/raw-socket.js';
 import { ASSEMBLER, type Scenario, checkImage, killAll, makeScenario, sleep, startReader } from './harness.js';
 
 const MiB = 1 << 20;
@@ -79,38 +80,6 @@ function fdsOf(pid: number): number {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw err;
   }
-}
-
-/** A websocket upgrade done by hand, so one payload buffer goes to many sockets uncopied. */
-async function handUpgrade(port: number): Promise<Socket> {
-  const s = connect({ port, host: '127.0.0.1', localAddress: ATTACKER });
-  s.on('error', () => undefined);
-  await new Promise<void>((ok, fail) => {
-    s.once('connect', () => ok());
-    s.once('error', fail);
-  });
-  s.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  let head = '';
-  await new Promise<void>((ok, fail) => {
-    const onData = (d: Buffer): void => {
-      head += d.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      s.off('data', onData);
-      if (head.startsWith('HTTP/1.1 101')) ok();
-      else fail(new Error(`no upgrade: ${head.split('\r\n')[0]}`));
-    };
-    s.on('data', onData);
-  });
-  return s;
-}
-
-/** The header of one masked binary frame, mask key 0. */
-function frameHeader(size: number): Buffer {
-  const h = Buffer.alloc(14);
-  h[0] = 0x82;
-  h[1] = 0x80 | 127;
-  h.writeBigUInt64BE(BigInt(size), 2);
-  return h;
 }
 
 /** A scripted peer: a websocket and the messages it got. */
@@ -211,12 +180,12 @@ describe('adversarial doors: a real assembler under attack (issue 13)', function
     const size = 8 * MiB - 1024;
     const payload = Buffer.alloc(size, 0x0a);
     const started = performance.now();
-    const sockets = await Promise.all(Array.from({ length: 16 }, () => handUpgrade(served!.port)));
+    const sockets = await Promise.all(Array.from({ length: 16 }, () => handUpgrade(served!.port, ATTACKER)));
     for (const sock of sockets) {
       sock.write(frameHeader(size));
       sock.write(payload);
     }
-    await Promise.all(sockets.map((sock) => new Promise((r) => (sock.closed ? r(undefined) : sock.once('close', r)))));
+    await Promise.all(sockets.map(closedOf));
     const ms = performance.now() - started;
     await sleep(200);
     const after = memoryOf(pid);

@@ -24,23 +24,15 @@ import { serve } from '../src/server.js';
 import type { AssemblerServer, ServeOptions } from '../src/server.js';
 
 import { Client } from './client.js';
-import { CHUNK_SIZE, hello, makePiece, tempDir } from './helpers.js';
+import type { Logged } from './helpers.js';
+import { CHUNK_SIZE, hello, logger, makePiece, tempDir } from './helpers.js';
+import { closedOf, frameHeader, handUpgrade } from './raw-socket.js';
 import { fourPieces, makeRescueFolder, writeBundleFile } from './stick-fixture.js';
 
 /** As `ddferry-assembler token` makes it; serve normalizes it, the readers use TOKEN as readTokenFile gives it. */
 const TOKEN_TEXT = makeSecretText();
 const TOKEN = TOKEN_TEXT.replaceAll('-', '');
 const MIB = 1024 * 1024;
-
-interface Logged {
-  readonly lines: string[];
-  readonly log: ServeOptions['log'];
-}
-
-function logger(): Logged {
-  const lines: string[] = [];
-  return { lines, log: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`) } };
-}
 
 async function until(what: string, test: () => boolean, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -76,41 +68,6 @@ function rawSocket(url: string, options: { localAddress?: string; headers?: Reco
     r({ code, reason: reason.toString() });
   }));
   return { ws, messages, opened, closed, status: statusP };
-}
-
-/**
- * A websocket opened by hand on a TCP socket, so that one payload buffer can be
- * written to many sockets without the client copying it (ws masks a copy).
- */
-async function handUpgrade(port: number): Promise<Socket> {
-  const s = tcpConnect(port, '127.0.0.1');
-  s.on('error', () => undefined);
-  await new Promise<void>((ok, fail) => {
-    s.once('connect', () => ok());
-    s.once('error', fail);
-  });
-  s.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  let head = '';
-  await new Promise<void>((ok, fail) => {
-    const onData = (d: Buffer): void => {
-      head += d.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      s.off('data', onData);
-      if (head.startsWith('HTTP/1.1 101')) ok();
-      else fail(new Error(`no upgrade: ${head.split('\r\n')[0]}`));
-    };
-    s.on('data', onData);
-  });
-  return s;
-}
-
-/** The header of one masked binary frame of `size` bytes, mask key 0 (the payload goes as it is). */
-function frameHeader(size: number): Buffer {
-  const h = Buffer.alloc(14);
-  h[0] = 0x82;
-  h[1] = 0x80 | 127;
-  h.writeBigUInt64BE(BigInt(size), 2);
-  return h;
 }
 
 /** The most `process.memoryUsage().arrayBuffers` grew above `before` while `p` ran (sampled every 5 ms). */
@@ -220,10 +177,7 @@ describe('adversarial: doors before the lock (serve)', function () {
           s.write(frameHeader(size));
           s.write(payload);
         }
-        await Promise.all(ss.map((s) => new Promise((r) => {
-          if (s.closed) r(undefined);
-          else s.once('close', r);
-        })));
+        await Promise.all(ss.map(closedOf));
       })());
       expect(server!.stats().doors.tooLarge).to.equal(16);
       // without the doors: 16 × 8 MiB buffered, then decoded
@@ -368,12 +322,26 @@ describe('adversarial: doors before the lock (serve)', function () {
       // a burst of 5, then 1 a second
       expect(checked, `${checked} guesses checked in ${seconds.toFixed(1)} s`).to.be.at.most(5 + Math.ceil(seconds) + 1);
       expect(throttled).to.be.above(0);
-      // the real token waits its turn too (the address is the attacker's): refused unchecked, then accepted
+    });
+
+    it('refuses even the real token unchecked from a throttled address; other addresses are not slowed', async () => {
+      await start({ doors: { authBurst: 2, authPerSecond: 0.01 } });
+      for (let i = 0; i < 2; i++) expect(await (await reader()).handshake('wrong')).to.deep.include({ type: 'error', code: 'ERR_AUTH_FAILED' });
       const c = await reader();
-      expect(await c.handshake(TOKEN)).to.deep.include({ type: 'error', code: 'ERR_AUTH_THROTTLED' });
-      await new Promise((r) => setTimeout(r, 1100));
-      const again = await reader();
-      expect((await again.handshake(TOKEN))?.type).to.equal('welcome');
+      const answer = await c.handshake(TOKEN);
+      expect(answer).to.deep.include({ type: 'error', code: 'ERR_AUTH_THROTTLED' });
+      expect(answer?.type === 'error' && answer.message).to.match(/try again in \d+ s/);
+      expect((await c.closed).code).to.equal(1013);
+      const elsewhere = rawSocket(server!.url, { localAddress: '127.0.0.5' });
+      sockets.push(elsewhere.ws);
+      expect(await elsewhere.opened).to.equal(true);
+      const h = hello();
+      elsewhere.ws.send(encodeEnvelope(h));
+      await until('challenge', () => elsewhere.messages.length > 0);
+      const ch = elsewhere.messages[0] as Extract<Message, { type: 'challenge' }>;
+      elsewhere.ws.send(encodeEnvelope({ type: 'auth', hmac: authHmac(TOKEN, ch.serverNonce, h.clientNonce, h.rescueId) }));
+      await until('welcome', () => elsewhere.messages.length > 1);
+      expect(elsewhere.messages[1]?.type).to.equal('welcome');
     });
 
     it('bounds guesses over all addresses together', async () => {

@@ -15,7 +15,8 @@ import { serve } from '../src/server.js';
 import type { AssemblerServer, ServeOptions } from '../src/server.js';
 
 import { Client } from './client.js';
-import { CHUNK_SIZE, FINGERPRINT, bindRequest, hello, makePiece, RESCUE_ID, SOURCE_SIZE, tempDir } from './helpers.js';
+import type { Logged } from './helpers.js';
+import { CHUNK_SIZE, FINGERPRINT, bindRequest, hello, logger, makePiece, RESCUE_ID, SOURCE_SIZE, tempDir } from './helpers.js';
 import { LiveClient, MapModel } from './live-client.js';
 
 const LIMITS: Limits = resolveLimits({ maxFrameBytes: 16 * 1024, maxMessageBytes: 32 * 1024 });
@@ -184,16 +185,6 @@ describe('LiveFeed', () => {
     feed.close();
   });
 });
-
-interface Logged {
-  readonly lines: string[];
-  readonly log: ServeOptions['log'];
-}
-
-function logger(): Logged {
-  const lines: string[] = [];
-  return { lines, log: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`) } };
-}
 
 function http(port: number, method: string, path: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {

@@ -9,22 +9,13 @@ import { OVERSIZE_GRACE_BYTES, serve } from '../src/server.js';
 import type { AssemblerServer, ServeOptions } from '../src/server.js';
 
 import { Client } from './client.js';
+import type { Logged } from './helpers.js';
 import {
-  CHUNK_SIZE, hello, hold, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID,
+  CHUNK_SIZE, hello, hold, logger, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID,
   SOURCE_SIZE, tempDir,
 } from './helpers.js';
 
 const LIMITS: Limits = resolveLimits({ maxFrameBytes: 16 * 1024, maxMessageBytes: 32 * 1024 });
-
-interface Logged {
-  readonly lines: string[];
-  readonly log: ServeOptions['log'];
-}
-
-function logger(): Logged {
-  const lines: string[] = [];
-  return { lines, log: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`) } };
-}
 
 /** Chunk 1: 1536 bytes rescued, a bad sector, then 1000 bytes rescued. */
 function piece1(): Piece {
