@@ -10,6 +10,7 @@
 //   5. checks: the image equals the disk on every `+` byte of IMAGE.map, and IMAGE.map equals common.map;
 //   6. a summary, and a picture of the map (demo-output/map.png).
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -129,7 +130,7 @@ function makeDisk() {
   }
   if (p < SIZE) lines.push(`0x${p.toString(16)} 0x${(SIZE - p).toString(16)} +`);
   writeFileSync(f.testMap, `${lines.join('\n')}\n`);
-  writeFileSync(f.token, 'the demo secret: use 32 random bytes in real life\n');
+  writeFileSync(f.token, `${randomBytes(16).toString('hex')}\n`);
   chmodSync(f.token, 0o600);
   mkdirSync(f.stick);
 }

@@ -17,7 +17,7 @@
 // Usage: node scripts/bench/lan.mjs [--size MiB] [--runs N] [--tmp DIR] [--no-write]
 // Build first: npx tsc -b
 import { spawn, spawnSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, release, tmpdir } from 'node:os';
@@ -111,7 +111,7 @@ async function runDdferry(src, round) {
   const job = join(dir, `job-${round}`);
   const image = join(dir, `image-${round}.raw`);
   const token = join(dir, 'token');
-  writeFileSync(token, 'bench secret\n');
+  writeFileSync(token, `${randomBytes(16).toString('hex')}\n`);
   chmodSync(token, 0o600);
   const plan = spawnSync(process.execPath, [READER, 'plan', src, job, '--chunk-size', '1GiB'], { encoding: 'utf8' });
   if (plan.status !== 0) throw new Error(`plan failed: ${plan.stderr}`);

@@ -13,13 +13,15 @@
  */
 import type { HelloMessage, Limits, Message, Piece, Secret } from '@ddferry/protocol';
 import {
-  decodeEnvelope, describeFingerprint, encodeEnvelope, isProtocolError, makeNonce, PieceCollector, PROTOCOL_VERSION,
-  serverProof, verifyAuthHmac,
+  decodeEnvelope, describeFingerprint, encodeEnvelope, isProtocolError, makeNonce, peekMessageType, PieceCollector, printable,
+  PROTOCOL_VERSION, serverProof, verifyAuthHmac,
 } from '@ddferry/protocol';
 import type { RawData, WebSocket } from 'ws';
 
+import type { Door } from './doors.js';
 import { errnoOf, messageOf } from './errors.js';
 import type { ReaderStatusSink } from './live/live-feed.js';
+import type { MemoryBudget } from './memory-budget.js';
 import type { MergeQueue } from './merge.js';
 import type { ConnectionProgress } from './progress.js';
 import { encodeWelcome } from './welcome.js';
@@ -44,7 +46,12 @@ export interface ConnectionContext {
   readonly progress?: ConnectionProgress | undefined;
   /** Where readers' Status messages go (the live page). Default none. */
   readonly live?: ReaderStatusSink | undefined;
+  /** Piece bytes held over all connections; a piece that does not fit waits, its socket unread. Default: no cap. */
+  readonly memory?: MemoryBudget | undefined;
 }
+
+/** Bytes read from a peer before it authenticates, in units of `maxHandshakeBytes` (Hello, Auth, pings, framing). */
+const HANDSHAKE_BUDGET = 4;
 
 /** Websocket close codes (RFC 6455). */
 export const CLOSE = Object.freeze({ normal: 1000, goingAway: 1001, policy: 1008, tooBig: 1009, internal: 1011, tryLater: 1013 });
@@ -66,9 +73,6 @@ function codeOf(err: unknown): string {
   return errnoOf(err) ?? 'ERR_INTERNAL';
 }
 
-function clip(text: string): string {
-  return text.length <= MAX_WIRE_TEXT ? text : `${text.slice(0, MAX_WIRE_TEXT - 1)}…`;
-}
 
 export class Connection {
   readonly #ws: WebSocket;
@@ -88,14 +92,25 @@ export class Connection {
   #ackTimer: NodeJS.Immediate | undefined;
   #handshakeTimer: NodeJS.Timeout | undefined;
   #stopping = false;
+  readonly #door: Door | undefined;
+  /** Memory budget bytes taken for the piece being received. */
+  #reserved = 0;
+  /** Messages waiting, unread, until the memory budget grants the piece header first among them. */
+  #held: Uint8Array[] | undefined;
+  #cancelHold: (() => void) | undefined;
   readonly #inflight = new Set<Promise<void>>();
   /** Set by the server's keepalive: a pong arrived since the last ping. */
   alive = true;
 
-  constructor(ws: WebSocket, peer: string, ctx: ConnectionContext) {
+  /**
+   * @param door the connection's part of the server's doors (doors.ts): what
+   *   it may read before authenticating, token guesses, reader slots. Default none.
+   */
+  constructor(ws: WebSocket, peer: string, ctx: ConnectionContext, door?: Door) {
     this.#ws = ws;
     this.#ctx = ctx;
     this.#peer = peer;
+    this.#door = door;
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
     ws.on('pong', () => {
       this.alive = true;
@@ -105,6 +120,11 @@ export class Connection {
     this.#handshakeTimer = setTimeout(() => {
       this.#fail('ERR_HANDSHAKE_TIMEOUT', `No handshake within ${ctx.handshakeTimeoutMs} ms.`, CLOSE.policy);
     }, ctx.handshakeTimeoutMs);
+    if (door !== undefined) {
+      door.onEvict((reason) => this.#fail('ERR_SERVER_BUSY', reason, CLOSE.tryLater));
+      const max = HANDSHAKE_BUDGET * Math.min(ctx.limits.maxHandshakeBytes, ctx.limits.maxMessageBytes);
+      door.watch(max, (bytes) => this.#fail('ERR_HANDSHAKE_TOO_LARGE', `${bytes} bytes arrived before authentication; at most ${max} are read from a peer before it proves it knows the token.`, CLOSE.tooBig));
+    }
   }
 
   /** The peer's address, and its reader name once known. */
@@ -138,6 +158,20 @@ export class Connection {
       return;
     }
     const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+    if (this.#held !== undefined) {
+      this.#held.push(bytes);
+      return;
+    }
+    if (this.#state !== 'ready') {
+      // before the lock only Hello and Auth are decoded, and only in their turn
+      const type = peekMessageType(bytes);
+      const expected = this.#state === 'hello' ? 'hello' : this.#state === 'auth' ? 'auth' : 'nothing before welcome';
+      if (type !== expected) {
+        if (type === undefined) this.#fail('ERR_PROTO_MALFORMED', `A message of ${bytes.length} bytes arrived that is not one ddferry envelope; expected ${expected}.`, CLOSE.policy);
+        else this.#fail('ERR_PROTO_OUT_OF_ORDER', `A ${type} message arrived; expected ${expected}.`, CLOSE.policy);
+        return;
+      }
+    }
     let msg: Message;
     try {
       msg = decodeEnvelope(bytes, this.#ctx.limits, this.#peer);
@@ -146,6 +180,7 @@ export class Connection {
       if (this.#state === 'ready' && err.code.startsWith('ERR_PIECE_') && err.seq !== undefined) {
         this.#reject(err.seq, err.code, err.message);
         this.#collector?.reset();
+        this.#release();
         this.#discard = err.seq;
         return;
       }
@@ -182,7 +217,7 @@ export class Connection {
             this.#ctx.live?.readerStatus(this, { peer: this.#peer, rescueId: this.#hello!.rescueId, image: this.#queue!.image.path }, msg);
             return;
           case 'error':
-            this.#ctx.log.warn(`${this.#peer}: the reader reports ${msg.code}: ${msg.message}`);
+            this.#ctx.log.warn(`${this.#peer}: the reader reports ${printable(msg.code, 64)}: ${printable(msg.message, 1000)}`);
             this.#close(CLOSE.normal, 'error received');
             return;
           default:
@@ -202,7 +237,6 @@ export class Connection {
       this.#fail('ERR_PROTO_VERSION_MISMATCH', `The reader speaks protocol version ${hello.protocolVersion}; this assembler speaks ${PROTOCOL_VERSION}.`, CLOSE.policy);
       return;
     }
-    if (hello.readerName !== '') this.#peer = `${this.#peer} (${hello.readerName})`;
     this.#hello = hello;
     this.#serverNonce = makeNonce();
     this.#state = 'auth';
@@ -219,10 +253,23 @@ export class Connection {
     const hello = this.#hello!;
     const nonce = this.#serverNonce!;
     const { secret, log } = this.#ctx;
+    const wait = this.#door?.authWait() ?? 0;
+    if (wait > 0) {
+      this.#fail('ERR_AUTH_THROTTLED', `Too many failed authentications from ${this.#door!.address}: the token is not checked; try again in ${Math.ceil(wait / 1000)} s.`, CLOSE.tryLater);
+      return;
+    }
     if (!verifyAuthHmac(secret, nonce, hello.clientNonce, hello.rescueId, hmac)) {
+      this.#door?.authFailed();
       this.#fail('ERR_AUTH_FAILED', `The reader's Auth for rescue ${hello.rescueId} does not verify with this assembler's token.`, CLOSE.policy);
       return;
     }
+    if (this.#door !== undefined && !this.#door.enterAsReader()) {
+      this.#fail('ERR_SERVER_BUSY', 'Every reader slot of the assembler is taken; try again later.', CLOSE.tryLater);
+      return;
+    }
+    // authenticated: binding the image may take its time
+    clearTimeout(this.#handshakeTimer);
+    if (hello.readerName !== '') this.#peer = `${this.#peer} (${printable(hello.readerName, 64)})`;
     const queue = this.#pickQueue(hello.rescueId);
     if (queue === undefined) {
       const taken = this.#ctx.queues.map((q) => `${q.image.path} belongs to rescue ${q.image.binding!.rescueId} (${describeFingerprint(q.image.binding!.fingerprint)})`);
@@ -246,7 +293,6 @@ export class Connection {
     this.#queue = queue;
     const { bytes, complete } = encodeWelcome(serverProof(secret, nonce, hello.clientNonce, hello.rescueId), image, this.#ctx.limits);
     if (!complete) log.warn(`${this.#peer}: the image's state is too large for one Welcome; it lists part of it, and the reader may resend pieces merged before (harmless).`);
-    clearTimeout(this.#handshakeTimer);
     this.#state = 'ready';
     log.info(`${this.#peer}: connected, rescue ${hello.rescueId} → ${image.path}`);
     this.#ctx.progress?.connected({ peer: this.#peer, rescueId: hello.rescueId, image: image.path });
@@ -261,10 +307,12 @@ export class Connection {
       }
       this.#discard = undefined;
     }
+    if (msg.type === 'pieceHeader' && !this.#reserve(msg.dataSize, raw)) return;
     let piece: Piece | undefined;
     try {
       piece = this.#collector!.accept(msg, raw);
     } catch (err) {
+      this.#release();
       if (!isProtocolError(err)) throw err;
       if (err.code.startsWith('ERR_PIECE_') || err.code === 'ERR_PROTO_HEADER_CHECKSUM_MISMATCH') {
         const seq = err.seq ?? msg.seq;
@@ -278,14 +326,69 @@ export class Connection {
     if (piece !== undefined) this.#enqueue(piece);
   }
 
-  #reject(seq: number, code: string, reason: string): void {
+  #reject(seq: number, code: string, text: string): void {
+    const reason = printable(text, MAX_WIRE_TEXT);
     this.#ctx.progress?.problem(this.#who(), code, `piece ${seq} rejected: ${reason}`);
     this.#ctx.log.warn(`${this.#peer}: piece ${seq} rejected, nothing written: ${code}: ${reason}`);
-    this.#send({ type: 'receipt', merged: [], rejected: [{ seq, code, reason: clip(reason) }] });
+    this.#send({ type: 'receipt', merged: [], rejected: [{ seq, code, reason }] });
+  }
+
+  /**
+   * Take the memory of the piece whose header is `raw` from the server's
+   * budget. When it does not fit, hold this message and the ones after it,
+   * stop reading, and go on once granted.
+   * @returns true to go on with the header now.
+   */
+  #reserve(bytes: number, raw: Uint8Array): boolean {
+    const budget = this.#ctx.memory;
+    if (budget === undefined || this.#reserved > 0) return true;
+    const taken = budget.take(bytes, () => this.#granted(bytes));
+    if (taken === true) {
+      this.#reserved = bytes;
+      return true;
+    }
+    this.#held = [raw];
+    this.#cancelHold = taken;
+    this.#pause();
+    return false;
+  }
+
+  #granted(bytes: number): void {
+    this.#reserved = bytes;
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    this.#cancelHold = undefined;
+    if (this.#state === 'closed') {
+      this.#release();
+      return;
+    }
+    for (let i = 0; i < held.length; i++) {
+      // a later header of the held ones may wait in its turn: the rest waits behind it
+      const waiting = this.#held as Uint8Array[] | undefined;
+      if (waiting !== undefined) {
+        waiting.push(...held.slice(i));
+        return;
+      }
+      this.#onMessage(held[i] as Buffer, true);
+    }
+    this.#resume();
+  }
+
+  /** Give back the memory of the piece being received (dropped, or the connection closed), and any wait for it. */
+  #release(): void {
+    this.#cancelHold?.();
+    this.#cancelHold = undefined;
+    this.#held = undefined;
+    const bytes = this.#reserved;
+    this.#reserved = 0;
+    this.#ctx.memory?.give(bytes);
   }
 
   #enqueue(piece: Piece): void {
     const size = piece.data.length;
+    // the piece's memory is held until it is merged
+    const reserved = this.#reserved;
+    this.#reserved = 0;
     this.#unmergedBytes += size;
     ++this.#unmergedPieces;
     if (this.#unmergedBytes >= this.#ctx.maxUnmergedBytes || this.#unmergedPieces >= this.#ctx.maxUnmergedPieces) this.#pause();
@@ -301,6 +404,7 @@ export class Connection {
         this.#fail(code, `Piece ${piece.seq} was not merged: ${messageOf(err)}`, CLOSE.internal, false);
       },
     ).finally(() => {
+      this.#ctx.memory?.give(reserved);
       this.#unmergedBytes -= size;
       --this.#unmergedPieces;
       this.#inflight.delete(merged);
@@ -316,7 +420,8 @@ export class Connection {
   }
 
   #resume(): void {
-    if (!this.#paused || this.#stopping) return;
+    if (!this.#paused || this.#stopping || this.#held !== undefined) return;
+    if (this.#unmergedBytes >= this.#ctx.maxUnmergedBytes || this.#unmergedPieces >= this.#ctx.maxUnmergedPieces) return;
     this.#paused = false;
     this.#ws.resume();
   }
@@ -347,12 +452,18 @@ export class Connection {
   }
 
   /** Send an Error, log it (unless logged already) and close. */
-  #fail(code: string, message: string, closeCode: number, log = true): void {
+  #fail(code: string, text: string, closeCode: number, log = true): void {
     if (this.#state === 'closed') return;
+    // messages may quote what a peer sent (a field, a name)
+    const message = printable(text, MAX_WIRE_TEXT);
     this.#ctx.progress?.problem(this.#who(), code, message);
-    if (log) this.#ctx.log.warn(`${this.#peer}: ${code}: ${message}`);
+    if (log) {
+      // a peer still outside may repeat this as fast as it connects: its lines are thinned out
+      if (this.#queue === undefined && this.#door !== undefined) this.#door.note(code, `${this.#peer}: ${code}: ${message}`);
+      else this.#ctx.log.warn(`${this.#peer}: ${code}: ${message}`);
+    }
     try {
-      this.#send({ type: 'error', code, message: clip(message) });
+      this.#send({ type: 'error', code, message });
     } catch (err) {
       this.#ctx.log.error(`${this.#peer}: cannot send the error: ${messageOf(err)}`);
     }
@@ -363,6 +474,7 @@ export class Connection {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.#collector?.reset();
+    this.#release();
     clearTimeout(this.#handshakeTimer);
     this.#ws.close(code, reason.slice(0, 120));
   }
@@ -376,6 +488,7 @@ export class Connection {
     }
     this.#state = 'closed';
     this.#collector?.reset();
+    this.#release();
     clearTimeout(this.#handshakeTimer);
   }
 
@@ -389,6 +502,7 @@ export class Connection {
     this.#ctx.live?.readerGone(this);
     this.#state = 'closed';
     this.#collector?.reset();
+    this.#release();
     clearTimeout(this.#handshakeTimer);
     if (this.#ackTimer !== undefined) clearImmediate(this.#ackTimer);
     this.#ackTimer = undefined;

@@ -12,6 +12,8 @@
  */
 import { parseArgs } from 'node:util';
 
+import { printable } from '@ddferry/protocol';
+
 import { AssemblerError, messageOf } from './errors.js';
 import { Image } from './image.js';
 import type { BundleEvent, ImportResult } from './import.js';
@@ -74,7 +76,8 @@ function signalStatus(signal: AbortSignal | undefined): number {
  * @returns the exit status (see the module comment).
  */
 export async function runImport(argv: readonly string[], io: Io, signal?: AbortSignal): Promise<number> {
-  const say = (text: string): void => io.stderr(`ddferry-assembler: ${text}\n`);
+  // lines quote the stick (file names, reasons): no control or bidi character reaches the terminal
+  const say = (text: string): void => io.stderr(`ddferry-assembler: ${printable(text, 4000)}\n`);
   const fail = (err: unknown): number => {
     const status = exitOf(err);
     if (status === 3) say(`internal error: ${(err as Error).stack ?? String(err)}`);

@@ -19,14 +19,14 @@
  * domainStart being the position of the first `+` block of the chunk map: for
  * file systems without sparse files).
  */
-import { constants as fsConstants, readSync } from 'node:fs';
+import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
 import type { Block, BlockStatus, Mapfile } from '@ddferry/mapfile';
-import { Domain, UNBOUNDED } from '@ddferry/mapfile';
-import { readMapfile } from '@ddferry/mapfile/io';
+import { Domain, MapfileIoError, parseMapfile, UNBOUNDED } from '@ddferry/mapfile';
+import { openSafeFile, readSafeFile } from '@ddferry/protocol';
 
 import type { CliIo } from './cli.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
@@ -179,8 +179,8 @@ async function prepareChunk(image: Image, options: ImportDdrescueOptions, packed
   const o = { packed };
   const warn = options.warn ?? ((): void => undefined);
 
-  const domainMap = await readMapfile(options.domainMap);
-  const common = options.commonMap === undefined ? undefined : options.commonMapfile ?? await readMapfile(options.commonMap);
+  const domainMap = await readMapfileSafely(options.domainMap);
+  const common = options.commonMap === undefined ? undefined : options.commonMapfile ?? await readMapfileSafely(options.commonMap);
   let domain = Domain.fromOptions(0, UNBOUNDED, domainMap.blocks);
   if (domain.isEmpty()) {
     throw new AssemblerError('ERR_DOMAIN_EMPTY', options.domainMap, 'The domain mapfile has no `+` block, so no byte of the chunk file is inside the domain. Give the chunk\'s own domain mapfile (chunkNN.map, as given to ddrescue -m).');
@@ -288,7 +288,7 @@ export async function importDdrescueChunks(image: Image, chunks: readonly { read
   if (!Number.isSafeInteger(o.batchBytes) || o.batchBytes <= 0) throw new RangeError(`batchBytes must be a positive integer, not ${String(o.batchBytes)}`);
   if (!Number.isSafeInteger(o.batchFiles) || o.batchFiles <= 0) throw new RangeError(`batchFiles must be a positive integer, not ${String(o.batchFiles)}`);
   const warn = options.warn ?? ((): void => undefined);
-  const commonMapfile = options.commonMap === undefined ? undefined : options.commonMapfile ?? await readMapfile(options.commonMap);
+  const commonMapfile = options.commonMap === undefined ? undefined : options.commonMapfile ?? await readMapfileSafely(options.commonMap);
   const results: ImportDdrescueResult[] = [];
 
   interface Open { readonly chunk: PreparedChunk; left: number; queued: boolean; written: number; batches: number }
@@ -412,18 +412,39 @@ function sourceSizeOf(image: Image, options: ImportDdrescueOptions, domainMap: M
   return ext.size;
 }
 
+/** Largest mapfile read here (a million blocks take about 40 MB). */
+const MAX_MAPFILE_BYTES = 1 << 30;
+
+/**
+ * Read and parse a mapfile carried from PC_A, opened as `openSafeFile` does:
+ * a FIFO or a link there is refused at once instead of blocking.
+ * @throws MapfileIoError `ERR_MAPFILE_NOT_FOUND`, `ERR_MAPFILE_READ`; the parse errors.
+ */
+async function readMapfileSafely(path: string): Promise<Mapfile> {
+  let bytes: Buffer;
+  try {
+    bytes = await readSafeFile(path, { maxBytes: MAX_MAPFILE_BYTES, what: 'the mapfile' });
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT') throw new MapfileIoError('ERR_MAPFILE_NOT_FOUND', path, 'Mapfile does not exist. Check the name.', { cause: err });
+    throw new MapfileIoError('ERR_MAPFILE_READ', path, `Mapfile is not readable: ${code?.startsWith('ERR_FILE_') === true ? (err as Error).message.replace(`${path}: `, '') : `${code ?? messageOf(err)}. Check its permissions.`}`, { cause: err });
+  }
+  return parseMapfile(bytes, { file: path });
+}
+
 async function openChunkFile(path: string, image: Image): Promise<FileHandle> {
   let handle: FileHandle;
   try {
-    handle = await open(path, fsConstants.O_RDONLY);
+    handle = await openSafeFile(path, { what: 'the chunk file' });
   } catch (err) {
-    throw new AssemblerError('ERR_CHUNK_FILE_OPEN', path, `Cannot open the chunk file for reading (${errnoOf(err) ?? messageOf(err)}). Check the name (the .raw file ddrescue wrote on PC_A) and its permissions.`, { cause: err });
+    const code = errnoOf(err);
+    if (code?.startsWith('ERR_FILE_') === true) {
+      throw new AssemblerError('ERR_CHUNK_FILE_OPEN', path, (err as Error).message.replace(`${path}: `, ''), { cause: err });
+    }
+    throw new AssemblerError('ERR_CHUNK_FILE_OPEN', path, `Cannot open the chunk file for reading (${code ?? messageOf(err)}). Check the name (the .raw file ddrescue wrote on PC_A) and its permissions.`, { cause: err });
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile() && !st.isBlockDevice()) {
-      throw new AssemblerError('ERR_CHUNK_FILE_OPEN', path, 'Is not a regular file. Give the chunk file ddrescue wrote (chunkNN.raw).');
-    }
     const img = await stat(image.path);
     if (img.dev === st.dev && img.ino === st.ino) {
       throw new AssemblerError('ERR_CHUNK_FILE_IS_IMAGE', path, `Is the image ${image.path} itself. Give the chunk file carried from PC_A.`);
@@ -525,7 +546,7 @@ export async function runImportDdrescue(argv: readonly string[], io: CliIo, sign
   }
   const say = (message: string): void => io.stderr(`ddferry-assembler: warning: ${message}\n`);
   const commandLine = ['ddferry-assembler', 'import-ddrescue', ...argv].join(' ');
-  const commonMapfile = values.map === undefined ? undefined : await readMapfile(values.map);
+  const commonMapfile = values.map === undefined ? undefined : await readMapfileSafely(values.map);
   const image = await Image.open(imagePath, { commandLine });
   try {
     const chunks = chunkFiles.map((chunkFile, k) => ({ chunkFile, domainMap: domains[k]! }));

@@ -24,13 +24,13 @@
  * reports the error; the bundle stays on the stick for the next import. A
  * bundle the stick cannot read (EIO) is skipped, reported, and not refused.
  */
-import { createReadStream } from 'node:fs';
-import { lstat, open, readdir } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 
 import type { BundleManifest, Limits, Piece, PiecePlan, Receipt, ReceiptRejection, StickRescue } from '@ddferry/protocol';
-import { bundleSeqOf, DEFAULT_LIMITS, ProtocolError, readBundle } from '@ddferry/protocol';
+import { bundleSeqOf, DEFAULT_LIMITS, openSafeFile, printable, ProtocolError, readBundle } from '@ddferry/protocol';
 
 import { BufferPool } from './buffer-pool.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
@@ -56,7 +56,7 @@ const DEFAULT_MAX_HELD = 96 * MIB;
  * shorter than `size` ends early.
  */
 async function* readInto(path: string, buf: Uint8Array): AsyncGenerator<Uint8Array, void, undefined> {
-  const handle = await open(path, 'r');
+  const handle = await openSafeFile(path, { what: 'the bundle' });
   try {
     for (let at = 0; at < buf.length;) {
       const want = Math.min(at === 0 ? FIRST_READ : READ_CHUNK, buf.length - at);
@@ -68,6 +68,12 @@ async function* readInto(path: string, buf: Uint8Array): AsyncGenerator<Uint8Arr
   } finally {
     await handle.close();
   }
+}
+
+/** The file `path` as a stream, opened as `openSafeFile` does (no link followed, regular files only). */
+async function readSafely(path: string, highWaterMark: number): Promise<Readable> {
+  const handle = await openSafeFile(path, { what: 'the bundle' });
+  return handle.createReadStream({ highWaterMark });
 }
 
 /** What happened to one bundle, as `onBundle` is told. */
@@ -167,7 +173,7 @@ function isSystemError(err: unknown): boolean {
 
 function isRefusal(err: unknown): err is ProtocolError {
   const code = errnoOf(err);
-  return code !== undefined && /^ERR_(BUNDLE|PIECE|STICK)_/.test(code) && err instanceof Error;
+  return code !== undefined && /^ERR_(BUNDLE|PIECE|STICK|FILE)_/.test(code) && err instanceof Error;
 }
 
 function shortReason(err: unknown): string {
@@ -187,7 +193,7 @@ async function listBundles(folder: string, warn: (message: string) => void): Pro
   for (const name of names) {
     const seq = bundleSeqOf(name);
     if (seq !== undefined) out.push({ name, seq, path: join(folder, name) });
-    else if (/^piece-.*\.tar$/.test(name)) warn(`${join(folder, name)}: not a bundle name (piece- and at least six digits, .tar); ignored.`);
+    else if (/^piece-.*\.tar$/.test(name)) warn(`${join(folder, printable(name, 100))}: not a bundle name (piece- and at least six digits, .tar); ignored.`);
   }
   return out.sort((a, b) => a.seq - b.seq || (a.name < b.name ? -1 : 1));
 }
@@ -198,8 +204,10 @@ async function listBundles(folder: string, warn: (message: string) => void): Pro
  * Returns once the last merge and the receipt are durable, or on a failure.
  * @throws AssemblerError before any merge: `ERR_IMPORT_NO_RESCUE`,
  *   `ERR_IMPORT_AMBIGUOUS`, `ERR_IMPORT_STICK_READ`, `ERR_IMAGE_WRONG_*`,
- *   `ERR_IMAGE_SAVE`; ProtocolError `ERR_STICK_BAD_RESCUE_FILE`. Later
- *   failures are in the result's `error`.
+ *   `ERR_IMAGE_SAVE`; ProtocolError `ERR_STICK_BAD_RESCUE_FILE`,
+ *   `ERR_FILE_SYMLINK` and `ERR_FILE_NOT_FOLDER` (the stick's `ddferry/` or
+ *   the rescue's `receipts/` is a link or a file), `ERR_FILE_NOT_REGULAR` (its
+ *   rescue.json is a FIFO…). Later failures are in the result's `error`.
  */
 export async function importStick(dir: string, image: Image, options: ImportOptions = {}): Promise<ImportResult> {
   const limits = options.limits ?? DEFAULT_LIMITS;
@@ -213,6 +221,8 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   const plan: PiecePlan = { rescueId: rescue.rescueId, sourceSize: image.size, sectorSize: rescue.sectorSize, chunks: image.plan! };
   const writer = options.writer ?? `${hostname()}:${resolve(image.path)}`.slice(0, 4000);
   const receipts = new ReceiptWriter(folder, now(), warn);
+  // receipts land only in the stick's own folder: refused before anything is merged
+  await receipts.check();
   const queue = new MergeQueue(image, options.merge);
   const rejected: ReceiptRejection[] = [];
   const bundles = await listBundles(folder, warn);
@@ -296,7 +306,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       // held: read into a buffer of the pool, the pieces are views of it (no copy);
       // else each read allocates highWaterMark bytes: no more than the file needs (GC)
       buffer = hold ? pool.take(st.size) : undefined;
-      const source = buffer !== undefined ? readInto(b.path, buffer) : createReadStream(b.path, { highWaterMark: Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)) });
+      const source = buffer !== undefined ? readInto(b.path, buffer) : await readSafely(b.path, Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)));
       for await (const piece of readBundle(source, {
         limits, file: b.path, plan, shareSource: hold, onManifest: (m) => {
           manifest = m;
@@ -329,7 +339,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     let bytes = 0;
     const mark = inFlight.length;
     try {
-      for await (const piece of readBundle(createReadStream(b.path, { highWaterMark: READ_CHUNK }), { limits, file: b.path, plan })) {
+      for await (const piece of readBundle(await readSafely(b.path, READ_CHUNK), { limits, file: b.path, plan })) {
         if (failure !== undefined) return;
         if (signal?.aborted === true) {
           cut = true;

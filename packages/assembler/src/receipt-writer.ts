@@ -16,12 +16,12 @@
  * counts as done, with one warning. Any other failure is `ERR_IMPORT_RECEIPT_WRITE`.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { saveMapfile } from '@ddferry/mapfile/io';
 import type { Receipt } from '@ddferry/protocol';
-import { formatReceipt, STICK_RECEIPTS_FOLDER } from '@ddferry/protocol';
+import { checkRealFolder, formatReceipt, isProtocolError, readSafeFile, STICK_RECEIPTS_FOLDER } from '@ddferry/protocol';
 
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 
@@ -80,9 +80,20 @@ export class ReceiptWriter {
   }
 
   /**
+   * Check that the receipts can land only inside the rescue folder: its
+   * `receipts` entry, if there, is a real folder, not a link (never followed)
+   * nor a file. The writes check again.
+   * @throws ProtocolError `ERR_FILE_SYMLINK`, `ERR_FILE_NOT_FOLDER` (naming the entry).
+   */
+  async check(): Promise<void> {
+    await checkRealFolder(dirname(this.path), 'the receipts folder');
+  }
+
+  /**
    * Write `receipt` (replacing the one written before) once earlier writes are
    * done. Resolves when this receipt, or a later one, is durable.
-   * @throws AssemblerError `ERR_IMPORT_RECEIPT_WRITE`.
+   * @throws AssemblerError `ERR_IMPORT_RECEIPT_WRITE`; ProtocolError
+   *   `ERR_FILE_SYMLINK`, `ERR_FILE_NOT_FOLDER` (see `check`).
    */
   async write(receipt: Receipt): Promise<void> {
     this.#pending = receipt;
@@ -111,22 +122,35 @@ export class ReceiptWriter {
   async #save(text: string): Promise<void> {
     const folder = dirname(this.path);
     try {
+      // a link or a file put there since the last write is refused, never followed
+      const there = await checkRealFolder(folder, 'the receipts folder');
       if (!this.#madeFolder) {
-        await mkdir(folder, { recursive: true });
+        if (!there) await mkdir(folder, { recursive: true });
         await this.#tolerantSync(dirname(folder));
         this.#madeFolder = true;
       }
       try {
         await saveMapfile(this.path, text);
       } catch (err) {
-        if (!NO_FOLDER_SYNC.has(rootCode(err) ?? '') || (await readFile(this.path, 'utf8').catch(() => '')) !== text) throw err;
+        if (!NO_FOLDER_SYNC.has(rootCode(err) ?? '') || (await this.#readBack(text.length)) !== text) throw err;
         this.#warnOnce(folder, rootCode(err)!);
       }
       ++this.#writes;
     } catch (err) {
+      if (isProtocolError(err)) throw err;
       const code = rootCode(err);
       const hint = code === 'ENOSPC' ? 'The stick is full: free some space on it (not the bundles), then import again.' : 'Check the stick is mounted read-write, then import again: the merged data is safe in the image, and the next import writes the receipt.';
       throw new AssemblerError('ERR_IMPORT_RECEIPT_WRITE', this.path, `Cannot write the receipt (${code ?? messageOf(err)}). ${hint}`, { cause: err });
+    }
+  }
+
+  /** The receipt as written, or '' when it cannot be read back. */
+  async #readBack(length: number): Promise<string> {
+    try {
+      return (await readSafeFile(this.path, { maxBytes: 4 * length + 16, what: 'the receipt' })).toString('utf8');
+    } catch (err) {
+      if (errnoOf(err) === undefined) throw err;
+      return '';
     }
   }
 

@@ -4,20 +4,24 @@
  * their pieces durably before acknowledging them.
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { resolve } from 'node:path';
 
 import type { Limits, Secret } from '@ddferry/protocol';
-import { encodeEnvelope, resolveLimits } from '@ddferry/protocol';
+import { checkSecretStrength, MIN_SECRET_BITS, normalizeSecretText, printable, ProtocolError, resolveLimits } from '@ddferry/protocol';
 import { WebSocketServer } from 'ws';
 
 import { CLOSE, Connection } from './connection.js';
 import type { ConnectionContext, Log } from './connection.js';
+import { Doors, DOORS_DEFAULTS } from './doors.js';
+import type { DoorCounts, DoorsOptions } from './doors.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
+import { fdHeadroom } from './fd-headroom.js';
 import { Image } from './image.js';
 import type { ImageOptions } from './image.js';
-import { LIVE_PATH, LiveServer, pathOf } from './live/live-server.js';
+import { LIVE_PATH, LiveServer, pathOf, sameOrigin } from './live/live-server.js';
 import type { LiveOptions } from './live/live-server.js';
+import { DEFAULT_MAX_MEMORY, MemoryBudget } from './memory-budget.js';
 import { MergeQueue, resolveMergeLimits } from './merge.js';
 import type { MergeLimits } from './merge.js';
 import type { ConnectionProgress } from './progress.js';
@@ -39,16 +43,24 @@ export const SERVE_DEFAULTS = Object.freeze({
   maxUnmergedBytes: 64 * MIB,
   maxUnmergedPieces: 1024,
   maxConnections: 16,
-  handshakeTimeoutMs: 30_000,
+  handshakeTimeoutMs: DOORS_DEFAULTS.handshakeTimeoutMs,
   keepaliveMs: 30_000,
+  maxMemory: DEFAULT_MAX_MEMORY,
 });
+
+/** Longest HTTP request head read (a websocket upgrade is about 300 bytes). */
+const MAX_HEADER_BYTES = 8192;
 
 export interface ServeOptions {
   /** Image paths; each is created if missing. A rescue goes to the image bound to it, else to the first unbound one. */
   readonly images: readonly string[];
   /** Where to listen; port 0 picks a free port. */
   readonly listen: { readonly host: string; readonly port: number };
-  /** The shared token. Default: the empty token, with a warning (anyone on the network can send data). */
+  /**
+   * The shared token: text is normalized (`normalizeSecretText`) and must carry
+   * at least 128 bits (`checkSecretStrength`). Default: the empty token, with a
+   * warning (anyone on the network can send data).
+   */
   readonly secret?: Secret | undefined;
   /** Protocol limits (`resolveLimits`); both sides should use the same. Default `DEFAULT_LIMITS`. */
   readonly limits?: Partial<Limits> | undefined;
@@ -58,10 +70,18 @@ export interface ServeOptions {
   readonly maxUnmergedBytes?: number | undefined;
   /** Pieces received, not yet merged, per connection before it stops reading. Default 1024. */
   readonly maxUnmergedPieces?: number | undefined;
-  /** Connections at once; more are refused with `ERR_SERVER_BUSY` (close 1013). Default 16. */
+  /** Authenticated readers at once; more are refused with `ERR_SERVER_BUSY` (close 1013) once authenticated. Default 16. */
   readonly maxConnections?: number | undefined;
-  /** Time from connection to Welcome. Default 30 000 ms. */
+  /** Time from the websocket upgrade to a verified Auth (and for the live page, to its login). Default 5000 ms. */
   readonly handshakeTimeoutMs?: number | undefined;
+  /**
+   * Bytes of piece data held at once over all connections (being received or
+   * waiting to be merged); a connection whose next piece does not fit stops
+   * reading until it does. Default 512 MiB.
+   */
+  readonly maxMemory?: number | undefined;
+  /** The doors before authentication (doors.ts: waiting room, sockets, descriptors, token guesses). Default `DOORS_DEFAULTS`. */
+  readonly doors?: Omit<DoorsOptions, 'log' | 'maxReaders' | 'handshakeTimeoutMs'> | undefined;
   /** Ping interval; a connection that missed a pong by the next ping is dropped. Default 30 000 ms. */
   readonly keepaliveMs?: number | undefined;
   /** Where events go (connections, bindings, refusals, rejected pieces, failures). */
@@ -88,6 +108,11 @@ export interface AssemblerServer {
   readonly images: readonly Image[];
   /** Pieces received and not yet merged (waiting or being merged), over all images. */
   pending(): { readonly pieces: number; readonly bytes: number };
+  /** What the doors let in and kept out; the memory budget (bytes held now, at most, the cap, connections waiting for it). */
+  stats(): {
+    readonly doors: ReturnType<Doors['stats']> & DoorCounts;
+    readonly memory: { readonly used: number; readonly peak: number; readonly cap: number; readonly waiting: number };
+  };
   /**
    * Stop accepting connections, stop reading, finish merging what was received
    * (receipts are sent), close every connection (1001) and the images.
@@ -107,6 +132,20 @@ function formatHost(host: string): string {
 function formatPeer(address: string | undefined, port: number | undefined): string {
   const a = address?.startsWith('::ffff:') ? address.slice(7) : address ?? 'unknown';
   return `${formatHost(a)}:${port ?? 0}`;
+}
+
+/** The secret as both sides use it; a text under 128 bits is refused. */
+function checkSecret(secret: Secret | undefined): Secret {
+  if (secret === undefined) return '';
+  if (typeof secret !== 'string') {
+    if (secret.length > 0 && secret.length * 8 < MIN_SECRET_BITS) {
+      throw new ProtocolError('ERR_AUTH_TOKEN_WEAK', `A token of ${secret.length} bytes carries at most ${secret.length * 8} bits; at least ${MIN_SECRET_BITS} are needed.`);
+    }
+    return secret;
+  }
+  const text = normalizeSecretText(secret);
+  if (text !== '') checkSecretStrength(text);
+  return text;
 }
 
 async function openImages(paths: readonly string[], options: ImageOptions | undefined): Promise<Image[]> {
@@ -145,10 +184,12 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
   const maxConnections = checkCount('maxConnections', options.maxConnections ?? SERVE_DEFAULTS.maxConnections);
   const keepaliveMs = checkCount('keepaliveMs', options.keepaliveMs ?? SERVE_DEFAULTS.keepaliveMs);
   const { log } = options;
+  const handshakeTimeoutMs = checkCount('handshakeTimeoutMs', options.handshakeTimeoutMs ?? SERVE_DEFAULTS.handshakeTimeoutMs);
+  const memory = new MemoryBudget(options.maxMemory ?? SERVE_DEFAULTS.maxMemory);
+  const secret = checkSecret(options.secret);
+  const doors = new Doors({ headroom: fdHeadroom(), ...options.doors, log, maxReaders: maxConnections, handshakeTimeoutMs });
   const images = await openImages(options.images, options.imageOptions);
   const queues = images.map((i) => new MergeQueue(i, mergeLimits));
-  const secret = options.secret ?? '';
-  const handshakeTimeoutMs = checkCount('handshakeTimeoutMs', options.handshakeTimeoutMs ?? SERVE_DEFAULTS.handshakeTimeoutMs);
   let live: LiveServer | undefined;
   try {
     live = options.live === false ? undefined : new LiveServer({ images, secret, log, handshakeTimeoutMs, keepaliveMs }, options.live);
@@ -160,13 +201,20 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
     limits, secret, log, queues, live: live?.feed, progress: options.progress,
     maxUnmergedBytes: checkCount('maxUnmergedBytes', options.maxUnmergedBytes ?? SERVE_DEFAULTS.maxUnmergedBytes),
     maxUnmergedPieces: checkCount('maxUnmergedPieces', options.maxUnmergedPieces ?? SERVE_DEFAULTS.maxUnmergedPieces),
-    handshakeTimeoutMs,
+    handshakeTimeoutMs, memory,
   };
   if (secret.length === 0) {
     log.warn('No token: anyone who can reach this port can send data into the images. Give the same --token-file to both sides.');
   }
 
-  const http = createServer((req, res) => {
+  const http = createServer({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: handshakeTimeoutMs }, (req, res) => {
+    const origin = req.headers.origin;
+    if (origin !== undefined && (live === undefined || !sameOrigin(origin, req.headers.host))) {
+      doors.note('ERR_ORIGIN_REFUSED', `${formatPeer(req.socket.remoteAddress, req.socket.remotePort)}: ERR_ORIGIN_REFUSED: a page from ${printable(origin, 200)} sent a request; refused (403).`);
+      res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      res.end('ERR_ORIGIN_REFUSED: pages of other sites may not use this assembler.\n');
+      return;
+    }
     if (live !== undefined) {
       live.handleRequest(req, res);
       return;
@@ -177,11 +225,31 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
   const wss = new WebSocketServer({
     noServer: true, maxPayload: limits.maxMessageBytes + OVERSIZE_GRACE_BYTES, perMessageDeflate: false, clientTracking: false,
   });
+  http.on('connection', (socket: Socket) => {
+    if (closing) socket.destroy();
+    else doors.admit(socket);
+  });
   // readers on any path but /live, as before the live page existed
   http.on('upgrade', (req, socket, head) => {
-    socket.on('error', (err) => log.warn(`${formatPeer(req.socket.remoteAddress, req.socket.remotePort)}: connection error: ${err.message}`));
-    if (live !== undefined && pathOf(req.url) === LIVE_PATH) live.handleUpgrade(req, socket, head, formatPeer(req.socket.remoteAddress, req.socket.remotePort));
-    else wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    const peer = formatPeer(req.socket.remoteAddress, req.socket.remotePort);
+    socket.on('error', (err) => log.warn(`${peer}: connection error: ${err.message}`));
+    const door = doors.door(req.socket);
+    if (door === undefined) {
+      socket.destroy();
+      return;
+    }
+    if (live !== undefined && pathOf(req.url) === LIVE_PATH) {
+      live.handleUpgrade(req, socket, head, peer, door);
+      return;
+    }
+    // a browser always sends Origin; readers never do: no web page may reach the readers' door (DNS rebinding included)
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      door.note('ERR_ORIGIN_REFUSED', `${peer}: ERR_ORIGIN_REFUSED: a page from ${printable(origin, 200)} tried to open the readers' websocket; refused (403).`);
+      socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 19\r\n\r\nERR_ORIGIN_REFUSED\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
   const connections = new Set<Connection>();
   let closing = false;
@@ -191,13 +259,7 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
       ws.close(CLOSE.goingAway, 'assembler stopping');
       return;
     }
-    if (connections.size >= maxConnections) {
-      log.warn(`${peer}: refused: ERR_SERVER_BUSY: ${maxConnections} connections already.`);
-      ws.send(encodeEnvelope({ type: 'error', code: 'ERR_SERVER_BUSY', message: `The assembler serves ${maxConnections} connections already; try again later.` }, limits));
-      ws.close(CLOSE.tryLater, 'ERR_SERVER_BUSY');
-      return;
-    }
-    const c = new Connection(ws, peer, ctx);
+    const c = new Connection(ws, peer, ctx, doors.door(req.socket));
     connections.add(c);
     ws.on('close', () => connections.delete(c));
   });
@@ -239,6 +301,7 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
   let closed: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     closing = true;
+    doors.close();
     clearInterval(keepalive);
     const httpClosed = new Promise<void>((ok) => http.close(() => ok()));
     await Promise.all([...connections].map((c) => c.stop()));
@@ -261,6 +324,7 @@ export async function serve(options: ServeOptions): Promise<AssemblerServer> {
       pieces: queues.reduce((n, q) => n + q.pendingCount, 0),
       bytes: queues.reduce((n, q) => n + q.pendingBytes, 0),
     }),
+    stats: () => ({ doors: doors.stats(), memory: { used: memory.used, peak: memory.peak, cap: memory.cap, waiting: memory.waiting } }),
     close: () => (closed ??= close()),
   };
 }

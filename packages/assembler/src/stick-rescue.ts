@@ -14,11 +14,13 @@
  * | unbound | S | has S | S |
  */
 import type { Dirent } from 'node:fs';
-import { open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { StickRescue } from '@ddferry/protocol';
-import { describeFingerprint, isRescueId, MAX_STICK_FILE_BYTES, parseStickRescue, ProtocolError, STICK_FOLDER, STICK_RESCUE_FILE } from '@ddferry/protocol';
+import {
+  checkRealFolder, describeFingerprint, isRescueId, MAX_STICK_FILE_BYTES, parseStickRescue, ProtocolError, readSafeFile, STICK_FOLDER, STICK_RESCUE_FILE,
+} from '@ddferry/protocol';
 
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import type { Image } from './image.js';
@@ -39,38 +41,24 @@ function stickReadError(file: string, err: unknown): AssemblerError {
   return new AssemblerError('ERR_IMPORT_STICK_READ', file, `Cannot read it (${errnoOf(err) ?? messageOf(err)}). Check the stick is mounted and readable (dmesg), then import again.`, { cause: err });
 }
 
-async function readSmallFile(file: string, max: number): Promise<string> {
-  const fh = await open(file, 'r');
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
-    const size = Math.min(st.size, max + 1);
-    const buf = Buffer.alloc(size);
-    let at = 0;
-    while (at < size) {
-      const { bytesRead } = await fh.read(buf, at, size - at, at);
-      if (bytesRead === 0) break;
-      at += bytesRead;
-    }
-    return buf.subarray(0, at).toString('utf8');
-  } finally {
-    await fh.close();
-  }
-}
-
 /**
  * The rescue folders under `DIR/ddferry/`, sorted by name. Entries whose name is
- * not a rescue id are ignored (they are not ddferry's).
- * @throws AssemblerError `ERR_IMPORT_NO_RESCUE` (no `DIR/ddferry/`), `ERR_IMPORT_STICK_READ`.
+ * not a rescue id, and links, are ignored (they are not ddferry's); no link is
+ * followed, and rescue.json is read as `readSafeFile` does (a FIFO or a link
+ * there makes the folder unusable, with its code, at once).
+ * @throws AssemblerError `ERR_IMPORT_NO_RESCUE` (no `DIR/ddferry/`),
+ *   `ERR_IMPORT_STICK_READ`; ProtocolError `ERR_FILE_SYMLINK` (`DIR/ddferry` is a link).
  */
 export async function listStickRescues(dir: string): Promise<StickRescueFolder[]> {
   const top = join(dir, STICK_FOLDER);
   let entries: Dirent[];
   try {
+    if (!(await checkRealFolder(top, `the stick's ${STICK_FOLDER} folder`))) throw Object.assign(new Error(`no ${STICK_FOLDER} folder`), { code: 'ENOENT' });
     entries = await readdir(top, { withFileTypes: true });
   } catch (err) {
     const code = errnoOf(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
+    if (code === 'ERR_FILE_SYMLINK') throw err;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ERR_FILE_NOT_FOLDER') {
       throw new AssemblerError('ERR_IMPORT_NO_RESCUE', dir, `There is no ${STICK_FOLDER}/ folder here. Give the folder where the stick is mounted (the DIR of ddferry-reader rescue --to DIR).`, { cause: err });
     }
     throw stickReadError(top, err);
@@ -83,13 +71,13 @@ export async function listStickRescues(dir: string): Promise<StickRescueFolder[]
     let rescue: StickRescue | undefined;
     let error: (Error & { code: string }) | undefined;
     try {
-      const text = await readSmallFile(file, MAX_STICK_FILE_BYTES);
+      const text = (await readSafeFile(file, { maxBytes: MAX_STICK_FILE_BYTES, what: STICK_RESCUE_FILE })).toString('utf8');
       const parsed = parseStickRescue(text, file);
       if (parsed.rescueId === e.name) rescue = parsed;
       else error = new ProtocolError('ERR_STICK_BAD_RESCUE_FILE', `It names rescue ${parsed.rescueId} but lies in the folder of rescue ${e.name}: the folder was renamed or the file copied.`, { file });
     } catch (err) {
       const code = (err as { code?: unknown } | null)?.code;
-      if (code === 'ERR_STICK_BAD_RESCUE_FILE') error = err as Error & { code: string };
+      if (code === 'ERR_STICK_BAD_RESCUE_FILE' || (typeof code === 'string' && code.startsWith('ERR_FILE_'))) error = err as Error & { code: string };
       else if (typeof code === 'string' && code.startsWith('E') && !code.startsWith('ERR_')) error = stickReadError(file, err);
       else throw err;
     }

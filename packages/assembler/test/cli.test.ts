@@ -1,8 +1,11 @@
-import { chmod, writeFile } from 'node:fs/promises';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 
+import { readTokenFile } from '@ddferry/protocol';
 import { expect } from 'chai';
 
-import { parseListen, run } from '../src/cli.js';
+import { parseListen, parseSize, run, SERVE_USAGE, TOKEN_USAGE, USAGE } from '../src/cli.js';
+import { IMPORT_USAGE } from '../src/import-command.js';
+import { IMPORT_DDRESCUE_USAGE } from '../src/import-ddrescue.js';
 
 import { Client } from './client.js';
 import { tempDir } from './helpers.js';
@@ -55,7 +58,48 @@ describe('cli', () => {
     it('prints the usage for --help and returns 0', async () => {
       const c = capture();
       expect(await run(['--help'], c.io)).to.equal(0);
-      expect(c.out.join('')).to.contain('ddferry-assembler serve IMAGE...');
+      expect(c.out.join('')).to.contain('Usage: ddferry-assembler COMMAND').and.contain('serve IMAGE...').and.contain('token [FILE]');
+    });
+
+    it('prints each command\'s own help for COMMAND --help and help COMMAND (issue 12)', async () => {
+      const cases: [string[], string][] = [
+        [['serve', '--help'], SERVE_USAGE], [['serve', 'x.img', '-h'], SERVE_USAGE], [['help', 'serve'], SERVE_USAGE],
+        [['import', '--help'], IMPORT_USAGE], [['help', 'import'], IMPORT_USAGE],
+        [['import-ddrescue', '--help'], IMPORT_DDRESCUE_USAGE], [['help', 'import-ddrescue'], IMPORT_DDRESCUE_USAGE],
+        [['token', '--help'], TOKEN_USAGE], [['help', 'token'], TOKEN_USAGE], [['help'], USAGE],
+      ];
+      for (const [argv, usage] of cases) {
+        const c = capture();
+        expect(await run(argv, c.io), argv.join(' ')).to.equal(0);
+        expect(c.out.join(''), argv.join(' ')).to.equal(usage);
+      }
+      expect(SERVE_USAGE).to.match(/^Usage: ddferry-assembler serve /).and.contain('--max-memory');
+      const c = capture();
+      expect(await run(['help', 'merge'], c.io)).to.equal(1);
+      expect(c.err.join('')).to.contain('ERR_USAGE');
+    });
+
+    it('token makes a 140-bit grouped base32 token, writes it mode 600 and refuses to overwrite (ERR_TOKEN_FILE_WRITE)', async () => {
+      const c = capture();
+      expect(await run(['token'], c.io)).to.equal(0);
+      expect(c.out.join('')).to.match(/^[A-Z2-7]{4}(?:-[A-Z2-7]{4}){6}\n$/);
+      const file = `${dir}/token`;
+      const w = capture();
+      expect(await run(['token', file], w.io)).to.equal(0);
+      expect(await readFile(file, 'utf8')).to.equal(w.out.join(''));
+      expect((await stat(file)).mode & 0o777).to.equal(0o600);
+      expect(await readTokenFile(file)).to.equal(w.out.join('').trim().replaceAll('-', ''));
+      const again = capture();
+      expect(await run(['token', file], again.io)).to.equal(1);
+      expect(again.err.join('')).to.contain('ERR_TOKEN_FILE_WRITE').and.contain('EEXIST');
+      expect(await readFile(file, 'utf8')).to.equal(w.out.join(''));
+    });
+
+    it('parses --max-memory sizes and refuses others', () => {
+      expect(parseSize('512M', '--max-memory')).to.equal(512 * 1024 * 1024);
+      expect(parseSize('2GiB', '--max-memory')).to.equal(2 * 1024 ** 3);
+      expect(parseSize('4096', '--max-memory')).to.equal(4096);
+      for (const bad of ['', '0', '-1', '1T', 'lots', '1.5G']) expect(() => parseSize(bad, '--max-memory'), bad).to.throw().with.property('code', 'ERR_USAGE');
     });
 
     it('returns 1 with ERR_USAGE and a hint for a missing image, an unknown command or option', async () => {
@@ -112,7 +156,7 @@ describe('cli', () => {
 
     it('uses the token file on both sides', async () => {
       const token = `${dir}/token`;
-      await writeFile(token, '  s3cret-token \n', { mode: 0o600 });
+      await writeFile(token, '  s3cret-token-0123456789abcdef \n', { mode: 0o600 });
       const controller = new AbortController();
       const c = capture();
       const running = run(['serve', `${dir}/disk.img`, '--listen', '127.0.0.1:0', '--token-file', token], c.io, controller.signal);
@@ -120,7 +164,7 @@ describe('cli', () => {
       const url = /^listening (\S+)\n$/.exec(c.out[0]!)![1]!;
       expect(c.err.join('')).to.not.contain('No token');
       const good = await Client.connect(url);
-      expect((await good.handshake('s3cret-token'))?.type).to.equal('welcome');
+      expect((await good.handshake('s3cret-token-0123456789abcdef'))?.type).to.equal('welcome');
       const bad = await Client.connect(url);
       expect(await bad.handshake('')).to.deep.include({ type: 'error', code: 'ERR_AUTH_FAILED' });
       controller.abort();

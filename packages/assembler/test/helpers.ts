@@ -7,6 +7,8 @@ import { parseMapfile, planChunks, processedState } from '@ddferry/mapfile';
 import type { Extent, Fingerprint, HelloMessage, Piece, StatusRange } from '@ddferry/protocol';
 import { makeExtent, makeNonce, PROTOCOL_VERSION } from '@ddferry/protocol';
 
+import type { Log } from '../src/connection.js';
+
 export const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
 export const OTHER_RESCUE_ID = '7d2e9f10-3a4b-4c5d-9e6f-abcdefabcdef';
 export const CHUNK_SIZE = 4096;
@@ -97,4 +99,15 @@ export function hold(image: { exclusive(fn: () => Promise<void>): Promise<void> 
     release = r;
   });
   return { release, held: image.exclusive(() => gate) };
+}
+
+/** A server's log, kept: each line prefixed by its level. */
+export interface Logged {
+  readonly lines: string[];
+  readonly log: Log;
+}
+
+export function logger(): Logged {
+  const lines: string[] = [];
+  return { lines, log: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`) } };
 }

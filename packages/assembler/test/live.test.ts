@@ -15,7 +15,8 @@ import { serve } from '../src/server.js';
 import type { AssemblerServer, ServeOptions } from '../src/server.js';
 
 import { Client } from './client.js';
-import { CHUNK_SIZE, FINGERPRINT, bindRequest, hello, makePiece, RESCUE_ID, SOURCE_SIZE, tempDir } from './helpers.js';
+import type { Logged } from './helpers.js';
+import { CHUNK_SIZE, FINGERPRINT, bindRequest, hello, logger, makePiece, RESCUE_ID, SOURCE_SIZE, tempDir } from './helpers.js';
 import { LiveClient, MapModel } from './live-client.js';
 
 const LIMITS: Limits = resolveLimits({ maxFrameBytes: 16 * 1024, maxMessageBytes: 32 * 1024 });
@@ -185,16 +186,6 @@ describe('LiveFeed', () => {
   });
 });
 
-interface Logged {
-  readonly lines: string[];
-  readonly log: ServeOptions['log'];
-}
-
-function logger(): Logged {
-  const lines: string[] = [];
-  return { lines, log: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`) } };
-}
-
 function http(port: number, method: string, path: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method, path }, (res) => {
@@ -230,7 +221,7 @@ describe('live page on the serve port', () => {
 
   async function start(options: Partial<ServeOptions> = {}): Promise<AssemblerServer> {
     server = await serve({
-      images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'sesame', limits: LIMITS, log: logged.log, live: { flushIntervalMs: 5 }, ...options,
+      images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'open-sesame-0123456789abcdef', limits: LIMITS, log: logged.log, live: { flushIntervalMs: 5 }, ...options,
     });
     return server;
   }
@@ -242,7 +233,7 @@ describe('live page on the serve port', () => {
   async function reader(): Promise<Client> {
     const c = await Client.connect(server!.url, LIMITS);
     sockets.push(c);
-    expect((await c.handshake('sesame'))?.type).to.equal('welcome');
+    expect((await c.handshake('open-sesame-0123456789abcdef'))?.type).to.equal('welcome');
     return c;
   }
 
@@ -275,7 +266,7 @@ describe('live page on the serve port', () => {
     expect(String(err)).to.contain('HTTP 403');
     expect(logged.lines.some((l) => l.includes('ERR_LIVE_ORIGIN'))).to.equal(true);
     const same = await viewer({ origin: `http://127.0.0.1:${server!.port}` });
-    expect((await same.login('sesame'))?.type).to.equal('welcome');
+    expect((await same.login('open-sesame-0123456789abcdef'))?.type).to.equal('welcome');
   });
 
   it('refuses a wrong token with ERR_LIVE_AUTH_FAILED and close 1008, sending nothing of the images', async () => {
@@ -294,7 +285,7 @@ describe('live page on the serve port', () => {
     const challenge = await v.next();
     const serverNonce = Buffer.from(challenge!.serverNonce as string, 'base64');
     const clientNonce = Buffer.alloc(32, 7);
-    v.send({ type: 'auth', clientNonce: clientNonce.toString('base64'), hmac: Buffer.from(authHmac('sesame', serverNonce, clientNonce, '')).toString('base64') });
+    v.send({ type: 'auth', clientNonce: clientNonce.toString('base64'), hmac: Buffer.from(authHmac('open-sesame-0123456789abcdef', serverNonce, clientNonce, '')).toString('base64') });
     expect(await v.next()).to.deep.include({ type: 'error', code: 'ERR_LIVE_AUTH_FAILED' });
 
     const r = await Client.connect(server!.url, LIMITS);
@@ -302,7 +293,7 @@ describe('live page on the serve port', () => {
     const h = hello();
     r.send(h);
     const ch = await r.expect('challenge');
-    r.send({ type: 'auth', hmac: viewerAuthHmac('sesame', ch.serverNonce, h.clientNonce) });
+    r.send({ type: 'auth', hmac: viewerAuthHmac('open-sesame-0123456789abcdef', ch.serverNonce, h.clientNonce) });
     expect(await r.expect('error')).to.deep.include({ code: 'ERR_AUTH_FAILED' });
   });
 
@@ -317,7 +308,7 @@ describe('live page on the serve port', () => {
     junk.ws.send('not json');
     expect(await junk.next()).to.deep.include({ type: 'error', code: 'ERR_LIVE_MALFORMED' });
     const v = await viewer();
-    expect((await v.login('sesame'))?.type).to.equal('welcome');
+    expect((await v.login('open-sesame-0123456789abcdef'))?.type).to.equal('welcome');
     v.send({ type: 'auth' });
     await v.until((m) => m.type === 'error' && m.code === 'ERR_LIVE_MALFORMED');
     expect((await v.closed).code).to.equal(1008);
@@ -326,7 +317,7 @@ describe('live page on the serve port', () => {
   it('pushes the map once a reader binds the image, then the changes of each merged piece, and the readers\' Status', async () => {
     const s = await start();
     const v = await viewer();
-    expect(await v.login('sesame')).to.deep.include({ type: 'welcome', auth: 'hmac' });
+    expect(await v.login('open-sesame-0123456789abcdef')).to.deep.include({ type: 'welcome', auth: 'hmac' });
     const first = await v.until((m) => m.type === 'images');
     expect(first).to.deep.nested.include({ 'images[0].rescueId': null, 'images[0].path': img });
 
@@ -378,7 +369,7 @@ describe('live page on the serve port', () => {
   it('refuses viewers past maxViewers with ERR_LIVE_BUSY (close 1013)', async () => {
     await start({ live: { maxViewers: 1, flushIntervalMs: 5 } });
     const a = await viewer();
-    expect((await a.login('sesame'))?.type).to.equal('welcome');
+    expect((await a.login('open-sesame-0123456789abcdef'))?.type).to.equal('welcome');
     const b = await viewer();
     expect(await b.next()).to.deep.include({ type: 'error', code: 'ERR_LIVE_BUSY' });
     expect((await b.closed).code).to.equal(1013);

@@ -242,7 +242,7 @@ describe('serve progress events', () => {
     const img = `${t.dir}/disk.img`;
     const progress = new AssemblerProgress({ clock: Date.now });
     const quiet = { info() {}, warn() {}, error() {} };
-    server = await serve({ images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'sesame', log: quiet, progress });
+    server = await serve({ images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'open-sesame-0123456789abcdef', log: quiet, progress });
     progress.images = server.images;
     const bad = await Client.connect(server.url);
     clients.push(bad);
@@ -250,7 +250,7 @@ describe('serve progress events', () => {
     await bad.closed;
     const c = await Client.connect(server.url);
     clients.push(c);
-    expect((await c.handshake('sesame'))?.type).to.equal('welcome');
+    expect((await c.handshake('open-sesame-0123456789abcdef'))?.type).to.equal('welcome');
     c.sendPiece(makePiece(1, 1, [{ pos: CHUNK_SIZE, size: 1536, status: '+' }]));
     expect((await c.expect('receipt')).merged).to.deep.equal([1]);
     const broken: Piece = makePiece(2, 1, [{ pos: CHUNK_SIZE + 2048, size: 512, status: '+' }]);

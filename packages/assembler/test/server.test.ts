@@ -9,22 +9,13 @@ import { OVERSIZE_GRACE_BYTES, serve } from '../src/server.js';
 import type { AssemblerServer, ServeOptions } from '../src/server.js';
 
 import { Client } from './client.js';
+import type { Logged } from './helpers.js';
 import {
-  CHUNK_SIZE, hello, hold, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID,
+  CHUNK_SIZE, hello, hold, logger, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID,
   SOURCE_SIZE, tempDir,
 } from './helpers.js';
 
 const LIMITS: Limits = resolveLimits({ maxFrameBytes: 16 * 1024, maxMessageBytes: 32 * 1024 });
-
-interface Logged {
-  readonly lines: string[];
-  readonly log: ServeOptions['log'];
-}
-
-function logger(): Logged {
-  const lines: string[] = [];
-  return { lines, log: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`) } };
-}
 
 /** Chunk 1: 1536 bytes rescued, a bad sector, then 1000 bytes rescued. */
 function piece1(): Piece {
@@ -56,7 +47,7 @@ describe('serve', () => {
   });
 
   async function start(options: Partial<ServeOptions> = {}): Promise<AssemblerServer> {
-    server = await serve({ images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'sesame', limits: LIMITS, log: logged.log, ...options });
+    server = await serve({ images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'open-sesame-0123456789abcdef', limits: LIMITS, log: logged.log, ...options });
     return server;
   }
 
@@ -76,7 +67,7 @@ describe('serve', () => {
     it('welcomes a reader with the right token: proof, nothing finished, no seqs, the image size; binds the image', async () => {
       await start();
       const c = await connect();
-      const welcome = await c.handshake('sesame');
+      const welcome = await c.handshake('open-sesame-0123456789abcdef');
       expect(welcome).to.deep.include({ type: 'welcome', finished: [], mergedSeqs: [], imageSize: SOURCE_SIZE });
       const binding = JSON.parse(await readFile(`${img}.ddferry.json`, 'utf8'));
       expect(binding.rescueId).to.equal(RESCUE_ID);
@@ -118,9 +109,9 @@ describe('serve', () => {
     it('refuses a rescue that has no image with ERR_PROTO_WRONG_RESCUE, showing both rescues', async () => {
       await start();
       const first = await connect();
-      expect((await first.handshake('sesame'))?.type).to.equal('welcome');
+      expect((await first.handshake('open-sesame-0123456789abcdef'))?.type).to.equal('welcome');
       const other = await connect();
-      const answer = await other.handshake('sesame', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT));
+      const answer = await other.handshake('open-sesame-0123456789abcdef', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT));
       expect(answer).to.deep.include({ type: 'error', code: 'ERR_PROTO_WRONG_RESCUE' });
       if (answer?.type !== 'error') throw new Error('unreachable');
       expect(answer.message).to.contain(OTHER_RESCUE_ID).and.contain(RESCUE_ID);
@@ -130,9 +121,9 @@ describe('serve', () => {
     it('refuses the rescue on another device with ERR_PROTO_WRONG_DEVICE', async () => {
       await start();
       const first = await connect();
-      await first.handshake('sesame');
+      await first.handshake('open-sesame-0123456789abcdef');
       const other = await connect();
-      const answer = await other.handshake('sesame', hello(RESCUE_ID, OTHER_FINGERPRINT));
+      const answer = await other.handshake('open-sesame-0123456789abcdef', hello(RESCUE_ID, OTHER_FINGERPRINT));
       expect(answer).to.deep.include({ type: 'error', code: 'ERR_PROTO_WRONG_DEVICE' });
     });
 
@@ -140,15 +131,15 @@ describe('serve', () => {
       const img2 = `${dir}/other.img`;
       await start({ images: [img, img2] });
       const a = await connect();
-      await a.handshake('sesame');
+      await a.handshake('open-sesame-0123456789abcdef');
       const b = await connect();
-      expect((await b.handshake('sesame', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT)))?.type).to.equal('welcome');
+      expect((await b.handshake('open-sesame-0123456789abcdef', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT)))?.type).to.equal('welcome');
       expect(server!.images.map((i) => i.binding?.rescueId)).to.deep.equal([RESCUE_ID, OTHER_RESCUE_ID]);
       const p = piece1();
       b.sendPiece({ ...p, rescueId: OTHER_RESCUE_ID });
       expect(await b.expect('receipt')).to.deep.include({ merged: [1] });
       const again = await connect();
-      const welcome = await again.handshake('sesame', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT));
+      const welcome = await again.handshake('open-sesame-0123456789abcdef', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT));
       expect(welcome).to.deep.include({ type: 'welcome', mergedSeqs: [1] });
       expect((await readImage(img2)).subarray(CHUNK_SIZE, CHUNK_SIZE + 1536)).to.deep.equal(p.data.subarray(0, 1536));
       expect((await stat(img)).size).to.equal(0);
@@ -159,7 +150,7 @@ describe('serve', () => {
     it('merges a valid piece: receipt, image bytes, IMAGE.map + (and - where the piece says)', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       const p = piece1();
       c.sendPiece(p);
       expect(await c.expect('receipt')).to.deep.equal({ type: 'receipt', merged: [1], rejected: [] });
@@ -178,14 +169,14 @@ describe('serve', () => {
     it('acknowledges a piece sent twice, and lists it in the next Welcome', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       c.sendPiece(piece1());
       expect((await c.expect('receipt')).merged).to.deep.equal([1]);
       c.sendPiece(piece1());
       expect((await c.expect('receipt')).merged).to.deep.equal([1]);
       c.close();
       const d = await connect();
-      const welcome = await d.handshake('sesame');
+      const welcome = await d.handshake('open-sesame-0123456789abcdef');
       expect(welcome).to.deep.include({ mergedSeqs: [1] });
       if (welcome?.type !== 'welcome') throw new Error('unreachable');
       expect(welcome.finished).to.deep.equal(piece1().extents.map((e) => ({ pos: e.pos, size: e.size })));
@@ -194,7 +185,7 @@ describe('serve', () => {
     it('rejects a piece with a flipped data bit (ERR_PIECE_CHECKSUM_MISMATCH), writes nothing, and goes on', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       const good = piece1();
       const data = Buffer.from(good.data);
       data[100]! ^= 0x04;
@@ -213,7 +204,7 @@ describe('serve', () => {
     it('rejects a piece beyond the source (ERR_PIECE_OUTSIDE_SOURCE) and writes nothing', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       const data = new Uint8Array(512).fill(7);
       const beyond: Piece = {
         rescueId: RESCUE_ID, seq: 9, chunk: 3, extents: [makeExtent(SOURCE_SIZE - 12, data)],
@@ -228,7 +219,7 @@ describe('serve', () => {
     it('rejects a piece outside its chunk (ERR_PIECE_EXTENT_OUTSIDE_CHUNK)', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       const p = makePiece(4, 0, [{ pos: CHUNK_SIZE - 512, size: 1024, status: '+' }]);
       c.sendPiece(p);
       expect((await c.expect('receipt')).rejected[0]).to.deep.include({ seq: 4, code: 'ERR_PIECE_EXTENT_OUTSIDE_CHUNK' });
@@ -237,7 +228,7 @@ describe('serve', () => {
     it('rejects a piece whose frames carry more data than its header, dropping its remaining frames', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       const p = makePiece(5, 0, [{ pos: 0, size: 1024, status: '+' }]);
       const frames = [...(function* () {
         const header = encodeEnvelope({ type: 'pieceHeader', seq: 5, chunk: 0, extents: p.extents, delta: p.delta, dataSize: 1024 }, LIMITS);
@@ -257,7 +248,7 @@ describe('serve', () => {
     it('answers a message just over maxMessageBytes with ERR_PROTO_MESSAGE_TOO_LARGE and closes (1009)', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       c.sendRaw(new Uint8Array(LIMITS.maxMessageBytes + 1));
       expect(await c.expect('error')).to.deep.include({ code: 'ERR_PROTO_MESSAGE_TOO_LARGE' });
       expect((await c.closed).code).to.equal(1009);
@@ -266,7 +257,7 @@ describe('serve', () => {
     it('accepts a message of exactly maxMessageBytes as far as size goes (then refuses it as malformed)', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       c.sendRaw(new Uint8Array(LIMITS.maxMessageBytes).fill(0xff));
       expect(await c.expect('error')).to.deep.include({ code: 'ERR_PROTO_MALFORMED' });
     });
@@ -274,7 +265,7 @@ describe('serve', () => {
     it('cuts a message far over the limit at the websocket layer (close 1009, logged)', async () => {
       await start();
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       c.sendRaw(new Uint8Array(LIMITS.maxMessageBytes + OVERSIZE_GRACE_BYTES + 1));
       expect((await c.closed).code).to.equal(1009);
       await new Promise((r) => setTimeout(r, 50));
@@ -295,11 +286,11 @@ describe('serve', () => {
       expect(await c.expect('error')).to.deep.include({ code: 'ERR_HANDSHAKE_TIMEOUT' });
     });
 
-    it('refuses connections over maxConnections with ERR_SERVER_BUSY (1013)', async () => {
+    it('refuses authenticated readers over maxConnections with ERR_SERVER_BUSY (1013)', async () => {
       await start({ maxConnections: 1 });
-      await connect();
+      expect((await (await connect()).handshake('open-sesame-0123456789abcdef'))?.type).to.equal('welcome');
       const c = await connect();
-      expect(await c.expect('error')).to.deep.include({ code: 'ERR_SERVER_BUSY' });
+      expect(await c.handshake('open-sesame-0123456789abcdef')).to.deep.include({ type: 'error', code: 'ERR_SERVER_BUSY' });
       expect((await c.closed).code).to.equal(1013);
     });
   });
@@ -309,7 +300,7 @@ describe('serve', () => {
       await start();
       const image = server!.images[0]!;
       const c = await connect();
-      await c.handshake('sesame');
+      await c.handshake('open-sesame-0123456789abcdef');
       const { release, held } = hold(image);
       c.sendPiece(piece1());
       while (server!.pending().pieces === 0) await new Promise((r) => setTimeout(r, 5));

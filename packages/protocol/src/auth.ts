@@ -1,7 +1,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { open } from 'node:fs/promises';
 
-import { ProtocolError } from './errors.js';
+import { isProtocolError, ProtocolError } from './errors.js';
+import { openSafeFile } from './safe-file.js';
+import { checkSecretStrength, normalizeSecretText } from './secret-text.js';
 
 /**
  * Challenge-response with a shared secret that never crosses the wire.
@@ -78,35 +79,40 @@ export function verifyServerProof(secret: Secret, serverNonce: Uint8Array, clien
 }
 
 /**
- * Read a shared-secret token file: its text with surrounding whitespace trimmed.
- * On POSIX systems the file must not be accessible to group or others.
- * @throws ProtocolError `ERR_AUTH_TOKEN_READ` (missing, not a regular file, over 4 KiB),
- *   `ERR_AUTH_TOKEN_PERMISSIONS` (group or others may access it: chmod 600),
- *   `ERR_AUTH_TOKEN_EMPTY` (nothing but whitespace).
+ * Read a shared-secret token file: its text, trimmed and normalized
+ * (`normalizeSecretText`: a grouped base32 token such as `K7QM-2XWD-…` is read
+ * without dashes, in upper case, however it was typed). The file is opened
+ * without following a symbolic link or blocking (`openSafeFile`); on POSIX
+ * systems it must not be accessible to group or others; the token must carry
+ * at least 128 bits (`checkSecretStrength`).
+ * @throws ProtocolError `ERR_AUTH_TOKEN_READ` (missing, unreadable, a symbolic
+ *   link, not a regular file, over 4 KiB), `ERR_AUTH_TOKEN_PERMISSIONS` (group
+ *   or others may access it: chmod 600), `ERR_AUTH_TOKEN_EMPTY` (nothing but
+ *   whitespace), `ERR_AUTH_TOKEN_WEAK` (under 128 bits).
  */
 export async function readTokenFile(path: string): Promise<string> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    handle = await openSafeFile(path, { what: 'the token file', maxBytes: MAX_TOKEN_FILE_BYTES });
   } catch (err) {
-    throw new ProtocolError('ERR_AUTH_TOKEN_READ', `Cannot open the token file (${(err as NodeJS.ErrnoException).code ?? String(err)}).`, { file: path, cause: err });
+    const why = !isProtocolError(err) ? `Cannot open the token file (${(err as NodeJS.ErrnoException).code ?? String(err)}).`
+      : err.code === 'ERR_FILE_TOO_LARGE' ? `The token file is larger than ${MAX_TOKEN_FILE_BYTES} bytes.`
+        : err.code === 'ERR_FILE_SYMLINK' ? 'The token file is a symbolic link; it is not followed.' : 'The token file is not a regular file (a FIFO, a folder, a device…).';
+    throw new ProtocolError('ERR_AUTH_TOKEN_READ', why, { file: path, limit: isProtocolError(err) ? err.limit : undefined, cause: err });
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new ProtocolError('ERR_AUTH_TOKEN_READ', 'The token file is not a regular file.', { file: path });
     if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
       throw new ProtocolError('ERR_AUTH_TOKEN_PERMISSIONS', `The token file has mode ${(st.mode & 0o777).toString(8).padStart(3, '0')}; others may read it.`, { file: path });
-    }
-    if (st.size > MAX_TOKEN_FILE_BYTES) {
-      throw new ProtocolError('ERR_AUTH_TOKEN_READ', `The token file has ${st.size} bytes; at most ${MAX_TOKEN_FILE_BYTES} are read.`, { file: path, limit: MAX_TOKEN_FILE_BYTES });
     }
     const buf = Buffer.alloc(MAX_TOKEN_FILE_BYTES + 1);
     const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
     if (bytesRead > MAX_TOKEN_FILE_BYTES) {
       throw new ProtocolError('ERR_AUTH_TOKEN_READ', `The token file grew past ${MAX_TOKEN_FILE_BYTES} bytes while read.`, { file: path, limit: MAX_TOKEN_FILE_BYTES });
     }
-    const token = buf.subarray(0, bytesRead).toString('utf8').trim();
+    const token = normalizeSecretText(buf.subarray(0, bytesRead).toString('utf8'));
     if (token === '') throw new ProtocolError('ERR_AUTH_TOKEN_EMPTY', 'The token file is empty.', { file: path });
+    checkSecretStrength(token, path);
     return token;
   } finally {
     await handle.close();

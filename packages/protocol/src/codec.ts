@@ -23,6 +23,12 @@ const FIELD_OF: Readonly<Record<MessageType, string>> = {
   error: 'error',
 };
 const TYPES = Object.keys(FIELD_OF) as MessageType[];
+/** Messages of the handshake: at most `maxHandshakeBytes` each. */
+const HANDSHAKE: ReadonlySet<MessageType> = new Set(['hello', 'challenge', 'auth']);
+/** Envelope field numbers, in the order of `TYPES` (src/ddferry.proto). */
+const FIELD_NUMBER_TYPES: readonly MessageType[] = [
+  'hello', 'challenge', 'auth', 'welcome', 'pieceHeader', 'pieceData', 'pieceEnd', 'receipt', 'status', 'error',
+];
 
 type Obj = Record<string, unknown>;
 
@@ -65,8 +71,9 @@ export function encodeEnvelope(msg: Message, limits: Limits = DEFAULT_LIMITS): U
   const fields = toWire(msg);
   delete fields.type;
   const bytes = type.encode(type.fromObject({ [FIELD_OF[msg.type]]: fields })).finish();
-  if (bytes.length > limits.maxMessageBytes) {
-    throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A ${msg.type} message encodes to ${bytes.length} bytes; at most ${limits.maxMessageBytes} may be sent.`, { limit: limits.maxMessageBytes });
+  const max = HANDSHAKE.has(msg.type) ? Math.min(limits.maxHandshakeBytes, limits.maxMessageBytes) : limits.maxMessageBytes;
+  if (bytes.length > max) {
+    throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A ${msg.type} message encodes to ${bytes.length} bytes; at most ${max} may be sent.`, { limit: max });
   }
   return bytes;
 }
@@ -246,8 +253,33 @@ export function decodeEnvelope(bytes: Uint8Array, limits: Limits = DEFAULT_LIMIT
   if (present.length > 1) {
     throw new ProtocolError('ERR_PROTO_MALFORMED', `A message has more than one body (${present.join(', ')}).`, { peer });
   }
+  if (HANDSHAKE.has(type) && bytes.length > limits.maxHandshakeBytes) {
+    throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A ${type} message of ${bytes.length} bytes arrived; at most ${limits.maxHandshakeBytes} are accepted.`, { peer, limit: limits.maxHandshakeBytes });
+  }
   const reading: Reading = { limits, peer };
   const msg = fromWire(reading, type, sub(reading, decoded[FIELD_OF[type]], type));
   checkMessage(msg, reading);
   return msg;
+}
+
+/**
+ * The type of an envelope without decoding it: the type of its one body when
+ * the bytes are exactly one length-delimited envelope field (as
+ * `encodeEnvelope` makes them), else undefined. Cheap and safe on any bytes,
+ * so a receiver can refuse what it does not expect before decoding it.
+ */
+export function peekMessageType(bytes: Uint8Array): MessageType | undefined {
+  const tag = bytes[0];
+  if (tag === undefined || (tag & 7) !== 2) return undefined;
+  const type = FIELD_NUMBER_TYPES[(tag >> 3) - 1];
+  if (type === undefined) return undefined;
+  let length = 0;
+  let at = 1;
+  for (let shift = 0; ; shift += 7) {
+    const b = bytes[at++];
+    if (b === undefined || shift > 28) return undefined;
+    length += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) break;
+  }
+  return at + length === bytes.length ? type : undefined;
 }

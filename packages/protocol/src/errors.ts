@@ -65,19 +65,28 @@ const STICK_HINTS = {
 const AUTH_HINTS = {
   ERR_AUTH_FAILED: 'The reader\'s token differs from the assembler\'s: copy the same token file to both machines.',
   ERR_AUTH_BAD_PROOF: 'The assembler could not prove it knows the token: check the address and copy the same token file to both machines.',
-  ERR_AUTH_TOKEN_EMPTY: 'Put a long random secret in the token file, for example: openssl rand -hex 32 > TOKEN; chmod 600 TOKEN.',
+  ERR_AUTH_TOKEN_EMPTY: 'Make a token file on one machine and copy it to the other: ddferry-assembler token TOKEN (or: openssl rand -hex 16 > TOKEN; chmod 600 TOKEN).',
+  ERR_AUTH_TOKEN_WEAK: 'Make a strong token on one machine and copy it to the other: ddferry-assembler token TOKEN (or: openssl rand -hex 16 > TOKEN; chmod 600 TOKEN).',
   ERR_AUTH_TOKEN_PERMISSIONS: 'Only the owner may read the token file: chmod 600 it.',
-  ERR_AUTH_TOKEN_READ: 'Check the path of the token file; it must be a regular file of at most 4 KiB.',
+  ERR_AUTH_TOKEN_READ: 'Check the path of the token file; it must be a regular file (not a link) of at most 4 KiB.',
 } as const;
 
-const HINTS = { ...PROTO_HINTS, ...PIECE_HINTS, ...BUNDLE_HINTS, ...STICK_HINTS, ...AUTH_HINTS };
+const FILE_HINTS = {
+  ERR_FILE_SYMLINK: 'Symbolic links are never followed in files that come from a stick or hold a token: give the file itself (readlink -f shows where the link points).',
+  ERR_FILE_NOT_REGULAR: 'Only regular files are read here (a FIFO, socket or device could block or lie): give the file itself.',
+  ERR_FILE_TOO_LARGE: 'The file is larger than a file of its kind can be: it is not what its name claims; check it.',
+  ERR_FILE_NOT_FOLDER: 'A folder is expected at this name: move what is there away, then try again.',
+} as const;
+
+const HINTS = { ...PROTO_HINTS, ...PIECE_HINTS, ...BUNDLE_HINTS, ...STICK_HINTS, ...AUTH_HINTS, ...FILE_HINTS };
 
 export type ProtoCode = keyof typeof PROTO_HINTS;
 export type PieceCode = keyof typeof PIECE_HINTS;
 export type BundleCode = keyof typeof BUNDLE_HINTS;
 export type StickCode = keyof typeof STICK_HINTS;
 export type AuthCode = keyof typeof AUTH_HINTS;
-export type ProtocolErrorCode = ProtoCode | PieceCode | BundleCode | StickCode | AuthCode;
+export type FileCode = keyof typeof FILE_HINTS;
+export type ProtocolErrorCode = ProtoCode | PieceCode | BundleCode | StickCode | AuthCode | FileCode;
 
 /** Every code with what to do about it (the README lists the same). */
 export const PROTOCOL_ERROR_HINTS: Readonly<Record<ProtocolErrorCode, string>> = HINTS;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { ProtocolError } from './errors.js';
+import { printable } from './text.js';
 
 /**
  * A rescue id: a random UUID (version 4) made at planning time, in its
@@ -72,14 +73,19 @@ export function sameDevice(a: Fingerprint, b: Fingerprint): boolean {
     && a.model.trim() === b.model.trim();
 }
 
-/** One line naming a device, for error messages: model, serial, WWN, size, sectors, kind. */
+/**
+ * One line naming a device, for error messages: model, serial, WWN, size,
+ * sectors, kind. The texts come from a peer or a stick: each is `printable`
+ * (no control or bidi characters) and at most 100 characters.
+ */
 export function describeFingerprint(f: Fingerprint): string {
+  const text = (s: string): string => printable(s.trim(), 100);
   const ids = [
-    f.serial.trim() === '' ? undefined : `serial ${f.serial.trim()}`,
-    f.wwn.trim() === '' ? undefined : `wwn ${f.wwn.trim()}`,
+    f.serial.trim() === '' ? undefined : `serial ${text(f.serial)}`,
+    f.wwn.trim() === '' ? undefined : `wwn ${text(f.wwn)}`,
   ].filter((s) => s !== undefined);
-  const model = f.model.trim() === '' ? 'unknown model' : f.model.trim();
-  return `${model}${ids.length === 0 ? '' : ` (${ids.join(', ')})`}, ${f.size} bytes, sectors ${f.logicalSectorSize}/${f.physicalSectorSize}${f.kind === '' ? '' : `, ${f.kind}`}`;
+  const model = f.model.trim() === '' ? 'unknown model' : text(f.model);
+  return `${model}${ids.length === 0 ? '' : ` (${ids.join(', ')})`}, ${f.size} bytes, sectors ${f.logicalSectorSize}/${f.physicalSectorSize}${f.kind === '' ? '' : `, ${text(f.kind)}`}`;
 }
 
 /** A rescue as one side knows it. */

@@ -4,9 +4,9 @@ export { readBundle, writeBundle } from './bundle.js';
 export type { ReadBundleOptions, WriteBundleOptions } from './bundle.js';
 export { checkMessage } from './check-message.js';
 export type { CheckContext } from './check-message.js';
-export { decodeEnvelope, encodeEnvelope } from './codec.js';
+export { decodeEnvelope, encodeEnvelope, peekMessageType } from './codec.js';
 export { isProtocolError, PROTOCOL_ERROR_HINTS, ProtocolError } from './errors.js';
-export type { AuthCode, BundleCode, ErrorContext, PieceCode, ProtoCode, ProtocolErrorCode, StickCode } from './errors.js';
+export type { AuthCode, BundleCode, ErrorContext, FileCode, PieceCode, ProtoCode, ProtocolErrorCode, StickCode } from './errors.js';
 export { assertSameRescue, describeFingerprint, isRescueId, makeRescueId, parseRescueId, sameDevice } from './identity.js';
 export type { Fingerprint, RescueId, RescueIdentity } from './identity.js';
 export { DEFAULT_LIMITS, resolveLimits } from './limits.js';
@@ -22,11 +22,15 @@ export { checkPieceShape, findChunk, makeExtent, validatePiece, verifyPieceData 
 export type { Piece, PieceContext, PiecePlan } from './piece.js';
 export { encodePieceFrames, PieceCollector } from './piece-frames.js';
 export type { PieceCollectorOptions } from './piece-frames.js';
+export { checkRealFolder, describeFileType, openSafeFile, readSafeFile } from './safe-file.js';
+export type { SafeOpenOptions } from './safe-file.js';
 export { envelopeSchema, PROTO_TEXT, PROTOCOL_VERSION } from './schema.js';
+export { checkSecretStrength, estimateSecretBits, makeSecretText, MIN_SECRET_BITS, normalizeSecretText } from './secret-text.js';
 export {
   BUNDLE_NAME, bundleFileName, bundleSeqOf, formatReceipt, formatStickRescue, MAX_RECEIPT_ENTRIES, MAX_STICK_FILE_BYTES, parseReceipt,
   parseStickRescue, RECEIPT_NAME, STICK_FOLDER, STICK_RECEIPTS_FOLDER, STICK_RESCUE_FILE, stickRescueParts,
 } from './stick.js';
 export type { Receipt, ReceiptRejection, StickRescue } from './stick.js';
+export { printable, PRINTABLE_DEFAULT_MAX } from './text.js';
 export { createXxh64, hexOf, parseHex64, xxh64, XXH64_SLICE_BYTES } from './xxh64.js';
 export type { Xxh64Hasher } from './xxh64.js';

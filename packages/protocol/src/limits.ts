@@ -15,6 +15,12 @@ const FRAME_OVERHEAD = 1024;
 export interface Limits {
   /** Largest encoded envelope accepted, checked before decoding. Default 8 MiB. */
   readonly maxMessageBytes: number;
+  /**
+   * Largest handshake envelope (Hello, Challenge, Auth); `maxMessageBytes`
+   * when that is smaller. Before a peer has authenticated, the assembler reads
+   * at most four times this from it, all messages together. Default 4 KiB.
+   */
+  readonly maxHandshakeBytes: number;
   /** Largest `PieceData.data`. Default 4 MiB. */
   readonly maxFrameBytes: number;
   /** Largest piece data (sum of its extent sizes), on the wire and in a bundle. Default 256 MiB. */
@@ -44,6 +50,7 @@ export interface Limits {
 /** The defaults, as documented on each field of `Limits`. */
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxMessageBytes: 8 * MIB,
+  maxHandshakeBytes: 4 * KIB,
   maxFrameBytes: 4 * MIB,
   maxPieceBytes: 256 * MIB,
   maxExtentsPerPiece: 65_536,

@@ -1,4 +1,5 @@
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -6,6 +7,7 @@ import { expect } from 'chai';
 
 import { authHmac, makeNonce, NONCE_BYTES, readTokenFile, safeEqual, serverProof, verifyAuthHmac, verifyServerProof } from '../src/auth.js';
 import { ProtocolError } from '../src/errors.js';
+import { makeSecretText } from '../src/secret-text.js';
 import { OTHER_RESCUE_ID, RESCUE_ID } from './helpers.js';
 
 describe('auth', () => {
@@ -79,9 +81,25 @@ describe('auth', () => {
       return expect.fail(`expected ${code}`);
     }
 
+    const STRONG = '0123456789abcdef0123456789abcdef';
+
     it('reads the token trimmed', async () => {
-      expect(await readTokenFile(await token('  abc123\n', 0o600))).to.equal('abc123');
-      expect(await readTokenFile(await token('abc123', 0o400))).to.equal('abc123');
+      expect(await readTokenFile(await token(`  ${STRONG}\n`, 0o600))).to.equal(STRONG);
+      expect(await readTokenFile(await token(STRONG, 0o400))).to.equal(STRONG);
+    });
+
+    it('reads a grouped base32 token whatever its case, dashes and surrounding whitespace', async () => {
+      const made = makeSecretText();
+      const want = made.replaceAll('-', '');
+      expect(await readTokenFile(await token(`${made}\n`, 0o600))).to.equal(want);
+      expect(await readTokenFile(await token(` ${made.toLowerCase().replaceAll('-', '')} \r\n`, 0o600))).to.equal(want);
+      expect(await readTokenFile(await token(made.toLowerCase().replaceAll('-', ' '), 0o600))).to.equal(want);
+    });
+
+    it('refuses a one-byte token, and one just under 128 bits, saying how to make one (finding 6)', async () => {
+      const err = await expectCode(await token('x\n', 0o600), 'ERR_AUTH_TOKEN_WEAK');
+      expect(err.message).to.contain('ddferry-assembler token').and.to.contain('openssl rand -hex 16');
+      await expectCode(await token('0123456789abcdef0123456789abcde', 0o600), 'ERR_AUTH_TOKEN_WEAK');
     });
 
     it('refuses an empty token', async () => {
@@ -89,15 +107,25 @@ describe('auth', () => {
     });
 
     it('refuses a token others may read, saying to chmod 600', async () => {
-      const err = await expectCode(await token('abc', 0o644), 'ERR_AUTH_TOKEN_PERMISSIONS');
+      const err = await expectCode(await token(STRONG, 0o644), 'ERR_AUTH_TOKEN_PERMISSIONS');
       expect(err.message).to.contain('chmod 600');
-      await expectCode(await token('abc', 0o640), 'ERR_AUTH_TOKEN_PERMISSIONS');
+      await expectCode(await token(STRONG, 0o640), 'ERR_AUTH_TOKEN_PERMISSIONS');
     });
 
     it('refuses a missing file, a folder, and an oversized file', async () => {
       await expectCode(join(dir, 'none'), 'ERR_AUTH_TOKEN_READ');
       await expectCode(dir, 'ERR_AUTH_TOKEN_READ');
       await expectCode(await token('x'.repeat(5000), 0o600), 'ERR_AUTH_TOKEN_READ');
+    });
+
+    it('refuses a symbolic link to a token, and a FIFO at once (finding 8)', async () => {
+      const real = await token(STRONG, 0o600);
+      await symlink(real, join(dir, 'link'));
+      const link = await expectCode(join(dir, 'link'), 'ERR_AUTH_TOKEN_READ');
+      expect((link.cause as ProtocolError).code).to.equal('ERR_FILE_SYMLINK');
+      execFileSync('mkfifo', ['-m', '600', join(dir, 'fifo')]);
+      const fifo = await expectCode(join(dir, 'fifo'), 'ERR_AUTH_TOKEN_READ');
+      expect((fifo.cause as ProtocolError).code).to.equal('ERR_FILE_NOT_REGULAR');
     });
   });
 });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 
-import { decodeEnvelope, encodeEnvelope } from '../src/codec.js';
+import { decodeEnvelope, encodeEnvelope, peekMessageType } from '../src/codec.js';
 import { ProtocolError } from '../src/errors.js';
 import { DEFAULT_LIMITS, resolveLimits } from '../src/limits.js';
 import type { Message, StatusRange } from '../src/messages.js';
@@ -247,5 +247,42 @@ describe('resolveLimits', () => {
     expect(DEFAULT_LIMITS.maxFrameBytes).to.equal(4 * 1024 * 1024);
     expect(DEFAULT_LIMITS.maxMessageBytes).to.equal(8 * 1024 * 1024);
     expect(Object.isFrozen(DEFAULT_LIMITS)).to.equal(true);
+  });
+});
+
+describe('peekMessageType', () => {
+  it('names the body of an envelope without decoding it', () => {
+    expect(peekMessageType(encodeEnvelope(hello))).to.equal('hello');
+    expect(peekMessageType(encodeEnvelope({ type: 'auth', hmac: new Uint8Array(32) }))).to.equal('auth');
+    const big = encodeEnvelope({ type: 'pieceData', seq: 1, offset: 0, data: new Uint8Array(300_000) });
+    expect(peekMessageType(big)).to.equal('pieceData');
+  });
+
+  it('gives undefined for anything but exactly one body field', () => {
+    const bytes = encodeEnvelope(hello);
+    expect(peekMessageType(new Uint8Array(0))).to.equal(undefined);
+    expect(peekMessageType(bytes.subarray(0, bytes.length - 1))).to.equal(undefined);
+    expect(peekMessageType(Buffer.concat([bytes, bytes]))).to.equal(undefined);
+    expect(peekMessageType(new Uint8Array([0x58, 0x00]))).to.equal(undefined);
+    expect(peekMessageType(new Uint8Array([0x08, 0x01]))).to.equal(undefined);
+    expect(peekMessageType(new Uint8Array(64).fill(0xff))).to.equal(undefined);
+  });
+});
+
+describe('handshake messages', () => {
+  it('are at most maxHandshakeBytes, sent or received: just at passes, just over is refused', () => {
+    const h = (n: number): Message => ({ ...hello, readerName: 'x'.repeat(n) }) as Message;
+    const base = encodeEnvelope(h(150)).length;
+    const limits = resolveLimits({ maxHandshakeBytes: base + 100 });
+    const at = encodeEnvelope(h(250), limits);
+    expect(at.length).to.equal(base + 100);
+    expect(decodeEnvelope(at, limits).type).to.equal('hello');
+    expectCode(() => encodeEnvelope(h(251), limits), 'ERR_PROTO_MESSAGE_TOO_LARGE');
+    const over = encodeEnvelope(h(251), DEFAULT_LIMITS);
+    expect(expectCode(() => decodeEnvelope(over, limits, 'p'), 'ERR_PROTO_MESSAGE_TOO_LARGE').limit).to.equal(base + 100);
+  });
+
+  it('default to 4 KiB', () => {
+    expect(DEFAULT_LIMITS.maxHandshakeBytes).to.equal(4096);
   });
 });

@@ -17,7 +17,7 @@
  */
 import type { Block } from '@ddferry/mapfile';
 import type { StatusMessage } from '@ddferry/protocol';
-import { describeFingerprint } from '@ddferry/protocol';
+import { describeFingerprint, printable } from '@ddferry/protocol';
 
 import type { Image } from '../image.js';
 import type { CellGrid } from './map-cells.js';
@@ -303,12 +303,13 @@ export class LiveFeed implements ReaderStatusSink {
     return [...this.#readers.values()].map((e) => {
       const s = e.status;
       const status: ReaderSummary['status'] = {
-        phase: s.phase, message: s.message, pass: s.pass, pos: s.pos, finishedSize: s.finishedSize, nonTriedSize: s.nonTriedSize,
+        phase: s.phase, message: printable(s.message, 500), pass: s.pass, pos: s.pos, finishedSize: s.finishedSize, nonTriedSize: s.nonTriedSize,
         nonTrimmedSize: s.nonTrimmedSize, nonScrapedSize: s.nonScrapedSize, badSectorSize: s.badSectorSize, readErrors: s.readErrors,
         currentRate: s.currentRate, averageRate: s.averageRate, chunk: s.chunk, chunkCount: s.chunkCount, spoolBytes: s.spoolBytes,
         spoolPieces: s.spoolPieces, runTime: s.runTime,
       };
-      return { id: e.id, ...e.info, connected: e.connected, ageMs: Math.max(0, now - e.at), status };
+      // the reader's texts, shown by the page: no control or bidi characters
+      return { id: e.id, ...e.info, peer: printable(e.info.peer, 200), connected: e.connected, ageMs: Math.max(0, now - e.at), status };
     });
   }
 }

@@ -23,12 +23,13 @@ import { networkInterfaces } from 'node:os';
 import type { Duplex } from 'node:stream';
 
 import type { Secret } from '@ddferry/protocol';
-import { NONCE_BYTES } from '@ddferry/protocol';
+import { NONCE_BYTES, printable } from '@ddferry/protocol';
 import type { RawData, WebSocket } from 'ws';
 import { WebSocketServer } from 'ws';
 
 import type { Log } from '../connection.js';
 import { CLOSE } from '../connection.js';
+import type { Door } from '../doors.js';
 import type { Image } from '../image.js';
 import type { FeedMessage, ViewerQueue } from './live-feed.js';
 import { LiveFeed } from './live-feed.js';
@@ -174,18 +175,24 @@ export class LiveServer {
     res.end(req.method === 'HEAD' ? undefined : LIVE_PAGE_HTML);
   }
 
-  /** Take a websocket upgrade on `/live`. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, peer: string): void {
+  /**
+   * Take a websocket upgrade on `/live`.
+   * @param door the socket's part of the server's doors: the login's bytes,
+   *   deadline and token guesses are counted there. Default none.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, peer: string, door?: Door): void {
     const origin = req.headers.origin;
     if (origin !== undefined && !sameOrigin(origin, req.headers.host)) {
-      this.#ctx.log.warn(`${peer}: live page: ERR_LIVE_ORIGIN: a page from ${origin.slice(0, 200)} tried to open ${LIVE_PATH}; refused (403).`);
+      const line = `${peer}: live page: ERR_LIVE_ORIGIN: a page from ${printable(origin, 200)} tried to open ${LIVE_PATH}; refused (403).`;
+      if (door !== undefined) door.note('ERR_LIVE_ORIGIN', line);
+      else this.#ctx.log.warn(line);
       socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, peer));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, peer, door));
   }
 
-  #accept(ws: WebSocket, peer: string): void {
+  #accept(ws: WebSocket, peer: string, door: Door | undefined): void {
     if (this.#closing) {
       ws.close(CLOSE.goingAway, 'assembler stopping');
       return;
@@ -196,7 +203,7 @@ export class LiveServer {
       ws.close(CLOSE.tryLater, 'ERR_LIVE_BUSY');
       return;
     }
-    const v = new Viewer(ws, peer, this.#ctx, this.feed, { highWater: this.#highWater, flushMs: this.#flushMs, keepaliveMs: this.#ctx.keepaliveMs });
+    const v = new Viewer(ws, peer, this.#ctx, this.feed, { highWater: this.#highWater, flushMs: this.#flushMs, keepaliveMs: this.#ctx.keepaliveMs }, door);
     this.#viewers.add(v);
     ws.on('close', () => {
       v.closed();
@@ -218,7 +225,8 @@ export class LiveServer {
   }
 }
 
-function sameOrigin(origin: string, host: string | undefined): boolean {
+/** True if the page at `origin` was served by this `host` (the request's Host header). */
+export function sameOrigin(origin: string, host: string | undefined): boolean {
   try {
     return host !== undefined && new URL(origin).host === host.toLowerCase();
   } catch (err) {
@@ -250,10 +258,14 @@ class Viewer {
   deferred = 0;
   readonly #handshake: NodeJS.Timeout;
   readonly #ping: NodeJS.Timeout;
+  readonly #door: Door | undefined;
 
-  constructor(ws: WebSocket, peer: string, ctx: LiveContext, feed: LiveFeed, limits: ViewerLimits) {
+  constructor(ws: WebSocket, peer: string, ctx: LiveContext, feed: LiveFeed, limits: ViewerLimits, door?: Door) {
     this.ws = ws;
     this.#peer = peer;
+    this.#door = door;
+    door?.onEvict((reason) => this.#fail('ERR_LIVE_BUSY', reason));
+    door?.watch(2 * MAX_VIEWER_MESSAGE, (bytes) => this.#fail('ERR_LIVE_MALFORMED', `${bytes} bytes arrived before the login; a login is about 200 bytes.`));
     this.#ctx = ctx;
     this.#feed = feed;
     this.#limits = limits;
@@ -297,10 +309,19 @@ class Viewer {
     const { secret } = this.#ctx;
     const clientNonce = decodeNonce(msg.clientNonce);
     const hmac = decodeNonce(msg.hmac);
-    if (secret.length > 0 && (clientNonce === undefined || hmac === undefined || !verifyViewerAuth(secret, this.#serverNonce, clientNonce, hmac))) {
-      this.#fail('ERR_LIVE_AUTH_FAILED', 'Wrong token: the login does not verify with this assembler\'s token. Open the page as http://HOST:PORT/#token=TOKEN with the text of the --token-file, or type it in.');
-      return;
+    if (secret.length > 0) {
+      const wait = this.#door?.authWait() ?? 0;
+      if (wait > 0) {
+        this.#fail('ERR_AUTH_THROTTLED', `Too many failed logins from ${this.#door!.address}: the token is not checked; reload the page in ${Math.ceil(wait / 1000)} s.`);
+        return;
+      }
+      if (clientNonce === undefined || hmac === undefined || !verifyViewerAuth(secret, this.#serverNonce, clientNonce, hmac)) {
+        this.#door?.authFailed();
+        this.#fail('ERR_LIVE_AUTH_FAILED', 'Wrong token: the login does not verify with this assembler\'s token. Open the page as http://HOST:PORT/#token=TOKEN with the text of the --token-file, or type it in.');
+        return;
+      }
     }
+    this.#door?.enterAsViewer();
     clearTimeout(this.#handshake);
     this.#state = 'ready';
     const proof = secret.length > 0 && clientNonce !== undefined ? Buffer.from(viewerProof(secret, this.#serverNonce, clientNonce)).toString('base64') : '';
@@ -346,7 +367,9 @@ class Viewer {
 
   #fail(code: string, message: string): void {
     if (this.#state === 'closed') return;
-    this.#ctx.log.warn(`${this.#peer}: live page: ${code}: ${message}`);
+    const line = `${this.#peer}: live page: ${code}: ${message}`;
+    if (this.#state === 'auth' && this.#door !== undefined) this.#door.note(code, line);
+    else this.#ctx.log.warn(line);
     this.#sendNow({ type: 'error', code, message });
     this.close(CLOSE.policy, code);
   }

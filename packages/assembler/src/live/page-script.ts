@@ -391,15 +391,21 @@ export const PAGE_SCRIPT = String.raw`
   setInterval(ages, 1000);
 
   // ---- start ----
+  // as the protocol's normalizeSecretText: a grouped base32 token is the same however typed
+  function normalizeToken(t) {
+    t = t.trim();
+    const bare = t.replace(/[ -]/g, '');
+    return bare.length >= 26 && /^[A-Za-z2-7]+(?:[ -]+[A-Za-z2-7]+)*$/.test(t) ? bare.toUpperCase() : t;
+  }
   const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
   if (m) {
-    state.token = decodeURIComponent(m[1]);
+    state.token = normalizeToken(decodeURIComponent(m[1]));
     // keep the token out of the address bar, the history and screenshots
     history.replaceState(null, '', location.pathname + location.search);
   }
   $('login').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    state.token = $('token').value.trim();
+    state.token = normalizeToken($('token').value);
     $('token').value = '';
     clearError();
     connect();

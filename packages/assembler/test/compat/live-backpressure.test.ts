@@ -41,7 +41,7 @@ describe('live page backpressure', () => {
   });
 
   async function start(options: Partial<ServeOptions> = {}): Promise<AssemblerServer> {
-    server = await serve({ images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'sesame', limits: LIMITS, log: quiet, ...options });
+    server = await serve({ images: [img], listen: { host: '127.0.0.1', port: 0 }, secret: 'open-sesame-0123456789abcdef', limits: LIMITS, log: quiet, ...options });
     return server;
   }
   async function viewer(): Promise<LiveClient> {
@@ -61,10 +61,10 @@ describe('live page backpressure', () => {
     const fp = { ...FINGERPRINT, size };
     const s = await start({ live: { flushIntervalMs: 1, highWaterBytes: 64 * 1024 }, merge: { maxBatchPieces: 64 } });
     const v = await viewer();
-    expect((await v.login('sesame'))?.type).to.equal('welcome');
+    expect((await v.login('open-sesame-0123456789abcdef'))?.type).to.equal('welcome');
     const r = await Client.connect(s.url, LIMITS);
     sockets.push(r);
-    expect((await r.handshake('sesame', hello(RESCUE_ID, fp)))?.type).to.equal('welcome');
+    expect((await r.handshake('open-sesame-0123456789abcdef', hello(RESCUE_ID, fp)))?.type).to.equal('welcome');
     await v.until((m) => m.type === 'map');
     v.ws.pause();
     // rounds of 64 pieces in 64 chunks, each finishing 2 sectors apart: more than 64 changed ranges per merge, so whole maps

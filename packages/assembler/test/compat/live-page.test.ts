@@ -78,7 +78,7 @@ describe('live page in headless Chromium', function () {
   beforeEach(async () => {
     ({ dir, cleanup } = await tempDir());
     server = await serve({
-      images: [`${dir}/disk.img`], listen: { host: '127.0.0.1', port: 0 }, secret: 's3s@me token', limits: LIMITS,
+      images: [`${dir}/disk.img`], listen: { host: '127.0.0.1', port: 0 }, secret: 's3s@me token 0123456789abcdef', limits: LIMITS,
       log: { info: () => undefined, warn: () => undefined, error: () => undefined }, live: { flushIntervalMs: 20 },
     });
   });
@@ -103,7 +103,7 @@ describe('live page in headless Chromium', function () {
   async function reader(): Promise<Client> {
     const c = await Client.connect(server.url, LIMITS);
     sockets.push(c);
-    expect((await c.handshake('s3s@me token', hello(RESCUE_ID, FP)))?.type).to.equal('welcome');
+    expect((await c.handshake('s3s@me token 0123456789abcdef', hello(RESCUE_ID, FP)))?.type).to.equal('welcome');
     return c;
   }
 
@@ -121,7 +121,7 @@ describe('live page in headless Chromium', function () {
   }
 
   it('logs in with the token of the fragment, hides it, draws the map and redraws it as pieces are merged', async () => {
-    const page = await open(`#token=${encodeURIComponent('s3s@me token')}`);
+    const page = await open(`#token=${encodeURIComponent('s3s@me token 0123456789abcdef')}`);
     await page.waitForFunction(() => (globalThis as unknown as PageGlobals).ddferryLive.state.phase === 'live');
     expect(page.url()).to.not.contain('token');
     expect(await page.locator('#conn').textContent()).to.equal('live');
@@ -188,7 +188,7 @@ describe('live page in headless Chromium', function () {
     expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).ddferryLive.state.maps.length)).to.equal(0);
 
     // the password field logs in
-    await page.fill('#token', 's3s@me token');
+    await page.fill('#token', 's3s@me token 0123456789abcdef');
     await page.click('#login button');
     await page.waitForFunction(() => (globalThis as unknown as PageGlobals).ddferryLive.state.phase === 'live');
     expect(await page.locator('#error').isHidden()).to.equal(true);

@@ -1,0 +1,96 @@
+/**
+ * Bytes of piece data the server holds at once, over all connections: pieces
+ * being received (allocated when their header arrives) and pieces waiting to
+ * be merged. A connection whose next piece does not fit stops reading its
+ * socket until enough is given back, instead of allocating it.
+ *
+ * | request | when |
+ * |---|---|
+ * | fits under `cap` | granted at once |
+ * | does not fit | queued; granted in arrival order as bytes are given back |
+ * | larger than `cap` | granted once nothing else is held (so it never waits forever) |
+ */
+
+/** Default `--max-memory`: 512 MiB. */
+export const DEFAULT_MAX_MEMORY = 512 * 1024 * 1024;
+
+interface Waiter {
+  readonly bytes: number;
+  readonly grant: () => void;
+  cancelled: boolean;
+}
+
+export class MemoryBudget {
+  readonly cap: number;
+  #used = 0;
+  #peak = 0;
+  readonly #waiters: Waiter[] = [];
+
+  constructor(cap: number = DEFAULT_MAX_MEMORY) {
+    if (!Number.isSafeInteger(cap) || cap <= 0) throw new RangeError(`serve option maxMemory must be a positive integer, not ${String(cap)}`);
+    this.cap = cap;
+  }
+
+  /** Bytes held now, and the most held at once. */
+  get used(): number {
+    return this.#used;
+  }
+
+  get peak(): number {
+    return this.#peak;
+  }
+
+  /** Requests waiting. */
+  get waiting(): number {
+    return this.#waiters.filter((w) => !w.cancelled).length;
+  }
+
+  /**
+   * Take `bytes` now if they fit (and nobody waits before), else queue the
+   * request: `grant` is called once they are taken.
+   * @returns true when taken now; else a function that cancels the request.
+   */
+  take(bytes: number, grant: () => void): true | (() => void) {
+    if (this.#waiters.length === 0 && this.#fits(bytes)) {
+      this.#add(bytes);
+      return true;
+    }
+    const w: Waiter = { bytes, grant, cancelled: false };
+    this.#waiters.push(w);
+    return () => {
+      w.cancelled = true;
+      this.#wake();
+    };
+  }
+
+  /** Give back bytes taken before. */
+  give(bytes: number): void {
+    if (bytes === 0) return;
+    if (bytes < 0 || bytes > this.#used) throw new Error(`internal: memory budget: giving ${bytes} of ${this.#used} bytes held`);
+    this.#used -= bytes;
+    this.#wake();
+  }
+
+  #fits(bytes: number): boolean {
+    return this.#used + bytes <= this.cap || this.#used === 0;
+  }
+
+  #add(bytes: number): void {
+    this.#used += bytes;
+    this.#peak = Math.max(this.#peak, this.#used);
+  }
+
+  #wake(): void {
+    while (this.#waiters.length > 0) {
+      const w = this.#waiters[0]!;
+      if (w.cancelled) {
+        this.#waiters.shift();
+        continue;
+      }
+      if (!this.#fits(w.bytes)) return;
+      this.#waiters.shift();
+      this.#add(w.bytes);
+      w.grant();
+    }
+  }
+}
