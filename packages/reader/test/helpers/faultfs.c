@@ -85,75 +85,78 @@ static void die(const char *what, const char *arg)
 	exit(2);
 }
 
-static void load_badlist(const char *path)
+/*
+ * Give `add` the numbers of each line of `path` that is not blank or a `#` comment:
+ * `min` to `max` (at most 4) decimal numbers, or the daemon stops naming the line and
+ * `form`.
+ */
+static void load_list(const char *path, int min, int max, const char *form, void (*add)(const unsigned long long *v, int n))
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		perror(path);
 		exit(2);
 	}
-	size_t cap = 0;
 	char line[256];
 	unsigned lineno = 0;
 	while (fgets(line, sizeof line, f)) {
 		lineno++;
-		char *p = line;
-		while (*p == ' ' || *p == '\t') p++;
-		if (*p == '\n' || *p == '\0' || *p == '#') continue;
-		unsigned long long pos, size;
-		char extra;
-		if (sscanf(p, "%llu %llu %c", &pos, &size, &extra) != 2) {
-			fprintf(stderr, "faultfs: %s:%u: expected `POS SIZE`\n", path, lineno);
+		unsigned long long v[4] = { 0, 0, 0, 0 };
+		int n = 0;
+		for (char *p = line;;) {
+			while (*p == ' ' || *p == '\t') p++;
+			if (*p == '\n' || *p == '\0' || (n == 0 && *p == '#')) break;
+			char *end;
+			errno = 0;
+			unsigned long long x = strtoull(p, &end, 10);
+			if (end == p || errno || n == 4) {
+				n = -1;
+				break;
+			}
+			v[n++] = x;
+			p = end;
+		}
+		if (n == 0) continue;
+		if (n < min || n > max) {
+			fprintf(stderr, "faultfs: %s:%u: expected `%s`\n", path, lineno, form);
 			exit(2);
 		}
-		if (size == 0) continue;
-		if (bad_count == cap) {
-			cap = cap ? cap * 2 : 16;
-			bad = realloc(bad, cap * sizeof *bad);
-			if (!bad) die("out of memory", NULL);
-		}
-		bad[bad_count].pos = pos;
-		bad[bad_count].size = size;
-		bad_count++;
+		add(v, n);
 	}
 	fclose(f);
 }
 
-static void load_slowlist(const char *path)
+/* Room for one more item of `size` bytes in `array` of `count` items, `*cap` allocated. */
+static void *grow(void *array, size_t count, size_t *cap, size_t size)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		perror(path);
-		exit(2);
-	}
-	size_t cap = 0;
-	char line[256];
-	unsigned lineno = 0;
-	while (fgets(line, sizeof line, f)) {
-		lineno++;
-		char *p = line;
-		while (*p == ' ' || *p == '\t') p++;
-		if (*p == '\n' || *p == '\0' || *p == '#') continue;
-		unsigned long long pos, size, ms, times = 0;
-		char extra;
-		int n = sscanf(p, "%llu %llu %llu %llu %c", &pos, &size, &ms, &times, &extra);
-		if (n != 3 && n != 4) {
-			fprintf(stderr, "faultfs: %s:%u: expected `POS SIZE MS [TIMES]`\n", path, lineno);
-			exit(2);
-		}
-		if (size == 0 || ms == 0) continue;
-		if (slow_count == cap) {
-			cap = cap ? cap * 2 : 16;
-			slow = realloc(slow, cap * sizeof *slow);
-			if (!slow) die("out of memory", NULL);
-		}
-		slow[slow_count].pos = pos;
-		slow[slow_count].size = size;
-		slow[slow_count].ms = (long long)ms;
-		slow[slow_count].left = times > 0 ? (long long)times : -1;
-		slow_count++;
-	}
-	fclose(f);
+	if (count < *cap) return array;
+	*cap = *cap ? *cap * 2 : 16;
+	array = realloc(array, *cap * size);
+	if (!array) die("out of memory", NULL);
+	return array;
+}
+
+static void add_bad(const unsigned long long *v, int n)
+{
+	static size_t cap;
+	(void)n;
+	if (v[1] == 0) return;
+	bad = grow(bad, bad_count, &cap, sizeof *bad);
+	bad[bad_count].pos = v[0];
+	bad[bad_count].size = v[1];
+	bad_count++;
+}
+
+static void add_slow(const unsigned long long *v, int n)
+{
+	static size_t cap;
+	if (v[1] == 0 || v[2] == 0) return;
+	slow = grow(slow, slow_count, &cap, sizeof *slow);
+	slow[slow_count].pos = v[0];
+	slow[slow_count].size = v[1];
+	slow[slow_count].ms = (long long)v[2];
+	slow[slow_count].left = n == 4 && v[3] > 0 ? (long long)v[3] : -1;
+	slow_count++;
 }
 
 /* The sleep a read of [off, end) gets (using up one of each overlapping slow range's TIMES). */
@@ -384,7 +387,7 @@ int main(int argc, char **argv)
 	struct stat st;
 	if (fstat(backing_fd, &st) < 0) { perror(pos[0]); return 2; }
 	disk_size = st.st_size;
-	load_badlist(pos[1]);
+	load_list(pos[1], 2, 2, "POS SIZE", add_bad);
 
 	if (vanish && *vanish) {
 		char *end;
@@ -392,7 +395,7 @@ int main(int argc, char **argv)
 		vanish_after = strtoll(vanish, &end, 10);
 		if (errno || *end || vanish_after < 0) die("bad --vanish-after value", vanish);
 	}
-	if (slow_path && *slow_path) load_slowlist(slow_path);
+	if (slow_path && *slow_path) load_list(slow_path, 3, 4, "POS SIZE MS [TIMES]", add_slow);
 	if (delay_all && *delay_all) {
 		char *end;
 		errno = 0;
