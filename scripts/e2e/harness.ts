@@ -95,7 +95,13 @@ export function makeScenario(options: {
   writeFileSync(token, 'a shared secret for the test\n');
   chmodSync(token, 0o600);
   const s = { dir, source, testMap: tm, token, job: join(dir, 'job'), image: join(dir, 'image.raw'), size: options.size, remove: () => rmSync(dir, { recursive: true, force: true }) };
-  if (options.plan !== false) planScenario(s, source, ['--chunk-size', options.chunkSize, '--test-mode', tm, ...(options.planArgs ?? [])]);
+  if (options.plan === false) return s;
+  try {
+    planScenario(s, source, ['--chunk-size', options.chunkSize, '--test-mode', tm, ...(options.planArgs ?? [])]);
+  } catch (err) {
+    s.remove();
+    throw err;
+  }
   return s;
 }
 
