@@ -79,8 +79,13 @@ export interface Scenario {
   remove(): void;
 }
 
-/** A folder with a simulated failing disk, its test map, a token and a planned job. */
-export function makeScenario(options: { size: number; bad: ReadonlyArray<readonly [number, number]>; chunkSize: string; seed?: number }): Scenario {
+/**
+ * A folder with a simulated failing disk, its test map, a token and a job planned over
+ * the test map with `planArgs` added; with `plan: false` no job yet (`planScenario`).
+ */
+export function makeScenario(options: {
+  size: number; bad: ReadonlyArray<readonly [number, number]>; chunkSize: string; seed?: number; plan?: boolean; planArgs?: readonly string[];
+}): Scenario {
   const dir = mkdtempSync(join(tmpdir(), 'ddferry-e2e-'));
   const source = join(dir, 'disk.bin');
   writeFileSync(source, makeSource(options.size, options.seed ?? 1));
@@ -89,10 +94,21 @@ export function makeScenario(options: { size: number; bad: ReadonlyArray<readonl
   const token = join(dir, 'token');
   writeFileSync(token, 'a shared secret for the test\n');
   chmodSync(token, 0o600);
-  const job = join(dir, 'job');
-  const r = spawnSync(process.execPath, [READER, 'plan', source, job, '--chunk-size', options.chunkSize, '--test-mode', tm], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ddferry-reader plan failed (${r.status}): ${r.stderr}`);
-  return { dir, source, testMap: tm, token, job, image: join(dir, 'image.raw'), size: options.size, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  const s = { dir, source, testMap: tm, token, job: join(dir, 'job'), image: join(dir, 'image.raw'), size: options.size, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  if (options.plan === false) return s;
+  try {
+    planScenario(s, source, ['--chunk-size', options.chunkSize, '--test-mode', tm, ...(options.planArgs ?? [])]);
+  } catch (err) {
+    s.remove();
+    throw err;
+  }
+  return s;
+}
+
+/** `ddferry-reader plan SOURCE s.job ARGS`; throws with its stderr if it fails. */
+export function planScenario(s: Scenario, source: string, args: readonly string[]): void {
+  const r = spawnSync(process.execPath, [READER, 'plan', source, s.job, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ddferry-reader plan ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
 }
 
 export interface Exit {
@@ -336,7 +352,11 @@ export function tarEntries(buf: Buffer): Array<{ name: string; data: Buffer }> {
  * piece's data is compared with the source (R1: what the spool holds is what was read).
  */
 export function spoolPieces(s: Scenario, source?: Buffer): SpoolPiece[] {
-  const dir = join(s.job, 'spool');
+  return piecesIn(join(s.job, 'spool'), source);
+}
+
+/** `spoolPieces` of any folder of bundles: the spool, or a stick's `ddferry/<rescue-id>/`. */
+export function piecesIn(dir: string, source?: Buffer): SpoolPiece[] {
   if (!existsSync(dir)) return [];
   const out: SpoolPiece[] = [];
   for (const name of readdirSync(dir).sort()) {
@@ -623,9 +643,10 @@ export function describeFaults(faults: readonly Fault[]): string {
 
 /**
  * The end of every rescue: the reader's spool is empty, the image equals the source on
- * every `+` byte, and IMAGE.map = common.map = GNU ddrescue's final map with `ddrescueOptions`.
+ * every `+` byte, and IMAGE.map = common.map = GNU ddrescue's final map with
+ * `ddrescueOptions` (`null`: no GNU ddrescue run, for a source that is no test map).
  */
-export function finalChecks(s: Scenario, ddrescueOptions: readonly string[] = []): void {
+export function finalChecks(s: Scenario, ddrescueOptions: readonly string[] | null = []): void {
   const source = readFileSync(s.source);
   const size = jobSize(s);
   const common = checkMapfile(join(s.job, 'common.map'), size);
@@ -633,8 +654,9 @@ export function finalChecks(s: Scenario, ddrescueOptions: readonly string[] = []
   checkImageBlocks(s, image, source);
   const left = spoolPieces(s);
   if (left.length > 0) throw new Error(`the spool still holds ${left.length} piece(s) (${left.slice(0, 10).map((p) => p.seq).join(', ')}${left.length > 10 ? ', ...' : ''}) after the reader exited 0`);
-  const gnu = ddrescueFinalMap(s, ddrescueOptions);
   if (JSON.stringify(image) !== JSON.stringify(common.blocks)) throw new Error(`IMAGE.map != common.map\nIMAGE.map:  ${fmt(image)}\ncommon.map: ${fmt(common.blocks)}`);
+  if (ddrescueOptions === null) return;
+  const gnu = ddrescueFinalMap(s, ddrescueOptions);
   if (JSON.stringify(common.blocks) !== JSON.stringify(gnu)) throw new Error(`common.map != GNU ddrescue's final map\ncommon.map: ${fmt(common.blocks)}\nddrescue:   ${fmt(gnu)}`);
 }
 

@@ -11,7 +11,7 @@ import { makeRescueId } from '@ddferry/protocol';
 import { ReaderError } from '../errors.js';
 import { fingerprintOf } from './fingerprint.js';
 import { type Job, jobPaths, writeJob } from './job.js';
-import type { SlowRead } from '../source/blocking-source.js';
+import type { SlowRange } from '../source/blocking-source.js';
 import { openSource } from '../source/open-source.js';
 
 export interface PlanJobOptions {
@@ -28,7 +28,7 @@ export interface PlanJobOptions {
   /** Start from an existing GNU ddrescue mapfile of this source. */
   readonly fromMapfile?: string;
   /** With `testMode`: reads that block (a disk that answers in seconds). */
-  readonly testSlowReads?: readonly SlowRead[];
+  readonly testSlowReads?: readonly SlowRange[];
   readonly commandLine: string;
 }
 

@@ -16,7 +16,7 @@ import { Rescuebook } from '../engine/rescuebook.js';
 import type { RescueSink } from '../engine/sink.js';
 import { allocAligned } from '../source/aligned-buffer.js';
 import { removeReadingPid } from '../job/reading-pid.js';
-import { blockOnSlowRead } from '../source/blocking-source.js';
+import { BlockingSource } from '../source/blocking-source.js';
 import { openSource } from '../source/open-source.js';
 import { FrameWriter } from './frame-writer.js';
 import { type EngineState, type ReadingControl, type ReadingInit, decodeControl } from './reading-messages.js';
@@ -100,7 +100,8 @@ export async function runReadingProcess(): Promise<void> {
   const o = init.options;
   const readMax = o.cluster * o.hardbs;
   void readMax;
-  const slow = init.slowReads ?? [];
+  // a simulated slow disk blocks every read it judges, good or bad (test mode judges bad reads without reading)
+  const slow = init.slowReads !== undefined && init.slowReads.length > 0 ? new BlockingSource(source, init.slowReads) : null;
   let rb: Rescuebook | undefined;
   const state = (): EngineState => ({ currentPos: rb!.currentPos, currentStatus: rb!.currentStatus, currentPass: rb!.currentPass, message: rb!.currentMessage });
   const sink: RescueSink = {
@@ -164,7 +165,7 @@ export async function runReadingProcess(): Promise<void> {
       beforeRead: (pos, size) => {
         out.read(pos, size);
         out.flush();
-        if (slow.length > 0) blockOnSlowRead(slow, pos, size);
+        slow?.block(pos, size);
       },
     });
     const truncatedAt = rb.map.extent().size;

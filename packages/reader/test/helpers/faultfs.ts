@@ -7,6 +7,14 @@
  * FUSE direct_io, so every pread (with or without O_DIRECT) reaches it with the
  * application's own offset and size, split only at `FAULTFS_MAX_READ` bytes.
  *
+ * Slow ranges (`slow`, `delayAllMs`) make reads hang in the kernel like a disk that
+ * retries a sector for seconds: the daemon sleeps before it answers, and the reading
+ * thread waits in state D, so not even SIGKILL ends the read (or its process) early.
+ * Reads are served one at a time in arrival order (a read waits for a sleeping one),
+ * while stat() and open() are answered at once. `slowReads()` tells which delayed reads
+ * have started, the read log which have been answered, and both name the process
+ * (`pid`) that asked.
+ *
  * Needs root, /dev/fuse, gcc, pkg-config and libfuse3 (Debian: fuse3 libfuse3-dev
  * pkg-config gcc). When something is missing, `mountFaultFs` throws an Error that
  * says what and how to install it; it never skips.
@@ -29,20 +37,43 @@ export interface FaultFsOptions {
   vanishAfterReads?: number;
   /** Where the daemon logs reads (truncated at mount); a file in the mount's temp dir by default. */
   log?: string;
+  /**
+   * Slow ranges: a read overlapping one sleeps `delayMs` in the daemon before it is
+   * answered (as `bad` says); only the first `times` such reads if `times` is given,
+   * every one otherwise. A read overlapping several sleeps for the longest.
+   */
+  slow?: ReadonlyArray<{ pos: number; size: number; delayMs: number; times?: number }>;
+  /** Every read no slow range delays sleeps this many milliseconds (default 0). */
+  delayAllMs?: number;
 }
 
-/** One read that reached the daemon. `result` is the byte count returned, `EIO` or `ENXIO`. */
+/**
+ * One read that reached the daemon. `result` is the byte count returned, `EIO` or
+ * `ENXIO`; `pid` the process that asked (its thread group id).
+ */
 export interface FaultFsRead {
   offset: number;
   size: number;
   result: string;
+  pid: number;
+}
+
+/** A delayed read, logged when its sleep starts. */
+export interface FaultFsSlowRead {
+  offset: number;
+  size: number;
+  pid: number;
+  delayMs: number;
 }
 
 export interface FaultFs {
   /** The `disk` file. */
   path: string;
   mountpoint: string;
+  /** The reads answered so far, in order. */
   readLog(): Promise<FaultFsRead[]>;
+  /** The delayed reads started so far (answered or still sleeping), in order. */
+  slowReads(): Promise<FaultFsSlowRead[]>;
   /** Unmounts, stops the daemon and removes the temp dir; safe to call twice. */
   unmount(): Promise<void>;
 }
@@ -218,8 +249,33 @@ function checkBad(bad: FaultFsOptions['bad']): string {
   }).join('');
 }
 
+function checkSlow(slow: NonNullable<FaultFsOptions['slow']>): string {
+  return slow.map(({ pos, size, delayMs, times }, i) => {
+    const ok = [pos, size, delayMs, times ?? 0].every((n) => Number.isSafeInteger(n) && n >= 0);
+    if (!ok) throw new RangeError(`faultfs: slow[${i}] = { pos: ${pos}, size: ${size}, delayMs: ${delayMs}, times: ${times} } is not made of non-negative integers`);
+    return `${pos} ${size} ${delayMs}${times === undefined ? '' : ` ${times}`}\n`;
+  }).join('');
+}
+
+/** The lines of a daemon log, each split into `fields` fields. */
+async function logLines(file: string, fields: number): Promise<string[][]> {
+  const text = await readFile(file, 'utf8');
+  return text.split('\n').filter((line) => line !== '').map((line) => {
+    const f = line.split(' ');
+    if (f.length !== fields || f.some((x) => x === '')) throw new Error(`faultfs: bad log line ${JSON.stringify(line)} in ${file}`);
+    return f;
+  });
+}
+
+/**
+ * Mount a faultfs file system serving `options.backing` as `disk`.
+ * @throws Error naming what is missing (root, /dev/fuse, gcc, libfuse3) or why the mount failed; RangeError for bad options.
+ */
 export async function mountFaultFs(options: FaultFsOptions): Promise<FaultFs> {
   const badList = checkBad(options.bad);
+  const slowList = checkSlow(options.slow ?? []);
+  const delayAll = options.delayAllMs ?? 0;
+  if (!Number.isSafeInteger(delayAll) || delayAll < 0) throw new RangeError(`faultfs: delayAllMs = ${delayAll} is not a non-negative integer`);
   const vanish = options.vanishAfterReads;
   if (vanish !== undefined && (!Number.isSafeInteger(vanish) || vanish < 0)) {
     throw new RangeError(`faultfs: vanishAfterReads = ${vanish} is not a non-negative integer`);
@@ -231,14 +287,20 @@ export async function mountFaultFs(options: FaultFsOptions): Promise<FaultFs> {
   const mountpoint = join(dir, 'mnt');
   const badPath = join(dir, 'bad.txt');
   const logPath = options.log ?? join(dir, 'reads.log');
+  const slowPath = join(dir, 'slow.txt');
+  const slowLogPath = join(dir, 'slow.log');
   await mkdir(mountpoint);
   await writeFile(badPath, badList);
+  await writeFile(slowPath, slowList);
   await writeFile(logPath, '');
+  await writeFile(slowLogPath, '');
 
   const args = [
     options.backing, badPath, mountpoint,
     `--log=${logPath}`,
     ...(vanish !== undefined ? [`--vanish-after=${vanish}`] : []),
+    `--slow=${slowPath}`, `--slow-log=${slowLogPath}`,
+    ...(delayAll > 0 ? [`--delay-all=${delayAll}`] : []),
     '-o', `max_read=${FAULTFS_MAX_READ}`,
   ];
   const child = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -301,16 +363,10 @@ export async function mountFaultFs(options: FaultFsOptions): Promise<FaultFs> {
     await sleep(20);
   }
 
-  const readLog = async (): Promise<FaultFsRead[]> => {
-    const text = await readFile(logPath, 'utf8');
-    return text.split('\n').filter((line) => line !== '').map((line) => {
-      const [offset, size, result] = line.split(' ');
-      if (offset === undefined || size === undefined || result === undefined) {
-        throw new Error(`faultfs: bad read-log line ${JSON.stringify(line)} in ${logPath}`);
-      }
-      return { offset: Number(offset), size: Number(size), result };
-    });
-  };
+  const readLog = async (): Promise<FaultFsRead[]> => (await logLines(logPath, 4))
+    .map(([offset, size, result, pid]) => ({ offset: Number(offset), size: Number(size), result: result!, pid: Number(pid) }));
+  const slowReads = async (): Promise<FaultFsSlowRead[]> => (await logLines(slowLogPath, 4))
+    .map(([offset, size, pid, ms]) => ({ offset: Number(offset), size: Number(size), pid: Number(pid), delayMs: Number(ms) }));
 
-  return { path, mountpoint, readLog, unmount };
+  return { path, mountpoint, readLog, slowReads, unmount };
 }

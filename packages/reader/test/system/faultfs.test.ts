@@ -2,14 +2,15 @@
  * The faultfs test helper behaves like a failing disk: good sectors read back the
  * backing data, a read that reaches a bad sector is cut short at the last good sector
  * boundary, and the next read fails with a real EIO; O_DIRECT works; vanish mode gives
- * ENXIO; and the daemon logs exactly what reached it. GNU ddrescue -d on it marks
- * exactly the bad sectors.
+ * ENXIO; the daemon logs exactly what reached it and which process asked; slow ranges
+ * hold a read in the kernel (not even SIGKILL ends it early) while stat() still answers.
+ * GNU ddrescue -d on it marks exactly the bad sectors.
  *
  * Needs root, /dev/fuse, gcc, pkg-config, libfuse3 and GNU ddrescue; fails (never
  * skips) when one is missing.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
@@ -17,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { FAULTFS_MAX_READ, mountFaultFs } from '../helpers/faultfs.js';
-import type { FaultFs } from '../helpers/faultfs.js';
+import type { FaultFs, FaultFsSlowRead } from '../helpers/faultfs.js';
 
 const SIZE = 1 << 20;
 /** One bad sector at 64 KiB + 4 KiB, and bytes 300000..300999 (sectors 585..587, 299520..301055). */
@@ -134,13 +135,13 @@ describe('faultfs test helper (FUSE file with bad sectors)', function () {
       await handle.close();
     }
     expect((await fs.readLog()).slice(before)).to.deep.equal([
-      { offset: 0, size: 65536, result: '65536' },
-      { offset: 65536, size: 65536, result: '4096' },
-      { offset: 69632, size: 65536, result: 'EIO' },
-      { offset: 5, size: 1000, result: '1000' },
-      { offset: 393216, size: FAULTFS_MAX_READ, result: String(FAULTFS_MAX_READ) },
-      { offset: 393216 + FAULTFS_MAX_READ, size: FAULTFS_MAX_READ, result: String(FAULTFS_MAX_READ) },
-      { offset: 393216 + 2 * FAULTFS_MAX_READ, size: FAULTFS_MAX_READ, result: String(FAULTFS_MAX_READ) },
+      { offset: 0, size: 65536, result: '65536', pid: process.pid },
+      { offset: 65536, size: 65536, result: '4096', pid: process.pid },
+      { offset: 69632, size: 65536, result: 'EIO', pid: process.pid },
+      { offset: 5, size: 1000, result: '1000', pid: process.pid },
+      { offset: 393216, size: FAULTFS_MAX_READ, result: String(FAULTFS_MAX_READ), pid: process.pid },
+      { offset: 393216 + FAULTFS_MAX_READ, size: FAULTFS_MAX_READ, result: String(FAULTFS_MAX_READ), pid: process.pid },
+      { offset: 393216 + 2 * FAULTFS_MAX_READ, size: FAULTFS_MAX_READ, result: String(FAULTFS_MAX_READ), pid: process.pid },
     ]);
   });
 
@@ -159,10 +160,10 @@ describe('faultfs test helper (FUSE file with bad sectors)', function () {
       await handle.close();
     }
     expect((await fs.readLog()).slice(before)).to.deep.equal([
-      { offset: 0, size: 65536, result: '65536' },
-      { offset: 65536, size: 65536, result: '4096' },
-      { offset: 69632, size: 512, result: 'EIO' },
-      { offset: 70144, size: 512, result: '512' },
+      { offset: 0, size: 65536, result: '65536', pid: process.pid },
+      { offset: 65536, size: 65536, result: '4096', pid: process.pid },
+      { offset: 69632, size: 512, result: 'EIO', pid: process.pid },
+      { offset: 70144, size: 512, result: '512', pid: process.pid },
     ]);
   });
 
@@ -175,9 +176,9 @@ describe('faultfs test helper (FUSE file with bad sectors)', function () {
     expect(dd.stderr).to.contain('Input/output error');
     expect(readFileSync(out).equals(data.subarray(0, 69632))).to.equal(true);
     expect((await fs.readLog()).slice(before)).to.deep.equal([
-      { offset: 0, size: 65536, result: '65536' },
-      { offset: 65536, size: 65536, result: '4096' },
-      { offset: 69632, size: 65536, result: 'EIO' },
+      { offset: 0, size: 65536, result: '65536', pid: dd.pid },
+      { offset: 65536, size: 65536, result: '4096', pid: dd.pid },
+      { offset: 69632, size: 65536, result: 'EIO', pid: dd.pid },
     ]);
   });
 
@@ -232,11 +233,108 @@ describe('faultfs test helper (FUSE file with bad sectors)', function () {
       }
       expect((await stat(gone.path)).size).to.equal(SIZE);
       expect(await gone.readLog()).to.deep.equal([
-        { offset: 0, size: 512, result: '512' },
-        { offset: 512, size: 512, result: '512' },
-        { offset: 1024, size: 512, result: 'ENXIO' },
-        { offset: 0, size: 512, result: 'ENXIO' },
+        { offset: 0, size: 512, result: '512', pid: process.pid },
+        { offset: 512, size: 512, result: '512', pid: process.pid },
+        { offset: 1024, size: 512, result: 'ENXIO', pid: process.pid },
+        { offset: 0, size: 512, result: 'ENXIO', pid: process.pid },
       ]);
+    });
+  });
+
+  describe('slow ranges', function () {
+    /** Reads of sector 256 sleep 1.5 s (the first two), of [512 KiB, +4 KiB) 3 s (all). */
+    const ONCE = { pos: 131072, size: 512, delayMs: 1500, times: 2 };
+    const ALWAYS = { pos: 524288, size: 4096, delayMs: 3000 };
+    let slow: FaultFs;
+
+    before(async function () {
+      slow = await mountFaultFs({ backing, bad: BAD, slow: [ONCE, ALWAYS] });
+    });
+
+    after(async function () {
+      await slow?.unmount();
+    });
+
+    async function startedSlowRead(fs: FaultFs, pid: number, offset: number): Promise<FaultFsSlowRead> {
+      for (let i = 0; i < 200; ++i) {
+        const found = (await fs.slowReads()).find((r) => r.pid === pid && r.offset === offset);
+        if (found) return found;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`no delayed read at ${offset} by pid ${pid} started in 5 s; slow log: ${JSON.stringify(await fs.slowReads())}`);
+    }
+
+    it('answers a read overlapping a slow range after its delay, stat() at once meanwhile, and reads one at a time', async function () {
+      const handle = await open(slow.path, 'r');
+      try {
+        const buf = Buffer.alloc(4096);
+        const other = Buffer.alloc(4096);
+        const t0 = Date.now();
+        const order: string[] = [];
+        const hung = handle.read(buf, 0, 4096, 129024).then((r) => {
+          order.push('slow read');
+          return r;
+        });
+        const started = await startedSlowRead(slow, process.pid, 129024);
+        expect(started).to.deep.equal({ offset: 129024, size: 4096, pid: process.pid, delayMs: 1500 });
+        expect((await slow.readLog()).some((r) => r.offset === 129024), 'not answered while it sleeps').to.equal(false);
+        expect((await stat(slow.path)).size).to.equal(SIZE);
+        order.push('stat');
+        // a read elsewhere waits for the sleeping one, as in a disk's queue
+        const queued = handle.read(other, 0, 4096, 0).then(() => order.push('read elsewhere'));
+        const { bytesRead } = await hung;
+        await queued;
+        expect(Date.now() - t0, 'the read took its delay').to.be.at.least(1500);
+        expect(bytesRead).to.equal(4096);
+        expect(buf.equals(data.subarray(129024, 133120))).to.equal(true);
+        expect(other.equals(data.subarray(0, 4096))).to.equal(true);
+        expect(order).to.deep.equal(['stat', 'slow read', 'read elsewhere']);
+        // the second read of the range is slow too, the third no longer (times: 2)
+        await handle.read(buf, 0, 512, 131072);
+        await handle.read(buf, 0, 512, 131072);
+        expect((await slow.slowReads()).filter((r) => r.offset <= 131072 && r.offset + r.size > 131072)).to.have.length(2);
+      } finally {
+        await handle.close();
+      }
+      const log = await slow.readLog();
+      expect(log.slice(0, 2)).to.deep.equal([
+        { offset: 129024, size: 4096, result: '4096', pid: process.pid },
+        { offset: 0, size: 4096, result: '4096', pid: process.pid },
+      ]);
+    });
+
+    it('keeps a process whose read sleeps in the daemon alive through SIGKILL until the read is answered', async function () {
+      const dd = spawn('dd', [`if=${slow.path}`, 'of=/dev/null', 'bs=4096', 'skip=128', 'count=1', 'iflag=direct'], { stdio: 'ignore' });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => dd.once('exit', (_code, signal) => resolve(signal)));
+      expect(dd.pid, 'dd started').to.be.a('number');
+      await startedSlowRead(slow, dd.pid!, ALWAYS.pos);
+      dd.kill('SIGKILL');
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(dd.exitCode === null && dd.signalCode === null, 'dd still in its read 1 s after SIGKILL').to.equal(true);
+      expect((await slow.readLog()).some((r) => r.pid === dd.pid), 'the read not yet answered').to.equal(false);
+      expect(await exited).to.equal('SIGKILL');
+      expect((await slow.readLog()).filter((r) => r.pid === dd.pid)).to.deep.equal([{ offset: ALWAYS.pos, size: 4096, result: '4096', pid: dd.pid }]);
+    });
+
+    it('delays every read by delayAllMs', async function () {
+      const all = await mountFaultFs({ backing, bad: [], delayAllMs: 300 });
+      try {
+        const handle = await open(all.path, 'r');
+        try {
+          const t0 = Date.now();
+          await handle.read(Buffer.alloc(512), 0, 512, 0);
+          await handle.read(Buffer.alloc(512), 0, 512, SIZE - 512);
+          expect(Date.now() - t0).to.be.at.least(600);
+        } finally {
+          await handle.close();
+        }
+        expect(await all.slowReads()).to.deep.equal([
+          { offset: 0, size: 512, pid: process.pid, delayMs: 300 },
+          { offset: SIZE - 512, size: 512, pid: process.pid, delayMs: 300 },
+        ]);
+      } finally {
+        await all.unmount();
+      }
     });
   });
 
