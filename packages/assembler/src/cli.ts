@@ -9,7 +9,10 @@ import { makeSecretText, printable, PROTOCOL_VERSION, readTokenFile } from '@ddf
 
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import { IMPORT_USAGE, runImport } from './import-command.js';
+import type { CliIo } from './cli-io.js';
 import { IMPORT_DDRESCUE_USAGE, runImportDdrescue } from './import-ddrescue.js';
+
+export type { CliIo } from './cli-io.js';
 import { pageUrls } from './live/live-server.js';
 import { AssemblerProgress } from './progress.js';
 import { ProgressDisplay, parseProgressInterval } from './progress-view.js';
@@ -89,13 +92,6 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
 };
 
 /** Where the command writes. */
-export interface CliIo {
-  stdout(text: string): void;
-  stderr(text: string): void;
-  /** True if stderr is a terminal: the progress is redrawn in place. */
-  readonly stderrIsTty?: boolean | undefined;
-}
-
 /**
  * A size in bytes: digits, optionally followed by K, M or G (KiB, MiB, GiB;
  * `KiB`, `MB`... are read the same).

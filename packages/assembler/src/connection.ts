@@ -19,6 +19,9 @@ import {
 import type { RawData, WebSocket } from 'ws';
 
 import type { Door } from './doors.js';
+import type { Log } from './log.js';
+
+export type { Log } from './log.js';
 import { errnoOf, messageOf } from './errors.js';
 import type { ReaderStatusSink } from './live/live-feed.js';
 import type { MemoryBudget } from './memory-budget.js';
@@ -27,12 +30,6 @@ import type { ConnectionProgress } from './progress.js';
 import { encodeWelcome } from './welcome.js';
 
 /** Where the server's messages go; the CLI prints them on stderr. */
-export interface Log {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-}
-
 /** What every connection of a server shares. */
 export interface ConnectionContext {
   readonly limits: Limits;

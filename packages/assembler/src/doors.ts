@@ -18,7 +18,7 @@
  */
 import type { Socket } from 'node:net';
 
-import type { Log } from './connection.js';
+import type { Log } from './log.js';
 
 /** Defaults of the doors (see the module comment). */
 export const DOORS_DEFAULTS = Object.freeze({

@@ -28,7 +28,7 @@ import type { Block, BlockStatus, Mapfile } from '@ddferry/mapfile';
 import { Domain, MapfileIoError, parseMapfile, UNBOUNDED } from '@ddferry/mapfile';
 import { openSafeFile, readSafeFile } from '@ddferry/protocol';
 
-import type { CliIo } from './cli.js';
+import type { CliIo } from './cli-io.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import type { Copy } from './image.js';
 import { Image } from './image.js';

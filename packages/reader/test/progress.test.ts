@@ -6,9 +6,11 @@
 import { expect } from 'chai';
 
 import type { StatusRefresh, StatusSnapshot } from '../src/engine/reporter.js';
-import { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, type ProgressMode } from '../src/progress/progress-display.js';
-import { formatProgressBlock, formatProgressJson, formatProgressLine } from '../src/progress/progress-view.js';
-import { type ProgressSnapshot, RescueProgress, chunkIndexAt, progressSnapshot } from '../src/progress/progress.js';
+import { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, type ProgressMode } from '@ddferry/protocol';
+
+import { RESCUE_PROGRESS_VIEW, formatProgressBlock, formatProgressJson, formatProgressLine } from '../src/progress/progress-view.js';
+import { RescueProgress } from '../src/progress/progress.js';
+import { type ProgressSnapshot, chunkIndexAt, progressSnapshot } from '../src/progress/snapshot.js';
 
 const MiB = 1 << 20;
 const CHUNKS = [0, 1, 2, 3].map((i) => ({ pos: i * 4 * MiB, size: 4 * MiB }));
@@ -187,7 +189,7 @@ describe('progress', function () {
       const messages: string[] = [];
       const d = new ProgressDisplay({
         mode, interval, write: (t) => out.push(t), messages: (t) => messages.push(t), clock: () => now,
-        snapshot: () => snap({ elapsedMs: ++n * 1000 }),
+        snapshot: () => snap({ elapsedMs: ++n * 1000 }), view: RESCUE_PROGRESS_VIEW,
       });
       return { d, out, messages, at: (ms: number) => { now = ms; } };
     }

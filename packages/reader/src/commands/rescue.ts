@@ -5,7 +5,7 @@ import { ArgumentError, parseNumberArgument } from '@ddferry/mapfile';
 import { ReaderError, errnoOf } from '../errors.js';
 import { openJobFolder } from '../job/job-folder.js';
 import { lanRescue } from '../lan/lan-rescue.js';
-import type { ProgressMode } from '../progress/progress-display.js';
+import type { ProgressMode } from '@ddferry/protocol';
 import { openRescueProgress } from '../progress/progress.js';
 import type { RescueRequest } from '../run/rescue-run.js';
 import { stickTrip } from '../stick/trip.js';

@@ -3,10 +3,10 @@ import { join } from 'node:path';
 
 import { planChunks } from '@ddferry/mapfile';
 import type { Chunk } from '@ddferry/mapfile';
-import { saveMapfile } from '@ddferry/mapfile/io';
 import { type Fingerprint, isRescueId } from '@ddferry/protocol';
 
 import { ReaderError } from '../errors.js';
+import { saveFileAtomic } from '../durable-file.js';
 
 /**
  * A job folder on PC_A: one rescue of one source.
@@ -76,5 +76,5 @@ export async function readJob(dir: string): Promise<Job> {
 
 /** Write `job.json` atomically. */
 export async function writeJob(dir: string, job: Job): Promise<void> {
-  await saveMapfile(jobPaths(dir).job, `${JSON.stringify(job, null, 2)}\n`);
+  await saveFileAtomic(jobPaths(dir).job, `${JSON.stringify(job, null, 2)}\n`);
 }

@@ -2,10 +2,16 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { type BlockStatus, isBlockStatus } from '@ddferry/mapfile';
-import { saveMapfile } from '@ddferry/mapfile/io';
 
 import { ReaderError } from '../errors.js';
-import type { DeltaRange } from '../run/delta-list.js';
+import { saveFileAtomic } from '../durable-file.js';
+
+/** One range of a piece's map delta, as the ledger keeps it. */
+export interface LedgerRange {
+  readonly pos: number;
+  readonly size: number;
+  readonly status: BlockStatus;
+}
 
 /**
  * One piece carried on a stick and not yet acknowledged: `JOBDIR/ledger/piece-000123.json`.
@@ -24,7 +30,7 @@ export interface LedgerEntry {
   /** Bytes of data the piece holds. */
   readonly dataBytes: number;
   /** The piece's whole map delta, `+` ranges included. */
-  readonly delta: readonly DeltaRange[];
+  readonly delta: readonly LedgerRange[];
 }
 
 /** `JOBDIR/ledger`. */
@@ -94,7 +100,7 @@ export class Ledger {
 
   /** Record an entry durably (replaces one of the same seq). */
   async put(e: LedgerEntry): Promise<void> {
-    await saveMapfile(join(this.dir, ledgerFileName(e.seq)), formatLedgerEntry(e));
+    await saveFileAtomic(join(this.dir, ledgerFileName(e.seq)), formatLedgerEntry(e));
     this.#entries.set(e.seq, e);
   }
 
@@ -139,7 +145,7 @@ export function parseLedgerEntry(text: string, file: string): LedgerEntry {
   if (typeof o.stickId !== 'string' || !/^[0-9a-f]{8,64}$/.test(o.stickId)) throw bad(file, 'stickId is not hex');
   if (!Array.isArray(o.files) || o.files.some((f) => typeof f !== 'string' || !FILE_NAME.test(f) || f === '..' || f === '.')) throw bad(file, 'files is not a list of file names');
   if (!Array.isArray(o.delta)) throw bad(file, 'delta is not a list');
-  const delta = o.delta.map((d: unknown): DeltaRange => {
+  const delta = o.delta.map((d: unknown): LedgerRange => {
     if (!Array.isArray(d) || d.length !== 3 || typeof d[2] !== 'string' || !isBlockStatus(d[2])) throw bad(file, 'a delta range is not [pos, size, status]');
     const pos = count(d[0], 'a delta pos');
     const size = count(d[1], 'a delta size', 1);

@@ -5,7 +5,7 @@ import {
   type FileSystemName, FILE_SIZE_LIMITS, MapfileStatus, SblockVector, chunkMapName, chunkSizeForMedium, formatChunkMap,
   formatMapfile, formatTimestamp, normalizeForRescue, Domain, planChunks,
 } from '@ddferry/mapfile';
-import { pathExists, readMapfile, saveMapfile } from '@ddferry/mapfile/io';
+import { pathExists, readMapfile } from '@ddferry/mapfile/io';
 import { makeRescueId } from '@ddferry/protocol';
 
 import { ReaderError } from '../errors.js';
@@ -13,6 +13,7 @@ import { fingerprintOf } from './fingerprint.js';
 import { type Job, jobPaths, writeJob } from './job.js';
 import type { SlowRange } from '../source/blocking-source.js';
 import { openSource } from '../source/open-source.js';
+import { saveFileAtomic } from '../durable-file.js';
 
 export interface PlanJobOptions {
   readonly source: string;
@@ -78,11 +79,11 @@ export async function planJob(o: PlanJobOptions): Promise<Job> {
       state = { currentPos: m.currentPos, currentStatus: m.currentStatus, currentPass: m.currentPass };
     }
     const norm = normalizeForRescue(blocks, { insize: size, hardbs: sectorSize, domain: Domain.fromOptions(0, size), file: o.fromMapfile });
-    await saveMapfile(paths.commonMap, formatMapfile(
+    await saveFileAtomic(paths.commonMap, formatMapfile(
       { ...state, blocks: norm.blocks.compact() },
       { program: 'ddferry', commandLine: o.commandLine, startTime: formatTimestamp(new Date()), message: `Rescue ${job.rescueId}` },
     ));
-    for (const c of chunks) await saveMapfile(join(paths.chunks, chunkMapName(c.index, chunks.length)), formatChunkMap(c, size, o.commandLine));
+    for (const c of chunks) await saveFileAtomic(join(paths.chunks, chunkMapName(c.index, chunks.length)), formatChunkMap(c, size, o.commandLine));
     await writeJob(dir, job);
     return job;
   } finally {

@@ -1,36 +1,40 @@
 import { readFileSync, unlinkSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { saveFileAtomic } from '../durable-file.js';
 import { errnoOf } from '../errors.js';
 
-/** `JOBDIR/reading.pid`: the reading process of the job's last run, while it lives. */
+/** `JOBDIR/reading.pid`: the pid of the job's reading process, while it lives (the file's time: when it started). */
 export const READING_PID_FILE = 'reading.pid';
 
-/** What the pid file says. */
+/** A reading process the pid file names. */
 export interface ReadingPid {
   readonly pid: number;
   /** Milliseconds since the epoch, when it started. */
   readonly startedAt: number;
-  readonly source: string;
 }
 
 export function readingPidPath(jobDir: string): string {
   return join(jobDir, READING_PID_FILE);
 }
 
-export async function writeReadingPid(jobDir: string, p: ReadingPid): Promise<void> {
-  await saveFileAtomic(readingPidPath(jobDir), `${JSON.stringify(p)}\n`);
+export async function writeReadingPid(jobDir: string, pid: number): Promise<void> {
+  await saveFileAtomic(readingPidPath(jobDir), `${pid}\n`);
+}
+
+/** The pid in a pid file's text, or null. */
+function pidOf(text: string): number | null {
+  const n = Number(text.trim());
+  return Number.isSafeInteger(n) && n > 0 ? n : null;
 }
 
 /** Remove the pid file if it still names `pid` (a newer run may own it). Synchronous: it runs at exit. */
 export function removeReadingPid(path: string, pid: number): void {
   try {
-    const v = JSON.parse(readFileSync(path, 'utf8')) as { pid?: unknown };
-    if (v.pid === pid) unlinkSync(path);
+    if (pidOf(readFileSync(path, 'utf8')) === pid) unlinkSync(path);
   } catch (err) {
-    if (errnoOf(err) !== 'ENOENT' && !(err instanceof SyntaxError)) throw err;
+    if (errnoOf(err) !== 'ENOENT') throw err;
   }
 }
 
@@ -50,19 +54,16 @@ function isReadingProcess(pid: number): boolean {
 export async function leftoverReadingProcess(jobDir: string): Promise<ReadingPid | null> {
   const path = readingPidPath(jobDir);
   let text: string;
+  let startedAt: number;
   try {
     text = await readFile(path, 'utf8');
+    startedAt = (await stat(path)).mtimeMs;
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return null;
     throw err;
   }
-  let v: ReadingPid | null = null;
-  try {
-    v = JSON.parse(text) as ReadingPid;
-  } catch (err) {
-    if (!(err instanceof SyntaxError)) throw err;
-  }
-  if (v !== null && Number.isSafeInteger(v.pid) && v.pid > 0 && v.pid !== process.pid && isReadingProcess(v.pid)) return v;
+  const pid = pidOf(text);
+  if (pid !== null && pid !== process.pid && isReadingProcess(pid)) return { pid, startedAt };
   // a run that ended without removing it (killed), or a cut write: nothing holds the source
   await rm(path, { force: true });
   return null;

@@ -4,7 +4,8 @@ import type { ReaderError } from '../errors.js';
 import type { JobFolder } from '../job/job-folder.js';
 import { formatBytes } from '../progress/units.js';
 import type { RescueProgress } from '../progress/progress.js';
-import { rescueIntoDestination, type RescueRequest } from '../run/rescue-run.js';
+import { completionMessage } from '../run/completion.js';
+import { type RescueRequest, rescueIntoDestination } from '../run/rescue-run.js';
 import { LanDestination } from './lan-destination.js';
 import { Link } from './link.js';
 import { statusMessage } from './status-report.js';
@@ -109,7 +110,7 @@ export async function lanRescue(o: LanRescueOptions, stopSignal: () => NodeJS.Si
     if (onSticks > 0) {
       log(`ddferry-reader: Everything is read; ${onSticks} piece(s) carried on sticks still have to be imported on PC_B.`);
     } else {
-      log(`ddferry-reader: The rescue is complete: PC_B holds every piece; nothing is left to read or carry (${job.job.rescueId}).`);
+      log(completionMessage(job.map, job.job.rescueId));
     }
     return { status: 0 };
   } finally {

@@ -8,11 +8,12 @@
  * | `formatProgressJson` | scripts (`--json`) | one JSON object, `type: "progress"`, the snapshot's keys |
  */
 import { formatNum, formatPercentage } from '@ddferry/mapfile';
+import type { ProgressView } from '@ddferry/protocol';
 
 import { formatStatusBlock } from './status-screen.js';
 import type { StatusSnapshot } from '../engine/reporter.js';
 import { formatTime, formatTimeDhms } from '../logs/format-time.js';
-import type { ProgressSnapshot, RescueFigures } from './progress.js';
+import type { ProgressSnapshot, RescueFigures } from './snapshot.js';
 
 /** A size in ddrescue's way (`4193 kB`), at most four digits for the ddferry lines. */
 function bytes(n: number, binary: boolean): string {
@@ -141,3 +142,14 @@ export function formatProgressLine(s: ProgressSnapshot, binaryPrefixes = false):
 export function formatProgressJson(s: ProgressSnapshot): string {
   return JSON.stringify({ type: 'progress', ...s });
 }
+
+/** The three views, for the shared progress display (`-B` is not drawn there: it is a rescue option of the block only). */
+export function rescueProgressView(binaryPrefixes = false): ProgressView<ProgressSnapshot> {
+  return {
+    block: (s) => formatProgressBlock(s, binaryPrefixes),
+    lines: (s) => `${formatProgressLine(s, binaryPrefixes)}\n`,
+    json: (s) => formatProgressJson(s),
+  };
+}
+
+export const RESCUE_PROGRESS_VIEW = rescueProgressView();

@@ -12,7 +12,8 @@ import { EventLogger } from '../logs/event-logger.js';
 import { RateLogger } from '../logs/rate-logger.js';
 import { ReadLogger } from '../logs/read-logger.js';
 import { DdrescueReporter } from '../progress/ddrescue-reporter.js';
-import { type RescueProgress, clockTime } from '../progress/progress.js';
+import type { RescueProgress } from '../progress/progress.js';
+import { clockTime } from '../progress/snapshot.js';
 import type { Destination } from './destination.js';
 import { type RunEnd, newLoopStatus, runLoop } from './run-loop.js';
 
@@ -62,7 +63,7 @@ async function waitForSource(o: RescueRunOptions): Promise<boolean> {
   const left = await leftoverReadingProcess(o.job.dir);
   if (left === null) return true;
   const since = Date.now();
-  o.log(`ddferry-reader: ERR_SOURCE_BUSY: the reading process of an earlier run (pid ${left.pid}, started ${clockTime(left.startedAt)}) still waits for a read of ${left.source} to return; `
+  o.log(`ddferry-reader: ERR_SOURCE_BUSY: the reading process of an earlier run (pid ${left.pid}, started ${clockTime(left.startedAt)}) still waits for a read of ${o.request.source} to return; `
     + 'the kernel holds that read and nothing can cancel it. Waiting for it to end (it ends by itself once the disk answers); Ctrl-C stops waiting.');
   o.progress.phase = 'waiting';
   o.progress.pause = { reason: 'source-busy', since, text: `waiting for the reading process of an earlier run (pid ${left.pid}) to end` };
@@ -131,7 +132,7 @@ export async function rescueIntoDestination(o: RescueRunOptions): Promise<RunEnd
       sealMillis: o.sealMillis,
       reporter,
       readLog: readLog !== undefined,
-      onStarted: (pid) => writeReadingPid(job.dir, { pid, startedAt: Date.now(), source: r.source }),
+      onStarted: (pid) => writeReadingPid(job.dir, pid),
       status,
       log: o.log,
       signal: o.signal,

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { saveMapfile } from '@ddferry/mapfile/io';
 
 import { errnoOf } from '../errors.js';
+import { saveFileAtomic } from '../durable-file.js';
 
 /** `JOBDIR/trips.json`: how many stick trips (runs of `rescue --to DIR`) the job has made. */
 export const TRIPS_FILE = 'trips.json';
@@ -22,6 +22,6 @@ export async function countTrip(jobDir: string): Promise<number> {
   } catch (err) {
     if (errnoOf(err) !== 'ENOENT' && !(err instanceof SyntaxError)) throw err;
   }
-  await saveMapfile(file, `${JSON.stringify({ stickTrips: trips + 1 })}\n`);
+  await saveFileAtomic(file, `${JSON.stringify({ stickTrips: trips + 1 })}\n`);
   return trips + 1;
 }

@@ -2,6 +2,7 @@ import type { JobFolder } from '../job/job-folder.js';
 import type { RescueProgress } from '../progress/progress.js';
 import { formatBytes } from '../progress/units.js';
 import type { DeltaRange } from '../run/delta-list.js';
+import { completionMessage } from '../run/completion.js';
 import { PieceBuilder } from '../run/piece-builder.js';
 import { type RescueRequest, rescueIntoDestination } from '../run/rescue-run.js';
 import { ReaderError, isReaderError } from '../errors.js';
@@ -155,7 +156,7 @@ export async function stickTrip(o: StickTripOptions, stopSignal: () => NodeJS.Si
   } else if (waiting > 0) {
     log(`ddferry-reader: Everything is read; ${waiting} piece(s) on other sticks still have to be imported on PC_B.`);
   } else {
-    log(`ddferry-reader: The rescue is complete: PC_B holds every piece; nothing is left to read or carry (${job.job.rescueId}).`);
+    log(completionMessage(job.map, job.job.rescueId));
   }
   return { status: 0 };
 }

@@ -1,20 +1,19 @@
 /**
- * Draws progress snapshots, rate-limited by an injected clock:
+ * Draws progress snapshots for a person or a script, rate-limited by an injected clock;
+ * the reader and the assembler both draw theirs with it (each gives its own view).
  *
  * | mode | output | at most |
  * |---|---|---|
- * | `tty` | the block, redrawn in place (cursor up, erase) | one redraw a second |
- * | `lines` | one plain line each time | one line per `interval` seconds |
- * | `json` | one JSON object a line | one object per `interval` seconds |
+ * | `tty` | the view's block, redrawn in place (cursor up, erase) | one redraw a second |
+ * | `lines` | the view's lines (it may print nothing when nothing changed) | once per `interval` seconds |
+ * | `json` | one JSON object a line | once per `interval` seconds |
  * | `off` | nothing (`-q`) | |
  *
  * The first update draws at once; `finish` draws the final state whatever the clock.
  * Messages (link retries, stop causes) go to `messages`; on a terminal the block is
  * erased first and drawn again below the message at the next update, so messages
- * scroll above a block that stays at the bottom.
+ * scroll above a block that stays at the bottom. A timer draws while the program waits.
  */
-import type { ProgressSnapshot } from './progress.js';
-import { formatProgressBlock, formatProgressJson, formatProgressLine } from './progress-view.js';
 
 export type ProgressMode = 'tty' | 'lines' | 'json' | 'off';
 
@@ -23,7 +22,17 @@ export const DEFAULT_PROGRESS_INTERVAL = 10;
 /** Milliseconds between terminal redraws, at least. */
 export const TTY_REDRAW_MS = 1000;
 
-export interface ProgressDisplayOptions {
+/** How a program's snapshot looks in each mode. */
+export interface ProgressView<S> {
+  /** The terminal block: lines without newlines. */
+  block(s: S): string[];
+  /** The text of `lines` mode (lines ending with newlines), or '' to print nothing this time. */
+  lines(s: S, final: boolean): string;
+  /** One line of JSON, without newline. */
+  json(s: S): string;
+}
+
+export interface ProgressDisplayOptions<S> {
   readonly mode: ProgressMode;
   /** Where the display goes: the terminal (stderr) for `tty` and `lines`, stdout for `json`. */
   readonly write: (text: string) => void;
@@ -32,16 +41,15 @@ export interface ProgressDisplayOptions {
   /** Milliseconds (`Date.now` in use; tests drive it). */
   readonly clock: () => number;
   /** Seconds between lines or JSON objects [10]; positive. */
-  readonly interval?: number;
-  /** `-B`. */
-  readonly binaryPrefixes?: boolean;
-  readonly snapshot: () => ProgressSnapshot;
+  readonly interval?: number | undefined;
+  readonly snapshot: () => S;
+  readonly view: ProgressView<S>;
 }
 
 const CSI = '\x1B[';
 
-export class ProgressDisplay {
-  readonly #o: ProgressDisplayOptions;
+export class ProgressDisplay<S> {
+  readonly #o: ProgressDisplayOptions<S>;
   readonly #minGapMs: number;
   /** When the last draw happened (clock ms), or null before the first. */
   #lastDraw: number | null = null;
@@ -51,7 +59,7 @@ export class ProgressDisplay {
   #finished = false;
 
   /** @throws RangeError for an `interval` that is not a positive finite number. */
-  constructor(options: ProgressDisplayOptions) {
+  constructor(options: ProgressDisplayOptions<S>) {
     const interval = options.interval ?? DEFAULT_PROGRESS_INTERVAL;
     if (!(interval > 0) || !Number.isFinite(interval)) throw new RangeError(`progress interval must be a positive number of seconds, not ${String(interval)}`);
     this.#o = options;
@@ -68,7 +76,7 @@ export class ProgressDisplay {
     const now = this.#o.clock();
     if (this.#lastDraw !== null && now - this.#lastDraw < this.#minGapMs) return;
     this.#lastDraw = now;
-    this.#draw(this.#o.snapshot());
+    this.#draw(this.#o.snapshot(), false);
   }
 
   /** Show a message (a line of text, without newline) without breaking the display. */
@@ -86,7 +94,7 @@ export class ProgressDisplay {
     if (this.#o.mode === 'off' || this.#finished) return;
     this.#finished = true;
     this.#lastDraw = this.#o.clock();
-    this.#draw(this.#o.snapshot());
+    this.#draw(this.#o.snapshot(), true);
   }
 
   /** `update` now, then from a timer (unreferenced: it never keeps the process alive). */
@@ -102,14 +110,15 @@ export class ProgressDisplay {
     this.#timer = undefined;
   }
 
-  #draw(s: ProgressSnapshot): void {
-    const binary = this.#o.binaryPrefixes ?? false;
+  #draw(s: S, final: boolean): void {
+    const v = this.#o.view;
     if (this.#o.mode === 'json') {
-      this.#o.write(`${formatProgressJson(s)}\n`);
+      this.#o.write(`${v.json(s)}\n`);
     } else if (this.#o.mode === 'lines') {
-      this.#o.write(`${formatProgressLine(s, binary)}\n`);
+      const text = v.lines(s, final);
+      if (text) this.#o.write(text);
     } else {
-      const lines = formatProgressBlock(s, binary);
+      const lines = v.block(s);
       const up = this.#drawn > 0 ? `\r${CSI}${this.#drawn}A` : '';
       this.#o.write(`${up}${lines.map((l) => `${l}${CSI}K\n`).join('')}${CSI}J`);
       this.#drawn = lines.length;
