@@ -21,7 +21,7 @@ export const VERSION = '0.1.0';
 export const DEFAULT_LISTEN = Object.freeze({ host: '0.0.0.0', port: 4455 });
 
 export const USAGE = `Usage: ddferry-assembler serve IMAGE... [--listen HOST:PORT] [--token-file FILE]
-       ddferry-assembler import DIR IMAGE [--rescue ID]
+       ddferry-assembler import DIR IMAGE --token-file FILE [--rescue ID]
        ddferry-assembler import-ddrescue CHUNK.raw --domain CHUNK.map [CHUNK2.raw --domain CHUNK2.map ...] [--map COMMON.map] [--packed] IMAGE
 
 Receive rescued pieces from ddferry-reader over the network and merge them
