@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { type Piece, makeRescueId, xxh64 } from '@ddferry/protocol';
+import { type Piece, type SealedPiece, deriveRescueKeys, makeRescueId, openSealedPiece, xxh64 } from '@ddferry/protocol';
 
 import { PieceSink } from '../src/pipeline/piece-sink.js';
 import { Spool, spoolFileName } from '../src/pipeline/spool.js';
@@ -20,6 +20,23 @@ const SIZE = 4 * MIB;
 const rescueId = makeRescueId();
 const chunks = [{ index: 0, pos: 0, size: SIZE / 2 }, { index: 1, pos: SIZE / 2, size: SIZE / 2 }];
 const plan = { rescueId, sourceSize: SIZE, sectorSize: 512, chunks };
+const keys = deriveRescueKeys('the token of the LAN spool tests', rescueId);
+
+/** A sealed piece as the assembler opens it. */
+function opened(s: SealedPiece): Piece {
+  return openSealedPiece(s, { keys, plan });
+}
+
+/** Count the spool's reads of its files. */
+function countReads(spool: Spool): number[] {
+  const reads: number[] = [];
+  const readSealed = spool.readSealed.bind(spool);
+  spool.readSealed = async (seq: number): Promise<SealedPiece> => {
+    reads.push(seq);
+    return readSealed(seq);
+  };
+  return reads;
+}
 
 /** Every extent's bytes are the source's at its position, with the right checksum, and the delta's `+` ranges are the extents. */
 function checkPiece(p: Piece, source: Buffer): void {
@@ -44,7 +61,7 @@ describe('PieceSink and Spool (LAN)', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   const open = (memoryBytes?: number): Promise<Spool> => Spool.open({
-    dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: 256 * MIB, plan, ...(memoryBytes === undefined ? {} : { memoryBytes }),
+    dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: 256 * MIB, plan, keys, ...(memoryBytes === undefined ? {} : { memoryBytes }),
   });
 
   async function rescue(sink: PieceSink, order: 'forward' | 'backward', step = 64 * 1024): Promise<void> {
@@ -76,28 +93,35 @@ describe('PieceSink and Spool (LAN)', () => {
       for (const p of sealed) {
         checkPiece(p, source);
         if (order === 'forward') expect(p.extents).to.have.length(1);
-        // the file is the same piece (read and checked against the plan)
+        // the file is the same piece, sealed (opened with the keys and checked against the plan)
         const back = await spool.read(p.seq);
+        expect(back.headerHash).to.equal(await spool.headerHash(p.seq));
         expect(back.extents).to.deep.equal(p.extents);
         expect(Buffer.from(back.data).equals(Buffer.from(p.data))).to.equal(true);
       }
     });
   }
 
-  it('gives a fresh piece from memory once, then from the disk, checked; a restarted spool reads the disk and refuses a damaged file', async () => {
+  it('gives a fresh sealed piece from memory once, then from the disk, checked; a restarted spool reads the disk and refuses a damaged file', async () => {
     const spool = await open();
+    const reads = countReads(spool);
     const sealed: Piece[] = [];
     const sink = new PieceSink({ rescueId, chunks, spool, sealBytes: MIB, onSealed: (p) => sealed.push(p) });
     await rescue(sink, 'forward');
     await sink.sync();
     const [first, second] = spool.seqs();
     const a = await spool.take(first!);
-    expect(a).to.equal(sealed[0]);
+    expect(reads).to.deep.equal([]);
+    expect(a.headerHash).to.equal(await spool.headerHash(first!));
     const again = await spool.take(first!);
+    expect(reads).to.deep.equal([first]);
     expect(again).to.not.equal(a);
-    expect(again.extents).to.deep.equal(a.extents);
-    expect(Buffer.from(again.data).equals(Buffer.from(a.data))).to.equal(true);
-    checkPiece(a, source);
+    expect(Buffer.from(again.header).equals(Buffer.from(a.header))).to.equal(true);
+    expect(opened(again)).to.deep.equal(opened(a));
+    expect(opened(a)).to.deep.include({ seq: sealed[0]!.seq, extents: sealed[0]!.extents });
+    checkPiece(opened(a), source);
+    // sealed: nothing of the source is in the file
+    expect(readFileSync(join(dir, 'spool', spoolFileName(first!))).includes(source.subarray(0, 64))).to.equal(false);
     // after a restart nothing comes from memory: a damaged piece is refused, not sent
     const file = join(dir, 'spool', spoolFileName(second!));
     const restarted = await open();
@@ -111,21 +135,22 @@ describe('PieceSink and Spool (LAN)', () => {
     } catch (e) {
       err = e;
     }
-    expect((err as { code?: string }).code).to.match(/^ERR_(PIECE|BUNDLE)_/);
+    expect((err as { code?: string }).code).to.match(/^ERR_(PIECE|BUNDLE|SEAL)_/);
   });
 
   it('keeps at most memoryBytes of fresh pieces; the rest come from the disk', async () => {
     const spool = await open(MIB);
+    const reads = countReads(spool);
     const sealed: Piece[] = [];
     const sink = new PieceSink({ rescueId, chunks, spool, sealBytes: MIB, onSealed: (p) => sealed.push(p) });
     await rescue(sink, 'forward');
     await sink.sync();
-    const taken: Piece[] = [];
+    const taken: SealedPiece[] = [];
     for (const seq of spool.seqs()) taken.push(await spool.take(seq));
     expect(taken).to.have.length(4);
     // the first fills the memory (1 MiB); the others were read back from their files
-    expect(taken.map((p, i) => p === sealed[i])).to.deep.equal([true, false, false, false]);
-    for (const p of taken) checkPiece(p, source);
+    expect(reads).to.deep.equal(spool.seqs().slice(1));
+    for (const p of taken) checkPiece(opened(p), source);
     await spool.remove(spool.seqs());
     expect(spool.count).to.equal(0);
     expect(readdirSync(join(dir, 'spool'))).to.deep.equal([]);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { Piece } from '@ddferry/protocol';
-import { makeRescueId } from '@ddferry/protocol';
+import { deriveRescueKeys, makeRescueId } from '@ddferry/protocol';
 
 import { Ledger } from '../src/pipeline/ledger.js';
 import { StickSpool } from '../src/pipeline/stick-spool.js';
@@ -15,6 +15,7 @@ import type { StickWriter } from '../src/pipeline/stick-writer.js';
 import { countTrip, TRIPS_FILE } from '../src/pipeline/trip-count.js';
 
 const MIB = 1 << 20;
+const rescueId = makeRescueId();
 
 /** A writer like the chunk-files one: files only for pieces with data. */
 const DATA_ONLY_WRITER: StickWriter = {
@@ -39,7 +40,7 @@ describe('StickSpool', () => {
   async function open(): Promise<{ spool: StickSpool; ledger: Ledger }> {
     const ledger = await Ledger.open(join(dir, 'ledger'));
     const spool = await StickSpool.open({
-      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger, seqFile: join(dir, 'seq.json'), writer: DATA_ONLY_WRITER,
+      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger, seqFile: join(dir, 'seq.json'), writer: DATA_ONLY_WRITER, keys: deriveRescueKeys('t', rescueId),
       statStick: async () => ({ free: 64 * MIB, blockSize: 4096, total: 64 * MIB }),
     });
     return { spool, ledger };
@@ -47,7 +48,6 @@ describe('StickSpool', () => {
 
   it('keeps no ledger entry for a piece the writer carries nothing of (statuses only), so it is never taken for lost', async () => {
     const { spool, ledger } = await open();
-    const rescueId = makeRescueId();
     const badOnly: Piece = { rescueId, seq: spool.nextSeq(), chunk: 0, extents: [], delta: [{ pos: 0, size: 4096, status: '-' }], data: new Uint8Array(0) };
     await spool.put(badOnly);
     expect(ledger.size).to.equal(0);

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 
 import { type BlockStatus, Domain, SblockVector, StatusMap, parseMapfile, planChunks } from '@ddferry/mapfile';
 import {
-  BUNDLE_NAME, type Piece, type PiecePlan, type RescueId, bundleFileName, formatReceipt, formatStickRescue, makeRescueId, readBundle,
+  BUNDLE_NAME, type OpenedPiece, type PiecePlan, type RescueId, type RescueKeys, bundleFileName, deriveRescueKeys, formatReceipt, formatStickRescue,
+  makeRescueId, readBundle,
 } from '@ddferry/protocol';
 
 import { parseDdrescueCommand } from '../src/ddrescue/options.js';
@@ -28,6 +29,7 @@ import { BUNDLE_WRITER, type StickWriter, writeFileDurably } from '../src/pipeli
 const KIB = 1024;
 const MIB = 1024 * KIB;
 const RANK: Record<string, number> = { '?': 0, '*': 1, '/': 2, '-': 3, '+': 4 };
+const TOKEN = 'the token of the stick trip tests';
 
 function makeSource(size: number): Buffer {
   const buf = Buffer.alloc(size);
@@ -72,11 +74,11 @@ function blocksOf(map: StatusMap): Blocks {
   return out;
 }
 
-/** A little PC_B: image bytes, image map, merged seqs; `import` writes a receipt as the assembler does. */
+/** A little PC_B: image bytes, image map, merged pieces (seq → header hash); `import` writes a receipt as the assembler does. */
 class FakeAssembler {
   readonly data: Buffer;
   readonly map: StatusMap;
-  readonly merged = new Set<number>();
+  readonly merged = new Map<number, string>();
   readonly domain: Domain;
   #n = 0;
   constructor(size: number) {
@@ -96,39 +98,38 @@ class FakeAssembler {
   }
 
   async import(folder: string, plan: PiecePlan): Promise<{ merged: number; rejected: string[] }> {
+    const keys: RescueKeys = deriveRescueKeys(TOKEN, plan.rescueId!);
     const rejected: Array<{ bundle: string; seqs: number[]; code: string; reason: string }> = [];
+    const named = new Map<number, string>();
     let merged = 0;
     for (const name of readdirSync(folder).filter((n) => BUNDLE_NAME.test(n)).sort()) {
       const file = join(folder, name);
-      const pieces: Piece[] = [];
+      const pieces: OpenedPiece[] = [];
       try {
-        for await (const p of readBundle(createReadStream(file), { file, plan })) pieces.push(p);
+        for await (const p of readBundle(createReadStream(file), { file, plan, keys })) pieces.push(p);
         if (pieces[0] === undefined || bundleFileName(pieces[0].seq) !== name) throw Object.assign(new Error('the name differs from the first piece'), { code: 'ERR_STICK_BUNDLE_NAME' });
       } catch (err) {
         rejected.push({ bundle: name, seqs: [], code: (err as { code?: string }).code ?? 'ERR', reason: (err as Error).message.slice(0, 200) });
         continue;
       }
       for (const p of pieces) {
-        if (this.merged.has(p.seq)) continue;
+        const held = this.merged.get(p.seq);
+        if (held !== undefined && held !== p.headerHash) throw new Error(`piece ${p.seq}: another piece holds its seq`);
+        named.set(p.seq, p.headerHash);
+        if (held !== undefined) continue;
         let at = 0;
         for (const e of p.extents) {
           this.data.set(p.data.subarray(at, at + e.size), e.pos);
           at += e.size;
         }
         for (const d of p.delta) this.#raise(d.pos, d.size, d.status);
-        this.merged.add(p.seq);
+        this.merged.set(p.seq, p.headerHash);
         ++merged;
       }
     }
-    const seqs = [...this.merged].sort((a, b) => a - b);
-    const ranges: Array<[number, number]> = [];
-    for (const s of seqs) {
-      const last = ranges[ranges.length - 1];
-      if (last && last[1] + 1 === s) last[1] = s;
-      else ranges.push([s, s]);
-    }
+    const refs = [...named].sort((a, b) => a[0] - b[0]).map(([seq, headerHash]) => ({ seq, headerHash }));
     mkdirSync(join(folder, 'receipts'), { recursive: true });
-    writeFileSync(join(folder, 'receipts', `receipt-test-${++this.#n}.json`), formatReceipt({ rescueId: plan.rescueId as RescueId, merged: ranges, rejected, writtenAt: new Date().toISOString(), writer: 'test:image' }));
+    writeFileSync(join(folder, 'receipts', `receipt-test-${++this.#n}.json`), formatReceipt({ rescueId: plan.rescueId as RescueId, merged: refs, rejected, writtenAt: new Date().toISOString(), writer: 'test:image' }, keys));
     return { merged, rejected: rejected.map((r) => r.bundle) };
   }
 }
@@ -167,6 +168,8 @@ async function makeWorld(o: { size: number; chunkSize: number; bad: ReadonlyArra
   const job = await readJob(jobDir);
   const stick = join(dir, 'stick');
   mkdirSync(stick);
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   const plan: PiecePlan = { rescueId: job.rescueId, sourceSize: o.size, sectorSize: 512, chunks: planChunks({ sourceSize: o.size, sectorSize: 512, chunkSize: o.chunkSize }) };
   const w: World = {
     dir, job: jobDir, stick, source, plan, pcb: new FakeAssembler(o.size), lines: [], capacity: o.capacity,
@@ -174,7 +177,7 @@ async function makeWorld(o: { size: number; chunkSize: number; bad: ReadonlyArra
     async trip(extra = {}) {
       const statStick = async (d: string): Promise<StickSpace> => ({ free: Math.max(0, w.capacity - usedBytes(w.stick)), blockSize: 4096, total: w.capacity, ...(d ? {} : {}) });
       const r = await rescueStickJob({
-        jobDir, to: stick, engine: parseDdrescueCommand([jobDir, '-q']), commandLine: 'test rescue', statStick, ...extra,
+        jobDir, to: stick, engine: parseDdrescueCommand([jobDir, '-q']), commandLine: 'test rescue', statStick, tokenFile, ...extra,
       }, { screen: () => undefined, stderr: (t) => w.lines.push(t), signal: () => null });
       return r.status;
     },
@@ -218,7 +221,7 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(codes[codes.length - 1]).to.equal(0);
     const full = w.lines.find((l) => l.includes('is full'))!;
     expect(full).to.match(new RegExp(`^ddferry-reader: The stick ${w.stick} is full: \\d+ piece\\(s\\) \\([\\d.]+ MiB\\) wait in ${w.folder}\\. Carry it to PC_B and run:\n`
-      + `   ddferry-assembler import ${w.stick} /path/to/image     \\(PC_B\\)\nthen bring it back and run the same command again here\\.\n$`));
+      + `   ddferry-assembler import ${w.stick} /path/to/image --token-file TOKEN     \\(PC_B; TOKEN: a copy of ${join(w.dir, 'token')}\\)\nthen bring it back and run the same command again here\\.\n$`));
     expect(w.lines.some((l) => /^ddferry-reader: stick .*: merged \d+ piece\(s\), reclaimed 0, freed [\d.]+ MiB; 0 piece\(s\) still wait for an import\.\n$/.test(l))).to.equal(true);
     w.check();
     // never more on the stick than its capacity minus the margin (2 MiB)
@@ -233,7 +236,7 @@ describe('rescue --to DIR (stick trips)', function () {
       damaged = true;
       const names = readdirSync(w.folder).filter((n) => BUNDLE_NAME.test(n)).sort();
       expect(names.length).to.be.at.least(5);
-      // a flipped data byte, a flipped manifest byte, a lost bundle, a renamed bundle
+      // a flipped byte in a sealed frame, one in a sealed header, a lost bundle, a renamed bundle
       const flip = (name: string, at: (size: number) => number): void => {
         const f = join(w.folder, name);
         const b = readFileSync(f);
@@ -247,7 +250,7 @@ describe('rescue --to DIR (stick trips)', function () {
     });
     expect(codes[0]).to.equal(0);
     const summary = w.lines.find((l) => l.includes('reclaimed 4'))!;
-    // flipped data and manifest: refused by PC_B; lost and renamed: missing from the stick
+    // flipped frame and header: refused by PC_B; lost and renamed: missing from the stick
     expect(summary, w.lines.join('')).to.match(/reclaimed 4 \(1 rejected ERR_\w+, 1 rejected ERR_\w+, 2 missing; [\d.]+ MiB to read again\)/);
     // the renamed bundle is gone from the stick, refused and in no ledger entry
     expect(readdirSync(w.folder)).to.not.include('piece-999999.tar');
@@ -262,7 +265,7 @@ describe('rescue --to DIR (stick trips)', function () {
       ...BUNDLE_WRITER,
       names: BUNDLE_WRITER.names!.bind(BUNDLE_WRITER),
       estimate: BUNDLE_WRITER.estimate.bind(BUNDLE_WRITER),
-      async write(piece, folder) {
+      async write(piece, folder, sealed) {
         if (++writes === 4) {
           // half a bundle, then the stick is full
           const bytes = await writeFileDurably(folder, bundleFileName(piece.seq), async (out) => {
@@ -272,7 +275,7 @@ describe('rescue --to DIR (stick trips)', function () {
           });
           expect.fail(`wrote ${bytes}`);
         }
-        return BUNDLE_WRITER.write(piece, folder);
+        return BUNDLE_WRITER.write(piece, folder, sealed);
       },
     };
     const code = await w.trip({ writer: failing });
@@ -285,7 +288,8 @@ describe('rescue --to DIR (stick trips)', function () {
     // common.map says + only for what the three bundles hold (R1)
     mapAtFailure = w.commonMap();
     const held = new Set<number>();
-    for (const b of bundles) for await (const p of readBundle(createReadStream(join(w.folder, b)), { plan: w.plan })) for (const e of p.extents) for (let x = e.pos; x < e.pos + e.size; x += 512) held.add(x);
+    const keys = deriveRescueKeys(TOKEN, w.plan.rescueId!);
+    for (const b of bundles) for await (const p of readBundle(createReadStream(join(w.folder, b)), { plan: w.plan, keys })) for (const e of p.extents) for (let x = e.pos; x < e.pos + e.size; x += 512) held.add(x);
     for (const [pos, size, st] of mapAtFailure) if (st === '+') for (let x = pos; x < pos + size; x += 512) expect(held.has(x), `+ at ${x} is on the stick`).to.equal(true);
     // the failed piece is in the ledger without its bundle: given back on the next trip
     const ledger = readdirSync(join(w.job, 'ledger'));
@@ -298,7 +302,7 @@ describe('rescue --to DIR (stick trips)', function () {
   it('moves pieces a LAN run left in the local spool onto the stick', async () => {
     w = await makeWorld({ size: 4 * MIB, chunkSize: MIB, bad: [], capacity: 64 * MIB });
     const job = await readJob(w.job);
-    const spool = await Spool.open({ dir: join(w.job, 'spool'), seqFile: join(w.job, 'seq.json'), capacity: 64 * MIB, plan: w.plan });
+    const spool = await Spool.open({ dir: join(w.job, 'spool'), seqFile: join(w.job, 'seq.json'), capacity: 64 * MIB, plan: w.plan, keys: deriveRescueKeys(TOKEN, w.plan.rescueId!) });
     const data = w.source.subarray(0, 64 * KIB);
     const { makeExtent } = await import('@ddferry/protocol');
     await spool.put({ rescueId: job.rescueId, seq: spool.nextSeq(), chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: 64 * KIB, status: '+' }], data });
@@ -336,7 +340,7 @@ describe('rescue --to DIR (stick trips)', function () {
     w.check();
   });
 
-  it('warns about a damaged receipt and keeps the pieces it would have freed', async () => {
+  it('warns about a damaged or forged receipt and keeps the pieces it would have freed', async () => {
     w = await makeWorld({ size: 2 * MIB, chunkSize: MIB, bad: [], capacity: 64 * MIB });
     expect(await w.trip()).to.equal(0);
     await w.pcb.import(w.folder, w.plan);
@@ -344,7 +348,7 @@ describe('rescue --to DIR (stick trips)', function () {
     writeFileSync(join(w.folder, 'receipts', r), readFileSync(join(w.folder, 'receipts', r), 'utf8').replace('"merged":[[1,', '"merged":[[2,'));
     expect(await w.trip()).to.equal(0);
     const text = w.lines.join('');
-    expect(text).to.contain('ERR_STICK_BAD_RECEIPT').and.contain(r);
+    expect(text).to.contain('ERR_STICK_RECEIPT_MAC').and.contain(r);
     expect(text).to.contain('merged 0 piece(s)');
     await w.pcb.import(w.folder, w.plan);
     expect(await w.trip()).to.equal(0);
@@ -367,11 +371,18 @@ describe('rescue --to DIR (stick trips)', function () {
       expect((err as Error).message).to.contain('this job:').and.contain('the stick:').and.contain('OTHER-DISK');
     }
     try {
-      await rescueStickJob({ jobDir: w.job, to: join(w.dir, 'disk.bin'), engine: parseDdrescueCommand([w.job, '-q']), commandLine: 'x' }, { screen: () => undefined, stderr: () => undefined, signal: () => null });
+      await rescueStickJob({ jobDir: w.job, to: join(w.dir, 'disk.bin'), engine: parseDdrescueCommand([w.job, '-q']), commandLine: 'x', tokenFile: join(w.dir, 'token') }, { screen: () => undefined, stderr: () => undefined, signal: () => null });
       expect.fail('accepted');
     } catch (err) {
       expect((err as { code: string }).code).to.equal('ERR_STICK_NOT_A_FOLDER');
       expect((err as Error).message).to.contain(join(w.dir, 'disk.bin'));
+    }
+    try {
+      await rescueStickJob({ jobDir: w.job, to: w.stick, engine: parseDdrescueCommand([w.job, '-q']), commandLine: 'x' }, { screen: () => undefined, stderr: () => undefined, signal: () => null });
+      expect.fail('accepted');
+    } catch (err) {
+      expect((err as { code: string }).code).to.equal('ERR_STICK_NO_TOKEN');
+      expect((err as Error).message).to.contain('--token-file');
     }
     expect(makeRescueId()).to.not.equal(job.rescueId);
   });

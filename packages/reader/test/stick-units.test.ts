@@ -10,20 +10,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
-import { type Receipt, type RescueId, formatReceipt, makeRescueId } from '@ddferry/protocol';
+import { type Receipt, type RescueId, deriveRescueKeys, formatReceipt, makeRescueId } from '@ddferry/protocol';
 
 import { openLanLedger } from '../src/pipeline/lan-ledger.js';
 import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/pipeline/ledger.js';
 import { Spool } from '../src/pipeline/spool.js';
-import { inRanges, joinRanges, readStickReceipts, reclaimRanges, settle } from '../src/pipeline/stick-receipts.js';
+import { readStickReceipts, reclaimRanges, settle } from '../src/pipeline/stick-receipts.js';
 import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickSealBytes } from '../src/pipeline/stick-space.js';
 import { BUNDLE_WRITER, type StickWriter } from '../src/pipeline/stick-writer.js';
 
 const MIB = 1 << 20;
 const STICK = '0123456789abcdef';
 
+const TOKEN = 'the token of the stick unit tests';
+
+/** The header hash the test gives piece `seq` (`n`: another piece under the same seq). */
+function hashOf(seq: number, n = 0): string {
+  return `${String(n).padStart(8, '0')}${String(seq).padStart(24, '0')}`;
+}
+
 function entry(seq: number, delta: LedgerEntry['delta'], more: Partial<LedgerEntry> = {}): LedgerEntry {
-  return { seq, chunk: 0, stickId: STICK, files: [`piece-${String(seq).padStart(6, '0')}.tar`], dataBytes: 0, delta, ...more };
+  return { seq, chunk: 0, stickId: STICK, files: [`piece-${String(seq).padStart(6, '0')}.tar`], dataBytes: 0, delta, headerHash: hashOf(seq), ...more };
 }
 
 describe('Ledger', () => {
@@ -116,31 +123,31 @@ describe('stick space', () => {
 
 describe('stick receipts', () => {
   const rescueId = makeRescueId() as RescueId;
-  const receipt = (merged: Receipt['merged'], rejected: Receipt['rejected'] = [], id: RescueId = rescueId): string => formatReceipt({ rescueId: id, merged, rejected, writtenAt: '2026-12-01T07:00:00Z', writer: 'pcb:image' });
+  const keys = deriveRescueKeys(TOKEN, rescueId);
+  const refs = (...seqs: number[]): Receipt['merged'] => seqs.map((seq) => ({ seq, headerHash: hashOf(seq) }));
+  const receipt = (merged: Receipt['merged'], rejected: Receipt['rejected'] = [], id: RescueId = rescueId, token = TOKEN): string => formatReceipt(
+    { rescueId: id, merged, rejected, writtenAt: '2026-12-01T07:00:00Z', writer: 'pcb:image' }, deriveRescueKeys(token, id),
+  );
 
-  it('joins ranges and finds seqs in them', () => {
-    const r = joinRanges([[5, 9], [1, 2], [3, 3], [20, 21], [8, 12]]);
-    expect(r).to.deep.equal([[1, 3], [5, 12], [20, 21]]);
-    expect([0, 1, 3, 4, 5, 12, 13, 19, 20, 21, 22].map((s) => inRanges(r, s))).to.deep.equal([false, true, true, false, true, true, false, false, true, true, false]);
-  });
-
-  it('reads every receipt of the rescue, warns about a damaged one and one of another rescue, and keeps them', async () => {
+  it('reads every receipt of the rescue with its key, warns about a damaged, forged or other rescue\'s one, and keeps them', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ddferry-receipts-'));
     try {
       mkdirSync(join(dir, 'receipts'));
-      writeFileSync(join(dir, 'receipts', 'receipt-a.json'), receipt([[1, 3]], [{ bundle: 'piece-000005.tar', seqs: [5], code: 'ERR_PIECE_CHECKSUM', reason: 'flipped' }]));
-      writeFileSync(join(dir, 'receipts', 'receipt-b.json'), receipt([[1, 4]]));
-      writeFileSync(join(dir, 'receipts', 'receipt-c.json'), receipt([[1, 4]]).replace('[[1,4]]', '[[1,9]]'));
-      writeFileSync(join(dir, 'receipts', 'receipt-d.json'), receipt([[1, 99]], [], makeRescueId() as RescueId));
+      writeFileSync(join(dir, 'receipts', 'receipt-a.json'), receipt(refs(1, 2, 3), [{ bundle: 'piece-000005.tar', seqs: [5], code: 'ERR_PIECE_CHECKSUM', reason: 'flipped' }]));
+      writeFileSync(join(dir, 'receipts', 'receipt-b.json'), receipt(refs(1, 2, 3, 4)));
+      writeFileSync(join(dir, 'receipts', 'receipt-c.json'), receipt(refs(1, 2, 3, 4)).replace(`[4,"${hashOf(4)}"]`, `[9,"${hashOf(9)}"]`));
+      writeFileSync(join(dir, 'receipts', 'receipt-d.json'), receipt(refs(99), [], makeRescueId() as RescueId));
+      writeFileSync(join(dir, 'receipts', 'receipt-e.json'), receipt(refs(7), [], rescueId, 'a forger\'s guess'));
       writeFileSync(join(dir, 'receipts', 'notes.txt'), 'not a receipt');
       const warnings: string[] = [];
-      const r = await readStickReceipts(dir, rescueId, (l) => warnings.push(l));
-      expect(r.merged).to.deep.equal([[1, 4]]);
+      const r = await readStickReceipts(dir, keys, (l) => warnings.push(l));
+      expect([...r.merged]).to.deep.equal(refs(1, 2, 3, 4).map((x) => [x.seq, x.headerHash]));
       expect([...r.rejected]).to.deep.equal([['piece-000005.tar', { code: 'ERR_PIECE_CHECKSUM', reason: 'flipped' }]]);
       expect(r.files).to.deep.equal([join('receipts', 'receipt-a.json'), join('receipts', 'receipt-b.json')]);
-      expect(warnings).to.have.length(2);
-      expect(warnings[0]).to.contain('ERR_STICK_BAD_RECEIPT').and.contain('receipt-c.json');
-      expect(warnings[1]).to.contain('receipt-d.json').and.contain('is for rescue');
+      expect(warnings).to.have.length(3);
+      expect(warnings[0]).to.contain('ERR_STICK_RECEIPT_MAC').and.contain('receipt-c.json');
+      expect(warnings[1]).to.contain('ERR_STICK_BAD_RECEIPT').and.contain('receipt-d.json').and.contain('is for rescue');
+      expect(warnings[2]).to.contain('ERR_STICK_RECEIPT_MAC').and.contain('receipt-e.json');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -156,7 +163,8 @@ describe('stick receipts', () => {
     const e7 = entry(7, [], { stickId: 'feedfacefeedface' });
     const rejected = new Map([['piece-000002.tar', { code: 'ERR_PIECE_CHECKSUM', reason: 'xxh64' }], ['piece-000001.tar', { code: 'X', reason: 'y' }], ['piece-000009.tar', { code: 'ERR_STICK_BUNDLE_NAME', reason: 'renamed' }]]);
     const present = new Set(['piece-000001.tar', 'piece-000002.tar', 'piece-000005.tar', 'piece-000009.tar', 'piece-000010.tar', 'piece-000011.tar', 'DDRESCUE-COMMANDS.txt']);
-    const s = settle([e1, e2, e3, e4, e5, e6, e7], { merged: [[1, 1], [6, 6], [10, 10]], rejected, doneFiles: new Set(), files: [] }, STICK, present);
+    const merged = new Map([[1, hashOf(1)], [6, hashOf(6)], [10, hashOf(10)]]);
+    const s = settle([e1, e2, e3, e4, e5, e6, e7], { merged, rejected, doneFiles: new Set(), files: [] }, STICK, present);
     expect(s.merged.map((e) => e.seq)).to.deep.equal([1, 6]);
     expect(s.reclaimed.map((r) => [r.entry.seq, r.reason])).to.deep.equal([[2, 'rejected ERR_PIECE_CHECKSUM: xxh64'], [3, 'missing'], [4, 'missing']]);
     expect(s.pending.map((e) => e.seq)).to.deep.equal([5]);
@@ -164,9 +172,21 @@ describe('stick receipts', () => {
     expect(s.stray).to.deep.equal(['piece-000009.tar', 'piece-000010.tar']);
   });
 
+  it('frees an entry only when a receipt names its seq with its header hash (R5): another piece under its seq frees nothing', () => {
+    const e5 = entry(5, []);
+    const e6 = entry(6, [], { stickId: 'feedfacefeedface' });
+    const e7 = entry(7, [], { headerHash: undefined });
+    const present = new Set(['piece-000005.tar', 'piece-000007.tar']);
+    const merged = new Map([[5, hashOf(5, 1)], [6, hashOf(6, 1)], [7, hashOf(7)]]);
+    const s = settle([e5, e6, e7], { merged, rejected: new Map(), doneFiles: new Set(), files: [] }, STICK, present);
+    expect(s.merged).to.deep.equal([]);
+    expect(s.pending.map((e) => e.seq)).to.deep.equal([5, 7]);
+    expect([...s.elsewhere.keys()]).to.deep.equal(['feedfacefeedface']);
+  });
+
   it('counts chunk files as merged when the PC_B script listed all their .raw files', () => {
-    const e = entry(8, [], { files: ['chunk0001-000008-01.raw', 'chunk0001-000008-01.map', 'chunk0001-000008-02.raw', 'chunk0001-000008-02.map'] });
-    const none = { merged: [], rejected: new Map(), files: [] };
+    const e = entry(8, [], { files: ['chunk0001-000008-01.raw', 'chunk0001-000008-01.map', 'chunk0001-000008-02.raw', 'chunk0001-000008-02.map'], headerHash: undefined });
+    const none = { merged: new Map<number, string>(), rejected: new Map(), files: [] };
     const present = new Set(e.files);
     expect(settle([e], { ...none, doneFiles: new Set(['chunk0001-000008-01.raw']) }, STICK, present).pending).to.have.length(1);
     expect(settle([e], { ...none, doneFiles: new Set(['chunk0001-000008-01.raw', 'chunk0001-000008-02.raw']) }, STICK, present).merged).to.have.length(1);
@@ -206,7 +226,7 @@ describe('openLanLedger (a LAN run of a job that went on sticks)', () => {
     await l.put(entry(5, []));
     await l.put(entry(7, [], { stickId: 'feedfacefeedface' }));
     writeFileSync(join(dir, 'seq.json'), '{"lastSeq":2}\n');
-    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: MIB, plan });
+    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: MIB, plan, keys: deriveRescueKeys(TOKEN, plan.rescueId) });
     const lines: string[] = [];
     const onWelcome = await openLanLedger(dir, join(dir, 'seq.json'), spool, (x) => lines.push(x));
     expect(spool.nextSeq()).to.equal(8);
@@ -219,7 +239,7 @@ describe('openLanLedger (a LAN run of a job that went on sticks)', () => {
   });
 
   it('does nothing, and makes no ledger, for a job that never went on a stick', async () => {
-    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: MIB, plan });
+    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: MIB, plan, keys: deriveRescueKeys(TOKEN, plan.rescueId) });
     const lines: string[] = [];
     await (await openLanLedger(dir, join(dir, 'seq.json'), spool, (x) => lines.push(x)))([1]);
     expect(existsSync(join(dir, 'ledger'))).to.equal(false);

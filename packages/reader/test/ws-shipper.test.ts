@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { planChunks } from '@ddferry/mapfile';
-import { decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, makeNonce, PROTOCOL_VERSION } from '@ddferry/protocol';
+import { decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeNonce, PROTOCOL_VERSION } from '@ddferry/protocol';
 import { expect } from 'chai';
 import { WebSocketServer } from 'ws';
 
@@ -36,7 +36,7 @@ describe('WsShipper (refusals)', () => {
   }
 
   async function start(url: string, logs: string[]): Promise<WsShipper> {
-    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS } });
+    const spool = await Spool.open({ dir: join(dir, 'spool'), seqFile: join(dir, 'seq.json'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS }, keys: deriveRescueKeys('wrong', RESCUE_ID) });
     const s = new WsShipper({ url, secret: 'wrong', rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: 64 * 1024, sectorSize: 512, spool, log: (l) => logs.push(l) });
     s.start();
     return s;

@@ -31,7 +31,7 @@ common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map.
 `;
 
 export const RESCUE_HELP = `Usage: ddferry-reader rescue JOBDIR --to ws://HOST:PORT [--token-file F] [--spool-size N]
-       ddferry-reader rescue JOBDIR --to DIR [--format bundles|ddrescue-chunks] [--forget-stick ID]
+       ddferry-reader rescue JOBDIR --to DIR --token-file F [--format bundles|ddrescue-chunks] [--forget-stick ID]
                              [--source DEVICE] [--chunk-at-a-time]
                              [--json] [--progress-interval S] [ddrescue options]
 
@@ -50,7 +50,8 @@ the assembler, and is deleted from the spool once the assembler holds it.
                       GNU ddrescue needs to merge them on PC_B)
   --forget-stick ID   on a stick: a stick that carried pieces is lost or was wiped;
                       what it carried and PC_B did not merge is read again
-  --token-file F      the shared secret (chmod 600); the same file on both sides
+  --token-file F      the shared secret (chmod 600); the same file on both sides.
+                      Pieces are sealed with it; required with --to DIR
   --spool-size N      bytes the local spool may hold [256MiB]; reading pauses when full
   --source DEVICE     the source's name now, if it changed since planning
   --chunk-at-a-time   finish each chunk (all phases) before the next, as the manual

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 
 import { BlockStatus, Domain, StatusMap, formatTimestamp, normalizeForRescue } from '@ddferry/mapfile';
 import { readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
-import { readTokenFile } from '@ddferry/protocol';
+import { deriveRescueKeys, readTokenFile } from '@ddferry/protocol';
 
 import { DdrescueReporter } from '../ddrescue/reporter.js';
 import { interruptibleSleep, signalExitStatus } from '../ddrescue/run.js';
@@ -69,9 +69,9 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
   try {
     assertPlannedDevice(job, source);
     const plan = { rescueId: job.rescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
-    const spool = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: o.spoolBytes ?? 256 << 20, plan });
-    progress = openRescueProgress(o, io, { sourceSize: job.sourceSize, chunks, spool });
     const secret = o.tokenFile === undefined ? '' : await readTokenFile(o.tokenFile);
+    const spool = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: o.spoolBytes ?? 256 << 20, plan, keys: deriveRescueKeys(secret, job.rescueId) });
+    progress = openRescueProgress(o, io, { sourceSize: job.sourceSize, chunks, spool });
     const log = progress.log.bind(progress);
     const ledgerWelcome = await openLanLedger(dir, paths.seq, spool, log);
     shipper = new WsShipper({
@@ -87,7 +87,9 @@ export async function rescueJob(o: RescueJobOptions, io: RescueJobIo): Promise<{
         + (code.startsWith('ERR_AUTH') ? 'Copy the same token file to both machines (--token-file), then run the same command again.'
           : 'Point the reader at the assembler of this rescue (each rescue needs its own image), then run the same command again.'));
     }
-    await ledgerWelcome(welcome?.mergedSeqs ?? null);
+    // a Welcome no longer lists merged seqs: ledger entries (pieces on sticks) are freed by the
+    // stick's authenticated receipts, which name each piece by its header hash (R5)
+    await ledgerWelcome(null);
     if (!welcome) log(`ddferry-reader: ${o.to}: no answer yet; rescuing into the spool (${spool.capacity} bytes) and retrying the link.`);
 
     // common.map, with what the image already holds marked finished: never read twice

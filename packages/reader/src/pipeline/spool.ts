@@ -3,7 +3,9 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:f
 import { join } from 'node:path';
 
 import { saveMapfile } from '@ddferry/mapfile/io';
-import { type Piece, type PiecePlan, readBundle, writeBundle } from '@ddferry/protocol';
+import {
+  type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle, sealPiece, writeBundle,
+} from '@ddferry/protocol';
 
 import { ReaderError } from '../errors.js';
 
@@ -22,6 +24,8 @@ export interface SpoolOptions {
   readonly capacity: number;
   /** Pieces read back are checked against it. */
   readonly plan: PiecePlan;
+  /** The rescue's keys: pieces are sealed before they are spooled, and opened when read back. */
+  readonly keys: RescueKeys;
   /**
    * Bytes of pieces kept in memory after `put` until `take` hands them to the shipper
    * (default 32 MiB), so a piece on its way is not read back and checked again; beyond
@@ -31,7 +35,8 @@ export interface SpoolOptions {
 }
 
 /**
- * The spool: sealed pieces waiting for a receipt, one file each (a one-piece bundle),
+ * The spool: sealed pieces waiting for a receipt, one file each (a one-piece bundle of
+ * the piece sealed with the rescue's keys),
  * written under a temporary name, fsynced and renamed, so a piece in the spool is
  * durable and whole (R1). A piece is deleted only after its receipt (R2), and the
  * highest sequence number deleted is saved first, so numbers are never reused.
@@ -41,9 +46,12 @@ export class Spool {
   readonly capacity: number;
   readonly #seqFile: string;
   readonly #plan: PiecePlan;
+  readonly #keys: RescueKeys;
   readonly #sizes = new Map<number, number>();
-  /** Pieces put in this run and not taken yet, oldest first. */
-  readonly #fresh = new Map<number, Piece>();
+  /** Header hashes of the pieces held, once known (put in this run, or read back). */
+  readonly #hashes = new Map<number, string>();
+  /** Sealed pieces put in this run and not taken yet, oldest first. */
+  readonly #fresh = new Map<number, SealedPiece>();
   #freshBytes = 0;
   readonly #memoryBytes: number;
   /**
@@ -62,6 +70,7 @@ export class Spool {
     this.capacity = o.capacity;
     this.#seqFile = o.seqFile;
     this.#plan = o.plan;
+    this.#keys = o.keys;
     this.#memoryBytes = o.memoryBytes ?? 32 << 20;
   }
 
@@ -121,7 +130,7 @@ export class Spool {
   }
 
   /**
-   * Write a sealed piece durably. Waits while the spool is full (the engine pauses
+   * Seal a piece and write it durably. Waits while the spool is full (the engine pauses
    * reading), unless the spool is empty: one piece always fits.
    */
   async put(piece: Piece, estimate = piece.data.length + 4096): Promise<void> {
@@ -130,11 +139,12 @@ export class Spool {
     }
     const name = spoolFileName(piece.seq);
     const tmp = join(this.dir, `${name}.tmp`);
+    const sealed = sealPiece(piece, this.#keys);
     try {
       const fh = await open(tmp, 'w');
       try {
         const out = createWriteStream('', { fd: fh.fd, autoClose: false });
-        await writeBundle(piece, out, { end: false });
+        await writeBundle(sealed, out, { end: false });
         await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
         await fh.sync();
       } finally {
@@ -148,10 +158,11 @@ export class Spool {
     }
     const size = (await stat(join(this.dir, name))).size;
     this.#sizes.set(piece.seq, size);
+    this.#hashes.set(piece.seq, sealed.headerHash);
     this.#bytes += size;
-    if (this.#freshBytes + piece.data.length <= this.#memoryBytes) {
-      this.#fresh.set(piece.seq, piece);
-      this.#freshBytes += piece.data.length;
+    if (this.#freshBytes + sealed.dataSize <= this.#memoryBytes) {
+      this.#fresh.set(piece.seq, sealed);
+      this.#freshBytes += sealed.dataSize;
     }
     for (const w of this.#addedWaiters.splice(0)) w();
   }
@@ -162,12 +173,12 @@ export class Spool {
   }
 
   /**
-   * A piece to send: the one `put` kept in memory (made here, never read from disk),
-   * which it then forgets, or else the file read back and checked (`read`).
+   * A sealed piece to send: the one `put` kept in memory (made here, never read from
+   * disk), which it then forgets, or else the file read back and checked (`readSealed`).
    */
-  async take(seq: number): Promise<Piece> {
+  async take(seq: number): Promise<SealedPiece> {
     const piece = this.#fresh.get(seq);
-    if (piece === undefined) return this.read(seq);
+    if (piece === undefined) return this.readSealed(seq);
     this.#forget(seq);
     return piece;
   }
@@ -176,13 +187,30 @@ export class Spool {
     const piece = this.#fresh.get(seq);
     if (piece === undefined) return;
     this.#fresh.delete(seq);
-    this.#freshBytes -= piece.data.length;
+    this.#freshBytes -= piece.dataSize;
   }
 
-  /** Read a piece back, checked against the plan. */
-  async read(seq: number): Promise<Piece> {
+  /** The header hash of a held piece (its identity in receipts), read from its file when not known yet. */
+  async headerHash(seq: number): Promise<string | undefined> {
+    if (!this.#sizes.has(seq)) return undefined;
+    return this.#hashes.get(seq) ?? (await this.readSealed(seq)).headerHash;
+  }
+
+  /** Read a sealed piece back, checked: opened with the keys and against the plan (a damaged file is refused, not sent). */
+  async readSealed(seq: number): Promise<SealedPiece> {
     const file = join(this.dir, spoolFileName(seq));
-    for await (const piece of readBundle(createReadStream(file), { file, plan: this.#plan })) return piece;
+    for await (const piece of readSealedBundle(createReadStream(file), { file })) {
+      openSealedPiece(piece, { keys: this.#keys, plan: this.#plan, file });
+      this.#hashes.set(seq, piece.headerHash);
+      return piece;
+    }
+    throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`);
+  }
+
+  /** Read a piece back, opened and checked against the plan. */
+  async read(seq: number): Promise<OpenedPiece> {
+    const file = join(this.dir, spoolFileName(seq));
+    for await (const piece of readBundle(createReadStream(file), { file, plan: this.#plan, keys: this.#keys })) return piece;
     throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`);
   }
 
@@ -193,6 +221,7 @@ export class Spool {
     await saveMapfile(this.#seqFile, `${JSON.stringify({ lastSeq: this.#lastSeq })}\n`);
     for (const seq of held) {
       this.#forget(seq);
+      this.#hashes.delete(seq);
       await unlink(join(this.dir, spoolFileName(seq))).catch(() => undefined);
       this.#bytes -= this.#sizes.get(seq) ?? 0;
       this.#sizes.delete(seq);

@@ -5,7 +5,8 @@ import { join, resolve } from 'node:path';
 import { BlockStatus, Domain, type MapfileStatus, StatusMap, formatTimestamp, normalizeForRescue } from '@ddferry/mapfile';
 import { readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
 import {
-  STICK_RESCUE_FILE, type StickRescue, describeFingerprint, formatStickRescue, parseStickRescue, sameDevice, stickRescueParts,
+  type RescueKeys, STICK_RESCUE_FILE, type StickRescue, deriveRescueKeys, describeFingerprint, formatStickRescue, parseStickRescue, readTokenFile,
+  sameDevice, stickRescueParts,
 } from '@ddferry/protocol';
 
 import { DdrescueReporter } from '../ddrescue/reporter.js';
@@ -51,6 +52,8 @@ export interface StickTripOptions {
   readonly statStick?: (dir: string) => Promise<StickSpace>;
   /** A lost stick's id: its pieces not merged are reclaimed ('forgotten'). */
   readonly forgetStick?: string;
+  /** The shared token's file: bundles are sealed, and receipts checked, with the rescue's keys. Required. */
+  readonly tokenFile?: string;
   /** The writer, instead of the one `format` names (tests inject faults). */
   readonly writer?: StickWriter;
   /** The progress display (default: lines every 10 s on stderr); see progress-display.ts. */
@@ -221,19 +224,23 @@ async function stickTrip(o: StickTripOptions, io: StickTripIo, hook: { progress?
   const chunks = jobChunks(job);
   const e = o.engine.rescue;
   const log = (line: string): void => (hook.progress ? hook.progress.log(line) : io.stderr(`${line}\n`));
+  if (o.tokenFile === undefined) {
+    throw new ReaderError('ERR_STICK_NO_TOKEN', '--token-file', 'Pieces on a stick are sealed with the shared token, so that nobody without it can read or forge them: give --token-file FILE (chmod 600), and the same file to ddferry-assembler import on PC_B.');
+  }
+  const keys: RescueKeys = deriveRescueKeys(await readTokenFile(o.tokenFile), job.rescueId);
   const stick = await openStickFolder(o.to, job, o.statStick);
   const { source, testSource } = await openSource(o.source === undefined ? job.source : resolve(o.source), { direct: e.directIn, testMap: job.testMode });
   try {
     assertPlannedDevice(job, source);
     const plan = { rescueId: job.rescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
     const ledger = await Ledger.open(join(dir, LEDGER_FOLDER));
-    const local = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: Number.MAX_SAFE_INTEGER, plan });
+    const local = await Spool.open({ dir: paths.spool, seqFile: paths.seq, capacity: Number.MAX_SAFE_INTEGER, plan, keys });
     const localSeqs = local.seqs();
     const writer: StickWriter = o.writer ?? (o.format === 'ddrescue-chunks'
       ? new ChunkFileWriter({ rescueId: job.rescueId, sourceSize: job.sourceSize, chunkCount: chunks.length, chunkSize: job.chunkSize, layout: await layoutForFolder(stick.folder) })
       : BUNDLE_WRITER);
     const spool = await StickSpool.open({
-      folder: stick.folder, stickId: stick.stickId, ledger, seqFile: paths.seq, seqFloor: localSeqs[localSeqs.length - 1] ?? 0, writer, statStick: o.statStick,
+      folder: stick.folder, stickId: stick.stickId, ledger, seqFile: paths.seq, seqFloor: localSeqs[localSeqs.length - 1] ?? 0, writer, keys, statStick: o.statStick,
     });
 
     // common.map
@@ -260,7 +267,7 @@ async function stickTrip(o: StickTripOptions, io: StickTripIo, hook: { progress?
     hook.progress.start();
 
     // what PC_B did with the last trip's pieces
-    if (!stick.isNew || o.forgetStick !== undefined) await settleStick({ stick, ledger, spool, sink, map, whole, rescueId: job.rescueId, saveMap, log, to: o.to, forget: o.forgetStick });
+    if (!stick.isNew || o.forgetStick !== undefined) await settleStick({ stick, ledger, spool, sink, map, whole, keys, saveMap, log, to: o.to, forget: o.forgetStick });
     const elsewhere = new Map<string, number>();
     for (const x of ledger.entries()) if (x.stickId !== stick.stickId) elsewhere.set(x.stickId, (elsewhere.get(x.stickId) ?? 0) + 1);
     for (const [id, n] of elsewhere) log(`ddferry-reader: ${n} piece(s) are on stick ${id}: import it on PC_B and bring it back here to free them (if that stick is lost or was wiped: --forget-stick ${id} reads them again).`);
@@ -285,7 +292,7 @@ async function stickTrip(o: StickTripOptions, io: StickTripIo, hook: { progress?
 
     const pcb = o.format === 'ddrescue-chunks'
       ? `   cd ${stick.folder} && sh ddrescue-commands.sh /path/to/image     (PC_B; see DDRESCUE-COMMANDS.txt there)\n`
-      : `   ddferry-assembler import ${o.to} /path/to/image     (PC_B)\n`;
+      : `   ddferry-assembler import ${o.to} /path/to/image --token-file TOKEN     (PC_B; TOKEN: a copy of ${o.tokenFile})\n`;
     const tellTrip = (headline: string): void => {
       log(`${headline}: ${spool.count} piece(s) (${mib(spool.bytes)}) wait in ${stick.folder}. Carry it to PC_B and run:\n${pcb}`
         + 'then bring it back and run the same command again here.');
@@ -362,7 +369,7 @@ interface SettleContext {
   readonly sink: PieceSink;
   readonly map: StatusMap;
   readonly whole: Domain;
-  readonly rescueId: string;
+  readonly keys: RescueKeys;
   readonly saveMap: (map: StatusMap, message: string) => Promise<void>;
   readonly log: (line: string) => void;
   readonly to: string;
@@ -381,12 +388,11 @@ async function settleStick(c: SettleContext): Promise<void> {
   for (const d of await readdir(folder, { withFileTypes: true })) {
     if (d.isFile() && d.name.startsWith('.') && d.name.endsWith('.tmp')) await rm(join(folder, d.name), { force: true });
   }
-  const receipts = await readStickReceipts(folder, c.rescueId, c.log);
+  const receipts = await readStickReceipts(folder, c.keys, c.log);
   const doneFiles = await readChunkFileReceipts(folder);
   const files = await folderFiles(folder);
   const s = settle(c.ledger.entries(), { ...receipts, doneFiles }, c.stick.stickId, new Set(files.keys()), c.forget);
-  const last = receipts.merged[receipts.merged.length - 1];
-  if (last) c.spool.noteSeqs(last[1]);
+  for (const seq of receipts.merged.keys()) c.spool.noteSeqs(seq);
   if (s.merged.length + s.reclaimed.length > 0) await c.spool.saveSeq();
   let reclaimedBytes = 0;
   if (s.reclaimed.length > 0) {

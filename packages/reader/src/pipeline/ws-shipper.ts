@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 
 import {
-  type Fingerprint, type Limits, type Message, type StatusMessage, type WelcomeMessage, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError,
+  type Fingerprint, type Limits, type Message, type PieceRef, type StatusMessage, type WelcomeMessage, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError,
   authHmac, decodeEnvelope, encodeEnvelope, encodePieceFrames, isProtocolError, makeNonce, verifyServerProof,
 } from '@ddferry/protocol';
 import WebSocket from 'ws';
@@ -183,13 +183,24 @@ export class WsShipper {
     }
   }
 
+  /** Of the pieces named, the seqs the spool holds under the same header hash: those it may delete (R5). */
+  async #ours(refs: readonly PieceRef[]): Promise<number[]> {
+    const out: number[] = [];
+    for (const r of refs) {
+      const hash = await this.#o.spool.headerHash(r.seq);
+      if (hash === r.headerHash) out.push(r.seq);
+      else if (hash !== undefined) this.#o.log(`ddferry-reader: ${this.#o.url} holds another piece under seq ${r.seq} (header hash ${r.headerHash}, ours ${hash}); ours is kept.`);
+    }
+    return out;
+  }
+
   /** One connection, from handshake to close. */
   async #session(onWelcome: () => void): Promise<void> {
     const o = this.#o;
     this.state = 'connecting';
     // A zero mask: RFC 6455 masks client frames against cache poisoning by browser scripts, which does not apply
     // to this client; ws then skips the byte-by-byte XOR on both ends (it was 30 % of the reader's CPU time).
-    // Integrity comes from the pieces' xxh64, not from the mask.
+    // Integrity comes from the pieces' seal (AES-GCM) and xxh64, not from the mask.
     const ws = new WebSocket(o.url, {
       perMessageDeflate: false, maxPayload: this.#limits.maxMessageBytes, handshakeTimeout: 10000, generateMask: zeroMask,
     });
@@ -273,11 +284,19 @@ export class WsShipper {
     });
     sendStatus();
     this.state = 'connected';
-    // pieces the assembler already merged: drop them
-    const maxSeen = welcome.mergedSeqs.reduce((m, s) => Math.max(m, s), 0);
-    o.spool.notePeerSeqs(maxSeen);
-    const mergedSet = new Set(welcome.mergedSeqs);
-    await o.spool.remove(o.spool.seqs().filter((s) => mergedSet.has(s)));
+    o.spool.notePeerSeqs(welcome.maxMergedSeq);
+    // pieces the assembler already holds: drop those it names with their own header hash (R5)
+    const held = o.spool.seqs();
+    for (let i = 0; i < held.length; i += this.#limits.maxSeqs) send(encodeEnvelope({ type: 'query', seqs: held.slice(i, i + this.#limits.maxSeqs) }, this.#limits));
+    for (let i = 0; i < held.length; i += this.#limits.maxSeqs) {
+      for (;;) {
+        const answer = await next();
+        if (answer.type === 'error') throw new ReaderError('ERR_LINK', o.url, `the assembler reported ${answer.code}: ${answer.message}`);
+        if (answer.type !== 'answer') throw new ProtocolError('ERR_PROTO_OUT_OF_ORDER', `expected an answer, got ${answer.type}`, { peer: o.url });
+        await o.spool.remove(await this.#ours(answer.merged));
+        if (!answer.more) break;
+      }
+    }
     this.#welcome = welcome;
     for (const w of this.#welcomeWaiters.splice(0)) w(welcome);
 
@@ -289,10 +308,10 @@ export class WsShipper {
       for (;;) {
         const m = await next();
         if (m.type === 'receipt') {
-          const done = m.merged.filter((s) => o.spool.has(s));
+          const done = await this.#ours(m.merged);
           // keep them in flight until the spool has deleted them, so the sender never picks one again
           await o.spool.remove(done);
-          for (const s of m.merged) {
+          for (const { seq: s } of m.merged) {
             inFlightBytes -= inFlight.get(s) ?? 0;
             inFlight.delete(s);
           }
@@ -342,8 +361,8 @@ export class WsShipper {
         if (!o.spool.has(seq)) continue; // acknowledged meanwhile
         throw err;
       }
-      inFlight.set(seq, piece.data.length + 1);
-      inFlightBytes += piece.data.length + 1;
+      inFlight.set(seq, piece.dataSize + 1);
+      inFlightBytes += piece.dataSize + 1;
       for (const frame of encodePieceFrames(piece, this.#limits, (size) => frames.alloc(size))) {
         if (closed) throw closed;
         // a data frame's memory serves again once the socket has taken it (not after an error)
