@@ -267,8 +267,8 @@ export class Connection {
       this.#discard = undefined;
     }
     const collector = this.#collector!;
-    // the hash names a refused piece: of its sealed header as received, or of the piece being opened
-    const headerHash = msg.type === 'pieceHeader' ? headerHashOf(msg.sealedHeader) : collector.pendingHash ?? '';
+    // a refused piece is named by its hash: of the piece being opened, or of the sealed header as received
+    const opening = collector.pendingHash;
     let piece: OpenedPiece | undefined;
     try {
       piece = collector.accept(msg);
@@ -276,6 +276,7 @@ export class Connection {
       if (!isProtocolError(err)) throw err;
       const seq = err.seq ?? (msg.type === 'pieceHeader' ? undefined : msg.seq);
       if ((err.code.startsWith('ERR_PIECE_') || err.code.startsWith('ERR_SEAL_')) && seq !== undefined) {
+        const headerHash = msg.type === 'pieceHeader' ? headerHashOf(msg.sealedHeader) : opening ?? '';
         this.#reject(seq, headerHash, err.code, err.message);
         if (msg.type !== 'pieceEnd') this.#discard = seq;
         return;
