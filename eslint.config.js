@@ -23,6 +23,10 @@ export default tseslint.config(
     },
   },
   {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } },
+  },
+  {
     files: ['packages/mapfile/src/**/*.ts'],
     ignores: ['packages/mapfile/src/io.ts', 'packages/mapfile/src/cli/**', 'packages/mapfile/src/main.ts'],
     rules: {

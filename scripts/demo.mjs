@@ -173,10 +173,10 @@ try {
   assembler = undefined;
 
   console.log('\n--- trip 2: the link is gone; the rest travels on the stick ---');
-  const r1 = await run('ddferry-reader', BIN.reader, ['rescue', f.job, '--to', f.stick, '-q'], { expect: [0, 4] });
+  const r1 = await run('ddferry-reader', BIN.reader, ['rescue', f.job, '--to', f.stick, '--token-file', f.token, '-q'], { expect: [0, 4] });
   if (r1.code === 4) throw new Error('the demo stick (a folder on this disk) was reported full');
-  await run('ddferry-assembler', BIN.assembler, ['import', f.stick, f.image]);
-  await run('ddferry-reader', BIN.reader, ['rescue', f.job, '--to', f.stick, '-q']);
+  await run('ddferry-assembler', BIN.assembler, ['import', f.stick, f.image, '--token-file', f.token]);
+  await run('ddferry-reader', BIN.reader, ['rescue', f.job, '--to', f.stick, '--token-file', f.token, '-q']);
 
   const v = verify();
   mkdirSync(out, { recursive: true });

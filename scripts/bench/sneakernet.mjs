@@ -276,6 +276,13 @@ function benchA(o, dir) {
 // ---------------------------------------------------------------------------
 // (b) import DIR IMAGE vs ddrescue -m of the same data
 // ---------------------------------------------------------------------------
+/** The shared token both sides get (`--token-file`): stick pieces are sealed with it. */
+function tokenOf(dir) {
+  const file = join(dir, 'token');
+  if (!existsSync(file)) writeFileSync(file, 'the sneakernet bench token\n', { mode: 0o600 });
+  return file;
+}
+
 function stickOf(jobSource, dir, name, extra = []) {
   const job = join(dir, `${name}.job`);
   const stick = join(dir, name);
@@ -283,7 +290,7 @@ function stickOf(jobSource, dir, name, extra = []) {
   rmSync(stick, { recursive: true, force: true });
   mkdirSync(stick, { recursive: true });
   must('node', [READER, 'plan', jobSource, job, '--chunk-size', '256MiB']);
-  must('node', [READER, 'rescue', job, '--to', stick, ...extra]);
+  must('node', [READER, 'rescue', job, '--to', stick, '--token-file', tokenOf(dir), ...extra]);
   const ddferry = join(stick, 'ddferry');
   return { stick, folder: join(ddferry, readdirSync(ddferry)[0]) };
 }
@@ -310,7 +317,7 @@ function benchB(o, dir) {
     if (!same(img(n), source)) throw new Error(`${n}: the image differs from the source`);
   };
   const variants = [
-    { name: 'ours import', command: 'ddferry-assembler import DIR IMAGE (tar bundles, xxh64 checked)', prepare: clean('import'), steps: () => [['node', [ASSEMBLER, 'import', bundles.stick, img('import')]]], check: checkImage('import') },
+    { name: 'ours import', command: 'ddferry-assembler import DIR IMAGE (tar bundles of sealed pieces, seals and xxh64 checked)', prepare: clean('import'), steps: () => [['node', [ASSEMBLER, 'import', bundles.stick, img('import'), '--token-file', tokenOf(dir)]]], check: checkImage('import') },
     {
       name: 'ours import-ddrescue', command: 'ddferry-assembler import-ddrescue X.raw --domain X.map Y.raw --domain Y.map … IMAGE (every chunk file, one run)', prepare: clean('importdd'),
       steps: () => [['node', [ASSEMBLER, 'import-ddrescue', ...chunkFiles.flatMap((f) => [join(chunks.folder, f), '--domain', mapOf(f).map]), img('importdd')]]], check: checkImage('importdd'),
@@ -365,8 +372,8 @@ function benchC(o, dir) {
       if (common !== `0 ${size} +`) throw new Error(`common.map is not all rescued: ${common}`);
     };
     const variants = [
-      { name: 'ours rescue --to (bundles)', command: 'ddferry-reader rescue JOB --to MNT', prepare: clean, steps: () => [['node', [READER, 'rescue', join(dir, 'fat.job'), '--to', mnt]]], check: rescued },
-      { name: 'ours rescue --to (ddrescue-chunks)', command: 'ddferry-reader rescue JOB --to MNT --format ddrescue-chunks (packed files)', prepare: clean, steps: () => [['node', [READER, 'rescue', join(dir, 'fat.job'), '--to', mnt, '--format', 'ddrescue-chunks']]], check: rescued },
+      { name: 'ours rescue --to (bundles)', command: 'ddferry-reader rescue JOB --to MNT', prepare: clean, steps: () => [['node', [READER, 'rescue', join(dir, 'fat.job'), '--to', mnt, '--token-file', tokenOf(dir)]]], check: rescued },
+      { name: 'ours rescue --to (ddrescue-chunks)', command: 'ddferry-reader rescue JOB --to MNT --format ddrescue-chunks (packed files)', prepare: clean, steps: () => [['node', [READER, 'rescue', join(dir, 'fat.job'), '--to', mnt, '--format', 'ddrescue-chunks', '--token-file', tokenOf(dir)]]], check: rescued },
       {
         name: 'cp + sync', command: 'cp SOURCE MNT/ && sync MNT/FILE', prepare: clean, steps: () => [['cp', [source, join(mnt, 'copy.bin')]], ['sync', [join(mnt, 'copy.bin')]]],
         check: () => {

@@ -1,24 +1,26 @@
 /**
- * `IMAGE.ddferry.json`: which rescue an image belongs to, with its plan, and
- * which pieces were merged into it (sequence numbers as ranges).
+ * `IMAGE.ddferry.json`: which rescue an image belongs to, with its plan. The
+ * pieces merged into it are in `IMAGE.ddferry.pieces` (merged-pieces.ts).
  *
  * ```json
  * {
  *   "format": "ddferry-image",
- *   "version": 1,
+ *   "version": 2,
  *   "rescueId": "…",
  *   "fingerprint": {"size":…,"logicalSectorSize":…,"physicalSectorSize":…,"model":"…","serial":"…","wwn":"…","kind":"…"},
  *   "chunkSize": 1073741824,
- *   "sectorSize": 512,
- *   "mergedSeqs": [[1,120],[122,130]]
+ *   "sectorSize": 512
  * }
  * ```
+ *
+ * Version 1 also listed merged sequence numbers (`mergedSeqs`) without header
+ * hashes; it is still read, that list ignored: those pieces, sent again, merge
+ * again harmlessly (A2) and are then recorded with their hashes.
  */
 import type { Fingerprint, RescueId } from '@ddferry/protocol';
 import { isRescueId } from '@ddferry/protocol';
 
 import { AssemblerError, messageOf } from './errors.js';
-import { SeqSet } from './seq-set.js';
 
 /** The rescue an image belongs to and its plan. */
 export interface Binding {
@@ -29,10 +31,10 @@ export interface Binding {
 }
 
 export const BINDING_FORMAT = 'ddferry-image';
-export const BINDING_VERSION = 1;
+export const BINDING_VERSION = 2;
 
-/** The file's text: one field per line, the ranges on one line. */
-export function formatBinding(binding: Binding, merged: SeqSet): string {
+/** The file's text: one field per line. */
+export function formatBinding(binding: Binding): string {
   const f = binding.fingerprint;
   const fingerprint = {
     size: f.size, logicalSectorSize: f.logicalSectorSize, physicalSectorSize: f.physicalSectorSize,
@@ -45,8 +47,7 @@ export function formatBinding(binding: Binding, merged: SeqSet): string {
     `  "rescueId": ${JSON.stringify(binding.rescueId)},`,
     `  "fingerprint": ${JSON.stringify(fingerprint)},`,
     `  "chunkSize": ${binding.chunkSize},`,
-    `  "sectorSize": ${binding.sectorSize},`,
-    `  "mergedSeqs": ${JSON.stringify(merged.toRanges())}`,
+    `  "sectorSize": ${binding.sectorSize}`,
     '}',
     '',
   ].join('\n');
@@ -60,7 +61,7 @@ function isCount(v: unknown, min: number): v is number {
  * Read the text of a binding file.
  * @throws AssemblerError `ERR_IMAGE_BINDING_BAD` naming `file` and the field.
  */
-export function parseBinding(text: string, file: string): { binding: Binding; merged: SeqSet } {
+export function parseBinding(text: string, file: string): Binding {
   const bad = (what: string, cause?: unknown): never => {
     throw new AssemblerError('ERR_IMAGE_BINDING_BAD', file, `${what} The file is not an image binding written by ddferry ${BINDING_VERSION}; restore it, or move it away together with the image and its mapfile to start over.`, { cause });
   };
@@ -72,7 +73,7 @@ export function parseBinding(text: string, file: string): { binding: Binding; me
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return bad('Not a JSON object.');
   const o = doc as Record<string, unknown>;
-  if (o.format !== BINDING_FORMAT || o.version !== BINDING_VERSION) bad(`format is ${JSON.stringify(o.format)} version ${JSON.stringify(o.version)}.`);
+  if (o.format !== BINDING_FORMAT || (o.version !== BINDING_VERSION && o.version !== 1)) bad(`format is ${JSON.stringify(o.format)} version ${JSON.stringify(o.version)}.`);
   if (typeof o.rescueId !== 'string' || !isRescueId(o.rescueId)) bad('rescueId is not a rescue id.');
   const f = o.fingerprint as Record<string, unknown> | null;
   if (typeof f !== 'object' || f === null) return bad('fingerprint is missing.');
@@ -80,15 +81,6 @@ export function parseBinding(text: string, file: string): { binding: Binding; me
   for (const k of ['model', 'serial', 'wwn', 'kind']) if (typeof f[k] !== 'string') bad(`fingerprint.${k} is not text.`);
   if (!isCount(o.chunkSize, 1)) bad('chunkSize is not a positive number of bytes.');
   if (!isCount(o.sectorSize, 1)) bad('sectorSize is not a positive number of bytes.');
-  if (!Array.isArray(o.mergedSeqs)) bad('mergedSeqs is not a list.');
-  const ranges = o.mergedSeqs as unknown[];
-  for (const r of ranges) if (!Array.isArray(r) || r.length !== 2) bad('mergedSeqs holds something else than [first, last] pairs.');
-  let merged: SeqSet;
-  try {
-    merged = SeqSet.fromRanges(ranges as [number, number][]);
-  } catch (err) {
-    return bad(`mergedSeqs: ${messageOf(err)}.`, err);
-  }
   const fingerprint: Fingerprint = {
     size: f.size as number,
     logicalSectorSize: f.logicalSectorSize as number,
@@ -101,5 +93,5 @@ export function parseBinding(text: string, file: string): { binding: Binding; me
   const binding: Binding = {
     rescueId: o.rescueId as string, fingerprint, chunkSize: o.chunkSize as number, sectorSize: o.sectorSize as number,
   };
-  return { binding, merged };
+  return binding;
 }

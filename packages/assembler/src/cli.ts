@@ -30,7 +30,7 @@ Commands:
   serve IMAGE... [--listen HOST:PORT] [--token-file FILE]
         receive rescued pieces from ddferry-reader over the network and merge
         them into IMAGE (see serve --help)
-  import DIR IMAGE [--rescue ID]
+  import DIR IMAGE --token-file FILE [--rescue ID]
         merge the bundles of a stick mounted at DIR and write a receipt on it
         (see import --help)
   import-ddrescue CHUNK.raw --domain CHUNK.map [...] [--map COMMON.map] [--packed] IMAGE

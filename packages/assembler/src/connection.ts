@@ -6,15 +6,16 @@
  * | `hello` | Hello (same protocol version) | Challenge → `auth` |
  * | `auth` | Auth (valid HMAC of the shared secret) | pick and bind the image → Welcome → `ready` |
  * | `binding` | nothing (the reader waits for Welcome) | |
- * | `ready` | piece frames, Status, Error | each valid piece to the image's merge queue; Receipt once merged |
+ * | `ready` | Query, piece frames, Status, Error | Answer; each sealed piece opened and checked, then to the image's merge queue; Receipt once merged |
  *
  * Anything else gets an Error and the connection is closed. A piece that fails
- * validation is answered with a Receipt rejecting it; nothing of it is written.
+ * to open or validate, or whose seq is another piece's (A4), is answered with a
+ * Receipt rejecting it; nothing of it is written.
  */
-import type { HelloMessage, Limits, Message, Piece, Secret } from '@ddferry/protocol';
+import type { HelloMessage, Limits, Message, OpenedPiece, PieceRef, Secret } from '@ddferry/protocol';
 import {
-  decodeEnvelope, describeFingerprint, encodeEnvelope, isProtocolError, makeNonce, peekMessageType, PieceCollector, printable,
-  PROTOCOL_VERSION, serverProof, verifyAuthHmac,
+  decodeEnvelope, deriveRescueKeys, describeFingerprint, encodeEnvelope, headerHashOf, isProtocolError, makeNonce, peekMessageType, PieceCollector,
+  pieceRefsPerMessage, printable, PROTOCOL_VERSION, serverProof, verifyAuthHmac,
 } from '@ddferry/protocol';
 import type { RawData, WebSocket } from 'ws';
 
@@ -27,7 +28,7 @@ import type { ReaderStatusSink } from './live/live-feed.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { MergeQueue } from './merge.js';
 import type { ConnectionProgress } from './progress.js';
-import { encodeWelcome } from './welcome.js';
+import { answerQuery, encodeWelcome } from './welcome.js';
 
 /** Where the server's messages go; the CLI prints them on stderr. */
 /** What every connection of a server shares. */
@@ -85,7 +86,7 @@ export class Connection {
   #unmergedBytes = 0;
   #unmergedPieces = 0;
   #paused = false;
-  #acks: number[] = [];
+  #acks: PieceRef[] = [];
   #ackTimer: NodeJS.Immediate | undefined;
   #handshakeTimer: NodeJS.Timeout | undefined;
   #stopping = false;
@@ -175,7 +176,7 @@ export class Connection {
     } catch (err) {
       if (!isProtocolError(err)) throw err;
       if (this.#state === 'ready' && err.code.startsWith('ERR_PIECE_') && err.seq !== undefined) {
-        this.#reject(err.seq, err.code, err.message);
+        this.#reject(err.seq, '', err.code, err.message);
         this.#collector?.reset();
         this.#release();
         this.#discard = err.seq;
@@ -185,14 +186,14 @@ export class Connection {
       return;
     }
     try {
-      this.#dispatch(msg, bytes);
+      this.#dispatch(msg);
     } catch (err) {
       this.#ctx.log.error(`${this.#peer}: internal error: ${(err as Error).stack ?? String(err)}`);
       this.#fail('ERR_INTERNAL', `The assembler failed on a ${msg.type} message: ${messageOf(err)}`, CLOSE.internal);
     }
   }
 
-  #dispatch(msg: Message, raw: Uint8Array): void {
+  #dispatch(msg: Message): void {
     switch (this.#state) {
       case 'hello':
         if (msg.type !== 'hello') return this.#unexpected(msg, 'hello');
@@ -209,7 +210,10 @@ export class Connection {
           case 'pieceHeader':
           case 'pieceData':
           case 'pieceEnd':
-            return this.#onPieceMessage(msg, raw);
+            return this.#onPieceMessage(msg);
+          case 'query':
+            for (const answer of answerQuery(this.#queue!.image, msg.seqs, this.#ctx.limits)) this.#send(answer);
+            return;
           case 'status':
             this.#ctx.live?.readerStatus(this, { peer: this.#peer, rescueId: this.#hello!.rescueId, image: this.#queue!.image.path }, msg);
             return;
@@ -286,7 +290,8 @@ export class Connection {
     if (this.#state !== 'binding') return;
     if (!wasBound) log.info(`${image.path}: bound to rescue ${hello.rescueId} (${describeFingerprint(hello.fingerprint)})`);
     const plan = { rescueId: hello.rescueId, sourceSize: image.size, sectorSize: hello.sectorSize, chunks: image.plan! };
-    this.#collector = new PieceCollector({ plan, peer: this.#peer });
+    const keys = deriveRescueKeys(secret, hello.rescueId);
+    this.#collector = new PieceCollector({ plan, keys, limits: this.#ctx.limits, peer: this.#peer });
     this.#queue = queue;
     const { bytes, complete } = encodeWelcome(serverProof(secret, nonce, hello.clientNonce, hello.rescueId), image, this.#ctx.limits);
     if (!complete) log.warn(`${this.#peer}: the image's state is too large for one Welcome; it lists part of it, and the reader may resend pieces merged before (harmless).`);
@@ -296,47 +301,55 @@ export class Connection {
     this.#sendBytes(bytes);
   }
 
-  #onPieceMessage(msg: Extract<Message, { type: 'pieceHeader' | 'pieceData' | 'pieceEnd' }>, raw: Uint8Array): void {
+  #onPieceMessage(msg: Extract<Message, { type: 'pieceHeader' | 'pieceData' | 'pieceEnd' }>): void {
     if (this.#discard !== undefined) {
-      if (msg.seq === this.#discard && msg.type !== 'pieceHeader') {
+      if (msg.type !== 'pieceHeader' && msg.seq === this.#discard) {
         if (msg.type === 'pieceEnd') this.#discard = undefined;
         return;
       }
       this.#discard = undefined;
     }
-    if (msg.type === 'pieceHeader' && !this.#reserve(msg.dataSize, raw)) return;
-    let piece: Piece | undefined;
+    const collector = this.#collector!;
+    // a refused piece is named by its hash: of the piece being opened, or of the sealed header as received
+    const opening = collector.pendingHash;
+    let piece: OpenedPiece | undefined;
     try {
-      piece = this.#collector!.accept(msg, raw);
+      piece = collector.accept(msg);
     } catch (err) {
       this.#release();
       if (!isProtocolError(err)) throw err;
-      if (err.code.startsWith('ERR_PIECE_') || err.code === 'ERR_PROTO_HEADER_CHECKSUM_MISMATCH') {
-        const seq = err.seq ?? msg.seq;
-        this.#reject(seq, err.code, err.message);
+      const seq = err.seq ?? (msg.type === 'pieceHeader' ? undefined : msg.seq);
+      if ((err.code.startsWith('ERR_PIECE_') || err.code.startsWith('ERR_SEAL_')) && seq !== undefined) {
+        const headerHash = msg.type === 'pieceHeader' ? headerHashOf(msg.sealedHeader) : opening ?? '';
+        this.#reject(seq, headerHash, err.code, err.message);
         if (msg.type !== 'pieceEnd') this.#discard = seq;
         return;
       }
       this.#fail(err.code, err.message, CLOSE.policy);
       return;
     }
+    // the header is authenticated: its data's memory comes from the server's budget before any frame is taken
+    if (msg.type === 'pieceHeader' && !this.#reserve(collector.pendingDataSize ?? 0)) return;
     if (piece !== undefined) this.#enqueue(piece);
   }
 
-  #reject(seq: number, code: string, text: string): void {
+  /** Refuse a piece: a Receipt that rejects it, and the log (loud for A4: two pieces under one seq). */
+  #reject(seq: number, headerHash: string, code: string, text: string): void {
     const reason = printable(text, MAX_WIRE_TEXT);
     this.#ctx.progress?.problem(this.#who(), code, `piece ${seq} rejected: ${reason}`);
-    this.#ctx.log.warn(`${this.#peer}: piece ${seq} rejected, nothing written: ${code}: ${reason}`);
-    this.#send({ type: 'receipt', merged: [], rejected: [{ seq, code, reason }] });
+    const line = `${this.#peer}: piece ${seq} rejected, nothing written: ${code}: ${reason}`;
+    if (code === 'ERR_PIECE_SEQ_CONFLICT') this.#ctx.log.error(line);
+    else this.#ctx.log.warn(line);
+    this.#send({ type: 'receipt', merged: [], rejected: [{ seq, code, reason, headerHash }] });
   }
 
   /**
-   * Take the memory of the piece whose header is `raw` from the server's
-   * budget. When it does not fit, hold this message and the ones after it,
-   * stop reading, and go on once granted.
-   * @returns true to go on with the header now.
+   * Take the memory of the piece whose header was just opened from the server's
+   * budget. When it does not fit, hold the messages after it, stop reading, and
+   * go on once granted.
+   * @returns true to go on now.
    */
-  #reserve(bytes: number, raw: Uint8Array): boolean {
+  #reserve(bytes: number): boolean {
     const budget = this.#ctx.memory;
     if (budget === undefined || this.#reserved > 0) return true;
     const taken = budget.take(bytes, () => this.#granted(bytes));
@@ -344,7 +357,7 @@ export class Connection {
       this.#reserved = bytes;
       return true;
     }
-    this.#held = [raw];
+    this.#held = [];
     this.#cancelHold = taken;
     this.#pause();
     return false;
@@ -381,7 +394,7 @@ export class Connection {
     this.#ctx.memory?.give(bytes);
   }
 
-  #enqueue(piece: Piece): void {
+  #enqueue(piece: OpenedPiece): void {
     const size = piece.data.length;
     // the piece's memory is held until it is merged
     const reserved = this.#reserved;
@@ -391,11 +404,15 @@ export class Connection {
     if (this.#unmergedBytes >= this.#ctx.maxUnmergedBytes || this.#unmergedPieces >= this.#ctx.maxUnmergedPieces) this.#pause();
     const merged = this.#queue!.enqueue(piece).then(
       () => {
-        this.#ack(piece.seq);
+        this.#ack({ seq: piece.seq, headerHash: piece.headerHash });
         // written and fsynced: nothing holds its bytes any more
         this.#collector?.recycle(piece.data);
       },
       (err: unknown) => {
+        if (isProtocolError(err) && err.code === 'ERR_PIECE_SEQ_CONFLICT') {
+          this.#reject(piece.seq, piece.headerHash, err.code, err.message);
+          return;
+        }
         const code = codeOf(err);
         this.#ctx.log.error(`${this.#peer}: piece ${piece.seq} not merged: ${code}: ${messageOf(err)}`);
         this.#fail(code, `Piece ${piece.seq} was not merged: ${messageOf(err)}`, CLOSE.internal, false);
@@ -423,8 +440,8 @@ export class Connection {
     this.#ws.resume();
   }
 
-  #ack(seq: number): void {
-    this.#acks.push(seq);
+  #ack(ref: PieceRef): void {
+    this.#acks.push(ref);
     this.#ackTimer ??= setImmediate(() => this.#flushAcks());
   }
 
@@ -432,11 +449,10 @@ export class Connection {
     if (this.#ackTimer !== undefined) clearImmediate(this.#ackTimer);
     this.#ackTimer = undefined;
     if (this.#acks.length === 0) return;
-    const merged = [...new Set(this.#acks)];
+    const merged = [...new Map(this.#acks.map((r) => [`${r.seq}:${r.headerHash}`, r])).values()];
     this.#acks = [];
-    for (let i = 0; i < merged.length; i += this.#ctx.limits.maxSeqs) {
-      this.#send({ type: 'receipt', merged: merged.slice(i, i + this.#ctx.limits.maxSeqs), rejected: [] });
-    }
+    const per = pieceRefsPerMessage(this.#ctx.limits);
+    for (let i = 0; i < merged.length; i += per) this.#send({ type: 'receipt', merged: merged.slice(i, i + per), rejected: [] });
   }
 
   #send(msg: Message): void {

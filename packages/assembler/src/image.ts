@@ -5,12 +5,13 @@
  * |---|---|---|
  * | `IMAGE` | the image, sparse where the file system allows; opened read-write, created if missing, never truncated | `pwrite` at source positions, then one fsync per batch |
  * | `IMAGE.map` | GNU ddrescue 1.27 mapfile of the whole source; `+` only over data already fsynced (A1) | atomically, keeping `IMAGE.map.bak` |
- * | `IMAGE.ddferry.json` | the binding: rescue id, fingerprint, plan, merged sequence numbers | atomically, after `IMAGE.map` |
+ * | `IMAGE.ddferry.json` | the binding: rescue id, fingerprint, plan | atomically, when a rescue claims the image |
+ * | `IMAGE.ddferry.pieces` | the merged pieces: seq and header hash of each (merged-pieces.ts) | appended and fsynced, after `IMAGE.map` |
  *
  * `commit` is the only way data and statuses get in, in this order: write, fsync,
- * raise statuses in memory, save `IMAGE.map`, record the sequence numbers, save
- * the binding. A crash between any two steps leaves a map that claims only
- * durable data, and a binding that claims only pieces the map holds.
+ * raise statuses in memory, save `IMAGE.map`, append the merged pieces. A crash
+ * between any two steps leaves a map that claims only durable data, and a
+ * record that claims only pieces the map holds.
  */
 import { constants as fsConstants, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -19,19 +20,19 @@ import { open, readFile } from 'node:fs/promises';
 import type { Block, BlockStatus, Chunk, MapfileStatus } from '@ddferry/mapfile';
 import { Domain, formatMapfile, formatTimestamp, planChunks, processedState, SblockVector, StatusMap } from '@ddferry/mapfile';
 import { pathExists, readMapfile, saveMapfile } from '@ddferry/mapfile/io';
-import type { Fingerprint, RescueId } from '@ddferry/protocol';
+import type { Fingerprint, PieceRef, RescueId } from '@ddferry/protocol';
 import { describeFingerprint, sameDevice } from '@ddferry/protocol';
 
 import type { Binding } from './binding.js';
 import { formatBinding, parseBinding } from './binding.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import { lockImage, unlockImage } from './image-lock.js';
-import { SeqSet } from './seq-set.js';
+import { loadMergedPieces, MergedPieces, MergedPiecesFile } from './merged-pieces.js';
 
 export type { Binding } from './binding.js';
 
-/** A durable step of `commit`, as `onStep` sees it. */
-export type ImageStep = 'write' | 'sync' | 'save-map' | 'save-binding';
+/** A durable step of `commit` and `bind`, as `onStep` sees it. */
+export type ImageStep = 'write' | 'sync' | 'save-map' | 'save-binding' | 'save-pieces';
 
 /** Told, after `IMAGE.map` is saved (a commit, a fresh binding), the ranges whose status may have changed. Must not throw. */
 export type ImageListener = (changed: readonly Block[]) => void;
@@ -61,8 +62,8 @@ export interface Commit {
   readonly writes: readonly { readonly pos: number; readonly data: Uint8Array }[];
   /** Statuses to raise after the data is durable; a status only moves forward. */
   readonly statuses: readonly { readonly pos: number; readonly size: number; readonly status: BlockStatus }[];
-  /** Sequence numbers to record as merged once the map is saved (none on an adopted, unbound image). */
-  readonly seqs: readonly number[];
+  /** Pieces to record as merged once the map is saved (none on an adopted, unbound image). */
+  readonly pieces: readonly PieceRef[];
   /** Bytes copied from a file at their source positions, like `writes` but read slice by slice. Default none. */
   readonly copies?: readonly Copy[] | undefined;
 }
@@ -121,6 +122,8 @@ export class Image {
   readonly mapPath: string;
   /** `IMAGE.ddferry.json`. */
   readonly bindingPath: string;
+  /** `IMAGE.ddferry.pieces`. */
+  readonly piecesPath: string;
   readonly #handle: FileHandle;
   readonly #onStep: ((step: ImageStep, file: string) => void) | undefined;
   readonly #commandLine: string;
@@ -135,7 +138,8 @@ export class Image {
   /** A fresh binding is being saved: no commit until it is on disk. */
   #bindPending = false;
   #plan: Chunk[] | undefined;
-  #merged: SeqSet;
+  #merged: MergedPieces;
+  #piecesFile: MergedPiecesFile | undefined;
   #wholeSource: Domain | undefined;
   #broken: AssemblerError | undefined;
   #closed = false;
@@ -146,11 +150,12 @@ export class Image {
     this.path = path;
     this.mapPath = `${path}.map`;
     this.bindingPath = `${path}.ddferry.json`;
+    this.piecesPath = `${path}.ddferry.pieces`;
     this.#handle = handle;
     this.#onStep = options.onStep;
     this.#commandLine = options.commandLine ?? `ddferry-assembler serve ${path}`;
     this.#mapOnDisk = false;
-    this.#merged = new SeqSet();
+    this.#merged = new MergedPieces();
   }
 
   /**
@@ -199,9 +204,10 @@ export class Image {
       }
     }
     if (bindingText !== undefined) {
-      const { binding, merged } = parseBinding(bindingText, this.bindingPath);
+      const binding = parseBinding(bindingText, this.bindingPath);
       this.#binding = binding;
-      this.#merged = merged;
+      this.#merged = (await loadMergedPieces(this.piecesPath, binding.rescueId)).pieces;
+      this.#piecesFile = new MergedPiecesFile(this.piecesPath, binding.rescueId);
       this.#plan = planChunks({ sourceSize: binding.fingerprint.size, sectorSize: binding.sectorSize, chunkSize: binding.chunkSize });
     }
     if (await pathExists(this.mapPath)) {
@@ -326,6 +332,9 @@ export class Image {
     this.#bindPending = true;
     this.#bindSaved = this.#exclusive(async () => {
       try {
+        // a record left by an earlier binding of this rescue (the binding file was lost) still holds
+        this.#merged = (await loadMergedPieces(this.piecesPath, binding.rescueId)).pieces;
+        this.#piecesFile = new MergedPiecesFile(this.piecesPath, binding.rescueId);
         if (!this.#mapOnDisk) await this.#saveMap();
         await this.#saveBinding();
         this.#bindPending = false;
@@ -335,6 +344,8 @@ export class Image {
         this.#binding = undefined;
         this.#plan = undefined;
         this.#wholeSource = undefined;
+        this.#merged = new MergedPieces();
+        this.#piecesFile = undefined;
         if (createdMap && !this.#mapOnDisk) this.#map = undefined;
         throw err;
       }
@@ -361,14 +372,19 @@ export class Image {
     return out;
   }
 
-  /** The merged sequence numbers, ascending; with `limit`, only the `limit` largest. */
-  mergedSeqs(limit?: number): number[] {
+  /** The merged pieces, ascending by seq; with `limit`, only the `limit` largest. */
+  mergedPieces(limit?: number): PieceRef[] {
     return this.#merged.toArray(limit);
   }
 
-  /** The merged sequence numbers as `[first, last]` ranges, ascending (what a receipt lists). */
-  mergedRanges(): [number, number][] {
-    return this.#merged.toRanges();
+  /** The header hash of the piece merged under `seq` (its map and record saved), or undefined. */
+  mergedHash(seq: number): string | undefined {
+    return this.#merged.hashOf(seq);
+  }
+
+  /** The largest merged seq, 0 if none. */
+  get maxMergedSeq(): number {
+    return this.#merged.maxSeq;
   }
 
   /** Bytes of each status in the mapfile (all 0 without a mapfile). */
@@ -393,9 +409,9 @@ export class Image {
     return this.#merged.size;
   }
 
-  /** True if the piece `seq` was merged (its map and binding saved). */
-  isMerged(seq: number): boolean {
-    return this.#merged.has(seq);
+  /** True if the piece `seq` was merged with this header hash (its map and record saved). */
+  isMerged(seq: number, headerHash: string): boolean {
+    return this.#merged.hashOf(seq) === headerHash;
   }
 
   /**
@@ -438,9 +454,10 @@ export class Image {
    * | fsync the image, once | `ERR_IMAGE_SYNC`; the image refuses further commits (after a failed fsync the kernel may have dropped the data) |
    * | raise statuses in memory: `writes` and `copies` to `+`, then `statuses`, never backwards | — |
    * | save `IMAGE.map` (with `.bak`) | `ERR_IMAGE_SAVE`; the next commit saves it again |
-   * | record `seqs`, save `IMAGE.ddferry.json` (bound images only) | `ERR_IMAGE_SAVE` |
+   * | append `pieces` to `IMAGE.ddferry.pieces`, fsync (bound images only) | `ERR_IMAGE_SAVE`; the pieces, sent again, merge again harmlessly |
    *
-   * @throws Error (a bug in the caller) for a write outside the source or over a `+` block.
+   * @throws Error (a bug in the caller) for a write outside the source or over a `+` block,
+   *   or a piece whose seq is merged under another header hash (A4: the caller refuses those).
    */
   async commit(batch: Commit): Promise<void> {
     this.#checkUsable();
@@ -448,7 +465,11 @@ export class Image {
     if ((this.#binding === undefined && this.#adoptedSize === undefined) || map === undefined || this.#bindPending) {
       throw new AssemblerError('ERR_IMAGE_NOT_BOUND', this.path, 'No rescue is bound to the image yet (or its binding is not saved yet).');
     }
-    if (this.#binding === undefined && batch.seqs.length > 0) throw new Error('internal: sequence numbers for an image bound to no rescue');
+    if (this.#binding === undefined && batch.pieces.length > 0) throw new Error('internal: pieces for an image bound to no rescue');
+    for (const p of batch.pieces) {
+      const held = this.#merged.hashOf(p.seq);
+      if (held !== undefined && held !== p.headerHash) throw new Error(`internal: piece ${p.seq} is merged under another header hash`);
+    }
     const size = this.size;
     const copies = batch.copies ?? [];
     const targets = [...batch.writes.map((w) => ({ pos: w.pos, size: w.data.length })), ...copies];
@@ -469,9 +490,12 @@ export class Image {
       this.#tell(changed);
       return;
     }
-    for (const seq of batch.seqs) this.#merged.add(seq);
     this.#tell(changed);
-    await this.#saveBinding();
+    const fresh = batch.pieces.filter((p) => this.#merged.hashOf(p.seq) === undefined);
+    if (fresh.length === 0) return;
+    this.#step('save-pieces', this.piecesPath);
+    await this.#piecesFile!.append(fresh);
+    for (const p of fresh) this.#merged.add(p);
   }
 
   /** Write `copies`, slice by slice; the read of a slice overlaps the write of the one before. */
@@ -538,6 +562,7 @@ export class Image {
     if (this.#closed) return;
     this.#closed = true;
     await this.#queue;
+    await this.#piecesFile?.close();
     await this.#handle.close();
     await unlockImage(this.path);
   }
@@ -617,12 +642,12 @@ export class Image {
   }
 
   async #saveBinding(): Promise<void> {
-    const text = formatBinding(this.#binding!, this.#merged);
+    const text = formatBinding(this.#binding!);
     this.#step('save-binding', this.bindingPath);
     try {
       await saveMapfile(this.bindingPath, text);
     } catch (err) {
-      throw new AssemblerError('ERR_IMAGE_SAVE', this.bindingPath, `${messageOf(err)} Pieces merged since the last save will be sent again and merged again harmlessly.`, { cause: err });
+      throw new AssemblerError('ERR_IMAGE_SAVE', this.bindingPath, `${messageOf(err)} Nothing is merged until the image is bound: try again.`, { cause: err });
     }
   }
 }

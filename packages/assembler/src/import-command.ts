@@ -1,5 +1,5 @@
 /**
- * `ddferry-assembler import DIR IMAGE [--rescue ID]`: the command line of
+ * `ddferry-assembler import DIR IMAGE --token-file FILE [--rescue ID]`: the command line of
  * `importStick`. Progress goes to stderr (a line per bundle, or one a second
  * when there are many; every refusal), then a summary and what to do next.
  *
@@ -12,23 +12,27 @@
  */
 import { parseArgs } from 'node:util';
 
-import { printable } from '@ddferry/protocol';
+import { printable, readTokenFile } from '@ddferry/protocol';
 
 import { AssemblerError, messageOf } from './errors.js';
 import { Image } from './image.js';
 import type { BundleEvent, ImportResult } from './import.js';
 import { importStick } from './import.js';
 
-export const IMPORT_USAGE = `Usage: ddferry-assembler import DIR IMAGE [--rescue ID]
+export const IMPORT_USAGE = `Usage: ddferry-assembler import DIR IMAGE --token-file FILE [--rescue ID]
 
 Merge the bundles ddferry-reader left on the stick mounted at DIR
 (DIR/ddferry/<rescue-id>/piece-*.tar) into IMAGE, after checking each one
 whole, and write a receipt to DIR/ddferry/<rescue-id>/receipts/.
 IMAGE gets bound to the stick's rescue if it is bound to none yet.
+The pieces are sealed with the shared token: nothing without it is merged,
+and the receipt is signed with it.
 
 Options:
-  --rescue ID   the rescue to import when the stick holds several
-  -h, --help    this text
+  --token-file FILE  the shared secret: the same file as ddferry-reader's
+                     --token-file on PC_A (chmod 600). Required
+  --rescue ID        the rescue to import when the stick holds several
+  -h, --help         this text
 
 Exit status: 0 every bundle merged or refused; 1 error; 2 malformed
 IMAGE.map or IMAGE.ddferry.json; 130/143 stopped by SIGINT/SIGTERM.
@@ -41,6 +45,11 @@ interface Io {
 }
 
 const MB = 1e6;
+/** What `import` says without `--token-file`: how to bring the token from PC_A. */
+export const NO_TOKEN_HINT = 'The pieces on the stick are sealed with the token of PC_A; without it nothing can be checked or merged. '
+  + 'Bring it from PC_A: copy the token file given there to ddferry-reader --token-file (never onto the stick), chmod 600 it, '
+  + 'or type its text into a new file: (umask 077; cat > token), paste the text, Ctrl-D. Then add --token-file token.';
+
 /** With more bundles than this, progress is printed at most once a second. */
 const EVERY_BUNDLE_UP_TO = 50;
 
@@ -88,7 +97,9 @@ export async function runImport(argv: readonly string[], io: Io, signal?: AbortS
   let values;
   let positionals;
   try {
-    ({ values, positionals } = parseArgs({ args: [...argv], options: { rescue: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }));
+    ({ values, positionals } = parseArgs({
+      args: [...argv], options: { rescue: { type: 'string' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true,
+    }));
   } catch (err) {
     return fail(new AssemblerError('ERR_USAGE', 'import', messageOf(err)));
   }
@@ -98,10 +109,14 @@ export async function runImport(argv: readonly string[], io: Io, signal?: AbortS
   }
   const [dir, imagePath, ...rest] = positionals;
   if (dir === undefined || imagePath === undefined || rest.length > 0) {
-    return fail(new AssemblerError('ERR_USAGE', 'import', 'Give the stick folder and the image: import DIR IMAGE [--rescue ID].'));
+    return fail(new AssemblerError('ERR_USAGE', 'import', 'Give the stick folder and the image: import DIR IMAGE --token-file FILE [--rescue ID].'));
   }
+  const tokenFile = values['token-file'];
+  if (tokenFile === undefined) return fail(new AssemblerError('ERR_IMPORT_NO_TOKEN', '--token-file', NO_TOKEN_HINT));
+  let secret: string;
   let image: Image;
   try {
+    secret = await readTokenFile(tokenFile);
     image = await Image.open(imagePath, { commandLine: `ddferry-assembler import ${dir} ${imagePath}` });
   } catch (err) {
     return fail(err);
@@ -121,7 +136,7 @@ export async function runImport(argv: readonly string[], io: Io, signal?: AbortS
   };
   let result: ImportResult;
   try {
-    result = await importStick(dir, image, { rescueId: values.rescue, signal, onBundle, warn: (m) => say(`warning: ${m}`) });
+    result = await importStick(dir, image, { secret, rescueId: values.rescue, signal, onBundle, warn: (m) => say(`warning: ${m}`) });
   } catch (err) {
     await image.close();
     return fail(err);
@@ -143,7 +158,7 @@ export async function runImport(argv: readonly string[], io: Io, signal?: AbortS
     say('stopped: the merge in progress is finished and the receipt written; import again to merge the rest.');
     return signalStatus(signal);
   }
-  say(`next: carry the stick back to PC_A and run \`ddferry-reader rescue JOBDIR --to ${dir}\` again (it frees what was merged${result.refused > 0 ? ' and reads the refused ranges again' : ''}).`);
+  say(`next: carry the stick back to PC_A and run \`ddferry-reader rescue JOBDIR --to ${dir} --token-file FILE\` again (it frees what was merged${result.refused > 0 ? ' and reads the refused ranges again' : ''}).`);
   if (result.error !== undefined) {
     fail(result.error);
     return 1;

@@ -303,7 +303,7 @@ export async function importDdrescueChunks(image: Image, chunks: readonly { read
   /** Commit what is gathered, then close and report the chunks it finished. */
   const commit = async (): Promise<void> => {
     options.signal?.throwIfAborted();
-    const batch = { writes: [], copies, statuses, seqs: [] };
+    const batch = { writes: [], copies, statuses, pieces: [] };
     await image.exclusive(() => image.commit(batch));
     ++commits;
     for (const x of inBatch) ++x.batches;

@@ -3,21 +3,27 @@
  * `DIR/ddferry/<rescue-id>/` into the image bound to that rescue, and write a
  * receipt next to them.
  *
- * Each bundle, in seq order, is checked whole before anything of it is merged:
+ * Pieces on a stick are sealed (docs/seal.md of the protocol): the import
+ * needs the rescue's token (`secret`) to open them. Each bundle, in seq order,
+ * is checked whole before anything of it is merged:
  *
  * | check | refused with |
  * |---|---|
  * | a regular file of at most `maxBundleBytes` | `ERR_IMPORT_BUNDLE_NOT_FILE`, `ERR_BUNDLE_TOO_LARGE` |
- * | tar entries: plain names (no absolute path, no `..`), regular files, manifest first, then one entry per piece in order, sizes | `ERR_BUNDLE_*` (`readBundle`) |
- * | manifest: checksum, fields, limits, rescue id of the image | `ERR_BUNDLE_MANIFEST_CHECKSUM`, `ERR_BUNDLE_BAD_MANIFEST`, `ERR_PIECE_WRONG_RESCUE` |
- * | the file name carries the manifest's first seq (no renamed or swapped bundle) | `ERR_STICK_BUNDLE_NAME` |
- * | every piece against the plan: chunk, positions inside chunk and source, every xxh64 | `ERR_PIECE_*` (`validatePiece`) |
+ * | tar entries: plain names (no absolute path, no `..`), regular files, per piece its header then its frames in order, sizes | `ERR_BUNDLE_*` (`readBundle`) |
+ * | each sealed header: seq 1 to 2^40, rescue id of the image, authenticated by the rescue's key (no forged, moved or altered piece) | `ERR_PIECE_BAD_SEQ`, `ERR_PIECE_WRONG_RESCUE`, `ERR_SEAL_*` |
+ * | the file name carries the first piece's seq (no renamed or swapped bundle) | `ERR_STICK_BUNDLE_NAME` |
+ * | a seq merged before names the same piece (same header hash, A4) | `ERR_PIECE_SEQ_CONFLICT` |
+ * | every piece against the plan: chunk, positions inside chunk and source; every frame authenticated; every xxh64 | `ERR_PIECE_*`, `ERR_SEAL_FRAME_AUTH_FAILED` |
  *
  * A refused bundle merges nothing and becomes a rejection of the receipt; the
- * import goes on (the reader reads those ranges again). A bundle whose pieces
- * are all merged already is not read past its manifest (A2). Sound bundles go
- * through the image's `MergeQueue` (one fsync and one `IMAGE.map` save per
- * batch, A1); the next bundle is read while one is merged, within `maxHeldBytes`.
+ * import goes on (the reader reads those ranges again). A piece merged before
+ * under the same header hash is a harmless duplicate (A2): its frames are not
+ * decrypted. Sound bundles go through the image's `MergeQueue` (one fsync and
+ * one `IMAGE.map` save per batch, A1); the next bundle is read while one is
+ * merged, within `maxHeldBytes`. The receipt (MACed with the rescue's receipt
+ * key) names, by seq and header hash, every piece of the folder's bundles the
+ * image holds: the reader frees a piece only when the hash is its piece's.
  *
  * A failure of PC_B itself (`ERR_IMAGE_WRITE`, `_SYNC`, `_SAVE`) is no
  * rejection: the import stops, writes the receipt of what is durable and
@@ -29,14 +35,14 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 
-import type { BundleManifest, Limits, Piece, PiecePlan, Receipt, ReceiptRejection, StickRescue } from '@ddferry/protocol';
-import { bundleSeqOf, DEFAULT_LIMITS, openSafeFile, printable, ProtocolError, readBundle } from '@ddferry/protocol';
+import type { Limits, OpenedHeader, OpenedPiece, PiecePlan, Receipt, ReceiptRejection, RescueKeys, Secret, StickRescue } from '@ddferry/protocol';
+import { bundleSeqOf, DEFAULT_LIMITS, deriveRescueKeys, isProtocolError, openSafeFile, printable, ProtocolError, readBundle } from '@ddferry/protocol';
 
 import { BufferPool } from './buffer-pool.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import type { Image } from './image.js';
 import type { MergeLimits } from './merge.js';
-import { MergeQueue } from './merge.js';
+import { MergeQueue, seqConflict } from './merge.js';
 import { ReceiptWriter } from './receipt-writer.js';
 import { pickStickRescue } from './stick-rescue.js';
 
@@ -44,7 +50,7 @@ const MIB = 1024 * 1024;
 /** Longest reason kept in a receipt (its texts hold at most 4096 characters). */
 const MAX_REASON = 2000;
 const READ_CHUNK = 4 * MIB;
-/** The first read of a bundle held in memory: enough for its manifest, so a bundle merged before costs little. */
+/** The first read of a bundle held in memory: enough for its first sealed header. */
 const FIRST_READ = 256 * 1024;
 /** Default `maxHeldBytes`. */
 const DEFAULT_MAX_HELD = 96 * MIB;
@@ -97,6 +103,8 @@ export interface BundleEvent {
 }
 
 export interface ImportOptions {
+  /** The shared token (`readTokenFile`): the rescue's keys open the sealed pieces and sign the receipt. */
+  readonly secret: Secret;
   /** `--rescue ID`: the rescue to import when the stick holds several. */
   readonly rescueId?: string | undefined;
   /** Default `DEFAULT_LIMITS` of the protocol. */
@@ -105,10 +113,9 @@ export interface ImportOptions {
   readonly merge?: Partial<MergeLimits> | undefined;
   /**
    * Most bundle bytes held in memory, being checked or waiting to be merged
-   * (read-ahead), in buffers used again from bundle to bundle. A larger bundle
-   * is read twice: checked whole, then read again piece by piece while
-   * merging. Default 96 MiB (three bundles of 32 MiB, the largest a reader
-   * writes onto a stick).
+   * (read-ahead). A larger bundle is read twice: checked whole, then read
+   * again piece by piece while merging. Default 96 MiB (three bundles of
+   * 32 MiB, the largest a reader writes onto a stick).
    */
   readonly maxHeldBytes?: number | undefined;
   /** Stop at the next bundle (finishing the merge in progress, writing the receipt). */
@@ -150,9 +157,6 @@ export interface ImportResult {
   readonly error: unknown;
 }
 
-/** Thrown by the manifest hook when every piece of the bundle is merged. */
-class AllMerged extends Error {}
-
 interface BundleFile {
   readonly name: string;
   readonly seq: number;
@@ -160,8 +164,8 @@ interface BundleFile {
 }
 
 type Verdict =
-  | { readonly kind: 'sound'; readonly pieces: readonly Piece[]; readonly buffer: Uint8Array }
-  | { readonly kind: 'large'; readonly manifest: BundleManifest }
+  | { readonly kind: 'sound'; readonly pieces: readonly OpenedPiece[] }
+  | { readonly kind: 'large' }
   | { readonly kind: 'skipped' }
   | { readonly kind: 'refused'; readonly rejection: ReceiptRejection }
   | { readonly kind: 'unreadable'; readonly error: AssemblerError };
@@ -173,7 +177,7 @@ function isSystemError(err: unknown): boolean {
 
 function isRefusal(err: unknown): err is ProtocolError {
   const code = errnoOf(err);
-  return code !== undefined && /^ERR_(BUNDLE|PIECE|STICK|FILE)_/.test(code) && err instanceof Error;
+  return code !== undefined && /^ERR_(BUNDLE|PIECE|STICK|SEAL|PROTO|FILE)_/.test(code) && err instanceof Error;
 }
 
 function shortReason(err: unknown): string {
@@ -193,7 +197,7 @@ async function listBundles(folder: string, warn: (message: string) => void): Pro
   for (const name of names) {
     const seq = bundleSeqOf(name);
     if (seq !== undefined) out.push({ name, seq, path: join(folder, name) });
-    else if (/^piece-.*\.tar$/.test(name)) warn(`${join(folder, printable(name, 100))}: not a bundle name (piece- and at least six digits, .tar); ignored.`);
+    else if (/^piece-.*\.tar$/.test(name)) warn(`${join(folder, printable(name, 100))}: not a bundle name (piece-, six to fifteen digits of a seq from 1 to 2^40, .tar); ignored.`);
   }
   return out.sort((a, b) => a.seq - b.seq || (a.name < b.name ? -1 : 1));
 }
@@ -209,7 +213,7 @@ async function listBundles(folder: string, warn: (message: string) => void): Pro
  *   the rescue's `receipts/` is a link or a file), `ERR_FILE_NOT_REGULAR` (its
  *   rescue.json is a FIFO…). Later failures are in the result's `error`.
  */
-export async function importStick(dir: string, image: Image, options: ImportOptions = {}): Promise<ImportResult> {
+export async function importStick(dir: string, image: Image, options: ImportOptions): Promise<ImportResult> {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const maxHeld = Math.max(options.maxHeldBytes ?? DEFAULT_MAX_HELD, 1);
   const pool = new BufferPool(maxHeld);
@@ -218,13 +222,16 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   const { signal } = options;
   const picked = await pickStickRescue(dir, image, options.rescueId);
   const { rescue, folder } = picked;
+  const keys: RescueKeys = deriveRescueKeys(options.secret, rescue.rescueId);
   const plan: PiecePlan = { rescueId: rescue.rescueId, sourceSize: image.size, sectorSize: rescue.sectorSize, chunks: image.plan! };
   const writer = options.writer ?? `${hostname()}:${resolve(image.path)}`.slice(0, 4000);
-  const receipts = new ReceiptWriter(folder, now(), warn);
+  const receipts = new ReceiptWriter(folder, keys, now(), warn);
   // receipts land only in the stick's own folder: refused before anything is merged
   await receipts.check();
   const queue = new MergeQueue(image, options.merge);
   const rejected: ReceiptRejection[] = [];
+  /** Pieces of this folder's bundles the image holds under their own header hash: what the receipt names. */
+  const held = new Map<number, string>();
   const bundles = await listBundles(folder, warn);
   const counts = { merged: 0, refused: 0, skipped: 0, unreadable: 0, mergedPieces: 0, mergedBytes: 0 };
   let failure: unknown;
@@ -233,13 +240,35 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   /** Aborted in the middle of a bundle read piece by piece. */
   let cut = false;
 
-  const receipt = (): Receipt => ({ rescueId: rescue.rescueId, merged: image.mergedRanges(), rejected: [...rejected], writtenAt: now().toISOString(), writer });
+  const receipt = (): Receipt => ({
+    rescueId: rescue.rescueId,
+    merged: [...held].sort((a, b) => a[0] - b[0]).map(([seq, headerHash]) => ({ seq, headerHash })),
+    rejected: [...rejected], writtenAt: now().toISOString(), writer,
+  });
   const writeReceipt = async (): Promise<void> => {
     await receipts.write(receipt());
     receiptWritten = true;
   };
   const tell = (b: BundleFile, index: number, e: Omit<BundleEvent, 'bundle' | 'index' | 'total'>): void => {
     options.onBundle?.({ bundle: b.name, index, total: bundles.length, ...e });
+  };
+  const refuse = (b: BundleFile, index: number, rejection: ReceiptRejection): void => {
+    rejected.push(rejection);
+    ++counts.refused;
+    tell(b, index, { outcome: 'refused', pieces: 0, bytes: 0, code: rejection.code, reason: rejection.reason });
+  };
+
+  /**
+   * What to do with an authenticated header (`readBundle`'s `onHeader`): a piece
+   * merged before under the same hash is skipped (A2) and named by the receipt;
+   * under another hash it refuses the bundle (A4).
+   */
+  const judge = (b: BundleFile, header: OpenedHeader): 'skip' | undefined => {
+    const mergedHash = image.mergedHash(header.seq);
+    if (mergedHash === undefined) return undefined;
+    if (mergedHash !== header.headerHash) throw seqConflict(header, mergedHash, image.path, b.path);
+    held.set(header.seq, header.headerHash);
+    return 'skip';
   };
 
   /** Merges in flight, oldest first; each settles (never rejects) once durable or failed. */
@@ -255,43 +284,48 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     while (inFlight.length > 0 && heldBytes + bytes > maxHeld) await settleOldest();
   };
   /**
-   * Queue pieces for merging; `after` runs once they are durable. `bytes` are
-   * held until then; `buffer`, the pieces' memory, goes back to the pool once
-   * they are durable or failed.
+   * Queue pieces of bundle `b` for merging; `after` runs once they are durable.
+   * Their bytes are held until then. A piece another bundle of this import
+   * merged meanwhile under another hash is refused (A4): the bundle gets a
+   * rejection, its other pieces stay merged.
    */
-  const merge = (pieces: readonly Piece[], bytes: number, after: (pieces: number, bytes: number) => void, buffer?: Uint8Array): void => {
-    const fresh = pieces.filter((p) => !image.isMerged(p.seq));
-    const freshBytes = fresh.reduce((s, p) => s + p.data.length, 0);
+  const merge = (b: BundleFile, index: number, pieces: readonly OpenedPiece[], after: (pieces: number, bytes: number) => void): void => {
+    const bytes = pieces.reduce((s, p) => s + p.data.length, 0);
     heldBytes += bytes;
-    const merged = Promise.allSettled(fresh.map((p) => queue.enqueue(p))).then((results) => {
-      if (buffer !== undefined) pool.give(buffer);
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
-    });
-    const done = merged.then(
-      async () => {
-        counts.mergedPieces += fresh.length;
-        counts.mergedBytes += freshBytes;
-        after(fresh.length, freshBytes);
-        await writeReceipt();
-      },
-    ).catch((err: unknown) => {
+    const done = Promise.allSettled(pieces.map((p) => queue.enqueue(p))).then(async (results) => {
+      let n = 0;
+      let k = 0;
+      const conflicts: ProtocolError[] = [];
+      results.forEach((r, i) => {
+        const p = pieces[i]!;
+        if (r.status === 'fulfilled') {
+          held.set(p.seq, p.headerHash);
+          ++n;
+          k += p.data.length;
+        } else if (isProtocolError(r.reason) && r.reason.code === 'ERR_PIECE_SEQ_CONFLICT') {
+          conflicts.push(r.reason);
+        } else {
+          throw r.reason;
+        }
+      });
+      counts.mergedPieces += n;
+      counts.mergedBytes += k;
+      const first = conflicts[0];
+      if (first === undefined) after(n, k);
+      else refuse(b, index, { bundle: b.name, seqs: conflicts.map((c) => c.seq!), code: first.code, reason: shortReason(first) });
+      await writeReceipt();
+    }).catch((err: unknown) => {
       failure ??= err;
     });
     inFlight.push({ bytes, done });
   };
 
-  const refuse = (b: BundleFile, index: number, err: unknown, manifest: BundleManifest | undefined): void => {
-    const code = errnoOf(err) ?? 'ERR_BUNDLE_MALFORMED';
-    const rejection: ReceiptRejection = { bundle: b.name, seqs: manifest?.pieces.map((p) => p.seq) ?? [], code, reason: shortReason(err) };
-    rejected.push(rejection);
-    ++counts.refused;
-    tell(b, index, { outcome: 'refused', pieces: 0, bytes: 0, code, reason: rejection.reason });
-  };
-
-  /** Read and check a whole bundle; hold its pieces when it fits in `maxHeld`. */
-  const examine = async (b: BundleFile, onManifest: (m: BundleManifest) => void): Promise<Verdict> => {
-    let manifest: BundleManifest | undefined;
-    /** The pool's buffer, until a sound verdict takes it. */
+  /** Read and check a whole bundle; hold its opened pieces when it fits in `maxHeld`. */
+  const examine = async (b: BundleFile): Promise<Verdict> => {
+    /** Seqs whose headers authenticated, for a rejection. */
+    const seqs: number[] = [];
+    let skipped = 0;
+    /** The pool's buffer of the bundle's sealed bytes, given back once read (the opened pieces are copies). */
     let buffer: Uint8Array | undefined;
     try {
       const st = await lstat(b.path);
@@ -302,28 +336,29 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
         throw new ProtocolError('ERR_BUNDLE_TOO_LARGE', `The bundle has ${st.size} bytes; at most ${limits.maxBundleBytes} are accepted.`, { file: b.path, limit: limits.maxBundleBytes });
       }
       const hold = st.size <= maxHeld;
-      const pieces: Piece[] = [];
-      // held: read into a buffer of the pool, the pieces are views of it (no copy);
+      const pieces: OpenedPiece[] = [];
+      // held: read into a buffer of the pool, the sealed entries are views of it (no copy);
       // else each read allocates highWaterMark bytes: no more than the file needs (GC)
       buffer = hold ? pool.take(st.size) : undefined;
       const source = buffer !== undefined ? readInto(b.path, buffer) : await readSafely(b.path, Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)));
       for await (const piece of readBundle(source, {
-        limits, file: b.path, plan, shareSource: hold, onManifest: (m) => {
-          manifest = m;
-          onManifest(m);
+        keys, plan, limits, file: b.path, shareSource: hold,
+        onHeader: (h) => {
+          seqs.push(h.seq);
+          if (seqs.length === 1 && h.seq !== b.seq) {
+            throw new ProtocolError('ERR_STICK_BUNDLE_NAME', `The file name carries seq ${b.seq}, but the bundle's first piece is ${h.seq}.`, { file: b.path });
+          }
+          const verdict = judge(b, h);
+          if (verdict === 'skip') ++skipped;
+          return verdict;
         },
       })) {
         if (hold) pieces.push(piece);
       }
-      if (buffer === undefined) return { kind: 'large', manifest: manifest! };
-      const sound: Verdict = { kind: 'sound', pieces, buffer };
-      buffer = undefined;
-      return sound;
+      if (skipped === seqs.length) return { kind: 'skipped' };
+      return hold ? { kind: 'sound', pieces } : { kind: 'large' };
     } catch (err) {
-      if (err instanceof AllMerged) return { kind: 'skipped' };
-      if (isRefusal(err)) {
-        return { kind: 'refused', rejection: { bundle: b.name, seqs: manifest?.pieces.map((p) => p.seq) ?? [], code: err.code, reason: shortReason(err) } };
-      }
+      if (isRefusal(err)) return { kind: 'refused', rejection: { bundle: b.name, seqs, code: err.code, reason: shortReason(err) } };
       if (isSystemError(err)) {
         return { kind: 'unreadable', error: new AssemblerError('ERR_IMPORT_STICK_READ', b.path, `Cannot read the bundle (${errnoOf(err)}); it is left on the stick, neither merged nor refused. Check the stick (dmesg), then import again.`, { cause: err }) };
       }
@@ -338,15 +373,16 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     let pieces = 0;
     let bytes = 0;
     const mark = inFlight.length;
+    const refusedBefore = counts.refused;
     try {
-      for await (const piece of readBundle(await readSafely(b.path, READ_CHUNK), { limits, file: b.path, plan })) {
+      for await (const piece of readBundle(await readSafely(b.path, READ_CHUNK), { keys, plan, limits, file: b.path, onHeader: (h) => judge(b, h) })) {
         if (failure !== undefined) return;
         if (signal?.aborted === true) {
           cut = true;
           return;
         }
         await makeRoom(piece.data.length);
-        merge([piece], piece.data.length, (n, k) => {
+        merge(b, index, [piece], (n, k) => {
           pieces += n;
           bytes += k;
         });
@@ -355,7 +391,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       if (!isRefusal(err) && !isSystemError(err)) throw err;
       // it changed between two reads: what was read is sound and merged, the rest refused
       while (inFlight.length > mark) await settleOldest();
-      if (isRefusal(err)) refuse(b, index, err, undefined);
+      if (isRefusal(err)) refuse(b, index, { bundle: b.name, seqs: [], code: err.code, reason: shortReason(err) });
       else {
         ++counts.unreadable;
         firstUnreadable ??= new AssemblerError('ERR_IMPORT_STICK_READ', b.path, `Cannot read the bundle again (${errnoOf(err)}); what was read before is merged. Check the stick (dmesg), then import again.`, { cause: err });
@@ -364,7 +400,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       return;
     }
     while (inFlight.length > mark) await settleOldest();
-    if (failure !== undefined) return;
+    if (failure !== undefined || counts.refused > refusedBefore) return;
     ++counts.merged;
     tell(b, index, { outcome: 'merged', pieces, bytes });
   };
@@ -376,22 +412,14 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     // what is read is held until merged: make room for it first
     const size = await lstat(b.path).then((st) => (st.isFile() ? st.size : 0), () => 0);
     if (size <= maxHeld) await makeRoom(size);
-    const verdict = await examine(b, (m) => {
-      const first = m.pieces[0]!.seq;
-      if (first !== b.seq) {
-        throw new ProtocolError('ERR_STICK_BUNDLE_NAME', `The file name carries seq ${b.seq}, but the bundle's first piece is ${first}.`, { file: b.path });
-      }
-      if (m.pieces.every((p) => image.isMerged(p.seq))) throw new AllMerged();
-    });
+    const verdict = await examine(b);
     switch (verdict.kind) {
       case 'skipped':
         ++counts.skipped;
         tell(b, index, { outcome: 'skipped', pieces: 0, bytes: 0 });
         break;
       case 'refused':
-        rejected.push(verdict.rejection);
-        ++counts.refused;
-        tell(b, index, { outcome: 'refused', pieces: 0, bytes: 0, code: verdict.rejection.code, reason: verdict.rejection.reason });
+        refuse(b, index, verdict.rejection);
         break;
       case 'unreadable':
         ++counts.unreadable;
@@ -400,10 +428,10 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
         break;
       case 'sound': {
         const at = index;
-        merge(verdict.pieces, verdict.buffer.length, (pieces, bytes) => {
+        merge(b, at, verdict.pieces, (pieces, bytes) => {
           ++counts.merged;
           tell(b, at, { outcome: 'merged', pieces, bytes });
-        }, verdict.buffer);
+        });
         break;
       }
       case 'large':

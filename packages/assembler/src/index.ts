@@ -11,7 +11,6 @@ export { importDdrescueChunk, importDdrescueChunks, IMPORT_DDRESCUE_DEFAULTS, IM
 export type { ImportDdrescueChunksOptions, ImportDdrescueOptions, ImportDdrescueResult } from './import-ddrescue.js';
 export { DEFAULT_MERGE_LIMITS, mergePieces, MergeQueue, planBatch, resolveMergeLimits } from './merge.js';
 export type { MergeLimits, PlannedBatch } from './merge.js';
-export { SeqSet } from './seq-set.js';
 export { OVERSIZE_GRACE_BYTES, SERVE_DEFAULTS, serve } from './server.js';
 export type { AssemblerServer, Log, ServeOptions } from './server.js';
 export { importStick } from './import.js';

@@ -4,13 +4,16 @@
  * | rule | how |
  * |---|---|
  * | A1: `+` only over durable data | `Image.commit`: write, one fsync, then statuses, then `IMAGE.map`, then the binding |
- * | A2: a piece twice changes nothing | a seq already merged (or twice in a batch) is skipped and still acknowledged; bytes are never written over `+` |
+ * | A2: a piece twice changes nothing | a piece merged before (same seq, same header hash), or twice in a batch, is skipped and still acknowledged; bytes are never written over `+` |
  * | A3: a piece writes only its own `+` extents | only extent bytes are written, and only where the map is not `+` yet; delta statuses only move forward (`? * / - +`) |
+ * | A4: a seq is one piece for good | a piece whose seq was merged under another header hash (or comes earlier in the batch with another) is refused, `ERR_PIECE_SEQ_CONFLICT`, and changes nothing; never "already merged" |
  *
- * Pieces must have passed `validatePiece` against the image's plan (S2): this
- * module trusts their positions and checksums, not their novelty.
+ * Pieces must have been opened and checked (`PieceOpener`: authenticated,
+ * validated against the image's plan, S2): this module trusts their positions
+ * and checksums, not their novelty.
  */
-import type { Piece } from '@ddferry/protocol';
+import type { OpenedPiece, PieceRef } from '@ddferry/protocol';
+import { ProtocolError } from '@ddferry/protocol';
 
 import { AssemblerError } from './errors.js';
 import type { Commit, Image } from './image.js';
@@ -78,28 +81,42 @@ class Written {
 export interface PlannedBatch {
   /** What to make durable; empty when every piece was merged before. */
   readonly commit: Commit;
-  /** Every distinct seq of the batch, in order: merged before or by this commit. */
-  readonly acknowledged: readonly number[];
+  /** Every distinct piece of the batch, in order: merged before or by this commit. */
+  readonly acknowledged: readonly PieceRef[];
+  /** Pieces refused (A4), each with the error to give its sender. */
+  readonly refused: readonly { readonly piece: OpenedPiece; readonly error: ProtocolError }[];
+}
+
+/**
+ * The refusal of a piece whose seq is held by another piece (A4), for its sender and the log.
+ * @param where what holds the other piece (the image's path).
+ * @param file the bundle the refused piece comes from, if any.
+ */
+export function seqConflict(piece: PieceRef, heldHash: string, where: string, file?: string): ProtocolError {
+  return new ProtocolError('ERR_PIECE_SEQ_CONFLICT', `The piece with header hash ${piece.headerHash} is refused: ${where} holds another piece under this seq (header hash ${heldHash}).`, { seq: piece.seq, file });
 }
 
 /**
  * Plan the merge of `pieces` into `image` as it is now (call inside
  * `image.exclusive`, so the map does not change meanwhile):
- * - pieces whose seq was merged, or came earlier in the batch, contribute nothing;
+ * - pieces merged before (same seq and header hash), or earlier in the batch, contribute nothing;
+ * - a piece whose seq the image, or an earlier piece of the batch, holds under
+ *   another header hash is refused (A4) and contributes nothing;
  * - each extent's bytes go to their position, except where the map is already
  *   `+` or an earlier piece of the batch writes (adjacent bytes are joined into one write);
  * - delta ranges of status `? * / -` are raised (forward only, by `commit`);
  *   `+` comes only from the writes, so nothing is marked rescued without its bytes.
  * @throws AssemblerError `ERR_IMAGE_NOT_BOUND`, `ERR_IMAGE_WRONG_RESCUE`.
  */
-export function planBatch(image: Image, pieces: readonly Piece[]): PlannedBatch {
+export function planBatch(image: Image, pieces: readonly OpenedPiece[]): PlannedBatch {
   const binding = image.binding;
   if (binding === undefined) throw new AssemblerError('ERR_IMAGE_NOT_BOUND', image.path, 'No rescue is bound to the image yet.');
   const writes: { pos: number; data: Uint8Array }[] = [];
   const statuses: Commit['statuses'][number][] = [];
-  const seqs: number[] = [];
-  const acknowledged: number[] = [];
-  const seen = new Set<number>();
+  const fresh: PieceRef[] = [];
+  const acknowledged: PieceRef[] = [];
+  const refused: { piece: OpenedPiece; error: ProtocolError }[] = [];
+  const seen = new Map<number, string>();
   const written = new Written();
   const push = (pos: number, data: Uint8Array): void => {
     const last = writes[writes.length - 1];
@@ -114,11 +131,21 @@ export function planBatch(image: Image, pieces: readonly Piece[]): PlannedBatch 
     if (piece.rescueId !== binding.rescueId) {
       throw new AssemblerError('ERR_IMAGE_WRONG_RESCUE', image.path, `Piece ${piece.seq} belongs to rescue ${piece.rescueId}; the image belongs to rescue ${binding.rescueId}.`);
     }
-    if (seen.has(piece.seq)) continue;
-    seen.add(piece.seq);
-    acknowledged.push(piece.seq);
-    if (image.isMerged(piece.seq)) continue;
-    seqs.push(piece.seq);
+    const ref = { seq: piece.seq, headerHash: piece.headerHash };
+    const held = image.mergedHash(piece.seq);
+    const earlier = seen.get(piece.seq);
+    if (held !== undefined && held !== piece.headerHash) {
+      refused.push({ piece, error: seqConflict(ref, held, image.path) });
+      continue;
+    }
+    if (earlier !== undefined) {
+      if (earlier !== piece.headerHash) refused.push({ piece, error: seqConflict(ref, earlier, `${image.path}'s merge batch`) });
+      continue;
+    }
+    seen.set(piece.seq, piece.headerHash);
+    acknowledged.push(ref);
+    if (held !== undefined) continue;
+    fresh.push(ref);
     let offset = 0;
     for (const e of piece.extents) {
       const base = offset;
@@ -133,27 +160,28 @@ export function planBatch(image: Image, pieces: readonly Piece[]): PlannedBatch 
     }
     for (const d of piece.delta) if (d.status !== '+') statuses.push(d);
   }
-  return { commit: { writes, statuses, seqs }, acknowledged };
+  return { commit: { writes, statuses, pieces: fresh }, acknowledged, refused };
 }
 
 /**
  * Merge a batch of validated pieces durably, serialized with every other
  * merge of the image. Returns once the data is fsynced and `IMAGE.map` and the
  * binding are saved: only then may the caller send the receipt.
- * @returns the seqs to acknowledge: every distinct seq of `pieces`, merged now or before.
+ * @returns the pieces to acknowledge (every distinct piece of `pieces`, merged
+ *   now or before) and those refused (A4, nothing of them written).
  * @throws AssemblerError `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`, `ERR_IMAGE_SAVE`,
  *   `ERR_IMAGE_NOT_BOUND`, `ERR_IMAGE_WRONG_RESCUE`, `ERR_IMAGE_CLOSED`.
  */
-export function mergePieces(image: Image, pieces: readonly Piece[]): Promise<number[]> {
+export function mergePieces(image: Image, pieces: readonly OpenedPiece[]): Promise<{ acknowledged: PieceRef[]; refused: PlannedBatch['refused'] }> {
   return image.exclusive(async () => {
-    const { commit, acknowledged } = planBatch(image, pieces);
-    if (commit.seqs.length > 0) await image.commit(commit);
-    return [...acknowledged];
+    const { commit, acknowledged, refused } = planBatch(image, pieces);
+    if (commit.pieces.length > 0) await image.commit(commit);
+    return { acknowledged: [...acknowledged], refused };
   });
 }
 
 interface Waiting {
-  readonly piece: Piece;
+  readonly piece: OpenedPiece;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
@@ -189,11 +217,12 @@ export class MergeQueue {
   }
 
   /**
-   * Queue a validated piece.
+   * Queue an opened, checked piece.
    * @returns a promise settled when the piece is durably merged (or was merged
-   *   before), rejected with the batch's error otherwise.
+   *   before), rejected with `ERR_PIECE_SEQ_CONFLICT` (a ProtocolError) when its
+   *   seq is another piece's (A4), or with the batch's error.
    */
-  enqueue(piece: Piece): Promise<void> {
+  enqueue(piece: OpenedPiece): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#waiting.push({ piece, resolve, reject });
       this.#bytes += piece.data.length;
@@ -219,8 +248,13 @@ export class MergeQueue {
         }
         const batch = this.#waiting.slice(0, n);
         try {
-          await mergePieces(this.image, batch.map((w) => w.piece));
-          for (const w of batch) w.resolve();
+          const { refused } = await mergePieces(this.image, batch.map((w) => w.piece));
+          const errors = new Map(refused.map((r) => [r.piece, r.error]));
+          for (const w of batch) {
+            const error = errors.get(w.piece);
+            if (error === undefined) w.resolve();
+            else w.reject(error);
+          }
         } catch (err) {
           for (const w of batch) w.reject(err);
         } finally {

@@ -1,7 +1,7 @@
 /**
  * The receipt of one import, on the stick:
  * `DIR/ddferry/<rescue-id>/receipts/receipt-<UTC time>-<6 hex>.json`
- * (`formatReceipt`). The same file is rewritten after every merged batch, so a
+ * (`formatReceipt`, MACed with the rescue's receipt key). The same file is rewritten after every merged batch, so a
  * kill -9 in the middle of an import leaves a receipt of what is durable.
  *
  * Each write is atomic and durable (`saveMapfile`: temporary file, fsync,
@@ -20,7 +20,7 @@ import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { saveMapfile } from '@ddferry/mapfile/io';
-import type { Receipt } from '@ddferry/protocol';
+import type { Receipt, RescueKeys } from '@ddferry/protocol';
 import { checkRealFolder, formatReceipt, isProtocolError, readSafeFile, STICK_RECEIPTS_FOLDER } from '@ddferry/protocol';
 
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
@@ -57,6 +57,7 @@ async function syncFolder(folder: string): Promise<void> {
 export class ReceiptWriter {
   /** The receipt's path. */
   readonly path: string;
+  readonly #keys: RescueKeys;
   readonly #warn: (message: string) => void;
   #pending: Receipt | undefined;
   #running: Promise<void> | undefined;
@@ -67,10 +68,12 @@ export class ReceiptWriter {
 
   /**
    * @param rescueFolder `DIR/ddferry/<rescue-id>`.
+   * @param keys the rescue's keys: receipts are MACed with its receipt key.
    * @param warn told once when the file system cannot fsync a folder.
    */
-  constructor(rescueFolder: string, now: Date, warn: (message: string) => void) {
+  constructor(rescueFolder: string, keys: RescueKeys, now: Date, warn: (message: string) => void) {
     this.path = join(rescueFolder, STICK_RECEIPTS_FOLDER, receiptFileName(now));
+    this.#keys = keys;
     this.#warn = warn;
   }
 
@@ -108,7 +111,7 @@ export class ReceiptWriter {
         const r = this.#pending;
         this.#pending = undefined;
         try {
-          await this.#save(formatReceipt(r));
+          await this.#save(formatReceipt(r, this.#keys));
           this.#error = undefined;
         } catch (err) {
           this.#error = err;

@@ -11,8 +11,8 @@ import { connect as tcpConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 
-import type { Message } from '@ddferry/protocol';
-import { authHmac, decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, makeSecretText } from '@ddferry/protocol';
+import type { HelloMessage, Message, RescueId } from '@ddferry/protocol';
+import { authHmac, decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeExtent, makeSecretText, sealPiece } from '@ddferry/protocol';
 import { expect } from 'chai';
 import { WebSocket } from 'ws';
 
@@ -25,7 +25,7 @@ import type { AssemblerServer, ServeOptions } from '../src/server.js';
 
 import { Client } from './client.js';
 import type { Logged } from './helpers.js';
-import { CHUNK_SIZE, hello, logger, makePiece, tempDir } from './helpers.js';
+import { FINGERPRINT, hello, logger, makePiece, SECRET, tempDir } from './helpers.js';
 import { closedOf, frameHeader, handUpgrade } from './raw-socket.js';
 import { fourPieces, makeRescueFolder, writeBundleFile } from './stick-fixture.js';
 
@@ -365,9 +365,17 @@ describe('adversarial: doors before the lock (serve)', function () {
   });
 
   describe('finding 8: memory held for a token holder, text from peers', () => {
-    /** A header of a piece of `size` bytes (its data never follows). */
-    function bigHeader(seq: number, size: number): Message {
-      return { type: 'pieceHeader', seq, chunk: 0, extents: [{ pos: 0, size, xxh64: 0n }], delta: [{ pos: 0, size, status: '+' }], dataSize: size };
+    /** A rescue whose chunks hold pieces of 32 MiB, as a token holder may plan one. */
+    const BIG_RESCUE = '7d3c2a4e-9b1d-4c6e-8a7f-1234567890cd';
+    const BIG_CHUNK = 32 * MIB;
+    const bigHello = (): HelloMessage => ({ ...hello(BIG_RESCUE, { ...FINGERPRINT, size: 4 * BIG_CHUNK }), chunkSize: BIG_CHUNK });
+    let bigSealed: Uint8Array | undefined;
+    /** The sealed header of a valid piece of 32 MiB (its data never follows). */
+    function bigHeader(): Message {
+      bigSealed ??= sealPiece({
+        rescueId: BIG_RESCUE as RescueId, seq: 1, chunk: 0, extents: [makeExtent(0, new Uint8Array(BIG_CHUNK))], delta: [{ pos: 0, size: BIG_CHUNK, status: '+' }], data: new Uint8Array(BIG_CHUNK),
+      }, deriveRescueKeys(TOKEN, BIG_RESCUE)).header;
+      return { type: 'pieceHeader', sealedHeader: bigSealed };
     }
 
     it('holds at most --max-memory of piece data over all readers; the others wait, unread', async () => {
@@ -375,11 +383,11 @@ describe('adversarial: doors before the lock (serve)', function () {
       const cs: Client[] = [];
       for (let i = 0; i < 8; i++) {
         const c = await reader();
-        expect((await c.handshake(TOKEN))?.type).to.equal('welcome');
+        expect((await c.handshake(TOKEN, bigHello()))?.type).to.equal('welcome');
         cs.push(c);
       }
       const { grown } = await peakGrowth((async () => {
-        for (const c of cs) c.send(bigHeader(1, 32 * MIB));
+        for (const c of cs) c.send(bigHeader());
         await until('two granted, six waiting', () => server!.stats().memory.waiting === 6);
         await new Promise((r) => setTimeout(r, 100));
       })());
@@ -395,16 +403,16 @@ describe('adversarial: doors before the lock (serve)', function () {
     it('merges a waiting reader\'s piece once memory is given back', async () => {
       await start({ maxMemory: 32 * MIB });
       const hog = await reader();
-      expect((await hog.handshake(TOKEN))?.type).to.equal('welcome');
-      hog.send(bigHeader(1, 32 * MIB));
+      expect((await hog.handshake(TOKEN, bigHello()))?.type).to.equal('welcome');
+      hog.send(bigHeader());
       await until('the hog holds it all', () => server!.stats().memory.used === 32 * MIB);
       const c = await reader();
-      expect((await c.handshake(TOKEN))?.type).to.equal('welcome');
-      c.sendPiece(makePiece(7, 1, [{ pos: CHUNK_SIZE, size: 2048, status: '+' }]));
+      expect((await c.handshake(TOKEN, bigHello()))?.type).to.equal('welcome');
+      const sealed = c.sendPiece(makePiece(7, 1, [{ pos: BIG_CHUNK, size: 2048, status: '+' }], 7, BIG_RESCUE));
       await until('waiting', () => server!.stats().memory.waiting === 1);
       hog.ws.terminate();
       const receipt = await c.expect('receipt');
-      expect(receipt.merged).to.deep.equal([7]);
+      expect(receipt.merged).to.deep.equal([{ seq: 7, headerHash: sealed.headerHash }]);
       await until('all given back', () => server!.stats().memory.used === 0);
     });
 
@@ -449,7 +457,7 @@ describe('adversarial: files are what they claim (import, import-ddrescue)', fun
   async function importIt(): Promise<unknown> {
     const image = await Image.open(imagePath);
     try {
-      return await importStick(stick, image);
+      return await importStick(stick, image, { secret: SECRET });
     } finally {
       await image.close();
     }
@@ -484,7 +492,7 @@ describe('adversarial: files are what they claim (import, import-ddrescue)', fun
       await symlink(join(stick, 'ddferry'), join(other, 'ddferry'));
       const image = await Image.open(imagePath);
       try {
-        await expectCode(importStick(other, image), 'ERR_FILE_SYMLINK');
+        await expectCode(importStick(other, image, { secret: SECRET }), 'ERR_FILE_SYMLINK');
       } finally {
         await image.close();
       }

@@ -1,9 +1,9 @@
 /** A scripted reader for tests: the protocol's codec over `ws`, one message at a time. */
-import type { Limits, Message, Piece, WelcomeMessage } from '@ddferry/protocol';
+import type { Limits, Message, Piece, SealedPiece, WelcomeMessage } from '@ddferry/protocol';
 import { authHmac, decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, encodePieceFrames, verifyServerProof } from '@ddferry/protocol';
 import { WebSocket } from 'ws';
 
-import { hello } from './helpers.js';
+import { hello, seal, SECRET } from './helpers.js';
 
 export class Client {
   readonly ws: WebSocket;
@@ -11,6 +11,8 @@ export class Client {
   readonly #inbox: Message[] = [];
   #waiter: (() => void) | undefined;
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** The token of the last handshake: pieces are sealed with it. */
+  secret = SECRET;
 
   private constructor(ws: WebSocket, limits: Limits) {
     this.ws = ws;
@@ -44,8 +46,11 @@ export class Client {
     this.ws.send(bytes, { binary: true });
   }
 
-  sendPiece(piece: Piece): void {
-    for (const frame of encodePieceFrames(piece, this.limits)) this.sendRaw(frame);
+  /** Seal `piece` (with the token of the handshake unless `secret` is given) and send it; returns the sealed piece. */
+  sendPiece(piece: Piece | SealedPiece, secret = this.secret): SealedPiece {
+    const sealed = 'header' in piece ? piece : seal(piece, secret);
+    for (const frame of encodePieceFrames(sealed, this.limits)) this.sendRaw(frame);
+    return sealed;
   }
 
   /** The next message, or undefined once the connection is closed and nothing is left. */
@@ -74,7 +79,8 @@ export class Client {
   }
 
   /** Hello → Challenge → Auth → Welcome (proof checked), or the server's answer to Auth. */
-  async handshake(secret = '', h = hello()): Promise<Message | undefined> {
+  async handshake(secret = SECRET, h = hello()): Promise<Message | undefined> {
+    this.secret = secret;
     this.send(h);
     const challenge = await this.expect('challenge');
     this.send({ type: 'auth', hmac: authHmac(secret, challenge.serverNonce, h.clientNonce, h.rescueId) });

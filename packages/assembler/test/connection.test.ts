@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 
-import type { Message } from '@ddferry/protocol';
+import type { Message, SealedPiece } from '@ddferry/protocol';
 import { authHmac, decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, encodePieceFrames } from '@ddferry/protocol';
 import { expect } from 'chai';
 import type { WebSocket } from 'ws';
@@ -10,7 +10,7 @@ import type { ConnectionContext } from '../src/connection.js';
 import { Image } from '../src/image.js';
 import { MergeQueue } from '../src/merge.js';
 
-import { hello, hold, makePiece, tempDir } from './helpers.js';
+import { hello, hold, makePiece, seal, tempDir } from './helpers.js';
 
 /** A websocket that records what the connection does with it. */
 class FakeSocket extends EventEmitter {
@@ -76,8 +76,10 @@ describe('Connection', () => {
     return c;
   }
 
-  function deliverPiece(seq: number, size: number): void {
-    for (const frame of encodePieceFrames(makePiece(seq, 0, [{ pos: seq * size, size, status: '+' }]))) socket.deliver(frame);
+  function deliverPiece(seq: number, size: number): SealedPiece {
+    const sealed = seal(makePiece(seq, 0, [{ pos: seq * size, size, status: '+' }]), 'k');
+    for (const frame of encodePieceFrames(sealed)) socket.deliver(frame);
+    return sealed;
   }
 
   it('stops reading when its unmerged pieces reach maxUnmergedPieces, and reads again once they are merged', async () => {
@@ -91,7 +93,7 @@ describe('Connection', () => {
     await held;
     await until(() => socket.calls.length === 2);
     expect(socket.calls).to.deep.equal(['pause', 'resume']);
-    const merged = (): number[] => socket.sent.flatMap((m) => (m.type === 'receipt' ? m.merged : []));
+    const merged = (): number[] => socket.sent.flatMap((m) => (m.type === 'receipt' ? m.merged.map((r) => r.seq) : []));
     await until(() => merged().length === 2);
     expect(merged()).to.deep.equal([1, 2]);
   });
@@ -108,15 +110,16 @@ describe('Connection', () => {
     await until(() => socket.calls.includes('resume'));
   });
 
-  it('sends receipts only after the mapfile and the binding are saved', async () => {
+  it('sends receipts, naming the piece by seq and header hash, only after the mapfile and the record of pieces are saved', async () => {
     await ready({});
     const { release, held } = hold(image);
-    deliverPiece(1, 512);
+    const sealed = deliverPiece(1, 512);
     await new Promise((r) => setTimeout(r, 30));
     expect(socket.sent.filter((m) => m.type === 'receipt')).to.deep.equal([]);
     release();
     await held;
     await until(() => socket.sent.some((m) => m.type === 'receipt'));
-    expect(image.isMerged(1)).to.equal(true);
+    expect(image.isMerged(1, sealed.headerHash)).to.equal(true);
+    expect(socket.sent.filter((m) => m.type === 'receipt')).to.deep.equal([{ type: 'receipt', merged: [{ seq: 1, headerHash: sealed.headerHash }], rejected: [] }]);
   });
 });

@@ -1,16 +1,34 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { BlockStatus, Chunk } from '@ddferry/mapfile';
 import { parseMapfile, planChunks, processedState } from '@ddferry/mapfile';
-import type { Extent, Fingerprint, HelloMessage, Piece, StatusRange } from '@ddferry/protocol';
-import { makeExtent, makeNonce, PROTOCOL_VERSION } from '@ddferry/protocol';
+import type { Extent, Fingerprint, HelloMessage, OpenedPiece, Piece, RescueKeys, SealedPiece, StatusRange } from '@ddferry/protocol';
+import { deriveRescueKeys, makeExtent, makeNonce, PROTOCOL_VERSION, sealPiece } from '@ddferry/protocol';
 
 import type { Log } from '../src/connection.js';
 
 export const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
 export const OTHER_RESCUE_ID = '7d2e9f10-3a4b-4c5d-9e6f-abcdefabcdef';
+/** The tests' shared token, and the test rescue's keys. */
+export const SECRET = 'a token of the assembler tests, 32 bytes or more';
+export const KEYS: RescueKeys = deriveRescueKeys(SECRET, RESCUE_ID);
+
+/** `piece` sealed with the keys of its rescue under `secret` (as a reader does). */
+export function seal(piece: Piece, secret = SECRET): SealedPiece {
+  return sealPiece(piece, secret === SECRET && piece.rescueId === RESCUE_ID ? KEYS : deriveRescueKeys(secret, piece.rescueId));
+}
+
+/**
+ * A header hash standing for a piece's content in tests that merge without
+ * sealing: the same piece, the same hash; another piece, another hash.
+ */
+export function contentHash(piece: Piece): string {
+  const h = createHash('sha256').update(JSON.stringify([piece.rescueId, piece.seq, piece.chunk, piece.delta, piece.extents.map((e) => [e.pos, e.size, e.xxh64.toString()])]));
+  return h.update(piece.data).digest('hex').slice(0, 32);
+}
 export const CHUNK_SIZE = 4096;
 export const SECTOR_SIZE = 512;
 /** Four chunks; the last one is 1000 bytes. */
@@ -52,8 +70,11 @@ export interface Step {
   readonly data?: Uint8Array;
 }
 
-/** A piece of `chunk` from sorted, disjoint steps; `seed` makes the data of `+` steps. */
-export function makePiece(seq: number, chunk: number, steps: readonly Step[], seed = seq, rescueId = RESCUE_ID): Piece {
+/**
+ * A piece of `chunk` from sorted, disjoint steps; `seed` makes the data of `+` steps. As
+ * if opened: its header hash is `contentHash` (a sealed piece's would be its seal's).
+ */
+export function makePiece(seq: number, chunk: number, steps: readonly Step[], seed = seq, rescueId = RESCUE_ID): OpenedPiece {
   const extents: Extent[] = [];
   const delta: StatusRange[] = [];
   const datas: Uint8Array[] = [];
@@ -65,7 +86,8 @@ export function makePiece(seq: number, chunk: number, steps: readonly Step[], se
       datas.push(data);
     }
   }
-  return { rescueId, seq, chunk, extents, delta, data: Buffer.concat(datas) };
+  const piece: Piece = { rescueId, seq, chunk, extents, delta, data: Buffer.concat(datas) };
+  return { ...piece, headerHash: contentHash(piece) };
 }
 
 /** A fresh temporary folder, removed by `cleanup`. */

@@ -37,7 +37,8 @@ describe('Image', () => {
       try {
         expect(image.binding).to.equal(undefined);
         expect(image.finishedRanges()).to.deep.equal([]);
-        expect(image.mergedSeqs()).to.deep.equal([]);
+        expect(image.mergedPieces()).to.deep.equal([]);
+        expect(image.maxMergedSeq).to.equal(0);
         expect((await stat(path)).size).to.equal(0);
       } finally {
         await image.close();
@@ -88,22 +89,43 @@ describe('Image', () => {
       expect(map).to.match(/^# Mapfile\. Created by ddferry in the format of GNU ddrescue 1\.27\n/);
       expect(map).to.contain(`0x00000000  0x${SOURCE_SIZE.toString(16).toUpperCase().padStart(8, '0')}  ?\n`);
       const binding = JSON.parse(await readFile(`${path}.ddferry.json`, 'utf8'));
-      expect(binding).to.deep.include({ format: 'ddferry-image', version: 1, rescueId: RESCUE_ID, chunkSize: CHUNK_SIZE, sectorSize: 512, mergedSeqs: [] });
-      expect(binding.fingerprint).to.deep.equal(FINGERPRINT);
+      expect(binding).to.deep.equal({ format: 'ddferry-image', version: 2, rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: CHUNK_SIZE, sectorSize: 512 });
     });
 
-    it('keeps the binding and merged seqs across a reopen', async () => {
+    it('keeps the binding and the merged pieces (seq and header hash) across a reopen', async () => {
       const image = await Image.open(path);
       await image.bind(bindRequest());
-      await mergePieces(image, [1, 2, 3, 5].map((s) => makePiece(s, 0, [{ pos: s * 512, size: 512, status: '+' }])));
+      const pieces = [5, 1, 3, 2].map((s) => makePiece(s, 0, [{ pos: s * 512, size: 512, status: '+' }]));
+      await mergePieces(image, pieces);
       await image.close();
       const again = await Image.open(path);
       try {
         expect(again.binding?.rescueId).to.equal(RESCUE_ID);
-        expect(again.mergedSeqs()).to.deep.equal([1, 2, 3, 5]);
+        const refs = [...pieces].sort((a, b) => a.seq - b.seq).map((p) => ({ seq: p.seq, headerHash: p.headerHash }));
+        expect(again.mergedPieces()).to.deep.equal(refs);
+        expect(again.mergedPieces(2)).to.deep.equal(refs.slice(2));
+        expect(again.maxMergedSeq).to.equal(5);
+        expect(again.isMerged(3, pieces[2]!.headerHash)).to.equal(true);
+        expect(again.isMerged(3, pieces[0]!.headerHash)).to.equal(false);
+        expect(again.mergedHash(4)).to.equal(undefined);
         expect(again.finishedRanges()).to.deep.equal([{ pos: 512, size: 3 * 512 }, { pos: 5 * 512, size: 512 }]);
-        expect(JSON.parse(await readFile(`${path}.ddferry.json`, 'utf8')).mergedSeqs).to.deep.equal([[1, 3], [5, 5]]);
+        expect((await stat(`${path}.ddferry.pieces`)).size).to.equal(32 + 4 * 32);
         await again.bind(bindRequest());
+      } finally {
+        await again.close();
+      }
+    });
+
+    it('reads a version 1 binding, ignoring its merged seqs (they had no header hash)', async () => {
+      const image = await Image.open(path);
+      await image.bind(bindRequest());
+      await image.close();
+      const v2 = JSON.parse(await readFile(`${path}.ddferry.json`, 'utf8')) as Record<string, unknown>;
+      await writeFile(`${path}.ddferry.json`, JSON.stringify({ ...v2, version: 1, mergedSeqs: [[1, 9]] }));
+      const again = await Image.open(path);
+      try {
+        expect(again.binding?.rescueId).to.equal(RESCUE_ID);
+        expect(again.mergedPieces()).to.deep.equal([]);
       } finally {
         await again.close();
       }

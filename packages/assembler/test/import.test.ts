@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rename, rm, symlink, truncate, writeFile } fr
 import { join } from 'node:path';
 
 import type { Piece, Receipt } from '@ddferry/protocol';
-import { parseReceipt, RECEIPT_NAME } from '@ddferry/protocol';
+import { deriveRescueKeys, parseReceipt, RECEIPT_NAME } from '@ddferry/protocol';
 import { expect } from 'chai';
 
 import { run } from '../src/cli.js';
@@ -13,17 +13,19 @@ import type { BundleEvent, ImportOptions, ImportResult } from '../src/import.js'
 import { importStick } from '../src/import.js';
 import { ReceiptWriter, receiptFileName } from '../src/receipt-writer.js';
 
-import { CHUNK_SIZE, FINGERPRINT, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID, SOURCE_SIZE, tempDir } from './helpers.js';
 import {
-  bundleBytes, expectedImage, fourPieces, makeRescueFolder, patchHeader, pieceEntryOffsets, readReceipts, writeBundleFile,
+  CHUNK_SIZE, FINGERPRINT, KEYS, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID, SECRET, SOURCE_SIZE, tempDir,
+} from './helpers.js';
+import {
+  bundleBytes, expectedImage, fourPieces, makeRescueFolder, patchHeader, pieceEntryOffsets, readReceipts, refOf, writeBundleFile,
 } from './stick-fixture.js';
 
 const CHUNK2 = { pos: 2 * CHUNK_SIZE, end: 3 * CHUNK_SIZE };
 
-async function importInto(imagePath: string, stick: string, options: ImportOptions = {}, imageOptions: ImageOptions = {}): Promise<ImportResult> {
+async function importInto(imagePath: string, stick: string, options: Partial<ImportOptions> = {}, imageOptions: ImageOptions = {}): Promise<ImportResult> {
   const image = await Image.open(imagePath, imageOptions);
   try {
-    return await importStick(stick, image, options);
+    return await importStick(stick, image, { secret: SECRET, ...options });
   } finally {
     await image.close();
   }
@@ -31,7 +33,7 @@ async function importInto(imagePath: string, stick: string, options: ImportOptio
 
 async function receiptOf(result: ImportResult): Promise<Receipt> {
   expect(result.receipt, 'a receipt was written').to.be.a('string');
-  return parseReceipt(await readFile(result.receipt!, 'utf8'), result.receipt);
+  return parseReceipt(await readFile(result.receipt!, 'utf8'), KEYS, result.receipt);
 }
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<Error> {
@@ -82,16 +84,29 @@ describe('importStick', () => {
       expect(statuses[3 * CHUNK_SIZE + 999]).to.equal(PLUS);
       const receipt = await receiptOf(result);
       expect(receipt.rescueId).to.equal(RESCUE_ID);
-      expect(receipt.merged).to.deep.equal([[1, 4]]);
+      expect(receipt.merged).to.deep.equal(pieces.map(refOf));
       expect(receipt.rejected).to.deep.equal([]);
       expect(receipt.writer).to.match(/:.*disk\.img$/);
       expect(events.map((e) => e.outcome).sort()).to.deep.equal(['merged', 'merged', 'merged', 'merged']);
-      const binding = JSON.parse(await readFile(`${imagePath}.ddferry.json`, 'utf8')) as { rescueId: string; mergedSeqs: unknown };
+      const binding = JSON.parse(await readFile(`${imagePath}.ddferry.json`, 'utf8')) as { rescueId: string };
       expect(binding.rescueId).to.equal(RESCUE_ID);
-      expect(binding.mergedSeqs).to.deep.equal([[1, 4]]);
+      const image = await Image.open(imagePath);
+      expect(image.mergedPieces()).to.deep.equal(pieces.map(refOf));
+      await image.close();
     });
 
-    it('is idempotent: a second import reads only manifests, changes nothing and writes a receipt of the same pieces', async () => {
+    it('signs its receipt with the rescue\'s receipt key: another token cannot read it as genuine (ERR_STICK_RECEIPT_MAC)', async () => {
+      await writeAll();
+      const result = await importInto(imagePath, stick);
+      const text = await readFile(result.receipt!, 'utf8');
+      expect(text).to.match(/"mac":"[0-9a-f]{64}"\}\n$/);
+      expect(() => parseReceipt(text, deriveRescueKeys('not the token', RESCUE_ID), result.receipt)).to.throw().with.property('code', 'ERR_STICK_RECEIPT_MAC');
+      const forged = text.replace(`[1,"${refOf(pieces[0]!).headerHash}"]`, `[1,"${'0'.repeat(32)}"]`);
+      expect(forged).to.not.equal(text);
+      expect(() => parseReceipt(forged, KEYS, result.receipt)).to.throw().with.property('code', 'ERR_STICK_RECEIPT_MAC');
+    });
+
+    it('is idempotent: a replayed stick (every bundle again) is skipped without opening frames, changes nothing, and is named in a new receipt', async () => {
       await writeAll();
       await importInto(imagePath, stick);
       const image1 = await readFile(imagePath);
@@ -100,7 +115,7 @@ describe('importStick', () => {
       expect({ merged: again.merged, skipped: again.skipped, pieces: again.mergedPieces }).to.deep.equal({ merged: 0, skipped: 4, pieces: 0 });
       expect(await readFile(imagePath)).to.deep.equal(image1);
       expect(await readStatuses(`${imagePath}.map`)).to.deep.equal(map1);
-      expect((await receiptOf(again)).merged).to.deep.equal([[1, 4]]);
+      expect((await receiptOf(again)).merged).to.deep.equal(pieces.map(refOf));
       expect(await readReceipts(folder)).to.have.length(2);
     });
 
@@ -127,9 +142,11 @@ describe('importStick', () => {
       await writeFile(join(folder, 'notes.txt'), 'hello');
       const warnings: string[] = [];
       await writeFile(join(folder, 'piece-1.tar'), 'not a bundle name');
+      await writeFile(join(folder, 'piece-9007199254740991.tar'), await bundleBytes(pieces[0]!));
+      await writeFile(join(folder, `piece-${2 ** 40 + 1}.tar`), await bundleBytes(pieces[0]!));
       const result = await importInto(imagePath, stick, { warn: (m) => warnings.push(m) });
       expect(result.bundles).to.equal(0);
-      expect(warnings.join('\n')).to.include('piece-1.tar');
+      expect(warnings.join('\n')).to.include('piece-1.tar').and.include('piece-9007199254740991.tar').and.include(`piece-${2 ** 40 + 1}.tar`);
       const receipt = await receiptOf(result);
       expect(receipt.merged).to.deep.equal([]);
       expect(receiptFileName(new Date(Date.UTC(2026, 11, 1, 7, 15, 0, 123)), 'a1b2c3')).to.equal('receipt-20261201T071500Z-a1b2c3.json');
@@ -146,7 +163,7 @@ describe('importStick', () => {
       expect(result.stopped).to.equal('done');
       expect({ merged: result.merged, refused: result.refused }).to.deep.equal({ merged: 3, refused: 1 });
       const receipt = await receiptOf(result);
-      expect(receipt.merged).to.deep.equal([[1, 2], [4, 4]]);
+      expect(receipt.merged).to.deep.equal([pieces[0]!, pieces[1]!, pieces[3]!].map(refOf));
       expect(receipt.rejected).to.have.length(1);
       const r = receipt.rejected[0]!;
       expect(r.bundle).to.equal(name);
@@ -160,27 +177,43 @@ describe('importStick', () => {
       return receipt;
     }
 
-    it('refuses a flipped byte in the data (ERR_PIECE_CHECKSUM_MISMATCH), naming its seqs', async () => {
+    it('refuses a flipped byte in a sealed frame or its tag (ERR_SEAL_FRAME_AUTH_FAILED), naming its seqs', async () => {
       const receipt = await refuse((b) => {
         b[pieceEntryOffsets(pieces[2]!).data + 100]! ^= 0x01;
         return b;
-      }, 'ERR_PIECE_CHECKSUM_MISMATCH');
+      }, 'ERR_SEAL_FRAME_AUTH_FAILED');
       expect(receipt.rejected[0]!.seqs).to.deep.equal([3]);
     });
 
-    it('refuses a flipped byte in the manifest (ERR_BUNDLE_MANIFEST_CHECKSUM)', async () => {
+    it('refuses a flipped byte in the sealed header (ERR_SEAL_AUTH_FAILED)', async () => {
       await refuse((b) => {
-        const at = b.indexOf('"chunk":2', 512);
-        b[at + 8] = '1'.charCodeAt(0);
+        b[pieceEntryOffsets(pieces[2]!).sealedHeader + 60]! ^= 0x01;
         return b;
-      }, 'ERR_BUNDLE_MANIFEST_CHECKSUM');
+      }, 'ERR_SEAL_AUTH_FAILED');
     });
+
+    it('refuses a bundle sealed with the wrong secret (ERR_SEAL_AUTH_FAILED)', async () => {
+      await refuse(() => bundleBytes(pieces[2]!, 'a guessed token'), 'ERR_SEAL_AUTH_FAILED');
+    });
+
+    for (const seq of [2 ** 40 + 1, 2 ** 53 - 1]) {
+      it(`refuses a sealed header claiming seq ${seq} (ERR_PIECE_BAD_SEQ), changing nothing`, async () => {
+        await refuse((b) => {
+          b.writeBigUInt64BE(BigInt(seq), pieceEntryOffsets(pieces[2]!).sealedHeader + 21);
+          return b;
+        }, 'ERR_PIECE_BAD_SEQ');
+        const image = await Image.open(imagePath);
+        expect(image.maxMergedSeq).to.equal(4);
+        expect(image.mergedPieces().map((r) => r.seq)).to.deep.equal([1, 2, 4]);
+        await image.close();
+      });
+    }
 
     it('refuses a truncated bundle', async () => {
       await refuse((b) => b.subarray(0, pieceEntryOffsets(pieces[2]!).data + 300), /^ERR_BUNDLE_(MALFORMED|MISSING_ENTRY|SIZE_MISMATCH)$/);
     });
 
-    it('refuses a bundle cut after its manifest (ERR_BUNDLE_MISSING_ENTRY)', async () => {
+    it('refuses a bundle cut after its sealed header (ERR_BUNDLE_MISSING_ENTRY)', async () => {
       await refuse((b) => Buffer.concat([b.subarray(0, pieceEntryOffsets(pieces[2]!).header), Buffer.alloc(1024)]), 'ERR_BUNDLE_MISSING_ENTRY');
     });
 
@@ -202,7 +235,7 @@ describe('importStick', () => {
       }, 'ERR_BUNDLE_ENTRY_TYPE');
     });
 
-    it('refuses another rescue\'s bundle (ERR_PIECE_WRONG_RESCUE)', async () => {
+    it('refuses a bundle moved from another rescue, even sealed with the same token (ERR_PIECE_WRONG_RESCUE)', async () => {
       await refuse((b) => b, 'ERR_PIECE_WRONG_RESCUE', 'piece-000003.tar', fourPieces(OTHER_RESCUE_ID)[2]!);
     });
 
@@ -226,7 +259,7 @@ describe('importStick', () => {
       await writeBundleFile(folder, pieces[3]!, 'piece-000003.tar');
       const result = await importInto(imagePath, stick);
       const receipt = await receiptOf(result);
-      expect(receipt.merged).to.deep.equal([[1, 2]]);
+      expect(receipt.merged).to.deep.equal([pieces[0]!, pieces[1]!].map(refOf));
       expect(receipt.rejected.map((r) => [r.bundle, r.code, r.seqs])).to.deep.equal([
         ['piece-000003.tar', 'ERR_STICK_BUNDLE_NAME', [4]],
         ['piece-000004.tar', 'ERR_STICK_BUNDLE_NAME', [3]],
@@ -238,12 +271,48 @@ describe('importStick', () => {
       await refuse((b) => {
         b[pieceEntryOffsets(pieces[2]!).data]! ^= 0x80;
         return b;
-      }, 'ERR_PIECE_CHECKSUM_MISMATCH');
+      }, 'ERR_SEAL_FRAME_AUTH_FAILED');
       await rename(join(folder, 'piece-000003.tar'), join(dir, 'bad.tar'));
       await writeBundleFile(folder, pieces[2]!);
       const result = await importInto(imagePath, stick);
-      expect((await receiptOf(result)).merged).to.deep.equal([[1, 4]]);
+      expect((await receiptOf(result)).merged).to.deep.equal(pieces.map(refOf));
       expect(await readImage(imagePath)).to.deep.equal(expectedImage(pieces));
+    });
+
+    it('refuses a forged bundle reusing a genuine seq, then merges the genuine one: the receipts never name the forgery', async () => {
+      // the forger has no token: its piece 3 holds zeros where the disk has data
+      const forged = makePiece(3, 2, [{ pos: 2 * CHUNK_SIZE, size: 4096, status: '+', data: new Uint8Array(4096) }]);
+      await writeAll([pieces[0]!, pieces[1]!, pieces[3]!]);
+      await writeBundleFile(folder, forged, undefined, 'a guessed token');
+      const first = await importInto(imagePath, stick);
+      const r1 = await receiptOf(first);
+      expect(r1.rejected.map((r) => [r.bundle, r.code])).to.deep.equal([['piece-000003.tar', 'ERR_SEAL_AUTH_FAILED']]);
+      expect(r1.merged.map((r) => r.seq)).to.deep.equal([1, 2, 4]);
+      expect((await readStatuses(`${imagePath}.map`)).subarray(CHUNK2.pos, CHUNK2.end).every((s) => s === 0)).to.equal(true);
+      await rm(join(folder, 'piece-000003.tar'));
+      await writeBundleFile(folder, pieces[2]!);
+      const second = await importInto(imagePath, stick);
+      expect((await receiptOf(second)).merged).to.deep.equal(pieces.map(refOf));
+      expect(await readImage(imagePath)).to.deep.equal(expectedImage(pieces));
+    });
+
+    it('refuses loudly the genuine piece when a token holder merged another under its seq first (ERR_PIECE_SEQ_CONFLICT): the receipt names the other hash, so the reader keeps its piece', async () => {
+      const other = makePiece(3, 2, [{ pos: 2 * CHUNK_SIZE, size: 512, status: '-' }]);
+      await writeAll([pieces[0]!, pieces[1]!, pieces[3]!]);
+      await writeBundleFile(folder, other);
+      await importInto(imagePath, stick);
+      await rm(join(folder, 'piece-000003.tar'));
+      await writeBundleFile(folder, pieces[2]!);
+      const events: BundleEvent[] = [];
+      const result = await importInto(imagePath, stick, { onBundle: (e) => events.push(e) });
+      const receipt = await receiptOf(result);
+      expect(receipt.rejected.map((r) => [r.bundle, r.code, r.seqs])).to.deep.equal([['piece-000003.tar', 'ERR_PIECE_SEQ_CONFLICT', [3]]]);
+      expect(receipt.rejected[0]!.reason).to.contain(refOf(pieces[2]!).headerHash).and.contain(refOf(other).headerHash);
+      expect(receipt.merged.find((r) => r.seq === 3)).to.equal(undefined);
+      expect(events.find((e) => e.bundle === 'piece-000003.tar')).to.deep.include({ outcome: 'refused', code: 'ERR_PIECE_SEQ_CONFLICT' });
+      const image = await Image.open(imagePath);
+      expect(image.mergedHash(3)).to.equal(refOf(other).headerHash);
+      await image.close();
     });
   });
 
@@ -261,10 +330,10 @@ describe('importStick', () => {
       await makeRescueFolder(stick, OTHER_RESCUE_ID, OTHER_FINGERPRINT);
       const image = await Image.open(imagePath);
       try {
-        const err = await expectCode(importStick(stick, image), 'ERR_IMPORT_AMBIGUOUS');
+        const err = await expectCode(importStick(stick, image, { secret: SECRET }), 'ERR_IMPORT_AMBIGUOUS');
         expect(err.message).to.include(RESCUE_ID).and.include(OTHER_RESCUE_ID).and.include('--rescue');
         expect(image.binding).to.equal(undefined);
-        const result = await importStick(stick, image, { rescueId: RESCUE_ID });
+        const result = await importStick(stick, image, { secret: SECRET, rescueId: RESCUE_ID });
         expect(result.merged).to.equal(4);
       } finally {
         await image.close();
@@ -278,9 +347,9 @@ describe('importStick', () => {
       const image = await Image.open(imagePath);
       await image.bind({ rescueId: OTHER_RESCUE_ID, fingerprint: OTHER_FINGERPRINT, chunkSize: CHUNK_SIZE, sectorSize: 512 });
       try {
-        const err = await expectCode(importStick(stick, image), 'ERR_IMPORT_NO_RESCUE');
+        const err = await expectCode(importStick(stick, image, { secret: SECRET }), 'ERR_IMPORT_NO_RESCUE');
         expect(err.message).to.include(OTHER_RESCUE_ID).and.include(RESCUE_ID);
-        await expectCode(importStick(stick, image, { rescueId: RESCUE_ID }), 'ERR_IMAGE_WRONG_RESCUE');
+        await expectCode(importStick(stick, image, { secret: SECRET, rescueId: RESCUE_ID }), 'ERR_IMAGE_WRONG_RESCUE');
       } finally {
         await image.close();
       }
@@ -294,7 +363,7 @@ describe('importStick', () => {
       const before = await readFile(imagePath);
       const image = await Image.open(imagePath);
       try {
-        const err = await expectCode(importStick(stick, image), 'ERR_IMAGE_WRONG_DEVICE');
+        const err = await expectCode(importStick(stick, image, { secret: SECRET }), 'ERR_IMAGE_WRONG_DEVICE');
         expect(err.message).to.include('SER-111').and.include('SER-999');
       } finally {
         await image.close();
@@ -345,12 +414,11 @@ describe('importStick', () => {
           expect(killed.stopped, `kill at step ${k}`).to.equal('failed');
           // a receipt may list a piece only once its data is fsynced and IMAGE.map saved
           const receipt = await receiptOf(killed);
-          for (const [first, last] of receipt.merged) {
-            for (let seq = first; seq <= last; seq++) {
-              for (const e of pieces[seq - 1]!.extents) {
-                for (let i = e.pos; i < e.pos + e.size; i++) {
-                  if (statuses[i] !== PLUS || image[i] !== expected[i]) throw new Error(`kill at step ${k}: the receipt lists piece ${seq}, but byte ${i} is not durable`);
-                }
+          for (const { seq, headerHash } of receipt.merged) {
+            expect(headerHash).to.equal(refOf(pieces[seq - 1]!).headerHash);
+            for (const e of pieces[seq - 1]!.extents) {
+              for (let i = e.pos; i < e.pos + e.size; i++) {
+                if (statuses[i] !== PLUS || image[i] !== expected[i]) throw new Error(`kill at step ${k}: the receipt lists piece ${seq}, but byte ${i} is not durable`);
               }
             }
           }
@@ -358,7 +426,7 @@ describe('importStick', () => {
         const again = await importInto(path, stick);
         expect(again.stopped).to.equal('done');
         expect(await readImage(path), `re-import after a kill at step ${k}`).to.deep.equal(expected);
-        expect((await receiptOf(again)).merged).to.deep.equal([[1, 4]]);
+        expect((await receiptOf(again)).merged).to.deep.equal(pieces.map(refOf));
       }
     });
 
@@ -372,7 +440,7 @@ describe('importStick', () => {
       });
       expect(result.stopped).to.equal('aborted');
       expect(result.merged).to.equal(1);
-      expect((await receiptOf(result)).merged).to.deep.equal([[1, 1]]);
+      expect((await receiptOf(result)).merged).to.deep.equal([refOf(pieces[0]!)]);
       const rest = await importInto(imagePath, stick);
       expect({ merged: rest.merged, skipped: rest.skipped }).to.deep.equal({ merged: 3, skipped: 1 });
     });
@@ -389,7 +457,7 @@ describe('importStick', () => {
       expect((result.error as { code?: string }).code).to.equal('ERR_IMAGE_WRITE');
       const receipt = await receiptOf(result);
       expect(receipt.rejected).to.deep.equal([]);
-      expect(receipt.merged).to.deep.equal([[1, 1]]);
+      expect(receipt.merged).to.deep.equal([refOf(pieces[0]!)]);
       expect(await readImage(imagePath)).to.deep.equal(expectedImage([pieces[0]!]));
     });
   });
@@ -401,34 +469,60 @@ describe('importStick', () => {
       return { io: { stdout: (t) => out.push(t), stderr: (t) => err.push(t) }, out, err };
     };
 
+    let token: string;
+    beforeEach(async () => {
+      token = join(dir, 'token');
+      await writeFile(token, `${SECRET}\n`, { mode: 0o600 });
+    });
+
     it('merges, prints a line per bundle and a summary, and exits 0 (refusals included)', async () => {
       await writeAll([pieces[0]!, pieces[1]!]);
       await writeBundleFile(folder, pieces[2]!, 'piece-000009.tar');
       const t = io();
-      expect(await run(['import', stick, imagePath], t.io)).to.equal(0);
+      expect(await run(['import', stick, imagePath, '--token-file', token], t.io)).to.equal(0);
       const text = t.err.join('');
       expect(text).to.include('[1/3] piece-000001.tar: merged 1 piece(s)');
       expect(text).to.include('piece-000009.tar: refused: ERR_STICK_BUNDLE_NAME');
       expect(text).to.match(/2 merged, 1 refused/);
       expect(text).to.match(/MB\/s/);
       expect(text).to.include('rescued (');
-      expect(text).to.include(`ddferry-reader rescue JOBDIR --to ${stick}`);
+      expect(text).to.include(`ddferry-reader rescue JOBDIR --to ${stick} --token-file`);
+    });
+
+    it('refuses to import without --token-file (ERR_IMPORT_NO_TOKEN, exit 1), saying how to bring the token from PC_A, touching nothing', async () => {
+      await writeAll();
+      const t = io();
+      expect(await run(['import', stick, imagePath], t.io)).to.equal(1);
+      const text = t.err.join('');
+      expect(text).to.include('ERR_IMPORT_NO_TOKEN').and.include('--token-file').and.include('PC_A').and.include('chmod 600').and.include('cat > token');
+      await readFile(imagePath).then(() => expect.fail('the image was created'), (err: { code: string }) => expect(err.code).to.equal('ENOENT'));
+      expect(await readReceipts(folder)).to.deep.equal([]);
+    });
+
+    it('with another token, refuses every bundle (ERR_SEAL_AUTH_FAILED) and merges nothing', async () => {
+      await writeAll();
+      const wrong = join(dir, 'wrong-token');
+      await writeFile(wrong, 'not the token\n', { mode: 0o600 });
+      const t = io();
+      expect(await run(['import', stick, imagePath, '--token-file', wrong], t.io)).to.equal(0);
+      expect(t.err.join('')).to.match(/0 merged, 4 refused/).and.include('ERR_SEAL_AUTH_FAILED');
+      expect(await readImage(imagePath)).to.deep.equal(new Uint8Array(SOURCE_SIZE));
     });
 
     it('exits 1 naming the code for an ambiguous stick, 2 for a malformed IMAGE.map, 1 for usage', async () => {
       await makeRescueFolder(stick, OTHER_RESCUE_ID, OTHER_FINGERPRINT);
       let t = io();
-      expect(await run(['import', stick, imagePath], t.io)).to.equal(1);
+      expect(await run(['import', stick, imagePath, '--token-file', token], t.io)).to.equal(1);
       expect(t.err.join('')).to.include('ERR_IMPORT_AMBIGUOUS');
       await writeFile(`${imagePath}.map`, 'garbage\n');
       t = io();
-      expect(await run(['import', stick, imagePath, '--rescue', RESCUE_ID], t.io)).to.equal(2);
+      expect(await run(['import', stick, imagePath, '--rescue', RESCUE_ID, '--token-file', token], t.io)).to.equal(2);
       t = io();
       expect(await run(['import', stick], t.io)).to.equal(1);
       expect(t.err.join('')).to.include('ERR_USAGE');
       t = io();
       expect(await run(['import', '--help'], t.io)).to.equal(0);
-      expect(t.out.join('')).to.include('import DIR IMAGE [--rescue ID]');
+      expect(t.out.join('')).to.include('import DIR IMAGE --token-file FILE [--rescue ID]');
     });
 
     it('exits 143 on SIGTERM, 130 on SIGINT, after writing the receipt', async () => {
@@ -436,13 +530,13 @@ describe('importStick', () => {
       const controller = new AbortController();
       controller.abort('SIGTERM');
       const t = io();
-      expect(await run(['import', stick, imagePath], t.io, controller.signal)).to.equal(143);
+      expect(await run(['import', stick, imagePath, '--token-file', token], t.io, controller.signal)).to.equal(143);
       expect(t.err.join('')).to.include('stopped:');
       const receipts = await readReceipts(folder);
       expect(receipts.map((r) => r.receipt.merged)).to.deep.equal([[]]);
       const c2 = new AbortController();
       c2.abort('SIGINT');
-      expect(await run(['import', stick, imagePath], io().io, c2.signal)).to.equal(130);
+      expect(await run(['import', stick, imagePath, '--token-file', token], io().io, c2.signal)).to.equal(130);
     });
   });
 });
@@ -455,21 +549,22 @@ describe('ReceiptWriter', () => {
   });
   afterEach(async () => cleanup());
 
-  const receipt = (last: number): Receipt => ({ rescueId: RESCUE_ID, merged: [[1, last]], rejected: [], writtenAt: new Date(0).toISOString(), writer: 'test' });
+  const refs = (last: number): Receipt['merged'] => Array.from({ length: last }, (_, i) => ({ seq: i + 1, headerHash: String(i).padStart(32, '0') }));
+  const receipt = (last: number): Receipt => ({ rescueId: RESCUE_ID, merged: refs(last), rejected: [], writtenAt: new Date(0).toISOString(), writer: 'test' });
 
   it('joins writes asked for during a write into one, and the newest receipt wins', async () => {
-    const writer = new ReceiptWriter(join(dir, 'ddferry', RESCUE_ID), new Date(), () => undefined);
+    const writer = new ReceiptWriter(join(dir, 'ddferry', RESCUE_ID), KEYS, new Date(), () => undefined);
     await Promise.all(Array.from({ length: 20 }, (_, i) => writer.write(receipt(i + 1))));
     expect(writer.writes).to.be.within(1, 2);
-    expect(parseReceipt(await readFile(writer.path, 'utf8')).merged).to.deep.equal([[1, 20]]);
+    expect(parseReceipt(await readFile(writer.path, 'utf8'), KEYS).merged).to.deep.equal(refs(20));
     await writer.write(receipt(30));
-    expect(parseReceipt(await readFile(writer.path, 'utf8')).merged).to.deep.equal([[1, 30]]);
+    expect(parseReceipt(await readFile(writer.path, 'utf8'), KEYS).merged).to.deep.equal(refs(30));
     expect(await readdir(join(dir, 'ddferry', RESCUE_ID, 'receipts'))).to.have.length(1);
   });
 
   it('fails with ERR_IMPORT_RECEIPT_WRITE, naming the receipt, when the folder cannot be made', async () => {
     await writeFile(join(dir, 'ddferry'), 'a file where the folder should be');
-    const writer = new ReceiptWriter(join(dir, 'ddferry', RESCUE_ID), new Date(), () => undefined);
+    const writer = new ReceiptWriter(join(dir, 'ddferry', RESCUE_ID), KEYS, new Date(), () => undefined);
     const err = await expectCode(writer.write(receipt(1)), 'ERR_IMPORT_RECEIPT_WRITE');
     expect(err.message).to.include(writer.path);
   });
@@ -512,8 +607,8 @@ describe('importStick on a FAT32 stick (fusefat)', function () {
     const result = await importInto(imagePath, mnt, { warn: (m) => warnings.push(m) });
     expect(warnings).to.deep.equal([]);
     const receipt = await receiptOf(result);
-    expect(receipt.merged).to.deep.equal([[1, 3]]);
-    expect(receipt.rejected.map((r) => r.code)).to.deep.equal(['ERR_PIECE_CHECKSUM_MISMATCH']);
+    expect(receipt.merged).to.deep.equal(pieces.slice(0, 3).map(refOf));
+    expect(receipt.rejected.map((r) => r.code)).to.deep.equal(['ERR_SEAL_FRAME_AUTH_FAILED']);
     expect(await readImage(imagePath)).to.deep.equal(expectedImage(pieces.slice(0, 3)));
     expect(result.receipt!.startsWith(join(folder, 'receipts'))).to.equal(true);
     // no temporary left beside the receipt

@@ -109,7 +109,7 @@ describe('LiveFeed', () => {
     await cleanup();
   });
 
-  const commitPlus = (pos: number, size: number): Promise<void> => image.exclusive(() => image.commit({ writes: [{ pos, data: new Uint8Array(size).fill(1) }], statuses: [], seqs: [] }));
+  const commitPlus = (pos: number, size: number): Promise<void> => image.exclusive(() => image.commit({ writes: [{ pos, data: new Uint8Array(size).fill(1) }], statuses: [], pieces: [] }));
 
   it('gives a new viewer the images and readers at once, and the whole map once the image is bound', async () => {
     const feed = new LiveFeed([image]);
@@ -150,7 +150,7 @@ describe('LiveFeed', () => {
     const v = feed.add(() => undefined);
     v.take();
     for (let i = 0; i <= MAX_DIRTY_RANGES; ++i) {
-      await big.exclusive(() => big.commit({ writes: [{ pos: 2 * i * 512, data: new Uint8Array(512) }], statuses: [], seqs: [] }));
+      await big.exclusive(() => big.commit({ writes: [{ pos: 2 * i * 512, data: new Uint8Array(512) }], statuses: [], pieces: [] }));
     }
     const msgs = v.take();
     expect(msgs.map((m) => m.type)).to.deep.equal(['images', 'map']);
@@ -329,8 +329,8 @@ describe('live page on the serve port', () => {
     const piece: Piece = makePiece(1, 1, [
       { pos: CHUNK_SIZE, size: 1536, status: '+' }, { pos: CHUNK_SIZE + 1536, size: 512, status: '-' }, { pos: CHUNK_SIZE + 2048, size: 1000, status: '+' },
     ]);
-    r.sendPiece(piece);
-    expect(await r.expect('receipt')).to.deep.include({ merged: [1] });
+    const sealed = r.sendPiece(piece);
+    expect(await r.expect('receipt')).to.deep.include({ merged: [{ seq: 1, headerHash: sealed.headerHash }] });
     const update = await v.until((m) => m.type === 'map-update');
     model.apply(update);
     // sectors 8-10 finished, 11 bad, 12 finished, 13 partly finished (1000 bytes end mid-sector), the rest untried

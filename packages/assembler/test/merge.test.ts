@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 
 import type { BlockStatus } from '@ddferry/mapfile';
 import { processedState } from '@ddferry/mapfile';
-import type { Piece } from '@ddferry/protocol';
+import type { OpenedPiece } from '@ddferry/protocol';
 import { validatePiece } from '@ddferry/protocol';
 import { expect } from 'chai';
 import fc from 'fast-check';
@@ -13,20 +13,22 @@ import { mergePieces, MergeQueue } from '../src/merge.js';
 
 import type { Step } from './helpers.js';
 import {
-  bindRequest, bytesOf, CHUNK_SIZE, CHUNKS, makePiece, PLUS, readImage, readStatuses, RESCUE_ID, SECTOR_SIZE, SOURCE_SIZE, tempDir,
+  bindRequest, bytesOf, CHUNK_SIZE, CHUNKS, hold, makePiece, PLUS, readImage, readStatuses, RESCUE_ID, SECTOR_SIZE, SOURCE_SIZE, tempDir,
 } from './helpers.js';
 
 const PLAN = { rescueId: RESCUE_ID, sourceSize: SOURCE_SIZE, sectorSize: SECTOR_SIZE, chunks: CHUNKS };
 
-/** The simple model: one byte and one status code per source byte. */
+/** The simple model: one byte and one status code per source byte; a seq is the first piece that came under it (A4). */
 class Model {
   readonly bytes = new Uint8Array(SOURCE_SIZE);
   readonly codes = new Uint8Array(SOURCE_SIZE);
-  readonly merged = new Set<number>();
+  readonly merged = new Map<number, string>();
 
-  apply(piece: Piece): void {
-    if (this.merged.has(piece.seq)) return;
-    this.merged.add(piece.seq);
+  /** @returns false for a piece refused: its seq is another piece's. */
+  apply(piece: OpenedPiece): boolean {
+    const held = this.merged.get(piece.seq);
+    if (held !== undefined) return held === piece.headerHash;
+    this.merged.set(piece.seq, piece.headerHash);
     let at = 0;
     for (const e of piece.extents) {
       for (let i = 0; i < e.size; ++i) {
@@ -41,11 +43,12 @@ class Model {
       const code = processedState(d.status);
       for (let i = d.pos; i < d.pos + d.size; ++i) this.codes[i] = Math.max(this.codes[i]!, code);
     }
+    return true;
   }
 }
 
-/** Arbitrary valid pieces: small seqs (so duplicates happen), any chunk, any statuses, data from a seed. */
-function arbitraryPiece(): fc.Arbitrary<Piece> {
+/** Arbitrary valid pieces: small seqs (so duplicates and conflicts happen), any chunk, any statuses, data from a seed. */
+function arbitraryPiece(): fc.Arbitrary<OpenedPiece> {
   const step = fc.tuple(fc.integer({ min: 0, max: 700 }), fc.integer({ min: 1, max: 900 }), fc.constantFrom<BlockStatus>('?', '*', '/', '-', '+', '+'));
   return fc.record({
     seq: fc.integer({ min: 1, max: 12 }),
@@ -95,11 +98,11 @@ describe('merge', () => {
   }
 
   describe('mergePieces', () => {
-    it('matches the byte model, whatever the batches, and merging everything again changes nothing (A2, A3)', async function () {
+    it('matches the byte model, whatever the batches, refuses a seq held by another piece, and merging everything again changes nothing (A2, A3, A4)', async function () {
       this.timeout(300_000);
       let run = 0;
       await fc.assert(fc.asyncProperty(
-        fc.array(arbitraryPiece(), { maxLength: 10 }),
+        fc.array(fc.oneof(arbitraryPiece(), arbitraryPiece().map((p) => [p, p] as const)), { maxLength: 10 }).map((xs) => xs.flat()),
         fc.array(fc.integer({ min: 1, max: 4 }), { maxLength: 4 }),
         async (pieces, sizes) => {
           for (const p of pieces) validatePiece(p, PLAN);
@@ -109,13 +112,16 @@ describe('merge', () => {
             await image.bind(bindRequest());
             const model = new Model();
             for (const batch of batches(pieces, sizes)) {
-              const acked = await mergePieces(image, batch);
-              expect(acked).to.deep.equal([...new Set(batch.map((p) => p.seq))]);
-              for (const p of batch) model.apply(p);
+              const { acknowledged, refused } = await mergePieces(image, batch);
+              const accepted = batch.filter((p) => model.apply(p));
+              const key = (p: { seq: number; headerHash: string }): string => `${p.seq} ${p.headerHash}`;
+              expect(acknowledged.map(key)).to.deep.equal([...new Set(accepted.map(key))]);
+              expect(refused.map((r) => r.piece)).to.deep.equal(batch.filter((p) => !accepted.includes(p)));
+              for (const r of refused) expect(r.error.code).to.equal('ERR_PIECE_SEQ_CONFLICT');
             }
             expect(await readImage(imagePath)).to.deep.equal(model.bytes);
             expect(await readStatuses(`${imagePath}.map`)).to.deep.equal(model.codes);
-            expect(image.mergedSeqs()).to.deep.equal([...model.merged].sort((a, b) => a - b));
+            expect(image.mergedPieces()).to.deep.equal([...model.merged].sort((a, b) => a[0] - b[0]).map(([seq, headerHash]) => ({ seq, headerHash })));
             const mapBefore = await readStatuses(`${imagePath}.map`);
             for (const batch of batches(pieces, [3])) await mergePieces(image, batch);
             expect(await readImage(imagePath)).to.deep.equal(model.bytes);
@@ -172,7 +178,7 @@ describe('merge', () => {
     it('moves statuses only forward: ? * / - +', async () => {
       const image = await bound();
       try {
-        const at = (status: BlockStatus, seq: number): Piece => makePiece(seq, 0, [{ pos: 0, size: 512, status }]);
+        const at = (status: BlockStatus, seq: number): OpenedPiece => makePiece(seq, 0, [{ pos: 0, size: 512, status }]);
         await mergePieces(image, [at('-', 1)]);
         await mergePieces(image, [at('*', 2)]);
         await mergePieces(image, [at('?', 3)]);
@@ -185,16 +191,45 @@ describe('merge', () => {
       }
     });
 
-    it('acknowledges a seq already merged without writing or saving anything', async () => {
+    it('acknowledges the same piece again (same seq, same header hash) without writing or saving anything (A2)', async () => {
       const steps: ImageStep[] = [];
       const image = await bound({ onStep: (s: ImageStep) => steps.push(s) });
       try {
         const piece = makePiece(7, 0, [{ pos: 0, size: 512, status: '+' }]);
-        expect(await mergePieces(image, [piece, piece])).to.deep.equal([7]);
+        const ref = { seq: 7, headerHash: piece.headerHash };
+        expect(await mergePieces(image, [piece, piece])).to.deep.equal({ acknowledged: [ref], refused: [] });
         steps.length = 0;
-        expect(await mergePieces(image, [makePiece(7, 0, [{ pos: 512, size: 512, status: '+' }])])).to.deep.equal([7]);
+        expect(await mergePieces(image, [piece])).to.deep.equal({ acknowledged: [ref], refused: [] });
         expect(steps).to.deep.equal([]);
         expect(image.finishedRanges()).to.deep.equal([{ pos: 0, size: 512 }]);
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('refuses another piece under a merged seq, or under a seq earlier in its batch, changing nothing (A4: never "already merged")', async () => {
+      const steps: ImageStep[] = [];
+      const image = await bound({ onStep: (s: ImageStep) => steps.push(s) });
+      try {
+        const genuine = makePiece(7, 0, [{ pos: 0, size: 512, status: '+' }]);
+        const forged = makePiece(7, 0, [{ pos: 512, size: 512, status: '+' }]);
+        await mergePieces(image, [genuine]);
+        steps.length = 0;
+        const { acknowledged, refused } = await mergePieces(image, [forged]);
+        expect(acknowledged).to.deep.equal([]);
+        expect(refused).to.have.length(1);
+        expect(refused[0]!.piece).to.equal(forged);
+        expect(refused[0]!.error).to.include({ code: 'ERR_PIECE_SEQ_CONFLICT', seq: 7 });
+        expect(refused[0]!.error.message).to.contain(forged.headerHash).and.contain(genuine.headerHash).and.contain(path);
+        expect(steps).to.deep.equal([]);
+        expect(image.mergedHash(7)).to.equal(genuine.headerHash);
+        expect(image.finishedRanges()).to.deep.equal([{ pos: 0, size: 512 }]);
+        const a = makePiece(8, 0, [{ pos: 1024, size: 512, status: '+' }]);
+        const b = makePiece(8, 0, [{ pos: 2048, size: 512, status: '+' }]);
+        const both = await mergePieces(image, [a, b, a]);
+        expect(both.acknowledged).to.deep.equal([{ seq: 8, headerHash: a.headerHash }]);
+        expect(both.refused.map((r) => [r.piece, r.error.code])).to.deep.equal([[b, 'ERR_PIECE_SEQ_CONFLICT']]);
+        expect(image.finishedRanges()).to.deep.equal([{ pos: 0, size: 512 }, { pos: 1024, size: 512 }]);
       } finally {
         await image.close();
       }
@@ -212,19 +247,19 @@ describe('merge', () => {
   });
 
   describe('order of truth (A1)', () => {
-    const pieces = (): Piece[] => [
+    const pieces = (): OpenedPiece[] => [
       makePiece(1, 0, [{ pos: 0, size: 1024, status: '+' }, { pos: 1024, size: 512, status: '-' }]),
       makePiece(2, 1, [{ pos: CHUNK_SIZE, size: 2048, status: '+' }]),
       makePiece(3, 3, [{ pos: 3 * CHUNK_SIZE, size: 1000, status: '+' }]),
     ];
 
-    it('writes every extent, fsyncs the image once, then saves the mapfile, then the binding', async () => {
+    it('writes every extent, fsyncs the image once, then saves the mapfile, then records the pieces', async () => {
       const steps: string[] = [];
       const image = await bound({ onStep: (s: ImageStep, file: string) => steps.push(`${s} ${file.slice(path.length) || 'IMAGE'}`) });
       try {
         steps.length = 0;
         await mergePieces(image, pieces());
-        expect(steps).to.deep.equal(['write IMAGE', 'write IMAGE', 'write IMAGE', 'sync IMAGE', 'save-map .map', 'save-binding .ddferry.json']);
+        expect(steps).to.deep.equal(['write IMAGE', 'write IMAGE', 'write IMAGE', 'sync IMAGE', 'save-map .map', 'save-pieces .ddferry.pieces']);
       } finally {
         await image.close();
       }
@@ -252,11 +287,11 @@ describe('merge', () => {
           for (let i = 0; i < SOURCE_SIZE; ++i) {
             if (codes[i] === PLUS && bytes[i] !== model.bytes[i]) expect.fail(`byte ${i} is + in the mapfile but not written`);
           }
-          for (const seq of reopened.mergedSeqs()) {
+          for (const { seq } of reopened.mergedPieces()) {
             const p = pieces().find((x) => x.seq === seq)!;
             for (const e of p.extents) expect([...new Set(codes.subarray(e.pos, e.pos + e.size))]).to.deep.equal([PLUS]);
           }
-          expect(await mergePieces(reopened, pieces())).to.deep.equal([1, 2, 3]);
+          expect((await mergePieces(reopened, pieces())).acknowledged.map((r) => r.seq)).to.deep.equal([1, 2, 3]);
           expect(await readImage(path)).to.deep.equal(model.bytes);
           expect(await readStatuses(`${path}.map`)).to.deep.equal(model.codes);
         } finally {
@@ -286,6 +321,26 @@ describe('merge', () => {
   });
 
   describe('MergeQueue', () => {
+    it('rejects a piece whose seq is another piece\'s with ERR_PIECE_SEQ_CONFLICT, and merges the rest of its batch', async () => {
+      const image = await bound();
+      try {
+        const queue = new MergeQueue(image, { maxBatchPieces: 8 });
+        await queue.enqueue(makePiece(1, 0, [{ pos: 0, size: 512, status: '+' }], 1));
+        const { release, held } = hold(image);
+        const conflicting = queue.enqueue(makePiece(1, 0, [{ pos: 512, size: 512, status: '+' }], 2));
+        const fine = queue.enqueue(makePiece(2, 0, [{ pos: 1024, size: 512, status: '+' }]));
+        release();
+        await held;
+        const results = await Promise.allSettled([conflicting, fine]);
+        expect(results[0]).to.have.property('status', 'rejected');
+        expect((results[0] as PromiseRejectedResult).reason).to.include({ code: 'ERR_PIECE_SEQ_CONFLICT', seq: 1 });
+        expect(results[1]).to.have.property('status', 'fulfilled');
+        expect(image.finishedRanges()).to.deep.equal([{ pos: 0, size: 512 }, { pos: 1024, size: 512 }]);
+      } finally {
+        await image.close();
+      }
+    });
+
     it('merges in batches of at most maxBatchPieces, one fsync each', async () => {
       let syncs = 0;
       const image = await bound({ onStep: (s: ImageStep) => (s === 'sync' ? ++syncs : 0) });
@@ -295,7 +350,7 @@ describe('merge', () => {
         await Promise.all(all.map((p) => queue.enqueue(p)));
         expect(syncs).to.equal(3);
         expect(queue.pendingBytes).to.equal(0);
-        expect(image.mergedSeqs()).to.deep.equal([1, 2, 3, 4, 5]);
+        expect(image.mergedPieces().map((r) => r.seq)).to.deep.equal([1, 2, 3, 4, 5]);
       } finally {
         await image.close();
       }
@@ -331,9 +386,9 @@ describe('merge', () => {
         const b = queue.enqueue(makePiece(2, 0, [{ pos: 512, size: 512, status: '+' }]));
         const results = await Promise.allSettled([a, b]);
         expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'fulfilled']);
-        expect(image.mergedSeqs()).to.deep.equal([2]);
+        expect(image.mergedPieces().map((r) => r.seq)).to.deep.equal([2]);
         await queue.enqueue(makePiece(1, 0, [{ pos: 0, size: 512, status: '+', data: bytesOf(512, 1) }]));
-        expect(image.mergedSeqs()).to.deep.equal([1, 2]);
+        expect(image.mergedPieces().map((r) => r.seq)).to.deep.equal([1, 2]);
         expect((await readImage(path)).subarray(0, 512)).to.deep.equal(bytesOf(512, 1));
       } finally {
         await image.close();

@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 
 import { processedState } from '@ddferry/mapfile';
 import type { Limits, Piece } from '@ddferry/protocol';
-import { encodeEnvelope, makeExtent, resolveLimits } from '@ddferry/protocol';
+import { deriveRescueKeys, encodeEnvelope, encodePieceFrames, makeExtent, resolveLimits, sealPiece } from '@ddferry/protocol';
 import { expect } from 'chai';
 
 import { OVERSIZE_GRACE_BYTES, serve } from '../src/server.js';
@@ -12,10 +12,10 @@ import { Client } from './client.js';
 import type { Logged } from './helpers.js';
 import {
   CHUNK_SIZE, hello, hold, logger, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID,
-  SOURCE_SIZE, tempDir,
+  seal, SOURCE_SIZE, tempDir,
 } from './helpers.js';
 
-const LIMITS: Limits = resolveLimits({ maxFrameBytes: 16 * 1024, maxMessageBytes: 32 * 1024 });
+const LIMITS: Limits = resolveLimits({ maxFrameBytes: 16 * 1024, maxMessageBytes: 32 * 1024, maxHeaderBytes: 16 * 1024 });
 
 /** Chunk 1: 1536 bytes rescued, a bad sector, then 1000 bytes rescued. */
 function piece1(): Piece {
@@ -64,11 +64,11 @@ describe('serve', () => {
       expect(s.url).to.equal(`ws://127.0.0.1:${s.port}`);
     });
 
-    it('welcomes a reader with the right token: proof, nothing finished, no seqs, the image size; binds the image', async () => {
+    it('welcomes a reader with the right token: proof, nothing finished, no seq merged, the image size; binds the image', async () => {
       await start();
       const c = await connect();
       const welcome = await c.handshake('open-sesame-0123456789abcdef');
-      expect(welcome).to.deep.include({ type: 'welcome', finished: [], mergedSeqs: [], imageSize: SOURCE_SIZE });
+      expect(welcome).to.deep.include({ type: 'welcome', finished: [], maxMergedSeq: 0, imageSize: SOURCE_SIZE });
       const binding = JSON.parse(await readFile(`${img}.ddferry.json`, 'utf8'));
       expect(binding.rescueId).to.equal(RESCUE_ID);
       expect(logged.lines.some((l) => l.includes(`bound to rescue ${RESCUE_ID}`))).to.equal(true);
@@ -94,7 +94,7 @@ describe('serve', () => {
     it('refuses another protocol version with ERR_PROTO_VERSION_MISMATCH', async () => {
       await start();
       const c = await connect();
-      c.send({ ...hello(), protocolVersion: 2 });
+      c.send({ ...hello(), protocolVersion: 1 });
       expect(await c.expect('error')).to.deep.include({ code: 'ERR_PROTO_VERSION_MISMATCH' });
       expect((await c.closed).code).to.equal(1008);
     });
@@ -136,11 +136,11 @@ describe('serve', () => {
       expect((await b.handshake('open-sesame-0123456789abcdef', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT)))?.type).to.equal('welcome');
       expect(server!.images.map((i) => i.binding?.rescueId)).to.deep.equal([RESCUE_ID, OTHER_RESCUE_ID]);
       const p = piece1();
-      b.sendPiece({ ...p, rescueId: OTHER_RESCUE_ID });
-      expect(await b.expect('receipt')).to.deep.include({ merged: [1] });
+      const sealed = b.sendPiece({ ...p, rescueId: OTHER_RESCUE_ID });
+      expect(await b.expect('receipt')).to.deep.include({ merged: [{ seq: 1, headerHash: sealed.headerHash }] });
       const again = await connect();
       const welcome = await again.handshake('open-sesame-0123456789abcdef', hello(OTHER_RESCUE_ID, OTHER_FINGERPRINT));
-      expect(welcome).to.deep.include({ type: 'welcome', mergedSeqs: [1] });
+      expect(welcome).to.deep.include({ type: 'welcome', maxMergedSeq: 1 });
       expect((await readImage(img2)).subarray(CHUNK_SIZE, CHUNK_SIZE + 1536)).to.deep.equal(p.data.subarray(0, 1536));
       expect((await stat(img)).size).to.equal(0);
     });
@@ -152,8 +152,8 @@ describe('serve', () => {
       const c = await connect();
       await c.handshake('open-sesame-0123456789abcdef');
       const p = piece1();
-      c.sendPiece(p);
-      expect(await c.expect('receipt')).to.deep.equal({ type: 'receipt', merged: [1], rejected: [] });
+      const sealed = c.sendPiece(p);
+      expect(await c.expect('receipt')).to.deep.equal({ type: 'receipt', merged: [{ seq: 1, headerHash: sealed.headerHash }], rejected: [] });
       const bytes = await readImage(img);
       const codes = await readStatuses(`${img}.map`);
       let at = 0;
@@ -166,40 +166,111 @@ describe('serve', () => {
       expect(codes[0]).to.equal(processedState('?'));
     });
 
-    it('acknowledges a piece sent twice, and lists it in the next Welcome', async () => {
+    it('acknowledges the same sealed piece sent twice (A2), and answers a Query with its seq and header hash', async () => {
       await start();
       const c = await connect();
       await c.handshake('open-sesame-0123456789abcdef');
-      c.sendPiece(piece1());
-      expect((await c.expect('receipt')).merged).to.deep.equal([1]);
-      c.sendPiece(piece1());
-      expect((await c.expect('receipt')).merged).to.deep.equal([1]);
+      const sealed = c.sendPiece(piece1());
+      const ref = { seq: 1, headerHash: sealed.headerHash };
+      expect((await c.expect('receipt')).merged).to.deep.equal([ref]);
+      c.sendPiece(sealed);
+      expect((await c.expect('receipt')).merged).to.deep.equal([ref]);
       c.close();
       const d = await connect();
       const welcome = await d.handshake('open-sesame-0123456789abcdef');
-      expect(welcome).to.deep.include({ mergedSeqs: [1] });
+      expect(welcome).to.deep.include({ maxMergedSeq: 1 });
       if (welcome?.type !== 'welcome') throw new Error('unreachable');
       expect(welcome.finished).to.deep.equal(piece1().extents.map((e) => ({ pos: e.pos, size: e.size })));
+      d.send({ type: 'query', seqs: [3, 1, 2, 1] });
+      expect(await d.expect('answer')).to.deep.equal({ type: 'answer', merged: [ref], more: false });
+      d.send({ type: 'query', seqs: [] });
+      expect(await d.expect('answer')).to.deep.equal({ type: 'answer', merged: [], more: false });
     });
 
-    it('rejects a piece with a flipped data bit (ERR_PIECE_CHECKSUM_MISMATCH), writes nothing, and goes on', async () => {
+    it('refuses loudly another piece under a merged seq (ERR_PIECE_SEQ_CONFLICT), writes nothing, keeps the connection', async () => {
       await start();
       const c = await connect();
       await c.handshake('open-sesame-0123456789abcdef');
+      const genuine = c.sendPiece(makePiece(1, 0, [{ pos: 0, size: 512, status: '+' }]));
+      await c.expect('receipt');
+      const forged = c.sendPiece(makePiece(1, 0, [{ pos: 0, size: 512, status: '?' }]));
+      const receipt = await c.expect('receipt');
+      expect(receipt.merged).to.deep.equal([]);
+      expect(receipt.rejected).to.have.length(1);
+      expect(receipt.rejected[0]).to.deep.include({ seq: 1, code: 'ERR_PIECE_SEQ_CONFLICT', headerHash: forged.headerHash });
+      expect(receipt.rejected[0]!.reason).to.contain(genuine.headerHash);
+      expect(logged.lines.some((l) => l.startsWith('error') && l.includes('ERR_PIECE_SEQ_CONFLICT') && l.includes('piece 1'))).to.equal(true);
+      expect(server!.images[0]!.mergedHash(1)).to.equal(genuine.headerHash);
+      expect((await readStatuses(`${img}.map`))[0]).to.equal(PLUS);
+      c.sendPiece(genuine);
+      expect((await c.expect('receipt')).merged).to.deep.equal([{ seq: 1, headerHash: genuine.headerHash }]);
+    });
+
+    it('rejects a piece sealed with another token (ERR_SEAL_AUTH_FAILED), drops its frames, writes nothing, and goes on', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('open-sesame-0123456789abcdef');
+      const wrong = c.sendPiece(piece1(), 'not-open-sesame-0123456789abcdef');
+      const receipt = await c.expect('receipt');
+      expect(receipt.merged).to.deep.equal([]);
+      expect(receipt.rejected).to.have.length(1);
+      expect(receipt.rejected[0]).to.deep.include({ seq: 1, code: 'ERR_SEAL_AUTH_FAILED', headerHash: wrong.headerHash });
+      expect((await stat(img)).size).to.equal(0);
+      expect([...new Set(await readStatuses(`${img}.map`))]).to.deep.equal([0]);
+      const good = c.sendPiece(piece1());
+      expect((await c.expect('receipt')).merged).to.deep.equal([{ seq: 1, headerHash: good.headerHash }]);
+    });
+
+    it('rejects a flipped bit in a sealed frame (ERR_SEAL_FRAME_AUTH_FAILED), and data not matching its xxh64 sealed by a token holder (ERR_PIECE_CHECKSUM_MISMATCH)', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('open-sesame-0123456789abcdef');
+      const sealed = seal(piece1(), 'open-sesame-0123456789abcdef');
+      const frame = sealed.frames[0]!;
+      const ciphertext = Buffer.from(frame.ciphertext);
+      ciphertext[100]! ^= 0x04;
+      c.sendPiece({ ...sealed, frames: [{ ...frame, ciphertext }] });
+      expect((await c.expect('receipt')).rejected[0]).to.deep.include({ seq: 1, code: 'ERR_SEAL_FRAME_AUTH_FAILED', headerHash: sealed.headerHash });
       const good = piece1();
       const data = Buffer.from(good.data);
       data[100]! ^= 0x04;
       c.sendPiece({ ...good, data });
       const receipt = await c.expect('receipt');
-      expect(receipt.merged).to.deep.equal([]);
-      expect(receipt.rejected).to.have.length(1);
       expect(receipt.rejected[0]).to.deep.include({ seq: 1, code: 'ERR_PIECE_CHECKSUM_MISMATCH' });
       expect((await stat(img)).size).to.equal(0);
-      expect([...new Set(await readStatuses(`${img}.map`))]).to.deep.equal([0]);
       expect(logged.lines.some((l) => l.startsWith('warn') && l.includes('ERR_PIECE_CHECKSUM_MISMATCH'))).to.equal(true);
-      c.sendPiece(good);
-      expect((await c.expect('receipt')).merged).to.deep.equal([1]);
+      c.sendPiece(sealed);
+      expect((await c.expect('receipt')).merged).to.deep.equal([{ seq: 1, headerHash: sealed.headerHash }]);
     });
+
+    it('refuses a piece of another rescue sealed with the same token (ERR_PIECE_WRONG_RESCUE)', async () => {
+      await start();
+      const c = await connect();
+      await c.handshake('open-sesame-0123456789abcdef');
+      const elsewhere = sealPiece({ ...piece1(), rescueId: OTHER_RESCUE_ID }, deriveRescueKeys('open-sesame-0123456789abcdef', OTHER_RESCUE_ID));
+      c.sendPiece(elsewhere);
+      expect((await c.expect('receipt')).rejected[0]).to.deep.include({ seq: 1, code: 'ERR_PIECE_WRONG_RESCUE' });
+      expect((await stat(img)).size).to.equal(0);
+    });
+
+    for (const seq of [2 ** 40 + 1, 2 ** 53 - 1]) {
+      it(`refuses a sealed header claiming seq ${seq} (ERR_PIECE_BAD_SEQ) and changes nothing`, async () => {
+        await start();
+        const c = await connect();
+        await c.handshake('open-sesame-0123456789abcdef');
+        const sealed = seal(piece1(), 'open-sesame-0123456789abcdef');
+        const header = Buffer.from(sealed.header);
+        header.writeBigUInt64BE(BigInt(seq), 21);
+        for (const f of encodePieceFrames({ ...sealed, header }, LIMITS)) c.sendRaw(f);
+        expect(await c.expect('error')).to.deep.include({ code: 'ERR_PIECE_BAD_SEQ' });
+        const image = server!.images[0]!;
+        expect(image.maxMergedSeq).to.equal(0);
+        expect(image.mergedPieces()).to.deep.equal([]);
+        expect((await stat(img)).size).to.equal(0);
+        expect([...new Set(await readStatuses(`${img}.map`))]).to.deep.equal([0]);
+        await stat(`${img}.ddferry.pieces`).then(() => expect.fail('a record of pieces was written'), (err: { code: string }) => expect(err.code).to.equal('ENOENT'));
+      });
+    }
 
     it('rejects a piece beyond the source (ERR_PIECE_OUTSIDE_SOURCE) and writes nothing', async () => {
       await start();
@@ -229,18 +300,16 @@ describe('serve', () => {
       await start();
       const c = await connect();
       await c.handshake('open-sesame-0123456789abcdef');
-      const p = makePiece(5, 0, [{ pos: 0, size: 1024, status: '+' }]);
-      const frames = [...(function* () {
-        const header = encodeEnvelope({ type: 'pieceHeader', seq: 5, chunk: 0, extents: p.extents, delta: p.delta, dataSize: 1024 }, LIMITS);
-        yield header;
-        yield encodeEnvelope({ type: 'pieceData', seq: 5, offset: 0, data: new Uint8Array(2048) }, LIMITS);
-        yield encodeEnvelope({ type: 'pieceData', seq: 5, offset: 2048, data: new Uint8Array(10) }, LIMITS);
-        yield encodeEnvelope({ type: 'pieceEnd', seq: 5, xxh64OfHeader: 0n }, LIMITS);
-      })()];
-      for (const f of frames) c.sendRaw(f);
-      expect((await c.expect('receipt')).rejected[0]).to.deep.include({ seq: 5, code: 'ERR_PIECE_SIZE_MISMATCH' });
-      c.sendPiece(p);
-      expect((await c.expect('receipt')).merged).to.deep.equal([5]);
+      const sealed = seal(makePiece(5, 0, [{ pos: 0, size: 1024, status: '+' }]), 'open-sesame-0123456789abcdef');
+      const [header, frame] = [...encodePieceFrames(sealed, LIMITS)];
+      c.sendRaw(header!);
+      c.sendRaw(frame!);
+      c.sendRaw(encodeEnvelope({ type: 'pieceData', seq: 5, index: 1, sealedFrame: new Uint8Array(2048) }, LIMITS));
+      c.sendRaw(encodeEnvelope({ type: 'pieceData', seq: 5, index: 2, sealedFrame: new Uint8Array(10) }, LIMITS));
+      c.sendRaw(encodeEnvelope({ type: 'pieceEnd', seq: 5 }, LIMITS));
+      expect((await c.expect('receipt')).rejected[0]).to.deep.include({ seq: 5, code: 'ERR_PIECE_SIZE_MISMATCH', headerHash: sealed.headerHash });
+      c.sendPiece(sealed);
+      expect((await c.expect('receipt')).merged).to.deep.equal([{ seq: 5, headerHash: sealed.headerHash }]);
     });
   });
 
@@ -302,18 +371,18 @@ describe('serve', () => {
       const c = await connect();
       await c.handshake('open-sesame-0123456789abcdef');
       const { release, held } = hold(image);
-      c.sendPiece(piece1());
+      const sealed = c.sendPiece(piece1());
       while (server!.pending().pieces === 0) await new Promise((r) => setTimeout(r, 5));
       const closing = server!.close();
       server = undefined;
       await new Promise((r) => setTimeout(r, 50));
-      expect(image.isMerged(1)).to.equal(false);
+      expect(image.mergedHash(1)).to.equal(undefined);
       release();
       await held;
       await closing;
-      expect(await c.expect('receipt')).to.deep.include({ merged: [1] });
+      expect(await c.expect('receipt')).to.deep.include({ merged: [{ seq: 1, headerHash: sealed.headerHash }] });
       expect((await c.closed).code).to.equal(1001);
-      expect(JSON.parse(await readFile(`${img}.ddferry.json`, 'utf8')).mergedSeqs).to.deep.equal([[1, 1]]);
+      expect((await stat(`${img}.ddferry.pieces`)).size).to.equal(64);
     });
   });
 });

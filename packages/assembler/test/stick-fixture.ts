@@ -1,15 +1,17 @@
 /**
- * Sticks for import tests: a rescue folder with `rescue.json` and bundles made
- * by `writeBundle`, and the tar surgery that damages them.
+ * Sticks for import tests: a rescue folder with `rescue.json` and bundles of
+ * sealed pieces made by `writeBundle`, and the tar surgery that damages them.
+ * A piece is sealed once per token (`sealOnce`), so writing it again writes the
+ * same sealed piece, with the same header hash.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { Fingerprint, Piece, Receipt } from '@ddferry/protocol';
-import { bundleFileName, formatManifest, formatStickRescue, parseReceipt, writeBundle } from '@ddferry/protocol';
+import type { Fingerprint, Piece, PieceRef, Receipt, SealedPiece } from '@ddferry/protocol';
+import { bundleFileName, formatStickRescue, parseReceipt, writeBundle } from '@ddferry/protocol';
 
-import { CHUNK_SIZE, FINGERPRINT, makePiece, RESCUE_ID, SECTOR_SIZE, SOURCE_SIZE } from './helpers.js';
+import { CHUNK_SIZE, FINGERPRINT, KEYS, makePiece, RESCUE_ID, seal, SECRET, SECTOR_SIZE, SOURCE_SIZE } from './helpers.js';
 
 export const STICK_ID = '0123456789abcdef';
 
@@ -23,11 +25,34 @@ export async function makeRescueFolder(dir: string, rescueId = RESCUE_ID, finger
   return folder;
 }
 
-/** The bytes of a bundle of `pieces`. */
-export async function bundleBytes(pieces: Piece | readonly Piece[]): Promise<Buffer> {
+const sealedOnce = new WeakMap<Piece, Map<string, SealedPiece>>();
+
+/** `piece` sealed with `secret` (the tests' token by default), the same sealed piece every time. */
+export function sealOnce(piece: Piece, secret = SECRET): SealedPiece {
+  const bySecret = sealedOnce.get(piece) ?? new Map<string, SealedPiece>();
+  sealedOnce.set(piece, bySecret);
+  let s = bySecret.get(secret);
+  if (s === undefined) {
+    s = seal(piece, secret);
+    bySecret.set(secret, s);
+  }
+  return s;
+}
+
+/** How a receipt names `piece` once merged: its seq and the header hash of `sealOnce(piece)`. */
+export function refOf(piece: Piece): PieceRef {
+  return { seq: piece.seq, headerHash: sealOnce(piece).headerHash };
+}
+
+function listOf(pieces: Piece | readonly Piece[]): readonly Piece[] {
+  return Array.isArray(pieces) ? pieces as readonly Piece[] : [pieces as Piece];
+}
+
+/** The bytes of a bundle of `pieces`, sealed with `secret`. */
+export async function bundleBytes(pieces: Piece | readonly Piece[], secret = SECRET): Promise<Buffer> {
   const parts: Buffer[] = [];
   const { Writable } = await import('node:stream');
-  await writeBundle(pieces, new Writable({
+  await writeBundle(listOf(pieces).map((p) => sealOnce(p, secret)), new Writable({
     write(chunk: Buffer, _enc, cb) {
       parts.push(chunk);
       cb();
@@ -36,22 +61,25 @@ export async function bundleBytes(pieces: Piece | readonly Piece[]): Promise<Buf
   return Buffer.concat(parts);
 }
 
-/** Write a bundle under its own name (or `name`); returns its path. */
-export async function writeBundleFile(folder: string, pieces: Piece | readonly Piece[], name?: string): Promise<string> {
-  const list = Array.isArray(pieces) ? pieces as readonly Piece[] : [pieces as Piece];
+/** Write a bundle of `pieces` sealed with `secret` under its own name (or `name`); returns its path. */
+export async function writeBundleFile(folder: string, pieces: Piece | readonly Piece[], name?: string, secret = SECRET): Promise<string> {
+  const list = listOf(pieces);
   const path = join(folder, name ?? bundleFileName(list[0]!.seq));
-  await writeBundle(list, createWriteStream(path));
+  await writeBundle(list.map((p) => sealOnce(p, secret)), createWriteStream(path));
   return path;
 }
 
 const TAR = 512;
 const padded = (n: number): number => Math.ceil(n / TAR) * TAR;
 
-/** Where the header and the data of a one-piece bundle's piece entry start. */
-export function pieceEntryOffsets(piece: Piece): { header: number; data: number } {
-  const manifest = Buffer.byteLength(formatManifest(piece.rescueId, [piece]), 'utf8');
-  const header = TAR + padded(manifest);
-  return { header, data: header + TAR };
+/**
+ * Where, in a one-piece bundle of `sealOnce(piece)`, its sealed header's bytes
+ * start (`sealedHeader`), and the tar header (`header`) and the bytes (`data`)
+ * of its first frame entry.
+ */
+export function pieceEntryOffsets(piece: Piece): { sealedHeader: number; header: number; data: number } {
+  const header = TAR + padded(sealOnce(piece).header.length);
+  return { sealedHeader: TAR, header, data: header + TAR };
 }
 
 /** Rewrite fields of the tar header at `at` and its checksum. */
@@ -110,7 +138,7 @@ export async function readReceipts(folder: string): Promise<{ name: string; rece
   const out: { name: string; receipt: Receipt }[] = [];
   for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
     const file = join(folder, 'receipts', name);
-    out.push({ name, receipt: parseReceipt(await readFile(file, 'utf8'), file) });
+    out.push({ name, receipt: parseReceipt(await readFile(file, 'utf8'), KEYS, file) });
   }
   return out;
 }

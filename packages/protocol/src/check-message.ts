@@ -5,8 +5,9 @@ import { ProtocolError } from './errors.js';
 import type { ErrorContext, ProtocolErrorCode } from './errors.js';
 import type { Fingerprint } from './identity.js';
 import { isRescueId } from './identity.js';
+import { MAX_SEQ } from './limits.js';
 import type { Limits } from './limits.js';
-import type { Message, PieceHeaderMessage } from './messages.js';
+import type { Extent, Message, PieceRef, StatusRange } from './messages.js';
 
 const UINT32_MAX = 0xffff_ffff;
 const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -35,6 +36,25 @@ function checkUint32(ctx: CheckContext, value: number, field: string): void {
 function checkSeq(ctx: CheckContext, value: number, field: string): void {
   checkCount(ctx, value, field);
   if (value === 0) fail(ctx, 'ERR_PROTO_BAD_FIELD', `${field} is 0; sequence numbers start at 1.`);
+  if (value > MAX_SEQ) fail(ctx, 'ERR_PROTO_BAD_FIELD', `${field} is ${value}, above 2^40.`);
+}
+
+/** Bytes of a GCM tag, at the end of every sealed frame. */
+const TAG_BYTES = 16;
+const HEADER_HASH = /^[0-9a-f]{32}$/;
+
+function checkHeaderHash(ctx: CheckContext, value: string, field: string, optional = false): void {
+  if (typeof value !== 'string' || !(HEADER_HASH.test(value) || (optional && value === ''))) {
+    fail(ctx, 'ERR_PROTO_BAD_FIELD', `${field} is not 32 lowercase hex digits (16 bytes).`);
+  }
+}
+
+function checkPieceRefs(ctx: CheckContext, refs: readonly PieceRef[], field: string): void {
+  checkListLength(ctx, refs.length, ctx.limits.maxSeqs, field);
+  for (const r of refs) {
+    checkSeq(ctx, r.seq, `${field}.seq`);
+    checkHeaderHash(ctx, r.headerHash, `${field}.headerHash`);
+  }
 }
 
 function checkUint64(ctx: CheckContext, value: bigint, field: string): void {
@@ -87,14 +107,32 @@ function checkFingerprint(ctx: CheckContext, f: Fingerprint): void {
   checkString(ctx, f.kind, 'fingerprint.kind');
 }
 
-function checkPieceHeader(ctx: CheckContext, m: PieceHeaderMessage): void {
+/** What a sealed header seals (`SealedHeaderBody`). */
+export interface HeaderBody {
+  readonly chunk: number;
+  readonly extents: readonly Extent[];
+  readonly delta: readonly StatusRange[];
+  /** The sum of the extent sizes. */
+  readonly dataSize: number;
+  /** Bytes of plaintext per frame, the last frame shorter. */
+  readonly frameSize: number;
+  /** `ceil(dataSize / frameSize)`: 0 for a piece without data. */
+  readonly frameCount: number;
+}
+
+/**
+ * Check a sealed header's body against the schema's domains and the limits:
+ * counts, ranges, the data size (`maxPieceBytes`), the largest frame
+ * (`maxFrameBytes`) and the frame count the frame size implies. Order and place in the plan
+ * are `checkPieceAgainstPlan`'s business.
+ * @throws ProtocolError `ERR_PROTO_*`, `ERR_PIECE_SIZE_MISMATCH`, `ERR_SEAL_MALFORMED`.
+ */
+export function checkHeaderBody(ctx: CheckContext, m: HeaderBody, seq: number): void {
   const { limits } = ctx;
-  checkSeq(ctx, m.seq, 'pieceHeader.seq');
-  const seq = m.seq;
-  checkUint32(ctx, m.chunk, 'pieceHeader.chunk');
-  checkListLength(ctx, m.extents.length, limits.maxExtentsPerPiece, 'pieceHeader.extents', seq);
-  checkListLength(ctx, m.delta.length, limits.maxDeltaRanges, 'pieceHeader.delta', seq);
-  checkCount(ctx, m.dataSize, 'pieceHeader.dataSize');
+  checkUint32(ctx, m.chunk, 'header.chunk');
+  checkListLength(ctx, m.extents.length, limits.maxExtentsPerPiece, 'header.extents', seq);
+  checkListLength(ctx, m.delta.length, limits.maxDeltaRanges, 'header.delta', seq);
+  checkCount(ctx, m.dataSize, 'header.dataSize');
   if (m.dataSize > limits.maxPieceBytes) {
     fail(ctx, 'ERR_PROTO_PIECE_TOO_LARGE', `The piece has ${m.dataSize} bytes of data; at most ${limits.maxPieceBytes} are accepted.`, { seq, limit: limits.maxPieceBytes });
   }
@@ -111,16 +149,24 @@ function checkPieceHeader(ctx: CheckContext, m: PieceHeaderMessage): void {
     checkRange(ctx, d.pos, d.size, 'delta range');
     if (typeof d.status !== 'string' || !isBlockStatus(d.status)) fail(ctx, 'ERR_PROTO_BAD_FIELD', `A delta range has status "${String(d.status).slice(0, 8)}", not one of ? * / - +.`, { seq });
   }
+  checkUint32(ctx, m.frameSize, 'header.frameSize');
+  checkUint32(ctx, m.frameCount, 'header.frameCount');
+  // the largest frame is frameSize bytes, or the whole data when that is less
+  if (Math.min(m.frameSize, m.dataSize) > limits.maxFrameBytes) {
+    fail(ctx, 'ERR_PROTO_FRAME_TOO_LARGE', `The piece is cut in frames of ${m.frameSize} bytes; at most ${limits.maxFrameBytes} are accepted.`, { seq, limit: limits.maxFrameBytes });
+  }
+  if (m.frameSize === 0 || m.frameCount !== Math.ceil(m.dataSize / m.frameSize)) {
+    fail(ctx, 'ERR_SEAL_MALFORMED', `The header says ${m.frameCount} frames of ${m.frameSize} bytes for ${m.dataSize} bytes of data.`, { seq });
+  }
 }
 
 /**
  * Check a message against the schema's domains and the limits: every number
  * an exact integer in its range, every list and string within its limit,
- * nonces and MACs of the right length, statuses and rescue ids well formed.
- * The order of extents and delta ranges, and their place in the plan, are
- * `validatePiece`'s business.
- * @throws ProtocolError `ERR_PROTO_*` (and `ERR_PIECE_SIZE_MISMATCH` when a
- *   header's extents do not add up to its `dataSize`).
+ * nonces, MACs and header hashes of the right length, statuses and rescue
+ * ids well formed, sealed headers and frames within their limits. What a
+ * sealed header says is checked once it is opened (`checkHeaderBody`).
+ * @throws ProtocolError `ERR_PROTO_*`.
  */
 export function checkMessage(msg: Message, ctx: CheckContext): void {
   const { limits } = ctx;
@@ -157,33 +203,43 @@ export function checkMessage(msg: Message, ctx: CheckContext): void {
           end = b.pos + b.size;
         }
       }
-      checkListLength(ctx, msg.mergedSeqs.length, limits.maxSeqs, 'welcome.mergedSeqs');
-      for (const s of msg.mergedSeqs) checkSeq(ctx, s, 'welcome.mergedSeqs element');
       checkCount(ctx, msg.imageSize, 'welcome.imageSize');
+      checkCount(ctx, msg.maxMergedSeq, 'welcome.maxMergedSeq');
+      if (msg.maxMergedSeq > MAX_SEQ) fail(ctx, 'ERR_PROTO_BAD_FIELD', `welcome.maxMergedSeq is ${msg.maxMergedSeq}, above 2^40.`);
+      return;
+    case 'query':
+      checkListLength(ctx, msg.seqs.length, limits.maxSeqs, 'query.seqs');
+      for (const s of msg.seqs) checkSeq(ctx, s, 'query.seqs element');
+      return;
+    case 'answer':
+      checkPieceRefs(ctx, msg.merged, 'answer.merged');
+      if (typeof msg.more !== 'boolean') fail(ctx, 'ERR_PROTO_BAD_FIELD', 'answer.more is not a boolean.');
       return;
     case 'pieceHeader':
-      checkPieceHeader(ctx, msg);
+      checkBytes(ctx, msg.sealedHeader, 'pieceHeader.sealedHeader');
+      if (msg.sealedHeader.length > limits.maxHeaderBytes) {
+        fail(ctx, 'ERR_PROTO_PIECE_TOO_LARGE', `A sealed header has ${msg.sealedHeader.length} bytes; at most ${limits.maxHeaderBytes} are accepted.`, { limit: limits.maxHeaderBytes });
+      }
       return;
     case 'pieceData':
       checkSeq(ctx, msg.seq, 'pieceData.seq');
-      checkBytes(ctx, msg.data, 'pieceData.data');
-      if (msg.data.length > limits.maxFrameBytes) {
-        fail(ctx, 'ERR_PROTO_FRAME_TOO_LARGE', `A data frame has ${msg.data.length} bytes; at most ${limits.maxFrameBytes} are accepted.`, { seq: msg.seq, limit: limits.maxFrameBytes });
+      checkCount(ctx, msg.index, 'pieceData.index');
+      checkBytes(ctx, msg.sealedFrame, 'pieceData.sealedFrame');
+      if (msg.sealedFrame.length > limits.maxFrameBytes + TAG_BYTES) {
+        fail(ctx, 'ERR_PROTO_FRAME_TOO_LARGE', `A sealed frame has ${msg.sealedFrame.length} bytes; at most ${limits.maxFrameBytes + TAG_BYTES} are accepted.`, { seq: msg.seq, limit: limits.maxFrameBytes });
       }
-      checkRange(ctx, msg.offset, msg.data.length, 'pieceData');
       return;
     case 'pieceEnd':
       checkSeq(ctx, msg.seq, 'pieceEnd.seq');
-      checkUint64(ctx, msg.xxh64OfHeader, 'pieceEnd.xxh64OfHeader');
       return;
     case 'receipt':
-      checkListLength(ctx, msg.merged.length, limits.maxSeqs, 'receipt.merged');
-      for (const s of msg.merged) checkSeq(ctx, s, 'receipt.merged element');
+      checkPieceRefs(ctx, msg.merged, 'receipt.merged');
       checkListLength(ctx, msg.rejected.length, limits.maxSeqs, 'receipt.rejected');
       for (const r of msg.rejected) {
         checkSeq(ctx, r.seq, 'receipt.rejected.seq');
         checkString(ctx, r.code, 'receipt.rejected.code');
         checkString(ctx, r.reason, 'receipt.rejected.reason');
+        checkHeaderHash(ctx, r.headerHash, 'receipt.rejected.headerHash', true);
       }
       return;
     case 'status':
@@ -202,6 +258,6 @@ export function checkMessage(msg: Message, ctx: CheckContext): void {
       if (msg.seq !== undefined) checkSeq(ctx, msg.seq, 'error.seq');
       return;
     default:
-      fail(ctx, 'ERR_PROTO_UNKNOWN_MESSAGE', `Message type "${String((msg as { type?: unknown }).type)}" is not part of version 1.`);
+      fail(ctx, 'ERR_PROTO_UNKNOWN_MESSAGE', `Message type "${String((msg as { type?: unknown }).type)}" is not part of version 2.`);
   }
 }

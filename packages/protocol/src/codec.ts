@@ -1,13 +1,13 @@
 import type { Block, BlockStatus, MapfileStatus } from '@ddferry/mapfile';
 
-import { checkListLength, checkMessage } from './check-message.js';
-import type { CheckContext } from './check-message.js';
+import { checkHeaderBody, checkListLength, checkMessage } from './check-message.js';
+import type { CheckContext, HeaderBody } from './check-message.js';
 import { ProtocolError } from './errors.js';
 import type { Fingerprint } from './identity.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import type { Limits } from './limits.js';
-import type { Extent, Message, MessageType, Rejected, StatusRange } from './messages.js';
-import { envelopeSchema } from './schema.js';
+import type { Extent, Message, MessageType, PieceRef, Rejected, StatusRange } from './messages.js';
+import { envelopeSchema, headerBodySchema } from './schema.js';
 
 /** The envelope field of each message type. */
 const FIELD_OF: Readonly<Record<MessageType, string>> = {
@@ -21,6 +21,8 @@ const FIELD_OF: Readonly<Record<MessageType, string>> = {
   receipt: 'receipt',
   status: 'status',
   error: 'error',
+  query: 'query',
+  answer: 'answer',
 };
 const TYPES = Object.keys(FIELD_OF) as MessageType[];
 /** Messages of the handshake: at most `maxHandshakeBytes` each. */
@@ -37,6 +39,15 @@ function wire64(v: number | bigint): number | string {
   return typeof v === 'bigint' ? v.toString() : v;
 }
 
+/** A header hash (32 hex digits, or '' for none) as its 16 bytes. */
+function hashBytes(hex: string): Uint8Array {
+  return Buffer.from(hex, 'hex');
+}
+
+function refsToWire(refs: readonly PieceRef[]): Obj[] {
+  return refs.map((r) => ({ seq: r.seq, headerHash: hashBytes(r.headerHash) }));
+}
+
 function toWire(msg: Message): Obj {
   switch (msg.type) {
     case 'hello':
@@ -44,15 +55,20 @@ function toWire(msg: Message): Obj {
     case 'challenge':
     case 'auth':
     case 'pieceData':
-    case 'receipt':
+    case 'pieceHeader':
+    case 'pieceEnd':
+    case 'query':
     case 'status':
       return { ...msg };
     case 'welcome':
       return { ...msg, finished: msg.finished.map((b) => ({ pos: b.pos, size: b.size })) };
-    case 'pieceHeader':
-      return { ...msg, extents: msg.extents.map((e) => ({ pos: e.pos, size: e.size, xxh64: wire64(e.xxh64) })) };
-    case 'pieceEnd':
-      return { seq: msg.seq, xxh64OfHeader: wire64(msg.xxh64OfHeader) };
+    case 'answer':
+      return { merged: refsToWire(msg.merged), more: msg.more };
+    case 'receipt':
+      return {
+        merged: refsToWire(msg.merged),
+        rejected: msg.rejected.map((r) => ({ seq: r.seq, code: r.code, reason: r.reason, headerHash: hashBytes(r.headerHash) })),
+      };
     case 'error':
       return { code: msg.code, message: msg.message, seq: msg.seq ?? 0 };
   }
@@ -118,6 +134,35 @@ function bytes(v: unknown): Uint8Array {
   return v instanceof Uint8Array ? v : new Uint8Array(0);
 }
 
+/** 16 bytes as 32 hex digits; '' for none (when `optional`). */
+function hash(r: Reading, v: unknown, field: string, optional = false): string {
+  const b = bytes(v);
+  if (b.length === 16) return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
+  if (optional && b.length === 0) return '';
+  throw new ProtocolError('ERR_PROTO_BAD_FIELD', `${field} has ${b.length} bytes, not 16.`, { peer: r.peer });
+}
+
+function refs(r: Reading, v: unknown, field: string): PieceRef[] {
+  return list(r, v, r.limits.maxSeqs, field).map((x): PieceRef => {
+    const p = sub(r, x, `${field} element`);
+    return { seq: num(r, p.seq, `${field}.seq`), headerHash: hash(r, p.headerHash, `${field}.headerHash`) };
+  });
+}
+
+function extentsOf(r: Reading, v: unknown, field: string): Extent[] {
+  return list(r, v, r.limits.maxExtentsPerPiece, field).map((x): Extent => {
+    const e = sub(r, x, 'extent');
+    return { pos: num(r, e.pos, 'extent.pos'), size: num(r, e.size, 'extent.size'), xxh64: big(r, e.xxh64, 'extent.xxh64') };
+  });
+}
+
+function deltaOf(r: Reading, v: unknown, field: string): StatusRange[] {
+  return list(r, v, r.limits.maxDeltaRanges, field).map((x): StatusRange => {
+    const d = sub(r, x, 'delta range');
+    return { pos: num(r, d.pos, 'delta.pos'), size: num(r, d.size, 'delta.size'), status: str(d.status) as BlockStatus };
+  });
+}
+
 function list(r: Reading, v: unknown, max: number, field: string): readonly unknown[] {
   if (!Array.isArray(v)) return [];
   checkListLength(r, v.length, max, field, r.seq);
@@ -161,37 +206,27 @@ function fromWire(r: Reading, type: MessageType, m: Obj): Message {
           const b = sub(r, x, 'welcome.finished range');
           return { pos: num(r, b.pos, 'range.pos'), size: num(r, b.size, 'range.size') };
         }),
-        mergedSeqs: list(r, m.mergedSeqs, limits.maxSeqs, 'welcome.mergedSeqs').map((s) => num(r, s, 'welcome.mergedSeqs element')),
         imageSize: num(r, m.imageSize, 'welcome.imageSize'),
+        maxMergedSeq: num(r, m.maxMergedSeq, 'welcome.maxMergedSeq'),
       };
-    case 'pieceHeader': {
-      r.seq = num(r, m.seq, 'pieceHeader.seq');
-      return {
-        type,
-        seq: r.seq,
-        chunk: num(r, m.chunk, 'pieceHeader.chunk'),
-        extents: list(r, m.extents, limits.maxExtentsPerPiece, 'pieceHeader.extents').map((x): Extent => {
-          const e = sub(r, x, 'extent');
-          return { pos: num(r, e.pos, 'extent.pos'), size: num(r, e.size, 'extent.size'), xxh64: big(r, e.xxh64, 'extent.xxh64') };
-        }),
-        delta: list(r, m.delta, limits.maxDeltaRanges, 'pieceHeader.delta').map((x): StatusRange => {
-          const d = sub(r, x, 'delta range');
-          return { pos: num(r, d.pos, 'delta.pos'), size: num(r, d.size, 'delta.size'), status: str(d.status) as BlockStatus };
-        }),
-        dataSize: num(r, m.dataSize, 'pieceHeader.dataSize'),
-      };
-    }
+    case 'query':
+      return { type, seqs: list(r, m.seqs, limits.maxSeqs, 'query.seqs').map((s) => num(r, s, 'query.seqs element')) };
+    case 'answer':
+      return { type, merged: refs(r, m.merged, 'answer.merged'), more: m.more === true };
+    case 'pieceHeader':
+      return { type, sealedHeader: bytes(m.sealedHeader) };
     case 'pieceData':
-      return { type, seq: num(r, m.seq, 'pieceData.seq'), offset: num(r, m.offset, 'pieceData.offset'), data: bytes(m.data) };
+      r.seq = num(r, m.seq, 'pieceData.seq');
+      return { type, seq: r.seq, index: num(r, m.index, 'pieceData.index'), sealedFrame: bytes(m.sealedFrame) };
     case 'pieceEnd':
-      return { type, seq: num(r, m.seq, 'pieceEnd.seq'), xxh64OfHeader: big(r, m.xxh64OfHeader, 'pieceEnd.xxh64OfHeader') };
+      return { type, seq: num(r, m.seq, 'pieceEnd.seq') };
     case 'receipt':
       return {
         type,
-        merged: list(r, m.merged, limits.maxSeqs, 'receipt.merged').map((s) => num(r, s, 'receipt.merged element')),
+        merged: refs(r, m.merged, 'receipt.merged'),
         rejected: list(r, m.rejected, limits.maxSeqs, 'receipt.rejected').map((x): Rejected => {
           const j = sub(r, x, 'receipt.rejected element');
-          return { seq: num(r, j.seq, 'rejected.seq'), code: str(j.code), reason: str(j.reason) };
+          return { seq: num(r, j.seq, 'rejected.seq'), code: str(j.code), reason: str(j.reason), headerHash: hash(r, j.headerHash, 'rejected.headerHash', true) };
         }),
       };
     case 'status':
@@ -282,4 +317,43 @@ export function peekMessageType(bytes: Uint8Array): MessageType | undefined {
     if ((b & 0x80) === 0) break;
   }
   return at + length === bytes.length ? type : undefined;
+}
+
+/**
+ * Encode what a sealed header seals (`SealedHeaderBody`), checked first against
+ * `limits` so that a receiver with the same limits accepts it.
+ * @throws ProtocolError as `checkHeaderBody`.
+ */
+export function encodeHeaderBody(body: HeaderBody, seq: number, limits: Limits = DEFAULT_LIMITS): Uint8Array {
+  checkHeaderBody({ limits }, body, seq);
+  const type = headerBodySchema();
+  return type.encode(type.fromObject({
+    ...body, extents: body.extents.map((e) => ({ pos: e.pos, size: e.size, xxh64: wire64(e.xxh64) })),
+    delta: body.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })),
+  })).finish();
+}
+
+/**
+ * Decode an opened (authenticated) sealed header body, then check it as
+ * `checkHeaderBody` does: what comes out may be allocated from.
+ * @throws ProtocolError `ERR_SEAL_MALFORMED` (not protobuf), and the codes of `checkHeaderBody`.
+ */
+export function decodeHeaderBody(bytes: Uint8Array, seq: number, limits: Limits = DEFAULT_LIMITS, context: { peer?: string | undefined; file?: string | undefined } = {}): HeaderBody {
+  let m: Obj;
+  try {
+    m = headerBodySchema().decode(bytes) as unknown as Obj;
+  } catch (err) {
+    throw new ProtocolError('ERR_SEAL_MALFORMED', `The sealed header's body does not decode (${err instanceof Error ? err.message : String(err)}).`, { ...context, seq, cause: err });
+  }
+  const r: Reading = { limits, peer: context.peer ?? context.file, seq };
+  const body: HeaderBody = {
+    chunk: num(r, m.chunk, 'header.chunk'),
+    extents: extentsOf(r, m.extents, 'header.extents'),
+    delta: deltaOf(r, m.delta, 'header.delta'),
+    dataSize: num(r, m.dataSize, 'header.dataSize'),
+    frameSize: num(r, m.frameSize, 'header.frameSize'),
+    frameCount: num(r, m.frameCount, 'header.frameCount'),
+  };
+  checkHeaderBody(r, body, seq);
+  return body;
 }

@@ -20,12 +20,12 @@ const PROTO_HINTS = {
   ERR_PROTO_WRONG_RESCUE: 'This data belongs to another rescue: point the reader at the assembler of the same rescue (same plan).',
   ERR_PROTO_WRONG_DEVICE: 'The source is not the device the rescue was planned for: connect the right disk, or plan a new rescue.',
   ERR_PROTO_OUT_OF_ORDER: 'Piece messages must come as PieceHeader, PieceData in order, PieceEnd: the reader will resend the piece from its spool.',
-  ERR_PROTO_HEADER_CHECKSUM_MISMATCH: 'The piece header was corrupted in transit: the reader will resend the piece from its spool.',
 } as const;
 
 const PIECE_HINTS = {
   ERR_PIECE_WRONG_RESCUE: 'The piece belongs to another rescue: import it into the assembler of its own rescue.',
-  ERR_PIECE_BAD_SEQ: 'Sequence numbers are integers from 1.',
+  ERR_PIECE_BAD_SEQ: 'Sequence numbers are integers from 1 to 2^40; the piece is refused and nothing changes.',
+  ERR_PIECE_SEQ_CONFLICT: 'Another piece with this sequence number is merged already: two readers (or a forger with the token) numbered pieces alike. Nothing of this piece is written; check that one reader per rescue holds the token, and keep its spool.',
   ERR_PIECE_UNKNOWN_CHUNK: 'The piece names a chunk the plan does not have: check both sides use the same plan.',
   ERR_PIECE_BAD_EXTENT: 'Extents have integer positions and positive sizes.',
   ERR_PIECE_EXTENTS_NOT_SORTED: 'Extents must be sorted by position and must not overlap.',
@@ -43,12 +43,10 @@ const PIECE_HINTS = {
 const BUNDLE_HINTS = {
   ERR_BUNDLE_UNSAFE_PATH: 'Bundle entries are plain names; this bundle was not made by ddferry and is refused.',
   ERR_BUNDLE_ENTRY_TYPE: 'Bundle entries are regular files; this bundle was not made by ddferry and is refused.',
-  ERR_BUNDLE_UNEXPECTED_ENTRY: 'A bundle holds manifest.json then one piece-NNNNNN.bin per piece of the manifest, in order.',
+  ERR_BUNDLE_UNEXPECTED_ENTRY: 'A bundle holds, per piece, piece-NNNNNN.header then its frames piece-NNNNNN.frame-NNNNNN in order.',
   ERR_BUNDLE_ENTRY_TOO_LARGE: 'An entry is larger than the limits allow: the bundle is corrupted, or raise the limit.',
-  ERR_BUNDLE_SIZE_MISMATCH: 'An entry\'s size differs from the manifest: the bundle is corrupted; write it again from the spool.',
-  ERR_BUNDLE_MISSING_ENTRY: 'The bundle ends before all pieces of its manifest: it is truncated; write it again from the spool.',
-  ERR_BUNDLE_BAD_MANIFEST: 'manifest.json is not a valid ddferry bundle manifest (version 1).',
-  ERR_BUNDLE_MANIFEST_CHECKSUM: 'manifest.json does not match its manifestXxh64: the bundle is corrupted; write it again from the spool.',
+  ERR_BUNDLE_SIZE_MISMATCH: 'An entry\'s size differs from what its header says: the bundle is corrupted; write it again from the spool.',
+  ERR_BUNDLE_MISSING_ENTRY: 'The bundle ends before a piece\'s header or frames: it is truncated; write it again from the spool.',
   ERR_BUNDLE_MALFORMED: 'The bundle is not a readable tar stream (truncated or corrupted): write it again from the spool.',
   ERR_BUNDLE_EMPTY: 'A bundle holds at least one piece.',
   ERR_BUNDLE_MIXED_RESCUES: 'All pieces of a bundle belong to one rescue.',
@@ -60,6 +58,13 @@ const STICK_HINTS = {
   ERR_STICK_BAD_RESCUE_FILE: 'The stick\'s rescue.json is damaged or was not written by ddferry: run the reader again with --to on this stick to rewrite it.',
   ERR_STICK_BAD_RECEIPT: 'A receipt on the stick is damaged or was not written by ddferry: import the stick on PC_B again to write a new one.',
   ERR_STICK_BUNDLE_NAME: 'A bundle\'s file name differs from its first piece: it was renamed or swapped, and is refused; the reader reads its ranges again.',
+  ERR_STICK_RECEIPT_MAC: 'The receipt is not authenticated by this rescue\'s token: it was written without the token (forged) or altered, and is ignored. Import the stick on PC_B again with the same --token-file as PC_A.',
+} as const;
+
+const SEAL_HINTS = {
+  ERR_SEAL_MALFORMED: 'This is not a sealed ddferry piece of this version (truncated or corrupted): it is refused; the reader sends it again from its spool, or reads its ranges again.',
+  ERR_SEAL_AUTH_FAILED: 'The piece header does not authenticate: it was sealed with another token or for another rescue, or altered. Nothing of it is used. Give both sides the same token file (--token-file); if they have it, the piece was tampered with.',
+  ERR_SEAL_FRAME_AUTH_FAILED: 'A data frame does not authenticate: altered, reordered, replayed or taken from another piece. Nothing of the piece is merged; the reader sends it again from its spool, or reads its ranges again.',
 } as const;
 
 const AUTH_HINTS = {
@@ -78,15 +83,16 @@ const FILE_HINTS = {
   ERR_FILE_NOT_FOLDER: 'A folder is expected at this name: move what is there away, then try again.',
 } as const;
 
-const HINTS = { ...PROTO_HINTS, ...PIECE_HINTS, ...BUNDLE_HINTS, ...STICK_HINTS, ...AUTH_HINTS, ...FILE_HINTS };
+const HINTS = { ...PROTO_HINTS, ...PIECE_HINTS, ...BUNDLE_HINTS, ...STICK_HINTS, ...SEAL_HINTS, ...AUTH_HINTS, ...FILE_HINTS };
 
 export type ProtoCode = keyof typeof PROTO_HINTS;
 export type PieceCode = keyof typeof PIECE_HINTS;
 export type BundleCode = keyof typeof BUNDLE_HINTS;
 export type StickCode = keyof typeof STICK_HINTS;
+export type SealCode = keyof typeof SEAL_HINTS;
 export type AuthCode = keyof typeof AUTH_HINTS;
 export type FileCode = keyof typeof FILE_HINTS;
-export type ProtocolErrorCode = ProtoCode | PieceCode | BundleCode | StickCode | AuthCode | FileCode;
+export type ProtocolErrorCode = ProtoCode | PieceCode | BundleCode | StickCode | SealCode | AuthCode | FileCode;
 
 /** Every code with what to do about it (the README lists the same). */
 export const PROTOCOL_ERROR_HINTS: Readonly<Record<ProtocolErrorCode, string>> = HINTS;

@@ -1,29 +1,33 @@
 export { authHmac, HMAC_BYTES, makeNonce, MAX_TOKEN_FILE_BYTES, NONCE_BYTES, readTokenFile, safeEqual, serverProof, verifyAuthHmac, verifyServerProof } from './auth.js';
 export type { Secret } from './auth.js';
-export { readBundle, writeBundle } from './bundle.js';
-export type { ReadBundleOptions, WriteBundleOptions } from './bundle.js';
+export { bundleSize, frameEntryName, headerEntryName, readBundle, readSealedBundle, writeBundle } from './bundle.js';
+export type { ReadBundleOptions, ReadSealedBundleOptions, WriteBundleOptions } from './bundle.js';
 export { checkMessage } from './check-message.js';
 export type { CheckContext } from './check-message.js';
 export { decodeEnvelope, encodeEnvelope, peekMessageType } from './codec.js';
 export { isProtocolError, PROTOCOL_ERROR_HINTS, ProtocolError } from './errors.js';
-export type { AuthCode, BundleCode, ErrorContext, FileCode, PieceCode, ProtoCode, ProtocolErrorCode, StickCode } from './errors.js';
+export type { AuthCode, BundleCode, ErrorContext, FileCode, PieceCode, ProtoCode, ProtocolErrorCode, SealCode, StickCode } from './errors.js';
 export { assertSameRescue, describeFingerprint, isRescueId, makeRescueId, parseRescueId, sameDevice } from './identity.js';
 export type { Fingerprint, RescueId, RescueIdentity } from './identity.js';
-export { DEFAULT_LIMITS, resolveLimits } from './limits.js';
+export { deriveRescueKeys, KEY_BYTES, receiptMac, verifyReceiptMac } from './keys.js';
+export type { RescueKeys } from './keys.js';
+export { DEFAULT_LIMITS, MAX_SEQ, pieceRefsPerMessage, resolveLimits } from './limits.js';
 export type { Limits } from './limits.js';
-export { formatManifest, MANIFEST_NAME, parseManifest, pieceEntryName } from './manifest.js';
-export type { BundleManifest, PieceDescription } from './manifest.js';
 export { MESSAGE_TYPES } from './messages.js';
 export type {
-  AuthMessage, ChallengeMessage, ErrorMessage, Extent, HelloMessage, Message, MessageType, PieceDataMessage, PieceEndMessage,
-  PieceHeaderMessage, ReceiptMessage, Rejected, StatusMessage, StatusRange, WelcomeMessage,
+  AnswerMessage, AuthMessage, ChallengeMessage, ErrorMessage, Extent, HelloMessage, Message, MessageType, PieceDataMessage, PieceEndMessage,
+  PieceHeaderMessage, PieceRef, QueryMessage, ReceiptMessage, Rejected, StatusMessage, StatusRange, WelcomeMessage,
 } from './messages.js';
-export { checkPieceShape, findChunk, makeExtent, validatePiece, verifyPieceData } from './piece.js';
-export type { Piece, PieceContext, PiecePlan } from './piece.js';
+export { checkPieceAgainstPlan, checkPieceShape, checkSeq, findChunk, makeExtent, validatePiece, verifyPieceData } from './piece.js';
+export type { OpenedPiece, Piece, PieceContext, PieceDescription, PiecePlan } from './piece.js';
 export { encodePieceFrames, PieceCollector } from './piece-frames.js';
 export type { PieceCollectorOptions } from './piece-frames.js';
 export { checkRealFolder, describeFileType, openSafeFile, readSafeFile } from './safe-file.js';
 export type { SafeOpenOptions } from './safe-file.js';
+export {
+  headerHashOf, isHeaderHash, openSealedPiece, PieceOpener, readSealedHeaderFields, SALT_BYTES, SEAL_VERSION, sealPiece, TAG_BYTES,
+} from './seal.js';
+export type { OpenedHeader, PieceOpenerOptions, SealedFrame, SealedHeaderFields, SealedPiece, SealOptions } from './seal.js';
 export { envelopeSchema, PROTO_TEXT, PROTOCOL_VERSION } from './schema.js';
 export { checkSecretStrength, estimateSecretBits, makeSecretText, MIN_SECRET_BITS, normalizeSecretText } from './secret-text.js';
 export {

@@ -22,6 +22,13 @@ export interface StatusRange {
   readonly status: BlockStatus;
 }
 
+/** A piece as receipts name it: its sequence number and its header hash. */
+export interface PieceRef {
+  readonly seq: number;
+  /** 32 lowercase hex digits (16 bytes on the wire): see `headerHashOf`. */
+  readonly headerHash: string;
+}
+
 /** Reader → assembler, first message. */
 export interface HelloMessage {
   readonly type: 'hello';
@@ -53,40 +60,53 @@ export interface AuthMessage {
 export interface WelcomeMessage {
   readonly type: 'welcome';
   readonly serverProof: Uint8Array;
-  /** Ranges marked `+` in the image mapfile, sorted. */
+  /** Ranges marked `+` in the image mapfile, sorted: a spooled piece whose `+` extents they cover may be freed. */
   readonly finished: readonly Block[];
-  /** Pieces already merged: the reader may free them from its spool. */
-  readonly mergedSeqs: readonly number[];
   readonly imageSize: number;
+  /** The largest sequence number merged, 0 if none: a reader numbers its next pieces above it. */
+  readonly maxMergedSeq: number;
 }
 
-/** The start of a piece; `dataSize` bytes follow in `pieceData` frames. */
+/** Reader → assembler, after Welcome: which of these pieces does the image hold? */
+export interface QueryMessage {
+  readonly type: 'query';
+  /** At most `maxSeqs`. */
+  readonly seqs: readonly number[];
+}
+
+/**
+ * Assembler → reader: the answer to one Query, in order: the queried seqs the
+ * image holds, with the header hash of the piece merged under each, in one or
+ * more Answers (the last with `more: false`). A reader frees a piece only when
+ * the hash is its piece's.
+ */
+export interface AnswerMessage {
+  readonly type: 'answer';
+  readonly merged: readonly PieceRef[];
+  /** More Answers to the same Query follow (a long answer is cut to fit messages). */
+  readonly more: boolean;
+}
+
+/** The start of a sealed piece: its sealed header (see `sealPiece`); its sealed frames follow. */
 export interface PieceHeaderMessage {
   readonly type: 'pieceHeader';
-  /** From 1. */
-  readonly seq: number;
-  readonly chunk: number;
-  readonly extents: readonly Extent[];
-  readonly delta: readonly StatusRange[];
-  /** The sum of the extent sizes. */
-  readonly dataSize: number;
+  /** The bytes of `SealedPiece.header`, at most `maxHeaderBytes`. After decoding, a view of the received buffer. */
+  readonly sealedHeader: Uint8Array;
 }
 
-/** A slice of a piece's data: its bytes `[offset, offset + data.length)`. */
+/** Sealed frame `index` (from 0) of piece `seq`. */
 export interface PieceDataMessage {
   readonly type: 'pieceData';
   readonly seq: number;
-  readonly offset: number;
-  /** At most `maxFrameBytes`. After decoding, a view of the received buffer. */
-  readonly data: Uint8Array;
+  readonly index: number;
+  /** Ciphertext then the 16-byte tag; at most `maxFrameBytes + 16`. After decoding, a view of the received buffer. */
+  readonly sealedFrame: Uint8Array;
 }
 
 /** The end of a piece. */
 export interface PieceEndMessage {
   readonly type: 'pieceEnd';
   readonly seq: number;
-  /** xxh64 of the encoded pieceHeader envelope, as sent. */
-  readonly xxh64OfHeader: bigint;
 }
 
 /** A piece the assembler refused, and why (a `ProtocolError` code). */
@@ -94,13 +114,15 @@ export interface Rejected {
   readonly seq: number;
   readonly code: string;
   readonly reason: string;
+  /** The refused piece's header hash when its header arrived whole, else `''`. */
+  readonly headerHash: string;
 }
 
 /** Assembler → reader: durable acknowledgements. */
 export interface ReceiptMessage {
   readonly type: 'receipt';
-  /** Merged durably: written, fsynced, image mapfile saved. */
-  readonly merged: readonly number[];
+  /** Merged durably (written, fsynced, image mapfile saved), or merged before under the same hash. */
+  readonly merged: readonly PieceRef[];
   readonly rejected: readonly Rejected[];
 }
 
@@ -148,11 +170,13 @@ export type Message =
   | PieceEndMessage
   | ReceiptMessage
   | StatusMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | QueryMessage
+  | AnswerMessage;
 
 export type MessageType = Message['type'];
 
 /** Every message type, in the order of the envelope's fields. */
 export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze([
-  'hello', 'challenge', 'auth', 'welcome', 'pieceHeader', 'pieceData', 'pieceEnd', 'receipt', 'status', 'error',
+  'hello', 'challenge', 'auth', 'welcome', 'pieceHeader', 'pieceData', 'pieceEnd', 'receipt', 'status', 'error', 'query', 'answer',
 ]);

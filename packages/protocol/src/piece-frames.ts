@@ -1,42 +1,36 @@
 import { checkMessage } from './check-message.js';
 import { encodeEnvelope } from './codec.js';
 import { ProtocolError } from './errors.js';
+import type { RescueKeys } from './keys.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import type { Limits } from './limits.js';
 import type { PieceDataMessage, PieceEndMessage, PieceHeaderMessage } from './messages.js';
-import { validatePiece } from './piece.js';
-import type { Piece, PiecePlan } from './piece.js';
-import { xxh64 } from './xxh64.js';
+import type { OpenedPiece, PiecePlan } from './piece.js';
+import { PieceOpener } from './seal.js';
+import type { SealedFrame, SealedPiece } from './seal.js';
 
 /**
- * A piece on the wire: one `pieceHeader`, its data in `pieceData` frames of at
- * most `maxFrameBytes` in order, then `pieceEnd` carrying the xxh64 of the
- * header's encoded bytes.
+ * A sealed piece on the wire: one `pieceHeader` carrying its sealed header,
+ * one `pieceData` per sealed frame in order, then `pieceEnd`.
  */
 
 /**
- * The encoded envelopes of a piece, one per websocket message, made lazily so
- * the sender can wait for the socket between frames. Frames are `maxFrameBytes`
- * long, the last one shorter; a piece without data has no frame. `alloc`, if given,
- * provides the memory of each data frame (see `encodePieceData`).
+ * The encoded envelopes of a sealed piece, one per websocket message, made
+ * lazily so the sender can wait for the socket between frames. A piece without
+ * data has no frame. `alloc`, if given, provides the memory of each data frame
+ * (see `encodePieceData`).
  * @throws ProtocolError as `encodeEnvelope`.
  */
-export function* encodePieceFrames(piece: Piece, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array): Generator<Uint8Array, void, undefined> {
-  const header = encodeEnvelope({
-    type: 'pieceHeader', seq: piece.seq, chunk: piece.chunk, extents: piece.extents, delta: piece.delta, dataSize: piece.data.length,
-  }, limits);
-  yield header;
-  for (let offset = 0; offset < piece.data.length; offset += limits.maxFrameBytes) {
-    const data = piece.data.subarray(offset, Math.min(piece.data.length, offset + limits.maxFrameBytes));
-    yield encodePieceData(piece.seq, offset, data, limits, alloc);
-  }
-  yield encodeEnvelope({ type: 'pieceEnd', seq: piece.seq, xxh64OfHeader: xxh64(header) }, limits);
+export function* encodePieceFrames(piece: SealedPiece, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array): Generator<Uint8Array, void, undefined> {
+  yield encodeEnvelope({ type: 'pieceHeader', sealedHeader: piece.header }, limits);
+  for (let i = 0; i < piece.frames.length; i++) yield encodePieceData(piece.seq, i, piece.frames[i]!, limits, alloc);
+  yield encodeEnvelope({ type: 'pieceEnd', seq: piece.seq }, limits);
 }
 
-/** Envelope field 6 (`piece_data`) and PieceData fields 1 (`seq`), 2 (`offset`), 3 (`data`): their tag bytes. */
+/** Envelope field 6 (`piece_data`) and PieceData fields 1 (`seq`), 2 (`index`), 3 (`sealed_frame`): their tag bytes. */
 const TAG_PIECE_DATA = (6 << 3) | 2;
 const TAG_SEQ = 1 << 3;
-const TAG_OFFSET = 2 << 3;
+const TAG_INDEX = 2 << 3;
 const TAG_DATA = (3 << 3) | 2;
 
 function varintSize(v: number): number {
@@ -58,15 +52,20 @@ function putVarint(buf: Uint8Array, at: number, v: number): number {
 
 /**
  * The `pieceData` envelope, byte for byte what `encodeEnvelope` makes (fields at their
- * proto3 defaults left out), written directly: the data is copied once into the
- * message, where protobufjs would copy it twice and reserve its buffers bit by bit.
- * `alloc(size)`, if given, returns the `size` bytes to write it into (a sender reusing
- * the buffers of frames already on the socket); by default they are new.
+ * proto3 defaults left out), written directly: the frame's ciphertext and tag are
+ * copied once into the message, where protobufjs would copy them twice and reserve
+ * its buffers bit by bit. `alloc(size)`, if given, returns the `size` bytes to write
+ * it into (a sender reusing the buffers of frames already on the socket); by default
+ * they are new.
  * @throws ProtocolError as `encodeEnvelope`.
  */
-export function encodePieceData(seq: number, offset: number, data: Uint8Array, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array): Uint8Array {
-  checkMessage({ type: 'pieceData', seq, offset, data }, { limits });
-  const body = (seq === 0 ? 0 : 1 + varintSize(seq)) + (offset === 0 ? 0 : 1 + varintSize(offset)) + (data.length === 0 ? 0 : 1 + varintSize(data.length) + data.length);
+export function encodePieceData(seq: number, index: number, frame: SealedFrame, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array): Uint8Array {
+  const size = frame.ciphertext.length + frame.tag.length;
+  checkMessage({ type: 'pieceData', seq, index, sealedFrame: new Uint8Array(0) }, { limits });
+  if (size > limits.maxFrameBytes + frame.tag.length) {
+    throw new ProtocolError('ERR_PROTO_FRAME_TOO_LARGE', `A sealed frame has ${size} bytes; at most ${limits.maxFrameBytes + frame.tag.length} may be sent.`, { seq, limit: limits.maxFrameBytes });
+  }
+  const body = (seq === 0 ? 0 : 1 + varintSize(seq)) + (index === 0 ? 0 : 1 + varintSize(index)) + (size === 0 ? 0 : 1 + varintSize(size) + size);
   const total = 1 + varintSize(body) + body;
   if (total > limits.maxMessageBytes) {
     throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A pieceData message encodes to ${total} bytes; at most ${limits.maxMessageBytes} may be sent.`, { limit: limits.maxMessageBytes });
@@ -80,23 +79,29 @@ export function encodePieceData(seq: number, offset: number, data: Uint8Array, l
     out[at++] = TAG_SEQ;
     at = putVarint(out, at, seq);
   }
-  if (offset !== 0) {
-    out[at++] = TAG_OFFSET;
-    at = putVarint(out, at, offset);
+  if (index !== 0) {
+    out[at++] = TAG_INDEX;
+    at = putVarint(out, at, index);
   }
-  if (data.length !== 0) {
+  if (size !== 0) {
     out[at++] = TAG_DATA;
-    at = putVarint(out, at, data.length);
-    out.set(data, at);
-    at += data.length;
+    at = putVarint(out, at, size);
+    out.set(frame.ciphertext, at);
+    at += frame.ciphertext.length;
+    out.set(frame.tag, at);
+    at += frame.tag.length;
   }
   if (at !== total) throw new Error(`internal: pieceData encoded to ${at} bytes, not ${total}`);
   return out;
 }
 
 export interface PieceCollectorOptions {
-  /** The receiver's plan; it must name the rescue. Every completed piece is checked against it. */
+  /** The receiver's plan; it must name the rescue. Every piece is checked against it. */
   readonly plan: PiecePlan & { readonly rescueId: string };
+  /** The rescue's keys (`deriveRescueKeys`). */
+  readonly keys: RescueKeys;
+  /** Default `DEFAULT_LIMITS`. */
+  readonly limits?: Limits | undefined;
   /** Named in errors. */
   readonly peer?: string;
 }
@@ -108,37 +113,40 @@ const RECYCLE_MIN_BYTES = 1024 * 1024;
 
 type PieceMessage = PieceHeaderMessage | PieceDataMessage | PieceEndMessage;
 
-interface Open {
-  readonly header: PieceHeaderMessage;
-  readonly headerXxh64: bigint;
-  readonly data: Uint8Array;
-  received: number;
-}
-
 /**
  * Receiver side of `encodePieceFrames`: feed it the decoded piece messages of
- * one connection in order; it returns the piece when its `pieceEnd` arrives,
- * after checking frame order, sizes, the header checksum and the whole piece
- * against the plan (`validatePiece`). Memory: one piece's data, allocated when
- * its header arrives (at most `maxPieceBytes`, checked by the decoder).
+ * one connection in order; it opens each sealed part as it arrives
+ * (`PieceOpener`: the header authenticated and checked against the plan before
+ * anything is allocated from it, each frame authenticated before its plaintext
+ * is used) and returns the piece on `pieceEnd`, once every extent's xxh64
+ * matches. Memory: one piece's data (at most `maxPieceBytes`).
  * After an error, the open piece is dropped and the next header starts afresh.
  */
 export class PieceCollector {
-  readonly #plan: PiecePlan & { readonly rescueId: string };
+  readonly #opener: PieceOpener;
   readonly #peer: string | undefined;
-  #open: Open | undefined;
   /** Buffers of merged pieces, given back by `recycle`, for the next pieces. */
   readonly #free: ArrayBuffer[] = [];
   #freeBytes = 0;
 
   constructor(options: PieceCollectorOptions) {
-    this.#plan = options.plan;
     this.#peer = options.peer;
+    this.#opener = new PieceOpener({ keys: options.keys, plan: options.plan, limits: options.limits, peer: options.peer, alloc: (size) => this.#alloc(size) });
   }
 
   /** The sequence number of the piece being received, if any. */
   get pending(): number | undefined {
-    return this.#open?.header.seq;
+    return this.#opener.current?.seq;
+  }
+
+  /** The data size of the piece being received (its header is authenticated), if any. */
+  get pendingDataSize(): number | undefined {
+    return this.#opener.current?.dataSize;
+  }
+
+  /** The header hash of the piece being received, if any. */
+  get pendingHash(): string | undefined {
+    return this.#opener.current?.headerHash;
   }
 
   /**
@@ -165,58 +173,29 @@ export class PieceCollector {
 
   /** Drop the piece being received (the connection closed). */
   reset(): void {
-    this.#open = undefined;
+    this.#opener.reset();
   }
 
   /**
    * Take the next piece message.
-   * @param raw the envelope's bytes as received; needed for `pieceHeader`, whose checksum `pieceEnd` carries.
-   * @returns the completed, validated piece on `pieceEnd`, else undefined.
-   * @throws ProtocolError `ERR_PROTO_OUT_OF_ORDER`, `ERR_PIECE_SIZE_MISMATCH`,
-   *   `ERR_PROTO_HEADER_CHECKSUM_MISMATCH`, and the codes of `validatePiece`.
+   * @returns the opened, checked piece on `pieceEnd`, else undefined.
+   * @throws ProtocolError `ERR_PROTO_OUT_OF_ORDER`, and the codes of `PieceOpener`.
    */
-  accept(msg: PieceMessage, raw?: Uint8Array): Piece | undefined {
-    try {
-      return this.#accept(msg, raw);
-    } catch (err) {
-      this.#open = undefined;
-      throw err;
-    }
-  }
-
-  #fail(code: 'ERR_PROTO_OUT_OF_ORDER' | 'ERR_PIECE_SIZE_MISMATCH' | 'ERR_PROTO_HEADER_CHECKSUM_MISMATCH', seq: number, message: string): never {
-    throw new ProtocolError(code, message, { peer: this.#peer, seq });
-  }
-
-  #accept(msg: PieceMessage, raw: Uint8Array | undefined): Piece | undefined {
-    const open = this.#open;
+  accept(msg: PieceMessage): OpenedPiece | undefined {
+    const opener = this.#opener;
     if (msg.type === 'pieceHeader') {
-      if (open !== undefined) this.#fail('ERR_PROTO_OUT_OF_ORDER', open.header.seq, `A header for piece ${msg.seq} arrived before the end of this piece.`);
-      if (raw === undefined) throw new TypeError('accept(pieceHeader) needs the raw bytes of the envelope');
-      // not zeroed: the piece is returned only once frames have filled every byte
-      this.#open = { header: msg, headerXxh64: xxh64(raw), data: this.#alloc(msg.dataSize), received: 0 };
+      opener.header(msg.sealedHeader);
       return undefined;
     }
-    if (open === undefined) this.#fail('ERR_PROTO_OUT_OF_ORDER', msg.seq, `A ${msg.type} arrived without a header.`);
-    const seq = open.header.seq;
-    if (msg.seq !== seq) this.#fail('ERR_PROTO_OUT_OF_ORDER', seq, `A ${msg.type} of piece ${msg.seq} arrived inside this piece.`);
+    const seq = opener.current?.seq;
+    if (seq !== undefined && msg.seq !== seq) {
+      opener.reset();
+      throw new ProtocolError('ERR_PROTO_OUT_OF_ORDER', `A ${msg.type} of piece ${msg.seq} arrived inside this piece.`, { peer: this.#peer, seq });
+    }
     if (msg.type === 'pieceData') {
-      if (msg.offset !== open.received) this.#fail('ERR_PROTO_OUT_OF_ORDER', seq, `A frame at offset ${msg.offset} arrived; ${open.received} was expected.`);
-      if (open.received + msg.data.length > open.data.length) {
-        this.#fail('ERR_PIECE_SIZE_MISMATCH', seq, `Frames carry more than the header's ${open.data.length} bytes.`);
-      }
-      open.data.set(msg.data, open.received);
-      open.received += msg.data.length;
+      opener.frame(msg.index, msg.sealedFrame);
       return undefined;
     }
-    if (open.received !== open.data.length) this.#fail('ERR_PIECE_SIZE_MISMATCH', seq, `The piece ended after ${open.received} of ${open.data.length} bytes.`);
-    if (msg.xxh64OfHeader !== open.headerXxh64) this.#fail('ERR_PROTO_HEADER_CHECKSUM_MISMATCH', seq, 'The header does not match the checksum in pieceEnd.');
-    this.#open = undefined;
-    const { header } = open;
-    const piece: Piece = {
-      rescueId: this.#plan.rescueId, seq, chunk: header.chunk, extents: header.extents, delta: header.delta, data: open.data,
-    };
-    validatePiece(piece, this.#plan, { peer: this.#peer });
-    return piece;
+    return opener.finish();
   }
 }

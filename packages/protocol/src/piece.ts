@@ -4,6 +4,7 @@ import { isBlockStatus } from '@ddferry/mapfile';
 import { ProtocolError } from './errors.js';
 import type { ErrorContext, PieceCode } from './errors.js';
 import type { RescueId } from './identity.js';
+import { MAX_SEQ } from './limits.js';
 import type { Extent, StatusRange } from './messages.js';
 import { hexOf, xxh64 } from './xxh64.js';
 
@@ -24,6 +25,15 @@ export interface Piece {
   readonly delta: readonly StatusRange[];
   /** The extents' bytes concatenated in order. */
   readonly data: Uint8Array;
+}
+
+/** A piece without its data: what its sealed header says. */
+export type PieceDescription = Omit<Piece, 'data'>;
+
+/** A piece opened from its sealed form (`openSealedPiece`, `PieceCollector`, `readBundle`): fully checked. */
+export interface OpenedPiece extends Piece {
+  /** The header hash of its sealed form (`headerHashOf`): its identity in receipts. */
+  readonly headerHash: string;
 }
 
 /** What a piece is checked against: the rescue's plan. */
@@ -80,6 +90,14 @@ export function verifyPieceData(piece: Piece, where: PieceContext = {}): void {
 }
 
 /**
+ * Check a sequence number: an integer from 1 to `MAX_SEQ`.
+ * @throws ProtocolError `ERR_PIECE_BAD_SEQ`.
+ */
+export function checkSeq(seq: number, where: PieceContext = {}): void {
+  if (!Number.isSafeInteger(seq) || seq < 1 || seq > MAX_SEQ) fail('ERR_PIECE_BAD_SEQ', { seq }, `Sequence number ${seq} is not an integer from 1 to 2^40.`, where);
+}
+
+/**
  * Check the shape of a piece on its own: sequence number, extents and delta
  * ranges sorted, non-overlapping, of positive sizes, every extent marked `+` in
  * the delta, and every `+` delta range carried by extents (nothing is marked
@@ -87,8 +105,8 @@ export function verifyPieceData(piece: Piece, where: PieceContext = {}): void {
  * and delta range must lie in.
  * @throws ProtocolError `ERR_PIECE_*`.
  */
-export function checkPieceShape(piece: Piece, where: PieceContext = {}): void {
-  if (!Number.isSafeInteger(piece.seq) || piece.seq < 1) fail('ERR_PIECE_BAD_SEQ', piece, `Sequence number ${piece.seq} is not an integer from 1.`, where);
+export function checkPieceShape(piece: PieceDescription, where: PieceContext = {}): void {
+  checkSeq(piece.seq, where);
   let end = 0;
   for (const e of piece.extents) {
     if (!isRange(e)) fail('ERR_PIECE_BAD_EXTENT', piece, `An extent at ${e.pos} of ${e.size} bytes is not a range of the source.`, where);
@@ -111,7 +129,7 @@ export function checkPieceShape(piece: Piece, where: PieceContext = {}): void {
  * are sorted, so their maximal runs of touching ranges must be equal one by
  * one; the first difference tells which side has bytes the other lacks.
  */
-function checkFinishedMatchesExtents(piece: Piece, where: PieceContext): void {
+function checkFinishedMatchesExtents(piece: PieceDescription, where: PieceContext): void {
   const finished = mergeRanges(piece.delta.filter((d) => d.status === '+'));
   const carried = mergeRanges(piece.extents);
   for (let k = 0; k < Math.max(finished.length, carried.length); k++) {
@@ -145,12 +163,21 @@ export function findChunk(plan: PiecePlan, index: number): Chunk | undefined {
 
 /**
  * Check a piece against the plan before anything of it is used (invariant S2):
- * its rescue (when the plan names one), its chunk, its shape (`checkPieceShape`),
- * every extent and delta range inside its chunk and the source, and its data
- * (`verifyPieceData`).
+ * its description (`checkPieceAgainstPlan`) and its data (`verifyPieceData`).
  * @throws ProtocolError `ERR_PIECE_*`, naming the piece's sequence number.
  */
 export function validatePiece(piece: Piece, plan: PiecePlan, where: PieceContext = {}): void {
+  checkPieceAgainstPlan(piece, plan, where);
+  verifyPieceData(piece, where);
+}
+
+/**
+ * Check what a piece says against the plan (invariant S2): its rescue (when the
+ * plan names one), its chunk, its shape (`checkPieceShape`), and every extent
+ * and delta range inside its chunk and the source.
+ * @throws ProtocolError `ERR_PIECE_*`, naming the piece's sequence number.
+ */
+export function checkPieceAgainstPlan(piece: PieceDescription, plan: PiecePlan, where: PieceContext = {}): void {
   if (plan.rescueId !== undefined && piece.rescueId !== plan.rescueId) {
     fail('ERR_PIECE_WRONG_RESCUE', piece, `The piece belongs to rescue ${piece.rescueId}, not to this rescue ${plan.rescueId}.`, where);
   }
@@ -167,7 +194,6 @@ export function validatePiece(piece: Piece, plan: PiecePlan, where: PieceContext
     if (d.pos + d.size > plan.sourceSize) fail('ERR_PIECE_OUTSIDE_SOURCE', piece, `The delta range [${d.pos}, ${d.pos + d.size}) ends past the source's ${plan.sourceSize} bytes.`, where);
     if (!inside(d)) fail('ERR_PIECE_DELTA_OUTSIDE_CHUNK', piece, `The delta range [${d.pos}, ${d.pos + d.size}) is not inside chunk ${chunk.index} [${chunk.pos}, ${chunkEnd}).`, where);
   }
-  verifyPieceData(piece, where);
 }
 
 /** The extent of `data` at `pos`, with its xxh64: how a reader records what it read. */

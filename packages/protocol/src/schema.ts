@@ -1,25 +1,32 @@
 import protobuf from 'protobufjs';
 
-/** Version of the wire format described by `PROTO_TEXT`. */
-export const PROTOCOL_VERSION = 1;
+/** Version of the wire format described by `PROTO_TEXT` (2: sealed pieces). */
+export const PROTOCOL_VERSION = 2;
 
 /**
  * The schema, identical to `src/ddferry.proto` (a test keeps them equal). Kept as
  * a string so the package needs no file next to its code at run time.
  */
 export const PROTO_TEXT = String.raw`
-// ddferry wire format, version 1.
+// ddferry wire format, version 2.
 //
 // One Envelope per binary websocket message. Positions, sizes and sequence
 // numbers are uint64 on the wire and at most 2^53-1 in practice: a receiver
-// refuses larger values. Checksums are xxh64 (seed 0) carried as uint64.
+// refuses larger values (sequence numbers: above 2^40). Checksums are xxh64
+// (seed 0) carried as uint64.
 //
 // Handshake: reader Hello -> assembler Challenge -> reader Auth -> assembler
-// Welcome. Then the reader sends pieces (PieceHeader, PieceData..., PieceEnd)
-// and Status; the assembler answers with Receipt and Error.
+// Welcome. Then the reader may ask which of its pieces the image holds (Query,
+// answered by Answer), sends sealed pieces (PieceHeader, PieceData...,
+// PieceEnd) and Status; the assembler answers with Receipt and Error.
+//
+// Pieces travel sealed (AES-256-GCM under keys derived from the shared secret
+// and the rescue id; see docs/seal.md): the same sealed header and frames as
+// in a stick bundle. A piece is named by its sequence number and its header
+// hash (16 bytes: the first half of the SHA-256 of its sealed header).
 syntax = "proto3";
 
-package ddferry.v1;
+package ddferry.v2;
 
 message Envelope {
   oneof body {
@@ -33,6 +40,8 @@ message Envelope {
     Receipt receipt = 8;
     Status status = 9;
     Error error = 10;
+    Query query = 11;
+    Answer answer = 12;
   }
 }
 
@@ -72,12 +81,35 @@ message Auth {
 }
 
 // Assembler -> reader: proof that the assembler knows the secret too, and what
-// the image already holds.
+// the image already holds: its rescued ranges, and the largest sequence number
+// merged (0: none), so a reader that lost its counter never reuses a number.
 message Welcome {
   bytes server_proof = 1;
   repeated Range finished = 2;
-  repeated uint64 merged_seqs = 3;
+  reserved 3;
   uint64 image_size = 4;
+  uint64 max_merged_seq = 5;
+}
+
+// Reader -> assembler, after Welcome: sequence numbers of pieces the reader
+// still holds (spool, pieces on sticks). Answered by one Answer.
+message Query {
+  repeated uint64 seqs = 1;
+}
+
+// Assembler -> reader: of a Query's seqs, those the image holds, each with the
+// header hash of the piece merged under it. A seq the image holds under another
+// hash names another piece: the reader's piece is not merged. A long answer
+// comes in several Answers, all but the last with more = true.
+message Answer {
+  repeated PieceRef merged = 1;
+  bool more = 2;
+}
+
+// A piece: its sequence number and its header hash (16 bytes).
+message PieceRef {
+  uint64 seq = 1;
+  bytes header_hash = 2;
 }
 
 message Range {
@@ -98,39 +130,48 @@ message Extent {
   uint64 xxh64 = 3;
 }
 
-// The start of a piece. Its data (the extents' bytes concatenated in order,
-// data_size bytes) follows in PieceData frames, then PieceEnd.
+// The start of a sealed piece: its sealed header (docs/seal.md), the same bytes
+// as the header entry of a bundle. Its sealed frames follow in PieceData, in
+// order, then PieceEnd.
 message PieceHeader {
-  uint64 seq = 1;
-  uint32 chunk = 2;
-  repeated Extent extents = 3;
-  repeated StatusRange delta = 4;
-  uint64 data_size = 5;
+  bytes sealed_header = 1;
 }
 
-// offset: where data starts inside the piece's data (not a source position).
+// Frame number index (from 0) of piece seq: its ciphertext then its 16-byte tag.
 message PieceData {
   uint64 seq = 1;
-  uint64 offset = 2;
-  bytes data = 3;
+  uint64 index = 2;
+  bytes sealed_frame = 3;
 }
 
-// xxh64_of_header: xxh64 of the PieceHeader envelope's bytes as sent.
 message PieceEnd {
   uint64 seq = 1;
-  uint64 xxh64_of_header = 2;
 }
 
-// Assembler -> reader: pieces merged durably (written, fsynced, image mapfile saved).
+// What a sealed header seals (never sent in clear): chunk, extents with the
+// xxh64 of their raw bytes, map delta, data size, frame size and count.
+message SealedHeaderBody {
+  uint32 chunk = 1;
+  repeated Extent extents = 2;
+  repeated StatusRange delta = 3;
+  uint64 data_size = 4;
+  uint32 frame_size = 5;
+  uint32 frame_count = 6;
+}
+
+// Assembler -> reader: pieces merged durably (written, fsynced, image mapfile
+// saved), and pieces refused (nothing of them written).
 message Receipt {
-  repeated uint64 merged = 1;
+  repeated PieceRef merged = 1;
   repeated Rejected rejected = 2;
 }
 
+// header_hash: empty when the header never arrived whole.
 message Rejected {
   uint64 seq = 1;
   string code = 2;
   string reason = 3;
+  bytes header_hash = 4;
 }
 
 // Reader progress, for the live map page.
@@ -163,13 +204,22 @@ message Error {
 }
 `.slice(1);
 
-let envelopeType: protobuf.Type | undefined;
+let types: { envelope: protobuf.Type; headerBody: protobuf.Type } | undefined;
 
-/** The reflected `ddferry.v1.Envelope` type, parsed once on first use. */
-export function envelopeSchema(): protobuf.Type {
-  if (envelopeType === undefined) {
+function schemaTypes(): { envelope: protobuf.Type; headerBody: protobuf.Type } {
+  if (types === undefined) {
     const { root } = protobuf.parse(PROTO_TEXT, { keepCase: false });
-    envelopeType = root.lookupType('ddferry.v1.Envelope');
+    types = { envelope: root.lookupType('ddferry.v2.Envelope'), headerBody: root.lookupType('ddferry.v2.SealedHeaderBody') };
   }
-  return envelopeType;
+  return types;
+}
+
+/** The reflected `ddferry.v2.Envelope` type, parsed once on first use. */
+export function envelopeSchema(): protobuf.Type {
+  return schemaTypes().envelope;
+}
+
+/** The reflected `ddferry.v2.SealedHeaderBody` type: what a sealed header seals. */
+export function headerBodySchema(): protobuf.Type {
+  return schemaTypes().headerBody;
 }

@@ -2,6 +2,11 @@ import { ProtocolError } from './errors.js';
 import type { StickCode } from './errors.js';
 import { isRescueId } from './identity.js';
 import type { Fingerprint, RescueId } from './identity.js';
+import { receiptMac, verifyReceiptMac } from './keys.js';
+import type { RescueKeys } from './keys.js';
+import { MAX_SEQ } from './limits.js';
+import type { PieceRef } from './messages.js';
+import { isHeaderHash } from './seal.js';
 import { hexOf, parseHex64, xxh64 } from './xxh64.js';
 
 /**
@@ -11,14 +16,16 @@ import { hexOf, parseHex64, xxh64 } from './xxh64.js';
  * | path | written by | holds |
  * |---|---|---|
  * | `ddferry/<rescue-id>/rescue.json` | reader | the rescue (id, fingerprint, plan) and the stick's id (`formatStickRescue`) |
- * | `ddferry/<rescue-id>/piece-000123.tar` | reader | a bundle (`writeBundle`); named by its first piece's seq |
+ * | `ddferry/<rescue-id>/piece-000123.tar` | reader | a bundle of sealed pieces (`writeBundle`); named by its first piece's seq |
  * | `ddferry/<rescue-id>/.piece-000123.tar.tmp` | reader | a bundle being written (never read by the assembler) |
- * | `ddferry/<rescue-id>/receipts/receipt-*.json` | assembler | what it merged and what it refused (`formatReceipt`) |
+ * | `ddferry/<rescue-id>/receipts/receipt-*.json` | assembler | what it merged and what it refused (`formatReceipt`), MACed with the rescue's receipt key |
  *
  * Every file is written under a temporary name, fsynced and renamed, so a name
  * that matches is a whole file. Nothing here is trusted by the other side
- * before it is checked (S2): each JSON file carries the xxh64 of its body and
- * is parsed field by field.
+ * before it is checked (S2): `rescue.json` carries the xxh64 of its body (it
+ * holds nothing secret and decides nothing the image's binding does not check),
+ * a receipt the HMAC-SHA256 of its body under the receipt key (a stick holder
+ * without the token cannot write one), and each is parsed field by field.
  */
 
 export const STICK_FOLDER = 'ddferry';
@@ -34,12 +41,12 @@ export function bundleFileName(seq: number): string {
   return `piece-${String(seq).padStart(6, '0')}.tar`;
 }
 
-/** The seq a bundle file name carries, or undefined for any other name. */
+/** The seq a bundle file name carries (1 to `MAX_SEQ`), or undefined for any other name. */
 export function bundleSeqOf(name: string): number | undefined {
   const m = BUNDLE_NAME.exec(name);
   if (m === null) return undefined;
   const seq = Number(m[1]);
-  return Number.isSafeInteger(seq) && seq >= 1 ? seq : undefined;
+  return Number.isSafeInteger(seq) && seq >= 1 && seq <= MAX_SEQ ? seq : undefined;
 }
 
 /** The rescue's folder on a stick mounted at `root`, as path parts to join. */
@@ -63,7 +70,7 @@ export interface StickRescue {
 export interface ReceiptRejection {
   /** The bundle's file name in the rescue folder. */
   readonly bundle: string;
-  /** Sequence numbers the manifest names, when it could be read (for humans: the reader trusts its own ledger). */
+  /** Sequence numbers of the bundle's pieces whose headers authenticated before the refusal (for humans: the reader trusts its own ledger). */
   readonly seqs: readonly number[];
   readonly code: string;
   readonly reason: string;
@@ -72,8 +79,11 @@ export interface ReceiptRejection {
 /** A receipt: durable acknowledgement of merged pieces, and the bundles refused. */
 export interface Receipt {
   readonly rescueId: RescueId;
-  /** Every seq the image holds durably (not only this import's), as `[first, last]` ranges, ascending. */
-  readonly merged: readonly (readonly [number, number])[];
+  /**
+   * The pieces of the folder's bundles that the image holds durably (merged by
+   * this import or before), each named by seq and header hash, ascending by seq.
+   */
+  readonly merged: readonly PieceRef[];
   readonly rejected: readonly ReceiptRejection[];
   /** When the receipt was written (ISO 8601), for humans. */
   readonly writtenAt: string;
@@ -84,13 +94,15 @@ export interface Receipt {
 const RESCUE_FORMAT = 'ddferry-stick-rescue';
 const RECEIPT_FORMAT = 'ddferry-receipt';
 const VERSION = 1;
+/** Receipts name pieces by header hash and are MACed since version 2. */
+const RECEIPT_VERSION = 2;
 /** Most rejections and merged ranges one receipt may hold. */
 export const MAX_RECEIPT_ENTRIES = 1_048_576;
 /** Largest stick JSON file read. */
 export const MAX_STICK_FILE_BYTES = 64 << 20;
 const MAX_TEXT = 4096;
 
-function sealed(body: Record<string, unknown>, field: string): string {
+function withChecksum(body: Record<string, unknown>, field: string): string {
   const sum = hexOf(xxh64(Buffer.from(JSON.stringify(body), 'utf8')));
   return `${JSON.stringify({ ...body, [field]: sum })}\n`;
 }
@@ -98,21 +110,27 @@ function sealed(body: Record<string, unknown>, field: string): string {
 /** The text of `rescue.json`. */
 export function formatStickRescue(r: StickRescue): string {
   const f = r.fingerprint;
-  return sealed({
+  return withChecksum({
     format: RESCUE_FORMAT, version: VERSION, rescueId: r.rescueId,
     fingerprint: { size: f.size, logicalSectorSize: f.logicalSectorSize, physicalSectorSize: f.physicalSectorSize, model: f.model, serial: f.serial, wwn: f.wwn, kind: f.kind },
     sourceSize: r.sourceSize, sectorSize: r.sectorSize, chunkSize: r.chunkSize, stickId: r.stickId,
   }, 'xxh64');
 }
 
-/** The text of a receipt. */
-export function formatReceipt(r: Receipt): string {
-  return sealed({
-    format: RECEIPT_FORMAT, version: VERSION, rescueId: r.rescueId,
-    merged: r.merged.map(([a, b]) => [a, b]),
+/**
+ * The text of a receipt: its JSON body, keys in the order shown in the
+ * README, with `mac` = `receiptMac(keys, JSON.stringify(body))` added last.
+ * @throws TypeError for keys of another rescue (a bug).
+ */
+export function formatReceipt(r: Receipt, keys: RescueKeys): string {
+  if (keys.rescueId !== r.rescueId) throw new TypeError(`keys of rescue ${keys.rescueId} cannot sign a receipt of rescue ${r.rescueId}`);
+  const body = {
+    format: RECEIPT_FORMAT, version: RECEIPT_VERSION, rescueId: r.rescueId,
+    merged: r.merged.map((p) => [p.seq, p.headerHash]),
     rejected: r.rejected.map((x) => ({ bundle: x.bundle, seqs: [...x.seqs], code: x.code, reason: x.reason })),
     writtenAt: r.writtenAt, writer: r.writer,
-  }, 'xxh64');
+  };
+  return `${JSON.stringify({ ...body, mac: receiptMac(keys, JSON.stringify(body)) })}\n`;
 }
 
 type Json = Record<string, unknown>;
@@ -152,16 +170,19 @@ class StickReader {
     return v;
   }
 
+  /** Parse as JSON, at most `MAX_STICK_FILE_BYTES`. */
+  parse(text: string): unknown {
+    if (text.length > MAX_STICK_FILE_BYTES) this.fail(`the file has more than ${MAX_STICK_FILE_BYTES} characters.`);
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      return this.fail(`not JSON (${err instanceof Error ? err.message : String(err)}).`);
+    }
+  }
+
   /** Parse, check the checksum field, the format and the version; returns the body. */
   open(text: string, keys: readonly string[], format: string): Json {
-    if (text.length > MAX_STICK_FILE_BYTES) this.fail(`the file has more than ${MAX_STICK_FILE_BYTES} characters.`);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (err) {
-      this.fail(`not JSON (${err instanceof Error ? err.message : String(err)}).`);
-    }
-    const m = this.object(parsed, [...keys, 'xxh64'], 'the file');
+    const m = this.object(this.parse(text), [...keys, 'xxh64'], 'the file');
     const { xxh64: sum, ...body } = m;
     const expected = typeof sum === 'string' ? parseHex64(sum) : undefined;
     if (expected === undefined) this.fail('xxh64 is not 16 lowercase hex digits.');
@@ -201,22 +222,32 @@ export function parseStickRescue(text: string, file?: string): StickRescue {
 }
 
 /**
- * Parse and check a receipt from a stick: merged ranges ascending and disjoint,
- * every field of its type and size.
- * @throws ProtocolError `ERR_STICK_BAD_RECEIPT` naming `file`.
+ * Parse and check a receipt from a stick: its rescue, then its MAC with the
+ * rescue's receipt key (nothing else of it is looked at before), then every
+ * field: merged pieces ascending by seq with header hashes, rejections of plain
+ * file names, every field of its type and size.
+ * @throws ProtocolError `ERR_STICK_RECEIPT_MAC` (written without this rescue's
+ *   token, or altered), `ERR_STICK_BAD_RECEIPT` (damaged, another rescue, an
+ *   older format), naming `file`.
  */
-export function parseReceipt(text: string, file?: string): Receipt {
+export function parseReceipt(text: string, keys: RescueKeys, file?: string): Receipt {
   const r = new StickReader('ERR_STICK_BAD_RECEIPT', file);
-  const m = r.open(text, ['format', 'version', 'rescueId', 'merged', 'rejected', 'writtenAt', 'writer'], RECEIPT_FORMAT);
+  const m = r.object(r.parse(text), ['format', 'version', 'rescueId', 'merged', 'rejected', 'writtenAt', 'writer', 'mac'], 'the receipt');
+  if (m.format !== RECEIPT_FORMAT || m.version !== RECEIPT_VERSION) r.fail(`the format is ${JSON.stringify(m.format)} version ${JSON.stringify(m.version)}, not ${RECEIPT_FORMAT} version ${RECEIPT_VERSION}.`);
+  if (m.rescueId !== keys.rescueId) r.fail(`the receipt is for rescue ${String(m.rescueId).slice(0, 64)}, not for ${keys.rescueId}.`);
+  const { mac, ...body } = m;
+  if (typeof mac !== 'string' || !verifyReceiptMac(keys, JSON.stringify(body), mac)) {
+    throw new ProtocolError('ERR_STICK_RECEIPT_MAC', 'The receipt\'s mac does not verify with this rescue\'s receipt key.', { file });
+  }
   let last = 0;
-  const merged = r.array(m.merged, 'merged').map((x): [number, number] => {
-    if (!Array.isArray(x) || x.length !== 2) r.fail('merged holds something else than [first, last] pairs.');
+  const merged = r.array(m.merged, 'merged').map((x): PieceRef => {
+    if (!Array.isArray(x) || x.length !== 2) r.fail('merged holds something else than [seq, headerHash] pairs.');
     const pair = x as unknown[];
-    const a = r.count(pair[0], 'merged first', 1);
-    const b = r.count(pair[1], 'merged last', 1);
-    if (b < a || a <= last) r.fail(`merged range [${a}, ${b}] is not ascending and disjoint from the one before it.`);
-    last = b;
-    return [a, b];
+    const seq = r.count(pair[0], 'merged seq', 1);
+    if (seq > MAX_SEQ || seq <= last) r.fail(`merged seq ${seq} is not ascending, or above 2^40.`);
+    last = seq;
+    if (typeof pair[1] !== 'string' || !isHeaderHash(pair[1])) r.fail(`merged piece ${seq} has a header hash that is not 32 lowercase hex digits.`);
+    return { seq, headerHash: pair[1] as string };
   });
   const rejected = r.array(m.rejected, 'rejected').map((x): ReceiptRejection => {
     const o = r.object(x, ['bundle', 'seqs', 'code', 'reason'], 'a rejection');
@@ -225,5 +256,5 @@ export function parseReceipt(text: string, file?: string): Receipt {
     const seqs = r.array(o.seqs, 'rejection.seqs').map((s) => r.count(s, 'rejection seq', 1));
     return { bundle, seqs, code: r.text(o.code, 'rejection.code'), reason: r.text(o.reason, 'rejection.reason') };
   });
-  return { rescueId: m.rescueId as RescueId, merged, rejected, writtenAt: r.text(m.writtenAt, 'writtenAt'), writer: r.text(m.writer, 'writer') };
+  return { rescueId: keys.rescueId, merged, rejected, writtenAt: r.text(m.writtenAt, 'writtenAt'), writer: r.text(m.writer, 'writer') };
 }

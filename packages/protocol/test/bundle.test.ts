@@ -4,14 +4,19 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import tar from 'tar-stream';
 
-import { readBundle, writeBundle } from '../src/bundle.js';
+import { bundleSize, frameEntryName, headerEntryName, readBundle, readSealedBundle, writeBundle } from '../src/bundle.js';
 import { ProtocolError } from '../src/errors.js';
+import { deriveRescueKeys } from '../src/keys.js';
 import { resolveLimits } from '../src/limits.js';
-import { formatManifest, pieceEntryName } from '../src/manifest.js';
 import type { Piece } from '../src/piece.js';
-import { arbitraryPiece, collect, makePiece, OTHER_RESCUE_ID, PLAN } from './helpers.js';
+import { sealPiece } from '../src/seal.js';
+import type { SealedPiece } from '../src/seal.js';
+import { arbitraryPiece, collect, KEYS, makePiece, OTHER_RESCUE_ID, PLAN, RESCUE_ID, seal } from './helpers.js';
 
-async function bundleBytes(pieces: Piece | readonly Piece[], options?: Parameters<typeof writeBundle>[2]): Promise<Buffer> {
+const limits = resolveLimits({ maxFrameBytes: 1024, maxMessageBytes: 8192, maxHeaderBytes: 4096 });
+const open = { keys: KEYS, plan: PLAN, limits };
+
+async function bundleBytes(pieces: SealedPiece | readonly SealedPiece[], options: Parameters<typeof writeBundle>[2] = { limits }): Promise<Buffer> {
   const chunks: Buffer[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -54,6 +59,14 @@ async function handTar(entries: readonly RawEntry[]): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** The entries of a sealed piece, as `writeBundle` names them. */
+function entriesOf(s: SealedPiece): RawEntry[] {
+  return [
+    { header: { name: headerEntryName(s.seq) }, data: s.header },
+    ...s.frames.map((f, i) => ({ header: { name: frameEntryName(s.seq, i) }, data: Buffer.concat([f.ciphertext, f.tag]) })),
+  ];
+}
+
 async function expectCode(promise: Promise<unknown>, code: string): Promise<ProtocolError> {
   try {
     await promise;
@@ -65,15 +78,21 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<Prot
   return expect.fail(`expected ${code}`);
 }
 
-const p1 = makePiece(123, 0, [[0, 4096, '+'], [0, 512, '-'], [0, 700, '+']]);
+const p1 = makePiece(123, 0, [[0, 2048, '+'], [0, 512, '-'], [0, 700, '+']]);
 const p2 = makePiece(124, 1, [[512, 512, '/']]);
 const p3 = makePiece(125, 2, [[0, 3000, '+']]);
+const [s1, s2, s3] = [p1, p2, p3].map((p) => seal(p, { limits })) as [SealedPiece, SealedPiece, SealedPiece];
+
+function plainOf(pieces: readonly Piece[]): unknown[] {
+  return pieces.map((p) => ({ ...p, data: Buffer.from(p.data) }));
+}
 
 describe('writeBundle / readBundle', () => {
-  it('round-trips pieces', async () => {
-    const bytes = await bundleBytes([p1, p2, p3]);
-    const got = await collect(readBundle(Readable.from([bytes]), { plan: PLAN, file: 'b.tar' }));
-    expect(got.map((p) => ({ ...p, data: Buffer.from(p.data) }))).to.deep.equal([p1, p2, p3].map((p) => ({ ...p, data: Buffer.from(p.data) })));
+  it('round-trips sealed pieces, opened with their header hashes', async () => {
+    const bytes = await bundleBytes([s1, s2, s3]);
+    const got = await collect(readBundle(Readable.from([bytes]), { ...open, file: 'b.tar' }));
+    expect(got.map((p) => p.headerHash)).to.deep.equal([s1, s2, s3].map((s) => s.headerHash));
+    expect(plainOf(got.map(({ headerHash: _h, ...p }) => p))).to.deep.equal(plainOf([p1, p2, p3]));
   });
 
   it('round-trips random pieces fed in odd-sized chunks', async () => {
@@ -81,153 +100,163 @@ describe('writeBundle / readBundle', () => {
       fc.uniqueArray(arbitraryPiece(), { minLength: 1, maxLength: 4, selector: (p) => p.seq }),
       fc.array(fc.integer({ min: 1, max: 1500 }), { minLength: 1, maxLength: 5 }),
       async (pieces, sizes) => {
-        const bytes = await bundleBytes(pieces);
-        const got = await collect(readBundle(chunked(bytes, sizes)));
+        const bytes = await bundleBytes(pieces.map((p) => seal(p, { limits })));
+        const got = await collect(readBundle(chunked(bytes, sizes), open));
         expect(got.map((p) => p.seq)).to.deep.equal(pieces.map((p) => p.seq));
         got.forEach((p, i) => expect(Buffer.from(p.data).equals(Buffer.from(pieces[i]?.data ?? []))).to.equal(true));
+        const sealed = await collect(readSealedBundle(chunked(bytes, sizes), { limits }));
+        expect(sealed.map((p) => p.seq)).to.deep.equal(pieces.map((p) => p.seq));
       },
     ), { numRuns: 60, seed: 4 });
   });
 
-  it('writes the manifest first, then piece-NNNNNN.bin entries, as regular files', async () => {
+  it('writes, per piece, its sealed header then its frames, as regular files, and nothing in clear', async () => {
     const extract = tar.extract();
-    Readable.from([await bundleBytes([p1, p2])]).pipe(extract);
+    const secret = Buffer.from(p1.data.subarray(0, 64));
+    const bytes = await bundleBytes([s1, s2]);
+    expect(bytes.includes(secret)).to.equal(false);
+    Readable.from([bytes]).pipe(extract);
     const names: string[] = [];
     for await (const entry of extract) {
       names.push(entry.header.name);
       expect(entry.header.type).to.equal('file');
       entry.resume();
     }
-    expect(names).to.deep.equal(['manifest.json', 'piece-000123.bin', 'piece-000124.bin']);
+    expect(names).to.deep.equal(['piece-000123.header', 'piece-000123.frame-000000', 'piece-000123.frame-000001', 'piece-000123.frame-000002', 'piece-000124.header']);
+    expect(bytes.length).to.equal(bundleSize([s1, s2]));
   });
 
-  it('writes the same bytes for the same pieces', async () => {
-    expect((await bundleBytes(p1)).equals(await bundleBytes(p1))).to.equal(true);
+  it('writes the same bytes for the same sealed pieces', async () => {
+    expect((await bundleBytes(s1)).equals(await bundleBytes(s1))).to.equal(true);
   });
 
   it('respects a sink of highWaterMark 1', async () => {
-    const big = makePiece(200, 0, [[0, 600_000, '+']]);
+    const big = seal(makePiece(200, 0, [[0, 600_000, '+']]));
     const through = new PassThrough({ highWaterMark: 1 });
-    const reading = collect(readBundle(through));
+    const reading = collect(readBundle(through, { keys: KEYS, plan: PLAN }));
     const written = await writeBundle(big, through);
     const [got] = await reading;
     expect(got?.seq).to.equal(200);
-    expect(written).to.equal(512 + 512 + 512 + 600_064 + 1024);
+    expect(written).to.equal(bundleSize([big]));
   });
 
   it('refuses to write what a reader would refuse', async () => {
     await expectCode(bundleBytes([]), 'ERR_BUNDLE_EMPTY');
-    await expectCode(bundleBytes([p1, { ...p2, rescueId: OTHER_RESCUE_ID }]), 'ERR_BUNDLE_MIXED_RESCUES');
-    await expectCode(bundleBytes([p1, p1]), 'ERR_BUNDLE_DUPLICATE_SEQ');
-    await expectCode(bundleBytes([p1, p3], { limits: resolveLimits({ maxBundleBytes: 8192 }) }), 'ERR_BUNDLE_TOO_LARGE');
-    await expectCode(bundleBytes(p3, { limits: resolveLimits({ maxPieceBytes: 2999 }) }), 'ERR_BUNDLE_ENTRY_TOO_LARGE');
-    await expectCode(bundleBytes({ ...p1, data: p1.data.subarray(1) }), 'ERR_PIECE_SIZE_MISMATCH');
+    await expectCode(bundleBytes([s1, seal(makePiece(124, 1, [[512, 512, '/']], OTHER_RESCUE_ID))]), 'ERR_BUNDLE_MIXED_RESCUES');
+    await expectCode(bundleBytes([s1, s1]), 'ERR_BUNDLE_DUPLICATE_SEQ');
+    await expectCode(bundleBytes([s1, s3], { limits: resolveLimits({ ...limits, maxBundleBytes: 8192 }) }), 'ERR_BUNDLE_TOO_LARGE');
+    await expectCode(bundleBytes(s3, { limits: resolveLimits({ ...limits, maxPieceBytes: 2999 }) }), 'ERR_BUNDLE_ENTRY_TOO_LARGE');
+    await expectCode(bundleBytes(s3, { limits: resolveLimits({ ...limits, maxHeaderBytes: s3.header.length - 1 }) }), 'ERR_BUNDLE_ENTRY_TOO_LARGE');
   });
 
   it('accepts a bundle just at maxBundleBytes', async () => {
-    const size = (await bundleBytes(p3)).length;
-    await bundleBytes(p3, { limits: resolveLimits({ maxBundleBytes: size }) });
-    await expectCode(bundleBytes(p3, { limits: resolveLimits({ maxBundleBytes: size - 1 }) }), 'ERR_BUNDLE_TOO_LARGE');
+    const size = (await bundleBytes(s3)).length;
+    await bundleBytes(s3, { limits: resolveLimits({ ...limits, maxBundleBytes: size }) });
+    await expectCode(bundleBytes(s3, { limits: resolveLimits({ ...limits, maxBundleBytes: size - 1 }) }), 'ERR_BUNDLE_TOO_LARGE');
   });
 
   describe('refuses hostile or damaged bundles', () => {
-    const manifest = formatManifest(p1.rescueId, [p1]);
-    const entry = (name: string, data: Uint8Array | string = p1.data, extra: Partial<tar.Header> = {}): RawEntry => ({ header: { name, ...extra }, data });
+    const good = entriesOf(s1);
 
-    async function refuse(entries: readonly RawEntry[], code: string, options = {}): Promise<ProtocolError> {
-      const err = await expectCode(collect(readBundle(Readable.from([await handTar(entries)]), { file: 'x.tar', ...options })), code);
+    async function refuse(entries: readonly RawEntry[], code: string, options: Partial<Parameters<typeof readBundle>[1]> = {}): Promise<ProtocolError> {
+      const err = await expectCode(collect(readBundle(Readable.from([await handTar(entries)]), { ...open, file: 'x.tar', ...options })), code);
       expect(err.file).to.equal('x.tar');
       return err;
     }
 
     it('accepts the hand-made good bundle', async () => {
-      const got = await collect(readBundle(Readable.from([await handTar([entry('manifest.json', manifest), entry('piece-000123.bin')])])));
-      expect(got).to.have.length(1);
+      expect(await collect(readBundle(Readable.from([await handTar(good)]), open))).to.have.length(1);
     });
 
-    it('a path with ..', async () => {
-      await refuse([entry('manifest.json', manifest), entry('../x')], 'ERR_BUNDLE_UNSAFE_PATH');
-      await refuse([entry('a/../../manifest.json', manifest)], 'ERR_BUNDLE_UNSAFE_PATH');
-    });
-
-    it('an absolute path', async () => {
-      await refuse([entry('/etc/manifest.json', manifest)], 'ERR_BUNDLE_UNSAFE_PATH');
-      await refuse([entry('manifest.json', manifest), entry('/tmp/piece-000123.bin')], 'ERR_BUNDLE_UNSAFE_PATH');
+    it('a path with .., or an absolute path', async () => {
+      await refuse([good[0]!, { ...good[1]!, header: { name: '../piece-000123.frame-000000' } }], 'ERR_BUNDLE_UNSAFE_PATH');
+      await refuse([{ ...good[0]!, header: { name: '/etc/piece-000123.header' } }], 'ERR_BUNDLE_UNSAFE_PATH');
     });
 
     it('a symlink, a hard link, a folder', async () => {
-      await refuse([entry('manifest.json', manifest), { header: { name: 'piece-000123.bin', type: 'symlink', linkname: '/dev/sda' } }], 'ERR_BUNDLE_ENTRY_TYPE');
-      await refuse([entry('manifest.json', manifest), { header: { name: 'piece-000123.bin', type: 'link', linkname: 'manifest.json' } }], 'ERR_BUNDLE_ENTRY_TYPE');
-      await refuse([{ header: { name: 'manifest.json', type: 'directory' } }], 'ERR_BUNDLE_ENTRY_TYPE');
+      await refuse([good[0]!, { header: { name: 'piece-000123.frame-000000', type: 'symlink', linkname: '/dev/sda' } }], 'ERR_BUNDLE_ENTRY_TYPE');
+      await refuse([good[0]!, { header: { name: 'piece-000123.frame-000000', type: 'link', linkname: 'piece-000123.header' } }], 'ERR_BUNDLE_ENTRY_TYPE');
+      await refuse([{ header: { name: 'piece-000123.header', type: 'directory' } }], 'ERR_BUNDLE_ENTRY_TYPE');
     });
 
     it('names it does not expect, in an order it does not expect', async () => {
-      await refuse([entry('piece-000123.bin'), entry('manifest.json', manifest)], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
-      await refuse([entry('manifest.json', manifest), entry('piece-000124.bin')], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
-      await refuse([entry('manifest.json', manifest), entry('piece-000123.bin'), entry('piece-000123.bin')], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
+      await refuse([good[1]!, good[0]!], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
+      await refuse([good[0]!, good[2]!], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
+      await refuse([good[0]!, { ...good[1]!, header: { name: 'piece-000124.frame-000000' } }], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
+      await refuse([...good, { ...good[3]!, header: { name: 'piece-000123.frame-000003' } }], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
+      await refuse([{ ...good[0]!, header: { name: 'manifest.json' } }], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
+      await refuse([{ ...good[0]!, header: { name: 'piece-000124.header' } }], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
+      await refuse([...good, good[0]!], 'ERR_BUNDLE_DUPLICATE_SEQ');
     });
 
-    it('an oversized entry, before reading it', async () => {
-      const limits = resolveLimits({ maxPieceBytes: p1.data.length - 1 });
-      const tooBig = formatManifest(p1.rescueId, [{ ...p1, data: new Uint8Array(0), extents: [] , delta: [] }]);
-      await refuse([entry('manifest.json', tooBig), entry('piece-000123.bin', new Uint8Array(p1.data.length))], 'ERR_BUNDLE_ENTRY_TOO_LARGE', { limits });
-      await refuse([entry('manifest.json', manifest)], 'ERR_BUNDLE_ENTRY_TOO_LARGE', { limits: resolveLimits({ maxManifestBytes: manifest.length - 1 }) });
+    it('a name with a seq above 2^40', async () => {
+      await refuse([{ ...good[0]!, header: { name: 'piece-9007199254740991.header' } }], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
     });
 
-    it('an entry whose size differs from the manifest', async () => {
-      await refuse([entry('manifest.json', manifest), entry('piece-000123.bin', p1.data.subarray(1))], 'ERR_BUNDLE_SIZE_MISMATCH');
+    it('an oversized entry, before reading it, just over each limit', async () => {
+      const hdr = s1.header.length;
+      await refuse(good, 'ERR_BUNDLE_ENTRY_TOO_LARGE', { limits: resolveLimits({ ...limits, maxHeaderBytes: hdr - 1 }) });
+      expect(await collect(readBundle(Readable.from([await handTar(good)]), { ...open, limits: resolveLimits({ ...limits, maxHeaderBytes: hdr }) }))).to.have.length(1);
+      const frame = { header: { name: 'piece-000123.frame-000000' }, data: new Uint8Array(1024 + 17) };
+      await refuse([good[0]!, frame], 'ERR_BUNDLE_ENTRY_TOO_LARGE');
+      const one = resolveLimits({ ...limits, maxPiecesPerBundle: 1 });
+      expect(await collect(readBundle(Readable.from([await handTar(good)]), { ...open, limits: one }))).to.have.length(1);
+      await refuse([...good, ...entriesOf(s2)], 'ERR_BUNDLE_TOO_LARGE', { limits: one });
     });
 
-    it('a tampered manifest', async () => {
-      const tampered = manifest.replace('"pos":0,', '"pos":512,');
-      expect(tampered).to.not.equal(manifest);
-      await refuse([entry('manifest.json', tampered), entry('piece-000123.bin')], 'ERR_BUNDLE_MANIFEST_CHECKSUM');
-      await refuse([entry('manifest.json', manifest.replace(/"manifestXxh64":"[0-9a-f]+"/, '"manifestXxh64":"x"'))], 'ERR_BUNDLE_BAD_MANIFEST');
-      await refuse([entry('manifest.json', '{not json')], 'ERR_BUNDLE_BAD_MANIFEST');
+    it('a frame whose size differs from what its header announces', async () => {
+      await refuse([good[0]!, { header: { name: 'piece-000123.frame-000000' }, data: new Uint8Array(100) }], 'ERR_BUNDLE_SIZE_MISMATCH');
     });
 
-    it('a manifest with a valid checksum but bad content', async () => {
-      const bad = JSON.parse(manifest) as Record<string, unknown>;
-      delete bad.manifestXxh64;
-      const resum = async (body: Record<string, unknown>): Promise<string> => {
-        const { xxh64, hexOf } = await import('../src/xxh64.js');
-        return JSON.stringify({ ...body, manifestXxh64: hexOf(xxh64(Buffer.from(JSON.stringify(body)))) });
+    it('a flipped bit in a header, a frame or a tag', async () => {
+      const flipped = (e: RawEntry, at: number): RawEntry => {
+        const data = Buffer.from(e.data as Uint8Array);
+        data[at] = data[at]! ^ 0x10;
+        return { ...e, data };
       };
-      await refuse([entry('manifest.json', await resum({ ...bad, version: 2 }))], 'ERR_BUNDLE_BAD_MANIFEST');
-      await refuse([entry('manifest.json', await resum({ ...bad, pieces: [] }))], 'ERR_BUNDLE_BAD_MANIFEST');
-      await refuse([entry('manifest.json', await resum({ ...bad, extra: 1 }))], 'ERR_BUNDLE_BAD_MANIFEST');
-      const pieces = bad.pieces as Record<string, unknown>[];
-      await refuse([entry('manifest.json', await resum({ ...bad, pieces: [{ ...pieces[0], seq: 2 ** 53 }] }))], 'ERR_BUNDLE_BAD_MANIFEST');
-    });
-
-    it('tampered data', async () => {
-      const data = new Uint8Array(p1.data);
-      data[4100] = (data[4100] ?? 0) ^ 0x80;
-      const err = await refuse([entry('manifest.json', manifest), entry('piece-000123.bin', data)], 'ERR_PIECE_CHECKSUM_MISMATCH');
+      await refuse([flipped(good[0]!, 60), ...good.slice(1)], 'ERR_SEAL_AUTH_FAILED');
+      const err = await refuse([good[0]!, flipped(good[1]!, 5), ...good.slice(2)], 'ERR_SEAL_FRAME_AUTH_FAILED');
       expect(err.seq).to.equal(123);
+      await refuse([good[0]!, good[1]!, flipped(good[2]!, 1024 + 3), good[3]!], 'ERR_SEAL_FRAME_AUTH_FAILED');
     });
 
-    it('a bundle of another rescue, when the plan names ours', async () => {
-      const other = formatManifest(OTHER_RESCUE_ID, [{ ...p1, rescueId: OTHER_RESCUE_ID }]);
-      await refuse([entry('manifest.json', other), entry('piece-000123.bin')], 'ERR_PIECE_WRONG_RESCUE', { plan: PLAN });
+    it('frames swapped (names kept in order), or taken from another sealing of the piece', async () => {
+      const swapped = [good[0]!, { ...good[2]!, header: good[1]!.header }, { ...good[1]!, header: good[2]!.header }, good[3]!];
+      await refuse(swapped, 'ERR_SEAL_FRAME_AUTH_FAILED');
+      const again = entriesOf(seal(p1, { limits }));
+      await refuse([good[0]!, good[1]!, again[2]!, good[3]!], 'ERR_SEAL_FRAME_AUTH_FAILED');
     });
 
-    it('a missing piece, or no manifest at all', async () => {
-      await refuse([entry('manifest.json', manifest)], 'ERR_BUNDLE_MISSING_ENTRY');
+    it('a bundle sealed with another token, or of another rescue', async () => {
+      await refuse(entriesOf(sealPiece(p1, deriveRescueKeys('wrong', RESCUE_ID), { limits })), 'ERR_SEAL_AUTH_FAILED');
+      await refuse(entriesOf(seal(makePiece(123, 0, [[0, 100, '+']], OTHER_RESCUE_ID), { limits })), 'ERR_PIECE_WRONG_RESCUE');
+    });
+
+    it('a header entry holding another piece\'s header', async () => {
+      await refuse([{ header: { name: 'piece-000124.header' }, data: s1.header }], 'ERR_BUNDLE_UNEXPECTED_ENTRY');
+    });
+
+    it('a missing frame, or nothing at all', async () => {
+      await refuse(good.slice(0, 3), 'ERR_BUNDLE_MISSING_ENTRY');
+      await refuse([...good.slice(0, 2), ...entriesOf(s2)], 'ERR_BUNDLE_MISSING_ENTRY');
       await refuse([], 'ERR_BUNDLE_MISSING_ENTRY');
     });
 
+    it('a piece against the plan, before its frames are read', async () => {
+      await refuse(good, 'ERR_PIECE_EXTENT_OUTSIDE_CHUNK', { plan: { ...PLAN, chunks: [{ index: 0, pos: 0, size: 1024 }] } });
+    });
+
     it('a truncated or corrupted tar', async () => {
-      const bytes = await bundleBytes([p1, p3]);
-      await expectCode(collect(readBundle(Readable.from([bytes.subarray(0, 3000)]))), 'ERR_BUNDLE_MALFORMED');
+      const bytes = await bundleBytes([s1, s3]);
+      await expectCode(collect(readBundle(Readable.from([bytes.subarray(0, 3000)]), open)), 'ERR_BUNDLE_MALFORMED');
       const corrupt = Buffer.from(bytes);
       corrupt[100] = 0x41; // inside the mode field of the first header: the header checksum fails
-      await expectCode(collect(readBundle(Readable.from([corrupt]))), 'ERR_BUNDLE_MALFORMED');
+      await expectCode(collect(readBundle(Readable.from([corrupt]), open)), 'ERR_BUNDLE_MALFORMED');
     });
   });
 
   it('passes system errors of the source unchanged', async () => {
-    const bytes = await bundleBytes(p1);
+    const bytes = await bundleBytes(s1);
     const source = new Readable({
       read() {
         this.push(bytes.subarray(0, 1024));
@@ -235,7 +264,7 @@ describe('writeBundle / readBundle', () => {
       },
     });
     try {
-      await collect(readBundle(source));
+      await collect(readBundle(source, open));
       expect.fail('expected a throw');
     } catch (err) {
       expect(err).to.have.property('code', 'EIO');
@@ -243,23 +272,29 @@ describe('writeBundle / readBundle', () => {
   });
 
   it('yields pieces one by one and stops cleanly when the caller stops', async () => {
-    const bytes = await bundleBytes([p1, p2, p3]);
-    for await (const p of readBundle(Readable.from([bytes]))) {
+    const bytes = await bundleBytes([s1, s2, s3]);
+    for await (const p of readBundle(Readable.from([bytes]), open)) {
       expect(p.seq).to.equal(123);
       break;
     }
   });
 
-  it('tells onManifest the checked manifest before any piece data, and passes its error through unchanged', async () => {
-    const bytes = await bundleBytes([p1, p2]);
-    const seen: number[][] = [];
-    const pieces = await collect(readBundle(Readable.from([bytes]), { onManifest: (m) => seen.push(m.pieces.map((p) => p.seq)) }));
-    expect(seen).to.deep.equal([[p1.seq, p2.seq]]);
-    expect(pieces).to.have.length(2);
-    const stop = new Error('refused by its manifest');
+  it('tells onHeader each authenticated header before its frames, skips what it skips, and passes its error through', async () => {
+    const bytes = await bundleBytes([s1, s2, s3]);
+    const seen: [number, string][] = [];
+    const pieces = await collect(readBundle(Readable.from([bytes]), {
+      ...open,
+      onHeader: (h) => {
+        seen.push([h.seq, h.headerHash]);
+        return h.seq === 123 ? 'skip' : undefined;
+      },
+    }));
+    expect(seen).to.deep.equal([s1, s2, s3].map((s) => [s.seq, s.headerHash]));
+    expect(pieces.map((p) => p.seq)).to.deep.equal([124, 125]);
+    const stop = new Error('refused by its header');
     let yielded = 0;
     try {
-      const it = readBundle(Readable.from([bytes]), { onManifest: () => { throw stop; } });
+      const it = readBundle(Readable.from([bytes]), { ...open, onHeader: () => { throw stop; } });
       while (!(await it.next()).done) ++yielded;
       expect.fail('expected a throw');
     } catch (err) {
@@ -268,28 +303,23 @@ describe('writeBundle / readBundle', () => {
     expect(yielded).to.equal(0);
   });
 
-  it('with shareSource, gives views of one source buffer read in slices (no copy), and copies otherwise', async () => {
-    const bytes = await bundleBytes([p1, p2, p3]);
+  it('readSealedBundle: with shareSource, views of one source buffer (no copy); copies otherwise', async () => {
+    const bytes = await bundleBytes([s1, s2, s3]);
     for (const sizes of [[bytes.length], [512], [1000, 7, 4096]]) {
-      const shared = await collect(readBundle(chunked(bytes, sizes), { plan: PLAN, shareSource: true }));
-      const copied = await collect(readBundle(chunked(bytes, sizes), { plan: PLAN }));
-      expect(shared.map((p) => Buffer.from(p.data))).to.deep.equal([p1, p2, p3].map((p) => Buffer.from(p.data)));
-      expect(copied.map((p) => Buffer.from(p.data))).to.deep.equal([p1, p2, p3].map((p) => Buffer.from(p.data)));
-      for (const p of shared) if (p.data.length > 0) expect(p.data.buffer).to.equal(bytes.buffer);
-      for (const p of copied) expect(p.data.buffer).to.not.equal(bytes.buffer);
+      const shared = await collect(readSealedBundle(chunked(bytes, sizes), { limits, shareSource: true }));
+      const copied = await collect(readSealedBundle(chunked(bytes, sizes), { limits }));
+      for (const got of [shared, copied]) {
+        expect(got.map((s) => [s.seq, s.headerHash, s.dataSize, s.frames.length])).to.deep.equal([s1, s2, s3].map((s) => [s.seq, s.headerHash, s.dataSize, s.frames.length]));
+      }
+      for (const s of shared) for (const f of s.frames) expect(f.ciphertext.buffer).to.equal(bytes.buffer);
+      for (const s of copied) for (const f of s.frames) expect(f.ciphertext.buffer).to.not.equal(bytes.buffer);
     }
-    // slices of different buffers cannot be one view: copied, and still checked
-    const separate = Readable.from(Array.from({ length: Math.ceil(bytes.length / 333) }, (_, k) => Buffer.from(bytes.subarray(k * 333, (k + 1) * 333))));
-    const got = await collect(readBundle(separate, { plan: PLAN, shareSource: true }));
-    expect(got.map((p) => Buffer.from(p.data))).to.deep.equal([p1, p2, p3].map((p) => Buffer.from(p.data)));
-    const tampered = Buffer.from(bytes);
-    const at = tampered.length - 1024 - 512 - 1;
-    tampered[at] = tampered[at]! ^ 1;
-    await expectCode(collect(readBundle(chunked(tampered, [512]), { plan: PLAN, shareSource: true })), 'ERR_PIECE_CHECKSUM_MISMATCH');
+    const opened = await collect(readBundle(chunked(bytes, [512]), { ...open, shareSource: true }));
+    expect(plainOf(opened.map(({ headerHash: _h, ...p }) => p))).to.deep.equal(plainOf([p1, p2, p3]));
   });
 
-  it('names pieces with at least six digits', () => {
-    expect(pieceEntryName(1)).to.equal('piece-000001.bin');
-    expect(pieceEntryName(1234567)).to.equal('piece-1234567.bin');
+  it('names entries with at least six digits', () => {
+    expect(headerEntryName(1)).to.equal('piece-000001.header');
+    expect(frameEntryName(1234567, 12)).to.equal('piece-1234567.frame-000012');
   });
 });

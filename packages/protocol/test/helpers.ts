@@ -1,12 +1,27 @@
 import type { Chunk } from '@ddferry/mapfile';
 import fc from 'fast-check';
 
+import { deriveRescueKeys } from '../src/keys.js';
+import type { RescueKeys } from '../src/keys.js';
+import type { Limits } from '../src/limits.js';
 import type { Extent, StatusRange } from '../src/messages.js';
 import { makeExtent } from '../src/piece.js';
 import type { Piece, PiecePlan } from '../src/piece.js';
+import { sealPiece } from '../src/seal.js';
+import type { SealedPiece } from '../src/seal.js';
 
 export const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
 export const OTHER_RESCUE_ID = '7d2e9f10-3a4b-4c5d-9e6f-abcdefabcdef';
+export const SECRET = 'correct horse battery staple';
+/** The test rescue's keys. */
+export const KEYS: RescueKeys = deriveRescueKeys(SECRET, RESCUE_ID);
+/** The same token, another rescue. */
+export const OTHER_KEYS: RescueKeys = deriveRescueKeys(SECRET, OTHER_RESCUE_ID);
+
+/** Seal with the test rescue's keys (or those of the piece's rescue, same token). */
+export function seal(piece: Piece, options: { limits?: Limits; frameBytes?: number } = {}): SealedPiece {
+  return sealPiece(piece, piece.rescueId === RESCUE_ID ? KEYS : deriveRescueKeys(SECRET, piece.rescueId), options);
+}
 
 /** Four chunks of 1 MiB; the source ends 1000 bytes into the last. */
 export const CHUNKS: readonly Chunk[] = [

@@ -3,111 +3,154 @@ import fc from 'fast-check';
 
 import { decodeEnvelope, encodeEnvelope } from '../src/codec.js';
 import { ProtocolError } from '../src/errors.js';
+import { deriveRescueKeys } from '../src/keys.js';
 import { resolveLimits } from '../src/limits.js';
 import type { Message } from '../src/messages.js';
 import { encodePieceData, encodePieceFrames, PieceCollector } from '../src/piece-frames.js';
-import type { Piece } from '../src/piece.js';
-import { arbitraryPiece, makePiece, PLAN, RESCUE_ID } from './helpers.js';
+import type { OpenedPiece, Piece } from '../src/piece.js';
+import { sealPiece } from '../src/seal.js';
+import { arbitraryPiece, KEYS, makePiece, OTHER_RESCUE_ID, PLAN, RESCUE_ID, seal } from './helpers.js';
 
 type PieceMessage = Extract<Message, { type: 'pieceHeader' | 'pieceData' | 'pieceEnd' }>;
 
 const plan = { ...PLAN, rescueId: RESCUE_ID };
-const limits = resolveLimits({ maxFrameBytes: 1000, maxMessageBytes: 4096 });
+const limits = resolveLimits({ maxFrameBytes: 1000, maxMessageBytes: 4096, maxHeaderBytes: 3000 });
 
-function feed(collector: PieceCollector, frames: Iterable<Uint8Array>): Piece[] {
-  const out: Piece[] = [];
+function collector(options: { peer?: string } = {}): PieceCollector {
+  return new PieceCollector({ plan, keys: KEYS, limits, ...options });
+}
+
+function feed(c: PieceCollector, frames: Iterable<Uint8Array>): OpenedPiece[] {
+  const out: OpenedPiece[] = [];
   for (const bytes of frames) {
-    const msg = decodeEnvelope(bytes, limits) as PieceMessage;
-    const piece = collector.accept(msg, bytes);
+    const piece = c.accept(decodeEnvelope(bytes, limits) as PieceMessage);
     if (piece !== undefined) out.push(piece);
   }
   return out;
+}
+
+function frames(p: Piece): Uint8Array[] {
+  return [...encodePieceFrames(seal(p, { limits }), limits)];
 }
 
 function expectCode(fn: () => unknown, code: string): void {
   expect(fn).to.throw(ProtocolError).with.property('code', code);
 }
 
+/** `bytes` (an encoded pieceData) with one bit of its sealed frame flipped at `at`. */
+function flipFrame(bytes: Uint8Array, at: number): Uint8Array {
+  const msg = decodeEnvelope(bytes, limits);
+  if (msg.type !== 'pieceData') throw new Error('fixture');
+  const sealedFrame = new Uint8Array(msg.sealedFrame);
+  sealedFrame[at] = (sealedFrame[at] ?? 0) ^ 0x04;
+  return encodeEnvelope({ ...msg, sealedFrame }, limits);
+}
+
 describe('encodePieceFrames / PieceCollector', () => {
-  it('round-trips pieces through frames of at most maxFrameBytes', () => {
+  it('round-trips sealed pieces through frames of at most maxFrameBytes', () => {
     fc.assert(fc.property(fc.array(arbitraryPiece(), { maxLength: 4 }), (pieces) => {
-      const collector = new PieceCollector({ plan });
+      const c = collector();
       for (const p of pieces) {
-        const frames = [...encodePieceFrames(p, limits)];
-        expect(frames.length).to.equal(2 + Math.ceil(p.data.length / 1000));
-        const [got] = feed(collector, frames);
-        expect(got).to.deep.equal({ ...p, data: got?.data });
+        const sealed = seal(p, { limits });
+        const sent = [...encodePieceFrames(sealed, limits)];
+        expect(sent.length).to.equal(2 + Math.ceil(p.data.length / 1000));
+        const [got] = feed(c, sent);
+        expect(got).to.deep.equal({ ...p, data: got?.data, headerHash: sealed.headerHash });
         expect(Buffer.from(got?.data ?? []).equals(Buffer.from(p.data))).to.equal(true);
       }
-      expect(collector.pending).to.equal(undefined);
+      expect(c.pending).to.equal(undefined);
     }), { numRuns: 100, seed: 3 });
   });
 
-  it('detects a flipped bit in a data frame by xxh64', () => {
+  it('refuses a flipped bit in a frame, in its tag, or in the header, and takes the next piece afresh', () => {
     const p = makePiece(5, 0, [[0, 2500, '+']]);
-    const frames = [...encodePieceFrames(p, limits)];
-    const msg = decodeEnvelope(frames[2] as Uint8Array, limits);
-    if (msg.type !== 'pieceData') throw new Error('fixture');
-    const data = new Uint8Array(msg.data);
-    data[17] = (data[17] ?? 0) ^ 0x04;
-    frames[2] = encodeEnvelope({ ...msg, data }, limits);
-    const collector = new PieceCollector({ plan, peer: 'pc-a' });
-    try {
-      feed(collector, frames);
-      expect.fail('expected a throw');
-    } catch (err) {
-      expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'ERR_PIECE_CHECKSUM_MISMATCH');
-      expect(err).to.include({ seq: 5, peer: 'pc-a' });
+    const sent = frames(p);
+    for (const [i, at, code] of [[2, 17, 'ERR_SEAL_FRAME_AUTH_FAILED'], [2, 1010, 'ERR_SEAL_FRAME_AUTH_FAILED'], [3, 500, 'ERR_SEAL_FRAME_AUTH_FAILED']] as const) {
+      const bad = [...sent];
+      bad[i] = flipFrame(bad[i]!, at);
+      const c = collector({ peer: 'pc-a' });
+      try {
+        feed(c, bad);
+        expect.fail('expected a throw');
+      } catch (err) {
+        expect(err).to.be.instanceOf(ProtocolError).with.property('code', code);
+        expect(err).to.include({ seq: 5, peer: 'pc-a' });
+      }
+      expect(c.pending).to.equal(undefined);
+      expect(feed(c, frames(p))).to.have.length(1);
     }
-    expect(collector.pending).to.equal(undefined);
-    expect(feed(collector, encodePieceFrames(p, limits))).to.have.length(1);
-  });
-
-  it('detects a changed header by the checksum in pieceEnd', () => {
-    const p = makePiece(6, 0, [[0, 100, '+'], [0, 50, '-']]);
-    const frames = [...encodePieceFrames(p, limits)];
-    const header = decodeEnvelope(frames[0] as Uint8Array, limits);
+    const header = decodeEnvelope(sent[0]!, limits);
     if (header.type !== 'pieceHeader') throw new Error('fixture');
-    frames[0] = encodeEnvelope({ ...header, delta: header.delta.map((d) => ({ ...d, status: d.status === '-' ? '/' : d.status })) }, limits);
-    expectCode(() => feed(new PieceCollector({ plan }), frames), 'ERR_PROTO_HEADER_CHECKSUM_MISMATCH');
+    for (const at of [30, 60, header.sealedHeader.length - 1]) {
+      const sealedHeader = new Uint8Array(header.sealedHeader);
+      sealedHeader[at] = (sealedHeader[at] ?? 0) ^ 0x01;
+      expectCode(() => feed(collector(), [encodeEnvelope({ type: 'pieceHeader', sealedHeader }, limits)]), 'ERR_SEAL_AUTH_FAILED');
+    }
   });
 
-  it('refuses frames out of order, missing, or beyond the data size', () => {
+  it('refuses frames reordered, replayed, missing, beyond the data, or from another piece', () => {
     const p = makePiece(8, 0, [[0, 2500, '+']]);
-    const [h, d0, d1, d2, end] = [...encodePieceFrames(p, limits)] as Uint8Array[];
+    const [h, d0, d1, d2, end] = frames(p);
     if (h === undefined || d0 === undefined || d1 === undefined || d2 === undefined || end === undefined) throw new Error('fixture');
-    expectCode(() => feed(new PieceCollector({ plan }), [h, d1]), 'ERR_PROTO_OUT_OF_ORDER');
-    expectCode(() => feed(new PieceCollector({ plan }), [d0]), 'ERR_PROTO_OUT_OF_ORDER');
-    expectCode(() => feed(new PieceCollector({ plan }), [h, h]), 'ERR_PROTO_OUT_OF_ORDER');
-    expectCode(() => feed(new PieceCollector({ plan }), [h, d0, d1, end]), 'ERR_PIECE_SIZE_MISMATCH');
-    const other = encodeEnvelope({ type: 'pieceData', seq: 9, offset: 0, data: new Uint8Array(1) }, limits);
-    expectCode(() => feed(new PieceCollector({ plan }), [h, other]), 'ERR_PROTO_OUT_OF_ORDER');
-    const tooMuch = encodeEnvelope({ type: 'pieceData', seq: 8, offset: 2000, data: new Uint8Array(1000) }, limits);
-    expectCode(() => feed(new PieceCollector({ plan }), [h, d0, d1, tooMuch]), 'ERR_PIECE_SIZE_MISMATCH');
+    expectCode(() => feed(collector(), [h, d1]), 'ERR_PROTO_OUT_OF_ORDER');
+    expectCode(() => feed(collector(), [d0]), 'ERR_PROTO_OUT_OF_ORDER');
+    expectCode(() => feed(collector(), [h, h]), 'ERR_PROTO_OUT_OF_ORDER');
+    expectCode(() => feed(collector(), [h, d0, d1, end]), 'ERR_PIECE_SIZE_MISMATCH');
+    expectCode(() => feed(collector(), [h, d0, d1, d2, d2]), 'ERR_PROTO_OUT_OF_ORDER');
+    // frame 1 sent as frame 0 and frame 0 as frame 1: the index in the AAD and nonce differs
+    const as = (bytes: Uint8Array, index: number): Uint8Array => {
+      const m = decodeEnvelope(bytes, limits);
+      if (m.type !== 'pieceData') throw new Error('fixture');
+      return encodeEnvelope({ ...m, index }, limits);
+    };
+    expectCode(() => feed(collector(), [h, as(d1, 0)]), 'ERR_SEAL_FRAME_AUTH_FAILED');
+    expectCode(() => feed(collector(), [h, d0, as(d0, 1)]), 'ERR_SEAL_FRAME_AUTH_FAILED');
+    // same seq, same data, another piece (another salt, another key)
+    const other = makePiece(8, 0, [[0, 2500, '+']]);
+    const [, o0] = frames(other);
+    expectCode(() => feed(collector(), [h, o0!]), 'ERR_SEAL_FRAME_AUTH_FAILED');
+    const foreign = encodeEnvelope({ type: 'pieceData', seq: 9, index: 0, sealedFrame: new Uint8Array(17) }, limits);
+    expectCode(() => feed(collector(), [h, foreign]), 'ERR_PROTO_OUT_OF_ORDER');
+    const tooMuch = encodeEnvelope({ type: 'pieceData', seq: 8, index: 3, sealedFrame: new Uint8Array(100) }, limits);
+    expectCode(() => feed(collector(), [h, d0, d1, d2, tooMuch]), 'ERR_PIECE_SIZE_MISMATCH');
+    const short = encodeEnvelope({ type: 'pieceData', seq: 8, index: 0, sealedFrame: new Uint8Array(999) }, limits);
+    expectCode(() => feed(collector(), [h, short]), 'ERR_PIECE_SIZE_MISMATCH');
   });
 
-  it('validates the completed piece against the plan', () => {
+  it('refuses a piece sealed with another token, or for another rescue', () => {
+    const p = makePiece(9, 1, [[0, 100, '+']]);
+    const wrong = [...encodePieceFrames(sealPiece(p, deriveRescueKeys('another token', RESCUE_ID), { limits }), limits)];
+    expectCode(() => feed(collector(), wrong), 'ERR_SEAL_AUTH_FAILED');
+    const elsewhere = makePiece(9, 1, [[0, 100, '+']], OTHER_RESCUE_ID);
+    expectCode(() => feed(collector(), [...encodePieceFrames(seal(elsewhere, { limits }), limits)]), 'ERR_PIECE_WRONG_RESCUE');
+  });
+
+  it('checks the opened header against the plan before any frame', () => {
     const p = makePiece(9, 3, [[0, 1000, '+']]);
     const smaller = { ...plan, sourceSize: plan.sourceSize - 1 };
-    expectCode(() => feed(new PieceCollector({ plan: smaller }), encodePieceFrames(p, limits)), 'ERR_PIECE_OUTSIDE_SOURCE');
+    const c = new PieceCollector({ plan: smaller, keys: KEYS, limits });
+    const [h] = frames(p);
+    expectCode(() => c.accept(decodeEnvelope(h!, limits) as PieceMessage), 'ERR_PIECE_OUTSIDE_SOURCE');
+    expect(c.pending).to.equal(undefined);
   });
 
   it('sends a piece without data as header and end', () => {
     const p = makePiece(10, 2, [[0, 4096, '-']]);
-    const frames = [...encodePieceFrames(p, limits)];
-    expect(frames).to.have.length(2);
-    expect(feed(new PieceCollector({ plan }), frames)[0]?.delta).to.deep.equal(p.delta);
+    const sent = frames(p);
+    expect(sent).to.have.length(2);
+    expect(feed(collector(), sent)[0]?.delta).to.deep.equal(p.delta);
   });
 
   it('encodes pieceData byte for byte as encodeEnvelope does, and refuses what it refuses', () => {
-    const big = resolveLimits({ maxFrameBytes: 1 << 20, maxMessageBytes: 2 << 20 });
+    const big = resolveLimits({ maxFrameBytes: 1 << 20, maxMessageBytes: 2 << 20, maxHeaderBytes: 1 << 20 });
     fc.assert(fc.property(
       fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
       fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 2 ** 40 })),
       fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 200 }), fc.integer({ min: 16_000, max: 17_000 })),
-      (seq, offset, size) => {
-        const data = new Uint8Array(size).map((_, i) => (i * 7 + seq) & 0xff);
-        const msg: Message = { type: 'pieceData', seq, offset, data };
+      (seq, index, size) => {
+        const ciphertext = new Uint8Array(size).map((_, i) => (i * 7 + seq) & 0xff);
+        const tag = new Uint8Array(16).fill(9);
+        const msg: Message = { type: 'pieceData', seq, index, sealedFrame: Buffer.concat([ciphertext, tag]) };
         let want: Uint8Array | Error;
         try {
           want = encodeEnvelope(msg, big);
@@ -116,7 +159,7 @@ describe('encodePieceFrames / PieceCollector', () => {
         }
         let got: Uint8Array | Error;
         try {
-          got = encodePieceData(seq, offset, data, big);
+          got = encodePieceData(seq, index, { ciphertext, tag }, big);
         } catch (err) {
           got = err as Error;
         }
@@ -128,21 +171,22 @@ describe('encodePieceFrames / PieceCollector', () => {
         }
       },
     ), { numRuns: 300 });
-    expect(() => encodePieceData(1, 0, new Uint8Array(1001), limits)).to.throw(ProtocolError).with.property('code', 'ERR_PROTO_FRAME_TOO_LARGE');
+    expect(() => encodePieceData(1, 0, { ciphertext: new Uint8Array(1001), tag: new Uint8Array(16) }, limits)).to.throw(ProtocolError).with.property('code', 'ERR_PROTO_FRAME_TOO_LARGE');
+    expect(encodePieceData(1, 0, { ciphertext: new Uint8Array(1000), tag: new Uint8Array(16) }, limits)).to.have.length.above(1016);
   });
 
   it('reuses the memory of a recycled piece for the next one of about its size, never a small one', () => {
-    const wide = resolveLimits({ maxFrameBytes: 256 * 1024, maxMessageBytes: 512 * 1024 });
-    const collector = new PieceCollector({ plan });
+    const wide = resolveLimits({ maxFrameBytes: 256 * 1024, maxMessageBytes: 512 * 1024, maxHeaderBytes: 256 * 1024 });
+    const c = new PieceCollector({ plan, keys: KEYS, limits: wide });
     const receive = (p: Piece): Piece => {
       let out: Piece | undefined;
-      for (const bytes of encodePieceFrames(p, wide)) out = collector.accept(decodeEnvelope(bytes, wide) as PieceMessage, bytes) ?? out;
+      for (const bytes of encodePieceFrames(seal(p, { limits: wide }), wide)) out = c.accept(decodeEnvelope(bytes, wide) as PieceMessage) ?? out;
       return out!;
     };
     const first = receive(makePiece(1, 0, [[0, 1 << 20, '+']]));
     const buffer = first.data.buffer;
-    collector.recycle(first.data);
-    collector.recycle(first.data); // twice: kept once
+    c.recycle(first.data);
+    c.recycle(first.data); // twice: kept once
     const p2 = makePiece(2, 0, [[0, 1 << 20, '+']]);
     const second = receive(p2);
     expect(second.data.buffer).to.equal(buffer);
@@ -150,8 +194,8 @@ describe('encodePieceFrames / PieceCollector', () => {
     const third = receive(makePiece(3, 1, [[0, 1 << 20, '+']]));
     expect(third.data.buffer).to.not.equal(buffer); // given out once only
     const small = receive(makePiece(4, 0, [[0, 4096, '+']]));
-    collector.recycle(small.data);
-    collector.recycle(third.data);
+    c.recycle(small.data);
+    c.recycle(third.data);
     expect(receive(makePiece(5, 0, [[0, 4096, '+']])).data.buffer).to.not.equal(small.data.buffer);
   });
 });

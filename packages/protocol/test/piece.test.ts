@@ -41,6 +41,9 @@ describe('validatePiece', () => {
     expectCode(() => validatePiece({ ...good, chunk: 9 }, PLAN), 'ERR_PIECE_UNKNOWN_CHUNK', 7);
     expectCode(() => validatePiece({ ...good, seq: 0 }, PLAN), 'ERR_PIECE_BAD_SEQ');
     expectCode(() => validatePiece({ ...good, seq: 1.5 }, PLAN), 'ERR_PIECE_BAD_SEQ');
+    validatePiece({ ...good, seq: 2 ** 40 }, PLAN);
+    expectCode(() => validatePiece({ ...good, seq: 2 ** 40 + 1 }, PLAN), 'ERR_PIECE_BAD_SEQ');
+    expectCode(() => validatePiece({ ...good, seq: 2 ** 53 - 1 }, PLAN), 'ERR_PIECE_BAD_SEQ');
   });
 
   it('refuses unsorted, overlapping and empty extents', () => {

@@ -3,6 +3,8 @@ import fc from 'fast-check';
 
 import { ProtocolError } from '../src/errors.js';
 import type { Fingerprint } from '../src/identity.js';
+import { deriveRescueKeys, receiptMac } from '../src/keys.js';
+import type { RescueKeys } from '../src/keys.js';
 import type { Receipt, StickRescue } from '../src/stick.js';
 import {
   BUNDLE_NAME, bundleFileName, bundleSeqOf, formatReceipt, formatStickRescue, MAX_RECEIPT_ENTRIES, MAX_STICK_FILE_BYTES, parseReceipt,
@@ -10,7 +12,7 @@ import {
 } from '../src/stick.js';
 import { hexOf, xxh64 } from '../src/xxh64.js';
 
-import { OTHER_RESCUE_ID, RESCUE_ID } from './helpers.js';
+import { KEYS, OTHER_KEYS, OTHER_RESCUE_ID, RESCUE_ID } from './helpers.js';
 
 const FINGERPRINT: Fingerprint = {
   size: 1_000_204_886_016, logicalSectorSize: 512, physicalSectorSize: 4096, model: 'WDC WD10EZEX', serial: 'WD-WCC6Y1234567', wwn: '0x50014ee2b1234567', kind: 'disk',
@@ -22,7 +24,7 @@ const RESCUE: StickRescue = {
 
 const RECEIPT: Receipt = {
   rescueId: RESCUE_ID,
-  merged: [[1, 120], [122, 130]],
+  merged: [{ seq: 1, headerHash: 'a'.repeat(32) }, { seq: 122, headerHash: '0123456789abcdef'.repeat(2) }],
   rejected: [{ bundle: 'piece-000121.tar', seqs: [121], code: 'ERR_PIECE_CHECKSUM_MISMATCH', reason: 'piece 121: the data does not match.' }],
   writtenAt: '2026-12-01T07:15:00.000Z',
   writer: 'pc-b:/srv/disk.img',
@@ -59,11 +61,11 @@ describe('stick layout', () => {
     it('names a bundle by its first seq, six digits at least, and reads the seq back', () => {
       expect(bundleFileName(123)).to.equal('piece-000123.tar');
       expect(bundleFileName(1_234_567)).to.equal('piece-1234567.tar');
-      fc.assert(fc.property(fc.integer({ min: 1, max: 999_999_999_999_999 }), (seq) => bundleSeqOf(bundleFileName(seq)) === seq));
+      fc.assert(fc.property(fc.integer({ min: 1, max: 2 ** 40 }), (seq) => bundleSeqOf(bundleFileName(seq)) === seq));
     });
 
     it('reads no seq from other names: temporaries, too few or too many digits, seq 0, other suffixes', () => {
-      for (const name of ['.piece-000123.tar.tmp', 'piece-12345.tar', 'piece-0000000000000001.tar', 'piece-000000.tar', 'piece-000123.tar.bak', 'piece-000123.TAR', 'xpiece-000123.tar', 'piece-00012a.tar', '../piece-000123.tar']) {
+      for (const name of [bundleFileName(2 ** 40 + 1), bundleFileName(2 ** 53 - 1), '.piece-000123.tar.tmp', 'piece-12345.tar', 'piece-0000000000000001.tar', 'piece-000000.tar', 'piece-000123.tar.bak', 'piece-000123.TAR', 'xpiece-000123.tar', 'piece-00012a.tar', '../piece-000123.tar']) {
         expect(bundleSeqOf(name), name).to.equal(undefined);
       }
       expect(BUNDLE_NAME.test('piece-000123.tar')).to.equal(true);
@@ -159,48 +161,69 @@ describe('stick layout', () => {
   });
 
   describe('receipts', () => {
+    /** The signed text of any body, as the assembler makes it: the MAC is right, so the field checks are reached. */
+    function signed(body: Record<string, unknown>, keys: RescueKeys = KEYS): string {
+      return `${JSON.stringify({ ...body, mac: receiptMac(keys, JSON.stringify(body)) })}\n`;
+    }
+
+    function receiptBody(r: Receipt = RECEIPT): Record<string, unknown> {
+      const body = JSON.parse(formatReceipt(r, KEYS)) as Record<string, unknown>;
+      delete body.mac;
+      return body;
+    }
+
     it('round-trips through formatReceipt and parseReceipt', () => {
-      expect(parseReceipt(formatReceipt(RECEIPT), 'r.json')).to.deep.equal(RECEIPT);
+      expect(parseReceipt(formatReceipt(RECEIPT, KEYS), KEYS, 'r.json')).to.deep.equal(RECEIPT);
       const empty: Receipt = { ...RECEIPT, merged: [], rejected: [] };
-      expect(parseReceipt(formatReceipt(empty))).to.deep.equal(empty);
+      expect(parseReceipt(formatReceipt(empty, KEYS), KEYS)).to.deep.equal(empty);
+      expect(formatReceipt(RECEIPT, KEYS)).to.match(/^\{"format":"ddferry-receipt","version":2,"rescueId":"[^"]+","merged":\[\[1,"a{32}"\],/);
     });
 
-    it('round-trips any ascending disjoint ranges', () => {
-      fc.assert(fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 0, max: 1000 })), { maxLength: 50 }), (steps) => {
-        const merged: [number, number][] = [];
+    it('round-trips any ascending seqs with their header hashes', () => {
+      fc.assert(fc.property(fc.array(fc.tuple(fc.integer({ min: 1, max: 1000 }), fc.uint8Array({ minLength: 16, maxLength: 16 })), { maxLength: 50 }), (steps) => {
         let at = 0;
-        for (const [gap, len] of steps) {
-          const first = at + gap + 1;
-          merged.push([first, first + len]);
-          at = first + len;
-        }
+        const merged = steps.map(([gap, h]) => ({ seq: (at += gap), headerHash: Buffer.from(h).toString('hex') }));
         const r = { ...RECEIPT, merged };
-        expect(parseReceipt(formatReceipt(r)).merged).to.deep.equal(merged);
+        expect(parseReceipt(formatReceipt(r, KEYS), KEYS).merged).to.deep.equal(merged);
       }));
     });
 
-    it('refuses a changed byte (ERR_STICK_BAD_RECEIPT), naming the file', () => {
-      const text = formatReceipt(RECEIPT).replace('[1,120]', '[1,121]');
-      refusal(() => parseReceipt(text, 'receipts/receipt-a.json'), 'ERR_STICK_BAD_RECEIPT', 'receipts/receipt-a.json');
+    it('refuses a changed byte, a changed hash, an added piece: ERR_STICK_RECEIPT_MAC, naming the file', () => {
+      const text = formatReceipt(RECEIPT, KEYS);
+      for (const forged of [text.replace('[1,"', '[9,"'), text.replace(`"${'a'.repeat(32)}"`, `"${'b'.repeat(32)}"`), text.replace('"merged":[', `"merged":[[0,"${'c'.repeat(32)}"],`)]) {
+        expect(forged).to.not.equal(text);
+        refusal(() => parseReceipt(forged, KEYS, 'receipts/receipt-a.json'), 'ERR_STICK_RECEIPT_MAC', 'receipts/receipt-a.json');
+      }
     });
 
-    it('refuses merged ranges that are not ascending and disjoint, or not of seqs from 1', () => {
-      const body = bodyOf(formatReceipt(RECEIPT));
-      for (const merged of [[[5, 4]], [[1, 5], [5, 9]], [[6, 9], [1, 2]], [[0, 3]], [[1, 2, 3]], [[1]], [1], [['1', '2']], [[1.5, 2]], [[1, 2 ** 53]], 'all']) {
+    it('refuses a receipt written without the token: no mac, a mac of another token or another rescue', () => {
+      const body = receiptBody();
+      refusal(() => parseReceipt(`${JSON.stringify({ ...body, mac: '0'.repeat(64) })}\n`, KEYS), 'ERR_STICK_RECEIPT_MAC');
+      refusal(() => parseReceipt(`${JSON.stringify({ ...body, mac: 'not hex' })}\n`, KEYS), 'ERR_STICK_RECEIPT_MAC');
+      refusal(() => parseReceipt(JSON.stringify(body), KEYS), 'ERR_STICK_BAD_RECEIPT');
+      refusal(() => parseReceipt(signed(body, deriveRescueKeys('a guess', RESCUE_ID)), KEYS), 'ERR_STICK_RECEIPT_MAC');
+      refusal(() => parseReceipt(signed({ ...body, rescueId: OTHER_RESCUE_ID }, OTHER_KEYS), KEYS), 'ERR_STICK_BAD_RECEIPT');
+      refusal(() => parseReceipt(signed(body, OTHER_KEYS), KEYS), 'ERR_STICK_RECEIPT_MAC');
+      expect(() => formatReceipt(RECEIPT, OTHER_KEYS)).to.throw(TypeError);
+    });
+
+    it('refuses merged pieces that are not ascending, not of seqs 1 to 2^40, or without a header hash', () => {
+      const body = receiptBody();
+      const h = 'ab'.repeat(16);
+      for (const merged of [[[5, h], [5, h]], [[6, h], [1, h]], [[0, h]], [[1, h, 3]], [[1]], [1], [['1', h]], [[1.5, h]], [[2 ** 40 + 1, h]], [[1, h.toUpperCase()]], [[1, h.slice(2)]], 'all']) {
         try {
-          parseReceipt(seal({ ...body, merged }));
+          parseReceipt(signed({ ...body, merged }), KEYS);
         } catch (err) {
           expect((err as ProtocolError).code, JSON.stringify(merged)).to.equal('ERR_STICK_BAD_RECEIPT');
           continue;
         }
         throw new Error(`accepted merged ${JSON.stringify(merged)}`);
       }
-      expect(parseReceipt(seal({ ...body, merged: [[1, 5], [7, 9]] })).merged).to.deep.equal([[1, 5], [7, 9]]);
-      expect(parseReceipt(seal({ ...body, merged: [[1, 5], [6, 9]] })).merged, 'adjacent ranges are disjoint').to.deep.equal([[1, 5], [6, 9]]);
+      expect(parseReceipt(signed({ ...body, merged: [[1, h], [2 ** 40, h]] }), KEYS).merged).to.deep.equal([{ seq: 1, headerHash: h }, { seq: 2 ** 40, headerHash: h }]);
     });
 
     it('refuses rejections whose bundle is a path, or whose fields are of the wrong kind', () => {
-      const body = bodyOf(formatReceipt(RECEIPT));
+      const body = receiptBody();
       const good = (RECEIPT.rejected[0]!);
       for (const r of [
         { ...good, bundle: '../piece-000121.tar' }, { ...good, bundle: 'a/b.tar' }, { ...good, bundle: 'a\\b.tar' }, { ...good, bundle: '..' },
@@ -208,7 +231,7 @@ describe('stick layout', () => {
         { ...good, extra: true }, { bundle: good.bundle, seqs: good.seqs, code: good.code },
       ]) {
         try {
-          parseReceipt(seal({ ...body, rejected: [r] }));
+          parseReceipt(signed({ ...body, rejected: [r] }), KEYS);
         } catch (err) {
           expect((err as ProtocolError).code, JSON.stringify(r).slice(0, 100)).to.equal('ERR_STICK_BAD_RECEIPT');
           continue;
@@ -217,22 +240,23 @@ describe('stick layout', () => {
       }
     });
 
-    it('refuses another rescue id format, a rescue.json given as a receipt, and wrong writer fields', () => {
-      const body = bodyOf(formatReceipt(RECEIPT));
-      refusal(() => parseReceipt(formatStickRescue(RESCUE)), 'ERR_STICK_BAD_RECEIPT');
-      refusal(() => parseReceipt(formatReceipt(RECEIPT)) && parseStickRescue(formatReceipt(RECEIPT)), 'ERR_STICK_BAD_RESCUE_FILE');
-      refusal(() => parseReceipt(seal({ ...body, rescueId: 'x' })), 'ERR_STICK_BAD_RECEIPT');
-      refusal(() => parseReceipt(seal({ ...body, writer: null })), 'ERR_STICK_BAD_RECEIPT');
-      refusal(() => parseReceipt(seal({ ...body, writtenAt: 1 })), 'ERR_STICK_BAD_RECEIPT');
-      expect(parseReceipt(seal({ ...body, rescueId: OTHER_RESCUE_ID })).rescueId, 'the parser checks the form; the reader checks it is its rescue').to.equal(OTHER_RESCUE_ID);
+    it('refuses a version 1 receipt, a rescue.json given as a receipt, and wrong writer fields', () => {
+      const body = receiptBody();
+      refusal(() => parseReceipt(formatStickRescue(RESCUE), KEYS), 'ERR_STICK_BAD_RECEIPT');
+      refusal(() => parseStickRescue(formatReceipt(RECEIPT, KEYS)), 'ERR_STICK_BAD_RESCUE_FILE');
+      refusal(() => parseReceipt(signed({ ...body, version: 1, merged: [[1, 120]] }), KEYS), 'ERR_STICK_BAD_RECEIPT');
+      refusal(() => parseReceipt(signed({ ...body, rescueId: 'x' }), KEYS), 'ERR_STICK_BAD_RECEIPT');
+      refusal(() => parseReceipt(signed({ ...body, writer: null }), KEYS), 'ERR_STICK_BAD_RECEIPT');
+      refusal(() => parseReceipt(signed({ ...body, writtenAt: 1 }), KEYS), 'ERR_STICK_BAD_RECEIPT');
     });
 
-    it('accepts MAX_RECEIPT_ENTRIES merged ranges and refuses one more', () => {
-      const body = bodyOf(formatReceipt(RECEIPT));
-      const merged = Array.from({ length: MAX_RECEIPT_ENTRIES }, (_, i): [number, number] => [2 * i + 1, 2 * i + 1]);
-      expect(parseReceipt(seal({ ...body, merged })).merged).to.have.length(MAX_RECEIPT_ENTRIES);
-      merged.push([2 * MAX_RECEIPT_ENTRIES + 1, 2 * MAX_RECEIPT_ENTRIES + 1]);
-      const err = refusal(() => parseReceipt(seal({ ...body, merged })), 'ERR_STICK_BAD_RECEIPT');
+    it('accepts MAX_RECEIPT_ENTRIES merged pieces and refuses one more', () => {
+      const body = receiptBody();
+      const h = '00'.repeat(16);
+      const merged = Array.from({ length: MAX_RECEIPT_ENTRIES }, (_, i): [number, string] => [i + 1, h]);
+      expect(parseReceipt(signed({ ...body, merged }), KEYS).merged).to.have.length(MAX_RECEIPT_ENTRIES);
+      merged.push([MAX_RECEIPT_ENTRIES + 1, h]);
+      const err = refusal(() => parseReceipt(signed({ ...body, merged }), KEYS), 'ERR_STICK_BAD_RECEIPT');
       expect(err.message).to.include(String(MAX_RECEIPT_ENTRIES));
     });
   });

@@ -36,6 +36,7 @@ export type ReaderErrorCode =
   | 'ERR_STICK_WRONG_RESCUE'
   | 'ERR_STICK_FULL'
   | 'ERR_STICK_WRITE'
+  | 'ERR_STICK_NO_TOKEN'
   | 'ERR_CHUNK_RECEIPTS';
 
 export class ReaderError extends Error {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { planChunks } from '@ddferry/mapfile';
-import { decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, makeNonce, PROTOCOL_VERSION, serverProof } from '@ddferry/protocol';
+import { decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeNonce, PROTOCOL_VERSION, serverProof } from '@ddferry/protocol';
 import { expect } from 'chai';
 import { WebSocketServer } from 'ws';
 
@@ -38,7 +38,7 @@ describe('Link', () => {
 
   async function start(url: string, logs: string[], extra: Partial<LinkOptions> = {}): Promise<Link> {
     const seq = await SeqCounter.open(join(dir, 'seq.json'));
-    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS } }, seq);
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS }, keys: deriveRescueKeys('wrong', RESCUE_ID) }, seq);
     const s = new Link({ url, secret: 'wrong', rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: 64 * 1024, sectorSize: 512, spool, log: (l) => logs.push(l), ...extra });
     s.start();
     return s;
@@ -56,7 +56,7 @@ describe('Link', () => {
           clientNonce = m.clientNonce;
           ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
         } else if (m.type === 'auth') {
-          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], mergedSeqs: [], imageSize: SIZE }, DEFAULT_LIMITS));
+          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE }, DEFAULT_LIMITS));
         }
       });
     });

@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { type Piece, makeRescueId, xxh64 } from '@ddferry/protocol';
+import { type Piece, type SealedPiece, deriveRescueKeys, makeRescueId, openSealedPiece, xxh64 } from '@ddferry/protocol';
 
 import { SeqCounter } from '../src/job/seq-counter.js';
 import { Spool, spoolFileName } from '../src/job/spool.js';
@@ -21,6 +21,7 @@ const SIZE = 4 * MIB;
 const rescueId = makeRescueId();
 const chunks = [{ index: 0, pos: 0, size: SIZE / 2 }, { index: 1, pos: SIZE / 2, size: SIZE / 2 }];
 const plan = { rescueId, sourceSize: SIZE, sectorSize: 512, chunks };
+const keys = deriveRescueKeys('a token of the piece builder tests', rescueId);
 
 /** Every extent's bytes are the source's at its position, with the right checksum, and the delta's `+` ranges are the extents. */
 function checkPiece(p: Piece, source: Buffer): void {
@@ -47,7 +48,7 @@ describe('PieceBuilder and Spool', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   const open = (memoryBytes?: number): Promise<Spool> => Spool.open({
-    dir: join(dir, 'spool'), capacity: 256 * MIB, plan, ...(memoryBytes === undefined ? {} : { memoryBytes }),
+    dir: join(dir, 'spool'), capacity: 256 * MIB, plan, keys, ...(memoryBytes === undefined ? {} : { memoryBytes }),
   }, seq);
 
   /** Reads as the run loop hands them on: a read starts (maybe seal), its data (maybe in parts), its status. */
@@ -118,46 +119,52 @@ describe('PieceBuilder and Spool', () => {
     expect(b.seal()[0]!.delta).to.have.length(3);
   });
 
-  it('gives a fresh piece from memory once, then from the disk, checked; a restarted spool reads the disk and refuses a damaged file', async () => {
+  it('seals what it spools, gives a fresh piece from memory once, then from the disk, checked; a restarted spool reads the disk and refuses a damaged file', async () => {
     const spool = await open();
     const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
-    const sealed = rescue(b, 'forward');
-    for (const p of sealed) await spool.put(p);
+    const pieces = rescue(b, 'forward');
+    const sealed: SealedPiece[] = [];
+    for (const p of pieces) sealed.push(await spool.put(p));
     const [first, second] = spool.seqs();
     const a = await spool.take(first!);
     expect(a).to.equal(sealed[0]);
+    expect(await spool.headerHash(first!)).to.equal(a.headerHash);
+    // nothing of the disk is readable in the file: the data is sealed
+    const file = readFileSync(join(dir, 'spool', spoolFileName(first!)));
+    expect(file.includes(source.subarray(0, 64))).to.equal(false);
     const again = await spool.take(first!);
     expect(again).to.not.equal(a);
-    expect(again.extents).to.deep.equal(a.extents);
-    expect(Buffer.from(again.data).equals(Buffer.from(a.data))).to.equal(true);
-    checkPiece(a, source);
+    expect(again.headerHash).to.equal(a.headerHash);
+    const opened = openSealedPiece(again, { keys, plan });
+    expect(opened.extents).to.deep.equal(pieces[0]!.extents);
+    checkPiece(opened, source);
     // after a restart nothing comes from memory: a damaged piece is refused, not sent
-    const file = join(dir, 'spool', spoolFileName(second!));
+    const path = join(dir, 'spool', spoolFileName(second!));
     const restarted = await open();
-    const bytes = readFileSync(file);
+    const bytes = readFileSync(path);
     const at = bytes.length - 2048; // inside the piece's data
     bytes.writeUInt8(bytes.readUInt8(at) ^ 0x40, at);
-    writeFileSync(file, bytes);
+    writeFileSync(path, bytes);
     let err: unknown;
     try {
       await restarted.take(second!);
     } catch (e) {
       err = e;
     }
-    expect((err as { code?: string }).code).to.match(/^ERR_(PIECE|BUNDLE)_/);
+    expect((err as { code?: string }).code).to.match(/^ERR_(PIECE|BUNDLE|SEAL)_/);
   });
 
   it('keeps at most memoryBytes of fresh pieces; the rest come from the disk; removing saves the counter first', async () => {
     const spool = await open(MIB);
     const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
-    const sealed = rescue(b, 'forward');
-    for (const p of sealed) await spool.put(p);
-    const taken: Piece[] = [];
+    const sealed: SealedPiece[] = [];
+    for (const p of rescue(b, 'forward')) sealed.push(await spool.put(p));
+    const taken: SealedPiece[] = [];
     for (const s of spool.seqs()) taken.push(await spool.take(s));
     expect(taken).to.have.length(4);
     // the first fills the memory (1 MiB); the others were read back from their files
     expect(taken.map((p, i) => p === sealed[i])).to.deep.equal([true, false, false, false]);
-    for (const p of taken) checkPiece(p, source);
+    for (const p of taken) checkPiece(openSealedPiece(p, { keys, plan }), source);
     await spool.remove(spool.seqs());
     expect(spool.count).to.equal(0);
     expect(readdirSync(join(dir, 'spool'))).to.deep.equal([]);
@@ -166,12 +173,24 @@ describe('PieceBuilder and Spool', () => {
     expect((await SeqCounter.open(join(dir, 'seq.json'))).next()).to.equal(5);
   });
 
+  it('seals a piece again under a new number, durable before the old file goes', async () => {
+    const spool = await open();
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
+    for (const p of rescue(b, 'forward')) await spool.put(p);
+    const before = await spool.headerHash(2);
+    const moved = await spool.renumber(2, seq.next());
+    expect(moved.seq).to.equal(5);
+    expect(spool.seqs()).to.deep.equal([1, 3, 4, 5]);
+    expect(moved.headerHash).to.not.equal(before);
+    checkPiece(await spool.read(5), source);
+  });
+
   it('a reopened spool raises the counter above the pieces it holds', async () => {
     const spool = await open();
     const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
     for (const p of rescue(b, 'forward')) await spool.put(p);
     const fresh = await SeqCounter.open(join(dir, 'seq.json'));
-    await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan }, fresh);
+    await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan, keys }, fresh);
     expect(fresh.next()).to.equal(5);
   });
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { BlockStatus } from '@ddferry/mapfile';
 import { planChunks } from '@ddferry/mapfile';
 import type { Message, StatusMessage } from '@ddferry/protocol';
-import { decodeEnvelope, DEFAULT_LIMITS, encodeEnvelope, makeNonce, PROTOCOL_VERSION, serverProof, verifyAuthHmac } from '@ddferry/protocol';
+import { decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeNonce, PROTOCOL_VERSION, serverProof, verifyAuthHmac } from '@ddferry/protocol';
 import { expect } from 'chai';
 import { WebSocketServer } from 'ws';
 
@@ -92,7 +92,7 @@ describe('Link#setStatusSource', () => {
         } else if (m.type === 'auth') {
           expect(verifyAuthHmac(secret, nonce, hello!.clientNonce, RESCUE_ID, m.hmac)).to.equal(true);
           ws.send(encodeEnvelope({
-            type: 'welcome', serverProof: serverProof(secret, nonce, hello!.clientNonce, RESCUE_ID), finished: [], mergedSeqs: [], imageSize: SIZE,
+            type: 'welcome', serverProof: serverProof(secret, nonce, hello!.clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE,
           }, DEFAULT_LIMITS));
         } else if (m.type === 'status') {
           got.push(m);
@@ -102,7 +102,7 @@ describe('Link#setStatusSource', () => {
       });
     });
     const plan = { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS };
-    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan }, await SeqCounter.open(join(dir, 'seq')));
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan, keys: deriveRescueKeys(secret, RESCUE_ID) }, await SeqCounter.open(join(dir, 'seq')));
     const port = (wss.address() as AddressInfo).port;
     shipper = new Link({
       url: `ws://127.0.0.1:${port}`, secret, rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: 65536, sectorSize: 512, spool, log: () => undefined,

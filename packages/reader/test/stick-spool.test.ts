@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { Piece } from '@ddferry/protocol';
-import { makeRescueId } from '@ddferry/protocol';
+import { deriveRescueKeys, makeRescueId } from '@ddferry/protocol';
+
+const KEYS = deriveRescueKeys('a token for the stick spool tests', makeRescueId());
 
 import { Ledger } from '../src/job/ledger.js';
 import { StickSpool } from '../src/stick/stick-spool.js';
@@ -39,7 +41,7 @@ describe('StickSpool', () => {
   async function open(): Promise<{ spool: StickSpool; ledger: Ledger }> {
     const ledger = await Ledger.open(join(dir, 'ledger'));
     const spool = await StickSpool.open({
-      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger, writer: DATA_ONLY_WRITER,
+      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger, writer: DATA_ONLY_WRITER, keys: KEYS,
       statStick: async () => ({ free: 64 * MIB, blockSize: 4096, total: 64 * MIB }),
     });
     return { spool, ledger };
@@ -63,7 +65,7 @@ describe('StickSpool', () => {
   it('keeps no ledger entry for a piece whose write failed: it is on no stick', async () => {
     const ledger = await Ledger.open(join(dir, 'ledger'));
     const spool = await StickSpool.open({
-      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger,
+      folder: join(dir, 'stick'), stickId: '0123456789abcdef', ledger, keys: KEYS,
       writer: { ...DATA_ONLY_WRITER, async write() { throw Object.assign(new Error('no space'), { code: 'ENOSPC' }); } },
       statStick: async () => ({ free: 64 * MIB, blockSize: 4096, total: 64 * MIB }),
     });

@@ -14,12 +14,14 @@ import { join } from 'node:path';
 
 import { type BlockStatus, Domain, SblockVector, StatusMap, parseMapfile, planChunks } from '@ddferry/mapfile';
 import {
-  BUNDLE_NAME, type Piece, type PiecePlan, type RescueId, bundleFileName, formatReceipt, formatStickRescue, makeRescueId, readBundle,
+  BUNDLE_NAME, type OpenedPiece, type PiecePlan, type RescueId, type RescueKeys, bundleFileName, deriveRescueKeys, formatReceipt, formatStickRescue,
+  makeRescueId, readBundle,
 } from '@ddferry/protocol';
 
 import { writeFileDurably } from '../src/durable-file.js';
 import { openJobFolder } from '../src/job/job-folder.js';
 import { readJob } from '../src/job/job.js';
+import { readJobToken } from '../src/job/token.js';
 import { planJob } from '../src/job/plan-job.js';
 import type { StickSpace } from '../src/stick/space.js';
 import { EXIT_STICK_FULL } from '../src/stick/trip.js';
@@ -73,11 +75,12 @@ function blocksOf(map: StatusMap): Blocks {
   return out;
 }
 
-/** A little PC_B: image bytes, image map, merged seqs; `import` writes a receipt as the assembler does. */
+/** A little PC_B: image bytes, image map, merged pieces (seq → header hash); `import` writes a receipt as the assembler does. */
 class FakeAssembler {
   readonly data: Buffer;
   readonly map: StatusMap;
-  readonly merged = new Set<number>();
+  readonly merged = new Map<number, string>();
+  secret = '';
   readonly domain: Domain;
   #n = 0;
   constructor(size: number) {
@@ -97,39 +100,38 @@ class FakeAssembler {
   }
 
   async import(folder: string, plan: PiecePlan): Promise<{ merged: number; rejected: string[] }> {
+    const keys: RescueKeys = deriveRescueKeys(this.secret, plan.rescueId!);
     const rejected: Array<{ bundle: string; seqs: number[]; code: string; reason: string }> = [];
+    const named = new Map<number, string>();
     let merged = 0;
     for (const name of readdirSync(folder).filter((n) => BUNDLE_NAME.test(n)).sort()) {
       const file = join(folder, name);
-      const pieces: Piece[] = [];
+      const pieces: OpenedPiece[] = [];
       try {
-        for await (const p of readBundle(createReadStream(file), { file, plan })) pieces.push(p);
+        for await (const p of readBundle(createReadStream(file), { file, plan, keys })) pieces.push(p);
         if (pieces[0] === undefined || bundleFileName(pieces[0].seq) !== name) throw Object.assign(new Error('the name differs from the first piece'), { code: 'ERR_STICK_BUNDLE_NAME' });
       } catch (err) {
         rejected.push({ bundle: name, seqs: [], code: (err as { code?: string }).code ?? 'ERR', reason: (err as Error).message.slice(0, 200) });
         continue;
       }
       for (const p of pieces) {
-        if (this.merged.has(p.seq)) continue;
+        const held = this.merged.get(p.seq);
+        if (held !== undefined && held !== p.headerHash) throw new Error(`piece ${p.seq}: another piece holds its seq`);
+        named.set(p.seq, p.headerHash);
+        if (held !== undefined) continue;
         let at = 0;
         for (const e of p.extents) {
           this.data.set(p.data.subarray(at, at + e.size), e.pos);
           at += e.size;
         }
         for (const d of p.delta) this.#raise(d.pos, d.size, d.status);
-        this.merged.add(p.seq);
+        this.merged.set(p.seq, p.headerHash);
         ++merged;
       }
     }
-    const seqs = [...this.merged].sort((a, b) => a - b);
-    const ranges: Array<[number, number]> = [];
-    for (const s of seqs) {
-      const last = ranges[ranges.length - 1];
-      if (last && last[1] + 1 === s) last[1] = s;
-      else ranges.push([s, s]);
-    }
+    const refs = [...named].sort((x, y) => x[0] - y[0]).map(([seq, headerHash]) => ({ seq, headerHash }));
     mkdirSync(join(folder, 'receipts'), { recursive: true });
-    writeFileSync(join(folder, 'receipts', `receipt-test-${++this.#n}.json`), formatReceipt({ rescueId: plan.rescueId as RescueId, merged: ranges, rejected, writtenAt: new Date().toISOString(), writer: 'test:image' }));
+    writeFileSync(join(folder, 'receipts', `receipt-test-${++this.#n}.json`), formatReceipt({ rescueId: plan.rescueId as RescueId, merged: refs, rejected, writtenAt: new Date().toISOString(), writer: 'test:image' }, keys));
     return { merged, rejected: rejected.map((r) => r.bundle) };
   }
 }
@@ -169,8 +171,10 @@ async function makeWorld(o: { size: number; chunkSize: number; bad: ReadonlyArra
   const stick = join(dir, 'stick');
   mkdirSync(stick);
   const plan: PiecePlan = { rescueId: job.rescueId, sourceSize: o.size, sectorSize: 512, chunks: planChunks({ sourceSize: o.size, sectorSize: 512, chunkSize: o.chunkSize }) };
+  const pcb = new FakeAssembler(o.size);
+  pcb.secret = (await readJobToken(jobDir))!.secret;
   const w: World = {
-    dir, job: jobDir, stick, source, plan, pcb: new FakeAssembler(o.size), lines: [], capacity: o.capacity,
+    dir, job: jobDir, stick, source, plan, pcb, lines: [], capacity: o.capacity,
     folder: join(stick, 'ddferry', job.rescueId),
     async trip(extra = {}) {
       const statStick = async (d: string): Promise<StickSpace> => ({ free: Math.max(0, w.capacity - usedBytes(w.stick)), blockSize: 4096, total: w.capacity, ...(d ? {} : {}) });
@@ -216,7 +220,7 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(codes[codes.length - 1]).to.equal(0);
     const full = w.lines.find((l) => l.includes('is full'))!;
     expect(full).to.match(new RegExp(`^ddferry-reader: The stick ${w.stick} is full: \\d+ piece\\(s\\) \\([\\d.]+ [kM]B\\) wait in ${w.folder}\\.( \\d+ more piece\\(s\\) read on this trip wait in [^ ]+ for the next stick trip\\.)? Carry it to PC_B and run:\n`
-      + `   ddferry-assembler import ${w.stick} IMAGE     \\(PC_B, IMAGE: the image file there\\)\nthen bring it back and run the same command again here\\.\n$`));
+      + `   ddferry-assembler import ${w.stick} IMAGE --token-file TOKEN     \\(PC_B; IMAGE: the image file there; TOKEN: a copy of ${join(w.job, 'token')}\\)\nthen bring it back and run the same command again here\\.\n$`));
     expect(w.lines.some((l) => /^ddferry-reader: stick .*: merged \d+ piece\(s\), reclaimed 0, freed [\d.]+ [kM]B; 0 piece\(s\) still wait for an import\.\n$/.test(l))).to.equal(true);
     w.check();
     // never more on the stick than its capacity minus the margin (2 MiB)
@@ -260,7 +264,7 @@ describe('rescue --to DIR (stick trips)', function () {
       ...BUNDLE_WRITER,
       names: BUNDLE_WRITER.names!.bind(BUNDLE_WRITER),
       estimate: BUNDLE_WRITER.estimate.bind(BUNDLE_WRITER),
-      async write(piece, folder) {
+      async write(piece, folder, sealed) {
         if (++writes === 4) {
           // half a bundle, then the stick is full
           const bytes = await writeFileDurably(folder, bundleFileName(piece.seq), async (out) => {
@@ -270,7 +274,7 @@ describe('rescue --to DIR (stick trips)', function () {
           });
           expect.fail(`wrote ${bytes}`);
         }
-        return BUNDLE_WRITER.write(piece, folder);
+        return BUNDLE_WRITER.write(piece, folder, sealed);
       },
     };
     const code = await w.trip({ writer: failing });
@@ -285,7 +289,8 @@ describe('rescue --to DIR (stick trips)', function () {
     const held = new Set<number>();
     const spooled = readdirSync(join(w.job, 'spool')).filter((n) => BUNDLE_NAME.test(n)).map((n) => join(w.job, 'spool', n));
     expect(spooled.length, 'the piece the stick could not take is kept in the local spool').to.be.at.least(1);
-    for (const b of [...bundles.map((n) => join(w.folder, n)), ...spooled]) for await (const p of readBundle(createReadStream(b), { plan: w.plan })) for (const e of p.extents) for (let x = e.pos; x < e.pos + e.size; x += 512) held.add(x);
+    const keys = deriveRescueKeys(w.pcb.secret, w.plan.rescueId!);
+    for (const b of [...bundles.map((n) => join(w.folder, n)), ...spooled]) for await (const p of readBundle(createReadStream(b), { plan: w.plan, keys })) for (const e of p.extents) for (let x = e.pos; x < e.pos + e.size; x += 512) held.add(x);
     for (const [pos, size, st] of mapAtFailure) if (st === '+') for (let x = pos; x < pos + size; x += 512) expect(held.has(x), `+ at ${x} is durable`).to.equal(true);
     // only the three pieces on the stick have ledger entries: the failed one is on no stick
     expect(readdirSync(join(w.job, 'ledger')).filter((n) => n.endsWith('.json'))).to.have.length(3);
@@ -299,7 +304,7 @@ describe('rescue --to DIR (stick trips)', function () {
 
   it('moves pieces a LAN run left in the local spool onto the stick', async () => {
     w = await makeWorld({ size: 4 * MIB, chunkSize: MIB, bad: [], capacity: 64 * MIB });
-    const opened = await openJobFolder(w.job, { spoolBytes: 64 * MIB, hardbs: 512, commandLine: 'test', saveInterval: -1, syncInterval: 300 });
+    const opened = await openJobFolder(w.job, { secret: w.pcb.secret, spoolBytes: 64 * MIB, hardbs: 512, commandLine: 'test', saveInterval: -1, syncInterval: 300 });
     const data = w.source.subarray(0, 64 * KIB);
     const { makeExtent } = await import('@ddferry/protocol');
     await opened.spool.put({ rescueId: opened.job.rescueId as RescueId, seq: opened.seq.next(), chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: 64 * KIB, status: '+' }], data });
@@ -345,7 +350,7 @@ describe('rescue --to DIR (stick trips)', function () {
     writeFileSync(join(w.folder, 'receipts', r), readFileSync(join(w.folder, 'receipts', r), 'utf8').replace('"merged":[[1,', '"merged":[[2,'));
     expect(await w.trip()).to.equal(0);
     const text = w.lines.join('');
-    expect(text).to.contain('ERR_STICK_BAD_RECEIPT').and.contain(r);
+    expect(text, text).to.contain('ERR_STICK_RECEIPT_MAC').and.contain(r);
     expect(text).to.contain('merged 0 piece(s)');
     await w.pcb.import(w.folder, w.plan);
     expect(await w.trip()).to.equal(0);

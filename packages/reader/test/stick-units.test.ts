@@ -11,22 +11,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
-import { type Receipt, type RescueId, formatReceipt, makeExtent, makeRescueId } from '@ddferry/protocol';
+import { type Receipt, type RescueId, type SealedPiece, deriveRescueKeys, formatReceipt, makeExtent, makeRescueId } from '@ddferry/protocol';
 
 import { setRange } from '../src/job/common-map.js';
 import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/job/ledger.js';
 import { SeqCounter } from '../src/job/seq-counter.js';
 import { Spool } from '../src/job/spool.js';
-import { coveredBy, settleByWelcome } from '../src/lan/welcome.js';
-import { inRanges, joinRanges, readStickReceipts, reshipRanges, settle } from '../src/stick/receipts.js';
+import { settleMerged } from '../src/lan/welcome.js';
+import { readStickReceipts, reshipRanges, settle } from '../src/stick/receipts.js';
 import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickSealBytes } from '../src/stick/space.js';
 import { BUNDLE_WRITER, type StickWriter } from '../src/stick/writer.js';
 
 const MIB = 1 << 20;
 const STICK = '0123456789abcdef';
 
+const TOKEN = 'the token of the stick unit tests';
+
+/** The header hash the test gives piece `seq` (`n`: another piece under the same seq). */
+function hashOf(seq: number, n = 0): string {
+  return `${String(n).padStart(8, '0')}${String(seq).padStart(24, '0')}`;
+}
+
 function entry(seq: number, delta: LedgerEntry['delta'], more: Partial<LedgerEntry> = {}): LedgerEntry {
-  return { seq, chunk: 0, stickId: STICK, files: [`piece-${String(seq).padStart(6, '0')}.tar`], dataBytes: 0, delta, ...more };
+  return { seq, chunk: 0, stickId: STICK, files: [`piece-${String(seq).padStart(6, '0')}.tar`], dataBytes: 0, delta, headerHash: hashOf(seq), ...more };
 }
 
 describe('Ledger', () => {
@@ -119,31 +126,31 @@ describe('stick space', () => {
 
 describe('stick receipts', () => {
   const rescueId = makeRescueId() as RescueId;
-  const receipt = (merged: Receipt['merged'], rejected: Receipt['rejected'] = [], id: RescueId = rescueId): string => formatReceipt({ rescueId: id, merged, rejected, writtenAt: '2026-12-01T07:00:00Z', writer: 'pcb:image' });
+  const keys = deriveRescueKeys(TOKEN, rescueId);
+  const refs = (...seqs: number[]): Receipt['merged'] => seqs.map((seq) => ({ seq, headerHash: hashOf(seq) }));
+  const receipt = (merged: Receipt['merged'], rejected: Receipt['rejected'] = [], id: RescueId = rescueId, token = TOKEN): string => formatReceipt(
+    { rescueId: id, merged, rejected, writtenAt: '2026-12-01T07:00:00Z', writer: 'pcb:image' }, deriveRescueKeys(token, id),
+  );
 
-  it('joins ranges and finds seqs in them', () => {
-    const r = joinRanges([[5, 9], [1, 2], [3, 3], [20, 21], [8, 12]]);
-    expect(r).to.deep.equal([[1, 3], [5, 12], [20, 21]]);
-    expect([0, 1, 3, 4, 5, 12, 13, 19, 20, 21, 22].map((s) => inRanges(r, s))).to.deep.equal([false, true, true, false, true, true, false, false, true, true, false]);
-  });
-
-  it('reads every receipt of the rescue, warns about a damaged one and one of another rescue, and keeps them', async () => {
+  it('reads every receipt of the rescue with its key, warns about a damaged, forged or other rescue\'s one, and keeps them', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ddferry-receipts-'));
     try {
       mkdirSync(join(dir, 'receipts'));
-      writeFileSync(join(dir, 'receipts', 'receipt-a.json'), receipt([[1, 3]], [{ bundle: 'piece-000005.tar', seqs: [5], code: 'ERR_PIECE_CHECKSUM', reason: 'flipped' }]));
-      writeFileSync(join(dir, 'receipts', 'receipt-b.json'), receipt([[1, 4]]));
-      writeFileSync(join(dir, 'receipts', 'receipt-c.json'), receipt([[1, 4]]).replace('[[1,4]]', '[[1,9]]'));
-      writeFileSync(join(dir, 'receipts', 'receipt-d.json'), receipt([[1, 99]], [], makeRescueId() as RescueId));
+      writeFileSync(join(dir, 'receipts', 'receipt-a.json'), receipt(refs(1, 2, 3), [{ bundle: 'piece-000005.tar', seqs: [5], code: 'ERR_PIECE_CHECKSUM', reason: 'flipped' }]));
+      writeFileSync(join(dir, 'receipts', 'receipt-b.json'), receipt(refs(1, 2, 3, 4)));
+      writeFileSync(join(dir, 'receipts', 'receipt-c.json'), receipt(refs(1, 2, 3, 4)).replace(`[4,"${hashOf(4)}"]`, `[9,"${hashOf(9)}"]`));
+      writeFileSync(join(dir, 'receipts', 'receipt-d.json'), receipt(refs(99), [], makeRescueId() as RescueId));
+      writeFileSync(join(dir, 'receipts', 'receipt-e.json'), receipt(refs(7), [], rescueId, 'a forger\'s guess'));
       writeFileSync(join(dir, 'receipts', 'notes.txt'), 'not a receipt');
       const warnings: string[] = [];
-      const r = await readStickReceipts(dir, rescueId, (l) => warnings.push(l));
-      expect(r.merged).to.deep.equal([[1, 4]]);
+      const r = await readStickReceipts(dir, keys, (l) => warnings.push(l));
+      expect([...r.merged]).to.deep.equal(refs(1, 2, 3, 4).map((x) => [x.seq, x.headerHash]));
       expect([...r.rejected]).to.deep.equal([['piece-000005.tar', { code: 'ERR_PIECE_CHECKSUM', reason: 'flipped' }]]);
       expect(r.files).to.deep.equal([join('receipts', 'receipt-a.json'), join('receipts', 'receipt-b.json')]);
-      expect(warnings).to.have.length(2);
-      expect(warnings[0]).to.contain('ERR_STICK_BAD_RECEIPT').and.contain('receipt-c.json');
-      expect(warnings[1]).to.contain('receipt-d.json').and.contain('is for rescue');
+      expect(warnings).to.have.length(3);
+      expect(warnings[0]).to.contain('ERR_STICK_RECEIPT_MAC').and.contain('receipt-c.json');
+      expect(warnings[1]).to.contain('ERR_STICK_BAD_RECEIPT').and.contain('receipt-d.json').and.contain('is for rescue');
+      expect(warnings[2]).to.contain('ERR_STICK_RECEIPT_MAC').and.contain('receipt-e.json');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -159,7 +166,8 @@ describe('stick receipts', () => {
     const e7 = entry(7, [], { stickId: 'feedfacefeedface' });
     const rejected = new Map([['piece-000002.tar', { code: 'ERR_PIECE_CHECKSUM', reason: 'xxh64' }], ['piece-000001.tar', { code: 'X', reason: 'y' }], ['piece-000009.tar', { code: 'ERR_STICK_BUNDLE_NAME', reason: 'renamed' }]]);
     const present = new Set(['piece-000001.tar', 'piece-000002.tar', 'piece-000005.tar', 'piece-000009.tar', 'piece-000010.tar', 'piece-000011.tar', 'DDRESCUE-COMMANDS.txt']);
-    const s = settle([e1, e2, e3, e4, e5, e6, e7], { merged: [[1, 1], [6, 6], [10, 10]], rejected, doneFiles: new Set(), files: [] }, STICK, present);
+    const merged = new Map([[1, hashOf(1)], [6, hashOf(6)], [10, hashOf(10)]]);
+    const s = settle([e1, e2, e3, e4, e5, e6, e7], { merged, rejected, doneFiles: new Set(), files: [] }, STICK, present);
     expect(s.merged.map((e) => e.seq)).to.deep.equal([1, 6]);
     expect(s.reclaimed.map((r) => [r.entry.seq, r.reason])).to.deep.equal([[2, 'rejected ERR_PIECE_CHECKSUM: xxh64'], [3, 'missing'], [4, 'missing']]);
     expect(s.pending.map((e) => e.seq)).to.deep.equal([5]);
@@ -167,9 +175,21 @@ describe('stick receipts', () => {
     expect(s.stray).to.deep.equal(['piece-000009.tar', 'piece-000010.tar']);
   });
 
+  it('frees an entry only when a receipt names its seq with its header hash (R5): another piece under its seq frees nothing', () => {
+    const e5 = entry(5, []);
+    const e6 = entry(6, [], { stickId: 'feedfacefeedface' });
+    const e7 = entry(7, [], { headerHash: undefined });
+    const present = new Set(['piece-000005.tar', 'piece-000007.tar']);
+    const merged = new Map([[5, hashOf(5, 1)], [6, hashOf(6, 1)], [7, hashOf(7)]]);
+    const s = settle([e5, e6, e7], { merged, rejected: new Map(), doneFiles: new Set(), files: [] }, STICK, present);
+    expect(s.merged).to.deep.equal([]);
+    expect(s.pending.map((e) => e.seq)).to.deep.equal([5, 7]);
+    expect([...s.elsewhere.keys()]).to.deep.equal(['feedfacefeedface']);
+  });
+
   it('counts chunk files as merged when the PC_B script listed all their .raw files', () => {
-    const e = entry(8, [], { files: ['chunk0001-000008-01.raw', 'chunk0001-000008-01.map', 'chunk0001-000008-02.raw', 'chunk0001-000008-02.map'] });
-    const none = { merged: [], rejected: new Map(), files: [] };
+    const e = entry(8, [], { files: ['chunk0001-000008-01.raw', 'chunk0001-000008-01.map', 'chunk0001-000008-02.raw', 'chunk0001-000008-02.map'], headerHash: undefined });
+    const none = { merged: new Map<number, string>(), rejected: new Map(), files: [] };
     const present = new Set(e.files);
     expect(settle([e], { ...none, doneFiles: new Set(['chunk0001-000008-01.raw']) }, STICK, present).pending).to.have.length(1);
     expect(settle([e], { ...none, doneFiles: new Set(['chunk0001-000008-01.raw', 'chunk0001-000008-02.raw']) }, STICK, present).merged).to.have.length(1);
@@ -196,69 +216,57 @@ describe('stick receipts', () => {
   });
 
   it('keeps an entry whose piece the local spool still holds out of the reclaim (it is not lost)', () => {
-    const none = { merged: [], rejected: new Map(), doneFiles: new Set<string>(), files: [] };
+    const none = { merged: new Map<number, string>(), rejected: new Map(), doneFiles: new Set<string>(), files: [] };
     const e = entry(9, [{ pos: 0, size: 512, status: '+' }]);
     const s = settle([e], none, STICK, new Set(), undefined, (seq) => seq === 9);
     expect(s.local.map((x) => x.seq)).to.deep.equal([9]);
     expect(s.reclaimed).to.deep.equal([]);
     // merged wins over local: the image holds it
-    expect(settle([e], { ...none, merged: [[9, 9]] }, STICK, new Set(), undefined, () => true).merged).to.have.length(1);
+    expect(settle([e], { ...none, merged: new Map([[9, hashOf(9)]]) }, STICK, new Set(), undefined, () => true).merged).to.have.length(1);
   });
 });
 
-describe('settleByWelcome (what a Welcome does to the job)', () => {
+describe('settleMerged (what the assembler says it merged)', () => {
   let dir: string;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ddferry-welcome-'));
+    dir = mkdtempSync(join(tmpdir(), 'ddferry-merged-'));
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
   const rescueId = makeRescueId();
   const plan = { rescueId, sourceSize: MIB, sectorSize: 512, chunks: [{ index: 0, pos: 0, size: MIB }] };
-  const welcome = (mergedSeqs: number[], finished: Array<{ pos: number; size: number }>) => ({
-    type: 'welcome' as const, serverProof: new Uint8Array(32), mergedSeqs, finished, imageSize: MIB,
-  });
+  const keys = deriveRescueKeys(TOKEN, rescueId);
 
-  it('drops a spooled piece only if the image also holds its data, and never moves the counter', async () => {
+  it('drops a spooled piece only under its own header hash; one named under another hash is sealed again under a new number', async () => {
     const seq = await SeqCounter.open(join(dir, 'seq.json'));
-    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan }, seq);
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan, keys }, seq);
     const ledger = await Ledger.open(join(dir, 'ledger'));
     const data = new Uint8Array(4096).fill(1);
+    const sealed: SealedPiece[] = [];
     for (const pos of [0, 8192, 16384]) {
-      await spool.put({ rescueId, seq: seq.next(), chunk: 0, extents: [makeExtent(pos, data)], delta: [{ pos, size: 4096, status: '+' }], data });
+      sealed.push(await spool.put({ rescueId, seq: seq.next(), chunk: 0, extents: [makeExtent(pos, data)], delta: [{ pos, size: 4096, status: '+' }], data }));
     }
     const lines: string[] = [];
-    // 1 and 2 claimed merged; only 1's data is in the finished ranges; 3 not claimed; a huge number claimed too
-    await settleByWelcome(welcome([1, 2, 2 ** 40], [{ pos: 0, size: 4096 }, { pos: 16384, size: 4096 }]), true, { spool, ledger, seq, url: 'ws://x', log: (l) => lines.push(l) });
-    expect(spool.seqs()).to.deep.equal([2, 3]);
-    expect(lines.join('\n')).to.contain('names 1 spooled piece(s) as merged, but the image does not hold their data');
-    expect(seq.next()).to.equal(4);
+    // 1 named with its hash; 2 named under another piece's hash (a forger with the token); 3 not named
+    const dropped = await settleMerged([{ seq: 1, headerHash: sealed[0]!.headerHash }, { seq: 2, headerHash: sealed[2]!.headerHash }], { spool, ledger, seq, url: 'ws://x', log: (l) => lines.push(l) });
+    expect(dropped).to.deep.equal([1]);
+    expect(spool.seqs()).to.deep.equal([3, 4]);
+    expect(lines.join('\n')).to.contain('ERR_PIECE_SEQ_CONFLICT').and.contain('seq 2').and.contain('piece 4');
+    const moved = await spool.read(4);
+    expect(moved.extents.map((e) => e.pos)).to.deep.equal([8192]);
   });
 
-  it('clears ledger entries of pieces the image holds, and reports the others by stick on the first Welcome', async () => {
+  it('clears ledger entries the image holds under their own hash, keeps the others', async () => {
     const seq = await SeqCounter.open(join(dir, 'seq.json'));
-    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan }, seq);
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan, keys }, seq);
     const l = await Ledger.open(join(dir, 'ledger'));
     await l.put(entry(3, [{ pos: 0, size: 512, status: '+' }]));
     await l.put(entry(5, []));
     await l.put(entry(7, [{ pos: 4096, size: 512, status: '-' }], { stickId: 'feedfacefeedface' }));
-    await l.put(entry(8, [{ pos: 8192, size: 512, status: '+' }], { stickId: 'feedfacefeedface' }));
-    seq.raise(8);
+    seq.raise(7);
     const lines: string[] = [];
-    await settleByWelcome(welcome([1, 2, 3, 7, 8], [{ pos: 0, size: 512 }]), true, { spool, ledger: l, seq, url: 'ws://x', log: (x) => lines.push(x) });
-    // 3: merged and its data finished; 7: merged, no data; 8: claimed but its data is not in the image
-    expect((await Ledger.open(join(dir, 'ledger'))).entries().map((e) => e.seq)).to.deep.equal([5, 8]);
-    expect(JSON.parse(readFileSync(join(dir, 'seq.json'), 'utf8'))).to.deep.equal({ lastSeq: 8 });
+    await settleMerged([{ seq: 3, headerHash: hashOf(3) }, { seq: 5, headerHash: hashOf(5, 1) }, { seq: 7, headerHash: hashOf(7) }], { spool, ledger: l, seq, url: 'ws://x', log: (x) => lines.push(x) });
+    expect((await Ledger.open(join(dir, 'ledger'))).entries().map((e) => e.seq)).to.deep.equal([5]);
+    expect(JSON.parse(readFileSync(join(dir, 'seq.json'), 'utf8'))).to.deep.equal({ lastSeq: 7 });
     expect(lines[0]).to.contain('2 piece(s) carried on a stick are merged on PC_B');
-    expect(lines.some((x) => x.includes(`1 piece(s) are on stick ${STICK}`))).to.equal(true);
-    expect(lines.some((x) => x.includes('1 piece(s) are on stick feedfacefeedface'))).to.equal(true);
-  });
-
-  it('covers: + ranges inside the finished ranges only', () => {
-    const fin = [{ pos: 0, size: 1024 }, { pos: 4096, size: 4096 }];
-    expect(coveredBy([{ pos: 0, size: 1024, status: '+' }, { pos: 2048, size: 512, status: '-' }], fin)).to.equal(true);
-    expect(coveredBy([{ pos: 512, size: 1024, status: '+' }], fin)).to.equal(false);
-    expect(coveredBy([{ pos: 5000, size: 3000, status: '+' }], fin)).to.equal(true);
-    expect(coveredBy([{ pos: 5000, size: 3200, status: '+' }], fin)).to.equal(false);
-    expect(coveredBy([], fin)).to.equal(true);
   });
 });

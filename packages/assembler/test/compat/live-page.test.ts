@@ -146,7 +146,7 @@ describe('live page in headless Chromium', function () {
       r.sendPiece(makePiece(k + 1, k, steps, k + 1, RESCUE_ID));
     }
     const merged = new Set<number>();
-    while (merged.size < 8) for (const s of (await r.expect('receipt')).merged) merged.add(s);
+    while (merged.size < 8) for (const s of (await r.expect('receipt')).merged) merged.add(s.seq);
     await page.waitForFunction(() => {
       const live = (globalThis as unknown as PageGlobals).ddferryLive;
       return live.state.images[0]?.sizes['+'] === 8 * 4096 - 512;

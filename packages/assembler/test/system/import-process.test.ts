@@ -5,7 +5,7 @@
  * stick lists only durable pieces.
  */
 import { spawn } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,8 +13,8 @@ import type { Piece } from '@ddferry/protocol';
 import { parseReceipt } from '@ddferry/protocol';
 import { expect } from 'chai';
 
-import { FINGERPRINT, makePiece, PLUS, readImage, readStatuses, RESCUE_ID, tempDir } from '../helpers.js';
-import { makeRescueFolder, writeBundleFile } from '../stick-fixture.js';
+import { FINGERPRINT, KEYS, makePiece, PLUS, readImage, readStatuses, RESCUE_ID, SECRET, tempDir } from '../helpers.js';
+import { makeRescueFolder, refOf, writeBundleFile } from '../stick-fixture.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/ddferry-assembler.js');
 const MIB = 1024 * 1024;
@@ -32,8 +32,8 @@ function pieces(): Piece[] {
   return out;
 }
 
-function runImport(stick: string, image: string, killAfterMs?: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, 'import', stick, image], { stdio: ['ignore', 'ignore', 'pipe'] });
+function runImport(stick: string, image: string, token: string, killAfterMs?: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, 'import', stick, image, '--token-file', token], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString();
@@ -56,9 +56,12 @@ describe('ddferry-assembler import (process)', function () {
   let cleanup: () => Promise<void>;
   let stick: string;
   let folder: string;
+  let token: string;
   const all = pieces();
   before(async () => {
     ({ dir, cleanup } = await tempDir());
+    token = join(dir, 'token');
+    await writeFile(token, SECRET, { mode: 0o600 });
     stick = join(dir, 'stick');
     folder = await makeRescueFolder(stick, RESCUE_ID, { ...FINGERPRINT, size: SIZE }, CHUNK);
     for (const p of all) await writeBundleFile(folder, p);
@@ -74,13 +77,12 @@ describe('ddferry-assembler import (process)', function () {
       if (statuses[i] === PLUS && bytes[i] !== model[i]) throw new Error(`byte ${i} is + in IMAGE.map but not in the image`);
     }
     for (const name of await readdir(join(folder, 'receipts')).catch(() => [] as string[])) {
-      const r = parseReceipt(await readFile(join(folder, 'receipts', name), 'utf8'), name);
+      const r = parseReceipt(await readFile(join(folder, 'receipts', name), 'utf8'), KEYS, name);
       if (!r.writer.endsWith(`:${image}`)) continue; // another test's image
-      for (const [first, last] of r.merged) {
-        for (let seq = first; seq <= last; seq++) {
-          const pos = all[seq - 1]!.extents[0]!.pos;
-          if (statuses[pos] !== PLUS) throw new Error(`${name} lists piece ${seq}, which IMAGE.map does not hold`);
-        }
+      for (const { seq, headerHash } of r.merged) {
+        expect(headerHash).to.equal(refOf(all[seq - 1]!).headerHash);
+        const pos = all[seq - 1]!.extents[0]!.pos;
+        if (statuses[pos] !== PLUS) throw new Error(`${name} lists piece ${seq}, which IMAGE.map does not hold`);
       }
     }
     if (complete) {
@@ -93,11 +95,11 @@ describe('ddferry-assembler import (process)', function () {
 
   it('stops on SIGTERM with 143 and a receipt; a second import finishes with 0', async () => {
     const image = join(dir, 'term.img');
-    const first = await runImport(stick, image, 0, 'SIGTERM');
+    const first = await runImport(stick, image, token, 0, 'SIGTERM');
     expect(first.code === 143 || first.code === 0, first.stderr).to.equal(true);
     expect(first.stderr).to.include('receipt:');
     await check(image, first.code === 0);
-    const second = await runImport(stick, image);
+    const second = await runImport(stick, image, token);
     expect(second.code, second.stderr).to.equal(0);
     await check(image, true);
   });
@@ -105,11 +107,11 @@ describe('ddferry-assembler import (process)', function () {
   it('loses nothing to kill -9 at spread moments: the re-import completes the image', async () => {
     const image = join(dir, 'kill.img');
     for (const delay of [0, 5, 20, 60, 150, 400]) {
-      const killed = await runImport(stick, image, delay);
+      const killed = await runImport(stick, image, token, delay);
       expect(killed.signal === 'SIGKILL' || killed.code === 0, killed.stderr).to.equal(true);
       await check(image, killed.code === 0);
     }
-    const last = await runImport(stick, image);
+    const last = await runImport(stick, image, token);
     expect(last.code, last.stderr).to.equal(0);
     expect(last.stderr).to.match(/rescued \(/);
     await check(image, true);

@@ -1,21 +1,27 @@
 import { ArgumentError, type FileSystemName, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
 
+import { join, resolve } from 'node:path';
+
 import { noSerialWarning } from '../job/fingerprint.js';
 import { planJob } from '../job/plan-job.js';
+import { TOKEN_FILE } from '../job/token.js';
 import { parseSlowReads } from '../source/blocking-source.js';
 import { type CommandIo, report } from './report.js';
 
 export const PLAN_HELP = `Usage: ddferry-reader plan SOURCE JOBDIR [--chunk-size N | --medium-size N --fs fat32|exfat|ext4]
-                           [--sector-size N] [--test-mode MAP [--test-slow-reads SPEC]] [--from-mapfile MAP]
+                           [--sector-size N] [--token-file F] [--test-mode MAP [--test-slow-reads SPEC]]
+                           [--from-mapfile MAP]
 
 Make a job folder for a new rescue of SOURCE (a disk, a partition or a file, opened
 read-only): job.json (a new rescue id, the source's fingerprint, the chunk plan),
-common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map.
+common.map (a GNU ddrescue mapfile of the whole source), chunks/chunkNNNN.map, and
+token: the shared secret that seals every piece (the same file on PC_B).
 
   --chunk-size N      bytes per chunk (ddrescue number forms: 4GiB, 1000s, 0x...)
   --medium-size N     or: chunks that fit one at a time on a stick of N bytes
   --fs NAME           the stick's file system: fat32 (files under 4 GiB), exfat, ext4
   --sector-size N     default: the source's logical sector size
+  --token-file F      use this token file instead of making JOBDIR/token
   --test-mode MAP     simulate a failing disk: GNU ddrescue's -H test map over SOURCE
   --test-slow-reads SPEC
                       with --test-mode: reads overlapping these ranges block, as a
@@ -34,6 +40,7 @@ export async function runPlan(argv: readonly string[], io: CommandIo): Promise<n
       { code: 'test-mode', long: 'test-mode', hasArg: 'yes' },
       { code: 'test-slow-reads', long: 'test-slow-reads', hasArg: 'yes' },
       { code: 'from-mapfile', long: 'from-mapfile', hasArg: 'yes' },
+      { code: 'token-file', long: 'token-file', hasArg: 'yes' },
       { code: 'h', long: 'help', hasArg: 'no' },
     ]);
     const v = new Map(options.map((o) => [o.code, o.argument]));
@@ -57,11 +64,16 @@ export async function runPlan(argv: readonly string[], io: CommandIo): Promise<n
       testMode: v.get('test-mode'),
       testSlowReads: v.has('test-slow-reads') ? parseSlowReads(v.get('test-slow-reads')!) : undefined,
       fromMapfile: v.get('from-mapfile'),
+      tokenFile: v.get('token-file'),
       commandLine: ['ddferry-reader', 'plan', ...argv].join(' '),
     });
     const warning = noSerialWarning(job.source, job.fingerprint);
     if (warning !== null) io.stderr(`ddferry-reader: ${warning}\n`);
     io.stdout(`Planned rescue ${job.rescueId}: ${job.sourceSize} bytes in ${job.chunkCount} chunk(s) of ${job.chunkSize} bytes, sectors of ${job.sectorSize}.\n`);
+    const token = job.tokenFile ?? join(resolve(operands[1]!), TOKEN_FILE);
+    io.stdout(`The shared secret is in ${token} (readable by you only). PC_B needs the same file: copy it there once\n`
+      + `(the stick is not the place: it never travels with the data), or type its one line into a file on PC_B,\n`
+      + `then give it to ddferry-assembler serve or import with --token-file.\n`);
     return 0;
   } catch (err) {
     return report(err, io);

@@ -1,9 +1,11 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { ArgumentError, parseNumberArgument } from '@ddferry/mapfile';
 
 import { ReaderError, errnoOf } from '../errors.js';
 import { openJobFolder } from '../job/job-folder.js';
+import { readJob } from '../job/job.js';
+import { TOKEN_FILE, readJobToken } from '../job/token.js';
 import { lanRescue } from '../lan/lan-rescue.js';
 import type { ProgressMode } from '@ddferry/protocol';
 import { openRescueProgress } from '../progress/progress.js';
@@ -34,6 +36,8 @@ from the spool once the assembler holds it.
   --forget-stick ID   on a stick: a stick that carried pieces is lost or was wiped;
                       what it carried and PC_B did not merge is read again
   --token-file F      the shared secret (chmod 600); the same file on both sides
+                      [the one plan made: JOBDIR/token]. Every piece is sealed with it
+                      (AES-256-GCM): a lost stick shows nothing of the disk
   --spool-size N      bytes the local spool may hold [256MiB]; reading pauses when full
   --source DEVICE     the source's name now, if it changed since planning
   --chunk-at-a-time   finish each chunk (all phases) before the next, as the manual
@@ -152,7 +156,15 @@ export async function runRescue(argv: readonly string[], io: CommandIo, signal: 
     const e = engine.rescue;
     const jobDir = resolve(engine.infile);
     const commandLine = ['ddferry-reader', 'rescue', ...argv].join(' ');
-    const job = await openJobFolder(jobDir, { spoolBytes, hardbs: e.hardbs, commandLine, saveInterval: e.mapfileSaveInterval, syncInterval: e.mapfileSyncInterval });
+    const planned = await readJob(jobDir);
+    const token = await readJobToken(jobDir, ours.get('token-file'), planned.tokenFile);
+    if (token === null && !lan) {
+      throw new ReaderError('ERR_STICK_NO_TOKEN', join(jobDir, TOKEN_FILE), `${join(jobDir, TOKEN_FILE)}: no token: the pieces a stick carries are sealed with the shared secret, and this job has none.`, {
+        hint: `Make one (ddferry-assembler token ${join(jobDir, TOKEN_FILE)}) and copy it to PC_B, or give one with --token-file.`,
+      });
+    }
+    if (token === null) io.stderr(`ddferry-reader: warning: no token (${join(jobDir, TOKEN_FILE)} is missing and no --token-file given): anyone on the LAN can send this assembler data or read what travels. Give both sides the same --token-file.\n`);
+    const job = await openJobFolder(jobDir, { secret: token?.secret ?? '', spoolBytes, hardbs: e.hardbs, commandLine, saveInterval: e.mapfileSaveInterval, syncInterval: e.mapfileSyncInterval });
     const request: RescueRequest = {
       options: e,
       source: ours.has('source') ? resolve(ours.get('source')!) : job.job.source,
@@ -165,8 +177,8 @@ export async function runRescue(argv: readonly string[], io: CommandIo, signal: 
     progress.start();
     try {
       const result = lan
-        ? await lanRescue({ job, request, url: to, tokenFile: ours.get('token-file'), progress, log, signal }, stopSignal)
-        : await stickTrip({ job, request, to, format, forgetStick: forget, progress, log, signal }, stopSignal);
+        ? await lanRescue({ job, request, url: to, secret: token?.secret ?? '', progress, log, signal }, stopSignal)
+        : await stickTrip({ job, request, to, format, forgetStick: forget, tokenFile: token?.file, progress, log, signal }, stopSignal);
       // a full stick ends the trip as planned
       progress.finish(result.signal ? 'interrupted' : result.status === 0 || result.status === 4 ? 'finished' : 'failed');
       return result;

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 
 import type { Chunk } from '@ddferry/mapfile';
-import type { PiecePlan, RescueId } from '@ddferry/protocol';
+import { type PiecePlan, type RescueId, type RescueKeys, type Secret, deriveRescueKeys } from '@ddferry/protocol';
 
 import { CommonMap } from './common-map.js';
 import { type Job, jobChunks, jobPaths, readJob } from './job.js';
@@ -16,6 +16,8 @@ export interface JobFolder {
   readonly paths: ReturnType<typeof jobPaths>;
   readonly chunks: readonly Chunk[];
   readonly plan: PiecePlan;
+  /** The rescue's keys (from the shared secret): pieces are sealed with them, receipts checked. */
+  readonly keys: RescueKeys;
   readonly seq: SeqCounter;
   readonly map: CommonMap;
   /** The local spool (`JOBDIR/spool`): LAN pieces, and stick pieces that did not fit. */
@@ -25,6 +27,8 @@ export interface JobFolder {
 }
 
 export interface OpenJobOptions {
+  /** The shared secret (`--token-file`, or `JOBDIR/token`). */
+  readonly secret: Secret;
   /** Bytes the local spool may hold. */
   readonly spoolBytes: number;
   /** The engine's sector size (the map is normalised with it). */
@@ -45,9 +49,10 @@ export async function openJobFolder(jobDir: string, o: OpenJobOptions): Promise<
   const paths = jobPaths(dir);
   const chunks = jobChunks(job);
   const plan: PiecePlan = { rescueId: job.rescueId as RescueId, sourceSize: job.sourceSize, sectorSize: job.sectorSize, chunks };
+  const keys = deriveRescueKeys(o.secret, job.rescueId);
   const ledger = await Ledger.open(resolve(dir, LEDGER_FOLDER));
   const seq = await SeqCounter.open(paths.seq, [ledger.maxSeq, ...(await spoolSeqs(paths.spool))]);
-  const spool = await Spool.open({ dir: paths.spool, capacity: o.spoolBytes, plan }, seq);
+  const spool = await Spool.open({ dir: paths.spool, capacity: o.spoolBytes, plan, keys }, seq);
   const map = await CommonMap.open({ path: paths.commonMap, sourceSize: job.sourceSize, hardbs: o.hardbs, commandLine: o.commandLine, saveInterval: o.saveInterval, syncInterval: o.syncInterval });
-  return { dir, job, paths, chunks, plan, seq, map, spool, ledger };
+  return { dir, job, paths, chunks, plan, keys, seq, map, spool, ledger };
 }

@@ -20,6 +20,8 @@ import { saveFileAtomic } from '../durable-file.js';
  * | `seq.json` | the last sequence number acknowledged and deleted from the spool |
  * | `ledger/piece-NNNNNN.json` | what each piece carried on a stick held, until PC_B's receipt (stick-trip.ts) |
  * | `trips.json` | how many stick trips the job has made (for progress lines) |
+ * | `token` | the shared secret `plan` made (unless `--token-file` named one): the same file on PC_B |
+ * | `reading.pid` | the pid of the job's reading process while it lives |
  */
 export interface Job {
   readonly version: 1;
@@ -28,6 +30,8 @@ export interface Job {
   readonly source: string;
   /** Absolute path of a GNU ddrescue test-mode map (`-H`), if the source is simulated. */
   readonly testMode?: string;
+  /** The token file `plan --token-file` named (absolute); without it, `JOBDIR/token`. */
+  readonly tokenFile?: string;
   /** With `testMode`: reads overlapping these ranges block for their seconds (`plan --test-slow-reads`). */
   readonly testSlowReads?: ReadonlyArray<{ readonly pos: number; readonly size: number; readonly seconds: number }>;
   readonly fingerprint: Fingerprint;

@@ -31,6 +31,8 @@ export interface LedgerEntry {
   readonly dataBytes: number;
   /** The piece's whole map delta, `+` ranges included. */
   readonly delta: readonly LedgerRange[];
+  /** The header hash of the sealed piece (a bundle): a receipt frees the entry only when it names this hash (R5). */
+  readonly headerHash?: string | undefined;
 }
 
 /** `JOBDIR/ledger`. */
@@ -118,6 +120,7 @@ export function formatLedgerEntry(e: LedgerEntry): string {
   return `${JSON.stringify({
     version: VERSION, seq: e.seq, chunk: e.chunk, stickId: e.stickId, files: [...e.files], dataBytes: e.dataBytes,
     delta: e.delta.map((d) => [d.pos, d.size, d.status]),
+    ...(e.headerHash === undefined ? {} : { headerHash: e.headerHash }),
   })}\n`;
 }
 
@@ -152,5 +155,7 @@ export function parseLedgerEntry(text: string, file: string): LedgerEntry {
     if (!Number.isSafeInteger(pos + size)) throw bad(file, 'a delta range ends above 2^53-1');
     return { pos, size, status: d[2] as BlockStatus };
   });
-  return { seq, chunk, stickId: o.stickId, files: o.files as string[], dataBytes, delta };
+  if (o.headerHash !== undefined && (typeof o.headerHash !== 'string' || !/^[0-9a-f]{32}$/.test(o.headerHash))) throw bad(file, 'headerHash is not 32 hex digits');
+  const headerHash = o.headerHash as string | undefined;
+  return { seq, chunk, stickId: o.stickId, files: o.files as string[], dataBytes, delta, ...(headerHash === undefined ? {} : { headerHash }) };
 }

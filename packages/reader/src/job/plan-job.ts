@@ -6,11 +6,12 @@ import {
   formatMapfile, formatTimestamp, normalizeForRescue, Domain, planChunks,
 } from '@ddferry/mapfile';
 import { pathExists, readMapfile } from '@ddferry/mapfile/io';
-import { makeRescueId } from '@ddferry/protocol';
+import { makeRescueId, readTokenFile } from '@ddferry/protocol';
 
 import { ReaderError } from '../errors.js';
 import { fingerprintOf } from './fingerprint.js';
 import { type Job, jobPaths, writeJob } from './job.js';
+import { makeJobToken } from './token.js';
 import type { SlowRange } from '../source/blocking-source.js';
 import { openSource } from '../source/open-source.js';
 import { saveFileAtomic } from '../durable-file.js';
@@ -28,6 +29,8 @@ export interface PlanJobOptions {
   readonly testMode?: string;
   /** Start from an existing GNU ddrescue mapfile of this source. */
   readonly fromMapfile?: string;
+  /** A token file to use instead of a new `JOBDIR/token` (checked now). */
+  readonly tokenFile?: string;
   /** With `testMode`: reads that block (a disk that answers in seconds). */
   readonly testSlowReads?: readonly SlowRange[];
   readonly commandLine: string;
@@ -60,6 +63,7 @@ export async function planJob(o: PlanJobOptions): Promise<Job> {
       source: src,
       ...(testMode === undefined ? {} : { testMode }),
       ...(o.testSlowReads === undefined || o.testSlowReads.length === 0 ? {} : { testSlowReads: o.testSlowReads }),
+      ...(o.tokenFile === undefined ? {} : { tokenFile: resolve(o.tokenFile) }),
       fingerprint: fingerprintOf(source, testMode !== undefined),
       sourceSize: size,
       sectorSize,
@@ -84,6 +88,8 @@ export async function planJob(o: PlanJobOptions): Promise<Job> {
       { program: 'ddferry', commandLine: o.commandLine, startTime: formatTimestamp(new Date()), message: `Rescue ${job.rescueId}` },
     ));
     for (const c of chunks) await saveFileAtomic(join(paths.chunks, chunkMapName(c.index, chunks.length)), formatChunkMap(c, size, o.commandLine));
+    if (o.tokenFile === undefined) await makeJobToken(dir);
+    else await readTokenFile(o.tokenFile);
     await writeJob(dir, job);
     return job;
   } finally {

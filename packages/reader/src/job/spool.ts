@@ -2,7 +2,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { type Piece, type PiecePlan, readBundle, writeBundle } from '@ddferry/protocol';
+import {
+  type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle, sealPiece, writeBundle,
+} from '@ddferry/protocol';
 
 import { syncFolder, writeFileDurably } from '../durable-file.js';
 import { ReaderError } from '../errors.js';
@@ -21,6 +23,8 @@ export interface SpoolOptions {
   readonly capacity: number;
   /** Pieces read back are checked against it. */
   readonly plan: PiecePlan;
+  /** The rescue's keys: pieces are sealed before they are spooled, and opened when read back. */
+  readonly keys: RescueKeys;
   /**
    * Bytes of pieces kept in memory after `put` until `take` hands them to the shipper
    * (default 32 MiB), so a piece on its way is not read back and checked again; beyond
@@ -40,19 +44,23 @@ export async function spoolSeqs(dir: string): Promise<number[]> {
 }
 
 /**
- * The local spool (`JOBDIR/spool`): sealed pieces waiting for a receipt, one file each
- * (a one-piece bundle), written through a temporary name, fsynced and renamed, so a
- * piece in the spool is durable and whole (R1). A piece is deleted only after the
- * image holds it (R2, R5); the job's counter is saved first, so numbers are never reused.
+ * The local spool (`JOBDIR/spool`): pieces waiting for a receipt, one file each (a
+ * one-piece bundle of the piece sealed with the rescue's keys: the same bytes go on the
+ * wire), written through a temporary name, fsynced and renamed, so a piece in the spool
+ * is durable and whole (R1). A piece is deleted only when a receipt names its header
+ * hash (R2, R5); the job's counter is saved first, so numbers are never reused.
  */
 export class Spool {
   readonly dir: string;
   readonly capacity: number;
   readonly #seq: SeqCounter;
   readonly #plan: PiecePlan;
+  readonly #keys: RescueKeys;
   readonly #sizes = new Map<number, number>();
-  /** Pieces put in this run and not taken yet, oldest first. */
-  readonly #fresh = new Map<number, Piece>();
+  /** Header hashes of the pieces held, once known (put in this run, or read back). */
+  readonly #hashes = new Map<number, string>();
+  /** Sealed pieces put in this run and not taken yet, oldest first. */
+  readonly #fresh = new Map<number, SealedPiece>();
   #freshBytes = 0;
   readonly #memoryBytes: number;
   #bytes = 0;
@@ -64,6 +72,7 @@ export class Spool {
     this.capacity = o.capacity;
     this.#seq = seq;
     this.#plan = o.plan;
+    this.#keys = o.keys;
     this.#memoryBytes = o.memoryBytes ?? 32 << 20;
   }
 
@@ -107,26 +116,30 @@ export class Spool {
   }
 
   /**
-   * Write a piece durably: `.piece-N.tar.tmp`, fsync, rename, fsync of the folder.
+   * Seal a piece and write it durably: `.piece-N.tar.tmp`, fsync, rename, fsync of the folder.
+   * @returns the sealed piece (its `headerHash` names it in receipts).
    * @throws ReaderError `ERR_SPOOL` (nothing of the piece is left).
    */
-  async put(piece: Piece): Promise<void> {
-    const name = spoolFileName(piece.seq);
+  async put(piece: Piece | SealedPiece): Promise<SealedPiece> {
+    const sealed = 'header' in piece ? piece : sealPiece(piece, this.#keys);
+    const name = spoolFileName(sealed.seq);
     let size: number;
     try {
-      size = await writeFileDurably(this.dir, name, (out) => writeBundle(piece, out, { end: false }));
+      size = await writeFileDurably(this.dir, name, (out) => writeBundle(sealed, out, { end: false }));
     } catch (err) {
-      throw new ReaderError('ERR_SPOOL', this.dir, `${this.dir}: can't write piece ${piece.seq} to the spool: ${(err as Error).message}.`, {
+      throw new ReaderError('ERR_SPOOL', this.dir, `${this.dir}: can't write piece ${sealed.seq} to the spool: ${(err as Error).message}.`, {
         cause: err, hint: 'Free space on the disk holding the job folder, then run the same command again.',
       });
     }
-    this.#sizes.set(piece.seq, size);
+    this.#sizes.set(sealed.seq, size);
+    this.#hashes.set(sealed.seq, sealed.headerHash);
     this.#bytes += size;
-    if (this.#freshBytes + piece.data.length <= this.#memoryBytes) {
-      this.#fresh.set(piece.seq, piece);
-      this.#freshBytes += piece.data.length;
+    if (this.#freshBytes + sealed.dataSize <= this.#memoryBytes) {
+      this.#fresh.set(sealed.seq, sealed);
+      this.#freshBytes += sealed.dataSize;
     }
     for (const w of this.#addedWaiters.splice(0)) w();
+    return sealed;
   }
 
   /** Wait until a piece is added. */
@@ -140,12 +153,12 @@ export class Spool {
   }
 
   /**
-   * A piece to send: the one `put` kept in memory (made here, never read from disk),
-   * which it then forgets, or else the file read back and checked (`read`).
+   * A sealed piece to send: the one `put` kept in memory (made here, never read from
+   * disk), which it then forgets, or else the file read back and checked (`readSealed`).
    */
-  async take(seq: number): Promise<Piece> {
+  async take(seq: number): Promise<SealedPiece> {
     const piece = this.#fresh.get(seq);
-    if (piece === undefined) return this.read(seq);
+    if (piece === undefined) return this.readSealed(seq);
     this.#forget(seq);
     return piece;
   }
@@ -154,14 +167,46 @@ export class Spool {
     const piece = this.#fresh.get(seq);
     if (piece === undefined) return;
     this.#fresh.delete(seq);
-    this.#freshBytes -= piece.data.length;
+    this.#freshBytes -= piece.dataSize;
   }
 
-  /** Read a piece back, checked against the plan. @throws ProtocolError, ReaderError `ERR_SPOOL`. */
-  async read(seq: number): Promise<Piece> {
+  /** The header hash of a held piece (its identity in receipts), read from its file when not known yet. */
+  async headerHash(seq: number): Promise<string | undefined> {
+    if (!this.#sizes.has(seq)) return undefined;
+    return this.#hashes.get(seq) ?? (await this.readSealed(seq)).headerHash;
+  }
+
+  /**
+   * Read a sealed piece back, checked: opened with the keys and against the plan (a
+   * damaged file is refused, not sent). @throws ProtocolError, ReaderError `ERR_SPOOL`.
+   */
+  async readSealed(seq: number): Promise<SealedPiece> {
     const file = join(this.dir, spoolFileName(seq));
-    for await (const piece of readBundle(createReadStream(file), { file, plan: this.#plan })) return piece;
+    for await (const piece of readSealedBundle(createReadStream(file), { file })) {
+      openSealedPiece(piece, { keys: this.#keys, plan: this.#plan, file });
+      this.#hashes.set(seq, piece.headerHash);
+      return piece;
+    }
     throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`, { hint: 'Delete the file; its ranges are read again.' });
+  }
+
+  /** Read a piece back, opened and checked against the plan. @throws ProtocolError, ReaderError `ERR_SPOOL`. */
+  async read(seq: number): Promise<OpenedPiece> {
+    const file = join(this.dir, spoolFileName(seq));
+    for await (const piece of readBundle(createReadStream(file), { file, plan: this.#plan, keys: this.#keys })) return piece;
+    throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`, { hint: 'Delete the file; its ranges are read again.' });
+  }
+
+  /**
+   * Give a held piece a new sequence number (the assembler holds another piece under its
+   * number: A4): the same content sealed again under `newSeq`, durable, then the old file
+   * goes. @returns the new sealed piece.
+   */
+  async renumber(seq: number, newSeq: number): Promise<SealedPiece> {
+    const piece = await this.read(seq);
+    const sealed = await this.put({ rescueId: piece.rescueId, seq: newSeq, chunk: piece.chunk, extents: piece.extents, delta: piece.delta, data: piece.data });
+    await this.remove([seq]);
+    return sealed;
   }
 
   /** Delete pieces the image holds: the job's counter is saved durably first. */
@@ -171,6 +216,7 @@ export class Spool {
     await this.#seq.save();
     for (const seq of held) {
       this.#forget(seq);
+      this.#hashes.delete(seq);
       await unlink(join(this.dir, spoolFileName(seq))).catch((err: unknown) => {
         if ((err as { code?: string }).code !== 'ENOENT') throw err;
       });

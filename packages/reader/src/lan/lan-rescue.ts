@@ -1,4 +1,3 @@
-import { readTokenFile } from '@ddferry/protocol';
 
 import type { ReaderError } from '../errors.js';
 import type { JobFolder } from '../job/job-folder.js';
@@ -9,14 +8,15 @@ import { type RescueRequest, rescueIntoDestination } from '../run/rescue-run.js'
 import { LanDestination } from './lan-destination.js';
 import { Link } from './link.js';
 import { statusMessage } from './status-report.js';
-import { settleByWelcome } from './welcome.js';
+import { renumberConflict, reportSticks, settleMerged } from './welcome.js';
 
 export interface LanRescueOptions {
   readonly job: JobFolder;
   readonly request: RescueRequest;
   /** `ws://HOST:PORT` of the assembler. */
   readonly url: string;
-  readonly tokenFile?: string | undefined;
+  /** The shared secret (the job was opened with it: its keys seal the pieces). */
+  readonly secret: string;
   readonly progress: RescueProgress;
   readonly log: (line: string) => void;
   readonly signal: AbortSignal;
@@ -39,16 +39,19 @@ export type LanResult = { readonly status: number; readonly signal?: NodeJS.Sign
  */
 export async function lanRescue(o: LanRescueOptions, stopSignal: () => NodeJS.Signals | null): Promise<LanResult> {
   const { job, progress, log } = o;
-  const secret = o.tokenFile === undefined ? '' : await readTokenFile(o.tokenFile);
   // a permanent refusal stops the run like a signal, but is reported as an error
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   o.signal.addEventListener('abort', onAbort);
   let fatal: ReaderError | null = null;
+  const settling = { spool: job.spool, ledger: job.ledger, seq: job.seq, url: o.url, log };
+  reportSticks(job.ledger, log);
   const link = new Link({
-    url: o.url, secret, rescueId: job.job.rescueId, fingerprint: job.job.fingerprint, chunkSize: job.job.chunkSize, sectorSize: job.job.sectorSize,
+    url: o.url, secret: o.secret, rescueId: job.job.rescueId, fingerprint: job.job.fingerprint, chunkSize: job.job.chunkSize, sectorSize: job.job.sectorSize,
     spool: job.spool, log, ...o.link,
-    onWelcome: (welcome, first) => settleByWelcome(welcome, first, { spool: job.spool, ledger: job.ledger, seq: job.seq, url: o.url, log }),
+    held: () => [...new Set([...job.spool.seqs(), ...job.ledger.entries().map((e) => e.seq)])].sort((a, b) => a - b),
+    onMerged: (refs) => settleMerged(refs, settling),
+    onConflict: (seq) => renumberConflict(seq, settling),
     onFatal: (err) => {
       fatal = err;
       stop.abort();

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 
 import {
-  type Fingerprint, type Limits, type Message, type StatusMessage, type WelcomeMessage, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError,
+  type Fingerprint, type Limits, type Message, type PieceRef, type StatusMessage, type WelcomeMessage, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError,
   authHmac, decodeEnvelope, encodeEnvelope, encodePieceFrames, isProtocolError, makeNonce, verifyServerProof,
 } from '@ddferry/protocol';
 import WebSocket from 'ws';
@@ -25,8 +25,17 @@ export interface LinkOptions {
   readonly windowBytes?: number;
   /** Messages for the user (stderr). */
   readonly log: (line: string) => void;
-  /** A Welcome arrived (each session): the spool is settled there before anything is sent. */
+  /** A Welcome arrived (each session), before anything is sent. */
   readonly onWelcome?: (welcome: WelcomeMessage, first: boolean) => Promise<void>;
+  /** The seqs to ask the assembler about after its Welcome (the spool's, the ledger's). Default: the spool's. */
+  readonly held?: () => number[];
+  /**
+   * The assembler names pieces it merged (an Answer or a Receipt): settle them, by content.
+   * @returns the seqs dropped from the spool. Default: drop spooled pieces whose header hash matches.
+   */
+  readonly onMerged?: (refs: readonly PieceRef[]) => Promise<number[]>;
+  /** The assembler holds another piece under this spooled piece's number (A4): give ours a new one. */
+  readonly onConflict?: (seq: number) => Promise<void>;
   /** The assembler refused this reader for good (a wrong token, rescue or device): the run must stop. */
   readonly onFatal?: (err: ReaderError) => void;
   /** Milliseconds between pings [10 000]. */
@@ -123,7 +132,7 @@ export class Link {
   #state: LinkState = 'connecting';
   #since = Date.now();
   #lastError: string | null = null;
-  #merged = 0;
+  #mergedCount = 0;
   #sessions = 0;
   /**
    * A refusal retrying cannot cure (a wrong token, another rescue or device, another
@@ -137,12 +146,21 @@ export class Link {
   }
 
   snapshot(): LinkSnapshot {
-    return { url: this.#o.url, state: this.#state, since: this.#since, lastError: this.#lastError, merged: this.#merged, sessions: this.#sessions };
+    return { url: this.#o.url, state: this.#state, since: this.#since, lastError: this.#lastError, merged: this.#mergedCount, sessions: this.#sessions };
   }
 
   /** Pieces merged (receipts seen) in this run. */
   get merged(): number {
-    return this.#merged;
+    return this.#mergedCount;
+  }
+
+  /** Pieces the assembler names as merged: settled by content (`onMerged`). @returns the seqs dropped from the spool. */
+  async #merged(refs: readonly PieceRef[]): Promise<number[]> {
+    if (this.#o.onMerged) return this.#o.onMerged(refs);
+    const drop: number[] = [];
+    for (const r of refs) if ((await this.#o.spool.headerHash(r.seq)) === r.headerHash) drop.push(r.seq);
+    await this.#o.spool.remove(drop);
+    return drop;
   }
 
   #setState(state: LinkState): void {
@@ -247,7 +265,7 @@ export class Link {
     this.#setState('connecting');
     // A zero mask: RFC 6455 masks client frames against cache poisoning by browser scripts, which does not apply
     // to this client; ws then skips the byte-by-byte XOR on both ends (it was 30 % of the reader's CPU time).
-    // Integrity comes from the pieces' checks, not from the mask.
+    // Integrity comes from the pieces' seal (AES-GCM) and xxh64, not from the mask.
     const ws = new WebSocket(o.url, {
       perMessageDeflate: false, maxPayload: this.#limits.maxMessageBytes, handshakeTimeout: o.connectMs ?? 10_000, generateMask: zeroMask,
     });
@@ -362,9 +380,21 @@ export class Link {
       clearInterval(statusTimer);
       if (this.#sendStatus === sendStatus) this.#sendStatus = null;
     });
-    // what the image already holds settles the spool before anything is sent
+    // what the image already holds settles the spool before anything is sent: the seqs held, asked about
     const first = this.#welcome === null;
     await o.onWelcome?.(welcome, first);
+    const held = o.held?.() ?? o.spool.seqs();
+    const per = Math.max(1, this.#limits.maxSeqs);
+    for (let i = 0; i < held.length; i += per) send(encodeEnvelope({ type: 'query', seqs: held.slice(i, i + per) }, this.#limits));
+    for (let i = 0; i < held.length; i += per) {
+      for (;;) {
+        const answer = await next();
+        if (answer.type === 'error') throw new ReaderError('ERR_LINK', o.url, `the assembler reported ${answer.code}: ${answer.message}`);
+        if (answer.type !== 'answer') throw new ProtocolError('ERR_PROTO_OUT_OF_ORDER', `expected an answer, got ${answer.type}`, { peer: o.url });
+        await this.#merged(answer.merged);
+        if (!answer.more) break;
+      }
+    }
     this.#welcome = welcome;
     this.#setState('connected');
     this.#lastError = null;
@@ -379,17 +409,21 @@ export class Link {
       for (;;) {
         const m = await next();
         if (m.type === 'receipt') {
-          const done = m.merged.filter((s) => o.spool.has(s));
           // keep them in flight until the spool has deleted them, so the sender never picks one again
-          await o.spool.remove(done);
-          for (const s of m.merged) {
+          const done = await this.#merged(m.merged);
+          for (const { seq: s } of m.merged) {
             inFlightBytes -= inFlight.get(s) ?? 0;
             inFlight.delete(s);
           }
-          this.#merged += done.length;
+          this.#mergedCount += done.length;
           for (const r of m.rejected) {
             inFlightBytes -= inFlight.get(r.seq) ?? 0;
             inFlight.delete(r.seq);
+            if (r.code === 'ERR_PIECE_SEQ_CONFLICT' && o.onConflict) {
+              // the assembler holds another piece under this number: ours goes again under a new one
+              await o.onConflict(r.seq);
+              continue;
+            }
             const n = (this.#rejections.get(r.seq) ?? 0) + 1;
             this.#rejections.set(r.seq, n);
             o.log(`ddferry-reader: ${r.code}: ${o.url} rejected piece ${r.seq}: ${r.reason} (sending it again from the spool, attempt ${n + 1})`);
@@ -434,8 +468,8 @@ export class Link {
         if (!o.spool.has(seq)) continue; // acknowledged meanwhile
         throw err;
       }
-      inFlight.set(seq, piece.data.length + 1);
-      inFlightBytes += piece.data.length + 1;
+      inFlight.set(seq, piece.dataSize + 1);
+      inFlightBytes += piece.dataSize + 1;
       for (const frame of encodePieceFrames(piece, this.#limits, (size) => frames.alloc(size))) {
         if (closed()) throw closed();
         // a data frame's memory serves again once the socket has taken it (not after an error)

@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { type BlockStatus, type StatusMap, BlockStatus as St } from '@ddferry/mapfile';
-import { RECEIPT_NAME, STICK_RECEIPTS_FOLDER, bundleSeqOf, parseReceipt } from '@ddferry/protocol';
+import { RECEIPT_NAME, type RescueKeys, STICK_RECEIPTS_FOLDER, bundleSeqOf, parseReceipt } from '@ddferry/protocol';
 
 import { errnoOf } from '../errors.js';
 import type { DeltaRange } from '../run/delta-list.js';
@@ -10,8 +10,8 @@ import type { LedgerEntry } from '../job/ledger.js';
 
 /** What the receipts on a stick say, all receipts together. */
 export interface StickReceipts {
-  /** Seqs the image holds, as ascending disjoint `[first, last]` ranges. */
-  readonly merged: readonly (readonly [number, number])[];
+  /** Pieces the image holds: seq → header hash of the piece merged under it. */
+  readonly merged: ReadonlyMap<number, string>;
   /** Refused file names, with the first refusal's code and reason. */
   readonly rejected: ReadonlyMap<string, { readonly code: string; readonly reason: string }>;
   /** File names the PC_B script of `--format ddrescue-chunks` says it merged. */
@@ -21,10 +21,12 @@ export interface StickReceipts {
 }
 
 /**
- * Read every `receipts/receipt-*.json` of a rescue folder. A damaged receipt, or one of
- * another rescue, is reported through `warn` and ignored (and kept: it is not ours to delete).
+ * Read every `receipts/receipt-*.json` of a rescue folder, each checked with the rescue's
+ * receipt key. A damaged or forged receipt (`ERR_STICK_RECEIPT_MAC`: written without the
+ * token), or one of another rescue, is reported through `warn` and ignored (and kept: it
+ * is not ours to delete).
  */
-export async function readStickReceipts(folder: string, rescueId: string, warn: (line: string) => void): Promise<StickReceipts> {
+export async function readStickReceipts(folder: string, keys: RescueKeys, warn: (line: string) => void): Promise<StickReceipts> {
   const dir = join(folder, STICK_RECEIPTS_FOLDER);
   let names: string[];
   try {
@@ -33,51 +35,28 @@ export async function readStickReceipts(folder: string, rescueId: string, warn: 
     if (errnoOf(err) !== 'ENOENT') throw err;
     names = [];
   }
-  const ranges: Array<[number, number]> = [];
+  const merged = new Map<number, string>();
   const rejected = new Map<string, { code: string; reason: string }>();
   const files: string[] = [];
   for (const name of names) {
     const file = join(dir, name);
     try {
-      const r = parseReceipt(await readFile(file, 'utf8'), file);
-      if (r.rescueId !== rescueId) {
-        warn(`ddferry-reader: ERR_STICK_BAD_RECEIPT: ${file}: the receipt is for rescue ${r.rescueId}, not ${rescueId}; ignored.`);
-        continue;
-      }
-      for (const [a, b] of r.merged) ranges.push([a, b]);
+      const r = parseReceipt(await readFile(file, 'utf8'), keys, file);
+      for (const p of r.merged) merged.set(p.seq, p.headerHash);
       for (const x of r.rejected) if (!rejected.has(x.bundle)) rejected.set(x.bundle, { code: x.code, reason: x.reason });
       files.push(join(STICK_RECEIPTS_FOLDER, name));
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'ERR_STICK_BAD_RECEIPT';
-      warn(`ddferry-reader: ${code}: ${file}: ${(err as Error).message} The receipt is ignored: import the stick on PC_B again to write a new one.`);
+      const text = (err as Error).message;
+      warn(`ddferry-reader: ${code}: ${text.startsWith(file) ? '' : `${file}: `}${text}${/ignored/.test(text) ? '' : ' The receipt is ignored: import the stick on PC_B again to write a new one.'}`);
     }
   }
-  return { merged: joinRanges(ranges), rejected, doneFiles: new Set(), files };
+  return { merged, rejected, doneFiles: new Set(), files };
 }
 
-/** Sort and join `[first, last]` ranges. */
-export function joinRanges(ranges: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
-  const sorted = [...ranges].sort((x, y) => x[0] - y[0]);
-  const out: Array<[number, number]> = [];
-  for (const [a, b] of sorted) {
-    const last = out[out.length - 1];
-    if (last && a <= last[1] + 1) last[1] = Math.max(last[1], b);
-    else out.push([a, b]);
-  }
-  return out;
-}
-
-/** True if `seq` is inside one of the ascending disjoint ranges. */
-export function inRanges(ranges: readonly (readonly [number, number])[], seq: number): boolean {
-  let lo = 0;
-  let hi = ranges.length;
-  while (lo < hi) {
-    const m = (lo + hi) >> 1;
-    if (ranges[m]![1] < seq) lo = m + 1;
-    else hi = m;
-  }
-  const r = ranges[lo];
-  return r !== undefined && r[0] <= seq;
+/** True if the receipts say the image holds this entry's piece: its seq under its own header hash. */
+export function isMergedEntry(receipts: Pick<StickReceipts, 'merged'>, e: Pick<LedgerEntry, 'seq' | 'headerHash'>): boolean {
+  return e.headerHash !== undefined && receipts.merged.get(e.seq) === e.headerHash;
 }
 
 /** Why a piece's ranges are given back to `common.map`. */
@@ -105,8 +84,9 @@ export interface Settlement {
 
 /**
  * Decide, from the receipts and the files present in the rescue folder, what becomes of
- * each ledger entry. An entry is merged when its seq is (or, for chunk files, when the
- * PC_B script lists all of its `.raw` files); a merged entry is never reclaimed. An entry
+ * each ledger entry. An entry is merged when a receipt names its seq with its header hash
+ * (R5: a seq alone frees nothing), or, for chunk files, when the PC_B script lists all of
+ * its `.raw` files; a merged entry is never reclaimed. An entry
  * of this stick is reclaimed when one of its files was refused, or is missing, or it has
  * no file (its write failed). Entries of other sticks are only cleared by merges, or
  * reclaimed when that stick is `forget` (lost or wiped).
@@ -120,13 +100,13 @@ export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts,
   const known = new Set<string>();
   for (const e of entries) {
     for (const f of e.files) known.add(f);
-    if (inSpool(e.seq) && !inRanges(receipts.merged, e.seq)) {
+    if (inSpool(e.seq) && !isMergedEntry(receipts, e)) {
       // the local spool still holds the piece (its write to a stick failed, or was cut): it is not lost
       local.push(e);
       continue;
     }
     const raws = e.files.filter((f) => f.endsWith('.raw'));
-    if (inRanges(receipts.merged, e.seq) || (raws.length > 0 && raws.every((f) => receipts.doneFiles.has(f)))) {
+    if (isMergedEntry(receipts, e) || (raws.length > 0 && raws.every((f) => receipts.doneFiles.has(f)))) {
       merged.push(e);
       continue;
     }
@@ -154,7 +134,7 @@ export function settle(entries: readonly LedgerEntry[], receipts: StickReceipts,
   for (const f of present) {
     if (known.has(f)) continue;
     const seq = bundleSeqOf(f);
-    if (receipts.rejected.has(f) || (seq !== undefined && inRanges(receipts.merged, seq))) stray.push(f);
+    if (receipts.rejected.has(f) || (seq !== undefined && receipts.merged.has(seq))) stray.push(f);
   }
   return { merged, reclaimed, pending, local, elsewhere, stray: stray.sort() };
 }

@@ -67,7 +67,7 @@ export async function settleStick(c: SettleContext): Promise<void> {
   for (const d of await readdir(folder, { withFileTypes: true })) {
     if (d.isFile() && d.name.startsWith('.') && d.name.endsWith('.tmp')) await rm(join(folder, d.name), { force: true });
   }
-  const receipts = await readStickReceipts(folder, job.job.rescueId, c.log);
+  const receipts = await readStickReceipts(folder, job.keys, c.log);
   const doneFiles = await readChunkFileReceipts(folder);
   const files = await folderFiles(folder);
   const s = settle(job.ledger.entries(), { ...receipts, doneFiles }, c.stick.stickId, new Set(files.keys()), c.forget, (seq) => job.spool.has(seq));

@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { Piece } from '@ddferry/protocol';
+import { type Piece, type RescueKeys, sealPiece } from '@ddferry/protocol';
 
 import { ReaderError, errnoOf } from '../errors.js';
 import type { Ledger, LedgerEntry } from '../job/ledger.js';
@@ -15,6 +15,8 @@ export interface StickSpoolOptions {
   readonly stickId: string;
   readonly ledger: Ledger;
   readonly writer: StickWriter;
+  /** The rescue's keys: a writer that takes sealed pieces gets them sealed with these. */
+  readonly keys: RescueKeys;
   /** Free space of the stick; default `statfs` (tests inject one). */
   readonly statStick?: (dir: string) => Promise<StickSpace>;
 }
@@ -117,15 +119,16 @@ export class StickSpool {
 
   async put(piece: Piece): Promise<void> {
     const ledger = this.#o.ledger;
+    const sealed = this.writer.sealed === true ? sealPiece(piece, this.#o.keys) : undefined;
     const entry: LedgerEntry = {
       seq: piece.seq, chunk: piece.chunk, stickId: this.stickId, files: this.writer.names?.(piece) ?? [], dataBytes: piece.data.length,
-      delta: piece.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })),
+      delta: piece.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })), ...(sealed === undefined ? {} : { headerHash: sealed.headerHash }),
     };
     await ledger.put(entry);
     if (this.failure) throw this.failure;
     let out: { files: string[]; bytes: number };
     try {
-      out = await this.writer.write(piece, this.folder);
+      out = await this.writer.write(piece, this.folder, sealed);
     } catch (err) {
       const code = errnoOf(err);
       this.failure = code !== undefined && (FULL.has(code) || (code === 'EPERM' && await this.#looksFull(piece)))

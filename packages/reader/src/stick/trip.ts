@@ -30,6 +30,8 @@ export interface StickTripOptions {
   readonly format?: StickFormat | undefined;
   /** A lost stick's id: its pieces not merged are reclaimed ('forgotten'). */
   readonly forgetStick?: string | undefined;
+  /** The token file this run uses (PC_B needs a copy of it), for the messages. */
+  readonly tokenFile?: string | undefined;
   /** Free space of the stick (tests simulate a capacity); default `statfs`. */
   readonly statStick?: ((dir: string) => Promise<StickSpace>) | undefined;
   /** The writer, instead of the one `format` names (tests inject faults). */
@@ -88,7 +90,7 @@ export async function stickTrip(o: StickTripOptions, stopSignal: () => NodeJS.Si
   const writer: StickWriter = o.writer ?? (o.format === 'ddrescue-chunks'
     ? new ChunkFileWriter({ rescueId: job.job.rescueId, sourceSize: job.job.sourceSize, chunkCount: job.chunks.length, chunkSize: job.job.chunkSize, layout: await layoutForFolder(stick.folder) })
     : BUNDLE_WRITER);
-  const stickSpool = await StickSpool.open({ folder: stick.folder, stickId: stick.stickId, ledger: job.ledger, writer, statStick: o.statStick });
+  const stickSpool = await StickSpool.open({ folder: stick.folder, stickId: stick.stickId, ledger: job.ledger, writer, keys: job.keys, statStick: o.statStick });
   if (stickSpool.space.total === 0) log(`ddferry-reader: ${stick.root}: the file system does not tell its free space (statfs gives 0 blocks; FAT with 512-byte clusters?): writing until the stick is full.`);
   const trip = await countTrip(job.dir);
   progress.stick = () => ({ trip, freeBytes: stickSpool.space.total === 0 ? null : stickSpool.space.free, bundles: stickSpool.count });
@@ -118,7 +120,7 @@ export async function stickTrip(o: StickTripOptions, stopSignal: () => NodeJS.Si
 
   const pcb = o.format === 'ddrescue-chunks'
     ? `   cd ${stick.folder} && sh ddrescue-commands.sh IMAGE     (PC_B, IMAGE: the image file there; see DDRESCUE-COMMANDS.txt)\n`
-    : `   ddferry-assembler import ${stick.root} IMAGE     (PC_B, IMAGE: the image file there)\n`;
+    : `   ddferry-assembler import ${stick.root} IMAGE --token-file TOKEN     (PC_B; IMAGE: the image file there; TOKEN: a copy of ${o.tokenFile ?? 'this job\'s token'})\n`;
   const tellTrip = (headline: string): void => {
     const kept = job.spool.count > 0 ? ` ${job.spool.count} more piece(s) read on this trip wait in ${job.paths.spool} for the next stick trip.` : '';
     log(`${headline}: ${stickSpool.count} piece(s) (${formatBytes(stickSpool.bytes)}) wait in ${stick.folder}.${kept} Carry it to PC_B and run:\n${pcb}`

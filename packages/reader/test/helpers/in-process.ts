@@ -3,7 +3,12 @@
  * own): the job opened as the command opens it, progress off, messages collected.
  */
 import { parseDdrescueCommand } from '../../src/commands/ddrescue-options.js';
+import { join } from 'node:path';
+
+import { readTokenFile } from '@ddferry/protocol';
+
 import { type JobFolder, openJobFolder } from '../../src/job/job-folder.js';
+import { readJobToken } from '../../src/job/token.js';
 import { lanRescue } from '../../src/lan/lan-rescue.js';
 import { type RescueProgress, openRescueProgress } from '../../src/progress/progress.js';
 import type { RescueRequest } from '../../src/run/rescue-run.js';
@@ -21,7 +26,8 @@ export interface InProcess {
 /** Open the job as `rescue` does, with ddrescue options `args` (default `-q`). */
 export async function openInProcess(jobDir: string, lines: string[], args: readonly string[] = ['-q'], spoolBytes = 256 << 20): Promise<InProcess> {
   const engine = parseDdrescueCommand([jobDir, ...args]);
-  const job = await openJobFolder(jobDir, { spoolBytes, hardbs: engine.rescue.hardbs, commandLine: 'test rescue', saveInterval: -1, syncInterval: 300 });
+  const token = await readJobToken(jobDir);
+  const job = await openJobFolder(jobDir, { secret: token?.secret ?? '', spoolBytes, hardbs: engine.rescue.hardbs, commandLine: 'test rescue', saveInterval: -1, syncInterval: 300 });
   const progress = openRescueProgress({ progress: { mode: 'off' }, engine }, { screen: () => undefined, stderr: (t) => lines.push(t) }, { sourceSize: job.job.sourceSize, chunks: job.chunks });
   const request: RescueRequest = {
     options: engine.rescue, source: job.job.source, chunkAtATime: false, commandLine: 'test rescue',
@@ -36,7 +42,7 @@ export async function stickTripInProcess(jobDir: string, to: string, lines: stri
 } = {}): Promise<number> {
   const p = await openInProcess(jobDir, lines, extra.args);
   const r = await stickTrip({
-    ...p, to, format: extra.format, forgetStick: extra.forgetStick, statStick: extra.statStick, writer: extra.writer, signal: extra.signal ?? new AbortController().signal,
+    ...p, to, tokenFile: join(jobDir, 'token'), format: extra.format, forgetStick: extra.forgetStick, statStick: extra.statStick, writer: extra.writer, signal: extra.signal ?? new AbortController().signal,
   }, () => null);
   return r.status;
 }
@@ -44,6 +50,7 @@ export async function stickTripInProcess(jobDir: string, to: string, lines: stri
 /** One LAN run in process. @returns its exit status. */
 export async function lanRescueInProcess(jobDir: string, url: string, lines: string[], extra: { tokenFile?: string; signal?: AbortSignal; args?: readonly string[]; spoolBytes?: number } = {}): Promise<number> {
   const p = await openInProcess(jobDir, lines, extra.args, extra.spoolBytes);
-  const r = await lanRescue({ ...p, url, tokenFile: extra.tokenFile, signal: extra.signal ?? new AbortController().signal }, () => null);
+  const secret = extra.tokenFile === undefined ? (await readJobToken(jobDir))?.secret ?? '' : await readTokenFile(extra.tokenFile);
+  const r = await lanRescue({ ...p, url, secret, signal: extra.signal ?? new AbortController().signal }, () => null);
   return r.status;
 }
