@@ -490,12 +490,14 @@ export class Image {
       this.#tell(changed);
       return;
     }
-    this.#tell(changed);
     const fresh = batch.pieces.filter((p) => this.#merged.hashOf(p.seq) === undefined);
-    if (fresh.length === 0) return;
-    this.#step('save-pieces', this.piecesPath);
-    await this.#piecesFile!.append(fresh);
-    for (const p of fresh) this.#merged.add(p);
+    if (fresh.length > 0) {
+      this.#step('save-pieces', this.piecesPath);
+      await this.#piecesFile!.append(fresh);
+      for (const p of fresh) this.#merged.add(p);
+    }
+    // listeners (the live page) see the map and the merged pieces of the same commit together
+    this.#tell(changed);
   }
 
   /** Write `copies`, slice by slice; the read of a slice overlaps the write of the one before. */

@@ -559,8 +559,10 @@ describe('adversarial: files are what they claim (import, import-ddrescue)', fun
 
     it('prints stick file names without their control characters', async () => {
       await writeFile(join(folder, 'piece-\u001b[2Jx.tar'), '');
+      const token = join(dir, 'token');
+      await writeFile(token, `${SECRET}\n`, { mode: 0o600 });
       const err: string[] = [];
-      expect(await run(['import', stick, imagePath], { stdout: () => undefined, stderr: (t) => err.push(t) })).to.equal(0);
+      expect(await run(['import', stick, imagePath, '--token-file', token], { stdout: () => undefined, stderr: (t) => err.push(t) }), err.join('')).to.equal(0);
       const text = err.join('');
       expect(text).to.contain('piece-?[2Jx.tar: not a bundle name');
       // eslint-disable-next-line no-control-regex -- no control character may be printed

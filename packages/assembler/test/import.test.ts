@@ -502,7 +502,7 @@ describe('importStick', () => {
     it('with another token, refuses every bundle (ERR_SEAL_AUTH_FAILED) and merges nothing', async () => {
       await writeAll();
       const wrong = join(dir, 'wrong-token');
-      await writeFile(wrong, 'not the token\n', { mode: 0o600 });
+      await writeFile(wrong, 'not the token of these tests, but a strong one\n', { mode: 0o600 });
       const t = io();
       expect(await run(['import', stick, imagePath, '--token-file', wrong], t.io)).to.equal(0);
       expect(t.err.join('')).to.match(/0 merged, 4 refused/).and.include('ERR_SEAL_AUTH_FAILED');
