@@ -107,7 +107,7 @@ async function chainRuns(scan: Scan, base: number, L: ExfatLayout, first: number
  * Scan the exFAT volume of partition `part`.
  * @throws CorruptError when the boot regions, the root directory or the bitmap cannot be trusted.
  */
-export async function scanExfat(scan: Scan, part: Block): Promise<{ fs: string; size: number }> {
+export async function scanExfat(scan: Scan, part: Block): Promise<{ fs: string; size: number; claimed: number }> {
   const L = await readBoot(scan, part);
   const base = part.pos;
   let size = L.volumeSize;
@@ -166,5 +166,5 @@ export async function scanExfat(scan: Scan, part: Block): Promise<{ fs: string; 
   }
   const heapEnd = L.heap + L.clusters * L.clusterSize;
   if (heapEnd < size) scan.used(base + heapEnd, size - heapEnd);
-  return { fs: 'exfat', size };
+  return { fs: 'exfat', size, claimed: L.volumeSize };
 }

@@ -136,7 +136,7 @@ class ExtScan {
  * Scan the ext2/3/4 volume of partition `part`.
  * @throws CorruptError when the superblock, or a journal that needs recovery, cannot be trusted.
  */
-export async function scanExt(scan: Scan, part: Block): Promise<{ fs: string; size: number }> {
+export async function scanExt(scan: Scan, part: Block): Promise<{ fs: string; size: number; claimed: number }> {
   const sb = await scan.reader.read(part.pos + SUPERBLOCK_POS, SUPERBLOCK_SIZE);
   check(sb !== null, 'ERR_USED_MAP_UNREADABLE', 'the superblock cannot be read');
   const s = parseExtSuper(sb);
@@ -193,5 +193,5 @@ export async function scanExt(scan: Scan, part: Block): Promise<{ fs: string; si
     await x.bitmaps(pending);
     i = k;
   }
-  return { fs: 'ext4', size };
+  return { fs: 'ext4', size, claimed: s.blocksCount * s.blockSize };
 }

@@ -33,6 +33,7 @@ export interface FatLayout {
   readonly volumeSize: number;
   readonly activeFat: number | null;
   readonly rootCluster: number;
+  readonly media: number;
 }
 
 /** The layout the boot sector `boot` describes, in bytes from the volume's start; checked for consistency. */
@@ -60,6 +61,7 @@ export function fatLayout(boot: Uint8Array): FatLayout {
   return {
     type, bytesPerSector: bps, clusterSize: spc * bps, reserved: reserved * bps, fats, fatBytes,
     dataStart: dataSector * bps, clusters, volumeSize: total * bps, activeFat, rootCluster: type === 'fat32' ? u32(boot, 44) : 0,
+    media: u8(boot, 21),
   };
 }
 
@@ -77,10 +79,11 @@ function entry(fat: Uint8Array, type: FatLayout['type'], i: number, first: numbe
  * @returns the type and the bytes of the partition the volume spans.
  * @throws CorruptError when the boot sector cannot be trusted.
  */
-export async function scanFat(scan: Scan, part: Block): Promise<{ fs: string; size: number }> {
+export async function scanFat(scan: Scan, part: Block): Promise<{ fs: string; size: number; claimed: number }> {
   const head = await scan.reader.read(part.pos, Math.min(4096, part.size));
   check(head !== null, 'ERR_USED_MAP_UNREADABLE', 'the boot sector cannot be read');
   const L = fatLayout(head);
+  if (L.type === 'fat32') await checkBackupBoot(scan, part, head, L);
   let size = L.volumeSize;
   if (size > part.size) {
     scan.warn('ERR_USED_MAP_FS_TOO_LARGE', `${L.type} at byte ${part.pos}: the volume claims ${size} bytes, its partition has ${part.size}`);
@@ -106,6 +109,9 @@ export async function scanFat(scan: Scan, part: Block): Promise<{ fs: string; si
       if (t !== null) tables.push(t);
       if (first === 0 && k === copies[0]) firstTable = t;
     }
+    // Entry 0 holds the media byte: a FAT found elsewhere means the boot sector is wrong.
+    check(first !== 0 || tables.length === 0 || tables.some((t) => (entry(t, L.type, 0, 0) & 0xff) === L.media), 'ERR_USED_MAP_BAD_SUPERBLOCK',
+      `no FAT copy starts with the media byte 0x${L.media.toString(16)}: the boot sector does not say where the FATs are`);
     let runStart = -1;
     for (let c = Math.max(2, first); c <= last; ++c) {
       let isUsed = c < last && tables.length === 0;
@@ -126,7 +132,21 @@ export async function scanFat(scan: Scan, part: Block): Promise<{ fs: string; si
   const clustersEnd = L.dataStart + L.clusters * L.clusterSize;
   if (clustersEnd < size) scan.used(base + clustersEnd, size - clustersEnd);
   if (L.type === 'fat32') await markRootChain(scan, base, L, copies[0]!, firstTable);
-  return { fs: L.type, size };
+  return { fs: L.type, size, claimed: L.volumeSize };
+}
+
+/**
+ * FAT32 keeps a copy of its boot sector (usually sector 6): when the two disagree on the
+ * layout (bytes 11 to 47 but the active FAT flags), the volume cannot be trusted.
+ */
+async function checkBackupBoot(scan: Scan, part: Block, boot: Uint8Array, L: FatLayout): Promise<void> {
+  const at = u16(boot, 50);
+  if (at === 0 || at === 0xffff || at * L.bytesPerSector >= L.reserved) return;
+  const copy = await scan.reader.read(part.pos + at * L.bytesPerSector, 512);
+  if (copy === null) return;
+  for (let i = 11; i < 48; ++i) {
+    check(i === 40 || i === 41 || copy[i] === boot[i], 'ERR_USED_MAP_BAD_SUPERBLOCK', `the boot sector and its backup at sector ${at} differ at byte ${i}`);
+  }
 }
 
 /** The FAT32 root directory's clusters, as metadata; a broken chain just ends it (its clusters are used anyway). */

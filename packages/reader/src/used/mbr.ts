@@ -92,6 +92,10 @@ export async function readMbr(scan: Scan, sector0: Uint8Array, table: PartitionT
   const ss = scan.reader.sectorSize;
   scan.metadata(0, ss);
   for (const e of mbrEntries(sector0)) {
+    if (e.type === 0 && (e.lba !== 0 || e.count !== 0)) {
+      scan.warn('ERR_USED_MAP_BAD_MBR', `MBR: an empty entry (type 0x00) names sectors ${e.lba} to ${e.lba + e.count}: the space outside partitions counts as used`);
+      table.gapsUsed = true;
+    }
     if (e.type === 0 || e.count === 0) continue;
     const b = cropEntry(scan, table, 0, e, scan.reader.size, 'MBR');
     if (b === null) continue;
@@ -126,6 +130,10 @@ async function readExtended(scan: Scan, ext: Block, table: PartitionTable): Prom
       break;
     }
     const [first, next] = mbrEntries(sector) as [Entry, Entry];
+    if (first.type === 0 && (first.lba !== 0 || first.count !== 0)) {
+      scan.warn('ERR_USED_MAP_BAD_EBR', `EBR at byte ${ebr}: an empty entry names sectors: the rest of the extended partition counts as used`);
+      broken = true;
+    }
     if (first.type !== 0 && first.count > 0) {
       const b = cropEntry(scan, table, ebr, first, extEnd, `EBR at byte ${ebr}`);
       if (b === null) broken = true;

@@ -112,7 +112,7 @@ async function fileRuns(scan: Scan, v: NtfsVolume, n: number, attrs: Attribute[]
  * Scan the NTFS volume of partition `part`.
  * @throws CorruptError when the boot sector, the MFT or $Bitmap cannot be trusted.
  */
-export async function scanNtfs(scan: Scan, part: Block): Promise<{ fs: string; size: number }> {
+export async function scanNtfs(scan: Scan, part: Block): Promise<{ fs: string; size: number; claimed: number }> {
   const boot = await scan.reader.read(part.pos, 512);
   check(boot !== null, 'ERR_USED_MAP_UNREADABLE', 'the boot sector cannot be read');
   const L = layout(boot, part);
@@ -123,7 +123,15 @@ export async function scanNtfs(scan: Scan, part: Block): Promise<{ fs: string; s
   }
   const v: NtfsVolume = { base: part.pos, clusterSize: L.clusterSize, clusters: Math.floor(size / L.clusterSize), recordSize: L.recordSize, mftRuns: [] };
   scan.metadata(part.pos, L.bps);
-  if (L.totalSectors * L.bps + L.bps <= part.size) scan.metadata(part.pos + L.totalSectors * L.bps, L.bps);
+  const backupPos = L.totalSectors * L.bps;
+  if (backupPos + L.bps <= part.size) {
+    scan.metadata(part.pos + backupPos, L.bps);
+    const copy = await scan.reader.read(part.pos + backupPos, 512);
+    // The backup boot sector past the volume's last sector must describe the same volume.
+    if (copy !== null) {
+      for (let i = 11; i < 0x48; ++i) check(copy[i] === boot[i], 'ERR_USED_MAP_BAD_SUPERBLOCK', `the boot sector and its backup at byte ${backupPos} differ at byte ${i}`);
+    }
+  }
   const mftPos = part.pos + L.mft * L.clusterSize;
   // The system records in one read; record 0 then comes from it.
   await scan.reader.read(mftPos, SYSTEM_RECORDS * L.recordSize);
@@ -161,7 +169,7 @@ export async function scanNtfs(scan: Scan, part: Block): Promise<{ fs: string; s
     scan.used(part.pos + mapped * L.clusterSize, (v.clusters - mapped) * L.clusterSize);
   }
   await scanBitmap(scan, extents, (c, n) => scan.used(part.pos + c * L.clusterSize, n * L.clusterSize));
-  return { fs: 'ntfs', size };
+  return { fs: 'ntfs', size, claimed: L.totalSectors * L.bps };
 }
 
 /** The system files' non-resident attributes as metadata; a damaged record there is warned about (its clusters are in $Bitmap). */

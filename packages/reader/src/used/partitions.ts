@@ -19,12 +19,13 @@ export async function readPartitionTable(scan: Scan): Promise<PartitionTable> {
     table.unknown.push({ pos: 0, size });
     return table;
   }
+  // the probe's read covers sector 0, which then comes from the cache
+  const fs = await probeFileSystem(scan, 0, size);
   const sector0 = await scan.reader.read(0, Math.max(512, Math.min(ss, size)));
   if (sector0 === null) {
     table.unknown.push({ pos: 0, size });
     return table;
   }
-  const fs = await probeFileSystem(scan, 0, size);
   const bootable = hasBootSignature(sector0);
   if (fs === 'ntfs' || fs === 'exfat' || (fs === 'fat' && !(bootable && mbrEntries(sector0).some((e) => e.type === PROTECTIVE_TYPE)))) {
     table.partitions.push({ pos: 0, size, type: 'none' });

@@ -5,7 +5,7 @@
  * | what is found                                | counts as                              |
  * |----------------------------------------------|----------------------------------------|
  * | MBR, EBRs, GPT headers and entry arrays      | metadata                               |
- * | space outside partitions                     | free (used when a table is damaged)    |
+ * | space outside partitions                     | free; used when a table entry is implausible, when a partition is smaller than its file system, or (MBR, which has no checksum) when a partition holds nothing known |
  * | partition with ext2/3/4, NTFS, FAT, exFAT    | its used blocks; its metadata          |
  * | partition space past its file system's end   | used                                   |
  * | partition of unknown content                 | used, whole                            |
@@ -57,22 +57,23 @@ export interface FindUsedSpaceOptions {
 
 const SCANNERS = { ext: scanExt, ntfs: scanNtfs, fat: scanFat, exfat: scanExfat } as const;
 
-async function scanPartition(scan: Scan, p: TablePartition): Promise<UsedFs> {
+/** How a partition was read, and whether its table entry looks wrong (its file system says it is larger). */
+async function scanPartition(scan: Scan, p: TablePartition): Promise<{ fs: UsedFs; tooSmall: boolean }> {
   const probed = await probeFileSystem(scan, p.pos, p.size);
   if (probed === 'unknown' || probed === 'unreadable') {
     scan.used(p.pos, p.size);
-    return probed;
+    return { fs: probed, tooSmall: false };
   }
   const name: UsedFs = probed === 'ext' ? 'ext4' : probed === 'fat' ? 'fat32' : probed;
   try {
-    const { fs, size } = await SCANNERS[probed](scan, p);
+    const { fs, size, claimed } = await SCANNERS[probed](scan, p);
     if (size < p.size) scan.used(p.pos + size, p.size - size);
-    return fs as UsedFs;
+    return { fs: fs as UsedFs, tooSmall: claimed > p.size };
   } catch (err) {
     if (!(err instanceof CorruptError)) throw err;
     scan.warn(err.code, `${probed === 'fat' ? 'FAT' : name} at byte ${p.pos}: ${err.message}: the whole partition counts as used`);
     scan.used(p.pos, p.size);
-    return name;
+    return { fs: name, tooSmall: false };
   }
 }
 
@@ -88,9 +89,16 @@ export async function findUsedSpace(reader: ByteReader, options: FindUsedSpaceOp
   const scan = new Scan(reader, options.signal);
   const table = await readPartitionTable(scan);
   const partitions: UsedPartition[] = [];
-  for (const p of table.partitions) partitions.push({ ...p, fs: await scanPartition(scan, p) });
+  let gapsUsed = table.gapsUsed;
+  for (const p of table.partitions) {
+    const { fs, tooSmall } = await scanPartition(scan, p);
+    partitions.push({ ...p, fs });
+    // An MBR has no checksum: a partition that holds nothing known, or that is smaller than
+    // its file system, may be a damaged entry whose real partition lies partly in a gap.
+    if (tooSmall || (table.kind === 'mbr' && (fs === 'unknown' || fs === 'unreadable'))) gapsUsed = true;
+  }
   for (const u of table.unknown) scan.used(u.pos, u.size);
-  if (table.gapsUsed) {
+  if (gapsUsed) {
     for (const gap of subtractBlocks({ pos: 0, size: reader.size }, mergeBlocks(table.partitions))) scan.used(gap.pos, gap.size);
   }
   const ss = reader.sectorSize;

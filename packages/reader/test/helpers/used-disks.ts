@@ -11,7 +11,7 @@ import { join } from 'node:path';
 
 import type { Block } from '@ddferry/mapfile';
 
-export type TestFs = 'ext4' | 'ext3' | 'ext2' | 'ntfs' | 'exfat' | 'fat12' | 'fat16' | 'fat32';
+export type TestFs = 'ext4' | 'ext4-1k' | 'ext4-meta_bg' | 'ext4-bigalloc' | 'ext3' | 'ext2' | 'ntfs' | 'exfat' | 'fat12' | 'fat16' | 'fat32';
 
 /** Each tool the compat tests run and the Debian package that has it. */
 export const USED_MAP_TOOLS: ReadonlyArray<readonly [string, string]> = [
@@ -64,7 +64,7 @@ export interface PartSpec {
 
 const BASIC_DATA = 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7';
 const LINUX_DATA = '0FC63DAF-8483-4772-8E79-3D69D8477DE4';
-const MBR_TYPE: Record<TestFs, string> = { ext4: '83', ext3: '83', ext2: '83', ntfs: '7', exfat: '7', fat12: '1', fat16: '6', fat32: 'c' };
+const MBR_TYPE: Record<TestFs, string> = { ext4: '83', 'ext4-1k': '83', 'ext4-meta_bg': '83', 'ext4-bigalloc': '83', ext3: '83', ext2: '83', ntfs: '7', exfat: '7', fat12: '1', fat16: '6', fat32: 'c' };
 
 /** A sparse image of `mib` MiB partitioned by sfdisk as `parts` say; the partitions as sfdisk placed them. */
 export function makeDisk(path: string, label: 'gpt' | 'dos', mib: number, parts: readonly PartSpec[]): DiskPartition[] {
@@ -111,6 +111,10 @@ export async function withLoop<T>(img: string, part: Block, fn: (dev: string) =>
 export function mkfs(dev: string, fs: TestFs): void {
   switch (fs) {
     case 'ext4': sh('mkfs.ext4', ['-q', '-F', '-b', '4096', dev]); break;
+    // 1 KiB blocks: 8 groups per 64 MiB, flex_bg packing their bitmaps, BLOCK_UNINIT on the empty ones
+    case 'ext4-1k': sh('mkfs.ext4', ['-q', '-F', '-b', '1024', dev]); break;
+    case 'ext4-meta_bg': sh('mkfs.ext4', ['-q', '-F', '-b', '1024', '-O', 'meta_bg,^resize_inode', dev]); break;
+    case 'ext4-bigalloc': sh('mkfs.ext4', ['-q', '-F', '-b', '1024', '-O', 'bigalloc', '-C', '16384', dev]); break;
     case 'ext3': sh('mkfs.ext3', ['-q', '-F', '-b', '1024', dev]); break;
     case 'ext2': sh('mkfs.ext2', ['-q', '-F', dev]); break;
     case 'ntfs': sh('mkntfs', ['-q', '-F', '-Q', dev]); break;

@@ -44,6 +44,35 @@ function extFacts(dev: string): FsFacts {
   return { fsEnd: count * bs, metadata };
 }
 
+/**
+ * The used blocks of the ext volume on `dev` by libext2fs (dumpe2fs's per-group free
+ * block lists, BLOCK_UNINIT groups included): the volume less its free blocks. With
+ * bigalloc the lists name the first block of each free cluster.
+ */
+export function dumpe2fsDomain(dev: string, offset: number): Block[] {
+  const text = sh('dumpe2fs', [dev]);
+  const bs = num(text, /^Block size:\s+(\d+)/m, 'Block size');
+  const count = num(text, /^Block count:\s+(\d+)/m, 'Block count');
+  const cluster = /^Cluster size:\s+(\d+)/m.exec(text);
+  const ratio = cluster === null ? 1 : Number(cluster[1]) / bs;
+  const free: Block[] = [];
+  for (const line of text.matchAll(/^\s+Free blocks: (.+)$/gm)) {
+    for (const r of line[1]!.split(', ')) {
+      const [a, b] = r.split('-').map(Number) as [number, number | undefined];
+      free.push({ pos: a * bs, size: (Math.min(count, (b ?? a) + ratio) - a) * bs });
+    }
+  }
+  free.sort((x, y) => x.pos - y.pos);
+  const used: Block[] = [];
+  let at = 0;
+  for (const f of free) {
+    if (f.pos > at) used.push({ pos: offset + at, size: f.pos - at });
+    at = Math.max(at, f.pos + f.size);
+  }
+  if (at < count * bs) used.push({ pos: offset + at, size: count * bs - at });
+  return used;
+}
+
 function ntfsFacts(dev: string): FsFacts {
   const text = sh('ntfsinfo', ['-m', '-f', dev]);
   const cs = num(text, /Cluster Size:\s+(\d+)/, 'Cluster Size');
