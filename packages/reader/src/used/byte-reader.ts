@@ -72,9 +72,14 @@ export class ScanReader {
     }
     const end = pos + size;
     if (end > this.size) return null;
-    const hit = this.#cache.find((c) => c.pos <= pos && c.end >= end);
-    if (hit?.data) return hit.data.subarray(pos - hit.pos, end - hit.pos);
+    const hit = this.#cache.find((c) => c.pos <= pos && c.end > pos);
+    if (hit?.data && hit.end >= end) return hit.data.subarray(pos - hit.pos, end - hit.pos);
     if (this.#failed.some((c) => c.pos < end && c.end > pos)) return null;
+    if (hit?.data) {
+      // The head was read a moment ago (a probe, a boot sector): read only the rest.
+      const rest = await this.#read(hit.end, end - hit.end, warn);
+      return rest === null ? null : Buffer.concat([hit.data.subarray(pos - hit.pos), rest]);
+    }
     this.#signal?.throwIfAborted();
     const s = this.sectorSize;
     const aPos = Math.floor(pos / s) * s;

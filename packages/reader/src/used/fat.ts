@@ -65,6 +65,24 @@ export function fatLayout(boot: Uint8Array): FatLayout {
   };
 }
 
+/** Part of a FAT copy: its bytes (zeros where unreadable) and the unreadable ranges in it. */
+interface FatPart {
+  readonly data: Uint8Array;
+  readonly bad: Block[];
+  unreadable(at: number, n: number): boolean;
+}
+
+/** `bytes` of a FAT copy from `pos`, read in pieces so a bad sector costs only its piece. */
+async function readFatPart(scan: Scan, pos: number, bytes: number): Promise<FatPart> {
+  const data = new Uint8Array(bytes);
+  const bad: Block[] = [];
+  for await (const b of scan.reader.batches(pos, bytes)) {
+    if (b.data === null) bad.push({ pos: b.pos - pos, size: b.size });
+    else data.set(b.data, b.pos - pos);
+  }
+  return { data, bad, unreadable: (at, n) => bad.some((x) => x.pos < at + n && at < x.pos + x.size) };
+}
+
 /** Entry `i` of a FAT held in `fat`, whose first byte is that of entry `first` (FAT12: `first` even). */
 function entry(fat: Uint8Array, type: FatLayout['type'], i: number, first: number): number {
   if (type === 'fat32') return u32(fat, (i - first) * 4) & 0x0fffffff;
@@ -80,7 +98,7 @@ function entry(fat: Uint8Array, type: FatLayout['type'], i: number, first: numbe
  * @throws CorruptError when the boot sector cannot be trusted.
  */
 export async function scanFat(scan: Scan, part: Block): Promise<{ fs: string; size: number; claimed: number }> {
-  const head = await scan.reader.read(part.pos, Math.min(4096, part.size));
+  const head = await scan.reader.read(part.pos, 512);
   check(head !== null, 'ERR_USED_MAP_UNREADABLE', 'the boot sector cannot be read');
   const L = fatLayout(head);
   if (L.type === 'fat32') await checkBackupBoot(scan, part, head, L);
@@ -101,23 +119,26 @@ export async function scanFat(scan: Scan, part: Block): Promise<{ fs: string; si
     const last = Math.min(L.clusters + 2, first + perBatch);
     const from = Math.floor((first * bits) / 8);
     const bytes = Math.ceil((last * bits) / 8) - from;
-    const tables: Uint8Array[] = [];
+    const tables: FatPart[] = [];
     for (const k of copies) {
       const fatPos = base + L.reserved + k * L.fatBytes + from;
       if (fatPos + bytes > base + size) continue;
-      const t = await scan.reader.read(fatPos, bytes);
-      if (t !== null) tables.push(t);
-      if (first === 0 && k === copies[0]) firstTable = t;
+      const t = await readFatPart(scan, fatPos, bytes);
+      tables.push(t);
+      if (first === 0 && k === copies[0] && t.bad.length === 0) firstTable = t.data;
     }
     // Entry 0 holds the media byte: a FAT found elsewhere means the boot sector is wrong.
-    check(first !== 0 || tables.length === 0 || tables.some((t) => (entry(t, L.type, 0, 0) & 0xff) === L.media), 'ERR_USED_MAP_BAD_SUPERBLOCK',
+    const sound = tables.filter((t) => first !== 0 || !t.unreadable(0, 2));
+    check(first !== 0 || sound.length === 0 || sound.some((t) => (entry(t.data, L.type, 0, 0) & 0xff) === L.media), 'ERR_USED_MAP_BAD_SUPERBLOCK',
       `no FAT copy starts with the media byte 0x${L.media.toString(16)}: the boot sector does not say where the FATs are`);
     let runStart = -1;
     for (let c = Math.max(2, first); c <= last; ++c) {
-      let isUsed = c < last && tables.length === 0;
-      if (c < last && tables.length > 0) {
-        const used = tables.map((t) => entry(t, L.type, c, first) !== 0);
-        isUsed = used.some(Boolean);
+      let isUsed = false;
+      if (c < last) {
+        const at = Math.floor(((c - first) * bits) / 8);
+        const readable = tables.filter((t) => !t.unreadable(at, Math.ceil(bits / 8) + 1));
+        const used = readable.map((t) => entry(t.data, L.type, c, first) !== 0);
+        isUsed = used.length === 0 || used.some(Boolean);
         if (isUsed && !used.every(Boolean)) differ++;
       }
       if (c < last && isUsed && runStart < 0) runStart = c;

@@ -174,7 +174,8 @@ export async function scanNtfs(scan: Scan, part: Block): Promise<{ fs: string; s
 
 /** The system files' non-resident attributes as metadata; a damaged record there is warned about (its clusters are in $Bitmap). */
 async function markSystemFiles(scan: Scan, v: NtfsVolume, part: Block): Promise<void> {
-  for (let n = 0; n < SYSTEM_RECORDS; ++n) {
+  // record 0's runs ($MFT) are marked already, maybe from its $MFTMirr copy
+  for (let n = 1; n < SYSTEM_RECORDS; ++n) {
     if (n === BAD_CLUS) continue;
     try {
       const attrs = await readRecord(scan, v, n);

@@ -10,8 +10,6 @@ import type { Scan } from './scan.js';
 
 export type ProbedFs = 'ext' | 'ntfs' | 'fat' | 'exfat' | 'unknown' | 'unreadable';
 
-/** Bytes read at a partition's start to tell its file system: the boot sector and the ext superblock. */
-export const PROBE_SIZE = 4096;
 
 /** True if `sector` is a FAT boot sector: a jump, and a BPB whose numbers a FAT volume can have. */
 export function looksLikeFat(sector: Uint8Array): boolean {
@@ -25,15 +23,23 @@ export function looksLikeFat(sector: Uint8Array): boolean {
     && u8(sector, 16) >= 1 && u8(sector, 16) <= 4 && total > 0 && fatSize > 0 && (media === 0xf0 || media >= 0xf8);
 }
 
-/** What lies at `pos` (a partition of `size` bytes). */
+/**
+ * What lies at `pos` (a partition of `size` bytes): its first sector, then the ext
+ * superblock at byte 1024, each read alone so that a bad sector in one does not hide
+ * the other.
+ */
 export async function probeFileSystem(scan: Scan, pos: number, size: number): Promise<ProbedFs> {
-  const n = Math.min(PROBE_SIZE, size, scan.reader.size - pos);
+  const n = Math.min(size, scan.reader.size - pos);
   if (n < 512) return 'unknown';
-  const head = await scan.reader.read(pos, n);
-  if (head === null) return 'unreadable';
-  if (ascii(head, 3, 8) === 'NTFS    ') return 'ntfs';
-  if (ascii(head, 3, 8) === 'EXFAT   ') return 'exfat';
-  if (looksLikeFat(head)) return 'fat';
-  if (n >= 2048 && u16(head, 1024 + 56) === 0xef53) return 'ext';
-  return 'unknown';
+  const head = await scan.reader.read(pos, 512);
+  if (head !== null) {
+    if (ascii(head, 3, 8) === 'NTFS    ') return 'ntfs';
+    if (ascii(head, 3, 8) === 'EXFAT   ') return 'exfat';
+    if (looksLikeFat(head)) return 'fat';
+  }
+  if (n >= 2048) {
+    const sb = await scan.reader.read(pos + 1024, 1024);
+    if (sb !== null && u16(sb, 56) === 0xef53) return 'ext';
+  }
+  return head === null ? 'unreadable' : 'unknown';
 }

@@ -8,6 +8,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { Block } from '@ddferry/mapfile';
 
 import type { ByteReader } from '../../src/used/byte-reader.js';
+import { mergeBlocks } from '../../src/used/ranges.js';
 
 export interface TestReader extends ByteReader {
   /** Every read asked for, in order. */
@@ -53,11 +54,11 @@ export function fileReader(path: string, sectorSize = 512, bad: readonly Block[]
   };
 }
 
-/** Bytes of `inner` not covered by `outer` (both sorted and disjoint). */
+/** Bytes of `inner` (any order) not covered by `outer` (sorted and disjoint). */
 export function uncovered(inner: readonly Block[], outer: readonly Block[]): Block[] {
   const out: Block[] = [];
   let k = 0;
-  for (const b of inner) {
+  for (const b of mergeBlocks(inner)) {
     let at = b.pos;
     const end = b.pos + b.size;
     while (k < outer.length && outer[k]!.pos + outer[k]!.size <= at) ++k;
@@ -74,4 +75,9 @@ export function uncovered(inner: readonly Block[], outer: readonly Block[]): Blo
 
 export function total(blocks: readonly Block[]): number {
   return blocks.reduce((n, b) => n + b.size, 0);
+}
+
+/** XOR the byte at `at` of `buf` with `mask` (damage for tests). */
+export function flip(buf: Uint8Array, at: number, mask: number): void {
+  buf[at] = buf[at]! ^ mask;
 }
