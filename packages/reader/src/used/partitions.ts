@@ -8,6 +8,7 @@
 import { hasGptSignature, readGpt } from './gpt.js';
 import { PROTECTIVE_TYPE, type PartitionTable, hasBootSignature, looksLikeMbr, mbrEntries, readMbr } from './mbr.js';
 import { probeFileSystem } from './probe.js';
+import { mergeBlocks, subtractBlocks } from './ranges.js';
 import type { Scan } from './scan.js';
 
 /** Read the partition table at the start of the disk. */
@@ -47,7 +48,9 @@ export async function readPartitionTable(scan: Scan): Promise<PartitionTable> {
   if (looksLikeMbr(sector0)) {
     table.kind = 'mbr';
     await readMbr(scan, sector0, table);
-    return checkOverlaps(scan, table);
+    checkOverlaps(scan, table);
+    if (!table.gapsUsed) await probeGaps(scan, table);
+    return table;
   }
   if (fs === 'ext') {
     table.partitions.push({ pos: 0, size, type: 'none' });
@@ -56,6 +59,30 @@ export async function readPartitionTable(scan: Scan): Promise<PartitionTable> {
   scan.warn('ERR_USED_MAP_NO_TABLE', 'no partition table and no known file system at byte 0: the whole disk counts as used');
   table.unknown.push({ pos: 0, size });
   return table;
+}
+
+/**
+ * An MBR has no checksum: a wiped or deleted entry looks like an empty slot. Where a
+ * gap between partitions begins (at the gap, at the next 63-sector boundary, and at the
+ * next two 1 MiB boundaries: the usual partition starts), a file system means a lost
+ * entry: the gaps then count as used (`ERR_USED_MAP_BAD_MBR`). At most four probes per gap.
+ */
+async function probeGaps(scan: Scan, table: PartitionTable): Promise<void> {
+  const ss = scan.reader.sectorSize;
+  const size = scan.reader.size;
+  const taken = mergeBlocks([{ pos: 0, size: ss }, ...table.partitions]);
+  for (const gap of subtractBlocks({ pos: 0, size }, taken)) {
+    const up = (unit: number): number => Math.ceil(gap.pos / unit) * unit;
+    // the next MiB too: a gap may begin with an EBR, its logical partition a MiB further
+    const starts = [...new Set([up(ss), up(63 * ss), up(2048 * ss), up(2048 * ss) + 2048 * ss])].filter((p) => p + 2048 <= gap.pos + gap.size);
+    for (const at of starts) {
+      const fs = await probeFileSystem(scan, at, gap.pos + gap.size - at);
+      if (fs === 'unknown' || fs === 'unreadable') continue;
+      scan.warn('ERR_USED_MAP_BAD_MBR', `a file system (${fs}) at byte ${at} lies outside every partition of the MBR (a lost or deleted entry?): the space outside partitions counts as used`);
+      table.gapsUsed = true;
+      return;
+    }
+  }
 }
 
 function checkOverlaps(scan: Scan, table: PartitionTable): PartitionTable {
