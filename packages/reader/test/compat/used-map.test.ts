@@ -19,7 +19,7 @@ import { alignBlocks, mergeBlocks } from '../../src/used/ranges.js';
 import { formatUsedMapfile } from '../../src/used/used-mapfile.js';
 import { type UsedSpace, findUsedSpace } from '../../src/used/used-space.js';
 import {
-  type DiskPartition, type PartSpec, fill, makeDisk, markFatClean, mkfs, mountedBy, mtoolsDomain, partcloneDomain, requireUsedMapTools, sh, withLoop,
+  type DiskPartition, type PartSpec, fill, makeDisk, markFatClean, mkfs, mountedBy, mtoolsDomain, partcloneDomain, readAt, requireUsedMapTools, sh, withLoop,
 } from '../helpers/used-disks.js';
 import { type FsFacts, dumpe2fsDomain, fsFacts } from '../helpers/used-facts.js';
 import { fileReader, total, uncovered } from '../helpers/used-readers.js';
@@ -217,17 +217,6 @@ function damaged(d: Built, name: string, edits: ReadonlyArray<readonly [number, 
     closeSync(fd);
   }
   return img;
-}
-
-function readAt(img: string, pos: number, n: number): Buffer {
-  const b = Buffer.alloc(n);
-  const fd = openSync(img, 'r');
-  try {
-    readSync(fd, b, 0, n, pos);
-  } finally {
-    closeSync(fd);
-  }
-  return b;
 }
 
 /** The EBR describing logical partition `p`: the sector before it whose first entry points at it. */

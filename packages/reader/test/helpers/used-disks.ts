@@ -22,6 +22,18 @@ export const USED_MAP_TOOLS: ReadonlyArray<readonly [string, string]> = [
   ['partclone.fat', 'partclone'], ['ddrescue', 'gddrescue'], ['mshowfat', 'mtools'],
 ];
 
+/** `n` bytes of the file or device `path` from byte `pos`. */
+export function readAt(path: string, pos: number, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, b, 0, n, pos);
+  } finally {
+    closeSync(fd);
+  }
+  return b;
+}
+
 /** Run `cmd`; its stdout, or an error with its output. */
 export function sh(cmd: string, args: readonly string[], input?: string): string {
   try {
@@ -221,10 +233,9 @@ export async function fill(dev: string, fs: TestFs, size: number, mnt: string): 
  */
 export function markFatClean(dev: string, fs: TestFs): void {
   if (fs !== 'fat16' && fs !== 'fat32') return;
+  const boot = readAt(dev, 0, 512);
   const fd = openSync(dev, 'r+');
   try {
-    const boot = Buffer.alloc(512);
-    readSync(fd, boot, 0, 512, 0);
     const bps = boot.readUInt16LE(11);
     const reserved = boot.readUInt16LE(14);
     const fatSize = boot.readUInt16LE(22) || boot.readUInt32LE(36);
@@ -255,13 +266,7 @@ export function partcloneDomain(dev: string, fs: TestFs, offset: number, out: st
 export function mtoolsDomain(dev: string, offset: number): Block[] {
   const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
   const run = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'latin1', env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const boot = Buffer.alloc(512);
-  const fd = openSync(dev, 'r');
-  try {
-    readSync(fd, boot, 0, 512, 0);
-  } finally {
-    closeSync(fd);
-  }
+  const boot = readAt(dev, 0, 512);
   const bps = boot.readUInt16LE(11);
   const cluster = boot[13]! * bps;
   const dataStart = (boot.readUInt16LE(14) + boot[16]! * (boot.readUInt16LE(22) || boot.readUInt32LE(36))) * bps + Math.ceil((boot.readUInt16LE(17) * 32) / bps) * bps;

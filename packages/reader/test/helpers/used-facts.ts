@@ -4,11 +4,9 @@
  * dump.exfat, fsck.fat -v), in bytes from the partition's start. Independent of the
  * scan under test.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
-
 import type { Block } from '@ddferry/mapfile';
 
-import { type TestFs, sh } from './used-disks.js';
+import { type TestFs, readAt, sh } from './used-disks.js';
 
 export interface FsFacts {
   /** Bytes of the partition the file system spans. */
@@ -79,13 +77,7 @@ function ntfsFacts(dev: string): FsFacts {
   const recordSize = num(text, /MFT Record Size:\s+(\d+)/, 'MFT Record Size');
   const mft = num(text, /LCN of Data Attribute for FILE_MFT:\s+(\d+)/, 'the MFT position');
   const mirror = num(text, /LCN of Data Attribute for File_MFTMirr:\s+(\d+)/, 'the MFTMirr position');
-  const boot = Buffer.alloc(512);
-  const fd = openSync(dev, 'r');
-  try {
-    readSync(fd, boot, 0, 512, 0);
-  } finally {
-    closeSync(fd);
-  }
+  const boot = readAt(dev, 0, 512);
   return {
     // the boot sector's total sectors: the backup boot sector lies just past them
     fsEnd: Number(boot.readBigUInt64LE(40)) * boot.readUInt16LE(11),
