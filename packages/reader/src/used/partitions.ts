@@ -70,7 +70,8 @@ export async function readPartitionTable(scan: Scan): Promise<PartitionTable> {
 async function probeGaps(scan: Scan, table: PartitionTable): Promise<void> {
   const ss = scan.reader.sectorSize;
   const size = scan.reader.size;
-  const taken = mergeBlocks([{ pos: 0, size: ss }, ...table.partitions]);
+  // what a broken EBR chain left already counts as used: no need to look there
+  const taken = mergeBlocks([{ pos: 0, size: ss }, ...table.partitions, ...table.unknown]);
   for (const gap of subtractBlocks({ pos: 0, size }, taken)) {
     const up = (unit: number): number => Math.ceil(gap.pos / unit) * unit;
     // the next MiB too: a gap may begin with an EBR, its logical partition a MiB further
