@@ -248,6 +248,16 @@ describe('used-space scan: ext2/3/4', () => {
     expect(uncovered([v.groupRange(3), ...v.used], u.used)).to.deep.equal([]);
   });
 
+  it('counts the group of an unreadable bitmap block as used, and the other groups as their bitmaps say', async () => {
+    const { disk, v } = volume();
+    const bad = v.ranges([[v.blockBitmap(5), 1]])[0]!;
+    const u = await findUsedSpace(memoryReader(disk, 512, [bad]));
+    expect(codes(u)).to.deep.equal(['ERR_USED_MAP_UNREADABLE']);
+    expect(uncovered([v.groupRange(5), ...v.used], u.used)).to.deep.equal([]);
+    // group 2's bitmap was read: its free blocks stay free
+    expect(uncovered([v.groupRange(2)], u.used)).to.not.deep.equal([]);
+  });
+
   it('counts the volume as used when the superblock fails its checksum (ERR_USED_MAP_BAD_SUPERBLOCK)', async () => {
     const { disk, v } = volume();
     flip(disk, v.superblockPos + 0x20, 1);

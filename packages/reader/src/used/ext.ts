@@ -108,10 +108,14 @@ class ExtScan {
       let k = i + 1;
       while (k < pending.length && k - i < maxBlocks && pending[k]!.d.blockBitmap === pending[k - 1]!.d.blockBitmap + 1) ++k;
       const first = pending[i]!.d.blockBitmap;
-      const data = await this.scan.reader.read(this.base + first * s.blockSize, (pending[k - 1]!.d.blockBitmap - first + 1) * s.blockSize);
+      // in pieces: an unreadable bitmap block costs its 64 KiB piece, not the whole batch
+      const pieces = [];
+      for await (const b of this.scan.reader.batches(this.base + first * s.blockSize, (pending[k - 1]!.d.blockBitmap - first + 1) * s.blockSize)) pieces.push(b);
       for (const p of pending.slice(i, k)) {
-        if (data === null) this.groupUsed(p.g);
-        else this.bitmap(p, data.subarray((p.d.blockBitmap - first) * s.blockSize, (p.d.blockBitmap - first + 1) * s.blockSize));
+        const at = this.base + p.d.blockBitmap * s.blockSize;
+        const piece = pieces.find((b) => b.pos <= at && at + s.blockSize <= b.pos + b.size);
+        if (piece?.data) this.bitmap(p, piece.data.subarray(at - piece.pos, at - piece.pos + s.blockSize));
+        else this.groupUsed(p.g);
       }
       i = k;
     }
