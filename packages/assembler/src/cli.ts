@@ -15,7 +15,7 @@ import { IMPORT_DDRESCUE_USAGE, runImportDdrescue } from './import-ddrescue.js';
 export type { CliIo } from './cli-io.js';
 import { pageUrls } from './live/live-server.js';
 import { AssemblerProgress } from './progress.js';
-import { ProgressDisplay, parseProgressInterval } from './progress-view.js';
+import { assemblerDisplay, parseProgressInterval } from './progress-view.js';
 import type { Log } from './server.js';
 import { SERVE_DEFAULTS, serve } from './server.js';
 
@@ -224,7 +224,7 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     const interval = values['progress-interval'] === undefined ? undefined : parseProgressInterval(values['progress-interval']);
     const maxMemory = values['max-memory'] === undefined ? SERVE_DEFAULTS.maxMemory : parseSize(values['max-memory'], '--max-memory');
     const progress = new AssemblerProgress({ clock: Date.now });
-    const display = new ProgressDisplay({
+    const display = assemblerDisplay({
       mode, interval, write: mode === 'json' ? io.stdout : io.stderr, messages: io.stderr, clock: Date.now, snapshot: () => progress.snapshot(),
     });
     // a line may quote what a peer sent: no control or bidi character reaches the terminal

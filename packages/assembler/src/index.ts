@@ -32,6 +32,6 @@ export type {
   AssemblerProgressOptions, AssemblerProgressSnapshot, BundleProgressEvent, ConnectionProgress, ImageSource, ReaderIdentity, ReaderProgress, ReaderState,
 } from './progress.js';
 export {
-  DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, formatProgressBlock, formatProgressJson, formatReaderLine, importProgress, parseProgressInterval,
+  assemblerDisplay, assemblerProgressView, formatProgressBlock, formatProgressJson, formatReaderLine, importProgress, parseProgressInterval,
 } from './progress-view.js';
-export type { ImportProgress, ProgressDisplayOptions, ProgressMode } from './progress-view.js';
+export type { ImportProgress, ProgressDisplayOptions } from './progress-view.js';

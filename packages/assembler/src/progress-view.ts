@@ -5,21 +5,14 @@
  * once; `finish` draws the final state whatever the clock.
  */
 import { formatNum } from '@ddferry/mapfile';
+import { ProgressDisplay, type ProgressDisplayOptions as SharedDisplayOptions, type ProgressView } from '@ddferry/protocol';
 
 import { AssemblerError } from './errors.js';
 import { AssemblerProgress } from './progress.js';
 import type { AssemblerProgressSnapshot, BundleProgressEvent, ImageSource, ReaderProgress } from './progress.js';
 
-export type ProgressMode = 'tty' | 'lines' | 'json' | 'off';
-
-/** Seconds between lines or JSON objects unless `--progress-interval` says otherwise. */
-export const DEFAULT_PROGRESS_INTERVAL = 10;
-/** Milliseconds between terminal redraws, at least. */
-export const TTY_REDRAW_MS = 1000;
 /** Longest error message in the text views (JSON has it whole). */
 const MAX_ERROR_TEXT = 100;
-
-const CSI = '\x1B[';
 
 /** A size in ddrescue's way (`4193 kB`), at most four digits. */
 function bytes(n: number): string {
@@ -75,103 +68,39 @@ function signature(r: ReaderProgress): string {
   return JSON.stringify([r.state, r.peer, r.image, r.piecesMerged, r.bytesMerged, r.bundles, r.lastError]);
 }
 
-export interface ProgressDisplayOptions {
-  readonly mode: ProgressMode;
-  /** The terminal (stderr) for `tty` and `lines`; stdout for `json`. */
-  readonly write: (text: string) => void;
-  /** Where messages go (stderr); for `tty` the same terminal as `write`. */
-  readonly messages: (text: string) => void;
-  /** Milliseconds. */
-  readonly clock: () => number;
-  /** Seconds between lines or JSON objects [10]; positive. */
-  readonly interval?: number | undefined;
-  readonly snapshot: () => AssemblerProgressSnapshot;
-}
-
-/** Draws snapshots by the table in the module comment. */
-export class ProgressDisplay {
-  readonly #o: ProgressDisplayOptions;
-  readonly #minGapMs: number;
-  #lastDraw: number | null = null;
-  #drawn = 0;
-  readonly #printed = new Map<string, string>();
-  #timer: NodeJS.Timeout | undefined;
-  #finished = false;
-
-  /** @throws RangeError for an `interval` that is not a positive finite number. */
-  constructor(options: ProgressDisplayOptions) {
-    const interval = options.interval ?? DEFAULT_PROGRESS_INTERVAL;
-    if (!(interval > 0) || !Number.isFinite(interval)) throw new RangeError(`progress interval must be a positive number of seconds, not ${String(interval)}`);
-    this.#o = options;
-    this.#minGapMs = options.mode === 'tty' ? TTY_REDRAW_MS : interval * 1000;
-  }
-
-  get mode(): ProgressMode {
-    return this.#o.mode;
-  }
-
-  /** Draw if the mode's gap has passed since the last draw (or nothing was drawn yet). */
-  update(): void {
-    if (this.#o.mode === 'off' || this.#finished) return;
-    const now = this.#o.clock();
-    if (this.#lastDraw !== null && now - this.#lastDraw < this.#minGapMs) return;
-    this.#lastDraw = now;
-    this.#draw(this.#o.snapshot(), false);
-  }
-
-  /** A message line (no newline), shown without breaking a terminal block. */
-  message(text: string): void {
-    if (this.#o.mode === 'tty' && this.#drawn > 0) {
-      this.#o.write(`\r${CSI}${this.#drawn}A${CSI}J`);
-      this.#drawn = 0;
-    }
-    this.#o.messages(`${text}\n`);
-  }
-
-  /** The final state, once, whatever the clock; the timer stops. */
-  finish(): void {
-    this.stop();
-    if (this.#o.mode === 'off' || this.#finished) return;
-    this.#finished = true;
-    this.#draw(this.#o.snapshot(), true);
-  }
-
-  /** `update` now, then from an unreferenced timer. */
-  start(): void {
-    if (this.#o.mode === 'off' || this.#timer !== undefined) return;
-    this.update();
-    this.#timer = setInterval(() => this.update(), Math.min(TTY_REDRAW_MS, this.#minGapMs));
-    this.#timer.unref();
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-  }
-
-  #draw(s: AssemblerProgressSnapshot, final: boolean): void {
-    if (this.#o.mode === 'json') {
-      this.#o.write(`${formatProgressJson(s)}\n`);
-    } else if (this.#o.mode === 'lines') {
+/**
+ * The assembler's views for the shared progress display (protocol's `ProgressDisplay`):
+ * in `lines` mode a reader's line is printed again only when what it says changed (and
+ * every reader's at the end). Each display needs its own view (it remembers what it printed).
+ */
+export function assemblerProgressView(): ProgressView<AssemblerProgressSnapshot> {
+  const printed = new Map<string, string>();
+  return {
+    block: (s) => formatProgressBlock(s),
+    json: (s) => formatProgressJson(s),
+    lines(s, final) {
       let out = '';
       const seen = new Set<string>();
       for (const r of s.readers) {
         const key = `${r.rescueId ?? ''}\n${r.rescueId === null ? r.peer : ''}`;
         seen.add(key);
         const sig = signature(r);
-        if (!final && this.#printed.get(key) === sig) continue;
-        this.#printed.set(key, sig);
+        if (!final && printed.get(key) === sig) continue;
+        printed.set(key, sig);
         out += `${formatReaderLine(s.time, r)}\n`;
       }
-      for (const key of this.#printed.keys()) if (!seen.has(key)) this.#printed.delete(key);
-      if (out) this.#o.write(out);
-    } else {
-      const lines = formatProgressBlock(s);
-      const up = this.#drawn > 0 ? `\r${CSI}${this.#drawn}A` : '';
-      this.#o.write(`${up}${lines.map((l) => `${l}${CSI}K\n`).join('')}${CSI}J`);
-      this.#drawn = lines.length;
-    }
-  }
+      for (const key of printed.keys()) if (!seen.has(key)) printed.delete(key);
+      return out;
+    },
+  };
+}
+
+/** What the assembler's displays are made with: protocol's options, less the view. */
+export type ProgressDisplayOptions = Omit<SharedDisplayOptions<AssemblerProgressSnapshot>, 'view'>;
+
+/** A display of the assembler's progress (the shared display with the assembler's view). */
+export function assemblerDisplay(o: ProgressDisplayOptions): ProgressDisplay<AssemblerProgressSnapshot> {
+  return new ProgressDisplay({ ...o, view: assemblerProgressView() });
 }
 
 /**
@@ -202,7 +131,7 @@ export interface ImportProgress {
  */
 export function importProgress(o: Omit<ProgressDisplayOptions, 'snapshot'> & { readonly folder: string; readonly image: ImageSource }): ImportProgress {
   const book = new AssemblerProgress({ images: [o.image], clock: o.clock });
-  const display = new ProgressDisplay({ ...o, snapshot: () => book.snapshot() });
+  const display = assemblerDisplay({ ...o, snapshot: () => book.snapshot() });
   display.start();
   return {
     onBundle(e) {

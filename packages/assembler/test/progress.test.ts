@@ -8,8 +8,9 @@ import { expect } from 'chai';
 
 import { AssemblerProgress, type BundleProgressEvent, type ImageSource, MAX_ENTRIES } from '../src/progress.js';
 import {
-  ProgressDisplay, type ProgressMode, formatProgressBlock, formatProgressJson, formatReaderLine, importProgress, parseProgressInterval,
+  assemblerDisplay, formatProgressBlock, formatProgressJson, formatReaderLine, importProgress, parseProgressInterval,
 } from '../src/progress-view.js';
+import type { ProgressMode } from '@ddferry/protocol';
 import { serve } from '../src/server.js';
 import type { AssemblerServer } from '../src/server.js';
 
@@ -156,7 +157,7 @@ describe('assembler ProgressDisplay', () => {
     const book = new AssemblerProgress({ images: [img], clock: () => now });
     const out: string[] = [];
     const messages: string[] = [];
-    const d = new ProgressDisplay({ mode, interval, write: (t) => out.push(t), messages: (t) => messages.push(t), clock: () => now, snapshot: () => book.snapshot() });
+    const d = assemblerDisplay({ mode, interval, write: (t) => out.push(t), messages: (t) => messages.push(t), clock: () => now, snapshot: () => book.snapshot() });
     return { d, out, messages, book, img, at: (ms: number) => { now = ms; } };
   }
 
