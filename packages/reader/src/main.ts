@@ -5,6 +5,7 @@ const USAGE = `Usage: ddferry-reader COMMAND [ARGS]
 Commands:
   plan SOURCE JOBDIR ...   make a job folder for a new rescue ('plan --help')
   rescue JOBDIR --to URL   rescue and ship to an assembler or a stick ('rescue --help')
+  used-map SOURCE|JOBDIR   the used space of the disk's file systems ('used-map --help')
   ddrescue [options] infile outfile [mapfile]
                            GNU ddrescue 1.27's rescue ('ddrescue --help')
   help                     this text
@@ -41,26 +42,28 @@ async function main(): Promise<number> {
   }
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     // the pipeline's modules (protobuf, websockets, tar) load only when a job command needs them
-    const [{ PLAN_HELP }, { RESCUE_HELP }] = await Promise.all([import('./commands/plan.js'), import('./commands/rescue.js')]);
-    process.stdout.write(`${USAGE}\n${PLAN_HELP}\n${RESCUE_HELP}`);
+    const [{ PLAN_HELP }, { RESCUE_HELP }, { USED_MAP_HELP }] = await Promise.all([import('./commands/plan.js'), import('./commands/rescue.js'), import('./commands/used-map.js')]);
+    process.stdout.write(`${USAGE}\n${PLAN_HELP}\n${RESCUE_HELP}\n${USED_MAP_HELP}`);
     return command === undefined ? 1 : 0;
   }
-  if (command !== 'ddrescue' && command !== 'plan' && command !== 'rescue') {
+  if (command !== 'ddrescue' && command !== 'plan' && command !== 'rescue' && command !== 'used-map') {
     process.stderr.write(`ddferry-reader: ERR_USAGE: unknown command '${command}'.\n${USAGE}`);
     return 1;
   }
   // the first signal asks the command to stop (it saves its map); a second one ends the process at once
   let signal: NodeJS.Signals | null = null;
   const controller = new AbortController();
+  // the commands that read through a reading process never wait on the source: they stop within the deadline
+  const detached = command !== 'ddrescue';
   const onSignal = (sig: NodeJS.Signals): void => {
     if (signal !== null) {
-      if (command === 'rescue') dieBy(sig);
+      if (detached) dieBy(sig);
       return;
     }
     signal = sig;
     controller.abort();
-    // rescue never waits on the source: whatever is still running after the deadline is given up
-    if (command === 'rescue') setTimeout(() => dieBy(sig), STOP_DEADLINE_MS).unref();
+    // whatever is still running after the deadline is given up
+    if (detached) setTimeout(() => dieBy(sig), STOP_DEADLINE_MS).unref();
   };
   for (const s of SIGNALS) process.on(s, onSignal);
   const io = {
@@ -74,7 +77,12 @@ async function main(): Promise<number> {
   let result: { status: number; signal?: NodeJS.Signals };
   if (command === 'plan') {
     const { runPlan } = await import('./commands/plan.js');
-    result = { status: await runPlan(rest, io) };
+    result = { status: await runPlan(rest, io, controller.signal) };
+    if (signal !== null) result = { status: signalStatus(signal), signal };
+  } else if (command === 'used-map') {
+    const { runUsedMap } = await import('./commands/used-map.js');
+    result = await runUsedMap(rest, io, controller.signal);
+    if (signal !== null) result = { status: signalStatus(signal), signal };
   } else if (command === 'rescue') {
     const { runRescue } = await import('./commands/rescue.js');
     result = await runRescue(rest, io, controller.signal, () => signal);
@@ -95,7 +103,7 @@ main().then(
   (status) => {
     process.exitCode = status;
     // nothing may keep a finished command alive (a link closing, a reading process left in a read)
-    if (process.argv[2] === 'rescue') setTimeout(() => process.exit(status), 100).unref();
+    if (process.argv[2] !== 'ddrescue') setTimeout(() => process.exit(status), 100).unref();
   },
   (err: unknown) => {
     process.stderr.write(`ddferry-reader: internal error: ${(err as Error).stack ?? String(err)}\n`);

@@ -156,7 +156,7 @@ describe('progress', function () {
 
     it('prints JSON with stable keys, numbers in bytes and seconds', function () {
       const o = JSON.parse(formatProgressJson(snap())) as Record<string, unknown>;
-      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'reading', 'paused']);
+      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'reading', 'paused', 'usedSpace']);
       expect(o).to.include({ type: 'progress', time: 72, phase: 'rescuing', sourceSize: 16 * MiB, stick: null });
       expect(Object.keys(o.rescue as object)).to.deep.equal([
         'ipos', 'opos', 'nonTried', 'nonTrimmed', 'nonScraped', 'badSector', 'rescued', 'domainSize', 'pctRescued', 'badAreas',

@@ -7,10 +7,11 @@ import { planJob } from '../job/plan-job.js';
 import { TOKEN_FILE } from '../job/token.js';
 import { parseSlowReads } from '../source/blocking-source.js';
 import { type CommandIo, report } from './report.js';
+import { planUsedOrder } from './used-map.js';
 
 export const PLAN_HELP = `Usage: ddferry-reader plan SOURCE JOBDIR [--chunk-size N | --medium-size N --fs fat32|exfat|ext4]
                            [--sector-size N] [--token-file F] [--test-mode MAP [--test-slow-reads SPEC]]
-                           [--from-mapfile MAP]
+                           [--from-mapfile MAP] [--used-first | --used-only]
 
 Make a job folder for a new rescue of SOURCE (a disk, a partition or a file, opened
 read-only): job.json (a new rescue id, the source's fingerprint, the chunk plan),
@@ -27,10 +28,14 @@ token: the shared secret that seals every piece (the same file on PC_B).
                       with --test-mode: reads overlapping these ranges block, as a
                       dying disk's do: POS+SIZE@SECONDS[,...] (e.g. 0x100000+64KiB@12)
   --from-mapfile MAP  start from an existing GNU ddrescue mapfile of this source
+  --used-first        read the partition tables and file systems' allocation maps now
+                      (through the engine: what is read is kept), then rescue their
+                      metadata first, then the used space, then the rest
+  --used-only         the same, and never read the free space
 `;
 
 /** `ddferry-reader plan ...` */
-export async function runPlan(argv: readonly string[], io: CommandIo): Promise<number> {
+export async function runPlan(argv: readonly string[], io: CommandIo, signal: AbortSignal = new AbortController().signal): Promise<number> {
   try {
     const { options, operands } = parseArgs(argv, [
       { code: 'chunk-size', long: 'chunk-size', hasArg: 'yes' },
@@ -41,6 +46,8 @@ export async function runPlan(argv: readonly string[], io: CommandIo): Promise<n
       { code: 'test-slow-reads', long: 'test-slow-reads', hasArg: 'yes' },
       { code: 'from-mapfile', long: 'from-mapfile', hasArg: 'yes' },
       { code: 'token-file', long: 'token-file', hasArg: 'yes' },
+      { code: 'used-first', long: 'used-first', hasArg: 'no' },
+      { code: 'used-only', long: 'used-only', hasArg: 'no' },
       { code: 'h', long: 'help', hasArg: 'no' },
     ]);
     const v = new Map(options.map((o) => [o.code, o.argument]));
@@ -54,6 +61,7 @@ export async function runPlan(argv: readonly string[], io: CommandIo): Promise<n
     const fs = (v.get('fs') ?? 'fat32') as FileSystemName;
     if (!['fat32', 'exfat', 'ext4'].includes(fs)) throw new ArgumentError('ERR_ARG_INVALID', '--fs', fs, `--fs must be fat32, exfat or ext4, not '${fs}'.`);
     if (v.has('chunk-size') === v.has('medium-size')) throw new ArgumentError('ERR_ARG_INVALID', '', '', 'Give either --chunk-size or --medium-size.');
+    if (v.has('used-first') && v.has('used-only')) throw new ArgumentError('ERR_ARG_INVALID', '--used-only', '', 'Give --used-first or --used-only, not both.');
     if (v.has('test-slow-reads') && !v.has('test-mode')) throw new ArgumentError('ERR_ARG_INVALID', '--test-slow-reads', v.get('test-slow-reads')!, '--test-slow-reads simulates a slow disk: it needs --test-mode MAP.');
     const job = await planJob({
       source: operands[0]!,
@@ -67,6 +75,10 @@ export async function runPlan(argv: readonly string[], io: CommandIo): Promise<n
       tokenFile: v.get('token-file'),
       commandLine: ['ddferry-reader', 'plan', ...argv].join(' '),
     });
+    if (v.has('used-first') || v.has('used-only')) {
+      const order = v.has('used-only') ? 'only' : 'first';
+      if (!(await planUsedOrder(resolve(operands[1]!), order, io, signal))) return 130;
+    }
     const warning = noSerialWarning(job.source, job.fingerprint);
     if (warning !== null) io.stderr(`ddferry-reader: ${warning}\n`);
     io.stdout(`Planned rescue ${job.rescueId}: ${job.sourceSize} bytes in ${job.chunkCount} chunk(s) of ${job.chunkSize} bytes, sectors of ${job.sectorSize}.\n`);

@@ -8,6 +8,7 @@ import { type Job, jobChunks, jobPaths, readJob } from './job.js';
 import { LEDGER_FOLDER, Ledger } from './ledger.js';
 import { SeqCounter } from './seq-counter.js';
 import { Spool, spoolSeqs } from './spool.js';
+import { type UsedOrder, loadUsedOrder } from './used-order.js';
 
 /** A job folder opened for a run: the one owner of its counter, map, spool and ledger. */
 export interface JobFolder {
@@ -24,6 +25,8 @@ export interface JobFolder {
   readonly spool: Spool;
   /** Pieces carried on sticks (`JOBDIR/ledger`). */
   readonly ledger: Ledger;
+  /** The used-space order (`plan --used-first`), if the job has one. */
+  readonly used: UsedOrder | undefined;
 }
 
 export interface OpenJobOptions {
@@ -54,5 +57,6 @@ export async function openJobFolder(jobDir: string, o: OpenJobOptions): Promise<
   const seq = await SeqCounter.open(paths.seq, [ledger.maxSeq, ...(await spoolSeqs(paths.spool))]);
   const spool = await Spool.open({ dir: paths.spool, capacity: o.spoolBytes, plan, keys }, seq);
   const map = await CommonMap.open({ path: paths.commonMap, sourceSize: job.sourceSize, hardbs: o.hardbs, commandLine: o.commandLine, saveInterval: o.saveInterval, syncInterval: o.syncInterval });
-  return { dir, job, paths, chunks, plan, keys, seq, map, spool, ledger };
+  const used = await loadUsedOrder(dir, job.usedOrder);
+  return { dir, job, paths, chunks, plan, keys, seq, map, spool, ledger, used };
 }

@@ -30,6 +30,8 @@ export interface Job {
   readonly source: string;
   /** Absolute path of a GNU ddrescue test-mode map (`-H`), if the source is simulated. */
   readonly testMode?: string;
+  /** `plan --used-first` (`first`) or `--used-only` (`only`): metadata, then used space, then (not with `only`) the rest. */
+  readonly usedOrder?: 'first' | 'only';
   /** The token file `plan --token-file` named (absolute); without it, `JOBDIR/token`. */
   readonly tokenFile?: string;
   /** With `testMode`: reads overlapping these ranges block for their seconds (`plan --test-slow-reads`). */

@@ -61,6 +61,11 @@ function linkText(s: ProgressSnapshot): string | null {
   return `${where}, ${pieces(l.merged)} merged this run`;
 }
 
+/** Used space first: how much of it, and of the free space, is rescued. */
+function usedText(u: NonNullable<ProgressSnapshot['usedSpace']>, binary: boolean): string {
+  return `${bytes(u.rescued, binary)} of ${bytes(u.size, binary)} rescued; free space: ${bytes(u.freeRescued, binary)} of ${bytes(u.freeSize, binary)}`;
+}
+
 /** The read in progress when it has taken a second or more (a failing disk's slow read). */
 function readingText(s: ProgressSnapshot, binary: boolean): string | null {
   const r = s.reading;
@@ -103,6 +108,7 @@ export function formatProgressBlock(s: ProgressSnapshot, binaryPrefixes = false)
   const reading = readingText(s, binaryPrefixes);
   if (reading !== null) lines.push(`  reading: ${reading}`);
   if (s.paused) lines.push(`   paused: ${s.paused.text}`);
+  if (s.usedSpace) lines.push(`     used: ${usedText(s.usedSpace, binaryPrefixes)}`);
   const c = s.chunk;
   if (c) lines.push(`    chunk: ${c.index + 1}/${c.count} at ${bytes(c.pos, binaryPrefixes)}, ${bytes(c.offset, binaryPrefixes)} into its ${bytes(c.size, binaryPrefixes)}`);
   lines.push(`    spool: ${pieces(s.spool.pieces)}, ${bytes(s.spool.bytes, binaryPrefixes)} of ${capacityText(s.spool.capacity, binaryPrefixes)}`);
@@ -130,6 +136,7 @@ export function formatProgressLine(s: ProgressSnapshot, binaryPrefixes = false):
   const reading = readingText(s, binaryPrefixes);
   if (reading !== null) parts.push(`reading ${reading}`);
   if (s.paused) parts.push(`paused: ${s.paused.text}`);
+  if (s.usedSpace) parts.push(`used ${usedText(s.usedSpace, binaryPrefixes)}`);
   if (s.chunk) parts.push(`chunk ${s.chunk.index + 1}/${s.chunk.count}`);
   parts.push(`spool ${pieces(s.spool.pieces)} ${bytes(s.spool.bytes, binaryPrefixes)} of ${capacityText(s.spool.capacity, binaryPrefixes)}`);
   if (s.link) parts.push(`link ${s.link.state}${s.link.state === 'connected' ? '' : ` for ${duration(s.link.since)}`} (${s.link.merged} merged)`);

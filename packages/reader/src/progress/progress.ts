@@ -47,6 +47,8 @@ export class RescueProgress {
   stick: (() => StickProgress) | undefined;
   /** Why nothing is read yet (the source held by an earlier run), before the loop. */
   pause: PauseSource | null = null;
+  /** Used and free space rescued, with a used-space order. */
+  usedSpace: (() => { usedSize: number; usedRescued: number; freeSize: number; freeRescued: number }) | undefined;
   readonly #o: RescueProgressOptions;
   readonly #startMs: number;
   #message: string | null = null;
@@ -80,6 +82,7 @@ export class RescueProgress {
       stick: this.stick?.(),
       reading: loop?.reading ?? null,
       pause: loop?.pause ?? this.pause,
+      usedSpace: this.usedSpace?.(),
     });
   }
 

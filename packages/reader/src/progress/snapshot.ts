@@ -128,6 +128,8 @@ export interface ProgressSnapshot {
   readonly reading: { readonly pos: number; readonly size: number; readonly seconds: number } | null;
   /** Why reading waits (`since`: local time HH:MM:SS), or null. */
   readonly paused: { readonly reason: string; readonly since: string; readonly text: string } | null;
+  /** With a used-space order (`plan --used-first`): bytes rescued of the used space and of the free space; else null. */
+  readonly usedSpace: { readonly size: number; readonly rescued: number; readonly freeSize: number; readonly freeRescued: number } | null;
 }
 
 /** What `progressSnapshot` is made from. */
@@ -154,6 +156,7 @@ export interface ProgressInputs {
   readonly stick?: StickProgress | undefined;
   readonly reading?: ReadingSource | null | undefined;
   readonly pause?: PauseSource | null | undefined;
+  readonly usedSpace?: { readonly usedSize: number; readonly usedRescued: number; readonly freeSize: number; readonly freeRescued: number } | null | undefined;
 }
 
 /** Local time of day, `HH:MM:SS`. */
@@ -235,6 +238,7 @@ export function progressSnapshot(i: ProgressInputs): ProgressSnapshot {
     stick: i.stick ? { trip: i.stick.trip, freeBytes: i.stick.freeBytes, bundles: i.stick.bundles } : null,
     reading: i.reading ? { pos: i.reading.pos, size: i.reading.size, seconds: Math.max(0, Math.floor((i.now - i.reading.since) / 100) / 10) } : null,
     paused: i.pause ? { reason: i.pause.reason, since: clockTime(i.pause.since), text: i.pause.text } : null,
+    usedSpace: i.usedSpace ? { size: i.usedSpace.usedSize, rescued: i.usedSpace.usedRescued, freeSize: i.usedSpace.freeSize, freeRescued: i.usedSpace.freeRescued } : null,
   };
 }
 

@@ -7,7 +7,7 @@
  * the main process is gone (its stdin closes, its writes fail, or its parent changes);
  * a read still in the kernel when that happens is waited out, then the process ends.
  */
-import { Domain, type MapfileStatus, StatusMap, normalizeForRescue, parseMapfile } from '@ddferry/mapfile';
+import { type Block, Domain, type MapfileStatus, type SblockVector, StatusMap, normalizeForRescue, parseMapfile } from '@ddferry/mapfile';
 
 import { doRescue } from '../engine/do-rescue.js';
 import { MapfileUpdater } from '../engine/mapfile-updater.js';
@@ -18,7 +18,10 @@ import { allocAligned } from '../source/aligned-buffer.js';
 import { removeReadingPid } from '../job/reading-pid.js';
 import { BlockingSource } from '../source/blocking-source.js';
 import { openSource } from '../source/open-source.js';
+import type { ByteReader } from '../used/byte-reader.js';
+import { findUsedSpace } from '../used/used-space.js';
 import { FrameWriter } from './frame-writer.js';
+import { domainOf } from './reading-domain.js';
 import { type EngineState, type ReadingControl, type ReadingInit, decodeControl } from './reading-messages.js';
 
 /** The control lines from the main process, one at a time. */
@@ -58,6 +61,9 @@ class ControlReader {
     }
   }
 }
+
+/** The code of a finished block in a map's walk. */
+const FINISHED_CODE = 4;
 
 /** Run the reading process; it ends the process itself. */
 export async function runReadingProcess(): Promise<void> {
@@ -103,6 +109,8 @@ export async function runReadingProcess(): Promise<void> {
   // a simulated slow disk blocks every read it judges, good or bad (test mode judges bad reads without reading)
   const slow = init.slowReads !== undefined && init.slowReads.length > 0 ? new BlockingSource(source, init.slowReads) : null;
   let rb: Rescuebook | undefined;
+  /** In scan mode: where the data of the read the scan asked lands (its copy). */
+  let collect: ((pos: number, data: Uint8Array) => void) | undefined;
   const state = (): EngineState => ({ currentPos: rb!.currentPos, currentStatus: rb!.currentStatus, currentPass: rb!.currentPass, message: rb!.currentMessage });
   const sink: RescueSink = {
     async write(pos, data) {
@@ -118,6 +126,7 @@ export async function runReadingProcess(): Promise<void> {
         }
       }
       out.data(pos, data);
+      collect?.(pos, data);
     },
     statusChanged(pos, size, status) {
       out.status(pos, size, status);
@@ -153,28 +162,66 @@ export async function runReadingProcess(): Promise<void> {
   const iobuf = allocAligned(readMax + o.hardbs, Math.max(4096, o.hardbs));
   let blocks = parseMapfile(init.mapText, { file: 'common.map' }).blocks;
   let st: { currentPos: number; currentStatus: MapfileStatus; currentPass: number } = { ...init.state };
-  for (const [index, d] of init.domains.entries()) {
-    out.event({ kind: 'domainStart', index });
-    const norm = normalizeForRescue(blocks, { insize: init.insize, hardbs: o.hardbs, domain: Domain.fromOptions(d.pos, d.size), file: 'common.map' });
-    rb = new Rescuebook({
+  const engine = (domain: Domain, v: SblockVector, saves: boolean): Rescuebook => {
+    const norm = normalizeForRescue(v, { insize: init.insize, hardbs: o.hardbs, domain, file: 'common.map' });
+    return new Rescuebook({
       source, testSource, sink, reporter, map: new StatusMap(norm.blocks), domain: norm.domain, insize: init.insize, offset: 0,
-      ...st, mapfile: updater, options: o, iobuf, clock, startTime: init.startTime,
+      ...st, mapfile: saves ? updater : undefined, options: o, iobuf, clock, startTime: init.startTime,
       // the main process went away: stop at the next read (nothing after this is kept)
       interrupted: () => process.ppid !== parent,
-      sleep: (s) => new Promise((resolve) => setTimeout(resolve, s * 1000)),
+      sleep: (sec) => new Promise((resolve) => setTimeout(resolve, sec * 1000)),
       beforeRead: (pos, size) => {
         out.read(pos, size);
         out.flush();
         slow?.block(pos, size);
       },
     });
-    const truncatedAt = rb.map.extent().size;
-    const outcome = await doRescue(rb);
-    if (rb.map.extent().size < truncatedAt) out.event({ kind: 'truncate', end: rb.map.extent().size });
-    out.event({ kind: 'domainDone', outcome: { status: outcome.status, interrupted: outcome.interrupted, messages: outcome.messages, finalMessage: outcome.finalMessage }, state: state() });
-    if (outcome.status !== 0 || outcome.interrupted) break;
-    blocks = rb.map.toVector();
-    st = { currentPos: rb.currentPos, currentStatus: rb.currentStatus, currentPass: rb.currentPass };
+  };
+  if (init.scan === true) {
+    // what the scan asks is rescued like anything else (pieces, the common map); the scan gets a copy
+    const reader: ByteReader = {
+      size: init.insize,
+      sectorSize: o.hardbs,
+      async read(pos, size) {
+        const want: Block = { pos, size };
+        let known = false;
+        new StatusMap(blocks).forEachBlock((p, end, code) => {
+          if (p < pos + size && end > pos && code !== 0) known = true;
+        });
+        // a range tried before is never read again: its data went to PC_B (the scan counts it as used)
+        if (known) return null;
+        const buf = new Uint8Array(size);
+        collect = (p, data) => {
+          const from = Math.max(p, pos);
+          const to = Math.min(p + data.length, pos + size);
+          if (to > from) buf.set(data.subarray(from - p, to - p), from - pos);
+        };
+        rb = engine(Domain.fromOptions(want.pos, want.size), blocks, false);
+        await doRescue(rb);
+        collect = undefined;
+        blocks = rb.map.toVector();
+        st = { currentPos: rb.currentPos, currentStatus: rb.currentStatus, currentPass: rb.currentPass };
+        let whole = true;
+        rb.map.forEachBlock((p, end, code) => {
+          if (p < pos + size && end > pos && code !== FINISHED_CODE) whole = false;
+        });
+        return whole ? buf : null;
+      },
+    };
+    const used = await findUsedSpace(reader);
+    out.event({ kind: 'usedSpace', used });
+  } else {
+    for (const [index, d] of init.domains.entries()) {
+      out.event({ kind: 'domainStart', index });
+      rb = engine(domainOf(d), blocks, true);
+      const truncatedAt = rb.map.extent().size;
+      const outcome = await doRescue(rb);
+      if (rb.map.extent().size < truncatedAt) out.event({ kind: 'truncate', end: rb.map.extent().size });
+      out.event({ kind: 'domainDone', outcome: { status: outcome.status, interrupted: outcome.interrupted, messages: outcome.messages, finalMessage: outcome.finalMessage }, state: state() });
+      if (outcome.status !== 0 || outcome.interrupted) break;
+      blocks = rb.map.toVector();
+      st = { currentPos: rb.currentPos, currentStatus: rb.currentStatus, currentPass: rb.currentPass };
+    }
   }
   out.event({ kind: 'done' });
   out.flush();

@@ -23,6 +23,7 @@ import type { MapfileStatus } from '@ddferry/mapfile';
 import type { RescueOptions } from '../engine/options.js';
 import type { StatusRefresh } from '../engine/reporter.js';
 import type { SourceIdentity } from '../source/source.js';
+import type { UsedSpace } from '../used/used-space.js';
 
 export const FRAME = { read: 1, data: 2, status: 3, readDone: 4, event: 5 } as const;
 
@@ -64,8 +65,13 @@ export type ReadingEvent =
   | { readonly kind: 'domainStart'; readonly index: number }
   /** One domain's run ended. */
   | { readonly kind: 'domainDone'; readonly outcome: ReadingOutcome; readonly state: EngineState }
+  /** The used-space scan's result (scan mode). */
+  | { readonly kind: 'usedSpace'; readonly used: UsedSpace }
   /** Every domain ran (or one stopped the run); the process exits after this. */
   | { readonly kind: 'done' };
+
+/** A domain of the rescue: one range, or a GNU ddrescue domain mapfile's text (`+` inside). */
+export type ReadingDomain = { readonly pos: number; readonly size: number } | { readonly mapText: string };
 
 /** What the reading process is asked to do. */
 export interface ReadingInit {
@@ -74,8 +80,17 @@ export interface ReadingInit {
   /** Reads that block, for tests and demos (`plan --test-slow-reads`). */
   readonly slowReads?: ReadonlyArray<{ readonly pos: number; readonly size: number; readonly seconds: number }> | undefined;
   readonly options: RescueOptions;
-  /** Domains rescued one after the other: the whole source, or each chunk (`--chunk-at-a-time`). */
-  readonly domains: ReadonlyArray<{ readonly pos: number; readonly size: number }>;
+  /**
+   * Domains rescued one after the other: the whole source, each chunk (`--chunk-at-a-time`),
+   * or the used space first (a domain mapfile's text, `+` inside).
+   */
+  readonly domains: ReadonlyArray<ReadingDomain>;
+  /**
+   * Scan mode (`used-map`, `plan --used-first`): instead of the domains, read what the
+   * used-space scan asks (partition tables, file-system metadata), each read through the
+   * engine and streamed like any other, then report the scan's result.
+   */
+  readonly scan?: boolean | undefined;
   readonly insize: number;
   /** The common map now, as mapfile text. */
   readonly mapText: string;

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 
-import { Domain, MapfileStatus, formatTimestamp, mapfileStatusName } from '@ddferry/mapfile';
+import { MapfileStatus, formatTimestamp, mapfileStatusName } from '@ddferry/mapfile';
 
 import type { RescueOptions } from '../engine/options.js';
 import type { RescueReporter } from '../engine/reporter.js';
@@ -8,6 +8,7 @@ import { assertPlannedDevice } from '../job/check-device.js';
 import { fingerprintOf, noSerialWarning } from '../job/fingerprint.js';
 import type { JobFolder } from '../job/job-folder.js';
 import { leftoverReadingProcess, readingPidPath, removeReadingPid, writeReadingPid } from '../job/reading-pid.js';
+import { type UsedProgress, usedDomain, usedProgress } from '../job/used-order.js';
 import { EventLogger } from '../logs/event-logger.js';
 import { RateLogger } from '../logs/rate-logger.js';
 import { ReadLogger } from '../logs/read-logger.js';
@@ -15,6 +16,7 @@ import { DdrescueReporter } from '../progress/ddrescue-reporter.js';
 import type { RescueProgress } from '../progress/progress.js';
 import { clockTime } from '../progress/snapshot.js';
 import type { Destination } from './destination.js';
+import type { ReadingDomain } from './reading-messages.js';
 import { type RunEnd, newLoopStatus, runLoop } from './run-loop.js';
 
 /** What a `rescue` command asks, whatever its destination. */
@@ -37,6 +39,8 @@ export interface RescueRunOptions {
   /** Seal pieces at this many bytes and milliseconds (defaults: 8 MiB, 2 s). */
   readonly sealBytes?: number;
   readonly sealMillis?: number;
+  /** Read what the used-space scan asks instead of the job's domains (`used-map`, `plan --used-first`). */
+  readonly scan?: boolean;
   readonly progress: RescueProgress;
   readonly log: (line: string) => void;
   readonly signal: AbortSignal;
@@ -75,6 +79,21 @@ async function waitForSource(o: RescueRunOptions): Promise<boolean> {
 }
 
 /**
+ * The domains a rescue goes through, in order: with the job's used-space order
+ * (`plan --used-first`), the file systems' metadata, then the used space, then (unless
+ * `--used-only`) the whole source; else the whole source in ddrescue's order, or chunk
+ * after chunk (`--chunk-at-a-time`).
+ */
+export function rescueDomains(job: JobFolder, chunkAtATime: boolean): ReadingDomain[] {
+  const order: ReadingDomain[] = [];
+  const used = job.used;
+  if (used !== undefined) order.push({ mapText: used.metadataText }, { mapText: used.usedText });
+  if (used?.only === true) return order;
+  if (chunkAtATime) return [...order, ...job.chunks.map((c) => ({ pos: c.pos, size: c.size }))];
+  return [...order, { pos: 0, size: job.job.sourceSize }];
+}
+
+/**
  * Rescue the job's source into `destination` with GNU ddrescue's algorithm, the reads
  * in a reading process of their own (run-loop.ts), ddrescue's logs kept here.
  * @returns how the loop ended; `aborted` after a signal, with the map saved.
@@ -108,9 +127,17 @@ export async function rescueIntoDestination(o: RescueRunOptions): Promise<RunEnd
   const status = newLoopStatus();
   o.progress.loop = status;
   o.progress.spool = o.destination.spool;
+  if (job.used !== undefined && o.scan !== true) {
+    const domain = usedDomain(job.used);
+    let cached: { at: number; value: UsedProgress } | undefined;
+    o.progress.usedSpace = () => {
+      const now = Date.now();
+      if (cached === undefined || now - cached.at >= 1000) cached = { at: now, value: usedProgress(job.map.map, domain, job.job.sourceSize) };
+      return cached.value;
+    };
+  }
   o.progress.phase = 'starting';
-  const whole = Domain.fromOptions(0, job.job.sourceSize);
-  const domains = r.chunkAtATime ? job.chunks.map((c) => ({ pos: c.pos, size: c.size })) : [{ pos: whole.pos, size: whole.size }];
+  const domains = rescueDomains(job, r.chunkAtATime);
   let end: RunEnd;
   try {
     end = await runLoop({
@@ -118,7 +145,7 @@ export async function rescueIntoDestination(o: RescueRunOptions): Promise<RunEnd
       chunks: job.chunks,
       reading: {
         source: r.source, testMap: job.job.testMode, slowReads: job.job.testSlowReads,
-        options: r.options, domains, insize: job.job.sourceSize, startTime: startSeconds, pidFile: readingPidPath(job.dir),
+        options: r.options, domains, scan: o.scan, insize: job.job.sourceSize, startTime: startSeconds, pidFile: readingPidPath(job.dir),
       },
       map: job.map,
       seq: job.seq,

@@ -18,7 +18,6 @@
  * | the signal aborts | stop reading; store what was read within `STOP_BUDGET_MS`; save; end `aborted` |
  */
 import type { Chunk } from '@ddferry/mapfile';
-import { Domain } from '@ddferry/mapfile';
 import type { Piece } from '@ddferry/protocol';
 
 import type { RescueReporter, StatusRefresh } from '../engine/reporter.js';
@@ -26,8 +25,10 @@ import { ReaderError } from '../errors.js';
 import type { CommonMap, MapState } from '../job/common-map.js';
 import type { SeqCounter } from '../job/seq-counter.js';
 import type { SourceIdentity } from '../source/source.js';
+import type { UsedSpace } from '../used/used-space.js';
 import type { Destination, Pause, Pending } from './destination.js';
 import { PieceBuilder } from './piece-builder.js';
+import { domainOf } from './reading-domain.js';
 import { ReadingProcess } from './reading-process.js';
 import type { ReadingInit, ReadingOutcome } from './reading-messages.js';
 
@@ -88,7 +89,7 @@ export interface RunLoopOptions {
 
 /** How the loop ended. */
 export type RunEnd =
-  | { readonly kind: 'done'; readonly outcome: ReadingOutcome }
+  | { readonly kind: 'done'; readonly outcome: ReadingOutcome; readonly used?: UsedSpace | undefined }
   | { readonly kind: 'full' }
   | { readonly kind: 'aborted' };
 
@@ -167,6 +168,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   let child: ReadingProcess | null = null;
   let started = false;
   let outcome: ReadingOutcome | null = null;
+  let used: UsedSpace | undefined;
   let done = false;
   let opened: ((identity: SourceIdentity) => void) | null = null;
   let wake: (() => void) | null = null;
@@ -264,7 +266,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
             const d = o.reading.domains[ev.index];
             if (d && (e.retrim || e.tryAgain)) {
               sealAndStore();
-              queue(() => map.startEdits(Domain.fromOptions(d.pos, d.size), e));
+              queue(() => map.startEdits(domainOf(d), e));
             }
             break;
           }
@@ -278,6 +280,9 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
           case 'domainDone':
             outcome = ev.outcome;
             status.state = ev.state;
+            break;
+          case 'usedSpace':
+            used = ev.used;
             break;
           case 'done':
             done = true;
@@ -343,7 +348,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       if (failure) throw failure;
       if (!done) throw readingProcessFailed(o.reading.source, child);
       await map.saveNow();
-      return full ? { kind: 'full' } : { kind: 'done', outcome: outcome ?? { status: 0, interrupted: false, messages: [], finalMessage: '' } };
+      return full ? { kind: 'full' } : { kind: 'done', outcome: outcome ?? { status: 0, interrupted: false, messages: [], finalMessage: '' }, used };
     }
     // stopped: a full destination, a signal, or a failure
     child.stop();
