@@ -371,7 +371,7 @@ export async function importDdrescueChunks(image: Image, chunks: readonly { read
  *   `ERR_CHUNK_FILE_SHORT`, `ERR_CHUNK_FILE_IS_IMAGE`, `ERR_DOMAIN_EMPTY`,
  *   `ERR_DOMAIN_OUTSIDE_SOURCE`, `ERR_DOMAIN_SIZE_UNKNOWN`, `ERR_IMAGE_MAP_SIZE`
  *   (the sizes of both mapfiles shown), `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`,
- *   `ERR_IMAGE_SAVE`; `MapfileParseError`/`MapfileIoError` for a mapfile that
+ *   `ERR_IMAGE_SAVE`; `MapfileError` (`ERR_MAPFILE_*`) for a mapfile that
  *   cannot be read; the signal's reason once aborted between batches.
  */
 export async function importDdrescueChunk(image: Image, options: ImportDdrescueOptions): Promise<ImportDdrescueResult> {

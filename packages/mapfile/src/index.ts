@@ -5,10 +5,10 @@ export {
 export type { Block } from './block.js';
 export { scanCInteger, isCSpace } from './c-number.js';
 export { Domain } from './domain.js';
-export {
-  MapfileParseError, MapfileSizeError, MapfileIoError, ArgumentError, PlanError, RenderError, DDRESCUE_PARSE_MESSAGES,
+export { MapfileError, isMapfileError, messageWithHint, MAPFILE_PARSE_CODES, DDRESCUE_PARSE_MESSAGES } from './errors.js';
+export type {
+  MapfileErrorCode, MapfileErrorDetails, MapfileParseCode, MapfileSizeCode, MapfileIoCode, ArgumentCode, PlanCode, RenderCode,
 } from './errors.js';
-export type { MapfileParseCode, MapfileSizeCode, MapfileIoCode, ArgumentCode, PlanCode, RenderCode } from './errors.js';
 export { formatMapfile, formatTimestamp, DDRESCUE_VERSION } from './format.js';
 export type { BlockWalker, MapfileHeader, MapfileState } from './format.js';
 export { formatNum, formatNum3, formatPercentage } from './format-num.js';

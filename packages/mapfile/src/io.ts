@@ -7,7 +7,7 @@ import { constants as fsConstants } from 'node:fs';
 import { lstat, link, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-import { MapfileIoError } from './errors.js';
+import { MapfileError, isMapfileError } from './errors.js';
 import { type Mapfile, type ParseOptions, parseMapfile } from './parse.js';
 
 function isErrno(err: unknown, code: string): boolean {
@@ -16,22 +16,22 @@ function isErrno(err: unknown, code: string): boolean {
 
 /**
  * Read a file's bytes.
- * @throws MapfileIoError `ERR_MAPFILE_NOT_FOUND` or `ERR_MAPFILE_READ`.
+ * @throws MapfileError `ERR_MAPFILE_NOT_FOUND` or `ERR_MAPFILE_READ`.
  */
 export async function readMapfileBytes(path: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) {
-      throw new MapfileIoError('ERR_MAPFILE_NOT_FOUND', path, 'Mapfile does not exist. Check the name, or start a new rescue without it.', { cause: err });
+      throw new MapfileError('ERR_MAPFILE_NOT_FOUND', `${path}: Mapfile does not exist.`, { hint: 'Check the name, or start a new rescue without it.', file: path, cause: err });
     }
-    throw new MapfileIoError('ERR_MAPFILE_READ', path, `Mapfile is not readable (${(err as Error).message}). Check its permissions.`, { cause: err });
+    throw new MapfileError('ERR_MAPFILE_READ', `${path}: Mapfile is not readable (${(err as Error).message}).`, { hint: 'Check its permissions.', file: path, cause: err });
   }
 }
 
 /**
  * Read and parse a mapfile.
- * @throws MapfileIoError, or MapfileParseError naming the file and line.
+ * @throws MapfileError: `ERR_MAPFILE_NOT_FOUND`, `ERR_MAPFILE_READ`, or a parse code naming the file and line.
  */
 export async function readMapfile(path: string, options: ParseOptions = {}): Promise<Mapfile> {
   return parseMapfile(await readMapfileBytes(path), { file: path, ...options });
@@ -84,7 +84,7 @@ export interface SaveOptions {
  * moment leaves either the old or the new complete file. With `backup`, the old
  * file is kept as `PATH.bak` (a hard link made before the rename, so there is no
  * moment without `PATH`).
- * @throws MapfileIoError `ERR_MAPFILE_WRITE` or `ERR_MAPFILE_BAK_NOT_REGULAR`.
+ * @throws MapfileError `ERR_MAPFILE_WRITE` or `ERR_MAPFILE_BAK_NOT_REGULAR`.
  */
 export async function saveMapfile(path: string, data: Uint8Array | string, options: SaveOptions = {}): Promise<void> {
   const folder = dirname(path);
@@ -108,9 +108,9 @@ export async function saveMapfile(path: string, data: Uint8Array | string, optio
     renamed = true;
     await syncFolder(folder);
   } catch (err) {
-    if (err instanceof MapfileIoError) throw err;
-    const what = isErrno(err, 'EEXIST') ? 'Mapfile exists; use --force to overwrite it.' : `Error writing mapfile (${(err as Error).message}). Check free space and permissions, then retry.`;
-    throw new MapfileIoError('ERR_MAPFILE_WRITE', path, what, { cause: err });
+    if (isMapfileError(err)) throw err;
+    if (isErrno(err, 'EEXIST')) throw new MapfileError('ERR_MAPFILE_WRITE', `${path}: Mapfile exists; use --force to overwrite it.`, { file: path, cause: err });
+    throw new MapfileError('ERR_MAPFILE_WRITE', `${path}: Error writing mapfile (${(err as Error).message}).`, { hint: 'Check free space and permissions, then retry.', file: path, cause: err });
   } finally {
     if (!renamed) await rm(tmp, { force: true });
   }
@@ -120,7 +120,7 @@ async function keepBackup(path: string): Promise<void> {
   const bak = `${path}.bak`;
   try {
     const st = await lstat(bak);
-    if (!st.isFile()) throw new MapfileIoError('ERR_MAPFILE_BAK_NOT_REGULAR', bak, 'Backup mapfile exists and is not a regular file. Move it away and retry.');
+    if (!st.isFile()) throw new MapfileError('ERR_MAPFILE_BAK_NOT_REGULAR', `${bak}: Backup mapfile exists and is not a regular file.`, { hint: 'Move it away and retry.', file: bak });
     await unlink(bak);
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw err;

@@ -1,6 +1,6 @@
 import { LLONG_MAX, UNBOUNDED } from './block.js';
 import { isCSpace, scanCDecimalInt, scanCInteger, scanCNumber, scanState } from './c-number.js';
-import { MapfileParseError, type MapfileParseCode } from './errors.js';
+import { type MapfileParseCode, mapfileParseError } from './errors.js';
 import { SblockVector } from './sblock-vector.js';
 import { type BlockStatus, type MapfileStatus, isMapfileStatus, processedState } from './status.js';
 
@@ -100,7 +100,7 @@ function skipSpace(s: Uint8Array, i: number, end: number): number {
  * above 2^53-1 are refused, except a block that ends exactly at 2^63-1, which is
  * ddrescue's "to the end" and is read as an `UNBOUNDED` end. An empty file (or one
  * with only comments) is a valid mapfile with no blocks.
- * @throws MapfileParseError with code `ERR_MAPFILE_BAD_STATUS_LINE`,
+ * @throws MapfileError with code `ERR_MAPFILE_BAD_STATUS_LINE`,
  *   `ERR_MAPFILE_BAD_BLOCK_LINE`, `ERR_MAPFILE_NOT_CONTIGUOUS`,
  *   `ERR_MAPFILE_STATUS_OVERLAP` or `ERR_MAPFILE_NUMBER_TOO_LARGE`, naming file and line.
  */
@@ -109,7 +109,7 @@ export function parseMapfile(text: Uint8Array | string, options: ParseOptions = 
   const bytes = typeof text === 'string' ? Buffer.from(text, 'latin1') : text;
   const reader = new LineReader(bytes);
   const fail = (code: MapfileParseCode): never => {
-    throw new MapfileParseError(code, file, reader.linenum);
+    throw mapfileParseError(code, file, reader.linenum);
   };
   let currentPos = 0;
   let currentStatus: MapfileStatus = '?';

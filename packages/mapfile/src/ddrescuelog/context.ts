@@ -1,7 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 
 import { Domain } from '../domain.js';
-import { DDRESCUE_PARSE_MESSAGES, MapfileParseError } from '../errors.js';
+import { DDRESCUE_PARSE_MESSAGES, type MapfileParseCode, MAPFILE_PARSE_CODES, isMapfileError } from '../errors.js';
 import { formatMapfile } from '../format.js';
 import type { MapfileState } from '../format.js';
 import { readMapfileBytes } from '../io.js';
@@ -89,10 +89,10 @@ export class Context {
     try {
       return parseMapfile(bytes, { file: pname, ...(loose ? { loose } : {}) });
     } catch (err) {
-      if (!(err instanceof MapfileParseError)) throw err;
+      if (!isMapfileError(err) || !MAPFILE_PARSE_CODES.has(err.code)) throw err;
       const reason = err.code === 'ERR_MAPFILE_NUMBER_TOO_LARGE'
         ? 'Number too large; ddferry reads positions and sizes up to 2^53-1.'
-        : DDRESCUE_PARSE_MESSAGES[err.code];
+        : DDRESCUE_PARSE_MESSAGES[err.code as MapfileParseCode];
       this.fileError(pname, `Error in mapfile, line ${err.line}: ${reason}`);
       throw new Exit(2);
     }

@@ -1,4 +1,4 @@
-import { ArgumentError, type FileSystemName, MapfileParseError, MapfileSizeError, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
+import { type FileSystemName, MAPFILE_PARSE_CODES, MapfileError, isMapfileError, messageWithHint, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
 import { isProtocolError } from '@ddferry/protocol';
 
 import { type DdrescueCommand, parseDdrescueCommand } from '../ddrescue/options.js';
@@ -68,11 +68,11 @@ again here until it says the rescue is complete), 1 error, 2 malformed mapfile,
 `;
 
 function report(err: unknown, io: CommandIo): number {
-  if (err instanceof MapfileParseError) {
-    io.stderr(`ddferry-reader: ${err.code}: ${err.message}\n`);
-    return 2;
+  if (isMapfileError(err)) {
+    io.stderr(`ddferry-reader: ${err.code}: ${messageWithHint(err)}\n`);
+    return MAPFILE_PARSE_CODES.has(err.code) ? 2 : 1;
   }
-  if (err instanceof ReaderError || err instanceof ArgumentError || err instanceof MapfileSizeError || isProtocolError(err) || (err as { code?: string }).code?.startsWith?.('ERR_')) {
+  if (err instanceof ReaderError || isProtocolError(err) || (err as { code?: string }).code?.startsWith?.('ERR_')) {
     io.stderr(`ddferry-reader: ${(err as { code: string }).code}: ${(err as Error).message}\n`);
     return 1;
   }
@@ -96,12 +96,12 @@ export async function runPlan(argv: readonly string[], io: CommandIo): Promise<n
       io.stdout(PLAN_HELP);
       return 0;
     }
-    if (operands.length !== 2) throw new ArgumentError('ERR_ARG_INVALID', '', '', `plan needs SOURCE and JOBDIR.\n${PLAN_HELP}`);
+    if (operands.length !== 2) throw new MapfileError('ERR_ARG_INVALID', `plan needs SOURCE and JOBDIR.\n${PLAN_HELP}`, { option: '', value: '' });
     const sectorSize = v.has('sector-size') ? parseNumberArgument(v.get('sector-size')!, '--sector-size', 0, 1, 1 << 20) : undefined;
     const unit = sectorSize ?? 512;
     const fs = (v.get('fs') ?? 'fat32') as FileSystemName;
-    if (!['fat32', 'exfat', 'ext4'].includes(fs)) throw new ArgumentError('ERR_ARG_INVALID', '--fs', fs, `--fs must be fat32, exfat or ext4, not '${fs}'.`);
-    if (v.has('chunk-size') === v.has('medium-size')) throw new ArgumentError('ERR_ARG_INVALID', '', '', 'Give either --chunk-size or --medium-size.');
+    if (!['fat32', 'exfat', 'ext4'].includes(fs)) throw new MapfileError('ERR_ARG_INVALID', `--fs must be fat32, exfat or ext4, not '${fs}'.`, { option: '--fs', value: fs });
+    if (v.has('chunk-size') === v.has('medium-size')) throw new MapfileError('ERR_ARG_INVALID', 'Give either --chunk-size or --medium-size.', { option: '', value: '' });
     const job = await planJob({
       source: operands[0]!,
       jobDir: operands[1]!,
@@ -123,7 +123,7 @@ export async function runPlan(argv: readonly string[], io: CommandIo): Promise<n
 function parseInterval(text: string): number {
   const n = Number(text);
   if (text.trim() === '' || !Number.isFinite(n) || n < 0.1 || n > 86400) {
-    throw new ArgumentError('ERR_ARG_INVALID', '--progress-interval', text, `--progress-interval takes seconds from 0.1 to 86400, not '${text}'.`);
+    throw new MapfileError('ERR_ARG_INVALID', `--progress-interval takes seconds from 0.1 to 86400, not '${text}'.`, { option: '--progress-interval', value: text });
   }
   return n;
 }
@@ -162,7 +162,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
       const m = /^--(to|token-file|spool-size|source|progress-interval|format|forget-stick)(?:=(.*))?$/.exec(a);
       if (m) {
         const value = m[2] ?? argv[++i];
-        if (value === undefined) throw new ArgumentError('ERR_ARG_INVALID', a, '', `option '${a}' requires an argument`);
+        if (value === undefined) throw new MapfileError('ERR_ARG_INVALID', `option '${a}' requires an argument`, { option: a, value: '' });
         ours.set(m[1]!, value);
       } else if (a === '--chunk-at-a-time' || a === '--json') {
         ours.set(a.slice(2), '1');
@@ -174,16 +174,16 @@ export async function runRescue(argv: readonly string[], io: CommandIo): Promise
       }
     }
     const engine = parseDdrescueCommand(rest);
-    if (engine.infile === undefined || engine.outfile !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '', '', `rescue needs one JOBDIR.\n${RESCUE_HELP}`);
+    if (engine.infile === undefined || engine.outfile !== undefined) throw new MapfileError('ERR_ARG_INVALID', `rescue needs one JOBDIR.\n${RESCUE_HELP}`, { option: '', value: '' });
     refuseOutsideJob(engine);
     const to = ours.get('to');
-    if (to === undefined || to === '') throw new ArgumentError('ERR_ARG_INVALID', '--to', '', '--to is required: ws://HOST:PORT (the address ddferry-assembler serve prints) or the folder of a mounted USB stick.');
+    if (to === undefined || to === '') throw new MapfileError('ERR_ARG_INVALID', '--to is required: ws://HOST:PORT (the address ddferry-assembler serve prints) or the folder of a mounted USB stick.', { option: '--to', value: '' });
     const lan = /^wss?:\/\//.test(to);
     const format = ours.get('format');
-    if (format !== undefined && format !== 'bundles' && format !== 'ddrescue-chunks') throw new ArgumentError('ERR_ARG_INVALID', '--format', format, `--format must be bundles or ddrescue-chunks, not '${format}'.`);
-    if (lan && format !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '--format', format, '--format is for --to DIR (a stick); over the LAN pieces go as they are.');
+    if (format !== undefined && format !== 'bundles' && format !== 'ddrescue-chunks') throw new MapfileError('ERR_ARG_INVALID', `--format must be bundles or ddrescue-chunks, not '${format}'.`, { option: '--format', value: format });
+    if (lan && format !== undefined) throw new MapfileError('ERR_ARG_INVALID', '--format is for --to DIR (a stick); over the LAN pieces go as they are.', { option: '--format', value: format });
     const forget = ours.get('forget-stick');
-    if (forget !== undefined && (lan || !/^[0-9a-f]{8,64}$/.test(forget))) throw new ArgumentError('ERR_ARG_INVALID', '--forget-stick', forget, '--forget-stick takes the stick id the reader printed (hex digits), with --to DIR.');
+    if (forget !== undefined && (lan || !/^[0-9a-f]{8,64}$/.test(forget))) throw new MapfileError('ERR_ARG_INVALID', '--forget-stick takes the stick id the reader printed (hex digits), with --to DIR.', { option: '--forget-stick', value: forget });
     return await rescueJob({
       jobDir: engine.infile,
       to,
