@@ -6,6 +6,11 @@ import type { MapfileStatus } from './status.js';
 /** Walks blocks in order: `fn(pos, end, code)`, `code` being the processed state 0..4. */
 export interface BlockWalker {
   forEachBlock(fn: (pos: number, end: number, code: number) => void): void;
+  /**
+   * Call `fn` for the blocks from the `from`-th on while it returns true.
+   * @returns the index of the first block not visited (`length` at the end).
+   */
+  walkFrom(from: number, fn: (pos: number, end: number, code: number) => boolean): number;
   readonly length: number;
 }
 
@@ -51,12 +56,17 @@ const TWO_POW_32 = 4294967296;
 /** The two hex digits of each byte value, as `(high digit << 8) | low digit`. */
 const HEX_PAIRS = Uint16Array.from({ length: 256 }, (_, i) => (HEX[i >> 4]! << 8) | HEX[i & 15]!);
 
-/** A growable byte buffer for writing mapfile text quickly. */
+/** Room a block line needs at most: two 2^63 hex numbers, a status and an annotation. */
+const LINE_ROOM = 256;
+/** Default size of the pieces `formatMapfileChunks` yields. */
+export const FORMAT_CHUNK_SIZE = 65536;
+
+/** A byte buffer for writing mapfile text quickly; it grows only for an overlong header. */
 class TextSink {
   buf: Buffer;
   n = 0;
   constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(Math.max(size, 256));
+    this.buf = Buffer.allocUnsafe(Math.max(size, LINE_ROOM * 2));
   }
   reserve(k: number): void {
     if (this.n + k <= this.buf.length) return;
@@ -113,9 +123,24 @@ class TextSink {
  * per block, `0x%08llX  0x%08llX  %c`. An `UNBOUNDED` end is written as 2^63-1
  * (plus `unboundedShift`).
  * With `annotate` (ddrescuelog -A), in-domain lines get human-readable comments.
+ * For a large map, `formatMapfileChunks` gives the same bytes in pieces.
  */
 export function formatMapfile(state: MapfileState, header: MapfileHeader, annotate?: Domain, binaryPrefixes = false): Buffer {
-  const out = new TextSink(state.blocks.length * 30 + 400);
+  const pieces: Buffer[] = [];
+  for (const piece of formatMapfileChunks(state, header, annotate, binaryPrefixes)) pieces.push(Buffer.from(piece));
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+}
+
+/**
+ * The bytes of `formatMapfile`, in pieces of about `chunkSize` bytes, so that a map of
+ * any size is written with one buffer. Each piece is valid until the next is asked
+ * for (the buffer is reused): write or copy it first. The blocks must not change
+ * while the pieces are taken.
+ */
+export function* formatMapfileChunks(
+  state: MapfileState, header: MapfileHeader, annotate?: Domain, binaryPrefixes = false, chunkSize = FORMAT_CHUNK_SIZE,
+): Generator<Uint8Array, void, undefined> {
+  const out = new TextSink(chunkSize);
   if (header.program === 'ddferry') {
     out.text(`# Mapfile. Created by ddferry in the format of GNU ddrescue ${DDRESCUE_VERSION}\n# Command line: ${header.commandLine}\n`);
     if (header.startTime !== '') out.text(`# Start time:   ${header.startTime}\n`);
@@ -132,7 +157,9 @@ export function formatMapfile(state: MapfileState, header: MapfileHeader, annota
   if (annotate) out.text(`\t#  ${num(state.currentPos)}B`);
   out.text('\n#      pos        size  status\n');
   const unboundedEnd = LLONG_MAX + BigInt(state.unboundedShift ?? 0);
-  state.blocks.forEachBlock((pos, end, code) => {
+  const limit = Math.max(out.buf.length - LINE_ROOM, out.n);
+  const line = (pos: number, end: number, code: number): boolean => {
+    if (out.n > limit) return false;
     out.hex(pos);
     out.byte(0x20);
     out.byte(0x20);
@@ -146,6 +173,15 @@ export function formatMapfile(state: MapfileState, header: MapfileHeader, annota
       out.text(`\t#  ${num(pos).padStart(9)}B  ${num(size).padStart(9)}${size > 999999 ? 'B' : ' '}`);
     }
     out.byte(0x0a);
-  });
-  return out.result();
+    return true;
+  };
+  const n = state.blocks.length;
+  for (let i = 0; i < n;) {
+    i = state.blocks.walkFrom(i, line);
+    if (i < n) {
+      yield out.result();
+      out.n = 0;
+    }
+  }
+  yield out.result();
 }

@@ -2,16 +2,25 @@
  * The only file I/O of this package: reading mapfiles, and saving them atomically
  * with GNU ddrescue's `.bak` rule.
  */
-import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { lstat, link, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { constants as fsConstants, writeSync } from 'node:fs';
+import { type FileHandle, lstat, link, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import { MapfileError, isMapfileError } from './errors.js';
-import { type Mapfile, type ParseOptions, parseMapfile } from './parse.js';
+import { type Mapfile, type ParseOptions, createMapfileParser } from './parse.js';
 
 function isErrno(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/** Bytes `readMapfile` reads at a time, into each of its two buffers. */
+const READ_CHUNK = 131072;
+
+function readError(path: string, err: unknown): MapfileError {
+  if (isErrno(err, 'ENOENT')) {
+    return new MapfileError('ERR_MAPFILE_NOT_FOUND', `${path}: Mapfile does not exist.`, { hint: 'Check the name, or start a new rescue without it.', file: path, cause: err });
+  }
+  return new MapfileError('ERR_MAPFILE_READ', `${path}: Mapfile is not readable (${(err as Error).message}).`, { hint: 'Check its permissions.', file: path, cause: err });
 }
 
 /**
@@ -22,19 +31,45 @@ export async function readMapfileBytes(path: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) {
-      throw new MapfileError('ERR_MAPFILE_NOT_FOUND', `${path}: Mapfile does not exist.`, { hint: 'Check the name, or start a new rescue without it.', file: path, cause: err });
-    }
-    throw new MapfileError('ERR_MAPFILE_READ', `${path}: Mapfile is not readable (${(err as Error).message}).`, { hint: 'Check its permissions.', file: path, cause: err });
+    throw readError(path, err);
   }
 }
 
 /**
- * Read and parse a mapfile.
+ * Read and parse a mapfile, 128 KiB at a time, reading the next piece while parsing
+ * one: the text is never held whole, so a map of a million blocks takes its few MiB
+ * of blocks and two buffers.
  * @throws MapfileError: `ERR_MAPFILE_NOT_FOUND`, `ERR_MAPFILE_READ`, or a parse code naming the file and line.
  */
 export async function readMapfile(path: string, options: ParseOptions = {}): Promise<Mapfile> {
-  return parseMapfile(await readMapfileBytes(path), { file: path, ...options });
+  const parser = createMapfileParser({ file: path, ...options });
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw readError(path, err);
+  }
+  const read = (buf: Buffer): Promise<number> => fh.read(buf, 0, READ_CHUNK, null).then((r) => r.bytesRead, (err: unknown) => {
+    throw readError(path, err);
+  });
+  let pending: Promise<number> | null = null;
+  try {
+    let [buf, next] = [Buffer.allocUnsafe(READ_CHUNK), Buffer.allocUnsafe(READ_CHUNK)];
+    pending = read(buf);
+    for (;;) {
+      const n = await pending;
+      pending = null;
+      if (n === 0) break;
+      pending = read(next);
+      parser.write(buf.subarray(0, n));
+      [buf, next] = [next, buf];
+    }
+  } finally {
+    // a parse error leaves a read in flight: let it end before closing
+    if (pending) await pending.catch(() => 0);
+    await fh.close();
+  }
+  return parser.end();
 }
 
 /** True if `path` exists (any type). */
@@ -84,16 +119,21 @@ export interface SaveOptions {
  * moment leaves either the old or the new complete file. With `backup`, the old
  * file is kept as `PATH.bak` (a hard link made before the rename, so there is no
  * moment without `PATH`).
+ *
+ * `data` may be pieces (`formatMapfileChunks`): they are taken and written one after
+ * the other without yielding to the event loop, so a map being saved cannot change
+ * half-way and one buffer serves for a map of any size.
  * @throws MapfileError `ERR_MAPFILE_WRITE` or `ERR_MAPFILE_BAK_NOT_REGULAR`.
  */
-export async function saveMapfile(path: string, data: Uint8Array | string, options: SaveOptions = {}): Promise<void> {
+export async function saveMapfile(path: string, data: Uint8Array | string | Iterable<Uint8Array>, options: SaveOptions = {}): Promise<void> {
   const folder = dirname(path);
-  const tmp = join(folder, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(folder, `.${basename(path)}.${process.pid}.${temporarySuffix()}.tmp`);
   let renamed = false;
   try {
     const fh = await open(tmp, 'wx', 0o666);
     try {
-      await fh.writeFile(data);
+      if (typeof data === 'string' || data instanceof Uint8Array) await fh.writeFile(data);
+      else for (const piece of data) writeAll(fh.fd, piece);
       await fh.sync();
     } finally {
       await fh.close();
@@ -114,6 +154,22 @@ export async function saveMapfile(path: string, data: Uint8Array | string, optio
   } finally {
     if (!renamed) await rm(tmp, { force: true });
   }
+}
+
+let temporaries = 0;
+
+/**
+ * Hex digits that make a temporary name unique in this process (a serial number) and
+ * unlikely to meet a dead process's leftover of the same pid (a random part). Not
+ * `node:crypto`: loading it costs 2 MiB of memory, and `'wx'` refuses a clash anyway.
+ */
+function temporarySuffix(): string {
+  return `${(++temporaries).toString(16)}${Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')}`;
+}
+
+/** Write all of `bytes` at the file position of `fd`. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, bytes.length - done);
 }
 
 async function keepBackup(path: string): Promise<void> {
