@@ -54,22 +54,21 @@ export class ByteStore {
   }
 }
 
-/** Number of trailing zero bits of a positive exact integer, at most `MAX_SHIFT`. */
-function trailingZeros(v: number): number {
-  const lo = v % TWO_POW_32;
-  if (lo === 0) return MAX_SHIFT;
-  // lo is below 2^32: its bit pattern survives the 32-bit conversion of `&`
-  return Math.min(MAX_SHIFT, 31 - Math.clz32(lo & -lo));
-}
+/** Values below this take the 32-bit path of the codec (bit operations on them are exact). */
+const INT_LIMIT = 0x80000000;
 
-/** The unit (as a shift) for the distances between `pos[0..n)`. */
+/**
+ * The unit (as a shift) for the distances between `pos[0..n)`: the largest power of
+ * two dividing all of them, at most `MAX_SHIFT`.
+ */
 export function pageShift(pos: Float64Array, n: number): number {
-  let shift = MAX_SHIFT;
-  for (let k = 1; k < n && shift > 0; ++k) {
+  // the trailing zeros of the bitwise or of the distances' low 32 bits are the fewest among them
+  let low = 0;
+  for (let k = 1; k < n; ++k) {
     const d = pos[k]! - pos[k - 1]!;
-    if (d > 0) shift = Math.min(shift, trailingZeros(d));
+    low |= d < INT_LIMIT ? d : d % TWO_POW_32;
   }
-  return shift;
+  return low === 0 ? MAX_SHIFT : Math.min(MAX_SHIFT, 31 - Math.clz32(low & -low));
 }
 
 /**
@@ -77,16 +76,27 @@ export function pageShift(pos: Float64Array, n: number): number {
  * @returns the number of bytes written (at most `n * MAX_ENTRY_BYTES`).
  */
 export function encodePage(pos: Float64Array, code: Uint8Array, n: number, shift: number, out: Uint8Array, off: number): number {
-  const unit = 2 ** shift;
+  const perUnit = 2 ** -shift;
   let o = off;
   let prev = pos[0]!;
   for (let k = 0; k < n; ++k) {
     const p = pos[k]!;
-    let v = (p - prev) / unit;
+    const d = (p - prev) * perUnit;
     prev = p;
-    const low = v % 16;
-    v = (v - low) / 16;
-    out[o++] = (v > 0 ? 0x80 : 0) | (low << 3) | code[k]!;
+    if (d < INT_LIMIT) {
+      let v = d | 0;
+      out[o++] = (v > 15 ? 0x80 : 0) | ((v & 15) << 3) | code[k]!;
+      v >>>= 4;
+      while (v > 0) {
+        out[o++] = (v > 127 ? 0x80 : 0) | (v & 127);
+        v >>>= 7;
+      }
+      continue;
+    }
+    // a distance of 2^31 units or more: exact arithmetic on doubles
+    const low = d % 16;
+    let v = (d - low) / 16;
+    out[o++] = 0x80 | (low << 3) | code[k]!;
     while (v > 0) {
       const b = v % 128;
       v = (v - b) / 128;
@@ -105,11 +115,11 @@ export function decodePage(bytes: Uint8Array, off: number, n: number, shift: num
     let b = bytes[o++]!;
     code[k] = b & 7;
     let v = (b >> 3) & 15;
-    let mult = 16;
-    while (b & 0x80) {
+    // 4 + 7 + 7 bits stay below 2^18: the first continuation bytes are or'ed in as int32
+    for (let bits = 4; b & 0x80; bits += 7) {
       b = bytes[o++]!;
-      v += (b & 0x7f) * mult;
-      mult *= 128;
+      if (bits <= 18) v |= (b & 0x7f) << bits;
+      else v += (b & 0x7f) * 2 ** bits;
     }
     p += v * unit;
     pos[k] = p;

@@ -21,9 +21,9 @@ import { ByteStore, MAX_ENTRY_BYTES, decodePage, encodePage, grown, maskOf, page
 import type { VectorPages } from './sblock-vector.js';
 
 /** Most entries a page holds; a fuller page is split in two. */
-const MAX = 256;
+const MAX = 128;
 /** A page with fewer entries is merged with the next one if they fit. */
-const MIN = 32;
+const MIN = 16;
 /** Cursor stride: above any page count. */
 export const SPAN = 1024;
 const scratchBytes = new Uint8Array((MAX + 1) * MAX_ENTRY_BYTES);
