@@ -195,7 +195,10 @@ class Parser implements MapfileParser {
     const blocks = this.#blocks;
     const count = blocks.length;
     if (count > 0 && pos !== blocks.end(count - 1)) return -1;
-    const nl = s.indexOf(NEWLINE, k + 1);
+    // the rest of the line is ignored; it is usually just the newline
+    let nl = k + 1;
+    while (nl < n && nl < k + 8 && s[nl] !== NEWLINE) ++nl;
+    if (nl >= n || s[nl] !== NEWLINE) nl = s.indexOf(NEWLINE, nl);
     if (nl < 0) return -1;
     blocks.push(pos, pos + size, code);
     ++this.#linenum;

@@ -25,6 +25,8 @@ export interface VectorPages {
   readonly tailCode: Uint8Array;
   readonly tailN: number;
   readonly end: number;
+  /** Per status code: the sum of the finite sizes, then the number of blocks; null if unknown. */
+  readonly sums: Float64Array | null;
 }
 
 /** The method by which a `StatusMap` takes over a vector's pages; not exported from the package. */
@@ -60,6 +62,8 @@ export class SblockVector {
   /** Ends of the blocks followed by a gap, by index. */
   #gapEnds: Map<number, number> | null = null;
   #hasEmpty = false;
+  /** Per status code, the sum of finite sizes (0..4) and the count (5..9), kept while only `push` changed the list. */
+  #sums: Float64Array | null = new Float64Array(10);
   /** Pages shared with a StatusMap: never written in place. */
   #shared = false;
   #cachePage = -1;
@@ -95,6 +99,10 @@ export class SblockVector {
       if (pos !== this.#lastEnd) (this.#gapEnds ??= new Map()).set(n - 1, this.#lastEnd);
     }
     if (end <= pos) this.#hasEmpty = true;
+    if (this.#sums) {
+      if (end !== UNBOUNDED) this.#sums[code]! += end - pos;
+      ++this.#sums[5 + code]!;
+    }
     if (this.#tailN === VECTOR_PAGE) this.#seal();
     this.#tailPos[this.#tailN] = pos;
     this.#tailCode[this.#tailN++] = code;
@@ -167,6 +175,7 @@ export class SblockVector {
   }
 
   setCode(i: number, code: number): void {
+    this.#sums = null;
     const p = Math.floor(i / VECTOR_PAGE);
     const k = i - p * VECTOR_PAGE;
     if (p >= this.#pages) {
@@ -203,6 +212,7 @@ export class SblockVector {
 
   /** Set the end of the last block. */
   setLastEnd(end: number): void {
+    this.#sums = null;
     this.#lastEnd = end;
     if (this.#length > 0 && end <= this.pos(this.#length - 1)) this.#hasEmpty = true;
   }
@@ -210,7 +220,9 @@ export class SblockVector {
   /** Remove every block from index `i` on. */
   truncateAt(i: number): void {
     if (i >= this.#length) return;
+    this.#sums = null;
     if (i <= 0) {
+      this.#sums = new Float64Array(10);
       this.#pages = 0;
       this.#tailN = 0;
       this.#length = 0;
@@ -370,7 +382,7 @@ export class SblockVector {
       return true;
     }
     this.truncateAt(i);
-    if (this.#lastEnd > end) this.#lastEnd = end;
+    if (this.#lastEnd > end) this.setLastEnd(end);
     return true;
   }
 
@@ -419,7 +431,7 @@ export class SblockVector {
     this.#shared = true;
     return {
       store: this.#store, pages: this.#pages, start: this.#start, addr: this.#addr, len: this.#len, shift: this.#shift, mask: this.#mask,
-      tailPos: this.#tailPos, tailCode: this.#tailCode, tailN: this.#tailN, end: this.#lastEnd,
+      tailPos: this.#tailPos, tailCode: this.#tailCode, tailN: this.#tailN, end: this.#lastEnd, sums: this.#sums,
     };
   }
 }

@@ -52,10 +52,19 @@ export class StatusMap {
     }
     this.#tree = new PagedBlocks(pages);
     this.#end = pages?.end ?? 0;
-    this.forEachBlock((pos, end, code) => {
-      this.#sizes[code]! += (end === UNBOUNDED ? FAR_END : end) - pos;
-      ++this.#counts[code]!;
-    });
+    if (pages?.sums) {
+      for (let c = 0; c < 5; ++c) {
+        this.#sizes[c] = pages.sums[c]!;
+        this.#counts[c] = pages.sums[5 + c]!;
+      }
+      const last = this.#tree.last();
+      if (this.#end === UNBOUNDED && last >= 0) this.#sizes[this.#tree.codeAt(last)]! += FAR_END - this.#tree.posAt(last);
+    } else {
+      this.forEachBlock((pos, end, code) => {
+        this.#sizes[code]! += (end === UNBOUNDED ? FAR_END : end) - pos;
+        ++this.#counts[code]!;
+      });
+    }
   }
 
   /** Number of blocks. */

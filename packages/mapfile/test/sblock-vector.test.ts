@@ -72,5 +72,19 @@ describe('SblockVector', () => {
     expect(v.code(5)).to.equal(4);
     expect(map.sblockAt(5 * 512)!.status).to.equal('?');
     expect(map.countOf('+')).to.equal(0);
+    const after = new StatusMap(v);
+    expect([after.countOf('+'), after.sizeOf('+'), after.sizeOf('?')]).to.deep.equal([1, 512, 999 * 512]);
+  });
+
+  it('gives a StatusMap the sums of sizes and counts by status, also with an unbounded last block', () => {
+    const v = new SblockVector();
+    v.push(0, 512, 4);
+    v.push(512, 4096, 3);
+    v.push(4096, UNBOUNDED, 0);
+    const map = new StatusMap(v);
+    expect([map.sizeOf('+'), map.sizeOf('-'), map.sizeOf('?'), map.countOf('?'), map.countOf('*')]).to.deep.equal([512, 3584, UNBOUNDED, 1, 0]);
+    v.truncate(8192, true);
+    const cut = new StatusMap(v);
+    expect([cut.sizeOf('?'), cut.extent().size]).to.deep.equal([4096, 8192]);
   });
 });
