@@ -126,7 +126,7 @@ export function decodePage(bytes: Uint8Array, off: number, n: number, shift: num
   }
 }
 
-/** Byte offsets of the `n` entries at `off` (for changing a code in place). */
+/** The byte offset of entry `index` of the page at `off` (to change its code in place). */
 export function entryOffset(bytes: Uint8Array, off: number, index: number): number {
   let o = off;
   for (let k = 0; k < index; ++k) while (bytes[o++]! & 0x80);
