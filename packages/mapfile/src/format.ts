@@ -7,10 +7,10 @@ import type { MapfileStatus } from './status.js';
 export interface BlockWalker {
   forEachBlock(fn: (pos: number, end: number, code: number) => void): void;
   /**
-   * Call `fn` for the blocks from the `from`-th on while it returns true.
-   * @returns the index of the first block not visited (`length` at the end).
+   * Copy the blocks from the `from`-th on, at most `max`, into `pos`, `end` and `code`.
+   * @returns how many were copied (0 at the end).
    */
-  walkFrom(from: number, fn: (pos: number, end: number, code: number) => boolean): number;
+  readBlocks(from: number, max: number, pos: Float64Array, end: Float64Array, code: Uint8Array): number;
   readonly length: number;
 }
 
@@ -56,6 +56,42 @@ const TWO_POW_32 = 4294967296;
 /** The two hex digits of each byte value, as `(high digit << 8) | low digit`. */
 const HEX_PAIRS = Uint16Array.from({ length: 256 }, (_, i) => (HEX[i >> 4]! << 8) | HEX[i & 15]!);
 
+/** A number on its way into `TextSink.hexAt`. */
+const ONE = new Float64Array(1);
+/** Blocks `formatMapfileChunks` reads at a time. */
+const READ_BATCH = 512;
+
+/**
+ * Write the lines of blocks `from..to` of the batch while `out` has room.
+ * @returns the index of the first block not written.
+ */
+function writeLines(
+  out: TextSink, limit: number, pos: Float64Array, end: Float64Array, code: Uint8Array, from: number, to: number,
+  unboundedEnd: bigint, annotate: Domain | undefined, num: (v: number | bigint) => string,
+): number {
+  for (let k = from; k < to; ++k) {
+    if (out.n > limit) return k;
+    out.hexAt(pos, k);
+    out.byte(0x20);
+    out.byte(0x20);
+    if (end[k] === UNBOUNDED) out.bigHex(unboundedEnd - BigInt(pos[k]!));
+    else out.hexSizeAt(pos, end, k);
+    out.byte(0x20);
+    out.byte(0x20);
+    out.byte(STATUS_BYTES[code[k]!]!);
+    if (annotate) annotateLine(out, annotate, pos[k]!, end[k]!, unboundedEnd, num);
+    out.byte(0x0a);
+  }
+  return to;
+}
+
+/** The `-A` comment of an in-domain block line. */
+function annotateLine(out: TextSink, annotate: Domain, pos: number, end: number, unboundedEnd: bigint, num: (v: number | bigint) => string): void {
+  if (!annotate.includes({ pos, size: end - pos })) return;
+  const size = end === UNBOUNDED ? unboundedEnd - BigInt(pos) : end - pos;
+  out.text(`\t#  ${num(pos).padStart(9)}B  ${num(size).padStart(9)}${size > 999999 ? 'B' : ' '}`);
+}
+
 /** Room a block line needs at most: two 2^63 hex numbers, a status and an annotation. */
 const LINE_ROOM = 256;
 /** Default size of the pieces `formatMapfileChunks` yields. */
@@ -78,8 +114,13 @@ class TextSink {
     this.reserve(s.length * 3);
     this.n += this.buf.write(s, this.n, 'utf8');
   }
-  /** `0x%08llX` of an exact integer below 2^53. */
-  hex(v: number): void {
+  /**
+   * `0x%08llX` of `a[k]`, an exact integer below 2^53. Numbers are handed over in
+   * typed arrays: a position passed as an argument would be boxed, a small garbage
+   * object a block.
+   */
+  hexAt(a: Float64Array, k: number): void {
+    const v = a[k]!;
     this.reserve(20);
     const b = this.buf;
     let n = this.n;
@@ -105,6 +146,18 @@ class TextSink {
     b[n++] = pair & 255;
     this.n = n;
   }
+  /** `0x%08llX` of `end[k] - pos[k]`. */
+  hexSizeAt(pos: Float64Array, end: Float64Array, k: number): void {
+    ONE[0] = end[k]! - pos[k]!;
+    this.hexAt(ONE, 0);
+  }
+
+  /** `0x%08llX` of an exact integer below 2^53. */
+  hex(v: number): void {
+    ONE[0] = v;
+    this.hexAt(ONE, 0);
+  }
+
   bigHex(v: bigint): void {
     this.text(`0x${v.toString(16).toUpperCase().padStart(8, '0')}`);
   }
@@ -158,29 +211,20 @@ export function* formatMapfileChunks(
   out.text('\n#      pos        size  status\n');
   const unboundedEnd = LLONG_MAX + BigInt(state.unboundedShift ?? 0);
   const limit = Math.max(out.buf.length - LINE_ROOM, out.n);
-  const line = (pos: number, end: number, code: number): boolean => {
-    if (out.n > limit) return false;
-    out.hex(pos);
-    out.byte(0x20);
-    out.byte(0x20);
-    if (end === UNBOUNDED) out.bigHex(unboundedEnd - BigInt(pos));
-    else out.hex(end - pos);
-    out.byte(0x20);
-    out.byte(0x20);
-    out.byte(STATUS_BYTES[code]!);
-    if (annotate && annotate.includes({ pos, size: end - pos })) {
-      const size = end === UNBOUNDED ? unboundedEnd - BigInt(pos) : end - pos;
-      out.text(`\t#  ${num(pos).padStart(9)}B  ${num(size).padStart(9)}${size > 999999 ? 'B' : ' '}`);
-    }
-    out.byte(0x0a);
-    return true;
-  };
-  const n = state.blocks.length;
-  for (let i = 0; i < n;) {
-    i = state.blocks.walkFrom(i, line);
-    if (i < n) {
-      yield out.result();
-      out.n = 0;
+  const pos = new Float64Array(READ_BATCH);
+  const end = new Float64Array(READ_BATCH);
+  const code = new Uint8Array(READ_BATCH);
+  for (let i = 0; ;) {
+    const got = state.blocks.readBlocks(i, READ_BATCH, pos, end, code);
+    if (got === 0) break;
+    i += got;
+    // the lines are written by a plain function, which V8 optimises (a generator's loop it would not)
+    for (let k = 0; k < got;) {
+      k = writeLines(out, limit, pos, end, code, k, got, unboundedEnd, annotate, num);
+      if (k < got) {
+        yield out.result();
+        out.n = 0;
+      }
     }
   }
   yield out.result();

@@ -297,6 +297,38 @@ export class PagedBlocks {
     return this.#length;
   }
 
+  /**
+   * Copy the entries from the `from`-th on, at most `max`, into `pos`, `end` (the next
+   * start, or `last` for the last entry) and `code`. Resuming where the last read or
+   * walk stopped costs O(1). @returns how many were copied (0 at the end).
+   */
+  read(from: number, max: number, last: number, pos: Float64Array, end: Float64Array, code: Uint8Array): number {
+    let p = 0;
+    let base = 0;
+    if (from === this.#walkIndex) {
+      p = this.#walkPage;
+      base = this.#walkBase;
+    }
+    while (p < this.#pages && base + this.#count[p]! <= from) base += this.#count[p++]!;
+    let k = 0;
+    for (; p < this.#pages && k < max; base += this.#count[p++]!) {
+      this.#load(p);
+      const n = this.#cn;
+      const next = p + 1 < this.#pages ? this.#start[p + 1]! : last;
+      const src = this.#cpos;
+      for (let j = Math.max(0, from + k - base); j < n && k < max; ++j, ++k) {
+        pos[k] = src[j]!;
+        code[k] = this.#ccode[j]!;
+        end[k] = j + 1 < n ? src[j + 1]! : next;
+      }
+      if (k === max) break;
+    }
+    this.#walkIndex = from + k;
+    this.#walkPage = p;
+    this.#walkBase = base;
+    return k;
+  }
+
   /** Change the code of the entry at `c`. */
   setCode(c: number, code: number): void {
     const p = Math.floor(c / SPAN);

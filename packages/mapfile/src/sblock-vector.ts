@@ -278,6 +278,39 @@ export class SblockVector {
     return n;
   }
 
+  /**
+   * Copy the blocks from the `from`-th on, at most `max`, into `pos`, `end` and `code`
+   * (ascending `from` costs O(1) a block). @returns how many were copied (0 at the end).
+   */
+  readBlocks(from: number, max: number, pos: Float64Array, end: Float64Array, code: Uint8Array): number {
+    const n = this.#length;
+    let k = 0;
+    for (let i = from; i < n && k < max;) {
+      const p = Math.floor(i / VECTOR_PAGE);
+      let src = this.#tailPos;
+      let srcCode = this.#tailCode;
+      let count = this.#tailN;
+      let next = this.#lastEnd;
+      if (p < this.#pages) {
+        this.#load(p);
+        src = this.#cachePos;
+        srcCode = this.#cacheCode;
+        count = VECTOR_PAGE;
+        next = p + 1 < this.#pages ? this.#start[p + 1]! : this.#tailN > 0 ? this.#tailPos[0]! : this.#lastEnd;
+      }
+      for (let j = i - p * VECTOR_PAGE; j < count && k < max; ++j, ++i, ++k) {
+        pos[k] = src[j]!;
+        code[k] = srcCode[j]!;
+        end[k] = j + 1 < count ? src[j + 1]! : next;
+      }
+    }
+    if (from + k === n && k > 0) end[k - 1] = this.#lastEnd;
+    if (this.#gapEnds) {
+      for (const [i, e] of this.#gapEnds) if (i >= from && i < from + k) end[i - from] = e;
+    }
+    return k;
+  }
+
   /** Call `fn(pos, end, code)` for each block in order. */
   forEachBlock(fn: (pos: number, end: number, code: number) => void): void {
     this.walkFrom(0, (pos, end, code) => {

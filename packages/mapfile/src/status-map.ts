@@ -123,12 +123,12 @@ export class StatusMap {
   }
 
   /**
-   * Call `fn(pos, end, code)` for the blocks from the `from`-th on, in order, while it
-   * returns true. Resuming where the last walk stopped costs O(1).
-   * @returns the index of the first block not visited (`length` at the end).
+   * Copy the blocks from the `from`-th on, at most `max`, into `pos`, `end` and `code`;
+   * reading on from where the last read stopped costs O(1) a block.
+   * @returns how many were copied (0 at the end).
    */
-  walkFrom(from: number, fn: (pos: number, end: number, code: number) => boolean): number {
-    return this.#tree.walk(from, this.#end, fn);
+  readBlocks(from: number, max: number, pos: Float64Array, end: Float64Array, code: Uint8Array): number {
+    return this.#tree.read(from, max, this.#end, pos, end, code);
   }
 
   /** The blocks as a list. */

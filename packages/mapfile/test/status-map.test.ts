@@ -126,6 +126,12 @@ describe('StatusMap', () => {
               for (let x = p; x < e; ++x) expect(model[x]).to.equal(c);
             }
             expect(out[out.length - 1]![1]).to.equal(N);
+            const P = new Float64Array(77);
+            const E = new Float64Array(77);
+            const C = new Uint8Array(77);
+            const read: number[][] = [];
+            for (let i = 0, got; (got = map.readBlocks(i, 77, P, E, C)) > 0; i += got) for (let k = 0; k < got; ++k) read.push([P[k]!, E[k]!, C[k]!]);
+            expect(read, 'readBlocks in batches').to.deep.equal(out);
             for (const [p] of changes.slice(0, 50)) {
               for (let c = 0; c < 5; ++c) {
                 const next = out.find((b) => b[1] > p && b[2] === c);
