@@ -18,15 +18,17 @@
  * store once the dead bytes outweigh them.
  */
 import { ByteStore, MAX_ENTRY_BYTES, decodePage, encodePage, grown, maskOf, pageShift } from './page-codec.js';
-import type { VectorPages } from './sblock-vector.js';
+import { VECTOR_PAGE, type VectorPages } from './sblock-vector.js';
 
 /** Most entries a page holds; a fuller page is split in two. */
-const MAX = 128;
+const MAX = 64;
 /** A page with fewer entries is merged with the next one if they fit. */
-const MIN = 16;
+const MIN = 8;
 /** Cursor stride: above any page count. */
 export const SPAN = 1024;
-const scratchBytes = new Uint8Array((MAX + 1) * MAX_ENTRY_BYTES);
+/** Most entries a page holds for a moment: a full page plus one, or a page taken over from a vector. */
+const ROOM = Math.max(MAX, VECTOR_PAGE) + 1;
+const scratchBytes = new Uint8Array(ROOM * MAX_ENTRY_BYTES);
 
 export class PagedBlocks {
   #store = new ByteStore();
@@ -48,8 +50,8 @@ export class PagedBlocks {
   #cp = -1;
   #cn = 0;
   #dirty = false;
-  readonly #cpos = new Float64Array(MAX + 1);
-  readonly #ccode = new Uint8Array(MAX + 1);
+  readonly #cpos = new Float64Array(ROOM);
+  readonly #ccode = new Uint8Array(ROOM);
   /** Where the last walk stopped: block index and its page's first index. */
   #walkIndex = -1;
   #walkPage = 0;
@@ -277,8 +279,8 @@ export class PagedBlocks {
       base = this.#walkBase;
     }
     while (p < this.#pages && base + this.#count[p]! <= from) base += this.#count[p++]!;
-    const pos = new Float64Array(MAX + 1);
-    const code = new Uint8Array(MAX + 1);
+    const pos = new Float64Array(ROOM);
+    const code = new Uint8Array(ROOM);
     for (; p < this.#pages; base += this.#count[p++]!) {
       const n = this.#count[p]!;
       const addr = this.#addr[p]!;
