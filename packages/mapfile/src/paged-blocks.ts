@@ -271,32 +271,21 @@ export class PagedBlocks {
    * @returns the index of the first entry not visited (`length` at the end).
    */
   walk(from: number, end: number, fn: (pos: number, end: number, code: number) => boolean): number {
-    this.#flush();
-    let p = 0;
-    let base = 0;
-    if (from === this.#walkIndex) {
-      p = this.#walkPage;
-      base = this.#walkBase;
-    }
-    while (p < this.#pages && base + this.#count[p]! <= from) base += this.#count[p++]!;
     const pos = new Float64Array(ROOM);
+    const ends = new Float64Array(ROOM);
     const code = new Uint8Array(ROOM);
-    for (; p < this.#pages; base += this.#count[p++]!) {
-      const n = this.#count[p]!;
-      const addr = this.#addr[p]!;
-      const store = this.#cap[p] === 0 ? this.#foreign! : this.#store;
-      decodePage(store.slabOf(addr), ByteStore.offsetOf(addr), n, this.#shift[p]!, this.#start[p]!, pos, code);
-      pos[n] = p + 1 < this.#pages ? this.#start[p + 1]! : end;
-      for (let k = Math.max(0, from - base); k < n; ++k) {
-        if (!fn(pos[k]!, pos[k + 1]!, code[k]!)) {
-          this.#walkIndex = base + k;
-          this.#walkPage = p;
-          this.#walkBase = base;
-          return base + k;
+    for (let i = from; ;) {
+      const got = this.read(i, ROOM, end, pos, ends, code);
+      if (got === 0) return i;
+      for (let k = 0; k < got; ++k) {
+        if (!fn(pos[k]!, ends[k]!, code[k]!)) {
+          // resume at this entry next time
+          this.read(i + k, 0, end, pos, ends, code);
+          return i + k;
         }
       }
+      i += got;
     }
-    return this.#length;
   }
 
   /**
