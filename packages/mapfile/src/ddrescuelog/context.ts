@@ -10,6 +10,7 @@ import type { BlockStatus } from '../status.js';
 
 /** What a command needs from the outside world; tests give their own. */
 export interface CliIo {
+  /** Write to standard output; the caller may reuse `chunk` once this returns (copy it to keep it). */
   stdout(chunk: string | Uint8Array): void;
   stderr(text: string): void;
   readStdin(): Promise<Uint8Array>;
@@ -120,8 +121,8 @@ export class Context {
     return formatMapfileChunks(state, { program: 'ddrescuelog', commandLine: this.commandLine, startTime: this.startTime }, annotate, this.binaryPrefixes);
   }
 
-  /** Write a mapfile to stdout as ddrescuelog does, a piece at a time (each a copy stdout may keep). */
+  /** Write a mapfile to stdout as ddrescuelog does, a piece at a time from one buffer. */
   writeMapfile(state: MapfileState, annotate?: Domain): void {
-    for (const piece of this.format(state, annotate)) this.io.stdout(Buffer.from(piece));
+    for (const piece of this.format(state, annotate)) this.io.stdout(piece);
   }
 }
