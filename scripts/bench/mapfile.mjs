@@ -19,117 +19,30 @@ import { spawnSync } from 'node:child_process';
 import {
   closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync,
 } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import os, { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+
+import { buildInfo } from './lib.mjs';
+import { makeRng } from './rng.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
 const DIST = join(ROOT, 'packages/mapfile/dist');
 const INDEX_JS = join(DIST, 'index.js');
 const IO_JS = join(DIST, 'io.js');
+const CHILD = join(HERE, 'mapfile-child.mjs');
+/** Blocks of the small map whose load+save shows what Node and our code take before any data. */
+const FLOOR_BLOCKS = 1000;
 const CLI_BIN = join(ROOT, 'packages/mapfile/bin/ddferry-map.js');
 const CLI_MAIN = join(DIST, 'main.js'); // what the bin imports
 const TIME_BIN = '/usr/bin/time';
 const TIME_TAG = 'DDFERRY_BENCH_TIME';
-const STATUSES = ['?', '*', '/', '-', '+'];
 const SECTOR = 512;
 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
-/** mulberry32: small, fast, deterministic. Returns a uint32 generator. */
-function makeRng(seed) {
-  let a = seed >>> 0;
-  const u32 = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-  /** Uniform double in [0, 1) with 53 random bits. */
-  const unit = () => ((u32() >>> 5) * 67108864 + (u32() >>> 6)) / 9007199254740992;
-  /** Uniform integer in [0, n), n below 2^53. */
-  const below = (n) => Math.floor(unit() * n);
-  return { u32, unit, below };
-}
-
 const hex8 = (v) => `0x${v.toString(16).toUpperCase().padStart(8, '0')}`;
-
-// ---------------------------------------------------------------------------
-// Child mode: one of our in-process operations. Prints one JSON line on stdout.
-// node mapfile.mjs --child OP FILE OUT SEED CHANGES
-// ---------------------------------------------------------------------------
-async function runChild([op, file, out, seedText, changesText]) {
-  const lib = await import(pathToFileURL(INDEX_JS).href);
-  const io = existsSync(IO_JS) ? await import(pathToFileURL(IO_JS).href) : null;
-  const phases = {};
-  const result = { op, io: io !== null, phases };
-
-  // load: read + parse + build the status map
-  let t = nowMs();
-  const bytes = io ? await io.readMapfileBytes(file) : readFileSync(file);
-  phases.read = nowMs() - t;
-  t = nowMs();
-  const parsed = lib.parseMapfile(bytes, { file });
-  phases.parse = nowMs() - t;
-  t = nowMs();
-  const map = new lib.StatusMap(parsed.blocks);
-  phases.build = nowMs() - t;
-  phases.load = phases.read + phases.parse + phases.build;
-  const { currentPos, currentStatus, currentPass } = parsed;
-  result.blocks = map.length;
-
-  if (op === 'session') {
-    const rng = makeRng(Number(seedText) ^ 0x5eed);
-    const domain = lib.Domain.fromOptions(0, -1);
-    const ext = map.extent();
-    const n = Number(changesText);
-    let badAreaDelta = 0;
-    t = nowMs();
-    for (let i = 0; i < n; ++i) {
-      const sb = map.sblockAt(ext.pos + rng.below(ext.size));
-      const sectors = Math.floor(sb.size / SECTOR);
-      let chunk;
-      if (sectors > 1) {
-        const a = rng.below(sectors);
-        const b = a + 1 + rng.below(sectors - a);
-        const pos = sb.pos + a * SECTOR;
-        chunk = { pos, size: Math.min(sb.pos + b * SECTOR, sb.pos + sb.size) - pos };
-      } else {
-        chunk = { pos: sb.pos, size: sb.size };
-      }
-      badAreaDelta += map.changeChunkStatus(chunk, STATUSES[rng.u32() % 5], domain);
-    }
-    phases.changes = nowMs() - t;
-    result.changes = n;
-    result.badAreaDelta = badAreaDelta;
-    result.blocksAfter = map.length;
-  }
-
-  if (op !== 'load') {
-    const stamp = lib.formatTimestamp(new Date());
-    t = nowMs();
-    const buf = lib.formatMapfile(
-      { currentPos, currentStatus, currentPass, blocks: map },
-      { program: 'ddrescue', commandLine: 'ddferry-bench mapfile', startTime: stamp, currentTime: stamp },
-    );
-    phases.format = nowMs() - t;
-    t = nowMs();
-    if (op === 'save-atomic') {
-      if (!io) throw new Error('save-atomic needs packages/mapfile/dist/io.js');
-      await io.saveMapfile(out, buf);
-    } else {
-      writeFileSync(out, buf); // a plain write, as ddrescuelog writes to stdout
-    }
-    phases.write = nowMs() - t;
-    phases.save = phases.format + phases.write;
-    result.bytesWritten = buf.length;
-  }
-  if (op === 'load+save') phases.loadSave = phases.load + phases.save;
-  result.maxRssKiB = process.resourceUsage().maxRSS;
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-}
 
 // ---------------------------------------------------------------------------
 // Parent mode
@@ -296,12 +209,12 @@ function topSelfTime(profilePath, limit = 10) {
 
 async function main() {
   const opt = parseOptions(process.argv.slice(2));
-  if (!existsSync(INDEX_JS)) {
-    process.stderr.write(`mapfile bench: ${relative(ROOT, INDEX_JS)} not found; build first: npx tsc -b\n`);
+  if (!existsSync(INDEX_JS) || !existsSync(IO_JS)) {
+    process.stderr.write(`mapfile bench: ${relative(ROOT, INDEX_JS)} or io.js not found; build first: npx tsc -b\n`);
     process.exit(1);
   }
   const ddVersion = ddrescuelogVersion();
-  const hasIo = existsSync(IO_JS);
+  const loadStart = os.loadavg().map((x) => +x.toFixed(2));
   const hasCli = existsSync(CLI_BIN) && existsSync(CLI_MAIN);
   const useTime = existsSync(TIME_BIN);
 
@@ -319,13 +232,13 @@ async function main() {
   const fileBytes = statSync(mapPath).size;
   log(`generated ${opt.blocks} blocks, ${(gen.total / 1e12).toFixed(2)} TB, ${(fileBytes / 2 ** 20).toFixed(1)} MiB of text in ${Math.round(nowMs() - t)} ms: ${mapPath}`);
   if (!ddVersion) log('ddrescuelog not found: its rows will be empty');
-  if (!hasIo) log('packages/mapfile/dist/io.js not found: reading with fs.readFileSync, no atomic save');
   if (!hasCli) log('ddferry-map CLI not built (packages/mapfile/dist/main.js missing): CLI rows skipped');
   if (!useTime) log('/usr/bin/time not found: ddrescuelog peak RSS not measured');
 
   const node = process.execPath;
-  const self = fileURLToPath(import.meta.url);
-  const ours = (op, out = join(tmp, `ours-${op}.map`)) => [node, [self, '--child', op, mapPath, out, String(opt.seed), String(opt.changes)]];
+  const floorPath = join(tmp, 'floor.map');
+  generateMapfile(floorPath, FLOOR_BLOCKS, opt.seed);
+  const ours = (op, out = join(tmp, `ours-${op}.map`), map = mapPath) => [node, [CHILD, op, map, out, String(opt.seed), String(opt.changes)]];
   const ddOut = join(tmp, 'dd-rewrite.map');
   const cliOut = join(tmp, 'cli-rewrite.map');
   const ddT = join(tmp, 'dd-t.txt');
@@ -340,7 +253,8 @@ async function main() {
     { id: 'dd-rewrite', cmd: ['ddrescuelog', ['-a', '?,?', mapPath]], stdoutFile: ddOut, skip: !ddVersion },
     { id: 'cli-rewrite', cmd: [node, [CLI_BIN, 'ddrescuelog', '-a', '?,?', mapPath]], stdoutFile: cliOut, skip: !hasCli },
     { id: 'ours-save', cmd: ours('save'), child: true },
-    { id: 'ours-save-atomic', cmd: ours('save-atomic'), child: true, skip: !hasIo },
+    { id: 'ours-save-atomic', cmd: ours('save-atomic'), child: true },
+    { id: 'ours-floor', cmd: ours('load+save', join(tmp, 'ours-floor.map'), floorPath), child: true },
     { id: 'ours-session', cmd: ours('session'), child: true },
     { id: 'node-baseline', cmd: [node, ['-e', '']] },
   ];
@@ -408,13 +322,14 @@ async function main() {
     `${opt.blocks.toLocaleString('en')} blocks, ${(gen.total / 1e12).toFixed(2)} TB, ${(fileBytes / 2 ** 20).toFixed(1)} MiB; median of ${opt.runs} run(s); Node ${process.version}; ${ddVersion ?? 'no ddrescuelog'}`,
     `ours in-process rows time the operation inside the child; ddrescuelog and "process" rows time the whole process (parent hrtime)`,
     `node start-up (node -e ''): ${fmtMs(med('node-baseline', wall))}, ${fmtMiB(med('node-baseline', rss))}`,
+    `load average (1 min) at start ${loadStart[0]}, at end ${os.loadavg()[0].toFixed(2)}, on ${cpus().length} cores; ${buildInfo(ROOT)}`,
   ];
   if (session.length) {
     notes.push(`after the changes: ${session[0].blocksAfter.toLocaleString('en')} blocks; saving them took ${fmtMs(med('ours-session', phase('save')))}`);
   }
-  const loadPhases = ['read', 'parse', 'build'].map((k) => `${k} ${fmtMs(med('ours-load', phase(k)))}`).join(', ');
-  const savePhases = ['format', 'write'].map((k) => `${k} ${fmtMs(med('ours-save', phase(k)))}`).join(', ');
-  notes.push(`load = ${loadPhases}; save = ${savePhases}`);
+  const loadPhases = ['parse', 'build'].map((k) => `${k} ${fmtMs(med('ours-load', phase(k)))}`).join(', ');
+  notes.push(`load = ${loadPhases} (parse: the file read and parsed 128 KiB at a time; build: new StatusMap); save: formatted and written 64 KiB at a time`);
+  notes.push(`the same load+save child on a ${FLOOR_BLOCKS.toLocaleString('en')}-block map (what Node and our code take before any data): ${fmtMs(med('ours-floor', wall))}, ${fmtMiB(med('ours-floor', rss))}`);
   if (Object.keys(checks).length) notes.push(`output checks: ${Object.entries(checks).map(([k, v]) => `${k}=${v}`).join(', ')}`);
   for (const [id, e] of Object.entries(errors)) notes.push(`${id} failed: ${e}`);
   if (!hasCli) notes.push('CLI rows empty: packages/mapfile/dist/main.js (ddferry-map) not built yet');
@@ -453,11 +368,14 @@ async function main() {
     const doc = {
       bench: 'mapfile',
       date: d.toISOString(),
+      command: ['node', 'scripts/bench/mapfile.mjs', ...process.argv.slice(2)].join(' '),
+      build: buildInfo(ROOT),
+      loadAverage: { start: loadStart, end: os.loadavg().map((x) => +x.toFixed(2)) },
       options: { blocks: opt.blocks, runs: opt.runs, changes: opt.changes, seed: opt.seed },
       environment: {
         node: process.version, ddrescuelog: ddVersion, platform: `${process.platform} ${process.arch}`,
         cpu: cpus()[0]?.model ?? null, cpus: cpus().length, memoryGiB: +(totalmem() / 2 ** 30).toFixed(1),
-        usrBinTime: useTime, io: hasIo, cli: hasCli,
+        usrBinTime: useTime, cli: hasCli,
       },
       file: { blocks: opt.blocks, bytes: fileBytes, extentBytes: gen.total },
       units: { time: 'ms', rss: 'KiB' },
@@ -469,8 +387,4 @@ async function main() {
   if (opt.keep) log(`kept temp files in ${tmp}`);
 }
 
-if (process.argv[2] === '--child') {
-  await runChild(process.argv.slice(3));
-} else {
-  await main();
-}
+await main();

@@ -29,6 +29,8 @@ import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from '
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { makeRng } from './rng.mjs';
+
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
 const READER_BIN = join(ROOT, 'packages/reader/bin/ddferry-reader.js');
@@ -50,20 +52,8 @@ delete CHILD_ENV.NODE_EXTRA_CA_CERTS;
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const log = (s) => process.stderr.write(`${s}\n`);
 
-/** mulberry32: small, fast, deterministic. Returns a uint32 generator. */
-function makeRng(seed) {
-  let a = seed >>> 0;
-  const u32 = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-  /** Uniform integer in [0, n), n up to 2^32. */
-  const below = (n) => Math.floor((u32() / 4294967296) * n);
-  return { u32, below };
-}
+/** Uniform integer in [0, n), n up to 2^32, from one 32-bit draw (as the test maps were always made). */
+const below32 = (rng, n) => Math.floor((rng.u32() / 4294967296) * n);
 
 // ---------------------------------------------------------------------------
 // Options
@@ -160,13 +150,13 @@ function writeTestMap(path, size, badSectors, bigAreas, seed) {
   let bigBytes = 0;
   for (let k = 0; k < bigAreas; ++k) {
     const len = Math.max(8, Math.min((8 * MiB) >> k, size / 32) / SECTOR); // sectors
-    const p = rng.below(n - len);
+    const p = below32(rng, n - len);
     bad.fill(1, p, p + len);
   }
   for (let i = 0; i < n; ++i) bigBytes += bad[i] * SECTOR;
   const scatter = Math.min(badSectors, Math.floor((n - bigBytes / SECTOR) / 2));
   for (let k = 0; k < scatter;) {
-    const p = rng.below(n);
+    const p = below32(rng, n);
     if (!bad[p]) {
       bad[p] = 1;
       ++k;

@@ -2,6 +2,8 @@
  * Errors a user can reach from the assembler. Each has a stable code, names the
  * file or peer concerned, and says what to do next. Callers branch on `err.code`.
  */
+import { isMapfileError, messageWithHint } from '@ddferry/mapfile';
+
 export type AssemblerErrorCode =
   | 'ERR_USAGE'
   | 'ERR_IMAGE_OPEN'
@@ -61,7 +63,8 @@ export function errnoOf(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** A short text for an unknown thrown value: its message, or its string form. */
+/** A short text for an unknown thrown value: its message (and a mapfile error's hint), or its string form. */
 export function messageOf(err: unknown): string {
+  if (isMapfileError(err)) return messageWithHint(err);
   return err instanceof Error ? err.message : String(err);
 }

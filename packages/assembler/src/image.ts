@@ -165,7 +165,7 @@ export class Image {
    * claims it binds it, if the sizes agree.
    * @throws AssemblerError `ERR_IMAGE_OPEN`, `ERR_IMAGE_NOT_REGULAR` (a folder,
    *   a pipe…), `ERR_IMAGE_LOCKED` (another ddferry process uses it: see image-lock.ts), `ERR_IMAGE_BINDING_BAD`, `ERR_IMAGE_MAP_MISSING` (bound, but
-   *   `IMAGE.map` is gone); `MapfileParseError` (`ERR_MAPFILE_*`) for a malformed `IMAGE.map`.
+   *   `IMAGE.map` is gone); `MapfileError` (`ERR_MAPFILE_*`) for a malformed `IMAGE.map`.
    */
   static async open(path: string, options: ImageOptions = {}): Promise<Image> {
     let handle: FileHandle;
@@ -284,7 +284,7 @@ export class Image {
    * binding file.
    * @throws AssemblerError `ERR_IMAGE_WRONG_RESCUE`, `ERR_IMAGE_WRONG_DEVICE`,
    *   `ERR_IMAGE_WRONG_PLAN` (each showing both identities), `ERR_IMAGE_MAP_SIZE`,
-   *   `ERR_IMAGE_SAVE`, `ERR_IMAGE_CLOSED`; `PlanError` for a plan that cannot be.
+   *   `ERR_IMAGE_SAVE`, `ERR_IMAGE_CLOSED`; `MapfileError` (`ERR_PLAN_*`) for a plan that cannot be.
    */
   bind(request: BindRequest): Promise<void> {
     try {

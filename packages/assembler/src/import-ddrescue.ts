@@ -25,7 +25,7 @@ import { stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
 import type { Block, BlockStatus, Mapfile } from '@ddferry/mapfile';
-import { Domain, MapfileIoError, parseMapfile, UNBOUNDED } from '@ddferry/mapfile';
+import { Domain, MapfileError, parseMapfile, UNBOUNDED } from '@ddferry/mapfile';
 import { openSafeFile, readSafeFile } from '@ddferry/protocol';
 
 import type { CliIo } from './cli-io.js';
@@ -371,7 +371,7 @@ export async function importDdrescueChunks(image: Image, chunks: readonly { read
  *   `ERR_CHUNK_FILE_SHORT`, `ERR_CHUNK_FILE_IS_IMAGE`, `ERR_DOMAIN_EMPTY`,
  *   `ERR_DOMAIN_OUTSIDE_SOURCE`, `ERR_DOMAIN_SIZE_UNKNOWN`, `ERR_IMAGE_MAP_SIZE`
  *   (the sizes of both mapfiles shown), `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`,
- *   `ERR_IMAGE_SAVE`; `MapfileParseError`/`MapfileIoError` for a mapfile that
+ *   `ERR_IMAGE_SAVE`; `MapfileError` (`ERR_MAPFILE_*`) for a mapfile that
  *   cannot be read; the signal's reason once aborted between batches.
  */
 export async function importDdrescueChunk(image: Image, options: ImportDdrescueOptions): Promise<ImportDdrescueResult> {
@@ -418,7 +418,7 @@ const MAX_MAPFILE_BYTES = 1 << 30;
 /**
  * Read and parse a mapfile carried from PC_A, opened as `openSafeFile` does:
  * a FIFO or a link there is refused at once instead of blocking.
- * @throws MapfileIoError `ERR_MAPFILE_NOT_FOUND`, `ERR_MAPFILE_READ`; the parse errors.
+ * @throws MapfileError `ERR_MAPFILE_NOT_FOUND`, `ERR_MAPFILE_READ`; the parse errors.
  */
 async function readMapfileSafely(path: string): Promise<Mapfile> {
   let bytes: Buffer;
@@ -426,8 +426,8 @@ async function readMapfileSafely(path: string): Promise<Mapfile> {
     bytes = await readSafeFile(path, { maxBytes: MAX_MAPFILE_BYTES, what: 'the mapfile' });
   } catch (err) {
     const code = errnoOf(err);
-    if (code === 'ENOENT') throw new MapfileIoError('ERR_MAPFILE_NOT_FOUND', path, 'Mapfile does not exist. Check the name.', { cause: err });
-    throw new MapfileIoError('ERR_MAPFILE_READ', path, `Mapfile is not readable: ${code?.startsWith('ERR_FILE_') === true ? (err as Error).message.replace(`${path}: `, '') : `${code ?? messageOf(err)}. Check its permissions.`}`, { cause: err });
+    if (code === 'ENOENT') throw new MapfileError('ERR_MAPFILE_NOT_FOUND', `${path}: Mapfile does not exist.`, { file: path, hint: 'Check the name.', cause: err });
+    throw new MapfileError('ERR_MAPFILE_READ', `${path}: Mapfile is not readable: ${code?.startsWith('ERR_FILE_') === true ? (err as Error).message.replace(`${path}: `, '') : `${code ?? messageOf(err)}. Check its permissions.`}`, { file: path, cause: err });
   }
   return parseMapfile(bytes, { file: path });
 }

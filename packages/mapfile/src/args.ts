@@ -5,7 +5,7 @@
  * Numbers are read like `getnum`: C integers with multipliers and units.
  */
 import { scanCInteger } from './c-number.js';
-import { ArgumentError } from './errors.js';
+import { MapfileError } from './errors.js';
 import { formatNum3 } from './format-num.js';
 
 export type HasArgument = 'no' | 'yes' | 'maybe';
@@ -31,14 +31,14 @@ export interface ParsedArgs {
 
 /**
  * Parse `argv` (without the program name).
- * @throws ArgumentError `ERR_ARG_INVALID` with GNU's message (`invalid option -- 'k'`,
+ * @throws MapfileError `ERR_ARG_INVALID` with GNU's message (`invalid option -- 'k'`,
  *   `unrecognized option '--foo'`, `option '--c' is ambiguous`, ...).
  */
 export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[]): ParsedArgs {
   const options: ParsedOption[] = [];
   const operands: string[] = [];
   const bad = (msg: string, opt: string): never => {
-    throw new ArgumentError('ERR_ARG_INVALID', opt, '', msg);
+    throw new MapfileError('ERR_ARG_INVALID', msg, { option: opt, value: '' });
   };
   for (let i = 0; i < argv.length; ++i) {
     const arg = argv[i]!;
@@ -112,7 +112,7 @@ const EXPONENTS: Readonly<Record<string, number>> = { Q: 10, R: 9, Y: 8, Z: 7, E
  * The result must lie in `[min, max]` (by default the range of a C `long long`, as in
  * ddrescue, whose limits the message names), and then within ±(2^53-1), the exact range
  * of a JavaScript number: larger values are refused with a message of our own.
- * @throws ArgumentError `ERR_ARG_BAD_NUMBER`, `ERR_ARG_BAD_MULTIPLIER` or
+ * @throws MapfileError `ERR_ARG_BAD_NUMBER`, `ERR_ARG_BAD_MULTIPLIER` or
  *   `ERR_ARG_OUT_OF_LIMITS`, with ddrescue's message text, or `ERR_ARG_TOO_LARGE`.
  */
 export function parseNumberArgument(arg: string, option: string, sectorSize: number, min: number | bigint = -LONG_MAX - 1n, max: number | bigint = LONG_MAX): number {
@@ -122,7 +122,7 @@ export function parseNumberArgument(arg: string, option: string, sectorSize: num
   if (scan.value !== null && scan.next >= 2 && (bytes[scan.next - 1] === 0x78 || bytes[scan.next - 1] === 0x58) && bytes[scan.next - 2] === 0x30) {
     scan = { value: 0n, next: scan.next - 1 };
   }
-  if (scan.value === null) throw new ArgumentError('ERR_ARG_BAD_NUMBER', option, arg, `'${arg}': Bad or missing numerical argument in option '${option}'.`);
+  if (scan.value === null) throw new MapfileError('ERR_ARG_BAD_NUMBER', `'${arg}': Bad or missing numerical argument in option '${option}'.`, { option, value: arg });
   let result = scan.value;
   let overflow = result > LONG_MAX || result < -LONG_MAX - 1n;
   const tail = arg.slice(scan.next);
@@ -151,18 +151,18 @@ export function parseNumberArgument(arg: string, option: string, sectorSize: num
     }
     if (exponent > 0 && unit === '' && (tail[k] === 'B' || tail[k] === 's')) unit = tail[k++]!;
     if (exponent < 0 || (unit === 's' && sectorSize <= 0) || k !== tail.length) {
-      throw new ArgumentError('ERR_ARG_BAD_MULTIPLIER', option, arg, `'${arg}': Bad multiplier in numerical argument of option '${option}'.`);
+      throw new MapfileError('ERR_ARG_BAD_MULTIPLIER', `'${arg}': Bad multiplier in numerical argument of option '${option}'.`, { option, value: arg });
     }
     for (let e = 0; e < exponent; ++e) result *= factor;
     if (unit === 's') result *= BigInt(sectorSize);
     overflow = result > LONG_MAX || result < -LONG_MAX - 1n;
   }
   if (overflow || result < BigInt(min) || result > BigInt(max)) {
-    throw new ArgumentError('ERR_ARG_OUT_OF_LIMITS', option, arg, `'${arg}': Value out of limits [${formatNum3(min)},${formatNum3(max)}] in option '${option}'.`);
+    throw new MapfileError('ERR_ARG_OUT_OF_LIMITS', `'${arg}': Value out of limits [${formatNum3(min)},${formatNum3(max)}] in option '${option}'.`, { option, value: arg });
   }
   if (result > BigInt(Number.MAX_SAFE_INTEGER) || result < -BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new ArgumentError('ERR_ARG_TOO_LARGE', option, arg,
-      `'${arg}': Value too large in option '${option}'. ddferry handles positions and sizes up to ${formatNum3(Number.MAX_SAFE_INTEGER)} (2^53-1); use GNU ddrescue for larger values.`);
+    throw new MapfileError('ERR_ARG_TOO_LARGE',
+      `'${arg}': Value too large in option '${option}'. ddferry handles positions and sizes up to ${formatNum3(Number.MAX_SAFE_INTEGER)} (2^53-1); use GNU ddrescue for larger values.`, { option, value: arg });
   }
   return Number(result);
 }

@@ -91,6 +91,11 @@ export function scanCDecimalInt(s: Uint8Array, i: number, end: number): ScannedI
 /** Where `scanCNumber` stopped, and whether it read a value. */
 export const scanState = { next: 0, ok: false };
 
+/** The value of each byte as a hex digit, or 99. */
+const DIGIT = new Uint8Array(256).fill(99);
+for (let c = 0; c < 10; ++c) DIGIT[0x30 + c] = c;
+for (let c = 0; c < 6; ++c) DIGIT[0x61 + c] = DIGIT[0x41 + c] = 10 + c;
+
 /**
  * Fast path of `scanCInteger` for values that fit a double exactly: returns the value
  * and sets `scanState`; returns NaN when the caller must use `scanCInteger` (no digits,
@@ -109,7 +114,7 @@ export function scanCNumber(s: Uint8Array, i: number, end: number): number {
     if (i + 1 < end && (s[i + 1] === 0x78 || s[i + 1] === 0x58)) {
       radix = 16;
       i += 2;
-      if (!(i < end && digitValue(s[i]!) < 16)) {
+      if (!(i < end && DIGIT[s[i]!]! < 16)) {
         scanState.next = i;
         scanState.ok = true;
         return 0;
@@ -118,11 +123,10 @@ export function scanCNumber(s: Uint8Array, i: number, end: number): number {
   }
   const start = i;
   let v = 0;
-  while (i < end) {
-    const d = digitValue(s[i]!);
+  for (; i < end; ++i) {
+    const d = DIGIT[s[i]!]!;
     if (d >= radix) break;
     v = v * radix + d;
-    ++i;
   }
   if (i === start || v > Number.MAX_SAFE_INTEGER) {
     scanState.next = start0;

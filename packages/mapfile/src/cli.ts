@@ -9,7 +9,7 @@ import { parseNumberArgument } from './args.js';
 import { runRender } from './cli/render.js';
 import { type CliIo, Exit } from './ddrescuelog/context.js';
 import { runDdrescuelog } from './ddrescuelog/run.js';
-import { ArgumentError, MapfileIoError, MapfileParseError, PlanError, RenderError } from './errors.js';
+import { MAPFILE_PARSE_CODES, isMapfileError, messageWithHint } from './errors.js';
 import { formatNum } from './format-num.js';
 import { makeFolder, pathExists, readMapfile, saveMapfile } from './io.js';
 import { FILE_SIZE_LIMITS, type FileSystemName, chunkMapName, formatChunkMap, planChunks } from './plan.js';
@@ -59,15 +59,9 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
 
 function reportError(err: unknown, io: CliIo): number {
   if (err instanceof Exit) return err.status;
-  if (err instanceof MapfileParseError) {
-    io.stderr(`ddferry-map: ${err.message} [${err.code}]\n`);
-    return 2;
-  }
-  if (err instanceof MapfileIoError || err instanceof PlanError || err instanceof ArgumentError || err instanceof RenderError) {
-    io.stderr(`ddferry-map: ${err.message} [${err.code}]\n`);
-    return 1;
-  }
-  throw err;
+  if (!isMapfileError(err)) throw err;
+  io.stderr(`ddferry-map: ${messageWithHint(err)} [${err.code}]\n`);
+  return MAPFILE_PARSE_CODES.has(err.code) ? 2 : 1;
 }
 
 function at(io: CliIo, name: string): string {

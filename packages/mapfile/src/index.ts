@@ -5,15 +5,15 @@ export {
 export type { Block } from './block.js';
 export { scanCInteger, isCSpace } from './c-number.js';
 export { Domain } from './domain.js';
-export {
-  MapfileParseError, MapfileSizeError, MapfileIoError, ArgumentError, PlanError, RenderError, DDRESCUE_PARSE_MESSAGES,
+export { MapfileError, isMapfileError, messageWithHint, MAPFILE_PARSE_CODES, DDRESCUE_PARSE_MESSAGES } from './errors.js';
+export type {
+  MapfileErrorCode, MapfileErrorDetails, MapfileParseCode, MapfileSizeCode, MapfileIoCode, ArgumentCode, PlanCode, RenderCode,
 } from './errors.js';
-export type { MapfileParseCode, MapfileSizeCode, MapfileIoCode, ArgumentCode, PlanCode, RenderCode } from './errors.js';
-export { formatMapfile, formatTimestamp, DDRESCUE_VERSION } from './format.js';
+export { formatMapfile, formatMapfileChunks, formatTimestamp, DDRESCUE_VERSION } from './format.js';
 export type { BlockWalker, MapfileHeader, MapfileState } from './format.js';
 export { formatNum, formatNum3, formatPercentage } from './format-num.js';
-export { parseMapfile } from './parse.js';
-export type { Mapfile, ParseOptions } from './parse.js';
+export { createMapfileParser, parseMapfile } from './parse.js';
+export type { Mapfile, MapfileParser, ParseOptions } from './parse.js';
 export { SblockVector } from './sblock-vector.js';
 export type { Sblock } from './sblock-vector.js';
 export { StatusMap } from './status-map.js';
@@ -25,8 +25,8 @@ export { parseArgs, parseNumberArgument } from './args.js';
 export type { OptionSpec, ParsedArgs, ParsedOption, HasArgument } from './args.js';
 export { planChunks, chunkMapName, chunkSizeForMedium, formatChunkMap, FILE_SIZE_LIMITS } from './plan.js';
 export type { Chunk, Medium, PlanOptions, FileSystemName } from './plan.js';
-export { run } from './cli.js';
-export type { CliIo } from './cli.js';
+export { run } from './cli-entry.js';
+export type { CliIo } from './ddrescuelog/context.js';
 export { extendToInputSize, joinSubsectors, normalizeForRescue } from './normalize.js';
 export type { RescueLoadOptions } from './normalize.js';
 export {

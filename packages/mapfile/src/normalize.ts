@@ -5,7 +5,7 @@
  */
 import { UNBOUNDED } from './block.js';
 import type { Domain } from './domain.js';
-import { MapfileSizeError } from './errors.js';
+import { mapfileSizeError } from './errors.js';
 import { SblockVector } from './sblock-vector.js';
 
 const NON_TRIED = 0;
@@ -16,7 +16,7 @@ const FINISHED = 4;
  * `extend_sblock_vector`: a leading `?` block if the list starts above 0; a trailing
  * `?` block up to `insize`; a trailing non-`+` block past `insize` is cut (or dropped if it
  * starts exactly there).
- * @throws MapfileSizeError `ERR_MAPFILE_BEGINS_PAST_END` or `ERR_MAPFILE_RESCUED_PAST_END`.
+ * @throws MapfileError `ERR_MAPFILE_BEGINS_PAST_END` or `ERR_MAPFILE_RESCUED_PAST_END`.
  */
 export function extendToInputSize(v: SblockVector, insize: number, file = 'mapfile'): SblockVector {
   const out = new SblockVector(v.length + 2);
@@ -34,10 +34,10 @@ export function extendToInputSize(v: SblockVector, insize: number, file = 'mapfi
         out.truncateAt(last);
         return out;
       }
-      throw new MapfileSizeError('ERR_MAPFILE_BEGINS_PAST_END', file, insize);
+      throw mapfileSizeError('ERR_MAPFILE_BEGINS_PAST_END', file, insize);
     }
     if (end > insize) {
-      if (out.code(last) === FINISHED) throw new MapfileSizeError('ERR_MAPFILE_RESCUED_PAST_END', file, insize);
+      if (out.code(last) === FINISHED) throw mapfileSizeError('ERR_MAPFILE_RESCUED_PAST_END', file, insize);
       out.setLastEnd(insize);
     } else if (end < insize) out.push(end, insize, NON_TRIED);
   } else if (end !== UNBOUNDED) out.push(end, UNBOUNDED, NON_TRIED);

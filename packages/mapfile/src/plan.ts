@@ -1,5 +1,5 @@
 import { formatMapfile } from './format.js';
-import { PlanError } from './errors.js';
+import { MapfileError } from './errors.js';
 import { SblockVector } from './sblock-vector.js';
 
 /** A sector-aligned slice of the source, with its own domain mapfile. */
@@ -44,7 +44,7 @@ const MIB = 1024 * 1024;
  * (at least 1 MiB) for the file system, maps and receipts; rounded down to a whole
  * MiB when at least 1 MiB, so chunk borders fall on cluster borders; and always a
  * multiple of the sector size.
- * @throws PlanError `ERR_PLAN_MEDIUM_TOO_SMALL` if not even one sector fits.
+ * @throws MapfileError `ERR_PLAN_MEDIUM_TOO_SMALL` if not even one sector fits.
  */
 export function chunkSizeForMedium(medium: Medium, sectorSize: number): number {
   const usable = medium.capacity - Math.max(MIB, Math.ceil(medium.capacity / 100));
@@ -52,7 +52,7 @@ export function chunkSizeForMedium(medium: Medium, sectorSize: number): number {
   const unit = size >= MIB && MIB % sectorSize === 0 ? MIB : sectorSize;
   size -= size % unit;
   if (size < sectorSize) {
-    throw new PlanError('ERR_PLAN_MEDIUM_TOO_SMALL', `A medium of ${medium.capacity} bytes cannot hold a chunk of even one ${sectorSize}-byte sector after the 1 MiB margin. Use a larger stick or give --chunk-size.`);
+    throw new MapfileError('ERR_PLAN_MEDIUM_TOO_SMALL', `A medium of ${medium.capacity} bytes cannot hold a chunk of even one ${sectorSize}-byte sector after the 1 MiB margin.`, { hint: 'Use a larger stick or give --chunk-size.' });
   }
   return size;
 }
@@ -60,13 +60,13 @@ export function chunkSizeForMedium(medium: Medium, sectorSize: number): number {
 /**
  * Split `[0, sourceSize)` into chunks: in order, never overlapping, covering the
  * source exactly, every border a multiple of the sector size except the source's end.
- * @throws PlanError `ERR_PLAN_BAD_SIZE` for sizes that are not positive exact integers,
+ * @throws MapfileError `ERR_PLAN_BAD_SIZE` for sizes that are not positive exact integers,
  *   a sector size that is not a power of two, or a chunk size that is not a multiple of it.
  */
 export function planChunks(options: PlanOptions): Chunk[] {
   const { sourceSize, sectorSize } = options;
   const bad = (msg: string): never => {
-    throw new PlanError('ERR_PLAN_BAD_SIZE', msg);
+    throw new MapfileError('ERR_PLAN_BAD_SIZE', msg);
   };
   if (!Number.isSafeInteger(sourceSize) || sourceSize <= 0) bad(`Source size ${sourceSize} is not a positive number of bytes.`);
   if (!Number.isSafeInteger(sectorSize) || sectorSize < 1 || (sectorSize & (sectorSize - 1)) !== 0) bad(`Sector size ${sectorSize} is not a power of two.`);

@@ -1,4 +1,5 @@
 import { type Block, UNBOUNDED } from './block.js';
+import { ByteStore, MAX_ENTRY_BYTES, decodePage, encodePage, entryOffset, grown, maskOf, pageShift } from './page-codec.js';
 import { BLOCK_STATUS_CHARS, type BlockStatus, processedState } from './status.js';
 
 /** A block with its status: one line of a mapfile's block list. */
@@ -6,30 +7,80 @@ export interface Sblock extends Block {
   readonly status: BlockStatus;
 }
 
+/** Blocks a page of a vector holds (every page but the last is full). */
+export const VECTOR_PAGE = 128;
+const FINISHED = 4;
+const scratchBytes = new Uint8Array(VECTOR_PAGE * MAX_ENTRY_BYTES);
+
+/** What a `StatusMap` takes over from a vector (see `ADOPT`). */
+export interface VectorPages {
+  readonly store: ByteStore;
+  readonly pages: number;
+  readonly start: Float64Array;
+  readonly addr: Float64Array;
+  readonly len: Uint16Array;
+  readonly shift: Uint8Array;
+  readonly mask: Uint8Array;
+  readonly tailPos: Float64Array;
+  readonly tailCode: Uint8Array;
+  readonly tailN: number;
+  readonly end: number;
+  /** Per status code: the sum of the finite sizes, then the number of blocks; null if unknown. */
+  readonly sums: Float64Array | null;
+}
+
+/** The method by which a `StatusMap` takes over a vector's pages; not exported from the package. */
+export const ADOPT = Symbol('adopt');
+
 /**
- * A list of sblocks in ascending order, stored compactly: positions, ends and
- * status codes (the processed state, 0 for `?` to 4 for `+`). Lists read from a
- * mapfile are contiguous, though the first block may start above 0; only
- * `shift` of a list that starts above 0 leaves a gap, as ddrescuelog does.
+ * A list of sblocks in ascending order, stored compactly (see page-codec.ts: 2 to 3
+ * bytes a block for a typical rescue map): status codes (the processed state, 0 for
+ * `?` to 4 for `+`) and starts; a block ends where the next one starts. Lists read
+ * from a mapfile are contiguous, though the first block may start above 0; only
+ * `shift` of a list that starts above 0 leaves a gap, as ddrescuelog does, and the
+ * few ends before a gap are kept apart.
  *
- * This is the load-and-rewrite representation (ddrescue's `sblock_vector`);
- * operations that rebuild the list are linear. For random status changes use
- * `StatusMap`.
+ * Reading in order (`forEachBlock`, `walkFrom`, or `pos(i)` for ascending `i`) costs
+ * O(1) a block; `pos(i)` at random costs a page decode. This is the load-and-rewrite
+ * representation (ddrescue's `sblock_vector`); operations that rebuild the list are
+ * linear. For random status changes use `StatusMap`.
  */
 export class SblockVector {
-  #pos: Float64Array;
-  #end: Float64Array;
-  #codes: Uint8Array;
+  #store = new ByteStore();
+  #pages = 0;
+  #start: Float64Array;
+  #addr: Float64Array;
+  #len: Uint16Array;
+  #shift: Uint8Array;
+  #mask: Uint8Array;
+  readonly #tailPos = new Float64Array(VECTOR_PAGE);
+  readonly #tailCode = new Uint8Array(VECTOR_PAGE);
+  #tailN = 0;
   #length = 0;
+  /** The end of the last block (0 when empty). */
+  #lastEnd = 0;
+  /** Ends of the blocks followed by a gap, by index. */
+  #gapEnds: Map<number, number> | null = null;
+  #hasEmpty = false;
+  /** Per status code, the sum of finite sizes (0..4) and the count (5..9), kept while only `push` changed the list. */
+  #sums: Float64Array | null = new Float64Array(10);
+  /** Pages shared with a StatusMap: never written in place. */
+  #shared = false;
+  #cachePage = -1;
+  readonly #cachePos = new Float64Array(VECTOR_PAGE);
+  readonly #cacheCode = new Uint8Array(VECTOR_PAGE);
 
+  /** An empty list with room for about `capacity` blocks before its directory grows. */
   constructor(capacity = 16) {
-    const n = Math.max(1, capacity);
-    this.#pos = new Float64Array(n);
-    this.#end = new Float64Array(n);
-    this.#codes = new Uint8Array(n);
+    const pages = Math.max(4, Math.ceil(capacity / VECTOR_PAGE));
+    this.#start = new Float64Array(pages);
+    this.#addr = new Float64Array(pages);
+    this.#len = new Uint16Array(pages);
+    this.#shift = new Uint8Array(pages);
+    this.#mask = new Uint8Array(pages);
   }
 
-  /** Build from sblocks, which must be contiguous. */
+  /** Build from sblocks, in ascending order. */
   static from(blocks: Iterable<Sblock>): SblockVector {
     const v = new SblockVector();
     for (const b of blocks) v.push(b.pos, b.pos + b.size, processedState(b.status));
@@ -43,63 +94,229 @@ export class SblockVector {
   /** Append `[pos, end)` with status code `code`; `pos` must not be below the current end. */
   push(pos: number, end: number, code: number): void {
     const n = this.#length;
-    if (n > 0 && pos < this.#end[n - 1]!) throw new Error(`internal: block at ${pos} overlaps ${this.#end[n - 1]}`);
-    if (n === this.#pos.length) {
-      const grow = <T extends Float64Array | Uint8Array>(a: T, b: T): T => {
-        b.set(a);
-        return b;
-      };
-      this.#pos = grow(this.#pos, new Float64Array(n * 2));
-      this.#end = grow(this.#end, new Float64Array(n * 2));
-      this.#codes = grow(this.#codes, new Uint8Array(n * 2));
+    if (n > 0) {
+      if (pos < this.#lastEnd) throw new Error(`internal: block at ${pos} overlaps ${this.#lastEnd}`);
+      if (pos !== this.#lastEnd) (this.#gapEnds ??= new Map()).set(n - 1, this.#lastEnd);
     }
-    this.#pos[n] = pos;
-    this.#end[n] = end;
-    this.#codes[n] = code;
+    if (end <= pos) this.#hasEmpty = true;
+    if (this.#sums) {
+      if (end !== UNBOUNDED) this.#sums[code]! += end - pos;
+      ++this.#sums[5 + code]!;
+    }
+    if (this.#tailN === VECTOR_PAGE) this.#seal();
+    this.#tailPos[this.#tailN] = pos;
+    this.#tailCode[this.#tailN++] = code;
     this.#length = n + 1;
+    this.#lastEnd = end;
+  }
+
+  /** Encode the full tail as a page. */
+  #seal(): void {
+    const p = this.#pages;
+    if (p === this.#start.length) {
+      const cap = p * 2;
+      this.#start = grown(this.#start, cap);
+      this.#addr = grown(this.#addr, cap);
+      this.#len = grown(this.#len, cap);
+      this.#shift = grown(this.#shift, cap);
+      this.#mask = grown(this.#mask, cap);
+    }
+    const n = this.#tailN;
+    const shift = pageShift(this.#tailPos, n);
+    const len = encodePage(this.#tailPos, this.#tailCode, n, shift, scratchBytes, 0);
+    const addr = this.#store.alloc(len);
+    this.#store.slabOf(addr).set(scratchBytes.subarray(0, len), ByteStore.offsetOf(addr));
+    this.#start[p] = this.#tailPos[0]!;
+    this.#addr[p] = addr;
+    this.#len[p] = len;
+    this.#shift[p] = shift;
+    this.#mask[p] = maskOf(this.#tailCode, n);
+    this.#pages = p + 1;
+    this.#tailN = 0;
+  }
+
+  /** Decode page `p` into `pos`, `code`. */
+  #decode(p: number, pos: Float64Array, code: Uint8Array): void {
+    const addr = this.#addr[p]!;
+    decodePage(this.#store.slabOf(addr), ByteStore.offsetOf(addr), VECTOR_PAGE, this.#shift[p]!, this.#start[p]!, pos, code);
+  }
+
+  #load(p: number): void {
+    if (this.#cachePage === p) return;
+    this.#decode(p, this.#cachePos, this.#cacheCode);
+    this.#cachePage = p;
   }
 
   pos(i: number): number {
-    return this.#pos[i]!;
+    const p = Math.floor(i / VECTOR_PAGE);
+    if (p >= this.#pages) return this.#tailPos[i - p * VECTOR_PAGE]!;
+    this.#load(p);
+    return this.#cachePos[i - p * VECTOR_PAGE]!;
   }
 
   end(i: number): number {
-    return this.#end[i]!;
+    if (i === this.#length - 1) return this.#lastEnd;
+    return this.#gapEnds?.get(i) ?? this.pos(i + 1);
   }
 
   size(i: number): number {
-    return this.#end[i]! - this.#pos[i]!;
-  }
-
-  /** Set the end of the last block. */
-  setLastEnd(end: number): void {
-    this.#end[this.#length - 1] = end;
-  }
-
-  /** Remove every block from index `i` on. */
-  truncateAt(i: number): void {
-    this.#length = Math.min(this.#length, i);
+    return this.end(i) - this.pos(i);
   }
 
   code(i: number): number {
-    return this.#codes[i]!;
+    const p = Math.floor(i / VECTOR_PAGE);
+    if (p >= this.#pages) return this.#tailCode[i - p * VECTOR_PAGE]!;
+    this.#load(p);
+    return this.#cacheCode[i - p * VECTOR_PAGE]!;
   }
 
   status(i: number): BlockStatus {
-    return BLOCK_STATUS_CHARS[this.#codes[i]!] as BlockStatus;
+    return BLOCK_STATUS_CHARS[this.code(i)] as BlockStatus;
   }
 
   setCode(i: number, code: number): void {
-    this.#codes[i] = code;
+    this.#sums = null;
+    const p = Math.floor(i / VECTOR_PAGE);
+    const k = i - p * VECTOR_PAGE;
+    if (p >= this.#pages) {
+      this.#tailCode[k] = code;
+      return;
+    }
+    if (this.#shared) this.#unshare();
+    const addr = this.#addr[p]!;
+    const bytes = this.#store.slabOf(addr);
+    const o = entryOffset(bytes, ByteStore.offsetOf(addr), k);
+    bytes[o] = (bytes[o]! & ~7) | code;
+    this.#mask[p] = this.#mask[p]! | (1 << code);
+    if (this.#cachePage === p) this.#cacheCode[k] = code;
+  }
+
+  /** Copy the pages into a store of this vector's own. */
+  #unshare(): void {
+    const store = new ByteStore();
+    for (let p = 0; p < this.#pages; ++p) {
+      const addr = this.#addr[p]!;
+      const len = this.#len[p]!;
+      const off = ByteStore.offsetOf(addr);
+      const to = store.alloc(len);
+      store.slabOf(to).set(this.#store.slabOf(addr).subarray(off, off + len), ByteStore.offsetOf(to));
+      this.#addr[p] = to;
+    }
+    this.#store = store;
+    this.#shared = false;
   }
 
   sblock(i: number): Sblock {
     return { pos: this.pos(i), size: this.size(i), status: this.status(i) };
   }
 
+  /** Set the end of the last block. */
+  setLastEnd(end: number): void {
+    this.#sums = null;
+    this.#lastEnd = end;
+    if (this.#length > 0 && end <= this.pos(this.#length - 1)) this.#hasEmpty = true;
+  }
+
+  /** Remove every block from index `i` on. */
+  truncateAt(i: number): void {
+    if (i >= this.#length) return;
+    this.#sums = null;
+    if (i <= 0) {
+      this.#sums = new Float64Array(10);
+      this.#pages = 0;
+      this.#tailN = 0;
+      this.#length = 0;
+      this.#lastEnd = 0;
+      this.#gapEnds = null;
+      this.#cachePage = -1;
+      return;
+    }
+    const lastEnd = this.end(i - 1);
+    const p = Math.floor(i / VECTOR_PAGE);
+    if (p < this.#pages) {
+      this.#decode(p, this.#tailPos, this.#tailCode);
+      this.#pages = p;
+      if (this.#cachePage >= p) this.#cachePage = -1;
+    }
+    this.#tailN = i - p * VECTOR_PAGE;
+    this.#length = i;
+    this.#lastEnd = lastEnd;
+    if (this.#gapEnds) for (const k of [...this.#gapEnds.keys()]) if (k >= i - 1) this.#gapEnds.delete(k);
+  }
+
+  /**
+   * Call `fn(pos, end, code)` for the blocks from index `from` on, in order, while it
+   * returns true. @returns the index of the first block not visited (`length` at the end).
+   */
+  walkFrom(from: number, fn: (pos: number, end: number, code: number) => boolean): number {
+    const n = this.#length;
+    const pos = new Float64Array(VECTOR_PAGE);
+    const code = new Uint8Array(VECTOR_PAGE);
+    const gaps = this.#gapEnds;
+    const total = this.#pages + (this.#tailN > 0 ? 1 : 0);
+    for (let p = Math.floor(from / VECTOR_PAGE); p < total; ++p) {
+      let count = VECTOR_PAGE;
+      let next: number;
+      if (p < this.#pages) {
+        this.#decode(p, pos, code);
+        next = p + 1 < this.#pages ? this.#start[p + 1]! : this.#tailN > 0 ? this.#tailPos[0]! : this.#lastEnd;
+      } else {
+        count = this.#tailN;
+        pos.set(this.#tailPos.subarray(0, count));
+        code.set(this.#tailCode.subarray(0, count));
+        next = this.#lastEnd;
+      }
+      const base = p * VECTOR_PAGE;
+      for (let k = Math.max(0, from - base); k < count; ++k) {
+        const i = base + k;
+        let end = k + 1 < count ? pos[k + 1]! : next;
+        if (i === n - 1) end = this.#lastEnd;
+        else if (gaps !== null) end = gaps.get(i) ?? end;
+        if (!fn(pos[k]!, end, code[k]!)) return i;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Copy the blocks from the `from`-th on, at most `max`, into `pos`, `end` and `code`
+   * (ascending `from` costs O(1) a block). @returns how many were copied (0 at the end).
+   */
+  readBlocks(from: number, max: number, pos: Float64Array, end: Float64Array, code: Uint8Array): number {
+    const n = this.#length;
+    let k = 0;
+    for (let i = from; i < n && k < max;) {
+      const p = Math.floor(i / VECTOR_PAGE);
+      let src = this.#tailPos;
+      let srcCode = this.#tailCode;
+      let count = this.#tailN;
+      let next = this.#lastEnd;
+      if (p < this.#pages) {
+        this.#load(p);
+        src = this.#cachePos;
+        srcCode = this.#cacheCode;
+        count = VECTOR_PAGE;
+        next = p + 1 < this.#pages ? this.#start[p + 1]! : this.#tailN > 0 ? this.#tailPos[0]! : this.#lastEnd;
+      }
+      for (let j = i - p * VECTOR_PAGE; j < count && k < max; ++j, ++i, ++k) {
+        pos[k] = src[j]!;
+        code[k] = srcCode[j]!;
+        end[k] = j + 1 < count ? src[j + 1]! : next;
+      }
+    }
+    if (from + k === n && k > 0) end[k - 1] = this.#lastEnd;
+    if (this.#gapEnds) {
+      for (const [i, e] of this.#gapEnds) if (i >= from && i < from + k) end[i - from] = e;
+    }
+    return k;
+  }
+
   /** Call `fn(pos, end, code)` for each block in order. */
   forEachBlock(fn: (pos: number, end: number, code: number) => void): void {
-    for (let i = 0; i < this.#length; ++i) fn(this.#pos[i]!, this.#end[i]!, this.#codes[i]!);
+    this.walkFrom(0, (pos, end, code) => {
+      fn(pos, end, code);
+      return true;
+    });
   }
 
   *[Symbol.iterator](): IterableIterator<Sblock> {
@@ -109,35 +326,54 @@ export class SblockVector {
   /** `[first.pos, last.end)`, or `[0, 0)` when empty. */
   extent(): Block {
     if (this.#length === 0) return { pos: 0, size: 0 };
-    const pos = this.#pos[0]!;
-    const end = this.#end[this.#length - 1]!;
+    const pos = this.pos(0);
+    const end = this.#lastEnd;
     return { pos, size: end === UNBOUNDED ? UNBOUNDED : end - pos };
   }
 
   /** Index of the block including `pos`, or -1. Binary search. */
   findIndex(pos: number): number {
     const n = this.#length;
-    if (n === 0 || pos < this.#pos[0]!) return -1;
+    if (n === 0 || pos < this.pos(0)) return -1;
+    // the page: the last one starting at or before pos
     let lo = 0;
-    let hi = n - 1;
+    let hi = this.#pages - 1;
+    let page = this.#pages;
+    if (this.#tailN === 0 || pos < this.#tailPos[0]!) {
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (this.#start[mid]! <= pos) lo = mid;
+        else hi = mid - 1;
+      }
+      page = lo;
+    }
+    lo = page * VECTOR_PAGE;
+    hi = Math.min(n, lo + VECTOR_PAGE) - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (this.#pos[mid]! <= pos) lo = mid;
+      if (this.pos(mid) <= pos) lo = mid;
       else hi = mid - 1;
     }
-    return pos < this.#end[lo]! ? lo : -1;
+    return pos < this.end(lo) ? lo : -1;
   }
 
   /** A copy with runs of equal status merged (ddrescue's `compact_sblock_vector`). */
   compact(): SblockVector {
-    const n = this.#length;
-    const out = new SblockVector(n);
-    for (let l = 0; l < n;) {
-      let r = l + 1;
-      while (r < n && this.#codes[r] === this.#codes[l]) ++r;
-      out.push(this.#pos[l]!, this.#end[r - 1]!, this.#codes[l]!);
-      l = r;
-    }
+    const out = new SblockVector(this.#length);
+    let runPos = 0;
+    let runEnd = 0;
+    let runCode = -1;
+    this.forEachBlock((pos, end, code) => {
+      if (code === runCode) {
+        runEnd = end;
+        return;
+      }
+      if (runCode >= 0) out.push(runPos, runEnd, runCode);
+      runPos = pos;
+      runEnd = end;
+      runCode = code;
+    });
+    if (runCode >= 0) out.push(runPos, runEnd, runCode);
     return out;
   }
 
@@ -146,14 +382,11 @@ export class SblockVector {
    * This is ddrescue's `split_by_domain_borders` and `split_by_mapfile_borders`.
    */
   splitAt(positions: Iterable<number>): SblockVector {
-    const n = this.#length;
-    const out = new SblockVector(n + 8);
+    const out = new SblockVector(this.#length + 8);
     const it = positions[Symbol.iterator]();
     let next = it.next();
-    for (let i = 0; i < n; ++i) {
-      let pos = this.#pos[i]!;
-      const end = this.#end[i]!;
-      const code = this.#codes[i]!;
+    this.forEachBlock((posIn, end, code) => {
+      let pos = posIn;
       for (;;) {
         while (!next.done && next.value <= pos) next = it.next();
         if (next.done || next.value >= end) break;
@@ -161,7 +394,7 @@ export class SblockVector {
         pos = next.value;
       }
       out.push(pos, end, code);
-    }
+    });
     return out;
   }
 
@@ -171,19 +404,18 @@ export class SblockVector {
    */
   truncate(end: number, force: boolean): boolean {
     let i = this.#length;
-    while (i > 0 && this.#pos[i - 1]! >= end) --i;
-    const FINISHED = 4;
+    while (i > 0 && this.pos(i - 1) >= end) --i;
     if (!force) {
-      for (let j = i; j < this.#length; ++j) if (this.#codes[j] === FINISHED) return false;
-      if (i > 0 && this.#end[i - 1]! > end && this.#codes[i - 1] === FINISHED) return false;
+      for (let j = i; j < this.#length; ++j) if (this.code(j) === FINISHED) return false;
+      if (i > 0 && this.end(i - 1) > end && this.code(i - 1) === FINISHED) return false;
     }
     if (i === 0) {
-      this.#length = 0;
+      this.truncateAt(0);
       this.push(0, 0, 0);
       return true;
     }
-    if (this.#end[i - 1]! > end) this.#end[i - 1] = end;
-    this.#length = i;
+    this.truncateAt(i);
+    if (this.#lastEnd > end) this.setLastEnd(end);
     return true;
   }
 
@@ -197,28 +429,43 @@ export class SblockVector {
     const out = new SblockVector(n + 1);
     if (n === 0) return out;
     if (offset > 0) {
-      let first = 0;
-      if (this.#codes[0] === code) {
-        // the first block keeps its start and grows by offset
-        out.push(this.#pos[0]!, shifted(this.#end[0]!, offset), code);
-        first = 1;
-      } else {
-        out.push(0, offset, code);
-      }
-      for (let i = first; i < n; ++i) {
-        const pos = shifted(this.#pos[i]!, offset);
-        const end = shifted(this.#end[i]!, offset);
-        out.push(pos, end, this.#codes[i]!);
-      }
+      let first = true;
+      this.forEachBlock((pos, end, c) => {
+        if (first) {
+          first = false;
+          if (c === code) {
+            // the first block keeps its start and grows by offset
+            out.push(pos, shifted(end, offset), code);
+            return;
+          }
+          out.push(0, offset, code);
+        }
+        out.push(shifted(pos, offset), shifted(end, offset), c);
+      });
       return out;
     }
     let i = 0;
-    while (i < n && !(this.#end[i]! + offset > 0)) ++i;
+    while (i < n && !(this.end(i) + offset > 0)) ++i;
     if (i === n) i = 0;
-    for (; i < n; ++i) {
-      out.push(Math.max(0, this.#pos[i]! + offset), Math.max(0, this.#end[i]! + offset), this.#codes[i]!);
-    }
+    this.walkFrom(i, (pos, end, c) => {
+      out.push(Math.max(0, pos + offset), Math.max(0, end + offset), c);
+      return true;
+    });
     return out;
+  }
+
+  /**
+   * Hand the pages to a `StatusMap`, which reads them in place and never writes them;
+   * from now on this vector copies them before changing a code. Null if the list has
+   * a gap or an empty block among others (the map then copies block by block).
+   */
+  [ADOPT](): VectorPages | null {
+    if (this.#gapEnds !== null || (this.#hasEmpty && this.#length > 1)) return null;
+    this.#shared = true;
+    return {
+      store: this.#store, pages: this.#pages, start: this.#start, addr: this.#addr, len: this.#len, shift: this.#shift, mask: this.#mask,
+      tailPos: this.#tailPos, tailCode: this.#tailCode, tailN: this.#tailN, end: this.#lastEnd, sums: this.#sums,
+    };
   }
 }
 

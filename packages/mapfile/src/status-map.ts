@@ -1,7 +1,7 @@
 import { type Block, UNBOUNDED, alignEnd, alignPos, crop, includes } from './block.js';
-import { BoundaryTree, type Cursor } from './boundary-tree.js';
+import { PagedBlocks } from './paged-blocks.js';
 import type { Domain } from './domain.js';
-import { SblockVector, type Sblock } from './sblock-vector.js';
+import { ADOPT, SblockVector, type Sblock } from './sblock-vector.js';
 import { BLOCK_STATUS_CHARS, type BlockStatus, processedState } from './status.js';
 
 const BAD = 3;
@@ -18,36 +18,52 @@ export interface FoundChunk {
 
 /**
  * The status map of a rescue: contiguous blocks with statuses, as GNU ddrescue keeps
- * them in memory, with every operation logarithmic in the number of blocks.
+ * them in memory, in compact pages of a few hundred blocks (2 to 3 bytes a block for
+ * a typical rescue map; see paged-blocks.ts).
  *
  * | operation | cost |
  * |---|---|
- * | `changeChunkStatus`, `sblockAt` | O(log n) |
- * | `findChunk`, `rfindChunk`, `nextBlockOfStatus`, `prevBlockOfStatus` | O(log n) per skipped candidate |
+ * | `changeChunkStatus`, `sblockAt` | O(log n) plus one page |
+ * | `findChunk`, `rfindChunk`, `nextBlockOfStatus`, `prevBlockOfStatus` | one page per candidate, one byte per page skipped |
  * | `sizeOf`, `countOf`, `length` | O(1) |
  */
 export class StatusMap {
-  #tree: BoundaryTree;
+  #tree: PagedBlocks;
   #end: number;
   readonly #sizes = new Float64Array(5);
   readonly #counts = new Float64Array(5);
 
-  /** Build from a contiguous list of blocks. @throws Error if the list has a gap. */
+  /**
+   * Build from a contiguous list of blocks. The map reads the list's pages in place
+   * (the list copies them before it changes a code), so building costs no copy.
+   * Empty blocks are left out, unless the list is a single empty block.
+   * @throws Error if the list has a gap.
+   */
   constructor(blocks: SblockVector) {
-    const pos: number[] = [];
-    const code: number[] = [];
-    for (let i = 0; i < blocks.length; ++i) {
-      if (i > 0 && blocks.pos(i) !== blocks.end(i - 1)) throw new Error(`internal: status map needs contiguous blocks (gap at ${blocks.end(i - 1)})`);
-      if (blocks.size(i) === 0 && blocks.length > 1) continue;
-      pos.push(blocks.pos(i));
-      code.push(blocks.code(i));
+    let pages = blocks[ADOPT]();
+    if (!pages && blocks.length > 0) {
+      const v = new SblockVector(blocks.length);
+      blocks.forEachBlock((pos, end, code) => {
+        if (v.length > 0 && pos !== v.end(v.length - 1)) throw new Error(`internal: status map needs contiguous blocks (gap at ${v.end(v.length - 1)})`);
+        if (end > pos || blocks.length === 1) v.push(pos, end, code);
+        else if (v.length > 0) v.setLastEnd(end);
+      });
+      pages = v[ADOPT]();
     }
-    this.#tree = new BoundaryTree(pos, code);
-    this.#end = blocks.length > 0 ? blocks.end(blocks.length - 1) : 0;
-    for (let i = 0; i < pos.length; ++i) {
-      const end = i + 1 < pos.length ? pos[i + 1]! : this.#farEnd();
-      this.#sizes[code[i]!]! += end - pos[i]!;
-      ++this.#counts[code[i]!]!;
+    this.#tree = new PagedBlocks(pages);
+    this.#end = pages?.end ?? 0;
+    if (pages?.sums) {
+      for (let c = 0; c < 5; ++c) {
+        this.#sizes[c] = pages.sums[c]!;
+        this.#counts[c] = pages.sums[5 + c]!;
+      }
+      const last = this.#tree.last();
+      if (this.#end === UNBOUNDED && last >= 0) this.#sizes[this.#tree.codeAt(last)]! += FAR_END - this.#tree.posAt(last);
+    } else {
+      this.forEachBlock((pos, end, code) => {
+        this.#sizes[code]! += (end === UNBOUNDED ? FAR_END : end) - pos;
+        ++this.#counts[code]!;
+      });
     }
   }
 
@@ -59,7 +75,7 @@ export class StatusMap {
   /** Total size of the blocks with status `st` (`UNBOUNDED` if the last one is). */
   sizeOf(st: BlockStatus): number {
     const code = processedState(st);
-    if (this.#end === UNBOUNDED && this.#tree.length > 0 && this.#tree.codeAt(this.#tree.last()!) === code) return UNBOUNDED;
+    if (this.#end === UNBOUNDED && this.#tree.length > 0 && this.#tree.codeAt(this.#tree.last()) === code) return UNBOUNDED;
     return this.#sizes[code]!;
   }
 
@@ -71,7 +87,7 @@ export class StatusMap {
   /** `[first.pos, last.end)`. */
   extent(): Block {
     const f = this.#tree.first();
-    if (!f) return { pos: 0, size: 0 };
+    if (f < 0) return { pos: 0, size: 0 };
     const pos = this.#tree.posAt(f);
     return { pos, size: this.#end === UNBOUNDED ? UNBOUNDED : this.#end - pos };
   }
@@ -79,33 +95,40 @@ export class StatusMap {
   /** The block that includes `pos`, or null. */
   sblockAt(pos: number): Sblock | null {
     const c = this.#find(pos);
-    return c ? this.#sblock(c) : null;
+    return c >= 0 ? this.#sblock(c) : null;
   }
 
   /** The first block of status `st` that includes or follows `pos`, or null. */
   nextBlockOfStatus(pos: number, st: BlockStatus): Sblock | null {
-    const start = this.#find(pos) ?? (pos < this.extent().pos ? this.#tree.first() : null);
-    const c = start && this.#tree.nextWithMask(start, 1 << processedState(st));
-    return c ? this.#sblock(c) : null;
+    let start = this.#find(pos);
+    if (start < 0 && pos < this.extent().pos) start = this.#tree.first();
+    const c = start < 0 ? -1 : this.#tree.nextWithMask(start, 1 << processedState(st));
+    return c >= 0 ? this.#sblock(c) : null;
   }
 
   /** The last block of status `st` that includes or precedes `pos`, or null. */
   prevBlockOfStatus(pos: number, st: BlockStatus): Sblock | null {
-    const start = this.#find(pos) ?? (pos >= this.#end ? this.#tree.last() : null);
-    const c = start && this.#tree.prevWithMask(start, 1 << processedState(st));
-    return c ? this.#sblock(c) : null;
+    let start = this.#find(pos);
+    if (start < 0 && pos >= this.#end) start = this.#tree.last();
+    const c = start < 0 ? -1 : this.#tree.prevWithMask(start, 1 << processedState(st));
+    return c >= 0 ? this.#sblock(c) : null;
   }
 
   /** Call `fn(pos, end, code)` for each block in order. */
   forEachBlock(fn: (pos: number, end: number, code: number) => void): void {
-    let prevPos = -1;
-    let prevCode = 0;
-    this.#tree.forEach((pos, code) => {
-      if (prevPos >= 0) fn(prevPos, pos, prevCode);
-      prevPos = pos;
-      prevCode = code;
+    this.#tree.walk(0, this.#end, (pos, end, code) => {
+      fn(pos, end, code);
+      return true;
     });
-    if (prevPos >= 0) fn(prevPos, this.#end, prevCode);
+  }
+
+  /**
+   * Copy the blocks from the `from`-th on, at most `max`, into `pos`, `end` and `code`;
+   * reading on from where the last read stopped costs O(1) a block.
+   * @returns how many were copied (0 at the end).
+   */
+  readBlocks(from: number, max: number, pos: Float64Array, end: Float64Array, code: Uint8Array): number {
+    return this.#tree.read(from, max, this.#end, pos, end, code);
   }
 
   /** The blocks as a list. */
@@ -137,7 +160,7 @@ export class StatusMap {
     const tree = this.#tree;
     const code = processedState(st);
     let c = this.#find(b.pos);
-    if (!domain.includes(b) || !c || !domain.includes(this.#sblock(c))) {
+    if (!domain.includes(b) || c < 0 || !domain.includes(this.#sblock(c))) {
       throw new Error("internal error: can't change status of chunk not in rescue domain.");
     }
     let blk = this.#sblock(c);
@@ -149,10 +172,10 @@ export class StatusMap {
     const newGood = code !== BAD;
     const prev = tree.prev(c);
     const next = tree.next(c);
-    const isGoodOrOut = (n: Cursor | null): boolean => !n || tree.codeAt(n) !== BAD || !domain.includes(this.#sblock(n));
+    const isGoodOrOut = (n: number): boolean => n < 0 || tree.codeAt(n) !== BAD || !domain.includes(this.#sblock(n));
     let blGood = isGoodOrOut(prev);
     let brGood = isGoodOrOut(next);
-    const joins = (n: Cursor | null): n is Cursor => n !== null && tree.codeAt(n) === code && domain.includes(this.#sblock(n));
+    const joins = (n: number): boolean => n >= 0 && tree.codeAt(n) === code && domain.includes(this.#sblock(n));
 
     if (blk.pos < b.pos) {
       if (blk.pos + blk.size === bEnd && joins(next)) {
@@ -160,26 +183,26 @@ export class StatusMap {
         return 0;
       }
       this.#split(c, b.pos);
-      c = this.#find(b.pos)!;
+      c = this.#find(b.pos);
       blk = this.#sblock(c);
       blGood = oldGood;
     }
     if (blk.pos + blk.size > bEnd) {
       const left = tree.prev(c);
-      if (left && tree.posAt(left) < blk.pos && joins(left)) {
+      if (left >= 0 && tree.posAt(left) < blk.pos && joins(left)) {
         this.#moveBoundary(c, bEnd);
       } else {
         this.#split(c, bEnd);
-        this.#setCode(this.#find(b.pos)!, code);
+        this.#setCode(this.#find(b.pos), code);
       }
       brGood = oldGood;
     } else {
       this.#setCode(c, code);
-      c = this.#find(b.pos)!;
+      c = this.#find(b.pos);
       const right = tree.next(c);
       if (joins(right)) this.#join(right);
-      const left = tree.prev(c);
-      if (joins(left)) this.#join(this.#find(b.pos)!);
+      const left = tree.prev(this.#find(b.pos));
+      if (joins(left)) this.#join(this.#find(b.pos));
     }
     if (newGood !== oldGood && blGood === brGood) return oldGood === blGood ? +1 : -1;
     return 0;
@@ -196,23 +219,24 @@ export class StatusMap {
     let b = bIn;
     const ext = this.extent();
     if (b.pos < ext.pos) b = { pos: ext.pos, size: b.size };
-    let c = this.#find(b.pos);
-    if (!c) return { block: { pos: b.pos, size: 0 }, found: false };
+    const c = this.#find(b.pos);
+    if (c < 0) return { block: { pos: b.pos, size: 0 }, found: false };
     const mask = unfinished ? 0b01111 | (1 << processedState(st)) : 1 << processedState(st);
     let found = false;
     let hit: Sblock | null = null;
-    for (let k: Cursor | null = this.#tree.nextWithMask(c, mask); k; k = this.#tree.nextWithMask(this.#tree.next(k) ?? k, mask)) {
+    for (let k = this.#tree.nextWithMask(c, mask); k >= 0;) {
       const sb = this.#sblock(k);
       if (domain.includes(sb)) {
         found = true;
         const p = this.#tree.prev(k);
-        if (!afterFinished || !p || this.#tree.codeAt(p) === FINISHED) {
+        if (!afterFinished || p < 0 || this.#tree.codeAt(p) === FINISHED) {
           hit = sb;
-          c = k;
           break;
         }
       }
-      if (!this.#tree.next(k)) break;
+      const n = this.#tree.next(k);
+      if (n < 0) break;
+      k = this.#tree.nextWithMask(n, mask);
     }
     if (!hit) return { block: { pos: b.pos, size: 0 }, found };
     if (b.pos < hit.pos) b = { pos: hit.pos, size: b.size };
@@ -232,22 +256,21 @@ export class StatusMap {
     let b = bIn;
     if (b.pos + b.size > this.#end) b = setEnd(b, this.#end);
     const c = this.#find(b.pos + b.size - 1);
-    if (!c) return { block: { pos: b.pos, size: 0 }, found: false };
+    if (c < 0) return { block: { pos: b.pos, size: 0 }, found: false };
     const mask = 1 << processedState(st);
     let found = false;
     let hit: Sblock | null = null;
-    for (let k: Cursor | null = this.#tree.prevWithMask(c, mask); k; ) {
+    for (let k = this.#tree.prevWithMask(c, mask); k >= 0;) {
       const sb = this.#sblock(k);
       if (domain.includes(sb)) {
         found = true;
         const n = this.#tree.next(k);
-        if (!beforeFinished || !n || this.#tree.codeAt(n) === FINISHED) {
+        if (!beforeFinished || n < 0 || this.#tree.codeAt(n) === FINISHED) {
           hit = sb;
           break;
         }
       }
-      const p = this.#tree.prev(k);
-      k = p && this.#tree.prevWithMask(p, mask);
+      k = this.#tree.prevWithMask(this.#tree.prev(k), mask);
     }
     if (!hit) return { block: { pos: b.pos, size: 0 }, found };
     const hitEnd = hit.pos + hit.size;
@@ -265,7 +288,7 @@ export class StatusMap {
    */
   setBlockStatus(pos: number, st: BlockStatus): Sblock | null {
     const c = this.#find(pos);
-    if (!c) return null;
+    if (c < 0) return null;
     const before = this.#sblock(c);
     this.#setCode(c, processedState(st));
     return before;
@@ -295,42 +318,39 @@ export class StatusMap {
     this.#counts.set(rebuilt.#counts);
   }
 
-  #farEnd(): number {
-    return this.#end === UNBOUNDED ? FAR_END : this.#end;
-  }
-
-  #find(pos: number): Cursor | null {
-    if (pos >= this.#end) return null;
+  /** The cursor of the block that includes `pos`, or -1. */
+  #find(pos: number): number {
+    if (pos >= this.#end) return -1;
     return this.#tree.locate(pos);
   }
 
-  #endAt(c: Cursor): number {
+  #endAt(c: number): number {
     const n = this.#tree.next(c);
-    return n ? this.#tree.posAt(n) : this.#end;
+    return n >= 0 ? this.#tree.posAt(n) : this.#end;
   }
 
-  #sblock(c: Cursor): Sblock {
+  #sblock(c: number): Sblock {
     const pos = this.#tree.posAt(c);
     const end = this.#endAt(c);
     return { pos, size: end === UNBOUNDED ? UNBOUNDED : end - pos, status: BLOCK_STATUS_CHARS[this.#tree.codeAt(c)] as BlockStatus };
   }
 
-  #arithEnd(c: Cursor): number {
+  #arithEnd(c: number): number {
     const e = this.#endAt(c);
     return e === UNBOUNDED ? FAR_END : e;
   }
 
   /** Split the block at `c` at `pos`; both parts keep its status. */
-  #split(c: Cursor, pos: number): void {
+  #split(c: number, pos: number): void {
     const code = this.#tree.codeAt(c);
     ++this.#counts[code]!;
     this.#tree.insertAfter(c, pos, code);
   }
 
   /** Move the start of the block at `c` to `pos` (between its neighbours' limits). */
-  #moveBoundary(c: Cursor, pos: number): void {
+  #moveBoundary(c: number, pos: number): void {
     const old = this.#tree.posAt(c);
-    const p = this.#tree.prev(c)!;
+    const p = this.#tree.prev(c);
     const delta = pos - old;
     this.#sizes[this.#tree.codeAt(p)]! += delta;
     this.#sizes[this.#tree.codeAt(c)]! -= delta;
@@ -338,13 +358,13 @@ export class StatusMap {
   }
 
   /** Join the block at `c` into the block before it (same status). */
-  #join(c: Cursor): void {
+  #join(c: number): void {
     const code = this.#tree.codeAt(c);
     --this.#counts[code]!;
     this.#tree.remove(c);
   }
 
-  #setCode(c: Cursor, code: number): void {
+  #setCode(c: number, code: number): void {
     const old = this.#tree.codeAt(c);
     const size = this.#arithEnd(c) - this.#tree.posAt(c);
     this.#sizes[old]! -= size;

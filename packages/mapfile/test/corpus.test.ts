@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import fc from 'fast-check';
 
-import { MapfileParseError } from '../src/errors.js';
+import { MapfileError } from '../src/errors.js';
 import { parseMapfile } from '../src/parse.js';
 import { runCli, withoutRunLines } from './cli-harness.js';
 
@@ -46,8 +46,8 @@ describe('the mapfile corpus (each file run through GNU ddrescuelog 1.27)', () =
         } catch (err) {
           caught = err;
         }
-        expect(caught).to.be.instanceOf(MapfileParseError);
-        const e = caught as MapfileParseError;
+        expect(caught).to.be.instanceOf(MapfileError);
+        const e = caught as MapfileError;
         expect(e.code).to.match(/^ERR_MAPFILE_/);
         expect(e.file).to.equal(r.file);
         expect(e.line).to.equal(Number(theirs[2]));
@@ -58,7 +58,7 @@ describe('the mapfile corpus (each file run through GNU ddrescuelog 1.27)', () =
 });
 
 describe('parseMapfile on random bytes', () => {
-  it('returns a mapfile or throws a coded MapfileParseError, never anything else', () => {
+  it('returns a mapfile or throws a coded MapfileError, never anything else', () => {
     const byte = fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(...Buffer.from('0123456789xX?*/-+FG# \t\r\n')));
     fc.assert(
       fc.property(fc.array(byte, { maxLength: 400 }), fc.boolean(), (bytes, loose) => {
@@ -66,9 +66,9 @@ describe('parseMapfile on random bytes', () => {
           const m = parseMapfile(Uint8Array.from(bytes), { file: 'fuzz.map', ...(loose ? { loose: '?' as const } : {}) });
           expect(m.blocks.length).to.be.at.least(0);
         } catch (err) {
-          expect(err).to.be.instanceOf(MapfileParseError);
-          expect((err as MapfileParseError).code).to.match(/^ERR_MAPFILE_/);
-          expect((err as MapfileParseError).line).to.be.a('number');
+          expect(err).to.be.instanceOf(MapfileError);
+          expect((err as MapfileError).code).to.match(/^ERR_MAPFILE_/);
+          expect((err as MapfileError).line).to.be.a('number');
         }
       }),
       { numRuns: 3000, seed: 20261123 },

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { expect } from 'chai';
 
-import { MapfileIoError, MapfileParseError } from '../src/errors.js';
+import { MapfileError } from '../src/errors.js';
 import { readMapfile, saveMapfile } from '../src/io.js';
 
 describe('io', () => {
@@ -37,7 +37,7 @@ describe('io', () => {
       const f = join(dir, 'm.map');
       writeFileSync(f, 'old\n');
       const err = await saveMapfile(f, 'new\n', { exclusive: true }).then(() => null, (e: unknown) => e);
-      expect(err).to.be.instanceOf(MapfileIoError).with.property('code', 'ERR_MAPFILE_WRITE');
+      expect(err).to.be.instanceOf(MapfileError).with.property('code', 'ERR_MAPFILE_WRITE');
       expect(readFileSync(f, 'utf8')).to.equal('old\n');
       expect(readdirSync(dir)).to.deep.equal(['m.map']);
     });
@@ -45,22 +45,22 @@ describe('io', () => {
     it('fails with ERR_MAPFILE_WRITE naming the file when the folder is missing', async () => {
       const f = join(dir, 'missing', 'm.map');
       const err = await saveMapfile(f, 'x').then(() => null, (e: unknown) => e);
-      expect(err).to.be.instanceOf(MapfileIoError).with.property('file', f);
-      expect((err as MapfileIoError).code).to.equal('ERR_MAPFILE_WRITE');
+      expect(err).to.be.instanceOf(MapfileError).with.property('file', f);
+      expect((err as MapfileError).code).to.equal('ERR_MAPFILE_WRITE');
     });
   });
 
   describe('#readMapfile', () => {
     it('names a missing file with ERR_MAPFILE_NOT_FOUND', async () => {
       const err = await readMapfile(join(dir, 'none.map')).then(() => null, (e: unknown) => e);
-      expect(err).to.be.instanceOf(MapfileIoError).with.property('code', 'ERR_MAPFILE_NOT_FOUND');
+      expect(err).to.be.instanceOf(MapfileError).with.property('code', 'ERR_MAPFILE_NOT_FOUND');
     });
 
     it('names file and line of a malformed mapfile', async () => {
       const f = join(dir, 'bad.map');
       writeFileSync(f, '# c\n0 +\n0 512 +\n600 512 -\n');
       const err = await readMapfile(f).then(() => null, (e: unknown) => e);
-      expect(err).to.be.instanceOf(MapfileParseError);
+      expect(err).to.be.instanceOf(MapfileError);
       expect(err).to.include({ code: 'ERR_MAPFILE_NOT_CONTIGUOUS', file: f, line: 4 });
     });
   });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 
 import { Domain } from '../src/domain.js';
-import { MapfileSizeError } from '../src/errors.js';
+import { MapfileError } from '../src/errors.js';
 import { extendToInputSize, joinSubsectors, normalizeForRescue } from '../src/normalize.js';
 import { parseMapfile } from '../src/parse.js';
 import type { SblockVector } from '../src/sblock-vector.js';
@@ -28,9 +28,9 @@ describe('load-time normalisation', () => {
 
   it('refuses rescued data past the end of the input, naming the file', () => {
     const v = parseMapfile('0 ?\n0 0x2000 +\n').blocks;
-    expect(() => extendToInputSize(v, 0x1000, 'x.map')).to.throw(MapfileSizeError).with.property('code', 'ERR_MAPFILE_RESCUED_PAST_END');
+    expect(() => extendToInputSize(v, 0x1000, 'x.map')).to.throw(MapfileError).with.property('code', 'ERR_MAPFILE_RESCUED_PAST_END');
     const w = parseMapfile('0 ?\n0 0x800 +\n0x800 0x1000 ?\n').blocks;
-    expect(() => extendToInputSize(w, 0x400, 'x.map')).to.throw(MapfileSizeError).with.property('code', 'ERR_MAPFILE_BEGINS_PAST_END');
+    expect(() => extendToInputSize(w, 0x400, 'x.map')).to.throw(MapfileError).with.property('code', 'ERR_MAPFILE_BEGINS_PAST_END');
   });
 
   it('splits at domain borders after compacting', () => {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 
-import { PlanError } from '../src/errors.js';
+import { MapfileError } from '../src/errors.js';
 import { parseMapfile } from '../src/parse.js';
 import { FILE_SIZE_LIMITS, chunkMapName, chunkSizeForMedium, formatChunkMap, planChunks } from '../src/plan.js';
 
@@ -34,8 +34,8 @@ describe('planChunks', () => {
   });
 
   it('refuses a chunk size that is not a multiple of the sector size, suggesting one', () => {
-    expect(() => planChunks({ sourceSize: 1e6, sectorSize: 512, chunkSize: 1000 })).to.throw(PlanError, /try 512/).with.property('code', 'ERR_PLAN_BAD_SIZE');
-    expect(() => chunkSizeForMedium({ capacity: 1024 * 1024, maxFileSize: FILE_SIZE_LIMITS.fat32 }, 512)).to.throw(PlanError).with.property('code', 'ERR_PLAN_MEDIUM_TOO_SMALL');
+    expect(() => planChunks({ sourceSize: 1e6, sectorSize: 512, chunkSize: 1000 })).to.throw(MapfileError, /try 512/).with.property('code', 'ERR_PLAN_BAD_SIZE');
+    expect(() => chunkSizeForMedium({ capacity: 1024 * 1024, maxFileSize: FILE_SIZE_LIMITS.fat32 }, 512)).to.throw(MapfileError).with.property('code', 'ERR_PLAN_MEDIUM_TOO_SMALL');
   });
 
   it('writes chunk maps whose finished blocks are exactly the chunk', () => {

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 
 import { Domain } from '../src/domain.js';
 import { parseMapfile } from '../src/parse.js';
+import { SblockVector } from '../src/sblock-vector.js';
 import { StatusMap } from '../src/status-map.js';
 import type { BlockStatus } from '../src/status.js';
 
@@ -95,6 +96,56 @@ describe('StatusMap', () => {
       const r3 = map.rfindChunk({ pos: 0x30000, size: 0x10000 }, '?', all, 0x10000, true);
       expect(r3.block.size).to.equal(0);
       expect(r3.found).to.equal(true);
+    });
+  });
+
+  describe('over many pages', () => {
+    it('equals a byte model and finds blocks of a status as a scan does, while pages split, merge and empty', () => {
+      const N = 6000;
+      fc.assert(
+        fc.property(
+          fc.array(fc.integer({ min: 0, max: 4 }), { minLength: N, maxLength: N }),
+          fc.array(fc.tuple(fc.integer({ min: 0, max: N - 1 }), fc.nat(), fc.integer({ min: 0, max: 4 })), { minLength: 1, maxLength: 3000 }),
+          (initial, changes) => {
+            const v = new SblockVector(N);
+            initial.forEach((c, i) => v.push(i, i + 1, c));
+            const map = new StatusMap(v);
+            const model = Uint8Array.from(initial);
+            const domain = Domain.fromOptions(0, -1);
+            for (const [p, len, code] of changes) {
+              const sb = map.sblockAt(p)!;
+              const size = 1 + (len % (sb.pos + sb.size - p));
+              map.changeChunkStatus({ pos: p, size }, st(code), domain);
+              model.fill(code, p, p + size);
+            }
+            const out = blocksOf(map);
+            expect(out.length).to.equal(map.length);
+            for (let i = 0; i < out.length; ++i) {
+              const [p, e, c] = out[i]!;
+              if (i > 0) expect(out[i - 1]![1], 'contiguous').to.equal(p);
+              for (let x = p; x < e; ++x) expect(model[x]).to.equal(c);
+            }
+            expect(out[out.length - 1]![1]).to.equal(N);
+            const P = new Float64Array(77);
+            const E = new Float64Array(77);
+            const C = new Uint8Array(77);
+            const read: number[][] = [];
+            for (let i = 0, got; (got = map.readBlocks(i, 77, P, E, C)) > 0; i += got) for (let k = 0; k < got; ++k) read.push([P[k]!, E[k]!, C[k]!]);
+            expect(read, 'readBlocks in batches').to.deep.equal(out);
+            for (const [p] of changes.slice(0, 50)) {
+              for (let c = 0; c < 5; ++c) {
+                const next = out.find((b) => b[1] > p && b[2] === c);
+                expect(map.nextBlockOfStatus(p, st(c))?.pos, `next ${st(c)} from ${p}`).to.equal(next?.[0]);
+                const prev = out.findLast((b) => b[0] <= p && b[2] === c);
+                expect(map.prevBlockOfStatus(p, st(c))?.pos, `prev ${st(c)} from ${p}`).to.equal(prev?.[0]);
+              }
+            }
+            expect(v.length, 'the list the map was built from is unchanged').to.equal(N);
+            for (let i = 0; i < N; i += 97) expect(v.code(i)).to.equal(initial[i]);
+          },
+        ),
+        { numRuns: 40, seed: 43 },
+      );
     });
   });
 

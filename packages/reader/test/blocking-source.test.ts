@@ -1,4 +1,4 @@
-import { ArgumentError } from '@ddferry/mapfile';
+import { MapfileError } from '@ddferry/mapfile';
 import { expect } from 'chai';
 
 import { BlockingSource, MAX_SLOW_SECONDS, parseSlowReads } from '../src/source/blocking-source.js';
@@ -36,14 +36,14 @@ class RecordingSource implements Source {
   }
 }
 
-function argumentError(fn: () => unknown): ArgumentError {
+function argumentError(fn: () => unknown): MapfileError {
   try {
     fn();
   } catch (err) {
-    expect(err).to.be.instanceOf(ArgumentError);
-    return err as ArgumentError;
+    expect(err).to.be.instanceOf(MapfileError);
+    return err as MapfileError;
   }
-  throw new Error('expected an ArgumentError');
+  throw new Error('expected an MapfileError');
 }
 
 describe('parseSlowReads', function () {

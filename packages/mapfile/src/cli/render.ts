@@ -8,7 +8,7 @@ import { parseArgs as parseNodeArgs } from 'node:util';
 
 import { parseNumberArgument } from '../args.js';
 import type { CliIo } from '../ddrescuelog/context.js';
-import { RenderError } from '../errors.js';
+import { MapfileError } from '../errors.js';
 import { readMapfile } from '../io.js';
 import { encodePng } from '../render-png.js';
 import { type CellMix, type StateRuns, LAYOUT_DEFAULTS, drawMapPixels, drawMapSvg, layoutMap, overlayRuns } from '../render.js';
@@ -67,7 +67,7 @@ export async function runRender(argv: readonly string[], io: CliIo): Promise<num
   const out = at(values.output);
   const type = extname(out).toLowerCase();
   if (type !== '.png' && type !== '.svg') {
-    throw new RenderError('ERR_RENDER_OUTPUT_TYPE', out, 'The picture type follows the output name: end it with .png or .svg.');
+    throw new MapfileError('ERR_RENDER_OUTPUT_TYPE', `${out}: The picture type follows the output name: end it with .png or .svg.`, { file: out });
   }
   const mix = (values.mix ?? LAYOUT_DEFAULTS.mix) as CellMix;
   if (mix !== 'blend' && mix !== 'worst') {
@@ -90,7 +90,7 @@ export async function runRender(argv: readonly string[], io: CliIo): Promise<num
       const v = (await readMapfile(at(file))).blocks;
       const [end, mine] = [lastEnd(v), lastEnd(m.blocks)];
       if (end !== mine && Number.isFinite(mine)) {
-        throw new RenderError('ERR_RENDER_OVERLAY_SIZE', at(file), `This overlay ends at ${end} bytes, ${name} at ${mine}: they describe different sources. Give the overlay of this rescue.`);
+        throw new MapfileError('ERR_RENDER_OVERLAY_SIZE', `${at(file)}: This overlay ends at ${end} bytes, ${name} at ${mine}: they describe different sources.`, { hint: 'Give the overlay of this rescue.', file: at(file) });
       }
       return v;
     };
@@ -117,7 +117,7 @@ async function writePicture(path: string, data: Uint8Array | string): Promise<vo
     await rename(tmp, path);
     renamed = true;
   } catch (err) {
-    throw new RenderError('ERR_RENDER_WRITE', path, `The picture cannot be written (${(err as Error).message}). Check the folder exists, its permissions and free space.`, { cause: err });
+    throw new MapfileError('ERR_RENDER_WRITE', `${path}: The picture cannot be written (${(err as Error).message}).`, { hint: 'Check the folder exists, its permissions and free space.', file: path, cause: err });
   } finally {
     if (!renamed) await rm(tmp, { force: true });
   }

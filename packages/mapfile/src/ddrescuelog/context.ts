@@ -1,15 +1,16 @@
 import { isAbsolute, resolve } from 'node:path';
 
 import { Domain } from '../domain.js';
-import { DDRESCUE_PARSE_MESSAGES, MapfileParseError } from '../errors.js';
-import { formatMapfile } from '../format.js';
+import { DDRESCUE_PARSE_MESSAGES, type MapfileParseCode, MAPFILE_PARSE_CODES, isMapfileError } from '../errors.js';
+import { formatMapfileChunks } from '../format.js';
 import type { MapfileState } from '../format.js';
-import { readMapfileBytes } from '../io.js';
+import { readMapfile } from '../io.js';
 import { type Mapfile, parseMapfile } from '../parse.js';
 import type { BlockStatus } from '../status.js';
 
 /** What a command needs from the outside world; tests give their own. */
 export interface CliIo {
+  /** Write to standard output; the caller may reuse `chunk` once this returns (copy it to keep it). */
   stdout(chunk: string | Uint8Array): void;
   stderr(text: string): void;
   readStdin(): Promise<Uint8Array>;
@@ -59,40 +60,30 @@ export class Context {
     if (this.verbosity >= 0) this.io.stderr(`${PROGRAM}: ${file}: ${msg}\n`);
   }
 
-  /** The bytes of a file, or of stdin for `-`; null if it cannot be read. */
-  async readBytes(name: string): Promise<Uint8Array | null> {
-    if (name === '-') {
-      if (this.#stdinUsed) return new Uint8Array(0);
-      this.#stdinUsed = true;
-      return this.io.readStdin();
-    }
+  /**
+   * Read a mapfile as ddrescuelog does (strict, or loose with a default status), a
+   * file in pieces or stdin for `-`; null if it does not exist or cannot be read. A
+   * malformed file prints ddrescuelog's message and exits 2.
+   */
+  async readMapfile(name: string, loose?: BlockStatus): Promise<Mapfile | null> {
+    const pname = name === '-' ? '(stdin)' : name;
+    const options = { file: pname, ...(loose ? { loose } : {}) };
     try {
-      return await readMapfileBytes(isAbsolute(name) ? name : resolve(this.io.cwd, name));
+      if (name !== '-') return await readMapfile(isAbsolute(name) ? name : resolve(this.io.cwd, name), options);
+      const bytes = this.#stdinUsed ? new Uint8Array(0) : await this.io.readStdin();
+      this.#stdinUsed = true;
+      return parseMapfile(bytes, options);
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause;
-      if (cause?.code === 'EISDIR') {
+      if (!isMapfileError(err)) throw err;
+      if (err.code === 'ERR_MAPFILE_NOT_FOUND' || err.code === 'ERR_MAPFILE_READ') {
+        if ((err.cause as { code?: unknown } | undefined)?.code !== 'EISDIR') return null;
         this.fileError(name, 'Error in mapfile, line 0: Read error.');
         throw new Exit(1);
       }
-      return null;
-    }
-  }
-
-  /**
-   * Read a mapfile as ddrescuelog does (strict, or loose with a default status);
-   * null if it does not exist. A malformed file prints ddrescuelog's message and exits 2.
-   */
-  async readMapfile(name: string, loose?: BlockStatus): Promise<Mapfile | null> {
-    const bytes = await this.readBytes(name);
-    if (!bytes) return null;
-    const pname = name === '-' ? '(stdin)' : name;
-    try {
-      return parseMapfile(bytes, { file: pname, ...(loose ? { loose } : {}) });
-    } catch (err) {
-      if (!(err instanceof MapfileParseError)) throw err;
+      if (!MAPFILE_PARSE_CODES.has(err.code)) throw err;
       const reason = err.code === 'ERR_MAPFILE_NUMBER_TOO_LARGE'
         ? 'Number too large; ddferry reads positions and sizes up to 2^53-1.'
-        : DDRESCUE_PARSE_MESSAGES[err.code];
+        : DDRESCUE_PARSE_MESSAGES[err.code as MapfileParseCode];
       this.fileError(pname, `Error in mapfile, line ${err.line}: ${reason}`);
       throw new Exit(2);
     }
@@ -125,8 +116,13 @@ export class Context {
     return 0;
   }
 
-  /** A mapfile as ddrescuelog writes it. */
-  format(state: MapfileState, annotate?: Domain): Uint8Array {
-    return formatMapfile(state, { program: 'ddrescuelog', commandLine: this.commandLine, startTime: this.startTime }, annotate, this.binaryPrefixes);
+  /** A mapfile as ddrescuelog writes it, in pieces valid until the next is taken (see `formatMapfileChunks`). */
+  format(state: MapfileState, annotate?: Domain): Iterable<Uint8Array> {
+    return formatMapfileChunks(state, { program: 'ddrescuelog', commandLine: this.commandLine, startTime: this.startTime }, annotate, this.binaryPrefixes);
+  }
+
+  /** Write a mapfile to stdout as ddrescuelog does, a piece at a time from one buffer. */
+  writeMapfile(state: MapfileState, annotate?: Domain): void {
+    for (const piece of this.format(state, annotate)) this.io.stdout(piece);
   }
 }

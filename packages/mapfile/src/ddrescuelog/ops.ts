@@ -94,7 +94,7 @@ export async function changeTypes(ctx: Context, domainIn: Domain, name: string, 
     const j = types1.indexOf(v.status(i));
     if (j >= 0) v.setCode(i, processedState(types2[j] as BlockStatus));
   });
-  ctx.io.stdout(ctx.format(stateOf(m, v.compact())));
+  ctx.writeMapfile(stateOf(m, v.compact()));
   return 0;
 }
 
@@ -104,7 +104,7 @@ export async function annotate(ctx: Context, domainIn: Domain, name: string): Pr
   if (!m) return notReadable(ctx, name);
   const domain = domainIn.crop(m.blocks.extent());
   if (domain.isEmpty()) return ctx.emptyDomain();
-  ctx.io.stdout(ctx.format(stateOf(m, m.blocks.splitAt(domain.borders())), domain));
+  ctx.writeMapfile(stateOf(m, m.blocks.splitAt(domain.borders())), domain);
   return 0;
 }
 
@@ -137,7 +137,7 @@ export async function logicOp(ctx: Context, domainIn: Domain, name: string, seco
     else if (op === 'or' && !f1 && f2) v1.setCode(i, FINISHED);
     else if (op === 'xor' && f2) v1.setCode(i, f1 ? 3 : FINISHED);
   }
-  ctx.io.stdout(ctx.format(stateOf(m1, v1.compact())));
+  ctx.writeMapfile(stateOf(m1, v1.compact()));
   return 0;
 }
 
@@ -184,7 +184,7 @@ export async function compare(ctx: Context, domainIn: Domain, name: string, seco
 export async function complete(ctx: Context, name: string, type: BlockStatus): Promise<number> {
   const m = await ctx.readMapfile(name, type);
   if (!m) return notReadable(ctx, name);
-  ctx.io.stdout(ctx.format(stateOf(m, m.blocks.compact())));
+  ctx.writeMapfile(stateOf(m, m.blocks.compact()));
   return 0;
 }
 
@@ -227,7 +227,7 @@ export async function shiftBlocks(ctx: Context, domainIn: Domain, name: string, 
   if (domain.isEmpty()) return ctx.emptyDomain();
   const v = m.blocks;
   v.truncate(domain.end, true);
-  ctx.io.stdout(ctx.format(stateOf(m, v.shift(opos - ipos, 0).compact())));
+  ctx.writeMapfile(stateOf(m, v.shift(opos - ipos, 0).compact()));
   return 0;
 }
 
@@ -382,13 +382,13 @@ export async function createMapfile(ctx: Context, domain: Domain, name: string, 
   const v = map.toVector();
   v.truncate(domain.end, true);
   // ddrescuelog shifts the 2^63-1 end too: with -o < -i the last block ends below it
-  const text = ctx.format({ currentPos: 0, currentStatus: '?', currentPass: 1, blocks: v.shift(offset, processedState(type2)).compact(), unboundedShift: Math.min(offset, 0) });
+  const state = { currentPos: 0, currentStatus: '?' as const, currentPass: 1, blocks: v.shift(offset, processedState(type2)).compact(), unboundedShift: Math.min(offset, 0) };
   if (toStdout) {
-    ctx.io.stdout(text);
+    ctx.writeMapfile(state);
     return 0;
   }
   try {
-    await saveMapfile(isAbsolute(name) ? name : resolve(ctx.io.cwd, name), text);
+    await saveMapfile(isAbsolute(name) ? name : resolve(ctx.io.cwd, name), ctx.format(state));
   } catch (err) {
     ctx.fileError(name, `Error writing mapfile: ${strerror((err as { cause?: unknown }).cause ?? err)}`);
     return 1;

@@ -1,5 +1,5 @@
 import { type OptionSpec, parseArgs, parseNumberArgument } from '../args.js';
-import { ArgumentError } from '../errors.js';
+import { isMapfileError } from '../errors.js';
 import { formatTimestamp } from '../format.js';
 import { type BlockStatus, isBlockStatus } from '../status.js';
 import { type CliIo, Context, Exit, PROGRAM } from './context.js';
@@ -85,7 +85,7 @@ export async function runDdrescuelog(argv: readonly string[], io: CliIo, now = n
     return await dispatch(argv, ctx);
   } catch (err) {
     if (err instanceof Exit) return err.status;
-    if (err instanceof ArgumentError) {
+    if (isMapfileError(err) && err.code.startsWith('ERR_ARG_')) {
       if (err.code === 'ERR_ARG_INVALID') ctx.error(err.message, true);
       else if (ctx.verbosity >= 0) io.stderr(`${PROGRAM}: ${err.message}\n`);
       return 1;

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 
 import { run } from '../../src/cli.js';
 import type { CliIo } from '../../src/cli.js';
-import { PlanError } from '../../src/errors.js';
+import { MapfileError } from '../../src/errors.js';
 import { chunkMapName, formatChunkMap, planChunks } from '../../src/plan.js';
 import type { Chunk } from '../../src/plan.js';
 import { assertToolVersion, FC_PARAMS, makeScratch, NUM_RUNS, spawnTool } from './harness.js';
@@ -212,8 +212,8 @@ describe('planChunks (compared with GNU ddrescue 1.27)', function () {
           try {
             chunks = planChunks({ sourceSize, sectorSize, medium: { capacity, maxFileSize } });
           } catch (err) {
-            expect(err).to.be.instanceOf(PlanError);
-            expect((err as PlanError).code).to.equal('ERR_PLAN_MEDIUM_TOO_SMALL');
+            expect(err).to.be.instanceOf(MapfileError);
+            expect((err as MapfileError).code).to.equal('ERR_PLAN_MEDIUM_TOO_SMALL');
             return;
           }
           expectValidPlan(chunks, sourceSize, sectorSize);

@@ -1,4 +1,4 @@
-import { ArgumentError, type OptionSpec, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
+import { MapfileError, type OptionSpec, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
 
 import { ReaderError } from '../errors.js';
 import { DEFAULT_RESCUE_OPTIONS, MAX_MAX_SKIPBS, MIN_SKIPBS, type RescueOptions } from '../engine/options.js';
@@ -116,7 +116,7 @@ export interface DdrescueCommand {
 /**
  * Parse GNU ddrescue 1.27's command line (`main`), numbers with `getnum`'s rules: the
  * `s` multiplier uses the `-b` value given so far.
- * @throws ArgumentError with ddrescue's messages, or ReaderError `ERR_OPTION_UNSUPPORTED`.
+ * @throws MapfileError `ERR_ARG_*` with ddrescue's messages, or ReaderError `ERR_OPTION_UNSUPPORTED`.
  */
 export function parseDdrescueCommand(argv: readonly string[]): DdrescueCommand {
   const parsed = parseArgs(argv, OPTIONS);
@@ -143,7 +143,7 @@ export function parseDdrescueCommand(argv: readonly string[]): DdrescueCommand {
   const LONG_MAX = 2n ** 63n - 1n;
   const INT_MAX = 2147483647;
   const setName = (current: string | undefined, arg: string, name: string): string => {
-    if (current !== undefined) throw new ArgumentError('ERR_ARG_INVALID', name, arg, `Only one '${name}' option allowed.`);
+    if (current !== undefined) throw new MapfileError('ERR_ARG_INVALID', `Only one '${name}' option allowed.`, { option: name, value: arg });
     return arg;
   };
   for (const { code, name, argument: arg } of parsed.options) {
@@ -212,7 +212,7 @@ export function parseDdrescueCommand(argv: readonly string[]): DdrescueCommand {
   r.hardbs = hardbs;
   r.cluster = cluster;
   const files = parsed.operands;
-  if (files.length > 3) throw new ArgumentError('ERR_ARG_INVALID', '', '', 'Too many files.');
+  if (files.length > 3) throw new MapfileError('ERR_ARG_INVALID', 'Too many files.', { option: '', value: '' });
   return {
     mode: 'rescue', rescue: r, ipos, opos, maxSize, domainMapfile, testMapfile, loose, force, sparse, truncate, preallocate,
     checkInputSize, minOutfileSize, verbosity, binaryPrefixes, readLog, rateLog, eventLog,
@@ -228,7 +228,7 @@ function emptyCommand(): DdrescueCommand {
 }
 
 function optionError(arg: string, what: string, name: string): never {
-  throw new ArgumentError('ERR_ARG_INVALID', name, arg, `'${arg}': ${what} option '${name}'.`);
+  throw new MapfileError('ERR_ARG_INVALID', `'${arg}': ${what} option '${name}'.`, { option: name, value: arg });
 }
 
 /** `-K [INITIAL][,MAX]` (`parse_skipbs`). */

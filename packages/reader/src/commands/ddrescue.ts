@@ -3,7 +3,7 @@ import { existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 import {
-  ArgumentError, Domain, MapfileParseError, MapfileSizeError, MapfileStatus, SblockVector, StatusMap,
+  Domain, MAPFILE_PARSE_CODES, MapfileStatus, SblockVector, StatusMap, isMapfileError, messageWithHint,
   formatNum, formatNum3, formatTimestamp, normalizeForRescue, statusOfCode,
 } from '@ddferry/mapfile';
 import { pathExists, readMapfile, removeStaleTemporaries } from '@ddferry/mapfile/io';
@@ -60,7 +60,7 @@ export async function runDdrescue(argv: readonly string[], io: RunIo): Promise<R
   try {
     cmd = parseDdrescueCommand(argv);
   } catch (err) {
-    if (err instanceof ArgumentError || err instanceof ReaderError) {
+    if ((isMapfileError(err) && err.code.startsWith('ERR_ARG_')) || err instanceof ReaderError) {
       error(err.message, true);
       return { status: 1 };
     }
@@ -79,11 +79,11 @@ export async function runDdrescue(argv: readonly string[], io: RunIo): Promise<R
   try {
     return await rescue(cmd, io, abs, error, commandLine, startSeconds, startTime);
   } catch (err) {
-    if (err instanceof MapfileParseError) {
-      error(`${err.code}: ${err.message}`);
-      return { status: 2 };
+    if (isMapfileError(err)) {
+      error(`${err.code}: ${messageWithHint(err)}`);
+      return { status: MAPFILE_PARSE_CODES.has(err.code) ? 2 : 1 };
     }
-    if (err instanceof ReaderError || err instanceof MapfileSizeError || (err as { code?: string }).code?.startsWith('ERR_')) {
+    if (err instanceof ReaderError || (err as { code?: string }).code?.startsWith('ERR_')) {
       error(`${(err as { code: string }).code}: ${(err as Error).message}`);
       return { status: 1 };
     }

@@ -1,4 +1,4 @@
-import { ArgumentError, type FileSystemName, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
+import { MapfileError, type FileSystemName, parseArgs, parseNumberArgument } from '@ddferry/mapfile';
 
 import { join, resolve } from 'node:path';
 
@@ -55,14 +55,14 @@ export async function runPlan(argv: readonly string[], io: CommandIo, signal: Ab
       io.stdout(PLAN_HELP);
       return 0;
     }
-    if (operands.length !== 2) throw new ArgumentError('ERR_ARG_INVALID', '', '', `plan needs SOURCE and JOBDIR.\n${PLAN_HELP}`);
+    if (operands.length !== 2) throw new MapfileError('ERR_ARG_INVALID', `plan needs SOURCE and JOBDIR.\n${PLAN_HELP}`, { option: '', value: '' });
     const sectorSize = v.has('sector-size') ? parseNumberArgument(v.get('sector-size')!, '--sector-size', 0, 1, 1 << 20) : undefined;
     const unit = sectorSize ?? 512;
     const fs = (v.get('fs') ?? 'fat32') as FileSystemName;
-    if (!['fat32', 'exfat', 'ext4'].includes(fs)) throw new ArgumentError('ERR_ARG_INVALID', '--fs', fs, `--fs must be fat32, exfat or ext4, not '${fs}'.`);
-    if (v.has('chunk-size') === v.has('medium-size')) throw new ArgumentError('ERR_ARG_INVALID', '', '', 'Give either --chunk-size or --medium-size.');
-    if (v.has('used-first') && v.has('used-only')) throw new ArgumentError('ERR_ARG_INVALID', '--used-only', '', 'Give --used-first or --used-only, not both.');
-    if (v.has('test-slow-reads') && !v.has('test-mode')) throw new ArgumentError('ERR_ARG_INVALID', '--test-slow-reads', v.get('test-slow-reads')!, '--test-slow-reads simulates a slow disk: it needs --test-mode MAP.');
+    if (!['fat32', 'exfat', 'ext4'].includes(fs)) throw new MapfileError('ERR_ARG_INVALID', `--fs must be fat32, exfat or ext4, not '${fs}'.`, { option: '--fs', value: fs });
+    if (v.has('chunk-size') === v.has('medium-size')) throw new MapfileError('ERR_ARG_INVALID', 'Give either --chunk-size or --medium-size.', { option: '', value: '' });
+    if (v.has('used-first') && v.has('used-only')) throw new MapfileError('ERR_ARG_INVALID', 'Give --used-first or --used-only, not both.', { option: '--used-only', value: '' });
+    if (v.has('test-slow-reads') && !v.has('test-mode')) throw new MapfileError('ERR_ARG_INVALID', '--test-slow-reads simulates a slow disk: it needs --test-mode MAP.', { option: '--test-slow-reads', value: v.get('test-slow-reads')! });
     const job = await planJob({
       source: operands[0]!,
       jobDir: operands[1]!,

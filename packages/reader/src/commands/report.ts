@@ -3,6 +3,8 @@
  * `PROGRAM: CODE: message` and its hint; a malformed mapfile exits 2, other coded
  * errors 1. Anything else is a bug and is thrown on (main prints it, exit 3).
  */
+import { MAPFILE_PARSE_CODES } from '@ddferry/mapfile';
+
 export interface CommandIo {
   readonly screen: (text: string) => void;
   readonly stderr: (text: string) => void;
@@ -36,6 +38,4 @@ export function report(err: unknown, io: Pick<CommandIo, 'stderr'>, program = 'd
 }
 
 /** The codes of a malformed mapfile: exit status 2, as ddrescue's. */
-const MALFORMED_MAPFILE: ReadonlySet<string> = new Set([
-  'ERR_MAPFILE_BAD_BLOCK_LINE', 'ERR_MAPFILE_BAD_STATUS_LINE', 'ERR_MAPFILE_NOT_CONTIGUOUS', 'ERR_MAPFILE_NUMBER_TOO_LARGE', 'ERR_MAPFILE_STATUS_OVERLAP',
-]);
+const MALFORMED_MAPFILE: ReadonlySet<string> = MAPFILE_PARSE_CODES;

@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 
-import { ArgumentError, parseNumberArgument } from '@ddferry/mapfile';
+import { MapfileError, parseNumberArgument } from '@ddferry/mapfile';
 
 import { ReaderError, errnoOf } from '../errors.js';
 import { openJobFolder } from '../job/job-folder.js';
@@ -63,7 +63,7 @@ again here until it says the rescue is complete), 1 error, 2 malformed mapfile,
 function parseInterval(text: string): number {
   const n = Number(text);
   if (text.trim() === '' || !Number.isFinite(n) || n < 0.1 || n > 86400) {
-    throw new ArgumentError('ERR_ARG_INVALID', '--progress-interval', text, `--progress-interval takes seconds from 0.1 to 86400, not '${text}'.`);
+    throw new MapfileError('ERR_ARG_INVALID', `--progress-interval takes seconds from 0.1 to 86400, not '${text}'.`, { option: '--progress-interval', value: text });
   }
   return n;
 }
@@ -103,7 +103,7 @@ function parseRescueArgs(argv: readonly string[]): { ours: Map<string, string>; 
     const m = /^--(to|token-file|spool-size|source|progress-interval|format|forget-stick)(?:=(.*))?$/.exec(a);
     if (m) {
       const value = m[2] ?? argv[++i];
-      if (value === undefined) throw new ArgumentError('ERR_ARG_INVALID', a, '', `option '${a}' requires an argument`);
+      if (value === undefined) throw new MapfileError('ERR_ARG_INVALID', `option '${a}' requires an argument`, { option: a, value: '' });
       ours.set(m[1]!, value);
     } else if (a === '--chunk-at-a-time' || a === '--json') {
       ours.set(a.slice(2), '1');
@@ -140,16 +140,16 @@ export async function runRescue(argv: readonly string[], io: CommandIo, signal: 
       return { status: 0 };
     }
     const { ours, engine } = parsed;
-    if (engine.infile === undefined || engine.outfile !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '', '', `rescue needs one JOBDIR.\n${RESCUE_HELP}`);
+    if (engine.infile === undefined || engine.outfile !== undefined) throw new MapfileError('ERR_ARG_INVALID', `rescue needs one JOBDIR.\n${RESCUE_HELP}`, { option: '', value: '' });
     refuseOutsideJob(engine);
     const to = ours.get('to');
-    if (to === undefined || to === '') throw new ArgumentError('ERR_ARG_INVALID', '--to', '', '--to is required: ws://HOST:PORT (the address ddferry-assembler serve prints) or the folder of a mounted USB stick.');
+    if (to === undefined || to === '') throw new MapfileError('ERR_ARG_INVALID', '--to is required: ws://HOST:PORT (the address ddferry-assembler serve prints) or the folder of a mounted USB stick.', { option: '--to', value: '' });
     const lan = /^wss?:\/\//.test(to);
     const format = ours.get('format');
-    if (format !== undefined && format !== 'bundles' && format !== 'ddrescue-chunks') throw new ArgumentError('ERR_ARG_INVALID', '--format', format, `--format must be bundles or ddrescue-chunks, not '${format}'.`);
-    if (lan && format !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '--format', format, '--format is for --to DIR (a stick); over the LAN pieces go as they are.');
+    if (format !== undefined && format !== 'bundles' && format !== 'ddrescue-chunks') throw new MapfileError('ERR_ARG_INVALID', `--format must be bundles or ddrescue-chunks, not '${format}'.`, { option: '--format', value: format });
+    if (lan && format !== undefined) throw new MapfileError('ERR_ARG_INVALID', '--format is for --to DIR (a stick); over the LAN pieces go as they are.', { option: '--format', value: format });
     const forget = ours.get('forget-stick');
-    if (forget !== undefined && (lan || !/^[0-9a-f]{8,64}$/.test(forget))) throw new ArgumentError('ERR_ARG_INVALID', '--forget-stick', forget, '--forget-stick takes the stick id the reader printed (hex digits), with --to DIR.');
+    if (forget !== undefined && (lan || !/^[0-9a-f]{8,64}$/.test(forget))) throw new MapfileError('ERR_ARG_INVALID', '--forget-stick takes the stick id the reader printed (hex digits), with --to DIR.', { option: '--forget-stick', value: forget });
     const spoolBytes = ours.has('spool-size') ? parseNumberArgument(ours.get('spool-size')!, '--spool-size', 512, 1 << 20) : 256 << 20;
     const interval = ours.has('progress-interval') ? parseInterval(ours.get('progress-interval')!) : undefined;
     const mode: ProgressMode = ours.has('json') ? 'json' : engine.verbosity < 0 ? 'off' : io.screenIsTty === true ? 'tty' : 'lines';

@@ -1,4 +1,4 @@
-import { ArgumentError } from '@ddferry/mapfile';
+import { MapfileError } from '@ddferry/mapfile';
 
 /**
  * Read a time interval as GNU ddrescue does (`parse_rational_time`): a rational number
@@ -6,11 +6,11 @@ import { ArgumentError } from '@ddferry/mapfile';
  * @param maxDen the largest denominator allowed after the unit (1 for whole seconds)
  * @param comma accept a `,` ending the value (for `--mapfile-interval`)
  * @returns seconds, and the rest of the text after the value (with `comma`)
- * @throws ArgumentError `ERR_ARG_BAD_NUMBER` with ddrescue's message
+ * @throws MapfileError `ERR_ARG_BAD_NUMBER` with ddrescue's message
  */
 export function parseRationalTime(arg: string, option: string, maxDen = 100, comma = false): { seconds: number; rest: string } {
   const bad = (what: string): never => {
-    throw new ArgumentError('ERR_ARG_BAD_NUMBER', option, arg, `'${arg}': ${what} ${option}.`);
+    throw new MapfileError('ERR_ARG_BAD_NUMBER', `'${arg}': ${what} ${option}.`, { option, value: arg });
   };
   const m = /^([+-]?)(\d+)(?:\.(\d+)|\/(\d+))?/.exec(arg);
   if (!m) return bad('Bad value in time interval argument of');

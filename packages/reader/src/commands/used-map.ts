@@ -2,7 +2,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { ArgumentError } from '@ddferry/mapfile';
+import { MapfileError } from '@ddferry/mapfile';
 import type { ProgressMode } from '@ddferry/protocol';
 
 import { saveFileAtomic } from '../durable-file.js';
@@ -92,7 +92,7 @@ export async function runUsedMap(argv: readonly string[], io: CommandIo, signal:
       const m = /^(?:-o|--output|--test-mode)(?:=(.*))?$/.exec(a);
       if (m) {
         const value = m[1] ?? argv[++i];
-        if (value === undefined) throw new ArgumentError('ERR_ARG_INVALID', a, '', `option '${a}' requires an argument`);
+        if (value === undefined) throw new MapfileError('ERR_ARG_INVALID', `option '${a}' requires an argument`, { option: a, value: '' });
         ours.set(a.startsWith('--test-mode') ? 'test-mode' : 'o', value);
       } else if (a === '--metadata') {
         ours.set('metadata', '1');
@@ -101,7 +101,7 @@ export async function runUsedMap(argv: readonly string[], io: CommandIo, signal:
       }
     }
     const engine = parseDdrescueCommand(rest);
-    if (engine.infile === undefined || engine.outfile !== undefined) throw new ArgumentError('ERR_ARG_INVALID', '', '', `used-map needs one SOURCE or JOBDIR.\n${USED_MAP_HELP}`);
+    if (engine.infile === undefined || engine.outfile !== undefined) throw new MapfileError('ERR_ARG_INVALID', `used-map needs one SOURCE or JOBDIR.\n${USED_MAP_HELP}`, { option: '', value: '' });
     const given = resolve(engine.infile);
     const isJob = await stat(join(given, 'job.json')).then(() => true, () => false);
     let jobDir = given;

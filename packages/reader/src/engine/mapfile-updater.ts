@@ -1,4 +1,4 @@
-import { type BlockWalker, type MapfileStatus, formatMapfile, formatTimestamp } from '@ddferry/mapfile';
+import { type BlockWalker, type MapfileStatus, formatMapfile, formatMapfileChunks, formatTimestamp } from '@ddferry/mapfile';
 import { saveMapfile } from '@ddferry/mapfile/io';
 
 /** What a mapfile save writes. */
@@ -49,6 +49,14 @@ export class MapfileUpdater {
     this.path = options.path;
   }
 
+  /** The mapfile text for `snapshot`, in pieces from one reused buffer (a large map is never whole in memory). */
+  chunks(snapshot: MapfileSnapshot): Iterable<Uint8Array> {
+    return formatMapfileChunks(
+      { currentPos: snapshot.currentPos, currentStatus: snapshot.currentStatus, currentPass: snapshot.currentPass, blocks: snapshot.blocks },
+      { program: 'ddferry', commandLine: this.#o.commandLine, startTime: this.#o.startTime, currentTime: formatTimestamp(new Date()), message: snapshot.message },
+    );
+  }
+
   /** The mapfile text for `snapshot`. */
   format(snapshot: MapfileSnapshot, withCurrentTime = true): Uint8Array {
     return formatMapfile(
@@ -66,7 +74,7 @@ export class MapfileUpdater {
   /** Write the mapfile now, without touching the interval clocks (the initial write). */
   async write(snapshot: MapfileSnapshot): Promise<boolean> {
     try {
-      await saveMapfile(this.path, this.format(snapshot));
+      await saveMapfile(this.path, this.chunks(snapshot));
       return true;
     } catch (err) {
       this.lastError = err as Error;
@@ -95,7 +103,7 @@ export class MapfileUpdater {
     this.#prevSync = sync;
     try {
       if (this.#o.save) await this.#o.save(snapshot(), backup, force);
-      else await saveMapfile(this.path, this.format(snapshot()), { backup });
+      else await saveMapfile(this.path, this.chunks(snapshot()), { backup });
     } catch (err) {
       this.lastError = err as Error;
       return false;

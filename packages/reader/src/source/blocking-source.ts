@@ -1,4 +1,4 @@
-import { ArgumentError, parseNumberArgument } from '@ddferry/mapfile';
+import { MapfileError, parseNumberArgument } from '@ddferry/mapfile';
 
 import type { ReadResult, Source, SourceIdentity } from './source.js';
 
@@ -93,8 +93,8 @@ export class BlockingSource implements Source {
   }
 }
 
-function invalid(spec: string, why: string): ArgumentError {
-  return new ArgumentError('ERR_ARG_INVALID', OPTION, spec, `${OPTION} '${spec}': ${why}. Give a comma list of POS+SIZE@SECONDS, e.g. 0x100000+64KiB@12.`);
+function invalid(spec: string, why: string): MapfileError {
+  return new MapfileError('ERR_ARG_INVALID', `${OPTION} '${spec}': ${why}. Give a comma list of POS+SIZE@SECONDS, e.g. 0x100000+64KiB@12.`, { option: OPTION, value: spec });
 }
 
 /**
@@ -102,7 +102,7 @@ function invalid(spec: string, why: string): ArgumentError {
  * GNU ddrescue's number forms (`0x100000`, `64KiB`, `8s` with `sectorSize`), SECONDS a
  * decimal number (`12`, `0.5`). Example: `0x100000+64KiB@12,8MiB+512@3.5`.
  * @param sectorSize the bytes of `s` (default 512).
- * @throws ArgumentError `ERR_ARG_INVALID` for a malformed list or item, an empty SIZE,
+ * @throws MapfileError `ERR_ARG_INVALID` for a malformed list or item, an empty SIZE,
  *   a range past 2^53-1 or SECONDS outside (0, 3600]; `ERR_ARG_BAD_NUMBER`,
  *   `ERR_ARG_BAD_MULTIPLIER`, `ERR_ARG_OUT_OF_LIMITS`, `ERR_ARG_TOO_LARGE` for a bad
  *   POS or SIZE (as `parseNumberArgument`), all with `option` `--test-slow-reads`.

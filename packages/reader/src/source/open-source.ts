@@ -14,7 +14,7 @@ export interface OpenedSource {
 
 /**
  * Open a source read-only, through a test-mode map (`-H`, read loosely with `loose`) if given.
- * @throws ReaderError `ERR_SOURCE_OPEN`, `ERR_SOURCE_NOT_SEEKABLE`, `ERR_TEST_MAP`; MapfileParseError.
+ * @throws ReaderError `ERR_SOURCE_OPEN`, `ERR_SOURCE_NOT_SEEKABLE`, `ERR_TEST_MAP`; MapfileError (a malformed test map).
  */
 export async function openSource(path: string, options: { direct?: boolean; testMap?: string; loose?: boolean }): Promise<OpenedSource> {
   const raw = new FileSource(path, { direct: options.direct });
