@@ -168,7 +168,7 @@ describe('LiveFeed', () => {
     const info = { peer: '10.0.0.2:5000 (pc-a)', rescueId: RESCUE_ID, image: image.path };
     const status = (pos: number): StatusMessage => ({
       type: 'status', phase: '?', message: 'Copying', pass: 1, pos, finishedSize: pos, nonTriedSize: 0, nonTrimmedSize: 0, nonScrapedSize: 0,
-      badSectorSize: 0, readErrors: 0, currentRate: 5, averageRate: 4, chunk: 0, chunkCount: 4, spoolBytes: 0, spoolPieces: 0, runTime: 1,
+      badSectorSize: 0, readErrors: 0, currentRate: 5, averageRate: 4, chunk: 0, chunkCount: 4, spoolBytes: 0, spoolPieces: 0, runTime: 1, paused: '', pausedText: '', pausedSeconds: 0, readingPos: 0, readingSize: 0, readingSeconds: 0,
     });
     feed.readerStatus(key, info, status(512));
     feed.readerStatus(key, info, status(1024));
@@ -344,14 +344,19 @@ describe('live page on the serve port', () => {
     const status: StatusMessage = {
       type: 'status', phase: '*', message: 'Trimming failed blocks...', pass: 1, pos: CHUNK_SIZE + 1536, finishedSize: 2536, nonTriedSize: SOURCE_SIZE - 3048,
       nonTrimmedSize: 0, nonScrapedSize: 0, badSectorSize: 512, readErrors: 1, currentRate: 1000, averageRate: 800, chunk: 1, chunkCount: 4,
-      spoolBytes: 0, spoolPieces: 0, runTime: 9,
+      spoolBytes: 0, spoolPieces: 0, runTime: 9, paused: 'link', pausedText: 'the spool is full\u202e and the link is down', pausedSeconds: 12,
+      readingPos: CHUNK_SIZE + 2048, readingSize: 512, readingSeconds: 40,
     };
     r.send(status);
     const readers = await v.until((m) => m.type === 'readers' && (m.readers as unknown[]).length > 0);
     expect(readers).to.deep.nested.include({
       'readers[0].rescueId': RESCUE_ID, 'readers[0].image': img, 'readers[0].connected': true, 'readers[0].status.phase': '*',
       'readers[0].status.readErrors': 1, 'readers[0].status.chunkCount': 4,
+      // why reading waits and the read the disk hangs on reach the page; the reader's text has no bidi characters
+      'readers[0].status.paused': 'link', 'readers[0].status.pausedSeconds': 12, 'readers[0].status.readingSeconds': 40,
+      'readers[0].status.readingPos': CHUNK_SIZE + 2048,
     });
+    expect((readers.readers as { status: { pausedText: string } }[])[0]!.status.pausedText).to.equal('the spool is full? and the link is down');
     expect((readers.readers as { peer: string }[])[0]!.peer).to.contain('test-reader');
     r.close();
     await v.until((m) => m.type === 'readers' && (m.readers as { connected: boolean }[])[0]?.connected === false);

@@ -248,7 +248,9 @@ export function checkMessage(msg: Message, ctx: CheckContext): void {
       checkUint32(ctx, msg.pass, 'status.pass');
       checkUint32(ctx, msg.chunk, 'status.chunk');
       checkUint32(ctx, msg.chunkCount, 'status.chunkCount');
-      for (const field of ['pos', 'finishedSize', 'nonTriedSize', 'nonTrimmedSize', 'nonScrapedSize', 'badSectorSize', 'readErrors', 'currentRate', 'averageRate', 'spoolBytes', 'spoolPieces', 'runTime'] as const) {
+      checkString(ctx, msg.paused, 'status.paused');
+      checkString(ctx, msg.pausedText, 'status.pausedText');
+      for (const field of ['pos', 'finishedSize', 'nonTriedSize', 'nonTrimmedSize', 'nonScrapedSize', 'badSectorSize', 'readErrors', 'currentRate', 'averageRate', 'spoolBytes', 'spoolPieces', 'runTime', 'pausedSeconds', 'readingPos', 'readingSize', 'readingSeconds'] as const) {
         checkCount(ctx, msg[field], `status.${field}`);
       }
       return;

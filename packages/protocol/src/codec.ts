@@ -249,6 +249,12 @@ function fromWire(r: Reading, type: MessageType, m: Obj): Message {
         spoolBytes: num(r, m.spoolBytes, 'status.spoolBytes'),
         spoolPieces: num(r, m.spoolPieces, 'status.spoolPieces'),
         runTime: num(r, m.runTime, 'status.runTime'),
+        paused: str(m.paused),
+        pausedText: str(m.pausedText),
+        pausedSeconds: num(r, m.pausedSeconds, 'status.pausedSeconds'),
+        readingPos: num(r, m.readingPos, 'status.readingPos'),
+        readingSize: num(r, m.readingSize, 'status.readingSize'),
+        readingSeconds: num(r, m.readingSeconds, 'status.readingSeconds'),
       };
     case 'error': {
       const seq = num(r, m.seq, 'error.seq');

@@ -149,6 +149,16 @@ export interface StatusMessage {
   readonly spoolPieces: number;
   /** Seconds since the rescue started. */
   readonly runTime: number;
+  /** Why reading waits (`link`, `stick`, `space`, `source`), '' while it reads. */
+  readonly paused: string;
+  /** One line saying what the pause waits for. */
+  readonly pausedText: string;
+  /** Seconds the pause has lasted. */
+  readonly pausedSeconds: number;
+  /** The read the reading process is in (`readingSize` 0: none) and how long it has taken so far. */
+  readonly readingPos: number;
+  readonly readingSize: number;
+  readonly readingSeconds: number;
 }
 
 /** Either side: a refusal or failure, with a `ProtocolError`-style code. */

@@ -194,6 +194,14 @@ message Status {
   uint64 spool_bytes = 15;
   uint64 spool_pieces = 16;
   uint64 run_time = 17;
+  // why reading waits ('' while it reads): link, stick, space, source
+  string paused = 18;
+  string paused_text = 19;
+  uint64 paused_seconds = 20;
+  // the read the reading process is in (reading_size 0: none) and its seconds so far
+  uint64 reading_pos = 21;
+  uint64 reading_size = 22;
+  uint64 reading_seconds = 23;
 }
 
 // seq: the piece concerned, 0 if none.

@@ -53,6 +53,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     type: fc.constant('status' as const), phase: fc.constantFrom('?', '*', '/', '-', 'F', 'G', '+') as fc.Arbitrary<'?'>, message: text, pass: uint32, pos: count,
     finishedSize: count, nonTriedSize: count, nonTrimmedSize: count, nonScrapedSize: count, badSectorSize: count, readErrors: count,
     currentRate: count, averageRate: count, chunk: uint32, chunkCount: uint32, spoolBytes: count, spoolPieces: count, runTime: count,
+    paused: text, pausedText: text, pausedSeconds: count, readingPos: count, readingSize: count, readingSeconds: count,
   }),
   fc.record({ type: fc.constant('error' as const), code: text, message: text, seq: fc.option(seq, { nil: undefined }) }),
 );
@@ -81,6 +82,7 @@ function expectCode(fn: () => unknown, code: string): ProtocolError {
 const statusZero: Omit<StatusMessage, 'type'> = {
   phase: '?', message: '', pass: 0, pos: 0, finishedSize: 0, nonTriedSize: 0, nonTrimmedSize: 0, nonScrapedSize: 0, badSectorSize: 0,
   readErrors: 0, currentRate: 0, averageRate: 0, chunk: 0, chunkCount: 0, spoolBytes: 0, spoolPieces: 0, runTime: 0,
+  paused: '', pausedText: '', pausedSeconds: 0, readingPos: 0, readingSize: 0, readingSeconds: 0,
 };
 
 /** The envelope object of `msg` (hashes as bytes), to encode without our checks. */

@@ -36,9 +36,23 @@ describe('statusMessage', () => {
       type: 'status', phase: '?', message: 'Copying non-tried blocks... Pass 1 (forwards)', pass: 1, pos: 5 * 65536 + 7,
       finishedSize: SIZE - 603_512, nonTriedSize: 600_000, nonTrimmedSize: 1000, nonScrapedSize: 2000, badSectorSize: 512,
       readErrors: 3, currentRate: 1_000_000, averageRate: 900_000, chunk: 5, chunkCount: 16, spoolBytes: 70_000, spoolPieces: 4, runTime: 12,
+      paused: '', pausedText: '', pausedSeconds: 0, readingPos: 0, readingSize: 0, readingSeconds: 0,
     });
     // what it makes always passes the codec
     expect(() => encodeEnvelope(s, DEFAULT_LIMITS)).to.not.throw();
+  });
+
+  it('tells why reading waits and the read the disk has not answered, with their seconds', () => {
+    const now = 1_700_000_000_000;
+    const s = statusMessage(figures(), {
+      chunks: CHUNKS, spool: { count: 4, bytes: 70_000 }, runTime: 12, now,
+      pause: { reason: 'link', text: 'the spool is full and the link is down', since: now - 7_400 },
+      reading: { pos: 0x30000, size: 65536, since: now - 41_900 },
+    });
+    expect([s.paused, s.pausedText, s.pausedSeconds]).to.deep.equal(['link', 'the spool is full and the link is down', 7]);
+    expect([s.readingPos, s.readingSize, s.readingSeconds]).to.deep.equal([0x30000, 65536, 41]);
+    const back = decodeEnvelope(encodeEnvelope(s, DEFAULT_LIMITS), DEFAULT_LIMITS);
+    expect(back).to.deep.equal(s);
   });
 
   it('sends 0 for unbounded or negative figures, the last chunk past the end, and clips long messages', () => {

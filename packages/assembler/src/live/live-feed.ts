@@ -306,7 +306,8 @@ export class LiveFeed implements ReaderStatusSink {
         phase: s.phase, message: printable(s.message, 500), pass: s.pass, pos: s.pos, finishedSize: s.finishedSize, nonTriedSize: s.nonTriedSize,
         nonTrimmedSize: s.nonTrimmedSize, nonScrapedSize: s.nonScrapedSize, badSectorSize: s.badSectorSize, readErrors: s.readErrors,
         currentRate: s.currentRate, averageRate: s.averageRate, chunk: s.chunk, chunkCount: s.chunkCount, spoolBytes: s.spoolBytes,
-        spoolPieces: s.spoolPieces, runTime: s.runTime,
+        spoolPieces: s.spoolPieces, runTime: s.runTime, paused: printable(s.paused, 40), pausedText: printable(s.pausedText, 300),
+        pausedSeconds: s.pausedSeconds, readingPos: s.readingPos, readingSize: s.readingSize, readingSeconds: s.readingSeconds,
       };
       // the reader's texts, shown by the page: no control or bidi characters
       return { id: e.id, ...e.info, peer: printable(e.info.peer, 200), connected: e.connected, ageMs: Math.max(0, now - e.at), status };

@@ -370,7 +370,10 @@ export const PAGE_SCRIPT = String.raw`
       const tr = el('tr', { class: r.connected ? '' : 'gone' });
       const cells = [
         r.peer + (r.connected ? '' : ' (gone)'),
-        PHASES[s.phase] + ', pass ' + s.pass + (s.message ? ' · ' + s.message : ''),
+        PHASES[s.phase] + ', pass ' + s.pass + (s.message ? ' · ' + s.message : '')
+          + (s.paused ? ' · paused ' + duration(s.pausedSeconds) + ': ' + s.pausedText : '')
+          // a read the disk has not answered for 2 s or more: the disk is struggling there
+          + (s.readingSize > 0 && s.readingSeconds >= 2 ? ' · reading ' + bytes(s.readingSize) + ' at ' + hex(s.readingPos) + ' for ' + duration(s.readingSeconds) : ''),
         hex(s.pos) + ' (' + bytes(s.pos) + ')',
         rate(s.currentRate) + ' / ' + rate(s.averageRate),
         String(s.readErrors),

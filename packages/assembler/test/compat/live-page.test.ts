@@ -165,11 +165,13 @@ describe('live page in headless Chromium', function () {
       type: 'status', phase: '*', message: 'Trimming failed blocks...', pass: 1, pos: CHUNKS[22]!.pos + 1024, finishedSize: 8 * 4096 - 512,
       nonTriedSize: SIZE - 8 * 4096, nonTrimmedSize: 0, nonScrapedSize: 0, badSectorSize: 512, readErrors: 1, currentRate: 2_500_000,
       averageRate: 1_800_000, chunk: 22, chunkCount: 256, spoolBytes: 4096, spoolPieces: 1, runTime: 75,
+      paused: 'link', pausedText: 'the spool is full and the link is down', pausedSeconds: 65, readingPos: CHUNKS[22]!.pos + 1024, readingSize: 512, readingSeconds: 31,
     };
     r.send(status);
     await page.waitForFunction(() => ((globalThis as unknown as PageGlobals).document.getElementById('readers-body')?.textContent ?? '').includes('trimming'));
     const row = await page.locator('#readers-body tr').first().textContent();
-    expect(row).to.contain('test-reader').and.contain('23 of 256').and.contain('2.50 MB/s').and.contain('1m 15s');
+    expect(row).to.contain('test-reader').and.contain('23 of 256').and.contain('2.50 MB/s').and.contain('1m 15s')
+      .and.contain('paused 1m 5s: the spool is full and the link is down').and.contain('reading 512 B at').and.contain('for 31s');
     await page.waitForTimeout(100);
     if (process.env.LIVE_SCREENSHOT !== undefined) await writeFile(process.env.LIVE_SCREENSHOT, await page.screenshot({ fullPage: true }));
     expect((page as unknown as { scriptErrors: string[] }).scriptErrors).to.deep.equal([]);

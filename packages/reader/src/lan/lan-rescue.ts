@@ -86,7 +86,10 @@ export async function lanRescue(o: LanRescueOptions, stopSignal: () => NodeJS.Si
       return statusMessage({
         currentStatus: state.currentStatus, currentMessage: state.message, currentPass: state.currentPass, currentPos: s?.ipos ?? state.currentPos,
         readErrors: s?.readErrors ?? 0, cRate: s?.currentRate ?? 0, aRate: s?.averageRate ?? 0, map: job.map,
-      }, { chunks: job.chunks, spool: job.spool, runTime: Math.floor((Date.now() - startMs) / 1000) });
+      }, {
+        chunks: job.chunks, spool: job.spool, runTime: Math.floor((Date.now() - startMs) / 1000),
+        pause: loop?.pause ?? progress.pause, reading: loop?.reading ?? null,
+      });
     });
     const end = await rescueIntoDestination({ job, request: o.request, destination: dest, progress, log, signal: stop.signal });
     if (fatal) throw fatal;

@@ -11,6 +11,8 @@
  * | `chunk`, `chunkCount` | the plan's chunk holding `pos` (from 0) |
  * | `spoolBytes`, `spoolPieces` | the spool |
  * | `runTime` | seconds since the command started |
+ * | `paused*` | why reading waits, what for, and for how long ('' while it reads) |
+ * | `reading*` | the read the reading process is in and its seconds so far (size 0: none) |
  */
 import type { Block, BlockStatus, MapfileStatus } from '@ddferry/mapfile';
 import type { StatusMessage } from '@ddferry/protocol';
@@ -39,6 +41,12 @@ export interface StatusContext {
   readonly spool: { readonly count: number; readonly bytes: number };
   /** Seconds since the rescue command started. */
   readonly runTime: number;
+  /** Why reading waits, or null. `since`: milliseconds since the epoch. */
+  readonly pause?: { readonly reason: string; readonly text: string; readonly since: number } | null | undefined;
+  /** The read the reading process is in, or null. `since`: milliseconds since the epoch. */
+  readonly reading?: { readonly pos: number; readonly size: number; readonly since: number } | null | undefined;
+  /** Milliseconds since the epoch now (default `Date.now()`). */
+  readonly now?: number | undefined;
 }
 
 /** A count fit for the wire: an integer from 0 to 2^53-1 (an unbounded size counts as 0). */
@@ -61,7 +69,10 @@ function chunkAt(chunks: readonly Block[], pos: number): number {
 
 /** The Status for the engine's figures now. */
 export function statusMessage(rb: StatusFigures, ctx: StatusContext): StatusMessage {
-  const message = rb.currentMessage.length > MAX_MESSAGE_CHARS ? `${rb.currentMessage.slice(0, MAX_MESSAGE_CHARS - 1)}…` : rb.currentMessage;
+  const message = clip(rb.currentMessage);
+  const now = ctx.now ?? Date.now();
+  const pause = ctx.pause ?? null;
+  const reading = ctx.reading ?? null;
   return {
     type: 'status',
     phase: rb.currentStatus,
@@ -81,5 +92,16 @@ export function statusMessage(rb: StatusFigures, ctx: StatusContext): StatusMess
     spoolBytes: count(ctx.spool.bytes),
     spoolPieces: count(ctx.spool.count),
     runTime: count(ctx.runTime),
+    paused: pause ? clip(pause.reason) : '',
+    pausedText: pause ? clip(pause.text) : '',
+    pausedSeconds: pause ? count(Math.floor((now - pause.since) / 1000)) : 0,
+    readingPos: reading ? count(reading.pos) : 0,
+    readingSize: reading ? count(reading.size) : 0,
+    readingSeconds: reading ? count(Math.floor((now - reading.since) / 1000)) : 0,
   };
+}
+
+/** `text` cut to `MAX_MESSAGE_CHARS`. */
+function clip(text: string): string {
+  return text.length > MAX_MESSAGE_CHARS ? `${text.slice(0, MAX_MESSAGE_CHARS - 1)}…` : text;
 }
