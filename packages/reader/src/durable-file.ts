@@ -6,6 +6,7 @@
  * |---|---|
  * | `saveFileAtomic(path, data)` | a whole new `path` or the old one, whatever happens: temporary file, fsync, rename, fsync of the folder (`.bak` kept on request) |
  * | `writeFileDurably(folder, name, fill)` | the same for a streamed file: `.NAME.tmp` filled, fsynced, renamed, folder fsynced; on failure the temporary is removed and the error rethrown unchanged (ENOSPC keeps its code) |
+ * | `writeFileUnsynced(path, fill)` | nothing: `path` filled and closed, no fsync (the spool's pieces on their way while the link keeps up; whoever reads it back checks it) |
  * | `syncFolder(folder)` | a rename or unlink in `folder` is durable |
  */
 import { createWriteStream } from 'node:fs';
@@ -46,6 +47,27 @@ export async function writeFileDurably(folder: string, name: string, fill: (out:
     return bytes;
   } finally {
     if (!renamed) await rm(tmp, { force: true });
+  }
+}
+
+/** Fill `path` (created or truncated) and close it, without fsync; on failure it is removed and the error rethrown. @returns the bytes written. */
+export async function writeFileUnsynced(path: string, fill: (out: NodeJS.WritableStream) => Promise<unknown>): Promise<number> {
+  let ok = false;
+  try {
+    const fh = await open(path, 'w');
+    try {
+      const out = createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 1 << 20 });
+      const failed = new Promise<never>((_, reject) => out.once('error', reject));
+      failed.catch(() => undefined);
+      await Promise.race([fill(out), failed]);
+      await Promise.race([new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve()))), failed]);
+      ok = true;
+      return out.bytesWritten;
+    } finally {
+      await fh.close();
+    }
+  } finally {
+    if (!ok) await rm(path, { force: true });
   }
 }
 

@@ -57,6 +57,11 @@ export async function openJobFolder(jobDir: string, o: OpenJobOptions): Promise<
   const seq = await SeqCounter.open(paths.seq, [ledger.maxSeq, ...(await spoolSeqs(paths.spool))]);
   const spool = await Spool.open({ dir: paths.spool, capacity: o.spoolBytes, plan, keys }, seq);
   const map = await CommonMap.open({ path: paths.commonMap, sourceSize: job.sourceSize, hardbs: o.hardbs, commandLine: o.commandLine, saveInterval: o.saveInterval, syncInterval: o.syncInterval });
+  if (spool.adopted.length > 0) {
+    // pieces an interrupted run wrote without fsync, found whole and made durable: the map says so now (R1 held: + only once durable)
+    map.markFinished(spool.adopted.flatMap((p) => p.extents));
+    await map.saveNow();
+  }
   const used = await loadUsedOrder(dir, job.usedOrder);
   return { dir, job, paths, chunks, plan, keys, seq, map, spool, ledger, used };
 }

@@ -1,19 +1,41 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open as openFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import {
   type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle, sealPiece, writeBundle,
 } from '@ddferry/protocol';
 
-import { syncFolder, writeFileDurably } from '../durable-file.js';
+import { syncFolder, writeFileDurably, writeFileUnsynced } from '../durable-file.js';
 import { ReaderError } from '../errors.js';
 import type { SeqCounter } from './seq-counter.js';
 
 const NAME = /^piece-(\d{6,})\.tar$/;
+/** A piece written without fsync (`put` with `sync: false`): whole after a crash of the process, maybe not after a power cut. */
+const UNSYNCED_NAME = /^piece-(\d{6,})\.tar\.unsynced$/;
 
 export function spoolFileName(seq: number): string {
   return `piece-${String(seq).padStart(6, '0')}.tar`;
+}
+
+function unsyncedFileName(seq: number): string {
+  return `${spoolFileName(seq)}.unsynced`;
+}
+
+/** A piece written without fsync, waiting for its receipt or its fsync. */
+interface Unsynced {
+  /** When it was written (ms). */
+  readonly since: number;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+  readonly durable: Promise<void>;
+}
+
+/** Ranges an earlier run's unsynced piece held, found whole and made durable when the spool opened. */
+export interface AdoptedPiece {
+  readonly seq: number;
+  /** The source ranges its data holds (`+`). */
+  readonly extents: ReadonlyArray<{ readonly pos: number; readonly size: number }>;
 }
 
 export interface SpoolOptions {
@@ -36,7 +58,7 @@ export interface SpoolOptions {
 /** The sequence numbers of the pieces in a spool folder (for the job's counter), without opening it. */
 export async function spoolSeqs(dir: string): Promise<number[]> {
   try {
-    return (await readdir(dir)).map((n) => NAME.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]));
+    return (await readdir(dir)).map((n) => NAME.exec(n) ?? UNSYNCED_NAME.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]));
   } catch (err) {
     if ((err as { code?: string }).code === 'ENOENT') return [];
     throw err;
@@ -49,6 +71,15 @@ export async function spoolSeqs(dir: string): Promise<number[]> {
  * wire), written through a temporary name, fsynced and renamed, so a piece in the spool
  * is durable and whole (R1). A piece is deleted only when a receipt names its header
  * hash (R2, R5); the job's counter is saved first, so numbers are never reused.
+ *
+ * While the link keeps up, a piece may be put without fsync (`sync: false`, file
+ * `piece-N.tar.unsynced`): the assembler's receipt usually comes first and the file is
+ * deleted before the kernel writes it, so the disk of PC_A writes nothing. Such a piece is
+ * not durable: `durable(seq)` settles once a receipt removes it or `sync` makes it
+ * durable (fsync, rename to `piece-N.tar`), and only then may the map say `+` (R1). A
+ * process killed meanwhile leaves whole files in the page cache: the next `open` checks
+ * each one (its seal and every frame), makes the sound ones durable and reports their
+ * ranges (`adopted`); a file cut by a power cut fails its seal and is deleted (read again).
  */
 export class Spool {
   readonly dir: string;
@@ -64,6 +95,10 @@ export class Spool {
   #freshBytes = 0;
   readonly #memoryBytes: number;
   #bytes = 0;
+  readonly #unsynced = new Map<number, Unsynced>();
+  #lock: Promise<void> = Promise.resolve();
+  /** Pieces of an earlier run found unsynced and whole by `open`, now durable. */
+  readonly adopted: AdoptedPiece[] = [];
   readonly #addedWaiters: Array<() => void> = [];
   readonly #removedListeners: Array<() => void> = [];
 
@@ -80,7 +115,13 @@ export class Spool {
   static async open(o: SpoolOptions, seq: SeqCounter): Promise<Spool> {
     const s = new Spool(o, seq);
     await mkdir(o.dir, { recursive: true });
+    const unsynced: number[] = [];
     for (const name of await readdir(o.dir)) {
+      const u = UNSYNCED_NAME.exec(name);
+      if (u) {
+        unsynced.push(Number(u[1]));
+        continue;
+      }
       const m = NAME.exec(name);
       if (!m) {
         if (name.endsWith('.tmp')) await rm(join(o.dir, name), { force: true }); // a piece cut by a crash: never counted
@@ -92,7 +133,43 @@ export class Spool {
       s.#bytes += size;
       seq.raise(n);
     }
+    for (const n of unsynced.sort((a, b) => a - b)) {
+      seq.raise(n);
+      await s.#adopt(n);
+    }
     return s;
+  }
+
+  /**
+   * An unsynced piece of an earlier run: checked whole (seal, plan, every frame and
+   * checksum), then fsynced and renamed; a piece that fails is deleted (its ranges are
+   * read again) unless `piece-N.tar` holds it already.
+   */
+  async #adopt(seq: number): Promise<void> {
+    const file = join(this.dir, unsyncedFileName(seq));
+    try {
+      if (this.#sizes.has(seq)) throw new Error('already durable');
+      let piece: OpenedPiece | undefined;
+      for await (const p of readBundle(createReadStream(file), { file, plan: this.#plan, keys: this.#keys })) {
+        if (piece !== undefined || p.seq !== seq) throw new Error('not one piece of its number');
+        piece = p;
+      }
+      if (piece === undefined) throw new Error('empty');
+      const fh = await openFile(file, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(file, join(this.dir, spoolFileName(seq)));
+      await syncFolder(this.dir);
+      const size = (await stat(join(this.dir, spoolFileName(seq)))).size;
+      this.#sizes.set(seq, size);
+      this.#bytes += size;
+      this.adopted.push({ seq, extents: piece.extents.map((e) => ({ pos: e.pos, size: e.size })) });
+    } catch {
+      await rm(file, { force: true });
+    }
   }
 
   /** Bytes held. */
@@ -116,16 +193,19 @@ export class Spool {
   }
 
   /**
-   * Seal a piece and write it durably: `.piece-N.tar.tmp`, fsync, rename, fsync of the folder.
+   * Seal a piece and write it durably: `.piece-N.tar.tmp`, fsync, rename, fsync of the
+   * folder. With `sync: false`, `piece-N.tar.unsynced` without fsync: see the class
+   * comment and `durable`.
    * @returns the sealed piece (its `headerHash` names it in receipts).
    * @throws ReaderError `ERR_SPOOL` (nothing of the piece is left).
    */
-  async put(piece: Piece | SealedPiece): Promise<SealedPiece> {
+  async put(piece: Piece | SealedPiece, options: { readonly sync?: boolean } = {}): Promise<SealedPiece> {
     const sealed = 'header' in piece ? piece : sealPiece(piece, this.#keys);
-    const name = spoolFileName(sealed.seq);
+    const sync = options.sync ?? true;
     let size: number;
     try {
-      size = await writeFileDurably(this.dir, name, (out) => writeBundle(sealed, out, { end: false }));
+      const fill = (out: NodeJS.WritableStream): Promise<number> => writeBundle(sealed, out, { end: false });
+      size = sync ? await writeFileDurably(this.dir, spoolFileName(sealed.seq), fill) : await writeFileUnsynced(join(this.dir, unsyncedFileName(sealed.seq)), fill);
     } catch (err) {
       throw new ReaderError('ERR_SPOOL', this.dir, `${this.dir}: can't write piece ${sealed.seq} to the spool: ${(err as Error).message}.`, {
         cause: err, hint: 'Free space on the disk holding the job folder, then run the same command again.',
@@ -134,12 +214,88 @@ export class Spool {
     this.#sizes.set(sealed.seq, size);
     this.#hashes.set(sealed.seq, sealed.headerHash);
     this.#bytes += size;
+    if (!sync) {
+      let resolve!: () => void;
+      let reject!: (err: Error) => void;
+      const durable = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      durable.catch(() => undefined);
+      this.#unsynced.set(sealed.seq, { since: Date.now(), resolve, reject, durable });
+    }
     if (this.#freshBytes + sealed.dataSize <= this.#memoryBytes) {
       this.#fresh.set(sealed.seq, sealed);
       this.#freshBytes += sealed.dataSize;
     }
     for (const w of this.#addedWaiters.splice(0)) w();
     return sealed;
+  }
+
+  /** Number of unsynced pieces. */
+  get unsyncedCount(): number {
+    return this.#unsynced.size;
+  }
+
+  /**
+   * Settles once piece `seq` is durable: at once for a piece put with fsync (or not
+   * held); for an unsynced one, when a receipt removes it (the image holds it) or `sync`
+   * fsyncs it. Rejects if that fsync fails (`ERR_SPOOL`).
+   */
+  durable(seq: number): Promise<void> {
+    return this.#unsynced.get(seq)?.durable ?? Promise.resolve();
+  }
+
+  /**
+   * Make unsynced pieces durable: those written at least `olderThanMs` ago (all by
+   * default), oldest first: fsync, rename to `piece-N.tar`, one fsync of the folder.
+   * @throws ReaderError `ERR_SPOOL` (the pieces concerned reject their `durable` too).
+   */
+  sync(olderThanMs = 0): Promise<void> {
+    return this.#exclusive(() => this.#sync(olderThanMs));
+  }
+
+  /** Run `fn` after the `sync` or `remove` in progress (they rename and unlink the same files). */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn);
+    this.#lock = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  async #sync(olderThanMs: number): Promise<void> {
+    const now = Date.now();
+    const due = [...this.#unsynced.entries()].filter(([, u]) => now - u.since >= olderThanMs).sort((a, b) => a[0] - b[0]);
+    if (due.length === 0) return;
+    const done: Array<[number, Unsynced]> = [];
+    try {
+      for (const [seq, u] of due) {
+        const file = join(this.dir, unsyncedFileName(seq));
+        const fh = await openFile(file, 'r+');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(file, join(this.dir, spoolFileName(seq)));
+        this.#unsynced.delete(seq);
+        done.push([seq, u]);
+      }
+      if (done.length > 0) await syncFolder(this.dir);
+    } catch (err) {
+      const e = new ReaderError('ERR_SPOOL', this.dir, `${this.dir}: can't make spooled pieces durable: ${(err as Error).message}.`, {
+        cause: err, hint: 'Check the disk holding the job folder (space, errors in the kernel log), then run the same command again.',
+      });
+      for (const [seq, u] of due) {
+        this.#unsynced.delete(seq);
+        u.reject(e);
+      }
+      throw e;
+    }
+    for (const [, u] of done) u.resolve();
+  }
+
+  #path(seq: number): string {
+    return join(this.dir, this.#unsynced.has(seq) ? unsyncedFileName(seq) : spoolFileName(seq));
   }
 
   /** Wait until a piece is added. */
@@ -181,7 +337,7 @@ export class Spool {
    * damaged file is refused, not sent). @throws ProtocolError, ReaderError `ERR_SPOOL`.
    */
   async readSealed(seq: number): Promise<SealedPiece> {
-    const file = join(this.dir, spoolFileName(seq));
+    const file = this.#path(seq);
     for await (const piece of readSealedBundle(createReadStream(file), { file })) {
       openSealedPiece(piece, { keys: this.#keys, plan: this.#plan, file });
       this.#hashes.set(seq, piece.headerHash);
@@ -192,7 +348,7 @@ export class Spool {
 
   /** Read a piece back, opened and checked against the plan. @throws ProtocolError, ReaderError `ERR_SPOOL`. */
   async read(seq: number): Promise<OpenedPiece> {
-    const file = join(this.dir, spoolFileName(seq));
+    const file = this.#path(seq);
     for await (const piece of readBundle(createReadStream(file), { file, plan: this.#plan, keys: this.#keys })) return piece;
     throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`, { hint: 'Delete the file; its ranges are read again.' });
   }
@@ -209,21 +365,36 @@ export class Spool {
     return sealed;
   }
 
-  /** Delete pieces the image holds: the job's counter is saved durably first. */
-  async remove(seqs: readonly number[]): Promise<void> {
+  /**
+   * Delete pieces held durably elsewhere (the image, a stick, or under a new number): the
+   * job's counter is saved durably first. An unsynced piece removed is durable: its
+   * `durable` settles.
+   */
+  remove(seqs: readonly number[]): Promise<void> {
+    return this.#exclusive(() => this.#remove(seqs));
+  }
+
+  async #remove(seqs: readonly number[]): Promise<void> {
     const held = seqs.filter((s) => this.#sizes.has(s));
     if (held.length === 0) return;
     await this.#seq.save();
+    let synced = false;
     for (const seq of held) {
       this.#forget(seq);
       this.#hashes.delete(seq);
-      await unlink(join(this.dir, spoolFileName(seq))).catch((err: unknown) => {
+      const file = this.#path(seq);
+      const u = this.#unsynced.get(seq);
+      this.#unsynced.delete(seq);
+      if (u === undefined) synced = true;
+      await unlink(file).catch((err: unknown) => {
         if ((err as { code?: string }).code !== 'ENOENT') throw err;
       });
       this.#bytes -= this.#sizes.get(seq) ?? 0;
       this.#sizes.delete(seq);
+      u?.resolve();
     }
-    await syncFolder(this.dir);
+    // an unsynced file that comes back after a power cut is found, checked and adopted, or deleted: no folder fsync needed for it
+    if (synced) await syncFolder(this.dir);
     for (const l of this.#removedListeners) l();
   }
 }

@@ -27,17 +27,29 @@ export interface SpoolFigures {
 }
 
 /**
+ * What `store` did: `'stored'` (durable now), `'full'` (nothing of it is kept), or
+ * accepted with `durable` settling once it is durable (a LAN piece on its way: the
+ * assembler's receipt, or an fsync of the spool if the receipt is slow).
+ */
+export type StoreResult = 'stored' | 'full' | { readonly durable: Promise<void> };
+
+/**
  * Where a run's pieces become durable: the local spool (then shipped over the LAN), or
  * a stick. The run loop (run-loop.ts) stores pieces one after the other, in sequence
- * order, and commits a piece's delta to the common map once `store` says it is durable.
- * LAN code and stick code each implement it; the loop knows neither.
+ * order, and commits each piece's delta to the common map once it is durable, in the
+ * same order (R1). LAN code and stick code each implement it; the loop knows neither.
  */
 export interface Destination {
   /**
-   * Make `piece` durable. `'full'` if it does not fit (nothing of it is kept; the loop
-   * stops reading). Other failures throw coded errors.
+   * Make `piece` durable, or accept it and say when it is (see `StoreResult`). `'full'`
+   * if it does not fit (the loop stops reading). Other failures throw coded errors.
    */
-  store(piece: Piece): Promise<'stored' | 'full'>;
+  store(piece: Piece): Promise<StoreResult>;
+  /**
+   * Make every accepted piece durable: `urgent` (a stop) now, else (the end of reading)
+   * after waiting a little for what makes it durable anyway (receipts).
+   */
+  settle?(urgent: boolean): Promise<void>;
   /**
    * Data bytes that may still be read beyond `pending` before reading must wait
    * (`Infinity` if no limit is known).

@@ -13,7 +13,7 @@
  * | data, a status change | into the open piece of its chunk |
  * | the engine saves its map | seal, then once those pieces are durable, save `common.map` |
  * | the reading process is silent for `IDLE_SEAL_MS` inside a read | seal and store what it sent (a hung read holds nothing back) |
- * | a piece is durable | commit its delta; grant more room |
+ * | a piece is stored | grant more room; once it is durable (at once, or a LAN piece on its receipt or fsync), commit its delta, in sequence order |
  * | no room (a full stick) | stop reading; seal and store what was read; end `full` |
  * | the signal aborts | stop reading; store what was read within `STOP_BUDGET_MS`; save; end `aborted` |
  */
@@ -117,20 +117,33 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   const readMax = e.cluster * e.hardbs;
   const builder = new PieceBuilder({ rescueId: o.rescueId, chunks: o.chunks, nextSeq: () => o.seq.next(), sealBytes: o.sealBytes, sealMillis: o.sealMillis });
 
-  // pieces are stored one after the other and committed in that order
+  // pieces are stored one after the other (`chain`), and their deltas committed in the
+  // same order once each is durable (`commits`); map operations follow the commits of
+  // the pieces stored before them
   let chain: Promise<void> = Promise.resolve();
+  let commits: Promise<void> = Promise.resolve();
   let failure: Error | null = null;
   /** Reading stops: the destination can take no more. */
   let full = false;
   /** A piece could be stored nowhere: later ones are not tried. */
   let nowhere = false;
+  /** A piece accepted never became durable: no later delta is committed. */
+  let broken = false;
+  const fail = (err: unknown): void => {
+    failure ??= err as Error;
+  };
   const queue = (op: () => Promise<void> | void): void => {
     chain = chain.then(async () => {
       if (failure === null) await op();
-    }).catch((err: unknown) => {
-      failure ??= err as Error;
-    });
+    }).catch(fail);
   };
+  const afterCommits = (op: () => Promise<void> | void): void => {
+    commits = commits.then(async () => {
+      if (failure === null) await op();
+    }).catch(fail);
+  };
+  /** A map operation, once every piece stored before it is committed. */
+  const queueMap = (op: () => Promise<void> | void): void => queue(() => afterCommits(op));
   const store = (piece: Piece): void => {
     status.storing += 1;
     status.storingBytes += piece.data.length;
@@ -143,8 +156,19 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
           full = true;
           return;
         }
-        map.apply(piece.delta);
-        status.piecesStored += 1;
+        const durable = r === 'stored' ? null : r.durable;
+        // a durable piece is committed whatever fails later; after one that never became durable, none is (their order)
+        commits = commits.then(async () => {
+          if (broken) return;
+          try {
+            if (durable !== null) await durable;
+          } catch (err) {
+            broken = true;
+            throw err;
+          }
+          map.apply(piece.delta);
+          status.piecesStored += 1;
+        }).catch(fail);
       } finally {
         status.storing -= 1;
         status.storingBytes -= piece.data.length;
@@ -153,6 +177,12 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
         else regrant();
       }
     });
+  };
+  /** Every piece stored, made durable and committed. */
+  const settled = async (urgent: boolean): Promise<void> => {
+    await chain;
+    await dest.settle?.(urgent).catch(fail);
+    await commits;
   };
   const sealAndStore = (): void => {
     for (const p of builder.seal()) store(p);
@@ -250,7 +280,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
             sealAndStore();
             const state = ev.state;
             status.state = state;
-            queue(async () => {
+            queueMap(async () => {
               map.setState(state);
               await map.save(ev.force);
             });
@@ -259,14 +289,14 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
           case 'truncate': {
             sealAndStore();
             const end = ev.end;
-            queue(() => map.truncate(end));
+            queueMap(() => map.truncate(end));
             break;
           }
           case 'domainStart': {
             const d = o.reading.domains[ev.index];
             if (d && (e.retrim || e.tryAgain)) {
               sealAndStore();
-              queue(() => map.startEdits(domainOf(d), e));
+              queueMap(() => map.startEdits(domainOf(d), e));
             }
             break;
           }
@@ -344,7 +374,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       // every frame it sent is in: seal the rest and make it durable
       await child.exited;
       sealAndStore();
-      await chain;
+      await settled(false);
       if (failure) throw failure;
       if (!done) throw readingProcessFailed(o.reading.source, child);
       await map.saveNow();
@@ -356,7 +386,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     if (!child.hasExited) child.abandon();
     status.reading = null;
     sealAndStore();
-    const stored = await Promise.race([chain.then(() => true), sleep(STOP_BUDGET_MS).then(() => false)]);
+    const stored = await Promise.race([settled(true).then(() => true), sleep(STOP_BUDGET_MS).then(() => false)]);
     if (!stored) o.log('ddferry-reader: pieces still being written were given up (not claimed in common.map: their ranges are read again next time).');
     if (failure && !o.signal.aborted) throw failure;
     if (status.state) map.setState({ ...status.state, message: status.state.message });
@@ -365,7 +395,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   } catch (err) {
     // the map says what is durable, whatever went wrong
     if (child && !child.hasExited) child.abandon();
-    await Promise.race([chain, sleep(STOP_BUDGET_MS)]);
+    await Promise.race([settled(true), sleep(STOP_BUDGET_MS)]);
     try {
       await map.saveNow();
     } catch (saveErr) {
