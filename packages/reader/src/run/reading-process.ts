@@ -111,7 +111,11 @@ export class ReadingProcess {
     } catch (err) {
       throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process (${(err as Error).message}). Check that ${file} can run, then run the same command again.`, { cause: err });
     }
-    if (child.pid === undefined) throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process with ${file}. Check that it can run, then run the same command again.`);
+    if (child.pid === undefined) {
+      // the 'error' event that tells the same comes later: this error says it
+      child.once('error', () => undefined);
+      throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process with ${file}. Check that it exists and can run (and that /dev/null exists), then run the same command again.`);
+    }
     const p = new ReadingProcess(child, handlers);
     p.#send({ kind: 'init', ...init });
     return p;
