@@ -14,7 +14,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { copyFile, lstat, mkdir, open, readdir, realpath, rename, rm, statfs } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, realpath, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { isSea } from 'node:sea';
@@ -95,12 +95,12 @@ async function findReader(given: string | undefined, host: PrepareStickHost): Pr
   throw new AssemblerError('ERR_PREPARE_NO_READER', candidates.join(', '), `no reader executable here. Make it with 'npm run package' (dist/bin/${STICK_READER}) or give --reader FILE.`);
 }
 
-/** Copy `from` to `dir/name` under a temporary name, fsync, rename: a name that exists is a whole file. */
-async function copyDurably(from: string, dir: string, name: string, mode = 0o644): Promise<void> {
+/** Write `dir/name` under a temporary name with `write`, fsync it, rename it: a name that exists is a whole file. */
+async function writeDurably(dir: string, name: string, write: (tmp: string) => Promise<void>, mode = 0o644): Promise<void> {
   const tmp = join(dir, `.${name}.tmp`);
   await rm(tmp, { force: true });
   try {
-    await copyFile(from, tmp, fsConstants.COPYFILE_EXCL);
+    await write(tmp);
     const fh = await open(tmp, 'r+');
     try {
       await fh.chmod(mode).catch(() => undefined); // FAT32 and exFAT have no modes
@@ -114,22 +114,8 @@ async function copyDurably(from: string, dir: string, name: string, mode = 0o644
   }
 }
 
-async function writeDurably(dir: string, name: string, text: string): Promise<void> {
-  const tmp = join(dir, `.${name}.tmp`);
-  await rm(tmp, { force: true });
-  try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, join(dir, name));
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
+const copyDurably = (from: string, dir: string, name: string, mode?: number): Promise<void> =>
+  writeDurably(dir, name, (tmp) => copyFile(from, tmp, fsConstants.COPYFILE_EXCL), mode);
 
 /** JOBDIR, given as itself or as its job.json. */
 async function jobFolderOf(plan: string): Promise<string> {
@@ -280,7 +266,7 @@ export async function runPrepareStick(argv: readonly string[], io: CliIo, versio
       io.stderr(`ddferry-assembler: ${to}: the plan of ${jobDir} (job.json, common.map, chunks; not its token)\n`);
     }
     const readme = stickReadme({ version, readerBytes, stickBytes, plan: jobDir !== undefined, tokenFile: tokenFile === undefined ? undefined : resolve(tokenFile), preparedOn: `${hostname()}, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC` });
-    await writeDurably(stick, STICK_README, readme);
+    await writeDurably(stick, STICK_README, (tmp) => writeFile(tmp, readme, { flag: 'wx' }));
     io.stderr(`ddferry-assembler: ${join(stick, STICK_README)}: how to run it on PC_A\n`);
   } catch (err) {
     if (err instanceof AssemblerError) throw err;
