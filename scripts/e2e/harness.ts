@@ -7,12 +7,33 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const READER = join(ROOT, 'packages', 'reader', 'bin', 'ddferry-reader.js');
-export const ASSEMBLER = join(ROOT, 'packages', 'assembler', 'bin', 'ddferry-assembler.js');
+
+/**
+ * DDFERRY_E2E_BIN=DIR runs the programs as DIR's executables (`npm run package` makes
+ * them in dist/bin) instead of Node with the workspace's bin scripts. Start them with
+ * `command([READER, ...args])`.
+ */
+export const BIN_DIR = process.env.DDFERRY_E2E_BIN === undefined || process.env.DDFERRY_E2E_BIN === '' ? undefined : resolve(process.env.DDFERRY_E2E_BIN);
+
+function program(name: string, pkg: string): string {
+  if (BIN_DIR === undefined) return join(ROOT, 'packages', pkg, 'bin', `${name}.js`);
+  const exe = join(BIN_DIR, name);
+  if (!existsSync(exe)) throw new Error(`DDFERRY_E2E_BIN=${BIN_DIR}: ${exe} is missing: run npm run package first`);
+  return exe;
+}
+
+export const READER = program('ddferry-reader', 'reader');
+export const ASSEMBLER = program('ddferry-assembler', 'assembler');
+export const MAPTOOL = program('ddferry-map', 'mapfile');
+
+/** The file and arguments that run `argv` ([READER or ASSEMBLER or MAPTOOL, ...args]): Node and the bin script, or the executable itself. */
+export function command(argv: readonly string[]): [string, string[]] {
+  return BIN_DIR === undefined ? [process.execPath, [...argv]] : [argv[0]!, argv.slice(1)];
+}
 
 export interface Block {
   readonly pos: number;
@@ -107,7 +128,7 @@ export function makeScenario(options: {
 
 /** `ddferry-reader plan SOURCE s.job ARGS`; throws with its stderr if it fails. */
 export function planScenario(s: Scenario, source: string, args: readonly string[]): void {
-  const r = spawnSync(process.execPath, [READER, 'plan', source, s.job, ...args], { encoding: 'utf8' });
+  const r = spawnSync(...command([READER, 'plan', source, s.job, ...args]), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ddferry-reader plan ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
 }
 
@@ -153,7 +174,7 @@ export interface Assembler {
 
 /** Start `ddferry-assembler serve` on 127.0.0.1 port 0 (or `port`) and wait for its address. */
 export function startAssembler(s: Scenario, port = 0): Promise<Assembler> {
-  const child = spawn(process.execPath, [ASSEMBLER, 'serve', s.image, '--listen', `127.0.0.1:${port}`, '--token-file', s.token], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...command([ASSEMBLER, 'serve', s.image, '--listen', `127.0.0.1:${port}`, '--token-file', s.token]), { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   let out = '';
   const ended = track(child);
@@ -185,7 +206,7 @@ export interface Reader {
 
 /** Start `ddferry-reader rescue JOB --to URL`. */
 export function startReader(s: Scenario, url: string, extra: readonly string[] = []): Reader {
-  const child = spawn(process.execPath, [READER, 'rescue', s.job, '--to', url, '--token-file', s.token, '-q', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(...command([READER, 'rescue', s.job, '--to', url, '--token-file', s.token, '-q', ...extra]), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => {
     err += d.toString();
@@ -314,12 +335,10 @@ export function checkMapfile(file: string, size: number, text = readFileSync(fil
   }
   if (status === undefined) fail('no status line');
   if (p !== size) fail(`the blocks cover [0, ${p}), not the source's [0, ${size})`);
-  const r = spawnSync(process.execPath, [MAPTOOL, 'ddrescuelog', '-t', file], { encoding: 'utf8' });
+  const r = spawnSync(...command([MAPTOOL, 'ddrescuelog', '-t', file]), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ddferry-map ddrescuelog -t ${file} exited ${r.status}: ${r.stderr}`);
   return { blocks: compact(blocks), finished: /^# Finished$/m.test(text), text };
 }
-
-export const MAPTOOL = join(ROOT, 'packages', 'mapfile', 'bin', 'ddferry-map.js');
 
 /** A sealed piece in JOBDIR/spool, as its manifest describes it. */
 export interface SpoolPiece {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 
 import {
-  READER, type Scenario, blocksOf, checkImage, commonMapBlocks, compact, ddrescueFinalMap, makeScenario, startAssembler, startReader,
+  READER, type Scenario, blocksOf, checkImage, command, commonMapBlocks, compact, ddrescueFinalMap, makeScenario, startAssembler, startReader,
 } from './harness.js';
 
 /** GNU ddrescue run chunk after chunk with the job's chunk maps (the manual recipe). */
@@ -81,7 +81,7 @@ describe('LAN pipeline: ddferry-reader rescue -> ddferry-assembler serve', funct
     s = makeScenario({ size: 4 * MiB, bad: [], chunkSize: '1MiB' });
     const other = join(s.dir, 'other.bin');
     spawnSync('truncate', ['-s', String(3 * MiB), other]);
-    const r = spawnSync(process.execPath, [READER, 'rescue', s.job, '--to', 'ws://127.0.0.1:9', '--source', other], { encoding: 'utf8' });
+    const r = spawnSync(...command([READER, 'rescue', s.job, '--to', 'ws://127.0.0.1:9', '--source', other]), { encoding: 'utf8' });
     expect(r.status).to.equal(1);
     expect(r.stderr).to.match(/ERR_JOB_WRONG_DEVICE/);
     expect(r.stderr).to.match(/planned: .*4194304 bytes/);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 
 import {
-  ASSEMBLER, READER, type Scenario, blocksOf, checkImage, commonMapBlocks, compact, ddrescueFinalMap, killAll, makeScenario, prng, randInt, testSeed,
+  ASSEMBLER, READER, type Scenario, blocksOf, checkImage, command, commonMapBlocks, compact, ddrescueFinalMap, killAll, makeScenario, prng, randInt, testSeed,
 } from './harness.js';
 
 const MIB = 1 << 20;
@@ -27,7 +27,7 @@ interface Run {
 
 /** Run a command; with `killAfterMs`, SIGKILL it then (if it still runs). */
 function run(args: readonly string[], killAfterMs?: number): Promise<Run> {
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(...command(args), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();

@@ -14,6 +14,7 @@ import { IMPORT_DDRESCUE_USAGE, runImportDdrescue } from './import-ddrescue.js';
 
 export type { CliIo } from './cli-io.js';
 import { pageUrls } from './live/live-server.js';
+import { PREPARE_STICK_USAGE, runPrepareStick } from './prepare-stick.js';
 import { AssemblerProgress } from './progress.js';
 import { assemblerDisplay, parseProgressInterval } from './progress-view.js';
 import type { Log } from './server.js';
@@ -37,6 +38,9 @@ Commands:
         merge chunk files made on PC_A with 'ddrescue -m' (see import-ddrescue --help)
   token [FILE]
         make a shared token for --token-file (see token --help)
+  prepare-stick DIR [--plan JOBDIR] [--token-file FILE]
+        write the reader executable and how to run it on PC_A onto the stick
+        mounted at DIR, never the token (see prepare-stick --help)
   help [COMMAND]    this text, or the command's
   -V, --version     the version
 
@@ -88,7 +92,7 @@ Options:
 
 /** Each command's own help. */
 const COMMAND_USAGE: Readonly<Record<string, string>> = {
-  serve: SERVE_USAGE, import: IMPORT_USAGE, 'import-ddrescue': IMPORT_DDRESCUE_USAGE, token: TOKEN_USAGE,
+  serve: SERVE_USAGE, import: IMPORT_USAGE, 'import-ddrescue': IMPORT_DDRESCUE_USAGE, token: TOKEN_USAGE, 'prepare-stick': PREPARE_STICK_USAGE,
 };
 
 /** Where the command writes. */
@@ -176,8 +180,9 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     return status;
   };
   if (argv[0] === 'import') return runImport(argv.slice(1), io, signal);
-  if (argv[0] === 'import-ddrescue' || argv[0] === 'token') {
+  if (argv[0] === 'import-ddrescue' || argv[0] === 'token' || argv[0] === 'prepare-stick') {
     try {
+      if (argv[0] === 'prepare-stick') return await runPrepareStick(argv.slice(1), io, VERSION);
       return await (argv[0] === 'token' ? runToken(argv.slice(1), io) : runImportDdrescue(argv.slice(1), io, signal));
     } catch (err) {
       return fail(err instanceof TypeError && errnoOf(err)?.startsWith('ERR_PARSE_ARGS_') === true ? new AssemblerError('ERR_USAGE', argv[0], messageOf(err)) : err);
@@ -185,7 +190,7 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
   }
   if (argv[0] === 'help') {
     const usage = argv[1] === undefined ? USAGE : COMMAND_USAGE[argv[1]];
-    if (usage === undefined) return fail(new AssemblerError('ERR_USAGE', argv[1] ?? 'help', 'No such command; the commands are serve, import, import-ddrescue and token.'));
+    if (usage === undefined) return fail(new AssemblerError('ERR_USAGE', argv[1] ?? 'help', 'No such command; the commands are serve, import, import-ddrescue, token and prepare-stick.'));
     io.stdout(usage);
     return EXIT.ok;
   }

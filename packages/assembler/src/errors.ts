@@ -41,7 +41,11 @@ export type AssemblerErrorCode =
   | 'ERR_IMPORT_AMBIGUOUS'
   | 'ERR_IMPORT_STICK_READ'
   | 'ERR_IMPORT_BUNDLE_NOT_FILE'
-  | 'ERR_IMPORT_RECEIPT_WRITE';
+  | 'ERR_IMPORT_RECEIPT_WRITE'
+  | 'ERR_PREPARE_NO_READER'
+  | 'ERR_PREPARE_PLAN'
+  | 'ERR_PREPARE_TOKEN_ON_STICK'
+  | 'ERR_PREPARE_WRITE';
 
 /** A refusal or failure of the assembler; the message names `subject` and says what to do. */
 export class AssemblerError extends Error {

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { basename } from 'node:path';
+import { isSea } from 'node:sea';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 
@@ -6,13 +8,44 @@ import { ReaderError } from '../errors.js';
 import { type FrameHandlers, FrameDecoder } from './frame-decoder.js';
 import { READING_PROCESS_ARG, type ReadingControl, type ReadingInit, encodeControl } from './reading-messages.js';
 
-/** The command that starts a reading process: this Node, its loader options, and the reader's entry. */
-export function readingProcessCommand(): { file: string; args: string[] } {
-  const own = import.meta.url;
-  // under a TypeScript loader (tests) the entry is main.ts beside this file's folder
-  const entry = fileURLToPath(new URL(own.endsWith('.ts') ? '../main.ts' : '../main.js', own));
-  const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
-  return { file: process.execPath, args: [...execArgv, entry, READING_PROCESS_ARG] };
+/** Where the running reader comes from, as `readingProcessCommand` needs it. */
+export interface ReadingProcessHost {
+  /** The running executable: Node, or a single executable application (SEA). */
+  readonly execPath: string;
+  /** Node's own options of this process (`--import tsx`, ...). */
+  readonly execArgv: readonly string[];
+  /** The URL of the module holding `readingProcessCommand`: `run/reading-process.js`, its `.ts`, or a bundle. */
+  readonly moduleUrl: string;
+  /** True in a SEA: the executable is the program, with no entry script. */
+  readonly isSea: boolean;
+}
+
+/** This process, as `readingProcessCommand` sees it. */
+export function currentHost(): ReadingProcessHost {
+  return { execPath: process.execPath, execArgv: process.execArgv, moduleUrl: import.meta.url, isSea: isSea() };
+}
+
+/**
+ * The command that starts a reading process, the reader's own program with `__reading-process`:
+ *
+ * | the reader runs as | command |
+ * |---|---|
+ * | a SEA (`dist/bin/ddferry-reader`) | `EXECUTABLE __reading-process` |
+ * | the workspace (`bin/ddferry-reader.js`, `dist/`) | `NODE [execArgv] dist/main.js __reading-process` |
+ * | its TypeScript under a loader (tests) | `NODE [execArgv] src/main.ts __reading-process` |
+ * | a bundle (`ddferry-reader.mjs`) | `NODE [execArgv] ddferry-reader.mjs __reading-process` |
+ *
+ * A bundle is the module that is neither `reading-process.js` nor `.ts`: the reader's
+ * code is in one file, which is its own entry. `--inspect*` options are not passed on
+ * (the port would be taken).
+ */
+export function readingProcessCommand(host: ReadingProcessHost = currentHost()): { file: string; args: string[] } {
+  if (host.isSea) return { file: host.execPath, args: [READING_PROCESS_ARG] };
+  const own = new URL(host.moduleUrl);
+  const name = basename(own.pathname);
+  const entry = name === 'reading-process.ts' ? new URL('../main.ts', own) : name === 'reading-process.js' ? new URL('../main.js', own) : own;
+  const execArgv = host.execArgv.filter((a) => !a.startsWith('--inspect'));
+  return { file: host.execPath, args: [...execArgv, fileURLToPath(entry), READING_PROCESS_ARG] };
 }
 
 /** Longest stderr text of the reading process kept for an error message. */
@@ -78,7 +111,11 @@ export class ReadingProcess {
     } catch (err) {
       throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process (${(err as Error).message}). Check that ${file} can run, then run the same command again.`, { cause: err });
     }
-    if (child.pid === undefined) throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process with ${file}. Check that it can run, then run the same command again.`);
+    if (child.pid === undefined) {
+      // the 'error' event that tells the same comes later: this error says it
+      child.once('error', () => undefined);
+      throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process with ${file}. Check that it exists and can run (and that /dev/null exists), then run the same command again.`);
+    }
     const p = new ReadingProcess(child, handlers);
     p.#send({ kind: 'init', ...init });
     return p;
