@@ -49,7 +49,7 @@ export interface SpoolOptions {
   readonly keys: RescueKeys;
   /**
    * Bytes of pieces kept in memory after `put` until `take` hands them to the shipper
-   * (default 32 MiB), so a piece on its way is not read back and checked again; beyond
+   * (default 16 MiB), so a piece on its way is not read back and checked again; beyond
    * that, and after a restart, `take` reads the file.
    */
   readonly memoryBytes?: number;
@@ -108,7 +108,7 @@ export class Spool {
     this.#seq = seq;
     this.#plan = o.plan;
     this.#keys = o.keys;
-    this.#memoryBytes = o.memoryBytes ?? 32 << 20;
+    this.#memoryBytes = o.memoryBytes ?? 16 << 20;
   }
 
   /** Open the spool folder, counting the pieces left by an earlier run. */

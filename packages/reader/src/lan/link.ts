@@ -21,7 +21,7 @@ export interface LinkOptions {
   readonly sectorSize: number;
   readonly spool: Spool;
   readonly limits?: Limits;
-  /** Unacknowledged bytes in flight at most (default 64 MiB). */
+  /** Unacknowledged bytes in flight at most (default 32 MiB: a gigabit link for about a quarter of a second, the time a receipt takes). */
   readonly windowBytes?: number;
   /** Messages for the user (stderr). */
   readonly log: (line: string) => void;
@@ -444,7 +444,7 @@ export class Link {
       flightWaiter = null;
       w?.();
     });
-    const window = o.windowBytes ?? 64 << 20;
+    const window = o.windowBytes ?? 32 << 20;
     const frames = new FramePool(this.#limits.maxFrameBytes + 64);
     for (;;) {
       const c = closed();

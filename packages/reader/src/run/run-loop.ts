@@ -99,6 +99,11 @@ export const IDLE_SEAL_MS = 2000;
 const STOP_LISTEN_MS = 300;
 /** After a stop, how long stores may still take before they are given up (not durable, not claimed). */
 const STOP_BUDGET_MS = 1800;
+/**
+ * Bytes read and not yet stored (open and sealed pieces) at most: when storing lags
+ * (sealing, a slow spool disk), reading waits rather than filling memory (peak RSS).
+ */
+const MEMORY_AHEAD_BYTES = 40 << 20;
 /** Grants go out when they grow by this much (or at once when the reading process waits). */
 const GRANT_STEP = 1 << 20;
 
@@ -192,6 +197,11 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     return { pieces: b.pieces + status.storing, bytes: b.bytes + status.storingBytes, ranges: b.ranges };
   };
 
+  /** What may be read now: the destination's room, and at most `MEMORY_AHEAD_BYTES` held in memory before they are stored. */
+  const roomNow = (): number => {
+    const p = pending();
+    return Math.min(dest.room(p), Math.max(MEMORY_AHEAD_BYTES, 2 * readMax) - p.bytes);
+  };
   let received = 0;
   let granted = 0;
   let waiting = false;
@@ -209,7 +219,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   };
   const regrant = (): void => {
     if (child === null || !started) return;
-    const room = dest.room(pending());
+    const room = roomNow();
     const allowed = room === Number.POSITIVE_INFINITY ? Number.MAX_SAFE_INTEGER : received + Math.max(0, Math.floor(room));
     if (allowed >= granted + GRANT_STEP || (waiting && allowed > granted)) {
       child.grant(allowed);
@@ -234,7 +244,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   const abort = (): void => poke();
   o.signal.addEventListener('abort', abort);
   try {
-    child = ReadingProcess.start({ ...init, grant: Math.max(0, Math.floor(Math.min(dest.room(pending()), Number.MAX_SAFE_INTEGER))) }, {
+    child = ReadingProcess.start({ ...init, grant: Math.max(0, Math.floor(Math.min(roomNow(), Number.MAX_SAFE_INTEGER))) }, {
       read(pos, size) {
         if (builder.isDue()) sealAndStore();
         status.reading = { pos, size, since: Date.now() };
