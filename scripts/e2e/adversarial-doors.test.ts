@@ -16,10 +16,9 @@ import { expect } from 'chai';
 import WebSocket from 'ws';
 
 import { closedOf, frameHeader, handUpgrade } from '../../packages/assembler/test/raw-socket.js';
-import { ASSEMBLER, type Scenario, checkImage, killAll, makeScenario, sleep, startReader } from './harness.js';
+import { ASSEMBLER, type Scenario, checkImage, killAll, makeScenario, secretOf, sleep, startReader } from './harness.js';
 
 const MiB = 1 << 20;
-const SECRET = 'a shared secret for the test';
 /** The attacker's address; the reader comes from 127.0.0.1. */
 const ATTACKER = '127.0.0.2';
 
@@ -267,7 +266,7 @@ describe('adversarial doors: a real assembler under attack (issue 13)', function
     for (let i = 0; i < 16; i++) {
       const p = new Peer(served.url, '127.0.0.1');
       expect(await p.opened).to.equal(true);
-      expect((await p.handshake(SECRET, helloOf(rescueId, fingerprint, 1024 * MiB)))?.type).to.equal('welcome');
+      expect((await p.handshake(secretOf(s), helloOf(rescueId, fingerprint, 1024 * MiB)))?.type).to.equal('welcome');
       peers.push(p);
     }
     await sleep(300);
