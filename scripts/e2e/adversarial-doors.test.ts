@@ -10,16 +10,16 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 
 import {
-  type Fingerprint, type Message, authHmac, decodeEnvelope, encodeEnvelope, makeNonce, makeRescueId, PROTOCOL_VERSION,
+  type Fingerprint, type Message, authHmac, decodeEnvelope, deriveRescueKeys, encodeEnvelope, encodePieceFrames, makeExtent, makeNonce, makeRescueId,
+  PROTOCOL_VERSION, sealPiece,
 } from '@ddferry/protocol';
 import { expect } from 'chai';
 import WebSocket from 'ws';
 
 import { closedOf, frameHeader, handUpgrade } from '../../packages/assembler/test/raw-socket.js';
-import { ASSEMBLER, type Scenario, checkImage, killAll, makeScenario, sleep, startReader } from './harness.js';
+import { ASSEMBLER, type Scenario, checkImage, killAll, makeScenario, secretOf, sleep, startReader } from './harness.js';
 
 const MiB = 1 << 20;
-const SECRET = 'a shared secret for the test';
 /** The attacker's address; the reader comes from 127.0.0.1. */
 const ATTACKER = '127.0.0.2';
 
@@ -63,6 +63,26 @@ async function serveImage(image: string, token: string, o: { wrapper?: readonly 
       await exited;
     },
   };
+}
+
+/** A file's text, or '' if it does not exist. */
+function readIfThere(file: string): string {
+  try {
+    return readFileSync(file, 'latin1');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+}
+
+/** Poll `check` every 100 ms for at most `ms`; whether it became true. */
+async function waitForFile(check: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) return false;
+    await sleep(100);
+  }
+  return true;
 }
 
 /** VmRSS and VmHWM of a process, in bytes. */
@@ -267,30 +287,33 @@ describe('adversarial doors: a real assembler under attack (issue 13)', function
     for (let i = 0; i < 16; i++) {
       const p = new Peer(served.url, '127.0.0.1');
       expect(await p.opened).to.equal(true);
-      expect((await p.handshake(SECRET, helloOf(rescueId, fingerprint, 1024 * MiB)))?.type).to.equal('welcome');
+      expect((await p.handshake(secretOf(s), helloOf(rescueId, fingerprint, 1024 * MiB)))?.type).to.equal('welcome');
       peers.push(p);
     }
+    // a valid sealed piece of 64 MiB (a token holder may send it): its header authenticates, so
+    // without the memory budget each connection would allocate its 64 MiB at once
+    const data = Buffer.alloc(size, 0x5a);
+    const sealed = sealPiece({ rescueId, seq: 1, chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size, status: '+' }], data }, deriveRescueKeys(secretOf(s), rescueId));
+    const messages = [...encodePieceFrames(sealed)];
     await sleep(300);
     const before = memoryOf(pid);
-    const frame = Buffer.alloc(4 * MiB - 64, 0x5a);
-    const header = encodeEnvelope({ type: 'pieceHeader', seq: 1, chunk: 0, extents: [{ pos: 0, size, xxh64: 0n }], delta: [{ pos: 0, size, status: '+' }], dataSize: size });
     const started = performance.now();
     await Promise.all(peers.map(async (p) => {
-      p.ws.send(header);
-      for (let offset = 0; offset < size && performance.now() - started < 20_000;) {
+      for (let i = 0; i < messages.length && performance.now() - started < 20_000;) {
         if (p.ws.bufferedAmount > 8 * MiB) {
           await sleep(20);
           continue;
         }
-        const n = Math.min(frame.length, size - offset);
-        p.ws.send(encodeEnvelope({ type: 'pieceData', seq: 1, offset, data: frame.subarray(0, n) }));
-        offset += n;
+        p.ws.send(messages[i++]!);
       }
     }));
     await sleep(500);
     const after = memoryOf(pid);
     console.log(`      RSS ${(before.rss / MiB).toFixed(0)} MiB before, peak ${(after.hwm / MiB).toFixed(0)} MiB with 16 pieces of 64 MiB under way (--max-memory 128M)`);
     expect(after.hwm - before.rss).to.be.below(128 * MiB + 96 * MiB);
+    // the pieces were real: the first one granted memory is merged whole
+    const merged = await waitForFile(() => /^0x00000000 +0x04000000 +\+$/m.test(readIfThere(`${image}.map`)), 20_000);
+    expect(merged, `IMAGE.map holds the 64 MiB piece: ${readIfThere(`${image}.map`)}\nassembler: ${served.stderr().slice(-2000)}`).to.equal(true);
     for (const p of peers) p.ws.terminate();
   });
 });

@@ -1,7 +1,8 @@
 /**
  * End-to-end helpers: real `ddferry-reader` and `ddferry-assembler` processes on
- * 127.0.0.1 port 0, a simulated failing disk (GNU ddrescue test map), and checks of the
- * image against the source.
+ * 127.0.0.1 port 0, a simulated failing disk (GNU ddrescue test map), a shared token,
+ * and checks of the image against the source. Spooled pieces and stick bundles are
+ * sealed: the checks open them with the rescue's keys (derived from the token).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,12 @@ import { type AddressInfo, type Server, type Socket, connect, createServer } fro
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { planChunks } from '@ddferry/mapfile';
+import {
+  type OpenedPiece, type PiecePlan, type RescueId, type RescueKeys, type SealedPiece, deriveRescueKeys, headerHashOf, makeSecretText,
+  normalizeSecretText, openSealedPiece, readSealedHeaderFields, TAG_BYTES, xxh64,
+} from '@ddferry/protocol';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -93,6 +100,11 @@ export interface Scenario {
   readonly dir: string;
   readonly source: string;
   readonly testMap: string;
+  /**
+   * The shared token file (mode 600): a fresh strong token given to `plan --token-file`
+   * (so `rescue` uses it without `--token-file`), or with `token: 'job'` the
+   * `JOBDIR/token` that `plan` made. Serve and import get it with `--token-file`.
+   */
   readonly token: string;
   readonly job: string;
   readonly image: string;
@@ -103,19 +115,25 @@ export interface Scenario {
 /**
  * A folder with a simulated failing disk, its test map, a token and a job planned over
  * the test map with `planArgs` added; with `plan: false` no job yet (`planScenario`).
+ * `token`: `'given'` (default) writes a fresh token (`makeSecretText`, 140 bits) to
+ * DIR/token and plans with `--token-file` it; `'job'` lets `plan` make `JOBDIR/token`.
  */
 export function makeScenario(options: {
-  size: number; bad: ReadonlyArray<readonly [number, number]>; chunkSize: string; seed?: number; plan?: boolean; planArgs?: readonly string[];
+  size: number; bad: ReadonlyArray<readonly [number, number]>; chunkSize: string; seed?: number; plan?: boolean; planArgs?: readonly string[]; token?: 'given' | 'job';
 }): Scenario {
   const dir = mkdtempSync(join(tmpdir(), 'ddferry-e2e-'));
   const source = join(dir, 'disk.bin');
   writeFileSync(source, makeSource(options.size, options.seed ?? 1));
   const tm = join(dir, 'disk.testmap');
   writeFileSync(tm, testMap(options.size, options.bad));
-  const token = join(dir, 'token');
-  writeFileSync(token, 'a shared secret for the test\n');
-  chmodSync(token, 0o600);
-  const s = { dir, source, testMap: tm, token, job: join(dir, 'job'), image: join(dir, 'image.raw'), size: options.size, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  const job = join(dir, 'job');
+  let token = join(job, 'token');
+  if (options.token !== 'job') {
+    token = join(dir, 'token');
+    writeFileSync(token, `${makeSecretText()}\n`, { mode: 0o600 });
+    chmodSync(token, 0o600);
+  }
+  const s = { dir, source, testMap: tm, token, job, image: join(dir, 'image.raw'), size: options.size, remove: () => rmSync(dir, { recursive: true, force: true }) };
   if (options.plan === false) return s;
   try {
     planScenario(s, source, ['--chunk-size', options.chunkSize, '--test-mode', tm, ...(options.planArgs ?? [])]);
@@ -126,10 +144,44 @@ export function makeScenario(options: {
   return s;
 }
 
-/** `ddferry-reader plan SOURCE s.job ARGS`; throws with its stderr if it fails. */
+/** `ddferry-reader plan SOURCE s.job ARGS` (with `--token-file s.token` unless plan makes JOBDIR/token); throws with its stderr if it fails. */
 export function planScenario(s: Scenario, source: string, args: readonly string[]): void {
-  const r = spawnSync(...command([READER, 'plan', source, s.job, ...args]), { encoding: 'utf8' });
+  const tokenArgs = s.token === join(s.job, 'token') ? [] : ['--token-file', s.token];
+  const r = spawnSync(...command([READER, 'plan', source, s.job, ...tokenArgs, ...args]), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ddferry-reader plan ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  if (!existsSync(s.token)) throw new Error(`ddferry-reader plan made no token file ${s.token}: ${r.stdout}${r.stderr}`);
+}
+
+/** The shared secret of the scenario, as both sides read it from the token file. */
+export function secretOf(s: Scenario): string {
+  return normalizeSecretText(readFileSync(s.token, 'utf8'));
+}
+
+interface JobJson {
+  readonly rescueId: string;
+  readonly sourceSize: number;
+  readonly sectorSize: number;
+  readonly chunkSize: number;
+}
+
+function jobJson(s: Scenario): JobJson {
+  return JSON.parse(readFileSync(join(s.job, 'job.json'), 'utf8')) as JobJson;
+}
+
+/** The rescue's keys (`deriveRescueKeys` of the token and the job's rescue id). */
+export function keysOf(s: Scenario): RescueKeys {
+  return deriveRescueKeys(secretOf(s), jobJson(s).rescueId);
+}
+
+/** The job's plan, as the assembler checks pieces against it. */
+export function planOf(s: Scenario): PiecePlan & { readonly rescueId: RescueId } {
+  const j = jobJson(s);
+  return { rescueId: j.rescueId as RescueId, sourceSize: j.sourceSize, sectorSize: j.sectorSize, chunks: planChunks({ sourceSize: j.sourceSize, sectorSize: j.sectorSize, chunkSize: j.chunkSize }) };
+}
+
+/** The arguments of `ddferry-assembler import DIR IMAGE --token-file TOKEN` (after the assembler's path). */
+export function importArgs(s: Scenario, dir: string): string[] {
+  return [ASSEMBLER, 'import', dir, s.image, '--token-file', s.token];
 }
 
 export interface Exit {
@@ -340,17 +392,28 @@ export function checkMapfile(file: string, size: number, text = readFileSync(fil
   return { blocks: compact(blocks), finished: /^# Finished$/m.test(text), text };
 }
 
-/** A sealed piece in JOBDIR/spool, as its manifest describes it. */
+/** A sealed piece in JOBDIR/spool or on a stick, opened with the rescue's keys. */
 export interface SpoolPiece {
   readonly file: string;
   readonly seq: number;
+  /** The header hash of its sealed form: its identity in receipts. */
+  readonly headerHash: string;
   /** Ranges whose data the piece holds (its `+` ranges). */
   readonly extents: ReadonlyArray<{ readonly pos: number; readonly size: number }>;
+  /** Every range the piece speaks for, with its status. */
+  readonly delta: ReadonlyArray<{ readonly pos: number; readonly size: number; readonly status: string }>;
+}
+
+/** An entry of a ustar file: name, bytes, and where the bytes start in the file. */
+export interface TarEntry {
+  readonly name: string;
+  readonly data: Buffer;
+  readonly at: number;
 }
 
 /** The entries of a ustar file: name and bytes. */
-export function tarEntries(buf: Buffer): Array<{ name: string; data: Buffer }> {
-  const out: Array<{ name: string; data: Buffer }> = [];
+export function tarEntries(buf: Buffer): TarEntry[] {
+  const out: TarEntry[] = [];
   let off = 0;
   while (off + 512 <= buf.length) {
     const h = buf.subarray(off, off + 512);
@@ -359,28 +422,94 @@ export function tarEntries(buf: Buffer): Array<{ name: string; data: Buffer }> {
     const prefix = h.subarray(345, 500).toString('utf8').replace(/\0.*$/s, '');
     const size = parseInt(h.subarray(124, 136).toString('ascii').replace(/\0.*$/s, '').trim() || '0', 8);
     if (!Number.isSafeInteger(size) || off + 512 + size > buf.length) throw new Error(`a tar entry "${name}" of ${size} bytes runs past the end of the file`);
-    out.push({ name: prefix ? `${prefix}/${name}` : name, data: buf.subarray(off + 512, off + 512 + size) });
+    out.push({ name: prefix ? `${prefix}/${name}` : name, data: buf.subarray(off + 512, off + 512 + size), at: off + 512 });
     off += 512 + Math.ceil(size / 512) * 512;
   }
   return out;
 }
 
+/** A bundle file read whole: its entries and its pieces, each opened and checked. */
+export interface BundleFile {
+  readonly file: string;
+  readonly entries: TarEntry[];
+  readonly pieces: SpoolPiece[];
+}
+
 /**
- * The pieces held in JOBDIR/spool (`piece-NNNNNN.tar`; temporaries ignored). A file
- * deleted while this runs was acknowledged (R2) and is skipped. With `source`, each
- * piece's data is compared with the source (R1: what the spool holds is what was read).
+ * Read a bundle (`piece-NNNNNN.tar`: per piece a sealed header entry, then its sealed
+ * frames) and open every piece with the rescue's keys, checked against the plan as the
+ * assembler checks it (seal, frames, xxh64). With `source`, each extent's data is
+ * compared with the source (R1: what the spool or stick holds is what was read).
+ * @throws Error naming the file for a partial, unsealed or damaged bundle.
+ */
+export function readBundleFile(file: string, buf: Buffer, keys: RescueKeys, plan: PiecePlan, source?: Buffer): BundleFile {
+  const entries = tarEntries(buf);
+  const fail = (why: string): never => {
+    throw new Error(`${file}: ${why} (entries: ${entries.map((e) => `${e.name} ${e.data.length}`).join(', ') || 'none'})`);
+  };
+  const groups: Array<{ seq: number; header: Buffer; frames: Buffer[] }> = [];
+  for (const e of entries) {
+    const h = /^piece-(\d+)\.header$/.exec(e.name);
+    const f = /^piece-(\d+)\.frame-(\d+)$/.exec(e.name);
+    if (h) groups.push({ seq: Number(h[1]), header: e.data, frames: [] });
+    else if (f) {
+      const g = groups[groups.length - 1];
+      if (!g || g.seq !== Number(f[1]) || g.frames.length !== Number(f[2])) fail(`the entry ${e.name} is not the next frame of the piece before it`);
+      if (e.data.length < TAG_BYTES) fail(`the entry ${e.name} is shorter than a tag`);
+      g!.frames.push(e.data);
+    } else fail(`an entry ${JSON.stringify(e.name)} that is no sealed header or frame`);
+  }
+  if (groups.length === 0) fail('no sealed piece in a bundle: a partial bundle is visible');
+  const pieces: SpoolPiece[] = [];
+  for (const g of groups) {
+    let opened: OpenedPiece;
+    try {
+      const fields = readSealedHeaderFields(g.header, { file });
+      if (fields.seq !== g.seq) fail(`the header entry of piece ${g.seq} holds seq ${fields.seq}`);
+      const sealed: SealedPiece = {
+        rescueId: fields.rescueId as RescueId, seq: fields.seq, header: g.header, headerHash: headerHashOf(g.header),
+        frames: g.frames.map((x) => ({ ciphertext: x.subarray(0, x.length - TAG_BYTES), tag: x.subarray(x.length - TAG_BYTES) })),
+        dataSize: g.frames.reduce((n, x) => n + x.length - TAG_BYTES, 0),
+      };
+      opened = openSealedPiece(sealed, { keys, plan, file });
+    } catch (err) {
+      return fail(`piece ${g.seq} does not open with the rescue's keys: ${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
+    }
+    if (source) {
+      let at = 0;
+      for (const e of opened.extents) {
+        if (!Buffer.from(opened.data.buffer, opened.data.byteOffset + at, e.size).equals(source.subarray(e.pos, e.pos + e.size))) {
+          fail(`piece ${opened.seq}: the data of the extent [${e.pos}, ${e.pos + e.size}) differs from the source`);
+        }
+        at += e.size;
+      }
+    }
+    pieces.push({
+      file, seq: opened.seq, headerHash: opened.headerHash, extents: opened.extents.map((e) => ({ pos: e.pos, size: e.size })),
+      delta: opened.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })),
+    });
+  }
+  return { file, entries, pieces };
+}
+
+/**
+ * The pieces held in JOBDIR/spool (`piece-NNNNNN.tar`; temporaries ignored), opened
+ * with the rescue's keys. A file deleted while this runs was acknowledged (R2) and is
+ * skipped. With `source`, each piece's data is compared with the source (R1: what the
+ * spool holds is what was read).
  */
 export function spoolPieces(s: Scenario, source?: Buffer): SpoolPiece[] {
-  return piecesIn(join(s.job, 'spool'), source);
+  return piecesIn(s, join(s.job, 'spool'), source);
 }
 
 /** `spoolPieces` of any folder of bundles: the spool, or a stick's `ddferry/<rescue-id>/`. */
-export function piecesIn(dir: string, source?: Buffer): SpoolPiece[] {
+export function piecesIn(s: Scenario, dir: string, source?: Buffer): SpoolPiece[] {
   if (!existsSync(dir)) return [];
+  const keys = keysOf(s);
+  const plan = planOf(s);
   const out: SpoolPiece[] = [];
   for (const name of readdirSync(dir).sort()) {
-    const m = /^piece-(\d+)\.tar$/.exec(name);
-    if (!m) continue;
+    if (!/^piece-\d+\.tar$/.test(name)) continue;
     const file = join(dir, name);
     let buf: Buffer;
     try {
@@ -389,24 +518,7 @@ export function piecesIn(dir: string, source?: Buffer): SpoolPiece[] {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw err;
     }
-    const entries = tarEntries(buf);
-    const manifest = entries.find((e) => e.name === 'manifest.json');
-    if (!manifest) throw new Error(`${file}: no manifest.json in a spooled piece (entries: ${entries.map((e) => e.name).join(', ')})`);
-    const parsed = JSON.parse(manifest.data.toString('utf8')) as { rescueId: string; pieces: Array<{ seq: number; extents: Array<{ pos: number; size: number }>; delta: Array<{ pos: number; size: number; status: string }> }> };
-    for (const p of parsed.pieces) {
-      const data = entries.find((e) => e.name === `piece-${String(p.seq).padStart(6, '0')}.bin`);
-      if (!data) throw new Error(`${file}: piece ${p.seq} has no data entry`);
-      if (source) {
-        let at = 0;
-        for (const e of p.extents) {
-          if (!data.data.subarray(at, at + e.size).equals(source.subarray(e.pos, e.pos + e.size))) {
-            throw new Error(`${file}: piece ${p.seq}: the data of the extent [${e.pos}, ${e.pos + e.size}) differs from the source`);
-          }
-          at += e.size;
-        }
-      }
-      out.push({ file, seq: p.seq, extents: p.extents.map((e) => ({ pos: e.pos, size: e.size })) });
-    }
+    out.push(...readBundleFile(file, buf, keys, plan, source).pieces);
   }
   return out;
 }
@@ -498,7 +610,7 @@ export function checkState(s: Scenario, source: Buffer, previous?: Snapshot): Sn
   const commonFile = join(s.job, 'common.map');
   const c = checkMapfile(commonFile, size);
   const spool = spoolPieces(s, source);
-  const merged = mergedSeqs(s);
+  const merged = mergedPieces(s);
   const imageMap = `${s.image}.map`;
   let image: Block[] | undefined;
   if (existsSync(imageMap)) {
@@ -506,11 +618,11 @@ export function checkState(s: Scenario, source: Buffer, previous?: Snapshot): Sn
     checkImageBlocks(s, image, source);
   }
   checkR1(c.blocks, spool, image ?? []);
-  // the binding claims only pieces IMAGE.map holds (it is saved after IMAGE.map)
+  // IMAGE.ddferry.pieces claims only pieces IMAGE.map holds (it is appended after IMAGE.map is saved)
   for (const p of spool) {
-    if (!merged.some(([a, b]) => a <= p.seq && p.seq <= b)) continue;
+    if (merged.get(p.seq) !== p.headerHash) continue;
     const hole = firstUncovered(p.extents, (image ?? []).filter((b) => b.status === '+'));
-    if (hole !== undefined) throw new Error(`IMAGE.ddferry.json lists piece ${p.seq} as merged, but byte ${hole} of it is not + in IMAGE.map`);
+    if (hole !== undefined) throw new Error(`IMAGE.ddferry.pieces lists piece ${p.seq} (${p.headerHash}) as merged, but byte ${hole} of it is not + in IMAGE.map`);
   }
   if (previous) {
     checkForward(previous.common, c.blocks, 'common.map');
@@ -519,22 +631,36 @@ export function checkState(s: Scenario, source: Buffer, previous?: Snapshot): Sn
   return { common: c.blocks, image, spool, commonFinished: c.finished };
 }
 
-/** The merged sequence numbers IMAGE.ddferry.json lists, as [first, last] ranges (none if it is absent). */
-export function mergedSeqs(s: Scenario): Array<[number, number]> {
-  const file = `${s.image}.ddferry.json`;
-  if (!existsSync(file)) return [];
-  const text = readFileSync(file, 'utf8');
-  let doc: { rescueId?: unknown; mergedSeqs?: unknown };
-  try {
-    doc = JSON.parse(text) as typeof doc;
-  } catch (err) {
-    throw new Error(`${file}: not JSON (${(err as Error).message}):\n${text.slice(0, 500)}`);
+/**
+ * The pieces IMAGE.ddferry.pieces records as merged: seq to header hash (none if it is
+ * absent). Its format: a 32-byte header (`ddferry pieces 1`, the rescue id's 16 bytes),
+ * then 32 bytes per piece (seq u64be, header hash, xxh64 of those 24 bytes u64be). A
+ * last record cut short or with a wrong checksum (a kill during the append) is ignored,
+ * as the assembler drops it; a bad record before it is damage and throws.
+ */
+export function mergedPieces(s: Scenario): Map<number, string> {
+  const file = `${s.image}.ddferry.pieces`;
+  const out = new Map<number, string>();
+  if (!existsSync(file)) return out;
+  const buf = readFileSync(file);
+  if (buf.length < 32) return out;
+  if (buf.subarray(0, 16).toString('latin1') !== 'ddferry pieces 1') throw new Error(`${file}: does not start with "ddferry pieces 1"`);
+  const id = buf.subarray(16, 32).toString('hex');
+  const rescueId = jobJson(s).rescueId.replace(/-/g, '');
+  if (id !== rescueId) throw new Error(`${file}: rescue ${id}, not the job's ${rescueId}`);
+  const count = Math.floor((buf.length - 32) / 32);
+  for (let i = 0; i < count; ++i) {
+    const r = buf.subarray(32 + i * 32, 64 + i * 32);
+    if (xxh64(r.subarray(0, 24)) !== r.readBigUInt64BE(24)) {
+      if (i === count - 1) break;
+      throw new Error(`${file}: record ${i + 1} of ${count} has a wrong checksum`);
+    }
+    const seq = Number(r.readBigUInt64BE(0));
+    const hash = r.subarray(8, 24).toString('hex');
+    if (out.has(seq)) throw new Error(`${file}: seq ${seq} recorded twice (${out.get(seq)}, ${hash})`);
+    out.set(seq, hash);
   }
-  const ranges = doc.mergedSeqs;
-  if (!Array.isArray(ranges) || !ranges.every((r) => Array.isArray(r) && r.length === 2 && r.every((n) => Number.isSafeInteger(n)))) {
-    throw new Error(`${file}: mergedSeqs is not a list of [first, last] pairs:\n${text.slice(0, 500)}`);
-  }
-  return ranges as Array<[number, number]>;
+  return out;
 }
 
 /** Bytes held by the spool's piece files (temporaries included). */
@@ -591,10 +717,20 @@ function progressMark(s: Scenario): string {
   return `${stamp(join(s.job, 'common.map'))}|${spool}|${stamp(`${s.image}.map`)}`;
 }
 
+/** How many pieces JOBDIR/spool holds (`piece-NNNNNN.tar` files, one piece each), without opening them. */
+export function spoolCount(s: Scenario): number {
+  try {
+    return readdirSync(join(s.job, 'spool')).filter((n) => /^piece-\d+\.tar$/.test(n)).length;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+}
+
 /** A reader that has nothing left to do: common.map saved as finished, spool empty. */
 export function readerIdle(s: Scenario): boolean {
   try {
-    return /^# Finished$/m.test(readFileSync(join(s.job, 'common.map'), 'latin1')) && spoolPieces(s).length === 0;
+    return /^# Finished$/m.test(readFileSync(join(s.job, 'common.map'), 'latin1')) && spoolCount(s) === 0;
   } catch {
     return false;
   }
@@ -628,7 +764,7 @@ export async function awaitReader(s: Scenario, reader: Reader, restart: () => Re
       let why: string | undefined;
       if (done !== undefined) {
         if (done.code !== 0 || readerIdle(s)) return { exit: done, reader: current };
-        const left = spoolPieces(s).length;
+        const left = spoolCount(s);
         why = `the reader exited 0 with work left: ${left} piece(s) in the spool, common.map ${/^# Finished$/m.test(readFileSync(join(s.job, 'common.map'), 'latin1')) ? 'finished' : 'not finished'}`;
       } else {
         const idle = readerIdle(s);

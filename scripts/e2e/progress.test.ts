@@ -56,7 +56,11 @@ function jsonLines(text: string): Array<Record<string, unknown>> {
 describe('progress of the reader and the assembler (real processes)', function () {
   this.timeout(180000);
   let s: Scenario | undefined;
+  /** Processes a test spawned itself (not through the harness): killed if the test failed before it ended them. */
+  const own = new Set<ChildProcess>();
   afterEach(async function () {
+    for (const c of own) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    own.clear();
     await killAll();
     s?.remove();
     s = undefined;
@@ -65,6 +69,7 @@ describe('progress of the reader and the assembler (real processes)', function (
   it('--json on both sides: every stdout line parses, the last says finished, and both sides agree', async function () {
     s = makeScenario({ size: 8 * MiB + 777, bad: BAD, chunkSize: '2MiB' });
     const asm = spawn(process.execPath, [ASSEMBLER, 'serve', s.image, '--listen', '127.0.0.1:0', '--token-file', s.token, '--json', '--progress-interval', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    own.add(asm);
     const asmDone = collect(asm);
     let asmOut = '';
     const url = await new Promise<string>((resolve, reject) => {
@@ -81,17 +86,22 @@ describe('progress of the reader and the assembler (real processes)', function (
       });
     });
     const reader = spawn(process.execPath, readerArgs(s, url, ['--json', '--progress-interval', '0.1']), { stdio: ['ignore', 'pipe', 'pipe'] });
+    own.add(reader);
     const r = await collect(reader);
     expect(r.code, `reader: ${r.stderr}`).to.equal(0);
     const lines = jsonLines(r.stdout);
     expect(lines.length).to.be.greaterThan(1);
     for (const o of lines) {
       expect(o.type).to.equal('progress');
-      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick']);
+      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'reading', 'paused']);
+      // the chunk holding ipos while rescuing; null in any other phase
+      if (o.phase !== 'rescuing') expect(o.chunk, `chunk in phase ${String(o.phase)}`).to.equal(null);
+      else if (o.chunk !== null) expect((o.chunk as { count: number }).count, 'chunks of the plan').to.equal(5);
     }
+    expect(lines.some((o) => o.chunk !== null), 'a line while rescuing tells the chunk').to.equal(true);
     const last = lines[lines.length - 1]! as {
       phase: string; sourceSize: number; rescue: { rescued: number; badSector: number; nonTried: number; badAreas: number };
-      spool: { pieces: number }; link: { state: string; merged: number }; chunk: { count: number };
+      spool: { pieces: number }; link: { state: string; merged: number };
     };
     expect(last.phase).to.equal('finished');
     expect(lines.slice(0, -1).every((o) => o.phase !== 'finished'), 'finished only at the end').to.equal(true);
@@ -101,7 +111,6 @@ describe('progress of the reader and the assembler (real processes)', function (
     expect(last.rescue.rescued + last.rescue.badSector).to.equal(last.sourceSize);
     expect(last.spool.pieces, 'the spool drained').to.equal(0);
     expect(last.link.merged).to.be.greaterThan(0);
-    expect(last.chunk.count).to.equal(5);
 
     asm.kill('SIGTERM');
     const a = await asmDone;
@@ -139,7 +148,10 @@ describe('progress of the reader and the assembler (real processes)', function (
     expect(r.stderr.includes('\x1B'), 'no terminal sequences in a pipe').to.equal(false);
     const progress = r.stderr.split('\n').filter((l) => /^ddferry-reader: \[\S+\] /.test(l));
     expect(progress.length).to.be.greaterThan(0);
-    expect(progress[progress.length - 1]).to.match(/^ddferry-reader: \[\S+\] finished, rescued 99\.\d\d% .*chunk \d\/4, spool 0 pieces 0 B of 268 MB, link \w+ \(\d+ merged\)$/);
+    expect(progress[progress.length - 1]).to.match(/^ddferry-reader: \[\S+\] finished, rescued 99\.\d\d% .*, spool 0 pieces 0 B of 268 MB, link \w+ \(\d+ merged\)$/);
+    // the chunk holding ipos is told while rescuing (not after)
+    expect(progress.some((l) => /^ddferry-reader: \[\S+\] rescuing .*, chunk [1-4]\/4, spool /.test(l)), `a rescuing line tells the chunk:\n${progress.join('\n')}`).to.equal(true);
+    expect(progress[progress.length - 1], 'no chunk once finished').to.not.match(/, chunk /);
   });
 
   it('redraws the status block in place on a terminal', async function () {

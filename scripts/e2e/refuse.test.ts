@@ -1,28 +1,72 @@
 /**
  * A scripted websocket client against a real `ddferry-assembler serve` process: what the
  * assembler must refuse (wrong token, another rescue, oversize and malformed messages,
- * pieces outside the plan or with bad checksums) and what it must not do with a valid
- * piece (overwrite rescued bytes, move statuses back). Afterwards a normal reader run on
- * the same image still succeeds.
+ * pieces outside the plan, with bad checksums, with a damaged seal, or under a merged
+ * seq with other content) and what it must not do with a valid piece (overwrite rescued
+ * bytes, move statuses back). The client holds the token, so it seals what it sends
+ * (protocol version 2), as a reader would, or as a token holder forging pieces could.
+ * Afterwards a normal reader run on the same image still succeeds.
  */
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import {
-  type Fingerprint, type Message, type Piece, authHmac, decodeEnvelope, encodeEnvelope, encodePieceFrames, makeExtent, makeNonce,
-  makeRescueId, PROTOCOL_VERSION, verifyServerProof, xxh64,
+  type Fingerprint, type Message, type Piece, type RescueKeys, type SealedPiece, authHmac, decodeEnvelope, encodeEnvelope, encodePieceFrames,
+  headerHashOf, makeExtent, makeNonce, makeRescueId, openSealedPiece, PROTO_TEXT, PROTOCOL_VERSION, sealPiece, TAG_BYTES, verifyServerProof,
 } from '@ddferry/protocol';
 import { expect } from 'chai';
+import protobuf from 'protobufjs';
 import WebSocket from 'ws';
 
 import {
-  type Assembler, type Fault, type Reader, type Scenario, awaitReader, checkMapfile, describeFaults, finalChecks, jobSize, killAll,
-  makeScenario, startAssembler, startReader, waitFor,
+  type Assembler, type Fault, type Reader, type Scenario, awaitReader, checkMapfile, describeFaults, finalChecks, jobSize, keysOf, killAll,
+  makeScenario, planOf, secretOf, startAssembler, startReader, waitFor,
 } from './harness.js';
 
 const MiB = 1 << 20;
-const SECRET = 'a shared secret for the test';
+
+/**
+ * Seal a piece as `sealPiece` does (docs/seal.md of @ddferry/protocol), but without its
+ * shape check: what a token holder forging pieces can send. One frame.
+ */
+function sealForged(piece: Piece, keys: RescueKeys): SealedPiece {
+  const body = protobuf.parse(PROTO_TEXT).root.lookupType('ddferry.v2.SealedHeaderBody');
+  const dataSize = piece.data.length;
+  const plain = body.encode(body.fromObject({
+    chunk: piece.chunk, extents: piece.extents.map((e) => ({ pos: e.pos, size: e.size, xxh64: e.xxh64.toString() })),
+    delta: piece.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })), dataSize, frameSize: Math.max(dataSize, 1), frameCount: dataSize > 0 ? 1 : 0,
+  })).finish();
+  const salt = randomBytes(16);
+  const prefix = Buffer.alloc(49);
+  prefix.write('DDSP', 0, 'latin1');
+  prefix[4] = 1;
+  Buffer.from(piece.rescueId.replace(/-/g, ''), 'hex').copy(prefix, 5);
+  prefix.writeBigUInt64BE(BigInt(piece.seq), 21);
+  salt.copy(prefix, 29);
+  prefix.writeUInt32BE(plain.length, 45);
+  const key = Buffer.from(hkdfSync('sha256', keys.sealKey, salt, 'piece v1', 32));
+  const nonce = (domain: string, i: number): Buffer => {
+    const n = Buffer.alloc(12);
+    n.write(domain, 0, 'latin1');
+    n.writeBigUInt64BE(BigInt(i), 4);
+    return n;
+  };
+  const h = createCipheriv('aes-256-gcm', key, nonce('hdr1', 0), { authTagLength: TAG_BYTES });
+  h.setAAD(prefix);
+  const sealedBody = Buffer.concat([h.update(plain), h.final()]);
+  const header = Buffer.concat([prefix, sealedBody, h.getAuthTag()]);
+  const frames = [];
+  if (dataSize > 0) {
+    const c = createCipheriv('aes-256-gcm', key, nonce('frm1', 0), { authTagLength: TAG_BYTES });
+    const aad = Buffer.alloc(13);
+    aad.write('frm1', 0, 'latin1');
+    aad[12] = 1;
+    c.setAAD(aad);
+    frames.push({ ciphertext: Buffer.concat([c.update(piece.data), c.final()]), tag: c.getAuthTag() });
+  }
+  return { rescueId: piece.rescueId, seq: piece.seq, header, headerHash: headerHashOf(header), frames, dataSize };
+}
 
 interface Job {
   readonly rescueId: string;
@@ -112,11 +156,12 @@ class Client {
     this.ws.send(bytes, { binary });
   }
 
-  sendPiece(piece: Piece): void {
+  /** A sealed piece as a reader sends it: PieceHeader, PieceData per frame, PieceEnd. */
+  sendPiece(piece: SealedPiece): void {
     for (const frame of encodePieceFrames(piece)) this.sendRaw(frame);
   }
 
-  /** Hello, Challenge, Auth with `secret`; returns the Welcome or the Error. */
+  /** Hello, Challenge, Auth with `secret` (default: the scenario's token); returns the Welcome or the Error. */
   async handshake(job: Job, o: { secret?: string; rescueId?: string; fingerprint?: Fingerprint } = {}): Promise<Message | undefined> {
     const clientNonce = makeNonce();
     const rescueId = o.rescueId ?? job.rescueId;
@@ -126,10 +171,10 @@ class Client {
     });
     const challenge = await this.next();
     if (challenge?.type !== 'challenge') return challenge;
-    this.send({ type: 'auth', hmac: authHmac(o.secret ?? SECRET, challenge.serverNonce, clientNonce, rescueId) });
+    this.send({ type: 'auth', hmac: authHmac(o.secret ?? secret, challenge.serverNonce, clientNonce, rescueId) });
     const welcome = await this.next();
     if (welcome?.type === 'welcome') {
-      expect(verifyServerProof(o.secret ?? SECRET, challenge.serverNonce, clientNonce, rescueId, welcome.serverProof), 'the assembler proves it knows the token').to.equal(true);
+      expect(verifyServerProof(o.secret ?? secret, challenge.serverNonce, clientNonce, rescueId, welcome.serverProof), 'the assembler proves it knows the token').to.equal(true);
     }
     return welcome;
   }
@@ -138,6 +183,9 @@ class Client {
     this.ws.terminate();
   }
 }
+
+/** The shared secret of the scenario (set in `before`). */
+let secret = '';
 
 function sha(file: string): string {
   return existsSync(file) ? createHash('sha256').update(readFileSync(file)).digest('hex') : 'absent';
@@ -149,6 +197,7 @@ describe('the assembler refuses what it must (scripted client against ddferry-as
   let asm: Assembler;
   let job: Job;
   let source: Buffer;
+  let keys: RescueKeys;
   const clients: Client[] = [];
   const open = async (): Promise<Client> => {
     const c = await Client.connect(asm.url);
@@ -158,14 +207,17 @@ describe('the assembler refuses what it must (scripted client against ddferry-as
   /** A piece of this job over [pos, pos+data.length), all `+`. */
   const piece = (seq: number, pos: number, data: Uint8Array, chunk = Math.floor(pos / job.chunkSize)): Piece => ({
     rescueId: job.rescueId, seq, chunk, extents: [makeExtent(pos, data)], delta: [{ pos, size: data.length, status: '+' }], data,
-  });
-  const imageState = (): string => `${sha(s.image)} ${sha(`${s.image}.map`)} ${sha(`${s.image}.ddferry.json`)}`;
+  }) as Piece;
+  const seal = (p: Piece): SealedPiece => sealPiece(p, keys);
+  const imageState = (): string => `${sha(s.image)} ${sha(`${s.image}.map`)} ${sha(`${s.image}.ddferry.json`)} ${sha(`${s.image}.ddferry.pieces`)}`;
   const logged = async (text: string): Promise<boolean> => waitFor(() => asm.stderr().includes(text), 5000);
 
   before(async function () {
     s = makeScenario({ size: 16 * MiB + 3 * 512, bad: [[3 * MiB, 8192], [8 * MiB - 2048, 4096]], chunkSize: '4MiB', seed: 3 });
     job = JSON.parse(readFileSync(join(s.job, 'job.json'), 'utf8')) as Job;
     source = readFileSync(s.source);
+    secret = secretOf(s);
+    keys = keysOf(s);
     asm = await startAssembler(s);
   });
 
@@ -251,7 +303,7 @@ describe('the assembler refuses what it must (scripted client against ddferry-as
       }],
       ['truncated pieceHeader after the handshake', async (c) => {
         expect((await c.handshake(job))?.type).to.equal('welcome');
-        const header = encodePieceFrames(piece(700001, MiB, source.subarray(MiB, MiB + 4096))).next().value!;
+        const header = encodePieceFrames(seal(piece(700001, MiB, source.subarray(MiB, MiB + 4096)))).next().value!;
         c.sendRaw(header.subarray(0, header.length - 5));
       }],
     ];
@@ -266,65 +318,92 @@ describe('the assembler refuses what it must (scripted client against ddferry-as
     expect(imageState(), 'image files unchanged').to.equal(before);
   });
 
-  it('pieces outside the source or their chunk, or marking + without data: rejected receipts, nothing written', async function () {
+  it('the test\'s forging sealer seals as sealPiece does (a piece it seals opens and checks)', function () {
+    const p = piece(1, MiB, source.subarray(MiB, MiB + 8192));
+    const opened = openSealedPiece(sealForged(p, keys), { keys, plan: planOf(s) });
+    expect(opened.extents).to.deep.equal(p.extents);
+    expect(Buffer.from(opened.data).equals(Buffer.from(p.data))).to.equal(true);
+  });
+
+  it('pieces outside the source or their chunk, or marking + without data: rejected receipts naming their hashes, nothing written', async function () {
     const c = await open();
     expect((await c.handshake(job))?.type).to.equal('welcome');
     const before = imageState();
     const size = jobSize(s);
     const last = Math.floor((size - 1) / job.chunkSize);
     const data = Buffer.alloc(4096, 0xee);
-    const bad: Array<[string, Piece]> = [
-      ['an extent past the end of the source', piece(800001, size, data, last)],
-      ['an extent across the end of the source', piece(800002, size - 2048, data, last)],
-      ['an extent at 2^50', piece(800003, 2 ** 50, data, last)],
-      ['a chunk not in the plan', piece(800004, MiB, data, 999)],
-      ['an extent outside its chunk', piece(800005, 5 * MiB, data, 0)],
-      ['+ in the delta without data', { ...piece(800006, MiB, data), extents: [], data: new Uint8Array(0) }],
+    const bad: Array<[string, SealedPiece]> = [
+      ['an extent past the end of the source', seal(piece(800001, size, data, last))],
+      ['an extent across the end of the source', seal(piece(800002, size - 2048, data, last))],
+      ['an extent at 2^50', seal(piece(800003, 2 ** 50, data, last))],
+      ['a chunk not in the plan', seal(piece(800004, MiB, data, 999))],
+      ['an extent outside its chunk', seal(piece(800005, 5 * MiB, data, 0))],
+      // sealPiece refuses to seal it: a token holder can still forge it
+      ['+ in the delta without data', sealForged({ ...piece(800006, MiB, data), extents: [], data: new Uint8Array(0) }, keys)],
     ];
     for (const [what, p] of bad) {
       c.sendPiece(p);
       const r = await c.nextOf('receipt');
       expect(r?.type, `${what}: ${JSON.stringify(r)}`).to.equal('receipt');
       if (r?.type !== 'receipt') return;
-      expect(r.merged, `${what}: merged`).to.not.include(p.seq);
+      expect(r.merged.map((x) => x.seq), `${what}: merged`).to.not.include(p.seq);
       expect(r.rejected.map((x) => x.seq), `${what}: rejected`).to.include(p.seq);
-      expect(r.rejected.find((x) => x.seq === p.seq)!.code, what).to.match(/^ERR_PIECE_/);
+      const rejected = r.rejected.find((x) => x.seq === p.seq)!;
+      expect(rejected.code, `${what}: ${rejected.reason}`).to.match(/^ERR_PIECE_/);
+      expect(rejected.headerHash, `${what}: the refusal names the piece's header hash`).to.equal(p.headerHash);
     }
     expect(c.closeInfo, 'the connection stays open after rejected pieces').to.equal(undefined);
     expect(imageState(), 'IMAGE, IMAGE.map and the binding unchanged').to.equal(before);
     expect(await logged('rejected'), asm.stderr()).to.equal(true);
   });
 
-  it('a flipped data byte or header checksum: rejected; the intact piece is merged; twice is harmless (A2)', async function () {
+  it('a flipped data byte, a flipped bit of a sealed frame or of the sealed header: rejected; the intact piece is merged; twice is harmless (A2); its seq with other content is refused (A4)', async function () {
     const c = await open();
     expect((await c.handshake(job))?.type).to.equal('welcome');
     const pos = MiB;
-    const good = piece(810001, pos, Buffer.from(source.subarray(pos, pos + 64 * 1024)));
+    const data = Buffer.from(source.subarray(pos, pos + 64 * 1024));
+    const good = seal(piece(810001, pos, data));
     const before = imageState();
-    const flipped = Buffer.from(good.data);
+    const rejectedOf = (r: Message | undefined): string[] | false => r?.type === 'receipt' && r.rejected.map((x) => `${x.seq} ${x.code}`);
+    // sealed with a data byte that is not what the extent's xxh64 says (a token holder's bad data)
+    const flipped = Buffer.from(data);
     flipped[12345] = flipped[12345]! ^ 0x10;
-    c.sendPiece({ ...good, data: flipped });
+    c.sendPiece(seal({ ...piece(810001, pos, data), data: flipped }));
     let r = await c.nextOf('receipt');
-    expect(r?.type === 'receipt' && r.rejected.map((x) => `${x.seq} ${x.code}`), JSON.stringify(r)).to.deep.equal(['810001 ERR_PIECE_CHECKSUM_MISMATCH']);
-    // the pieceEnd carries a wrong checksum of the header
-    const frames = [...encodePieceFrames(good)];
-    frames[frames.length - 1] = encodeEnvelope({ type: 'pieceEnd', seq: good.seq, xxh64OfHeader: xxh64(frames[0]!) ^ 1n });
-    for (const f of frames) c.sendRaw(f);
+    expect(rejectedOf(r), JSON.stringify(r)).to.deep.equal(['810001 ERR_PIECE_CHECKSUM_MISMATCH']);
+    // a bit of the sealed frame flipped on the way
+    const frame = good.frames[0]!;
+    const badFrame = Buffer.from(frame.ciphertext);
+    badFrame[777] = badFrame[777]! ^ 0x01;
+    c.sendPiece({ ...good, frames: [{ ciphertext: badFrame, tag: frame.tag }] });
     r = await c.nextOf('receipt');
-    expect(r?.type === 'receipt' && r.rejected.map((x) => x.seq), JSON.stringify(r)).to.deep.equal([good.seq]);
+    expect(rejectedOf(r), JSON.stringify(r)).to.deep.equal(['810001 ERR_SEAL_FRAME_AUTH_FAILED']);
+    // a bit of the sealed header's body flipped on the way
+    const badHeader = Buffer.from(good.header);
+    badHeader[60] = badHeader[60]! ^ 0x04;
+    c.sendPiece({ ...good, header: badHeader, headerHash: headerHashOf(badHeader) });
+    r = await c.nextOf('receipt');
+    expect(rejectedOf(r), JSON.stringify(r)).to.deep.equal(['810001 ERR_SEAL_AUTH_FAILED']);
     expect(imageState(), 'nothing written by rejected pieces').to.equal(before);
     c.sendPiece(good);
     r = await c.nextOf('receipt');
-    expect(r?.type === 'receipt' && r.merged, JSON.stringify(r)).to.deep.equal([good.seq]);
+    expect(r?.type === 'receipt' && r.merged, JSON.stringify(r)).to.deep.equal([{ seq: good.seq, headerHash: good.headerHash }]);
     const img = readFileSync(s.image);
-    expect(img.subarray(pos, pos + good.data.length).equals(good.data), 'the merged piece is in the image').to.equal(true);
+    expect(img.subarray(pos, pos + data.length).equals(data), 'the merged piece is in the image').to.equal(true);
     const map = checkMapfile(`${s.image}.map`, jobSize(s)).blocks;
-    expect(map.some((b) => b.status === '+' && b.pos <= pos && b.pos + b.size >= pos + good.data.length), 'IMAGE.map marks it +').to.equal(true);
+    expect(map.some((b) => b.status === '+' && b.pos <= pos && b.pos + b.size >= pos + data.length), 'IMAGE.map marks it +').to.equal(true);
     const once = imageState();
     c.sendPiece(good);
     r = await c.nextOf('receipt');
-    expect(r?.type === 'receipt' && r.merged, JSON.stringify(r)).to.deep.equal([good.seq]);
+    expect(r?.type === 'receipt' && r.merged, JSON.stringify(r)).to.deep.equal([{ seq: good.seq, headerHash: good.headerHash }]);
     expect(imageState().split(' ').slice(0, 2), 'IMAGE and IMAGE.map after the same piece twice').to.deep.equal(once.split(' ').slice(0, 2));
+    // the same seq sealed again (another header hash), over other data: refused loudly, nothing written
+    const other = seal(piece(810001, pos + 128 * 1024, Buffer.from(source.subarray(pos + 128 * 1024, pos + 192 * 1024))));
+    c.sendPiece(other);
+    r = await c.nextOf('receipt');
+    expect(r?.type === 'receipt' && r.merged.map((x) => x.seq), JSON.stringify(r)).to.deep.equal([]);
+    expect(rejectedOf(r), JSON.stringify(r)).to.deep.equal(['810001 ERR_PIECE_SEQ_CONFLICT']);
+    expect(imageState(), 'IMAGE, IMAGE.map and the record of merged pieces after a seq conflict').to.equal(once);
   });
 
   it('A3: a valid piece with other data over rescued bytes does not overwrite them; statuses never go back', async function () {
@@ -333,13 +412,13 @@ describe('the assembler refuses what it must (scripted client against ddferry-as
     const pos = MiB;
     const len = 64 * 1024;
     const other = Buffer.alloc(len, 0x5a);
-    c.sendPiece(piece(820001, pos, other));
+    c.sendPiece(seal(piece(820001, pos, other)));
     let r = await c.nextOf('receipt');
     expect(r?.type, JSON.stringify(r)).to.equal('receipt');
-    c.sendPiece({ ...piece(820002, pos, other), extents: [], data: new Uint8Array(0), delta: [{ pos, size: len, status: '-' }] });
+    c.sendPiece(seal({ ...piece(820002, pos, other), extents: [], data: new Uint8Array(0), delta: [{ pos, size: len, status: '-' }] }));
     r = await c.nextOf('receipt');
     expect(r?.type, JSON.stringify(r)).to.equal('receipt');
-    c.sendPiece({ ...piece(820003, pos, other), extents: [], data: new Uint8Array(0), delta: [{ pos, size: len, status: '?' }] });
+    c.sendPiece(seal({ ...piece(820003, pos, other), extents: [], data: new Uint8Array(0), delta: [{ pos, size: len, status: '?' }] }));
     r = await c.nextOf('receipt');
     expect(r?.type, JSON.stringify(r)).to.equal('receipt');
     const img = readFileSync(s.image);

@@ -294,7 +294,7 @@ describe('the reader stays alive while source reads hang (issue 12; real process
 
     expect(out.exit?.signal, `killed by SIGINT (exit ${JSON.stringify(out.exit)}); stderr:\n${r.stderr()}`).to.equal('SIGINT');
     expect(out.ms, 'ms from SIGINT to exit').to.be.at.most(EXIT_BOUND_MS);
-    checkR1(rescuedBlocks(join(s.job, 'common.map')), [...spoolPieces(s, source), ...piecesIn(folder, source)], []);
+    checkR1(rescuedBlocks(join(s.job, 'common.map')), [...spoolPieces(s, source), ...piecesIn(s, folder, source)], []);
 
     const trip = runReader(s, stick);
     const exit = await finished(trip, 'the next stick trip');

@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 import { type FaultFs, type FaultFsOptions, type FaultFsRead, mountFaultFs } from '../../packages/reader/test/helpers/faultfs.js';
-import { ASSEMBLER, type Block, type Exit, READER, type Scenario, blocksOf, compact, makeScenario, planScenario, sleep } from './harness.js';
+import { ASSEMBLER, type Block, type Exit, READER, type Scenario, blocksOf, compact, importArgs, makeScenario, planScenario, sleep } from './harness.js';
 
 /** A scenario whose source reads hang; `close` ends what the test left running and removes it. */
 export interface SlowScenario extends Scenario {
@@ -147,7 +147,7 @@ export function readingPidFile(s: Scenario): number | undefined {
 
 /**
  * Start `ddferry-reader rescue s.job --to TO` with `--json --progress-interval INTERVAL`
- * (and the token over the LAN); `detached` puts it in a process group of its own, for
+ * (and `--token-file` over the LAN; a stick trip uses the token the job's plan names); `detached` puts it in a process group of its own, for
  * a Ctrl-C to the group. Its reading processes are looked for every 100 ms while it runs.
  */
 export function runReader(s: Scenario, to: string, o: { interval?: number; extra?: readonly string[]; detached?: boolean } = {}): ReaderRun {
@@ -230,9 +230,9 @@ export function serveJson(s: Scenario, port = 0): Promise<{ url: string; child: 
   });
 }
 
-/** `ddferry-assembler import DIR IMAGE`; throws unless it exits 0. */
+/** `ddferry-assembler import DIR IMAGE --token-file TOKEN`; throws unless it exits 0. */
 export function importStick(s: Scenario, dir: string): void {
-  const r = spawnSync(process.execPath, [ASSEMBLER, 'import', dir, s.image], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, importArgs(s, dir), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ddferry-assembler import ${dir} exited ${r.status ?? r.signal}: ${r.stderr}`);
 }
 

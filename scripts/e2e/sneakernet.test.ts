@@ -5,8 +5,8 @@
  * unmounted and mounted again between the two sides (what was not durable is lost). At
  * the end the image equals the source on every `+` byte and IMAGE.map = common.map = GNU
  * ddrescue's final map for the same test map. Then the faults: the stick filled from
- * outside in the middle of a bundle, damaged bundles (bytes flipped in data and manifest,
- * truncated, renamed, swapped, an entry `../x`), kill -9 of the reader while it writes
+ * outside in the middle of a bundle, damaged bundles (bytes flipped in a sealed frame and
+ * in a sealed header, truncated, renamed, swapped, an entry `../x`), kill -9 of the reader while it writes
  * bundles and of the assembler while it imports, LAN trips between stick trips, and GNU
  * ddrescue's own chunk files both ways.
  *
@@ -21,7 +21,8 @@ import tarStream from 'tar-stream';
 
 import {
   ASSEMBLER, READER, type Block, type Scenario, type SpoolPiece, blocksOf, checkForward, checkImageBlocks, checkMapfile, checkR1, compact, ddrescueFinalMap,
-  finalChecks, fmt, jobSize, killAll, makeScenario, prng, randInt, randomBad, sleep, spoolPieces, startAssembler, startReader, tarEntries, testSeed,
+  finalChecks, fmt, importArgs, jobSize, keysOf, killAll, makeScenario, planOf, prng, randInt, randomBad, readBundleFile, sleep, spoolPieces, startAssembler,
+  startReader, tarEntries, testSeed,
 } from './harness.js';
 import { type Stick, type StickFs, makeStick } from './stick-harness.js';
 
@@ -83,44 +84,28 @@ function names(folder: string): string[] {
   return existsSync(folder) ? readdirSync(folder).sort() : [];
 }
 
-interface Manifest {
-  readonly rescueId: string;
-  readonly pieces: Array<{ seq: number; extents: Array<{ pos: number; size: number }>; delta: Array<{ pos: number; size: number; status: string }> }>;
-}
-
-/** A bundle on the stick: its file, manifest and the offsets of its entries' data. */
+/** A bundle on the stick: its file, its sealed pieces (opened), and where its entries' bytes lie. */
 interface Bundle {
   readonly name: string;
   readonly file: string;
-  readonly manifest: Manifest;
   readonly pieces: SpoolPiece[];
-  /** Where the manifest's bytes and the first piece's data bytes start in the file. */
-  readonly manifestAt: number;
+  /** Where the first piece's sealed header starts in the file, and its size. */
+  readonly headerAt: number;
+  readonly headerSize: number;
+  /** Where the first sealed frame starts in the file, and its size (ciphertext and tag); 0 when the bundle carries no data. */
   readonly dataAt: number;
   readonly dataSize: number;
 }
 
-/** Offsets of the data of each ustar entry. */
-function entryOffsets(buf: Buffer): Array<{ name: string; at: number; size: number }> {
-  const out: Array<{ name: string; at: number; size: number }> = [];
-  let off = 0;
-  while (off + 512 <= buf.length) {
-    const h = buf.subarray(off, off + 512);
-    if (h.every((b) => b === 0)) break;
-    const name = h.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-    const size = parseInt(h.subarray(124, 136).toString('ascii').replace(/\0.*$/s, '').trim() || '0', 8);
-    out.push({ name, at: off + 512, size });
-    off += 512 + Math.ceil(size / 512) * 512;
-  }
-  return out;
-}
-
 /**
  * The bundles of the stick's rescue folder; each must read whole (no partial bundle under
- * a final name) and hold the source's bytes (R1: what the stick holds is what was read).
+ * a final name), open with the rescue's keys, and hold the source's bytes (R1: what the
+ * stick holds is what was read).
  */
-function stickBundles(folder: string, source: Buffer, cache?: Map<string, Bundle & { stamp: string }>, skip?: ReadonlySet<string>): Bundle[] {
+function stickBundles(s: Scenario, folder: string, source: Buffer, cache?: Map<string, Bundle & { stamp: string }>, skip?: ReadonlySet<string>): Bundle[] {
   const out: Bundle[] = [];
+  const keys = keysOf(s);
+  const plan = planOf(s);
   for (const name of names(folder)) {
     if (!/^piece-\d+\.tar$/.test(name) || skip?.has(name)) continue;
     const file = join(folder, name);
@@ -131,34 +116,19 @@ function stickBundles(folder: string, source: Buffer, cache?: Map<string, Bundle
       out.push(known);
       continue;
     }
-    const buf = readFileSync(file);
-    const entries = tarEntries(buf);
-    const m = entries.find((e) => e.name === 'manifest.json');
-    if (!m) throw new Error(`${file}: a bundle without manifest.json (entries: ${entries.map((e) => e.name).join(', ')}): a partial bundle is visible`);
-    const manifest = JSON.parse(m.data.toString('utf8')) as Manifest;
-    const pieces: SpoolPiece[] = [];
-    for (const p of manifest.pieces) {
-      const d = entries.find((e) => e.name === `piece-${String(p.seq).padStart(6, '0')}.bin`);
-      if (!d) throw new Error(`${file}: piece ${p.seq} has no data entry: a partial bundle is visible`);
-      let at = 0;
-      for (const e of p.extents) {
-        if (!d.data.subarray(at, at + e.size).equals(source.subarray(e.pos, e.pos + e.size))) throw new Error(`${file}: piece ${p.seq}: the extent [${e.pos}, ${e.pos + e.size}) differs from the source`);
-        at += e.size;
-      }
-      if (at !== d.data.length) throw new Error(`${file}: piece ${p.seq}: ${d.data.length} data bytes for extents of ${at}`);
-      pieces.push({ file, seq: p.seq, extents: p.extents });
-    }
-    const offs = entryOffsets(buf);
-    const data = offs.find((e) => e.name.endsWith('.bin'))!;
-    const b = { name, file, manifest, pieces, manifestAt: offs[0]!.at, dataAt: data.at, dataSize: data.size };
+    const read = readBundleFile(file, readFileSync(file), keys, plan, source);
+    const header = read.entries[0]!;
+    const frame = read.entries.find((e) => /\.frame-\d+$/.test(e.name));
+    const b = { name, file, pieces: read.pieces, headerAt: header.at, headerSize: header.data.length, dataAt: frame?.at ?? 0, dataSize: frame?.data.length ?? 0 };
     cache?.set(name, { ...b, stamp });
     out.push(b);
   }
   return out;
 }
 
+/** A stick receipt (format version 2): pieces by seq and header hash, refused bundles, a MAC. */
 interface Receipt {
-  readonly merged: Array<[number, number]>;
+  readonly merged: Array<[number, string]>;
   readonly rejected: Array<{ bundle: string; seqs: number[]; code: string; reason: string }>;
 }
 
@@ -228,7 +198,7 @@ class TripChecks {
   check(stick: Stick, what: string, reread = false): Bundle[] {
     const common = checkMapfile(join(this.s.job, 'common.map'), jobSize(this.s)).blocks;
     if (reread) this.#seen.clear();
-    const bundles = stickBundles(folderOf(this.s, stick), this.source, this.#seen, new Set(this.damaged.keys()));
+    const bundles = stickBundles(this.s, folderOf(this.s, stick), this.source, this.#seen, new Set(this.damaged.keys()));
     const image = imageBlocks(this.s);
     if (image) checkImageBlocks(this.s, image, this.source);
     try {
@@ -269,7 +239,10 @@ async function tripUntilComplete(s: Scenario, stick: Stick, checks: TripChecks, 
     const r = await node([READER, 'rescue', s.job, '--to', stick.mount, '-q', ...(o.reader ?? [])]);
     expect(r.code, `trip ${trip}: ddferry-reader rescue --to ${stick.mount}:\n${r.stderr}`).to.be.oneOf([0, 4]);
     codes.push(r.code!);
-    if (r.code === 4) expect(r.stderr, `trip ${trip}: the full-stick message`).to.contain(`The stick ${stick.mount} is full`).and.contain(`ddferry-assembler import ${stick.mount} /path/to/image`);
+    if (r.code === 4) {
+      expect(r.stderr, `trip ${trip}: the full-stick message`).to.contain(`The stick ${stick.mount} is full`)
+        .and.contain(`   ddferry-assembler import ${stick.mount} IMAGE --token-file TOKEN     (PC_B; IMAGE: the image file there; TOKEN: a copy of ${s.token})\n`);
+    }
     if (r.stderr.includes('The rescue is complete')) break;
     const tmp = names(folder).filter((n) => n.endsWith('.tmp'));
     expect(tmp, `trip ${trip}: temporaries left by a reader that exited ${r.code}`).to.deep.equal([]);
@@ -282,7 +255,7 @@ async function tripUntilComplete(s: Scenario, stick: Stick, checks: TripChecks, 
     await o.beforeImport?.(trip, bundles);
     if (o.importer) await o.importer(trip);
     else {
-      const i = await node([ASSEMBLER, 'import', stick.mount, s.image]);
+      const i = await node(importArgs(s, stick.mount));
       expect(i.code, `trip ${trip}: ddferry-assembler import:\n${i.stderr}`).to.equal(0);
     }
     const written = receiptsOf(folder);
@@ -336,7 +309,18 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
       stick = await makeStick({ fs, size: 64 * MiB });
       const checks = new TripChecks(s);
       const receipts: Receipt[][] = [];
-      const codes = await tripUntilComplete(s, stick, checks, { receipts });
+      let carried: SpoolPiece[] = [];
+      const codes = await tripUntilComplete(s, stick, checks, {
+        receipts,
+        beforeImport: (_trip, bundles) => {
+          carried = bundles.flatMap((b) => b.pieces);
+        },
+        // R5: the receipt names every carried piece by its seq and its own header hash
+        afterImport: (trip, written) => {
+          const named = new Map(written.flatMap((r) => r.merged));
+          for (const p of carried) expect(named.get(p.seq), `import ${trip}: the receipt names piece ${p.seq} of ${p.file} with its header hash`).to.equal(p.headerHash);
+        },
+      });
       console.log(`      ${fs}: ${codes.length} trips, reader exit codes ${codes.join(' ')}; bad areas ${bad.map(([p, n]) => `${p}+${n}`).join(' ')}`);
       expect(codes.filter((c) => c === 4).length, 'trips that filled the stick').to.be.at.least(Math.floor(size / (64 * MiB)));
       for (const [i, r] of receipts.entries()) expect(r.flatMap((x) => x.rejected), `import ${i + 1} refused bundles`).to.deep.equal([]);
@@ -441,7 +425,7 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
     expect(blocksOf(readFileSync(join(s.job, 'common.map'), 'latin1')).every((b) => b.status === '?'), 'nothing marked read').to.equal(true);
   });
 
-  it('exfat: damaged bundles (flipped data and manifest bytes, truncated, renamed, swapped, an entry ../x) are refused, reported, not merged, and read again', async function () {
+  it('exfat: damaged bundles (a byte flipped in a sealed frame or header, truncated, renamed, swapped, an entry ../x) are refused, reported, not merged, and read again', async function () {
     const rnd = prng(seeds[4]!);
     const size = 80 * MiB;
     s = makeScenario({ size, bad: randomBad(rnd, size, 8 * MiB), chunkSize: '8MiB', seed: 5 });
@@ -473,18 +457,22 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
         expect(bundles.length, 'bundles on the stick to damage').to.be.at.least(8);
         damagedOnce = true;
         imageBefore = imageBlocks(s!);
-        const pick = [...bundles].sort(() => rnd() - 0.5).slice(0, 7);
-        const [a, b, c, d, e, f, g] = pick as [Bundle, Bundle, Bundle, Bundle, Bundle, Bundle, Bundle];
+        const shuffled = [...bundles].sort(() => rnd() - 0.5);
+        // the bundle whose sealed frame is damaged must carry data
+        const a = shuffled.find((x) => x.dataSize > 0);
+        expect(a, 'a bundle with data on the stick').to.not.equal(undefined);
+        const pick = [a!, ...shuffled.filter((x) => x !== a).slice(0, 6)];
+        const [, b, c, d, e, f, g] = pick as [Bundle, Bundle, Bundle, Bundle, Bundle, Bundle, Bundle];
         intact = bundles.filter((x) => !pick.includes(x));
         const flip = (file: string, at: number): void => {
           const buf = readFileSync(file);
           buf[at]! ^= 0x5a;
           writeFileSync(file, buf);
         };
-        flip(a.file, a.dataAt + randInt(rnd, 0, a.dataSize - 1));
-        damaged.set(a.name, { how: 'a data byte flipped', pieces: a.pieces });
-        flip(b.file, b.manifestAt + randInt(rnd, 0, 40));
-        damaged.set(b.name, { how: 'a manifest byte flipped', pieces: b.pieces });
+        flip(a!.file, a!.dataAt + randInt(rnd, 0, a!.dataSize - 1));
+        damaged.set(a!.name, { how: 'a byte of a sealed frame flipped', pieces: a!.pieces });
+        flip(b.file, b.headerAt + randInt(rnd, 0, b.headerSize - 1));
+        damaged.set(b.name, { how: 'a byte of a sealed header flipped', pieces: b.pieces });
         truncateSync(c.file, Math.floor(statSync(c.file).size / 2));
         damaged.set(c.name, { how: 'truncated to half', pieces: c.pieces });
         const renamed = `piece-${String(d.pieces[0]!.seq + 500).padStart(6, '0')}.tar`;
@@ -558,12 +546,12 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
         if (trip <= 8) {
           const started = Date.now();
           const after = randInt(rnd, 40, 500);
-          const k = await node([ASSEMBLER, 'import', stick!.mount, s!.image], { killWhen: () => Date.now() - started > after });
+          const k = await node(importArgs(s!, stick!.mount), { killWhen: () => Date.now() - started > after });
           if (k.killed) ++asmKills;
           else expect(k.code, k.stderr).to.equal(0);
           checks.check(stick!, `after kill -9 of the assembler ${after} ms into import ${trip}`);
         }
-        const i = await node([ASSEMBLER, 'import', stick!.mount, s!.image]);
+        const i = await node(importArgs(s!, stick!.mount));
         expect(i.code, `import ${trip} after a killed one:\n${i.stderr}`).to.equal(0);
       },
     });
@@ -585,7 +573,7 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
       checks.check(stick!, `after kill -9 of the reader (trip ${trip}; temporaries ${tmp.join(', ') || 'none'})`);
       // carried to PC_B as it is: the import must ignore the temporary
       await stick!.remount();
-      const i = await node([ASSEMBLER, 'import', stick!.mount, s!.image]);
+      const i = await node(importArgs(s!, stick!.mount));
       expect(i.code, `import of a stick with the temporaries ${tmp.join(', ')}:\n${i.stderr}`).to.equal(0);
       const refused = receiptsOf(folder).flatMap((x) => x.rejected);
       expect(refused.filter((x) => x.bundle.endsWith('.tmp')), 'temporaries reported as refused bundles').to.deep.equal([]);

@@ -1,7 +1,8 @@
 /**
  * Stick trips with the real processes: `ddferry-reader rescue JOB --to MNT` (exit 4 while
- * the stick is full, 0 when everything is read) and `ddferry-assembler import MNT IMAGE`,
- * on a small tmpfs "stick", until the reader says the rescue is complete. The reader and
+ * the stick is full, 0 when everything is read; the pieces sealed with the token `plan`
+ * made, JOBDIR/token) and `ddferry-assembler import MNT IMAGE --token-file TOKEN`, on a
+ * small tmpfs "stick", until the reader says the rescue is complete. The reader and
  * the assembler are killed with SIGKILL at random moments and run again. At the end the
  * image equals the source on every `+` byte and IMAGE.map, common.map and GNU ddrescue's
  * own final map for the same test map are the same block list. (FAT32 and exFAT on loop
@@ -14,7 +15,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 
 import {
-  ASSEMBLER, READER, type Scenario, blocksOf, checkImage, command, commonMapBlocks, compact, ddrescueFinalMap, killAll, makeScenario, prng, randInt, testSeed,
+  READER, type Scenario, blocksOf, checkImage, command, commonMapBlocks, compact, ddrescueFinalMap, importArgs, killAll, makeScenario, prng, randInt, testSeed,
 } from './harness.js';
 
 const MIB = 1 << 20;
@@ -57,7 +58,8 @@ describe('stick trips: real reader and assembler on a tmpfs stick', function () 
     const rnd = prng(seed);
     const size = 48 * MIB;
     // bad areas, some across the 8 MiB chunk borders
-    s = makeScenario({ size, chunkSize: '8MiB', bad: [[3 * MIB, 4096], [8 * MIB - 2048, 8192], [20 * MIB + 512, 512], [24 * MIB - 512, 1024], [40 * MIB, 96 * 1024]], seed: seed & 0xffff });
+    s = makeScenario({ size, chunkSize: '8MiB', bad: [[3 * MIB, 4096], [8 * MIB - 2048, 8192], [20 * MIB + 512, 512], [24 * MIB - 512, 1024], [40 * MIB, 96 * 1024]], seed: seed & 0xffff, token: 'job' });
+    expect(s.token, 'the token plan made').to.equal(join(s.job, 'token'));
     mnt = join(s.dir, 'stick');
     mkdirSync(mnt);
     const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', mnt], { encoding: 'utf8' });
@@ -81,7 +83,10 @@ describe('stick trips: real reader and assembler on a tmpfs stick', function () 
       expect(r.code, r.stderr).to.be.oneOf([0, 4]);
       codes.push(r.code!);
       expect(r.stderr).to.not.contain('ERR_STICK_WRITE');
-      if (r.code === 4) expect(r.stderr).to.contain(`ddferry-reader: The stick ${mnt} is full: `).and.contain(`   ddferry-assembler import ${mnt} /path/to/image     (PC_B)\n`);
+      if (r.code === 4) {
+        expect(r.stderr).to.contain(`ddferry-reader: The stick ${mnt} is full: `)
+          .and.contain(`   ddferry-assembler import ${mnt} IMAGE --token-file TOKEN     (PC_B; IMAGE: the image file there; TOKEN: a copy of ${s.token})\n`);
+      }
       if (r.stderr.includes('The rescue is complete')) {
         complete = true;
         break;
@@ -90,10 +95,10 @@ describe('stick trips: real reader and assembler on a tmpfs stick', function () 
       const folder = join(mnt, 'ddferry', JSON.parse(readFileSync(join(s.job, 'job.json'), 'utf8')).rescueId as string);
       for (const n of readdirSync(folder)) expect(n.endsWith('.tmp'), n).to.equal(false);
       if (rnd() < 0.3) {
-        const k = await run([ASSEMBLER, 'import', mnt, s.image], randInt(rnd, 10, 300));
+        const k = await run(importArgs(s, mnt), randInt(rnd, 10, 300));
         if (k.signal === 'SIGKILL') ++kills;
       }
-      const i = await run([ASSEMBLER, 'import', mnt, s.image]);
+      const i = await run(importArgs(s, mnt));
       expect(i.code, i.stderr).to.equal(0);
     }
     console.log(`      ${trips} trips, exit codes ${codes.join(' ')}, ${kills} kill -9`);

@@ -116,12 +116,25 @@ function parseRescueArgs(argv: readonly string[]): { ours: Map<string, string>; 
   return { ours, engine: parseDdrescueCommand(rest) };
 }
 
-/** The system error a run did not expect (ENOSPC on PC_A's disk...), as a coded error naming its file. */
-function codedSystemError(err: unknown, jobDir: string): unknown {
+/** Errors of a write on a stick that mean it is full (fusefat answers EPERM). */
+const STICK_FULL_CODES = new Set(['ENOSPC', 'EFBIG', 'EDQUOT', 'EPERM']);
+
+/**
+ * The system error a run did not expect, as a coded error naming its file: on the stick
+ * (`stickRoot`, a trip's `--to DIR`) `ERR_STICK_FULL` (no space) or `ERR_STICK_WRITE`
+ * (rescue.json on a full stick, a FAT label named DDFERRY...); elsewhere `ERR_SPOOL`
+ * (ENOSPC on PC_A's disk...). Coded errors pass unchanged.
+ */
+function codedSystemError(err: unknown, jobDir: string, stickRoot: string | undefined): unknown {
   const code = errnoOf(err);
   if (code === undefined || code.startsWith('ERR_')) return err;
   const path = (err as { path?: unknown }).path;
-  const file = typeof path === 'string' ? path : jobDir;
+  const file = typeof path === 'string' ? path : stickRoot ?? jobDir;
+  if (stickRoot !== undefined && (file === stickRoot || file.startsWith(`${stickRoot}/`))) {
+    return STICK_FULL_CODES.has(code)
+      ? new ReaderError('ERR_STICK_FULL', file, `${file}: the stick is full (${(err as Error).message}).`, { cause: err, hint: 'Free space on it or use another stick, then run the same command again.' })
+      : new ReaderError('ERR_STICK_WRITE', file, `${file}: ${(err as Error).message}.`, { cause: err, hint: 'Check the stick is plugged in and mounted read-write, then run the same command again.' });
+  }
   return new ReaderError('ERR_SPOOL', file, `${file}: ${(err as Error).message}.`, {
     cause: err, hint: `${file.startsWith(jobDir) ? 'Free space on the disk holding the job folder' : 'Fix the cause'}, then run the same command again.`,
   });
@@ -183,7 +196,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo, signal: 
       progress.finish(result.signal ? 'interrupted' : result.status === 0 || result.status === 4 ? 'finished' : 'failed');
       return result;
     } catch (err) {
-      const coded = codedSystemError(err, jobDir);
+      const coded = codedSystemError(err, jobDir, lan ? undefined : resolve(to));
       progress.finish('failed');
       throw coded;
     }

@@ -396,7 +396,9 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     if (!child.hasExited) child.abandon();
     status.reading = null;
     sealAndStore();
-    const stored = await Promise.race([settled(true).then(() => true), sleep(STOP_BUDGET_MS).then(() => false)]);
+    // a full destination takes what was read (the stick, or the local spool once the stick is full): wait for it;
+    // a signal gives the stores STOP_BUDGET_MS
+    const stored = await Promise.race([settled(true).then(() => true), aborted(o.signal).then(() => sleep(STOP_BUDGET_MS)).then(() => false)]);
     if (!stored) o.log('ddferry-reader: pieces still being written were given up (not claimed in common.map: their ranges are read again next time).');
     if (failure && !o.signal.aborted) throw failure;
     if (status.state) map.setState({ ...status.state, message: status.state.message });
@@ -416,6 +418,14 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     o.signal.removeEventListener('abort', abort);
     status.reading = null;
   }
+}
+
+/** Resolves once `signal` is aborted (at once if it is). */
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }
 
 function sleep(ms: number): Promise<void> {
