@@ -22,6 +22,17 @@ function unsyncedFileName(seq: number): string {
   return `${spoolFileName(seq)}.unsynced`;
 }
 
+/** fsync an unsynced piece's file and rename it to its durable name (the folder's fsync is the caller's). */
+async function makeDurable(file: string, durableName: string): Promise<void> {
+  const fh = await openFile(file, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(file, durableName);
+}
+
 /** A piece written without fsync, waiting for its receipt or its fsync. */
 interface Unsynced {
   /** When it was written (ms). */
@@ -155,13 +166,7 @@ export class Spool {
         piece = p;
       }
       if (piece === undefined) throw new Error('empty');
-      const fh = await openFile(file, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(file, join(this.dir, spoolFileName(seq)));
+      await makeDurable(file, join(this.dir, spoolFileName(seq)));
       await syncFolder(this.dir);
       const size = (await stat(join(this.dir, spoolFileName(seq)))).size;
       this.#sizes.set(seq, size);
@@ -269,14 +274,7 @@ export class Spool {
     const done: Array<[number, Unsynced]> = [];
     try {
       for (const [seq, u] of due) {
-        const file = join(this.dir, unsyncedFileName(seq));
-        const fh = await openFile(file, 'r+');
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await rename(file, join(this.dir, spoolFileName(seq)));
+        await makeDurable(join(this.dir, unsyncedFileName(seq)), join(this.dir, spoolFileName(seq)));
         this.#unsynced.delete(seq);
         done.push([seq, u]);
       }
