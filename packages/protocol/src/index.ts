@@ -35,6 +35,8 @@ export {
   parseReceipt, parseStickRescue, RECEIPT_BASE_BYTES, RECEIPT_BYTES_PER_BUNDLE, RECEIPT_NAME, RECEIPT_TEXT_BYTES, STICK_FOLDER, STICK_RECEIPTS_FOLDER, STICK_RESCUE_FILE, stickRescueParts,
 } from './stick.js';
 export type { Receipt, ReceiptRejection, StickRescue } from './stick.js';
+export { fileSystemTypeOf, spaceFromStatfs, statStickSpace } from './stick-space.js';
+export type { StatfsFigures, StickSpace } from './stick-space.js';
 export { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, TTY_REDRAW_MS } from './progress-display.js';
 export type { ProgressDisplayOptions, ProgressMode, ProgressView } from './progress-display.js';
 export { printable, PRINTABLE_DEFAULT_MAX } from './text.js';
