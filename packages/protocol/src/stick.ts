@@ -127,13 +127,13 @@ export function formatStickRescue(r: StickRescue): string {
  * |---|---|
  * | fixed: format, version, rescue id, `writtenAt` (40 characters kept), `writer` (`RECEIPT_TEXT_BYTES` kept), mac | `RECEIPT_BASE_BYTES` |
  * | a merged piece: `[seq, "32 hex"],` | 52 bytes |
- * | a rejection: its bundle name (25), 4 seqs, its code (64 kept), its reason (`RECEIPT_TEXT_BYTES` kept) | 460 bytes |
+ * | a rejection: its bundle name (25), 4 seqs, its code (64 kept), its reason (`RECEIPT_TEXT_BYTES` kept) | 710 bytes |
  * | per bundle (one piece, merged or refused or both) | `RECEIPT_BYTES_PER_BUNDLE` |
  */
 export const RECEIPT_BASE_BYTES = 1024;
-export const RECEIPT_BYTES_PER_BUNDLE = 512;
+export const RECEIPT_BYTES_PER_BUNDLE = 1024;
 /** The most JSON bytes a receipt keeps of its `writer` and of each rejection's `reason`. */
-export const RECEIPT_TEXT_BYTES = 200;
+export const RECEIPT_TEXT_BYTES = 512;
 /** Seqs a rejection keeps (they are for people: the reader trusts its own ledger). */
 const RECEIPT_REJECTION_SEQS = 4;
 

@@ -19,7 +19,7 @@
  */
 import type { Chunk } from '@ddferry/mapfile';
 import { Domain } from '@ddferry/mapfile';
-import type { Piece } from '@ddferry/protocol';
+import type { Piece, PieceMapState } from '@ddferry/protocol';
 
 import type { RescueReporter, StatusRefresh } from '../engine/reporter.js';
 import { ReaderError } from '../errors.js';
@@ -153,8 +153,30 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       }
     });
   };
-  const sealAndStore = (): void => {
-    for (const p of builder.seal()) store(p);
+  const lineOf = (st: MapState | null): PieceMapState | undefined => (st === null ? undefined : { currentPos: st.currentPos, currentStatus: st.currentStatus, currentPass: st.currentPass });
+  /**
+   * The status line the last sealed piece carried (PC_B's image map follows it); at the
+   * start, common.map's, which the last piece of the run before carried: a run with
+   * nothing to do makes no piece.
+   */
+  let carried: PieceMapState | null = lineOf(map.state) ?? null;
+  const sealAndStore = (state: MapState | null = status.state): void => {
+    const line = lineOf(state);
+    const pieces = builder.seal(line);
+    for (const p of pieces) store(p);
+    if (pieces.length > 0 && line !== undefined) carried = line;
+  };
+  /**
+   * At a map save: seal what is open with the save's status line; when nothing was open
+   * and the phase or pass changed since the last piece (the run's end, `+`), a piece of
+   * its own carries the line, so the image map ends as common.map does.
+   */
+  const sealAtSave = (state: MapState): void => {
+    sealAndStore(state);
+    const line = lineOf(state)!;
+    if (carried !== null && carried.currentStatus === line.currentStatus && carried.currentPass === line.currentPass) return;
+    store(builder.sealState(line));
+    carried = line;
   };
   const pending = (): Pending => {
     const b = builder.pending();
@@ -245,8 +267,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
             o.reporter.endOfRun(ev.elapsed, ev.percent, ev.currentPos, ev.statusName);
             break;
           case 'save': {
-            sealAndStore();
             const state = ev.state;
+            sealAtSave(state);
             status.state = state;
             queue(async () => {
               map.setState(state);
