@@ -14,7 +14,7 @@
  * | the engine saves its map | seal, then once those pieces are durable, save `common.map` |
  * | the reading process is silent for `IDLE_SEAL_MS` inside a read | seal and store what it sent (a hung read holds nothing back) |
  * | a piece is durable | commit its delta; grant more room |
- * | no room (a full stick) | stop reading; seal and store what was read; end `full` |
+ * | no room (a full stick) | once the pieces in flight are durable: stop reading; seal and store what was read (however slow the stick); end `full` |
  * | the signal aborts | stop reading; store what was read within `STOP_BUDGET_MS`; save; end `aborted` |
  */
 import type { Chunk } from '@ddferry/mapfile';
@@ -147,7 +147,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       } finally {
         status.storing -= 1;
         status.storingBytes -= piece.data.length;
-        if (!full && started && dest.isFull(pending(), readMax)) full = true;
+        // full only once what is in flight is durable: the free space is then what the writes left, not an estimate
+        if (!full && started && status.storing === 0 && dest.isFull(pending(), readMax)) full = true;
         if (full) poke();
         else regrant();
       }
@@ -373,7 +374,14 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     if (!child.hasExited) child.abandon();
     status.reading = null;
     sealAndStore();
-    const stored = await Promise.race([chain.then(() => true), sleep(STOP_BUDGET_MS).then(() => false)]);
+    // a full destination: what was read is stored, however slow the stick (FAT with 512-byte clusters under fusefat
+    // writes a few MB/s); a signal: within STOP_BUDGET_MS, also when it comes while waiting here
+    const budget = new Promise<false>((resolve) => {
+      const giveUp = (): void => void sleep(STOP_BUDGET_MS).then(() => resolve(false));
+      if (o.signal.aborted) giveUp();
+      else o.signal.addEventListener('abort', giveUp, { once: true });
+    });
+    const stored = await Promise.race([chain.then(() => true), budget]);
     if (!stored) o.log('ddferry-reader: pieces still being written were given up (not claimed in common.map: their ranges are read again next time).');
     if (failure && !o.signal.aborted) throw failure;
     if (status.state) map.setState({ ...status.state, message: status.state.message });
