@@ -20,7 +20,7 @@ import { open, readFile } from 'node:fs/promises';
 import type { Block, BlockStatus, Chunk, MapfileStatus } from '@ddferry/mapfile';
 import { Domain, formatMapfile, formatTimestamp, planChunks, processedState, SblockVector, StatusMap } from '@ddferry/mapfile';
 import { pathExists, readMapfile, saveMapfile } from '@ddferry/mapfile/io';
-import type { Fingerprint, PieceRef, RescueId } from '@ddferry/protocol';
+import type { Fingerprint, PieceMapState, PieceRef, RescueId } from '@ddferry/protocol';
 import { describeFingerprint, sameDevice } from '@ddferry/protocol';
 
 import type { Binding } from './binding.js';
@@ -66,6 +66,13 @@ export interface Commit {
   readonly pieces: readonly PieceRef[];
   /** Bytes copied from a file at their source positions, like `writes` but read slice by slice. Default none. */
   readonly copies?: readonly Copy[] | undefined;
+  /**
+   * The reader's status line carried by piece `seq` of `pieces` (its newest that carries
+   * one). `IMAGE.map` takes it when no newer piece is merged: its status line follows
+   * the reader's `common.map` as of the newest piece, whatever mix of LAN and sticks
+   * brought the pieces, so it ends `+` as GNU ddrescue's does. Default none.
+   */
+  readonly mapState?: { readonly seq: number; readonly line: PieceMapState } | undefined;
 }
 
 /**
@@ -484,6 +491,12 @@ export class Image {
     if (targets.length > 0) await this.#sync();
     for (const w of targets) this.#raise(w.pos, w.size, '+');
     for (const s of batch.statuses) this.#raise(s.pos, s.size, s.status);
+    const line = batch.mapState;
+    if (line !== undefined && line.seq >= Math.max(this.#merged.maxSeq, ...batch.pieces.map((p) => p.seq))) {
+      const pos = Math.min(Math.max(0, line.line.currentPos), this.size);
+      this.#mapState = { currentPos: pos, currentStatus: line.line.currentStatus, currentPass: Math.max(1, line.line.currentPass) };
+    }
+    if (map.sizeOf('+') === this.size) this.#mapState = { ...this.#mapState, currentStatus: '+' };
     await this.#saveMap();
     const changed = [...targets, ...batch.statuses];
     if (this.#binding === undefined) {

@@ -158,7 +158,9 @@ export async function runImport(argv: readonly string[], io: Io, signal?: AbortS
     say('stopped: the merge in progress is finished and the receipt written; import again to merge the rest.');
     return signalStatus(signal);
   }
-  say(`next: carry the stick back to PC_A and run \`ddferry-reader rescue JOBDIR --to ${dir} --token-file FILE\` again (it frees what was merged${result.refused > 0 ? ' and reads the refused ranges again' : ''}).`);
+  // the command runs on PC_A: its paths are named by what they are, never by this machine's
+  say(`next: carry the stick back to PC_A and run the same \`ddferry-reader rescue JOBDIR --to STICK --token-file TOKEN\` again there (STICK: where the stick is mounted on PC_A; `
+    + `it frees what was merged${result.refused > 0 ? ' and reads the refused ranges again' : ''}).`);
   if (result.error !== undefined) {
     fail(result.error);
     return 1;

@@ -29,21 +29,37 @@
  * rejection: the import stops, writes the receipt of what is durable and
  * reports the error; the bundle stays on the stick for the next import. A
  * bundle the stick cannot read (EIO) is skipped, reported, and not refused.
+ *
+ * A stick too full for the receipt stops nothing: every bundle is merged
+ * first (the receipt rewritten after each batch only while it fits), then the
+ * final receipt is written. When it does not fit, its content is kept on PC_B
+ * (`IMAGE.ddferry.receipt-<stick id>.json`, `pendingReceiptPath`) and the error
+ * (`ERR_IMPORT_RECEIPT_WRITE`) names the bytes to free and the merged bundles
+ * that may be deleted for them: the next import of that stick names their
+ * pieces from the kept copy (each checked against the image's merged pieces),
+ * so PC_A frees them rather than reading them again, and deletes the copy once
+ * its receipt is on the stick. Older receipts of this import's stick that the
+ * new one covers (every piece and refusal they name) are then deleted, so a
+ * stick holds one receipt however often it is imported.
  */
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 
-import type { Limits, OpenedHeader, OpenedPiece, PiecePlan, Receipt, ReceiptRejection, RescueKeys, Secret, StickRescue } from '@ddferry/protocol';
-import { bundleSeqOf, DEFAULT_LIMITS, deriveRescueKeys, isProtocolError, openSafeFile, printable, ProtocolError, readBundle } from '@ddferry/protocol';
+import { saveMapfile } from '@ddferry/mapfile/io';
+import type { Limits, OpenedHeader, OpenedPiece, PiecePlan, Receipt, ReceiptRejection, RescueKeys, Secret, StickRescue, StickSpace } from '@ddferry/protocol';
+import {
+  bundleSeqOf, DEFAULT_LIMITS, deriveRescueKeys, formatReceipt, isProtocolError, MAX_STICK_FILE_BYTES, openSafeFile, parseReceipt, printable, ProtocolError, readBundle,
+  readSafeFile, RECEIPT_NAME,
+} from '@ddferry/protocol';
 
 import { BufferPool } from './buffer-pool.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import type { Image } from './image.js';
 import type { MergeLimits } from './merge.js';
 import { MergeQueue, seqConflict } from './merge.js';
-import { ReceiptWriter } from './receipt-writer.js';
+import { type ReceiptShortfall, ReceiptWriter } from './receipt-writer.js';
 import { pickStickRescue } from './stick-rescue.js';
 
 const MIB = 1024 * 1024;
@@ -128,6 +144,8 @@ export interface ImportOptions {
   readonly writer?: string | undefined;
   /** Clock for the receipt's name and time. Default `new Date()`. */
   readonly now?: (() => Date) | undefined;
+  /** The stick's space, for a receipt that may not fit (tests inject one). Default `statStickSpace`. */
+  readonly space?: ((dir: string) => Promise<StickSpace>) | undefined;
 }
 
 /** What an import did. */
@@ -155,6 +173,11 @@ export interface ImportResult {
    * the stick could not read (`ERR_IMPORT_STICK_READ`).
    */
   readonly error: unknown;
+}
+
+/** Where an import keeps, on PC_B, the receipt it could not write onto the stick `stickId`. */
+export function pendingReceiptPath(imagePath: string, stickId: string): string {
+  return `${imagePath}.ddferry.receipt-${stickId}.json`;
 }
 
 interface BundleFile {
@@ -202,6 +225,42 @@ async function listBundles(folder: string, warn: (message: string) => void): Pro
   return out.sort((a, b) => a.seq - b.seq || (a.name < b.name ? -1 : 1));
 }
 
+/** The receipt an import before could not write onto the stick (kept on PC_B), or undefined. */
+async function readPendingReceipt(path: string, keys: RescueKeys, warn: (message: string) => void): Promise<Receipt | undefined> {
+  try {
+    return parseReceipt((await readSafeFile(path, { maxBytes: MAX_STICK_FILE_BYTES, what: 'the kept receipt' })).toString('utf8'), keys, path);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    warn(`${path}: ${messageOf(err)} It is ignored: the bundles it named that are gone from the stick are read again by PC_A.`);
+    return undefined;
+  }
+}
+
+/**
+ * Delete the other receipts of the receipts folder of `path` that `receipt` covers: signed
+ * with these keys, every piece they name named alike, every bundle they refuse refused.
+ * Another token's or a damaged receipt is not ours: kept.
+ */
+async function removeSuperseded(path: string, keys: RescueKeys, receipt: Receipt, warn: (message: string) => void): Promise<void> {
+  const dir = dirname(path);
+  const merged = new Map(receipt.merged.map((p) => [p.seq, p.headerHash]));
+  const refused = new Set(receipt.rejected.map((x) => x.bundle));
+  for (const name of await readdir(dir)) {
+    const file = join(dir, name);
+    if (file === path || !RECEIPT_NAME.test(name)) continue;
+    let old: Receipt;
+    try {
+      old = parseReceipt((await readSafeFile(file, { maxBytes: MAX_STICK_FILE_BYTES, what: 'the receipt' })).toString('utf8'), keys, file);
+    } catch (err) {
+      if (errnoOf(err)?.startsWith('ERR_') !== true) throw err;
+      continue;
+    }
+    if (old.merged.every((p) => merged.get(p.seq) === p.headerHash) && old.rejected.every((x) => refused.has(x.bundle))) {
+      await rm(file, { force: true }).catch((err: unknown) => warn(`${file}: not deleted (${messageOf(err)}); PC_A deletes it.`));
+    }
+  }
+}
+
 /**
  * Import the bundles of the stick mounted at `dir` into `image` (see the
  * module comment); the image is bound to the stick's rescue if it is not yet.
@@ -225,14 +284,21 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   const keys: RescueKeys = deriveRescueKeys(options.secret, rescue.rescueId);
   const plan: PiecePlan = { rescueId: rescue.rescueId, sourceSize: image.size, sectorSize: rescue.sectorSize, chunks: image.plan! };
   const writer = options.writer ?? `${hostname()}:${resolve(image.path)}`.slice(0, 4000);
-  const receipts = new ReceiptWriter(folder, keys, now(), warn);
+  const receipts = new ReceiptWriter(folder, keys, now(), warn, options.space);
   // receipts land only in the stick's own folder: refused before anything is merged
   await receipts.check();
   const queue = new MergeQueue(image, options.merge);
   const rejected: ReceiptRejection[] = [];
   /** Pieces of this folder's bundles the image holds under their own header hash: what the receipt names. */
   const held = new Map<number, string>();
+  // what an import before could not write onto this stick: its pieces the image holds, its refusals
+  const pendingPath = pendingReceiptPath(image.path, rescue.stickId);
+  const pending = await readPendingReceipt(pendingPath, keys, warn);
+  for (const p of pending?.merged ?? []) if (image.mergedHash(p.seq) === p.headerHash) held.set(p.seq, p.headerHash);
   const bundles = await listBundles(folder, warn);
+  /** Bundles whose every piece the image holds, and their sizes: what may be deleted to make room for the receipt. */
+  const mergedFiles = new Map<string, number>();
+  const sizes = new Map<string, number>();
   const counts = { merged: 0, refused: 0, skipped: 0, unreadable: 0, mergedPieces: 0, mergedBytes: 0 };
   let failure: unknown;
   let firstUnreadable: AssemblerError | undefined;
@@ -240,16 +306,32 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   /** Aborted in the middle of a bundle read piece by piece. */
   let cut = false;
 
-  const receipt = (): Receipt => ({
-    rescueId: rescue.rescueId,
-    merged: [...held].sort((a, b) => a[0] - b[0]).map(([seq, headerHash]) => ({ seq, headerHash })),
-    rejected: [...rejected], writtenAt: now().toISOString(), writer,
-  });
+  const receipt = (): Receipt => {
+    const named = new Set(rejected.map((x) => x.bundle));
+    return {
+      rescueId: rescue.rescueId,
+      merged: [...held].sort((a, b) => a[0] - b[0]).map(([seq, headerHash]) => ({ seq, headerHash })),
+      rejected: [...rejected, ...(pending?.rejected ?? []).filter((x) => !named.has(x.bundle))], writtenAt: now().toISOString(), writer,
+    };
+  };
+  /** The first receipt write that failed for want of room (the merges go on; the last write says it). */
+  let receiptError: unknown;
   const writeReceipt = async (): Promise<void> => {
     await receipts.write(receipt());
     receiptWritten = true;
   };
+  /** A receipt of what is durable so far, while the stick has room for it: a kill -9 loses no receipt. */
+  const writeReceiptSoFar = async (): Promise<void> => {
+    if (receiptError !== undefined) return;
+    try {
+      await writeReceipt();
+    } catch (err) {
+      if (errnoOf(err) !== 'ERR_IMPORT_RECEIPT_WRITE') throw err;
+      receiptError = err;
+    }
+  };
   const tell = (b: BundleFile, index: number, e: Omit<BundleEvent, 'bundle' | 'index' | 'total'>): void => {
+    if (e.outcome === 'merged' || e.outcome === 'skipped') mergedFiles.set(b.name, sizes.get(b.name) ?? 0);
     options.onBundle?.({ bundle: b.name, index, total: bundles.length, ...e });
   };
   const refuse = (b: BundleFile, index: number, rejection: ReceiptRejection): void => {
@@ -313,7 +395,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       const first = conflicts[0];
       if (first === undefined) after(n, k);
       else refuse(b, index, { bundle: b.name, seqs: conflicts.map((c) => c.seq!), code: first.code, reason: shortReason(first) });
-      await writeReceipt();
+      await writeReceiptSoFar();
     }).catch((err: unknown) => {
       failure ??= err;
     });
@@ -405,12 +487,39 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     tell(b, index, { outcome: 'merged', pieces, bytes });
   };
 
+  /**
+   * The receipt does not fit on the stick: keep it on PC_B for the next import, and say
+   * what to free: the bytes missing, and merged bundles that free them.
+   */
+  const keepForNextImport = async (err: unknown, short: ReceiptShortfall): Promise<unknown> => {
+    try {
+      await saveMapfile(pendingPath, formatReceipt(receipt(), keys));
+    } catch (saveErr) {
+      return new AssemblerError('ERR_IMPORT_RECEIPT_WRITE', receipts.path, `${messageOf(err)} Keeping it on PC_B failed too (${messageOf(saveErr)}): free space on the stick and import again.`, { cause: err });
+    }
+    const missing = short.need - short.free;
+    const pick: string[] = [];
+    let freed = 0;
+    for (const [name, size] of [...mergedFiles].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))) {
+      if (freed >= missing) break;
+      pick.push(`${name} (${size} bytes)`);
+      freed += size;
+    }
+    const which = pick.length > 0 && freed >= missing
+      ? ` (files of your own, or bundles already merged into the image: ${pick.join(', ')} in ${folder}; the next import's receipt names their pieces, from ${pendingPath})`
+      : ' (files of your own: delete nothing in its ddferry folder)';
+    return new AssemblerError('ERR_IMPORT_RECEIPT_WRITE', receipts.path,
+      `Cannot write the receipt: the stick is full (${short.free} bytes free, ${short.need} needed). Every bundle that could be merged is merged into ${image.path}. `
+      + `Free at least ${missing} bytes on the stick${which}, then run the same import again: it writes the receipt.`, { cause: err });
+  };
+
   let index = 0;
   for (const b of bundles) {
     if (signal?.aborted === true || failure !== undefined) break;
     ++index;
     // what is read is held until merged: make room for it first
     const size = await lstat(b.path).then((st) => (st.isFile() ? st.size : 0), () => 0);
+    sizes.set(b.name, size);
     if (size <= maxHeld) await makeRoom(size);
     const verdict = await examine(b);
     switch (verdict.kind) {
@@ -444,8 +553,14 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   await queue.idle();
   try {
     await writeReceipt();
+    if (pending !== undefined) await rm(pendingPath, { force: true });
+    await removeSuperseded(receipts.path, keys, receipt(), warn);
   } catch (err) {
-    failure ??= err;
+    if (errnoOf(err) === 'ERR_IMPORT_RECEIPT_WRITE' && receipts.shortfall !== undefined) {
+      failure ??= await keepForNextImport(err, receipts.shortfall);
+    } else {
+      failure ??= err;
+    }
   }
   const stopped = failure !== undefined ? 'failed' : index < bundles.length || cut ? 'aborted' : 'done';
   return {

@@ -105,7 +105,8 @@ export function seqConflict(piece: PieceRef, heldHash: string, where: string, fi
  * - each extent's bytes go to their position, except where the map is already
  *   `+` or an earlier piece of the batch writes (adjacent bytes are joined into one write);
  * - delta ranges of status `? * / -` are raised (forward only, by `commit`);
- *   `+` comes only from the writes, so nothing is marked rescued without its bytes.
+ *   `+` comes only from the writes, so nothing is marked rescued without its bytes;
+ * - the status line of the newest piece that carries one goes with the commit.
  * @throws AssemblerError `ERR_IMAGE_NOT_BOUND`, `ERR_IMAGE_WRONG_RESCUE`.
  */
 export function planBatch(image: Image, pieces: readonly OpenedPiece[]): PlannedBatch {
@@ -118,6 +119,8 @@ export function planBatch(image: Image, pieces: readonly OpenedPiece[]): Planned
   const refused: { piece: OpenedPiece; error: ProtocolError }[] = [];
   const seen = new Map<number, string>();
   const written = new Written();
+  /** The status line of the newest fresh piece that carries one. */
+  let mapState: Commit['mapState'];
   const push = (pos: number, data: Uint8Array): void => {
     const last = writes[writes.length - 1];
     if (last !== undefined && last.pos + last.data.length === pos && last.data.buffer === data.buffer
@@ -159,8 +162,9 @@ export function planBatch(image: Image, pieces: readonly OpenedPiece[]): Planned
       });
     }
     for (const d of piece.delta) if (d.status !== '+') statuses.push(d);
+    if (piece.mapState !== undefined && (mapState === undefined || piece.seq > mapState.seq)) mapState = { seq: piece.seq, line: piece.mapState };
   }
-  return { commit: { writes, statuses, pieces: fresh }, acknowledged, refused };
+  return { commit: { writes, statuses, pieces: fresh, ...(mapState === undefined ? {} : { mapState }) }, acknowledged, refused };
 }
 
 /**

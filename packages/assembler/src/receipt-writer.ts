@@ -14,14 +14,22 @@
  * (some FUSE and kernel drivers), the receipt is read back: if it is the new
  * one, the rename happened and only the folder fsync is unsupported; the write
  * counts as done, with one warning. Any other failure is `ERR_IMPORT_RECEIPT_WRITE`.
+ *
+ * A full stick: nothing is created on it when its free space (`statStickSpace`:
+ * fusefat's cluster counts where its statfs says 0 blocks) is below what the
+ * write needs (the receipt rounded up to the block, one block for the folder
+ * entry, one more for a new `receipts/` folder: fusefat breaks a folder made on
+ * a full FAT); then, and when a write fails with ENOSPC, EDQUOT, EFBIG or (on a
+ * full fusefat) EPERM, the error is `ERR_IMPORT_RECEIPT_WRITE` and `shortfall`
+ * says how many bytes are missing.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { saveMapfile } from '@ddferry/mapfile/io';
-import type { Receipt, RescueKeys } from '@ddferry/protocol';
-import { checkRealFolder, formatReceipt, isProtocolError, readSafeFile, STICK_RECEIPTS_FOLDER } from '@ddferry/protocol';
+import type { Receipt, RescueKeys, StickSpace } from '@ddferry/protocol';
+import { checkRealFolder, formatReceipt, isProtocolError, readSafeFile, statStickSpace, STICK_RECEIPTS_FOLDER } from '@ddferry/protocol';
 
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 
@@ -53,12 +61,25 @@ async function syncFolder(folder: string): Promise<void> {
   }
 }
 
+/** Errors of a write that mean "the stick is full". */
+const FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+/** What a receipt write that did not fit lacked. */
+export interface ReceiptShortfall {
+  /** Bytes free on the stick, and bytes the write needs (both rounded to its block). */
+  readonly free: number;
+  readonly need: number;
+}
+
 /** Writes one import's receipt, again and again; see the module comment. */
 export class ReceiptWriter {
   /** The receipt's path. */
   readonly path: string;
+  /** Set when the last write failed because the stick is full. */
+  shortfall: ReceiptShortfall | undefined;
   readonly #keys: RescueKeys;
   readonly #warn: (message: string) => void;
+  readonly #space: (dir: string) => Promise<StickSpace>;
   #pending: Receipt | undefined;
   #running: Promise<void> | undefined;
   #error: unknown;
@@ -70,11 +91,13 @@ export class ReceiptWriter {
    * @param rescueFolder `DIR/ddferry/<rescue-id>`.
    * @param keys the rescue's keys: receipts are MACed with its receipt key.
    * @param warn told once when the file system cannot fsync a folder.
+   * @param space the stick's space (tests inject one); default `statStickSpace`.
    */
-  constructor(rescueFolder: string, keys: RescueKeys, now: Date, warn: (message: string) => void) {
+  constructor(rescueFolder: string, keys: RescueKeys, now: Date, warn: (message: string) => void, space: (dir: string) => Promise<StickSpace> = statStickSpace) {
     this.path = join(rescueFolder, STICK_RECEIPTS_FOLDER, receiptFileName(now));
     this.#keys = keys;
     this.#warn = warn;
+    this.#space = space;
   }
 
   /** How many times the receipt was written. */
@@ -122,11 +145,30 @@ export class ReceiptWriter {
     }
   }
 
+  /** The shortfall of a write of `bytes` bytes, or undefined when it fits (or the space is not told). */
+  async #missing(bytes: number, folderThere: boolean): Promise<ReceiptShortfall | undefined> {
+    let s: StickSpace;
+    try {
+      s = await this.#space(dirname(dirname(this.path)));
+    } catch (err) {
+      // no rescue folder: the write says what is wrong
+      if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return undefined;
+      throw err;
+    }
+    if (s.total === 0) return undefined;
+    const need = Math.ceil(bytes / s.blockSize) * s.blockSize + (folderThere ? 1 : 2) * s.blockSize;
+    return s.free >= need ? undefined : { free: s.free, need };
+  }
+
   async #save(text: string): Promise<void> {
     const folder = dirname(this.path);
+    this.shortfall = undefined;
+    let there = false;
     try {
       // a link or a file put there since the last write is refused, never followed
-      const there = await checkRealFolder(folder, 'the receipts folder');
+      there = await checkRealFolder(folder, 'the receipts folder');
+      const missing = await this.#missing(Buffer.byteLength(text), there);
+      if (missing !== undefined) throw Object.assign(new Error('the stick is full'), { code: 'ENOSPC', shortfall: missing });
       if (!this.#madeFolder) {
         if (!there) await mkdir(folder, { recursive: true });
         await this.#tolerantSync(dirname(folder));
@@ -142,8 +184,14 @@ export class ReceiptWriter {
     } catch (err) {
       if (isProtocolError(err)) throw err;
       const code = rootCode(err);
-      const hint = code === 'ENOSPC' ? 'The stick is full: free some space on it (not the bundles), then import again.' : 'Check the stick is mounted read-write, then import again: the merged data is safe in the image, and the next import writes the receipt.';
-      throw new AssemblerError('ERR_IMPORT_RECEIPT_WRITE', this.path, `Cannot write the receipt (${code ?? messageOf(err)}). ${hint}`, { cause: err });
+      const known = (err as { shortfall?: ReceiptShortfall }).shortfall;
+      // fusefat answers EPERM when the FAT is full
+      const full = known ?? (code !== undefined && (FULL.has(code) || code === 'EPERM') ? await this.#missing(Buffer.byteLength(text), there).catch(() => undefined) : undefined);
+      if (full !== undefined || (code !== undefined && FULL.has(code))) {
+        this.shortfall = full ?? { free: 0, need: Buffer.byteLength(text) };
+        throw new AssemblerError('ERR_IMPORT_RECEIPT_WRITE', this.path, `Cannot write the receipt: the stick is full (${this.shortfall.free} bytes free, ${this.shortfall.need} needed). Free space on the stick, then import again: the merged data is safe in the image, and the next import writes the receipt.`, { cause: err });
+      }
+      throw new AssemblerError('ERR_IMPORT_RECEIPT_WRITE', this.path, `Cannot write the receipt (${code ?? messageOf(err)}). Check the stick is mounted read-write, then import again: the merged data is safe in the image, and the next import writes the receipt.`, { cause: err });
     }
   }
 

@@ -17,7 +17,7 @@ import {
   CHUNK_SIZE, FINGERPRINT, KEYS, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID, SECRET, SOURCE_SIZE, tempDir,
 } from './helpers.js';
 import {
-  bundleBytes, expectedImage, fourPieces, makeRescueFolder, patchHeader, pieceEntryOffsets, readReceipts, refOf, writeBundleFile,
+  bundleBytes, expectedImage, fourPieces, makeRescueFolder, patchHeader, pieceEntryOffsets, readReceipts, refOf, STICK_ID, writeBundleFile,
 } from './stick-fixture.js';
 
 const CHUNK2 = { pos: 2 * CHUNK_SIZE, end: 3 * CHUNK_SIZE };
@@ -106,7 +106,7 @@ describe('importStick', () => {
       expect(() => parseReceipt(forged, KEYS, result.receipt)).to.throw().with.property('code', 'ERR_STICK_RECEIPT_MAC');
     });
 
-    it('is idempotent: a replayed stick (every bundle again) is skipped without opening frames, changes nothing, and is named in a new receipt', async () => {
+    it('is idempotent: a replayed stick (every bundle again) is skipped without opening frames, changes nothing, and is named in a new receipt (the older one it covers deleted)', async () => {
       await writeAll();
       await importInto(imagePath, stick);
       const image1 = await readFile(imagePath);
@@ -116,7 +116,7 @@ describe('importStick', () => {
       expect(await readFile(imagePath)).to.deep.equal(image1);
       expect(await readStatuses(`${imagePath}.map`)).to.deep.equal(map1);
       expect((await receiptOf(again)).merged).to.deep.equal(pieces.map(refOf));
-      expect(await readReceipts(folder)).to.have.length(2);
+      expect(await readReceipts(folder)).to.have.length(1);
     });
 
     it('merges a bundle of several pieces, skipping the ones merged before', async () => {
@@ -445,6 +445,44 @@ describe('importStick', () => {
       expect({ merged: rest.merged, skipped: rest.skipped }).to.deep.equal({ merged: 3, skipped: 1 });
     });
 
+    it('merges every bundle on a stick too full for the receipt, says what to free, and writes the receipt at the next import once freed', async () => {
+      await writeAll();
+      const bundleNames = (await readdir(folder)).filter((n) => n.endsWith('.tar')).sort();
+      // 700 bytes free on a stick of 512-byte clusters (fusefat): no receipt fits
+      let free = 700;
+      const space = async (): Promise<{ free: number; blockSize: number; total: number }> => ({ free, blockSize: 512, total: 64 << 20 });
+      const first = await importInto(imagePath, stick, { maxHeldBytes: 1, space });
+      expect({ merged: first.merged, stopped: first.stopped, receipt: first.receipt }).to.deep.equal({ merged: 4, stopped: 'failed', receipt: undefined });
+      expect(await readImage(imagePath)).to.deep.equal(expectedImage(pieces));
+      const err = first.error as Error & { code: string };
+      expect(err.code).to.equal('ERR_IMPORT_RECEIPT_WRITE');
+      const need = /\((\d+) bytes free, (\d+) needed\)/.exec(err.message);
+      expect(need, err.message).to.not.equal(null);
+      expect(err.message).to.include(`Free at least ${Number(need![2]) - 700} bytes on the stick`).and.include('then run the same import again: it writes the receipt');
+      // it names merged bundles that free enough, with their sizes, and nothing was created on the stick
+      const named = bundleNames.filter((n) => err.message.includes(`${n} (`));
+      expect(named.length, err.message).to.be.at.least(1);
+      expect(await readdir(folder)).to.not.include('receipts');
+      const kept = `${imagePath}.ddferry.receipt-${STICK_ID}.json`;
+      expect(parseReceipt(await readFile(kept, 'utf8'), KEYS).merged).to.deep.equal(pieces.map(refOf));
+      // the user deletes what the message named; the next import names those pieces too, from the kept copy
+      for (const n of named) await rm(join(folder, n));
+      free = 64 << 20;
+      const second = await importInto(imagePath, stick, { space });
+      expect({ stopped: second.stopped, skipped: second.skipped }).to.deep.equal({ stopped: 'done', skipped: 4 - named.length });
+      expect((await receiptOf(second)).merged).to.deep.equal(pieces.map(refOf));
+      expect(await readdir(dir)).to.not.include(`disk.img.ddferry.receipt-${STICK_ID}.json`);
+    });
+
+    it('keeps one receipt on the stick however often it is imported: a new one covering an older deletes it', async () => {
+      await writeAll(pieces.slice(0, 2));
+      await importInto(imagePath, stick);
+      await writeAll(pieces.slice(2));
+      const again = await importInto(imagePath, stick);
+      expect(await readdir(join(folder, 'receipts'))).to.deep.equal([again.receipt!.split('/').pop()]);
+      expect((await receiptOf(again)).merged).to.deep.equal(pieces.map(refOf));
+    });
+
     it('stops on a failure of PC_B (not a refusal), with a receipt of what is durable', async () => {
       await writeAll();
       let writes = 0;
@@ -486,7 +524,8 @@ describe('importStick', () => {
       expect(text).to.match(/2 merged, 1 refused/);
       expect(text).to.match(/MB\/s/);
       expect(text).to.include('rescued (');
-      expect(text).to.include(`ddferry-reader rescue JOBDIR --to ${stick} --token-file`);
+      expect(text).to.include('ddferry-reader rescue JOBDIR --to STICK --token-file TOKEN` again there (STICK: where the stick is mounted on PC_A;');
+      expect(text, 'no path of PC_B in what to run on PC_A').to.not.include(`--to ${stick}`);
     });
 
     it('refuses to import without --token-file (ERR_IMPORT_NO_TOKEN, exit 1), saying how to bring the token from PC_A, touching nothing', async () => {

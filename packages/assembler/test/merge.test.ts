@@ -1,8 +1,8 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 
 import type { BlockStatus } from '@ddferry/mapfile';
 import { processedState } from '@ddferry/mapfile';
-import type { OpenedPiece } from '@ddferry/protocol';
+import type { OpenedPiece, PieceMapState } from '@ddferry/protocol';
 import { validatePiece } from '@ddferry/protocol';
 import { expect } from 'chai';
 import fc from 'fast-check';
@@ -186,6 +186,28 @@ describe('merge', () => {
         await mergePieces(image, [at('+', 4)]);
         await mergePieces(image, [at('-', 5)]);
         expect((await readStatuses(`${path}.map`))[0]).to.equal(PLUS);
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('takes the status line of the newest piece merged, whatever order the pieces come in: a run that ended sets + with bad areas left', async () => {
+      const image = await bound();
+      const statusLine = async (): Promise<string> => (await readFile(`${path}.map`, 'latin1')).split('\n').find((l) => /^0x[0-9A-F]+ +\S +\d+$/.test(l))!.replace(/ +/g, ' ');
+      try {
+        const line = (currentStatus: PieceMapState['currentStatus'], currentPos: number, currentPass = 1): PieceMapState => ({ currentPos, currentStatus, currentPass });
+        const with_ = (p: OpenedPiece, l: PieceMapState | undefined): OpenedPiece => (l === undefined ? p : { ...p, mapState: l });
+        // the last run's end came over the LAN first (seq 9: finished, a bad sector left)
+        await mergePieces(image, [with_(makePiece(9, 1, [{ pos: CHUNK_SIZE, size: 512, status: '-' }]), line('+', 4096, 1))]);
+        expect(await statusLine()).to.equal('0x00001000 + 1');
+        // older pieces from a stick imported afterwards (seq 3 and 4, copying) leave it
+        await mergePieces(image, [with_(makePiece(3, 0, [{ pos: 0, size: 512, status: '+' }]), line('?', 512)), with_(makePiece(4, 0, [{ pos: 512, size: 512, status: '+' }]), line('?', 1024))]);
+        expect(await statusLine()).to.equal('0x00001000 + 1');
+        // a newer piece without a status line leaves it too; a newer one with one sets it (a retry pass), in one batch the newest wins
+        await mergePieces(image, [with_(makePiece(10, 0, [{ pos: 1024, size: 512, status: '/' }]), undefined)]);
+        expect(await statusLine()).to.equal('0x00001000 + 1');
+        await mergePieces(image, [with_(makePiece(12, 0, [{ pos: 2048, size: 512, status: '-' }]), line('+', 0, 2)), with_(makePiece(11, 0, [{ pos: 1536, size: 512, status: '-' }]), line('-', 1536, 2))]);
+        expect(await statusLine()).to.equal('0x00000000 + 2');
       } finally {
         await image.close();
       }

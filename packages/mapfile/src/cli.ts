@@ -128,7 +128,7 @@ async function plan(argv: readonly string[], io: CliIo): Promise<number> {
   }
   const chunks = planChunks(values['chunk-size'] !== undefined
     ? { sourceSize, sectorSize, chunkSize: parseNumberArgument(values['chunk-size'], '--chunk-size', sectorSize, 1) }
-    : { sourceSize, sectorSize, medium: { capacity: parseNumberArgument(values['medium-size']!, '--medium-size', sectorSize, 1), maxFileSize: FILE_SIZE_LIMITS[fsName] } });
+    : { sourceSize, sectorSize, medium: { capacity: parseNumberArgument(values['medium-size']!, '--medium-size', sectorSize, 1), maxFileSize: FILE_SIZE_LIMITS[fsName], fileSystem: fsName } });
   const outdir = at(io, positionals[1]!);
   await makeFolder(outdir);
   const commandLine = ['ddferry-map', 'plan', ...argv].join(' ');

@@ -23,7 +23,7 @@ export {
 } from './status.js';
 export { parseArgs, parseNumberArgument } from './args.js';
 export type { OptionSpec, ParsedArgs, ParsedOption, HasArgument } from './args.js';
-export { planChunks, chunkMapName, chunkSizeForMedium, formatChunkMap, FILE_SIZE_LIMITS } from './plan.js';
+export { planChunks, chunkMapName, chunkSizeForMedium, fileSystemOverhead, formatChunkMap, FILE_SIZE_LIMITS } from './plan.js';
 export type { Chunk, Medium, PlanOptions, FileSystemName } from './plan.js';
 export { run } from './cli-entry.js';
 export type { CliIo } from './ddrescuelog/context.js';

@@ -12,10 +12,12 @@ export interface Chunk {
 
 /** A medium that will carry chunks (a USB stick). */
 export interface Medium {
-  /** Bytes available on the medium. */
+  /** Bytes of the medium: the size of the stick, as sold or as `lsblk -b` shows it. */
   readonly capacity: number;
   /** Largest file the medium's file system holds (FAT32: 4 GiB - 1). */
   readonly maxFileSize: number;
+  /** The file system it will be formatted with, for what that takes of the capacity (`fileSystemOverhead`). Default `fat32`. */
+  readonly fileSystem?: FileSystemName | undefined;
 }
 
 export interface PlanOptions {
@@ -40,19 +42,42 @@ export type FileSystemName = keyof typeof FILE_SIZE_LIMITS;
 const MIB = 1024 * 1024;
 
 /**
- * The chunk size for a medium: what fits in one file on it, after a margin of 1 %
- * (at least 1 MiB) for the file system, maps and receipts; rounded down to a whole
- * MiB when at least 1 MiB, so chunk borders fall on cluster borders; and always a
- * multiple of the sector size.
+ * Bytes a freshly formatted medium of `capacity` bytes does not give to files, at most,
+ * for the formatters' defaults (mkfs.vfat, mkfs.exfat, mke2fs; Windows' are not larger):
+ *
+ * | file system | taken | measured (mkfs on a loop device of the size) |
+ * |---|---|---|
+ * | all | 1 MiB: the partition table and the first partition's alignment | |
+ * | fat32 | 64 KiB (reserved sectors, FSInfo, the root folder) + two FATs of 4 bytes a cluster, for 512-byte clusters (capacity / 64: mkfs.vfat's clusters below 260 MiB, the worst case) | 64 MiB: 1.0 MiB taken; 160 MiB: 2.5 MiB |
+ * | exfat | boot regions and the cluster heap's alignment (capacity / 512, from 4 MiB to 32 MiB) + the FAT at 4 bytes a 512-byte cluster (capacity / 128) + the bitmap (capacity / 32768) | 64 MiB and 160 MiB: 2.0 MiB taken; 64 GiB: 3.1 MiB |
+ * | ext4 | the journal (capacity / 64, from 4 MiB to 1 GiB) + inode tables (capacity / 64) + 5 % reserved for root | |
+ */
+export function fileSystemOverhead(capacity: number, fs: FileSystemName): number {
+  const partition = MIB;
+  switch (fs) {
+    case 'fat32':
+      return partition + 64 * 1024 + Math.ceil(capacity / 64);
+    case 'exfat':
+      return partition + Math.min(32 * MIB, Math.max(4 * MIB, Math.ceil(capacity / 512))) + Math.ceil(capacity / 128) + Math.ceil(capacity / 32768);
+    case 'ext4':
+      return partition + Math.min(1024 * MIB, Math.max(4 * MIB, Math.ceil(capacity / 64))) + Math.ceil(capacity / 64) + Math.ceil(capacity / 20);
+  }
+}
+
+/**
+ * The chunk size for a medium: what fits in one file on it once formatted (the
+ * capacity less `fileSystemOverhead`), after a margin of 1 % (at least 1 MiB) for
+ * maps and receipts; rounded down to a whole MiB when at least 1 MiB, so chunk
+ * borders fall on cluster borders; and always a multiple of the sector size.
  * @throws MapfileError `ERR_PLAN_MEDIUM_TOO_SMALL` if not even one sector fits.
  */
 export function chunkSizeForMedium(medium: Medium, sectorSize: number): number {
-  const usable = medium.capacity - Math.max(MIB, Math.ceil(medium.capacity / 100));
+  const usable = medium.capacity - fileSystemOverhead(medium.capacity, medium.fileSystem ?? 'fat32') - Math.max(MIB, Math.ceil(medium.capacity / 100));
   let size = Math.min(usable, medium.maxFileSize);
   const unit = size >= MIB && MIB % sectorSize === 0 ? MIB : sectorSize;
   size -= size % unit;
   if (size < sectorSize) {
-    throw new MapfileError('ERR_PLAN_MEDIUM_TOO_SMALL', `A medium of ${medium.capacity} bytes cannot hold a chunk of even one ${sectorSize}-byte sector after the 1 MiB margin.`, { hint: 'Use a larger stick or give --chunk-size.' });
+    throw new MapfileError('ERR_PLAN_MEDIUM_TOO_SMALL', `A medium of ${medium.capacity} bytes cannot hold a chunk of even one ${sectorSize}-byte sector once formatted ${medium.fileSystem ?? 'fat32'}, after the 1 MiB margin.`, { hint: 'Use a larger stick or give --chunk-size.' });
   }
   return size;
 }

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 
 import { MapfileError } from '../src/errors.js';
 import { parseMapfile } from '../src/parse.js';
-import { FILE_SIZE_LIMITS, chunkMapName, chunkSizeForMedium, formatChunkMap, planChunks } from '../src/plan.js';
+import { FILE_SIZE_LIMITS, chunkMapName, chunkSizeForMedium, fileSystemOverhead, formatChunkMap, planChunks } from '../src/plan.js';
 
 describe('planChunks', () => {
   it('makes sector-aligned chunks that never overlap and cover the source exactly', () => {
@@ -29,8 +29,22 @@ describe('planChunks', () => {
     const size = chunkSizeForMedium({ capacity: 64e9, maxFileSize: FILE_SIZE_LIMITS.fat32 }, 512);
     expect(size).to.be.below(4 * 1024 ** 3);
     expect(size % (1024 * 1024)).to.equal(0);
-    const small = chunkSizeForMedium({ capacity: 64 * 1024 * 1024, maxFileSize: FILE_SIZE_LIMITS.exfat }, 4096);
-    expect(small).to.equal(63 * 1024 * 1024);
+    const small = chunkSizeForMedium({ capacity: 64 * 1024 * 1024, maxFileSize: FILE_SIZE_LIMITS.exfat, fileSystem: 'exfat' }, 4096);
+    expect(small).to.equal(57 * 1024 * 1024);
+  });
+
+  it('makes a chunk that fits what a stick of that size holds once formatted (measured with mkfs.vfat and mkfs.exfat)', () => {
+    const MIB = 1024 * 1024;
+    // free bytes of a fresh file system made by mkfs.vfat -F 32 / mkfs.exfat (defaults) on a device of the size
+    const measured: ReadonlyArray<readonly ['fat32' | 'exfat', number, number]> = [
+      ['fat32', 64 * MIB, 129021 * 512], ['fat32', 160 * MIB, 322605 * 512], ['fat32', 1024 * MIB, 261626 * 4096], ['fat32', 8192 * MIB, 2093056 * 4096],
+      ['exfat', 64 * MIB, 15868 * 4096], ['exfat', 160 * MIB, 40443 * 4096], ['exfat', 1024 * MIB, 32701 * 32768], ['exfat', 64 * 1024 * MIB, 524261 * 131072],
+    ];
+    for (const [fs, capacity, free] of measured) {
+      const chunk = chunkSizeForMedium({ capacity, maxFileSize: FILE_SIZE_LIMITS[fs], fileSystem: fs }, 512);
+      expect(chunk, `${fs} ${capacity}`).to.be.at.most(free - MIB).and.at.least(Math.min(free * 0.9, FILE_SIZE_LIMITS[fs] - 64 * MIB));
+      expect(fileSystemOverhead(capacity, fs), `${fs} ${capacity}: what formatting takes, at most`).to.be.at.least(capacity - free);
+    }
   });
 
   it('refuses a chunk size that is not a multiple of the sector size, suggesting one', () => {

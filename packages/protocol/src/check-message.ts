@@ -8,6 +8,7 @@ import { isRescueId } from './identity.js';
 import { MAX_SEQ } from './limits.js';
 import type { Limits } from './limits.js';
 import type { Extent, Message, PieceRef, StatusRange } from './messages.js';
+import type { PieceMapState } from './piece.js';
 
 const UINT32_MAX = 0xffff_ffff;
 const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -118,6 +119,8 @@ export interface HeaderBody {
   readonly frameSize: number;
   /** `ceil(dataSize / frameSize)`: 0 for a piece without data. */
   readonly frameCount: number;
+  /** The reader's status line when the piece was sealed, if it tells it. */
+  readonly mapState?: PieceMapState | undefined;
 }
 
 /**
@@ -157,6 +160,12 @@ export function checkHeaderBody(ctx: CheckContext, m: HeaderBody, seq: number): 
   }
   if (m.frameSize === 0 || m.frameCount !== Math.ceil(m.dataSize / m.frameSize)) {
     fail(ctx, 'ERR_SEAL_MALFORMED', `The header says ${m.frameCount} frames of ${m.frameSize} bytes for ${m.dataSize} bytes of data.`, { seq });
+  }
+  if (m.mapState !== undefined) {
+    checkCount(ctx, m.mapState.currentPos, 'header.mapState.currentPos');
+    checkUint32(ctx, m.mapState.currentPass, 'header.mapState.currentPass');
+    const st = m.mapState.currentStatus;
+    if (typeof st !== 'string' || !isMapfileStatus(st)) fail(ctx, 'ERR_PROTO_BAD_FIELD', `header.mapState.currentStatus is "${String(st).slice(0, 8)}", not one of ? * / - F G +.`, { seq });
   }
 }
 

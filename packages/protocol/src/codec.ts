@@ -7,6 +7,7 @@ import type { Fingerprint } from './identity.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import type { Limits } from './limits.js';
 import type { Extent, Message, MessageType, PieceRef, Rejected, StatusRange } from './messages.js';
+import type { PieceMapState } from './piece.js';
 import { envelopeSchema, headerBodySchema } from './schema.js';
 
 /** The envelope field of each message type. */
@@ -161,6 +162,10 @@ function deltaOf(r: Reading, v: unknown, field: string): StatusRange[] {
     const d = sub(r, x, 'delta range');
     return { pos: num(r, d.pos, 'delta.pos'), size: num(r, d.size, 'delta.size'), status: str(d.status) as BlockStatus };
   });
+}
+
+function mapStateOf(r: Reading, m: Obj): PieceMapState {
+  return { currentPos: num(r, m.currentPos ?? 0, 'header.mapState.currentPos'), currentStatus: str(m.currentStatus) as MapfileStatus, currentPass: num(r, m.currentPass ?? 0, 'header.mapState.currentPass') };
 }
 
 function list(r: Reading, v: unknown, max: number, field: string): readonly unknown[] {
@@ -333,9 +338,11 @@ export function peekMessageType(bytes: Uint8Array): MessageType | undefined {
 export function encodeHeaderBody(body: HeaderBody, seq: number, limits: Limits = DEFAULT_LIMITS): Uint8Array {
   checkHeaderBody({ limits }, body, seq);
   const type = headerBodySchema();
+  const { mapState, ...rest } = body;
   return type.encode(type.fromObject({
-    ...body, extents: body.extents.map((e) => ({ pos: e.pos, size: e.size, xxh64: wire64(e.xxh64) })),
+    ...rest, extents: body.extents.map((e) => ({ pos: e.pos, size: e.size, xxh64: wire64(e.xxh64) })),
     delta: body.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })),
+    ...(mapState === undefined ? {} : { mapState: { currentPos: mapState.currentPos, currentStatus: mapState.currentStatus, currentPass: mapState.currentPass } }),
   })).finish();
 }
 
@@ -359,6 +366,7 @@ export function decodeHeaderBody(bytes: Uint8Array, seq: number, limits: Limits 
     dataSize: num(r, m.dataSize, 'header.dataSize'),
     frameSize: num(r, m.frameSize, 'header.frameSize'),
     frameCount: num(r, m.frameCount, 'header.frameCount'),
+    ...(m.mapState === undefined || m.mapState === null ? {} : { mapState: mapStateOf(r, m.mapState as Obj) }),
   };
   checkHeaderBody(r, body, seq);
   return body;

@@ -19,7 +19,7 @@ export type {
   PieceHeaderMessage, PieceRef, QueryMessage, ReceiptMessage, Rejected, StatusMessage, StatusRange, WelcomeMessage,
 } from './messages.js';
 export { checkPieceAgainstPlan, checkPieceShape, checkSeq, findChunk, makeExtent, validatePiece, verifyPieceData } from './piece.js';
-export type { OpenedPiece, Piece, PieceContext, PieceDescription, PiecePlan } from './piece.js';
+export type { OpenedPiece, Piece, PieceContext, PieceDescription, PieceMapState, PiecePlan } from './piece.js';
 export { encodePieceFrames, PieceCollector } from './piece-frames.js';
 export type { PieceCollectorOptions } from './piece-frames.js';
 export { checkRealFolder, describeFileType, openSafeFile, readSafeFile } from './safe-file.js';
@@ -31,10 +31,12 @@ export type { OpenedHeader, PieceOpenerOptions, SealedFrame, SealedHeaderFields,
 export { envelopeSchema, PROTO_TEXT, PROTOCOL_VERSION } from './schema.js';
 export { checkSecretStrength, estimateSecretBits, makeSecretText, MIN_SECRET_BITS, normalizeSecretText } from './secret-text.js';
 export {
-  BUNDLE_NAME, bundleFileName, bundleSeqOf, formatReceipt, formatStickRescue, MAX_RECEIPT_ENTRIES, MAX_STICK_FILE_BYTES, parseReceipt,
-  parseStickRescue, RECEIPT_NAME, STICK_FOLDER, STICK_RECEIPTS_FOLDER, STICK_RESCUE_FILE, stickRescueParts,
+  BUNDLE_NAME, bundleFileName, bundleSeqOf, fitJsonText, formatReceipt, formatStickRescue, MAX_RECEIPT_ENTRIES, MAX_STICK_FILE_BYTES, maxReceiptBytes,
+  parseReceipt, parseStickRescue, RECEIPT_BASE_BYTES, RECEIPT_BYTES_PER_BUNDLE, RECEIPT_NAME, RECEIPT_TEXT_BYTES, STICK_FOLDER, STICK_RECEIPTS_FOLDER, STICK_RESCUE_FILE, stickRescueParts,
 } from './stick.js';
 export type { Receipt, ReceiptRejection, StickRescue } from './stick.js';
+export { fileSystemTypeOf, spaceFromStatfs, statStickSpace } from './stick-space.js';
+export type { StatfsFigures, StickSpace } from './stick-space.js';
 export { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, TTY_REDRAW_MS } from './progress-display.js';
 export type { ProgressDisplayOptions, ProgressMode, ProgressView } from './progress-display.js';
 export { printable, PRINTABLE_DEFAULT_MAX } from './text.js';

@@ -1,4 +1,4 @@
-import type { Chunk } from '@ddferry/mapfile';
+import type { Chunk, MapfileStatus } from '@ddferry/mapfile';
 import { isBlockStatus } from '@ddferry/mapfile';
 
 import { ProtocolError } from './errors.js';
@@ -25,6 +25,20 @@ export interface Piece {
   readonly delta: readonly StatusRange[];
   /** The extents' bytes concatenated in order. */
   readonly data: Uint8Array;
+  /**
+   * The status line of the reader's common mapfile when the piece was sealed
+   * (absent: the piece does not tell). The image mapfile takes the status line
+   * of the newest piece it merges (`Commit.mapState` of the assembler), so it
+   * ends `+` as GNU ddrescue's does once the reader's last run has finished.
+   */
+  readonly mapState?: PieceMapState | undefined;
+}
+
+/** GNU ddrescue's status line: current position, status (the phase: `? * / - F G +`) and pass. */
+export interface PieceMapState {
+  readonly currentPos: number;
+  readonly currentStatus: MapfileStatus;
+  readonly currentPass: number;
 }
 
 /** A piece without its data: what its sealed header says. */

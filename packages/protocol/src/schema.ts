@@ -149,7 +149,8 @@ message PieceEnd {
 }
 
 // What a sealed header seals (never sent in clear): chunk, extents with the
-// xxh64 of their raw bytes, map delta, data size, frame size and count.
+// xxh64 of their raw bytes, map delta, data size, frame size and count, and
+// the reader's status line when the piece was sealed (absent: none).
 message SealedHeaderBody {
   uint32 chunk = 1;
   repeated Extent extents = 2;
@@ -157,6 +158,17 @@ message SealedHeaderBody {
   uint64 data_size = 4;
   uint32 frame_size = 5;
   uint32 frame_count = 6;
+  MapState map_state = 7;
+}
+
+// The status line of the reader's common mapfile (GNU ddrescue's current_pos,
+// current_status, current_pass) when a piece was sealed: the image mapfile's
+// status line follows the newest piece merged. current_status: one mapfile
+// status character, ? * / - F G +
+message MapState {
+  uint64 current_pos = 1;
+  string current_status = 2;
+  uint32 current_pass = 3;
 }
 
 // Assembler -> reader: pieces merged durably (written, fsynced, image mapfile

@@ -160,6 +160,7 @@ export function sealPiece(piece: Piece, keys: RescueKeys, options: SealOptions =
   const dataSize = piece.data.length;
   const body: HeaderBody = {
     chunk: piece.chunk, extents: piece.extents, delta: piece.delta, dataSize, frameSize, frameCount: Math.ceil(dataSize / frameSize),
+    ...(piece.mapState === undefined ? {} : { mapState: piece.mapState }),
   };
   const plainBody = encodeHeaderBody(body, piece.seq, limits);
   const header = Buffer.allocUnsafe(SEALED_PREFIX_BYTES + plainBody.length + TAG_BYTES);
@@ -320,6 +321,7 @@ export class PieceOpener {
       const header: OpenedHeader = {
         rescueId: fields.rescueId, seq, chunk: body.chunk, extents: body.extents, delta: body.delta,
         headerHash: headerHashOf(sealed), dataSize: body.dataSize, frameSize: body.frameSize, frameCount: body.frameCount,
+        ...(body.mapState === undefined ? {} : { mapState: body.mapState }),
       };
       checkPieceAgainstPlan(header, this.#plan, where);
       this.#open = { header, key, data: undefined, next: 0 };
@@ -390,7 +392,7 @@ export class PieceOpener {
       this.#open = undefined;
       const piece: OpenedPiece = {
         rescueId: h.rescueId, seq: h.seq, chunk: h.chunk, extents: h.extents, delta: h.delta,
-        data: open.data ?? new Uint8Array(0), headerHash: h.headerHash,
+        data: open.data ?? new Uint8Array(0), headerHash: h.headerHash, ...(h.mapState === undefined ? {} : { mapState: h.mapState }),
       };
       verifyPieceData(piece, this.#where);
       return piece;

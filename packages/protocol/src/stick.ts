@@ -118,8 +118,49 @@ export function formatStickRescue(r: StickRescue): string {
 }
 
 /**
+ * How much room a receipt takes on a stick, so the reader can keep it free
+ * (a stick filled to its last byte could never be given a receipt, and its
+ * pieces never freed). `formatReceipt` keeps every receipt within
+ * `maxReceiptBytes(bundles)` for a folder of `bundles` one-piece bundles:
+ *
+ * | part | at most |
+ * |---|---|
+ * | fixed: format, version, rescue id, `writtenAt` (40 characters kept), `writer` (`RECEIPT_TEXT_BYTES` kept), mac | `RECEIPT_BASE_BYTES` |
+ * | a merged piece: `[seq, "32 hex"],` | 52 bytes |
+ * | a rejection: its bundle name (25), 4 seqs, its code (64 kept), its reason (`RECEIPT_TEXT_BYTES` kept) | 710 bytes |
+ * | per bundle (one piece, merged or refused or both) | `RECEIPT_BYTES_PER_BUNDLE` |
+ */
+export const RECEIPT_BASE_BYTES = 1024;
+export const RECEIPT_BYTES_PER_BUNDLE = 1024;
+/** The most JSON bytes a receipt keeps of its `writer` and of each rejection's `reason`. */
+export const RECEIPT_TEXT_BYTES = 512;
+/** Seqs a rejection keeps (they are for people: the reader trusts its own ledger). */
+const RECEIPT_REJECTION_SEQS = 4;
+
+/** The most bytes `formatReceipt` writes for a folder of `bundles` bundles of one piece each. */
+export function maxReceiptBytes(bundles: number): number {
+  return RECEIPT_BASE_BYTES + Math.max(0, bundles) * RECEIPT_BYTES_PER_BUNDLE;
+}
+
+/** `text`, cut (with `…`) so that its JSON form takes at most `maxBytes` bytes of UTF-8. */
+export function fitJsonText(text: string, maxBytes: number): string {
+  const size = (t: string): number => Buffer.byteLength(JSON.stringify(t), 'utf8');
+  if (size(text) <= maxBytes) return text;
+  const chars = [...text];
+  let lo = 0;
+  let hi = chars.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (size(`${chars.slice(0, mid).join('')}…`) <= maxBytes) lo = mid;
+    else hi = mid - 1;
+  }
+  return `${chars.slice(0, lo).join('')}…`;
+}
+
+/**
  * The text of a receipt: its JSON body, keys in the order shown in the
  * README, with `mac` = `receiptMac(keys, JSON.stringify(body))` added last.
+ * Texts are shortened to keep within `maxReceiptBytes` (see there).
  * @throws TypeError for keys of another rescue (a bug).
  */
 export function formatReceipt(r: Receipt, keys: RescueKeys): string {
@@ -127,8 +168,10 @@ export function formatReceipt(r: Receipt, keys: RescueKeys): string {
   const body = {
     format: RECEIPT_FORMAT, version: RECEIPT_VERSION, rescueId: r.rescueId,
     merged: r.merged.map((p) => [p.seq, p.headerHash]),
-    rejected: r.rejected.map((x) => ({ bundle: x.bundle, seqs: [...x.seqs], code: x.code, reason: x.reason })),
-    writtenAt: r.writtenAt, writer: r.writer,
+    rejected: r.rejected.map((x) => ({
+      bundle: x.bundle, seqs: x.seqs.slice(0, RECEIPT_REJECTION_SEQS), code: fitJsonText(x.code, 66), reason: fitJsonText(x.reason, RECEIPT_TEXT_BYTES),
+    })),
+    writtenAt: fitJsonText(r.writtenAt, 42), writer: fitJsonText(r.writer, RECEIPT_TEXT_BYTES),
   };
   return `${JSON.stringify({ ...body, mac: receiptMac(keys, JSON.stringify(body)) })}\n`;
 }

@@ -96,6 +96,16 @@ describe('sealPiece / openSealedPiece', () => {
     expect(readSealedHeaderFields(sealed.header)).to.include({ rescueId: RESCUE_ID, seq: 3 });
   });
 
+  it('carries the reader\'s status line sealed, also in a piece without data or statuses, and refuses a bad one', () => {
+    const piece: Piece = { ...makePiece(9, 0, [[0, 600, '+']]), mapState: { currentPos: 600, currentStatus: '+', currentPass: 1 } };
+    const opened = openSealedPiece(seal(piece, { limits }), options);
+    expect(opened.mapState).to.deep.equal({ currentPos: 600, currentStatus: '+', currentPass: 1 });
+    const empty: Piece = { ...makePiece(10, 0, []), mapState: { currentPos: 4096, currentStatus: 'F', currentPass: 3 } };
+    expect(openSealedPiece(seal(empty, { limits }), options)).to.deep.include({ extents: [], delta: [], mapState: empty.mapState });
+    expect(openSealedPiece(seal(makePiece(11, 0, [[0, 10, '+']]), { limits }), options)).to.not.have.property('mapState');
+    expectCode(() => sealPiece({ ...piece, mapState: { currentPos: 1, currentStatus: 'x' as never, currentPass: 1 } }, KEYS, { limits }), 'ERR_PROTO_BAD_FIELD');
+  });
+
   it('seals the same piece twice under two salts: two identities', () => {
     const p = makePiece(4, 0, [[0, 100, '+']]);
     expect(seal(p).headerHash).to.not.equal(seal(p).headerHash);

@@ -7,8 +7,8 @@ import { deriveRescueKeys, receiptMac } from '../src/keys.js';
 import type { RescueKeys } from '../src/keys.js';
 import type { Receipt, StickRescue } from '../src/stick.js';
 import {
-  BUNDLE_NAME, bundleFileName, bundleSeqOf, formatReceipt, formatStickRescue, MAX_RECEIPT_ENTRIES, MAX_STICK_FILE_BYTES, parseReceipt,
-  parseStickRescue, RECEIPT_NAME, stickRescueParts,
+  BUNDLE_NAME, bundleFileName, bundleSeqOf, fitJsonText, formatReceipt, formatStickRescue, MAX_RECEIPT_ENTRIES, MAX_STICK_FILE_BYTES, maxReceiptBytes,
+  parseReceipt, parseStickRescue, RECEIPT_NAME, RECEIPT_TEXT_BYTES, stickRescueParts,
 } from '../src/stick.js';
 import { hexOf, xxh64 } from '../src/xxh64.js';
 
@@ -177,6 +177,28 @@ describe('stick layout', () => {
       const empty: Receipt = { ...RECEIPT, merged: [], rejected: [] };
       expect(parseReceipt(formatReceipt(empty, KEYS), KEYS)).to.deep.equal(empty);
       expect(formatReceipt(RECEIPT, KEYS)).to.match(/^\{"format":"ddferry-receipt","version":2,"rescueId":"[^"]+","merged":\[\[1,"a{32}"\],/);
+    });
+
+    it('keeps within maxReceiptBytes(bundles) for one-piece bundles merged and refused with the longest texts', () => {
+      const worst = (n: number): Receipt => ({
+        rescueId: RESCUE_ID, writtenAt: `${'9'.repeat(4000)}`, writer: `host:${'\u0001é'.repeat(2000)}`,
+        merged: Array.from({ length: n }, (_, i) => ({ seq: 2 ** 40 - n + i + 1, headerHash: 'f'.repeat(32) })),
+        rejected: Array.from({ length: n }, (_, i) => ({
+          bundle: `piece-${String(2 ** 40 - n + i + 1).padStart(15, '0')}.tar`, seqs: [2 ** 40, 2 ** 40, 2 ** 40, 2 ** 40, 2 ** 40, 2 ** 40],
+          code: `ERR_${'X'.repeat(4000)}`, reason: '\u0000"\\ 😀'.repeat(1000),
+        })),
+      });
+      for (const n of [0, 1, 7, 300]) {
+        const text = formatReceipt(worst(n), KEYS);
+        expect(Buffer.byteLength(text), `${n} bundles`).to.be.at.most(maxReceiptBytes(n));
+        const back = parseReceipt(text, KEYS);
+        expect(back.rejected[0]?.reason.endsWith('…') ?? true).to.equal(true);
+        expect(back.merged).to.have.length(n);
+      }
+      expect(Buffer.byteLength(JSON.stringify(fitJsonText('é'.repeat(500), RECEIPT_TEXT_BYTES)))).to.be.within(RECEIPT_TEXT_BYTES - 3, RECEIPT_TEXT_BYTES);
+      const fits = 'a'.repeat(RECEIPT_TEXT_BYTES - 2);
+      expect(fitJsonText(fits, RECEIPT_TEXT_BYTES)).to.equal(fits);
+      expect(fitJsonText(`${fits}b`, RECEIPT_TEXT_BYTES)).to.equal(`${'a'.repeat(RECEIPT_TEXT_BYTES - 5)}…`);
     });
 
     it('round-trips any ascending seqs with their header hashes', () => {

@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { parseMapfile } from '@ddferry/mapfile';
-import { type Piece, makeExtent } from '@ddferry/protocol';
+import { type Piece, fileSystemTypeOf, makeExtent } from '@ddferry/protocol';
 
 import {
-  CHUNK_FILE_NAME, ChunkFileWriter, chunkFileBase, fileSystemTypeOf, layoutForFileSystem, planSpans, readChunkFileReceipts,
+  CHUNK_FILE_NAME, ChunkFileWriter, chunkFileBase, layoutForFileSystem, planSpans, readChunkFileReceipts,
 } from '../src/stick/chunk-files.js';
 import type { ChunkFileLayout } from '../src/stick/chunk-files.js';
 

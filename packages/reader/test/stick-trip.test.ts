@@ -8,7 +8,8 @@
  * middle of a bundle, a damaged receipt; refusals: a folder of another rescue, no folder.
  */
 import { expect } from 'chai';
-import { createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -80,6 +81,8 @@ class FakeAssembler {
   readonly data: Buffer;
   readonly map: StatusMap;
   readonly merged = new Map<number, string>();
+  /** The image map's status line: the newest piece's, as the assembler takes it. */
+  line = '?';
   secret = '';
   readonly domain: Domain;
   #n = 0;
@@ -125,6 +128,7 @@ class FakeAssembler {
           at += e.size;
         }
         for (const d of p.delta) this.#raise(d.pos, d.size, d.status);
+        if (p.mapState !== undefined && p.seq >= Math.max(0, ...this.merged.keys())) this.line = p.mapState.currentStatus;
         this.merged.set(p.seq, p.headerHash);
         ++merged;
       }
@@ -155,7 +159,7 @@ interface World {
   lines: string[];
   capacity: number;
   folder: string;
-  trip(extra?: { writer?: StickWriter; format?: 'bundles'; to?: string; forgetStick?: string }): Promise<number>;
+  trip(extra?: { writer?: StickWriter; format?: 'bundles'; to?: string; forgetStick?: string; args?: readonly string[]; signal?: AbortSignal }): Promise<number>;
   commonMap(): Blocks;
   check(): void;
 }
@@ -178,12 +182,17 @@ async function makeWorld(o: { size: number; chunkSize: number; bad: ReadonlyArra
     folder: join(stick, 'ddferry', job.rescueId),
     async trip(extra = {}) {
       const statStick = async (d: string): Promise<StickSpace> => ({ free: Math.max(0, w.capacity - usedBytes(w.stick)), blockSize: 4096, total: w.capacity, ...(d ? {} : {}) });
-      return stickTripInProcess(jobDir, extra.to ?? stick, w.lines, { statStick, ...(extra.writer ? { writer: extra.writer } : {}), ...(extra.forgetStick ? { forgetStick: extra.forgetStick } : {}) });
+      return stickTripInProcess(jobDir, extra.to ?? stick, w.lines, {
+        statStick, ...(extra.writer ? { writer: extra.writer } : {}), ...(extra.forgetStick ? { forgetStick: extra.forgetStick } : {}), ...(extra.args ? { args: extra.args } : {}), ...(extra.signal ? { signal: extra.signal } : {}),
+      });
     },
     commonMap: () => blocksOfMap(readFileSync(join(jobDir, 'common.map'), 'latin1')),
     check() {
       const common = w.commonMap();
       expect(blocksOf(w.pcb.map)).to.deep.equal(common);
+      // GNU's ending: common.map's status line is + (finished), and the image map's too, bad areas or not
+      expect(parseMapfile(readFileSync(join(jobDir, 'common.map'))).currentStatus).to.equal('+');
+      expect(w.pcb.line, 'the image map\'s status line').to.equal('+');
       for (const [pos, size, st] of common) {
         if (st === '+') expect(w.pcb.data.subarray(pos, pos + size).equals(source.subarray(pos, pos + size)), `image at ${pos}`).to.equal(true);
       }
@@ -194,11 +203,11 @@ async function makeWorld(o: { size: number; chunkSize: number; bad: ReadonlyArra
 }
 
 /** Trips until the reader says the rescue is complete; `between` runs after each reader run, before the import. */
-async function loop(w: World, between: (trip: number) => void = () => undefined, max = 40): Promise<number[]> {
+async function loop(w: World, between: (trip: number) => void = () => undefined, max = 40, args?: (trip: number) => readonly string[]): Promise<number[]> {
   const codes: number[] = [];
   for (let trip = 1; trip <= max; ++trip) {
     const before = w.lines.length;
-    const code = await w.trip();
+    const code = await w.trip(args === undefined ? {} : { args: args(trip) });
     codes.push(code);
     if (code === 0 && w.lines.slice(before).some((l) => l.includes('The rescue is complete'))) return codes;
     expect(code, w.lines.slice(before).join('')).to.be.oneOf([0, EXIT_STICK_FULL]);
@@ -220,7 +229,11 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(codes[codes.length - 1]).to.equal(0);
     const full = w.lines.find((l) => l.includes('is full'))!;
     expect(full).to.match(new RegExp(`^ddferry-reader: The stick ${w.stick} is full: \\d+ piece\\(s\\) \\([\\d.]+ [kM]B\\) wait in ${w.folder}\\.( \\d+ more piece\\(s\\) read on this trip wait in [^ ]+ for the next stick trip\\.)? Carry it to PC_B and run:\n`
-      + `   ddferry-assembler import ${w.stick} IMAGE --token-file TOKEN     \\(PC_B; IMAGE: the image file there; TOKEN: a copy of ${join(w.job, 'token')}\\)\nthen bring it back and run the same command again here\\.\n$`));
+      + `   ddferry-assembler import STICK IMAGE --token-file TOKEN     \\(on PC_B; STICK: where the stick is mounted there, IMAGE: the image file there, TOKEN: PC_B's copy of ${join(w.job, 'token')} from here\\)\nthen bring it back and run the same command again here\\.\n$`));
+    // what runs on PC_B names no path of PC_A (nor /path/to/...): the stick and the image by what they are there
+    for (const l of w.lines.filter((x) => x.includes('ddferry-assembler'))) expect(l).to.not.include(`import ${w.stick}`).and.not.include('/path/to');
+    // a full stick is no interruption: GNU ddrescue's 'Interrupted by user' is for signals only
+    expect(w.lines.join('')).to.not.include('Interrupted by user');
     expect(w.lines.some((l) => /^ddferry-reader: stick .*: merged \d+ piece\(s\), reclaimed 0, freed [\d.]+ [kM]B; 0 piece\(s\) still wait for an import\.\n$/.test(l))).to.equal(true);
     w.check();
     // never more on the stick than its capacity minus the margin (2 MiB)
@@ -355,6 +368,70 @@ describe('rescue --to DIR (stick trips)', function () {
     await w.pcb.import(w.folder, w.plan);
     expect(await w.trip()).to.equal(0);
     expect(w.lines.join('')).to.contain('The rescue is complete');
+    w.check();
+  });
+
+  it('changes nothing for bundle names and receipts naming seq 2^53-1 or above 2^40: no state change, no read twice, the trips go on', async () => {
+    w = await makeWorld({ size: 12 * MIB, chunkSize: 2 * MIB, bad: [[5 * MIB, 4 * KIB]], capacity: 7 * MIB });
+    const readLogs: string[] = [];
+    const reads = (): string[] => {
+      const log = join(w.dir, `reads-${readLogs.length + 1}.log`);
+      readLogs.push(log);
+      return ['-q', `--log-reads=${log}`];
+    };
+    const seqFile = join(w.job, 'seq.json');
+    const state = (): string => JSON.stringify([existsSync(seqFile) ? readFileSync(seqFile, 'utf8') : '', readFileSync(join(w.job, 'common.map'), 'latin1').replace(/^# .*\n/gm, ''), readdirSync(join(w.job, 'ledger')).sort(), readdirSync(w.folder).sort()]);
+    expect(await w.trip({ args: reads() })).to.equal(EXIT_STICK_FULL);
+    // someone without the token: files named after the largest seqs, and receipts naming 2^40 and 2^53-1
+    writeFileSync(join(w.folder, 'piece-9007199254740991.tar'), randomBytes(16 * KIB));
+    writeFileSync(join(w.folder, 'piece-1099511627777.tar'), randomBytes(16 * KIB));
+    writeFileSync(join(w.folder, 'piece-999999999999999.tar'), randomBytes(16 * KIB));
+    mkdirSync(join(w.folder, 'receipts'), { recursive: true });
+    const otherKeys = deriveRescueKeys('not the token of this rescue at all', w.plan.rescueId!);
+    const forged = formatReceipt({
+      rescueId: w.plan.rescueId as RescueId, merged: [{ seq: 2 ** 40, headerHash: 'f'.repeat(32) }], rejected: [{ bundle: 'piece-000001.tar', seqs: [], code: 'ERR_X', reason: 'forged' }],
+      writtenAt: '2026-01-01T00:00:00Z', writer: 'forger',
+    }, otherKeys);
+    writeFileSync(join(w.folder, 'receipts', 'receipt-forged-1.json'), forged);
+    writeFileSync(join(w.folder, 'receipts', 'receipt-forged-2.json'), forged.replace('1099511627776', '9007199254740991'));
+    // a trip with only those on the stick: nothing freed, nothing reclaimed, nothing read, the counter as it was
+    const before = state();
+    const at = w.lines.length;
+    expect(await w.trip({ args: reads() })).to.equal(EXIT_STICK_FULL);
+    expect(state()).to.equal(before);
+    expect(w.lines.slice(at).join('')).to.contain('ERR_STICK_RECEIPT_MAC').and.contain('merged 0 piece(s), reclaimed 0');
+    // then the trips go on to the end
+    await w.pcb.import(w.folder, w.plan);
+    const codes = await loop(w, () => undefined, 40, () => reads());
+    expect(codes[codes.length - 1]).to.equal(0);
+    expect(w.lines.join('')).to.not.match(/reclaimed [1-9]/);
+    expect(existsSync(seqFile) ? JSON.parse(readFileSync(seqFile, 'utf8')).lastSeq : 0).to.be.below(1000);
+    // no good byte was read twice across all trips, and every one was read
+    const good: Array<[number, number]> = [];
+    for (const f of readLogs) {
+      if (!existsSync(f)) continue;
+      for (const line of readFileSync(f, 'latin1').split('\n')) {
+        const m = /^0x([0-9A-F]+)\t(\d+)\t(\d+)\t/.exec(line);
+        if (m && Number(m[3]) > 0) good.push([parseInt(m[1]!, 16), Number(m[3])]);
+      }
+    }
+    good.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < good.length; ++i) expect(good[i]![0], `read at ${good[i]![0]} overlaps the one at ${good[i - 1]![0]}`).to.be.at.least(good[i - 1]![0] + good[i - 1]![1]);
+    expect(good.reduce((n, g) => n + g[1], 0)).to.equal(12 * MIB - 4 * KIB);
+    w.check();
+  });
+
+  it('says \'Interrupted by user\' for a signal only, and still ends with the status line + after it', async () => {
+    w = await makeWorld({ size: 8 * MIB, chunkSize: 2 * MIB, bad: [[MIB, 4 * KIB]], capacity: 64 * MIB });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 300);
+    const code = await w.trip({ signal: ac.signal });
+    expect(code).to.equal(1);
+    expect(w.lines.join('')).to.contain('Interrupted by user');
+    const before = w.lines.length;
+    await w.pcb.import(w.folder, w.plan);
+    await loop(w);
+    expect(w.lines.slice(before).join('')).to.not.contain('Interrupted by user');
     w.check();
   });
 

@@ -6,7 +6,8 @@
  * Welcome does to the spool and the ledger.
  */
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,8 +19,11 @@ import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedge
 import { SeqCounter } from '../src/job/seq-counter.js';
 import { Spool } from '../src/job/spool.js';
 import { settleMerged } from '../src/lan/welcome.js';
+import type { Job } from '../src/job/job.js';
+import { readChunkFileReceipts } from '../src/stick/chunk-files.js';
 import { readStickReceipts, reshipRanges, settle } from '../src/stick/receipts.js';
-import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickSealBytes } from '../src/stick/space.js';
+import { openStickFolder } from '../src/stick/stick-folder.js';
+import { MAX_STICK_FILES, bytesNeeded, fits, stickMargin, stickReserve, stickSealBytes } from '../src/stick/space.js';
 import { BUNDLE_WRITER, type StickWriter } from '../src/stick/writer.js';
 
 const MIB = 1 << 20;
@@ -105,8 +109,30 @@ describe('stick space', () => {
     // tar: header + manifest + header + data rounded to 512, end blocks; then rounded to 4096, plus one block per file
     const tar = 512 + Math.ceil((512 + 12 * 96) / 512) * 512 + 512 + 3 * MIB + 65536 + 1024;
     expect(need).to.equal(Math.ceil(tar / 4096) * 4096 + 4096);
-    expect(fits(space(2 * MIB + need), pending, 65536, BUNDLE_WRITER)).to.equal(true);
-    expect(fits(space(2 * MIB + need - 1), pending, 65536, BUNDLE_WRITER)).to.equal(false);
+    const reserve = stickReserve(1, 1, 4096);
+    expect(fits(space(2 * MIB + reserve + need), pending, 65536, BUNDLE_WRITER)).to.equal(true);
+    expect(fits(space(2 * MIB + reserve + need - 1), pending, 65536, BUNDLE_WRITER)).to.equal(false);
+  });
+
+  it('keeps room for the receipt of every piece on the stick and pending: 3 receipts rounded to the block, plus 2 blocks', () => {
+    // a receipt of n one-piece bundles takes at most 1 KiB + 1 KiB a bundle
+    expect(stickReserve(0, 0, 512)).to.equal(3 * 1024 + 2 * 512);
+    expect(stickReserve(7, 7, 512)).to.equal(3 * 8192 + 2 * 512);
+    expect(stickReserve(7, 7, 4096)).to.equal(3 * 8192 + 2 * 4096);
+    expect(stickReserve(8, 8, 4096)).to.equal(3 * 12288 + 2 * 4096);
+    // chunk files: 40 bytes a file in receipts/ddrescue-done.txt when that is more
+    expect(stickReserve(10, 600, 512)).to.equal(3 * 24064 + 2 * 512);
+    // just at and just over, with 40 pieces already on a 512-byte-cluster stick
+    const pending = { pieces: 1, bytes: MIB, ranges: 4 };
+    const need = bytesNeeded(pending, 4096, BUNDLE_WRITER, 512);
+    const fat = (free: number) => ({ free, total: 64 * MIB, blockSize: 512 });
+    const at = 2 * MIB + stickReserve(41, 41, 512) + need;
+    expect(fits(fat(at), pending, 4096, BUNDLE_WRITER, 40, 40)).to.equal(true);
+    expect(fits(fat(at - 1), pending, 4096, BUNDLE_WRITER, 40, 40)).to.equal(false);
+    // the reserve grows with what the stick holds: one more bundle on it, 3 x 1 KiB more
+    expect(fits(fat(at), pending, 4096, BUNDLE_WRITER, 41, 41)).to.equal(false);
+    expect(fits(fat(at + 3 * 1024 - 1), pending, 4096, BUNDLE_WRITER, 41, 41)).to.equal(false);
+    expect(fits(fat(at + 3 * 1024), pending, 4096, BUNDLE_WRITER, 41, 41)).to.equal(true);
   });
 
   it('counts one block per open piece, rounds to the file system block, and caps the folder\'s files', () => {
@@ -121,6 +147,91 @@ describe('stick space', () => {
     const huge = space(64 * 1024 * MIB, 64 * 1024 * MIB);
     expect(fits(huge, { pieces: 1, bytes: 4096 * MIB - 2 - 512, ranges: 0 }, 512, w)).to.equal(true);
     expect(fits(huge, { pieces: 1, bytes: 4096 * MIB - 1 - 512, ranges: 0 }, 512, w)).to.equal(false);
+  });
+});
+
+describe('files on the stick are what they claim (S4)', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ddferry-stick-files-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** `p`, or a failure after 5 s: a FIFO opened for reading without a writer would hang. */
+  async function soon<T>(p: Promise<T>): Promise<T> {
+    let t: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([p, new Promise<never>((_, reject) => {
+        t = setTimeout(() => reject(new Error('hung on a FIFO or a link')), 5000);
+      })]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+  async function codeOf(p: Promise<unknown>): Promise<string> {
+    try {
+      await soon(p);
+    } catch (err) {
+      return (err as { code?: string }).code ?? String(err);
+    }
+    return 'no error';
+  }
+  function fifo(path: string): void {
+    const r = spawnSync('mkfifo', [path]);
+    if (r.status !== 0) throw new Error(`mkfifo ${path} failed: ${r.error?.message ?? r.stderr}`);
+  }
+
+  const job = { rescueId: makeRescueId(), fingerprint: { size: MIB, logicalSectorSize: 512, physicalSectorSize: 512, model: 'M', serial: 'S', wwn: '', kind: 'file' }, sourceSize: MIB, sectorSize: 512, chunkSize: MIB } as unknown as Job;
+  const roomy = async (): Promise<{ free: number; blockSize: number; total: number }> => ({ free: 1024 * MIB, blockSize: 4096, total: 2048 * MIB });
+
+  it('refuses at once a rescue.json that is a FIFO or a link, and a ddferry folder that is a link', async () => {
+    const folder = join(dir, 'ddferry', job.rescueId);
+    mkdirSync(folder, { recursive: true });
+    fifo(join(folder, 'rescue.json'));
+    expect(await codeOf(openStickFolder(dir, job, roomy))).to.equal('ERR_FILE_NOT_REGULAR');
+    rmSync(join(folder, 'rescue.json'));
+    writeFileSync(join(dir, 'elsewhere.json'), '{}');
+    symlinkSync(join(dir, 'elsewhere.json'), join(folder, 'rescue.json'));
+    expect(await codeOf(openStickFolder(dir, job, roomy))).to.equal('ERR_FILE_SYMLINK');
+    const other = join(dir, 'other');
+    mkdirSync(other);
+    symlinkSync(join(dir, 'ddferry'), join(other, 'ddferry'));
+    expect(await codeOf(openStickFolder(other, job, roomy))).to.equal('ERR_FILE_SYMLINK');
+  });
+
+  it('warns at once about a receipt that is a FIFO or a link and reads the others; refuses a receipts folder that is a link', async () => {
+    const keys = deriveRescueKeys(TOKEN, job.rescueId as RescueId);
+    mkdirSync(join(dir, 'receipts'));
+    fifo(join(dir, 'receipts', 'receipt-1-fifo.json'));
+    writeFileSync(join(dir, 'real.json'), '{}');
+    symlinkSync(join(dir, 'real.json'), join(dir, 'receipts', 'receipt-2-link.json'));
+    writeFileSync(join(dir, 'receipts', 'receipt-3.json'), formatReceipt({ rescueId: job.rescueId as RescueId, merged: [{ seq: 4, headerHash: hashOf(4) }], rejected: [], writtenAt: 't', writer: 'w' }, keys));
+    const warnings: string[] = [];
+    const r = await soon(readStickReceipts(dir, keys, (l) => warnings.push(l)));
+    expect([...r.merged.keys()]).to.deep.equal([4]);
+    expect(warnings.map((l) => /ERR_[A-Z_]+/.exec(l)?.[0])).to.deep.equal(['ERR_FILE_NOT_REGULAR', 'ERR_FILE_SYMLINK']);
+    expect(warnings[0]).to.contain(join(dir, 'receipts', 'receipt-1-fifo.json'));
+    const other = join(dir, 'other');
+    mkdirSync(other);
+    symlinkSync(join(dir, 'receipts'), join(other, 'receipts'));
+    expect(await codeOf(readStickReceipts(other, keys, () => undefined))).to.equal('ERR_FILE_SYMLINK');
+  });
+
+  it('refuses at once, with ERR_CHUNK_RECEIPTS, a receipts list that is a FIFO or a link', async () => {
+    mkdirSync(join(dir, 'receipts'));
+    fifo(join(dir, 'receipts', 'ddrescue-done.txt'));
+    expect(await codeOf(readChunkFileReceipts(dir))).to.equal('ERR_CHUNK_RECEIPTS');
+    rmSync(join(dir, 'receipts', 'ddrescue-done.txt'));
+    writeFileSync(join(dir, 'list.txt'), 'chunk0000-000001-01.raw\n');
+    symlinkSync(join(dir, 'list.txt'), join(dir, 'receipts', 'ddrescue-done.txt'));
+    let err: unknown;
+    try {
+      await soon(readChunkFileReceipts(dir));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.include({ code: 'ERR_CHUNK_RECEIPTS' });
+    expect((err as Error).message).to.contain('symbolic link');
   });
 });
 

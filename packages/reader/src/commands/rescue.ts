@@ -173,7 +173,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo, signal: 
     const token = await readJobToken(jobDir, ours.get('token-file'), planned.tokenFile);
     if (token === null && !lan) {
       throw new ReaderError('ERR_STICK_NO_TOKEN', join(jobDir, TOKEN_FILE), `${join(jobDir, TOKEN_FILE)}: no token: the pieces a stick carries are sealed with the shared secret, and this job has none.`, {
-        hint: `Make one (ddferry-assembler token ${join(jobDir, TOKEN_FILE)}) and copy it to PC_B, or give one with --token-file.`,
+        hint: `Make one here on PC_A (ddferry-assembler token ${join(jobDir, TOKEN_FILE)}) and give PC_B a copy of it, or give one with --token-file.`,
       });
     }
     if (token === null) io.stderr(`ddferry-reader: warning: no token (${join(jobDir, TOKEN_FILE)} is missing and no --token-file given): anyone on the LAN can send this assembler data or read what travels. Give both sides the same --token-file.\n`);

@@ -55,7 +55,7 @@ export async function planJob(o: PlanJobOptions): Promise<Job> {
     const size = source.size;
     if (size <= 0) throw new ReaderError('ERR_SOURCE_OPEN', src, `${src}: the size of the source is unknown.`, { hint: 'Plan a block device or a regular file.' });
     const sectorSize = o.sectorSize ?? source.identity.logicalSectorSize;
-    const chunkSize = o.chunkSize ?? chunkSizeForMedium({ capacity: o.medium!.capacity, maxFileSize: FILE_SIZE_LIMITS[o.medium!.fs] }, sectorSize);
+    const chunkSize = o.chunkSize ?? chunkSizeForMedium({ capacity: o.medium!.capacity, maxFileSize: FILE_SIZE_LIMITS[o.medium!.fs], fileSystem: o.medium!.fs }, sectorSize);
     const chunks = planChunks({ sourceSize: size, sectorSize, chunkSize });
     const job: Job = {
       version: 1,

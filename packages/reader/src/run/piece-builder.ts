@@ -1,5 +1,5 @@
 import type { BlockStatus, Chunk } from '@ddferry/mapfile';
-import { type Piece, type RescueId, makeExtent } from '@ddferry/protocol';
+import { type Piece, type PieceMapState, type RescueId, makeExtent } from '@ddferry/protocol';
 
 import { DeltaList } from './delta-list.js';
 
@@ -145,17 +145,29 @@ export class PieceBuilder {
     });
   }
 
-  /** Seal every open piece, in chunk order, each with the next sequence number. */
-  seal(): Piece[] {
+  /**
+   * Seal every open piece, in chunk order, each with the next sequence number and, when
+   * given, the common map's status line (`mapState`: PC_B's image map takes the status
+   * line of the newest piece it merges).
+   */
+  seal(mapState?: PieceMapState): Piece[] {
     const open = [...this.#open.values()].sort((a, b) => a.chunk - b.chunk);
     this.#open.clear();
     this.#bytes = 0;
     this.#ranges = 0;
     this.#parts = 0;
-    return open.map((p) => this.#seal(p));
+    return open.map((p) => this.#seal(p, mapState));
   }
 
-  #seal(p: OpenPiece): Piece {
+  /**
+   * A piece that carries only the status line (no data, no statuses), in the chunk of its
+   * current position: how PC_B learns that a run ended (`+`) when no data was left to seal.
+   */
+  sealState(mapState: PieceMapState): Piece {
+    return { rescueId: this.#o.rescueId as RescueId, seq: this.#o.nextSeq(), chunk: this.#chunkOf(mapState.currentPos), extents: [], delta: [], data: EMPTY, mapState };
+  }
+
+  #seal(p: OpenPiece, mapState: PieceMapState | undefined): Piece {
     // the data in source order: the buffer itself when the reads came in order
     let data: Buffer;
     let parts: readonly Part[];
@@ -188,6 +200,7 @@ export class PieceBuilder {
       extents,
       delta: p.delta.ranges.map((r) => ({ pos: r.pos, size: r.size, status: r.status })),
       data,
+      ...(mapState === undefined ? {} : { mapState }),
     };
   }
 }

@@ -14,11 +14,12 @@
  * | the engine saves its map | seal, then once those pieces are durable, save `common.map` |
  * | the reading process is silent for `IDLE_SEAL_MS` inside a read | seal and store what it sent (a hung read holds nothing back) |
  * | a piece is stored | grant more room; once it is durable (at once, or a LAN piece on its receipt or fsync), commit its delta, in sequence order |
- * | no room (a full stick) | stop reading; seal and store what was read; end `full` |
+ * | no room (a full stick) | once the pieces in flight are durable: stop reading; seal and store what was read (however slow the stick); end `full` |
  * | the signal aborts | stop reading; store what was read within `STOP_BUDGET_MS`; save; end `aborted` |
  */
 import type { Chunk } from '@ddferry/mapfile';
-import type { Piece } from '@ddferry/protocol';
+import { Domain } from '@ddferry/mapfile';
+import type { Piece, PieceMapState } from '@ddferry/protocol';
 
 import type { RescueReporter, StatusRefresh } from '../engine/reporter.js';
 import { ReaderError } from '../errors.js';
@@ -177,7 +178,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       } finally {
         status.storing -= 1;
         status.storingBytes -= piece.data.length;
-        if (!full && started && dest.isFull(pending(), readMax)) full = true;
+        // full only once what is in flight is durable: the free space is then what the writes left, not an estimate
+        if (!full && started && status.storing === 0 && dest.isFull(pending(), readMax)) full = true;
         if (full) poke();
         else regrant();
       }
@@ -189,8 +191,30 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     await dest.settle?.(urgent).catch(fail);
     await commits;
   };
-  const sealAndStore = (): void => {
-    for (const p of builder.seal()) store(p);
+  const lineOf = (st: MapState | null): PieceMapState | undefined => (st === null ? undefined : { currentPos: st.currentPos, currentStatus: st.currentStatus, currentPass: st.currentPass });
+  /**
+   * The status line the last sealed piece carried (PC_B's image map follows it); at the
+   * start, common.map's, which the last piece of the run before carried: a run with
+   * nothing to do makes no piece.
+   */
+  let carried: PieceMapState | null = lineOf(map.state) ?? null;
+  const sealAndStore = (state: MapState | null = status.state): void => {
+    const line = lineOf(state);
+    const pieces = builder.seal(line);
+    for (const p of pieces) store(p);
+    if (pieces.length > 0 && line !== undefined) carried = line;
+  };
+  /**
+   * At a map save: seal what is open with the save's status line; when nothing was open
+   * and the phase or pass changed since the last piece (the run's end, `+`), a piece of
+   * its own carries the line, so the image map ends as common.map does.
+   */
+  const sealAtSave = (state: MapState): void => {
+    sealAndStore(state);
+    const line = lineOf(state)!;
+    if (carried !== null && carried.currentStatus === line.currentStatus && carried.currentPass === line.currentPass) return;
+    store(builder.sealState(line));
+    carried = line;
   };
   const pending = (): Pending => {
     const b = builder.pending();
@@ -287,8 +311,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
             o.reporter.endOfRun(ev.elapsed, ev.percent, ev.currentPos, ev.statusName);
             break;
           case 'save': {
-            sealAndStore();
             const state = ev.state;
+            sealAtSave(state);
             status.state = state;
             queueMap(async () => {
               map.setState(state);
@@ -396,9 +420,14 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     if (!child.hasExited) child.abandon();
     status.reading = null;
     sealAndStore();
-    // a full destination takes what was read (the stick, or the local spool once the stick is full): wait for it;
-    // a signal gives the stores STOP_BUDGET_MS
-    const stored = await Promise.race([settled(true).then(() => true), aborted(o.signal).then(() => sleep(STOP_BUDGET_MS)).then(() => false)]);
+    // a full destination: what was read is stored, however slow the stick (FAT with 512-byte clusters under fusefat
+    // writes a few MB/s); a signal: within STOP_BUDGET_MS, also when it comes while waiting here
+    const budget = new Promise<false>((resolve) => {
+      const giveUp = (): void => void sleep(STOP_BUDGET_MS).then(() => resolve(false));
+      if (o.signal.aborted) giveUp();
+      else o.signal.addEventListener('abort', giveUp, { once: true });
+    });
+    const stored = await Promise.race([settled(true).then(() => true), budget]);
     if (!stored) o.log('ddferry-reader: pieces still being written were given up (not claimed in common.map: their ranges are read again next time).');
     if (failure && !o.signal.aborted) throw failure;
     if (status.state) map.setState({ ...status.state, message: status.state.message });

@@ -1,8 +1,8 @@
-import { type FileHandle, open, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 import { SblockVector, formatMapfile, parseMapfile } from '@ddferry/mapfile';
-import type { Piece } from '@ddferry/protocol';
+import { type Piece, checkRealFolder, fileSystemTypeOf, readSafeFile } from '@ddferry/protocol';
 
 import { ReaderError, errnoOf } from '../errors.js';
 import { formatDdrescueCommands, formatDdrescueScript, IMAGE_START_MAP } from './chunk-commands.js';
@@ -130,32 +130,6 @@ export function chunkFileBase(chunk: number, chunkCount: number, seq: number, sp
 export const CHUNK_FILE_NAME = /^chunk(\d{4,15})-(\d{6,15})-(\d{2,9})\.raw$/;
 
 /**
- * The file system type of the mount holding `folder` (`/proc/self/mountinfo`: the
- * longest mount point that is a prefix of the folder's real path), e.g. `vfat`,
- * `fuse.fusefat`, `ext4`; undefined where mountinfo cannot be read.
- */
-export async function fileSystemTypeOf(folder: string): Promise<string | undefined> {
-  let info: string;
-  try {
-    info = await readFile('/proc/self/mountinfo', 'utf8');
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-  const path = await realpath(folder);
-  let best: { point: string; type: string } | undefined;
-  for (const line of info.split('\n')) {
-    const fields = line.split(' ');
-    const sep = fields.indexOf('-', 6);
-    if (fields.length < 7 || sep < 0 || fields[sep + 1] === undefined) continue;
-    const point = fields[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    const inside = point === '/' || path === point || path.startsWith(`${point}/`);
-    if (inside && (best === undefined || point.length >= best.point.length)) best = { point, type: fields[sep + 1]! };
-  }
-  return best?.type;
-}
-
-/**
  * The layout for a file system type: sparse on ext2/3/4, xfs, btrfs, tmpfs, f2fs, zfs and
  * overlay; packed on everything else, FAT32 (`vfat`, `msdos`), exFAT, NTFS, every FUSE
  * mount (`fuse.*`, `fuseblk`) and an unknown type included: a packed file is correct on
@@ -204,15 +178,16 @@ export async function readChunkFileReceipts(folder: string): Promise<Set<string>
   const file = join(folder, RECEIPT_FILE);
   let text: string;
   try {
-    const st = await stat(file);
-    if (st.size > MAX_RECEIPTS_BYTES) {
-      throw new ReaderError('ERR_CHUNK_RECEIPTS', file, `${file}: the receipts file has ${st.size} bytes, more than the ${MAX_RECEIPTS_BYTES} a receipts file can have. Check that it is the one DDRESCUE-COMMANDS.txt writes, then run the same command again.`);
-    }
-    text = await readFile(file, 'latin1');
+    // a link is never followed and a FIFO never waited on: PC_B's script writes a regular file
+    await checkRealFolder(dirname(file), 'the receipts folder');
+    text = (await readSafeFile(file, { maxBytes: MAX_RECEIPTS_BYTES, what: 'the receipts list' })).toString('latin1');
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return new Set();
-    if (err instanceof ReaderError) throw err;
-    throw new ReaderError('ERR_CHUNK_RECEIPTS', file, `${file}: can't read the receipts of the chunk files (${(err as Error).message}). Check the stick (fsck it on PC_B), then run the same command again.`, { cause: err });
+    const code = errnoOf(err);
+    if (code === 'ENOENT') return new Set();
+    if (code === 'ERR_FILE_TOO_LARGE') {
+      throw new ReaderError('ERR_CHUNK_RECEIPTS', file, `${file}: the receipts file has more than the ${MAX_RECEIPTS_BYTES} bytes a receipts file can have. Check that it is the one DDRESCUE-COMMANDS.txt writes, then run the same command again.`, { cause: err });
+    }
+    throw new ReaderError('ERR_CHUNK_RECEIPTS', file, `${file}: can't read the receipts of the chunk files (${(err as Error).message}). Check the stick (fsck it on PC_B) and that the file is the one DDRESCUE-COMMANDS.txt writes, then run the same command again.`, { cause: err });
   }
   const done = new Set<string>();
   for (const raw of text.split('\n')) {
@@ -458,7 +433,7 @@ export class ChunkFileWriter implements StickWriter {
       const packed = present.has(`${base}.src.map`);
       const file = join(folder, packed ? `${base}.src.map` : `${base}.map`);
       try {
-        const map = parseMapfile(await readFile(file), { file });
+        const map = parseMapfile(await readSafeFile(file, { maxBytes: MAX_RECEIPTS_BYTES, what: 'the span map' }), { file });
         let pos = -1;
         let end = 0;
         let dataBytes = 0;
@@ -473,7 +448,7 @@ export class ChunkFileWriter implements StickWriter {
         known.set(base, { base, chunk: Number(m[1]), seq: Number(m[2]), span: Number(m[3]), layout: packed ? 'packed' : 'sparse', pos, end, fileSize, dataBytes });
       } catch (err) {
         const code = errnoOf(err);
-        if (code !== undefined && code !== 'ENOENT' && !code.startsWith('ERR_MAPFILE_')) throw err; // a stick that fails to read stops the writer
+        if (code !== undefined && code !== 'ENOENT' && !code.startsWith('ERR_MAPFILE_') && !code.startsWith('ERR_FILE_')) throw err; // a stick that fails to read stops the writer
         notes.push(`${name} is not listed: its map ${file} cannot be used (${(err as Error).message}).`);
       }
     }

@@ -1,8 +1,10 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { type BlockStatus, type StatusMap, BlockStatus as St } from '@ddferry/mapfile';
-import { RECEIPT_NAME, type RescueKeys, STICK_RECEIPTS_FOLDER, bundleSeqOf, parseReceipt } from '@ddferry/protocol';
+import {
+  MAX_STICK_FILE_BYTES, RECEIPT_NAME, type RescueKeys, STICK_RECEIPTS_FOLDER, bundleSeqOf, checkRealFolder, parseReceipt, readSafeFile,
+} from '@ddferry/protocol';
 
 import { errnoOf } from '../errors.js';
 import type { DeltaRange } from '../run/delta-list.js';
@@ -24,12 +26,17 @@ export interface StickReceipts {
  * Read every `receipts/receipt-*.json` of a rescue folder, each checked with the rescue's
  * receipt key. A damaged or forged receipt (`ERR_STICK_RECEIPT_MAC`: written without the
  * token), or one of another rescue, is reported through `warn` and ignored (and kept: it
- * is not ours to delete).
+ * is not ours to delete); so is one that is not a regular file (`ERR_FILE_SYMLINK`,
+ * `ERR_FILE_NOT_REGULAR`: never followed nor waited on) or is too large.
+ * @throws ProtocolError `ERR_FILE_SYMLINK`, `ERR_FILE_NOT_FOLDER` when `receipts` is a
+ *   link or a file; system errors of the stick (EIO).
  */
 export async function readStickReceipts(folder: string, keys: RescueKeys, warn: (line: string) => void): Promise<StickReceipts> {
   const dir = join(folder, STICK_RECEIPTS_FOLDER);
   let names: string[];
   try {
+    // a link in place of the folder is never followed
+    await checkRealFolder(dir, 'the receipts folder');
     names = (await readdir(dir)).filter((n) => RECEIPT_NAME.test(n)).sort();
   } catch (err) {
     if (errnoOf(err) !== 'ENOENT') throw err;
@@ -41,7 +48,8 @@ export async function readStickReceipts(folder: string, keys: RescueKeys, warn: 
   for (const name of names) {
     const file = join(dir, name);
     try {
-      const r = parseReceipt(await readFile(file, 'utf8'), keys, file);
+      // a FIFO or a link named like a receipt is refused at once, never waited on nor followed
+      const r = parseReceipt((await readSafeFile(file, { maxBytes: MAX_STICK_FILE_BYTES, what: 'the receipt' })).toString('utf8'), keys, file);
       for (const p of r.merged) merged.set(p.seq, p.headerHash);
       for (const x of r.rejected) if (!rejected.has(x.bundle)) rejected.set(x.bundle, { code: x.code, reason: x.reason });
       files.push(join(STICK_RECEIPTS_FOLDER, name));

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import {
-  STICK_RESCUE_FILE, type StickRescue, describeFingerprint, formatStickRescue, parseStickRescue, sameDevice, stickRescueParts,
+  STICK_RESCUE_FILE, type StickRescue, checkRealFolder, describeFingerprint, formatStickRescue, parseStickRescue, readSafeFile, sameDevice, stickRescueParts,
 } from '@ddferry/protocol';
 
 import { syncFolder, writeFileDurably } from '../durable-file.js';
@@ -11,6 +11,9 @@ import { ReaderError, errnoOf } from '../errors.js';
 import type { Job } from '../job/job.js';
 import { formatBytes } from '../progress/units.js';
 import { type StickSpace, statStick, stickMargin } from './space.js';
+
+/** Largest `rescue.json` read (its texts hold at most 4096 characters each). */
+const MAX_RESCUE_FILE_BYTES = 1 << 20;
 
 /** The rescue folder of a stick, checked against the job (or made, with a new stick id). */
 export interface StickFolder {
@@ -27,7 +30,9 @@ function describeStickRescue(r: Pick<StickRescue, 'rescueId' | 'fingerprint' | '
 
 /**
  * Find or make `ROOT/ddferry/<rescue-id>/rescue.json`.
- * @throws ReaderError `ERR_STICK_NOT_A_FOLDER`, `ERR_STICK_WRONG_RESCUE`; ProtocolError `ERR_STICK_BAD_RESCUE_FILE`.
+ * @throws ReaderError `ERR_STICK_NOT_A_FOLDER`, `ERR_STICK_WRONG_RESCUE`; ProtocolError `ERR_STICK_BAD_RESCUE_FILE`,
+ *   `ERR_FILE_SYMLINK`, `ERR_FILE_NOT_FOLDER` (`ddferry/` or the rescue folder is a link or a file),
+ *   `ERR_FILE_NOT_REGULAR`, `ERR_FILE_TOO_LARGE` (rescue.json is a FIFO, a device, a folder, or too large).
  */
 export async function openStickFolder(to: string, job: Job, stat0: (dir: string) => Promise<StickSpace> = statStick): Promise<StickFolder> {
   const root = resolve(to);
@@ -40,11 +45,15 @@ export async function openStickFolder(to: string, job: Job, stat0: (dir: string)
   if (!isDir) {
     throw new ReaderError('ERR_STICK_NOT_A_FOLDER', root, `${root} is not a folder.`, { hint: 'Mount the stick and give its mount point (e.g. --to /media/usb), or give ws://HOST:PORT to ship over the LAN.' });
   }
-  const folder = join(root, ...stickRescueParts(job.rescueId as StickRescue['rescueId']));
+  const parts = stickRescueParts(job.rescueId as StickRescue['rescueId']);
+  const folder = join(root, ...parts);
   const file = join(folder, STICK_RESCUE_FILE);
+  // what the stick holds is opened as it is: a link is never followed, a FIFO never waited on
+  await checkRealFolder(join(root, parts[0]), 'the stick\'s ddferry folder');
+  await checkRealFolder(folder, 'the stick\'s rescue folder');
   let text: string | undefined;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readSafeFile(file, { maxBytes: MAX_RESCUE_FILE_BYTES, what: 'the stick\'s rescue.json' })).toString('utf8');
   } catch (err) {
     if (errnoOf(err) !== 'ENOENT') throw err;
   }

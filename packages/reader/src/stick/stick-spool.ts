@@ -42,6 +42,8 @@ export class StickSpool {
   readonly writer: StickWriter;
   readonly #o: StickSpoolOptions;
   #space: StickSpace = { free: 0, blockSize: 512, total: 0 };
+  /** The reader's own count of the free space: the last `refresh`, minus what it wrote since (see space.ts). */
+  #counted = 0;
   #files = 0;
   #count = 0;
   #bytes = 0;
@@ -68,6 +70,7 @@ export class StickSpool {
   /** Re-read the free space and the folder's figures (after files were deleted). */
   async refresh(): Promise<void> {
     this.#space = await (this.#o.statStick ?? statStick)(this.folder);
+    this.#counted = this.#space.free;
     this.#files = (await readdir(this.folder)).length;
     let count = 0;
     let bytes = 0;
@@ -105,7 +108,7 @@ export class StickSpool {
 
   /** True if the pieces in memory plus a read of `nextRead` bytes would fit. */
   fits(pending: PendingPieces, nextRead: number): boolean {
-    return this.failure === null && fits(this.#space, pending, nextRead, this.writer, this.#files);
+    return this.failure === null && fits(this.#space, pending, nextRead, this.writer, this.#files, this.#count);
   }
 
   async #looksFull(piece: Piece): Promise<boolean> {
@@ -150,8 +153,12 @@ export class StickSpool {
     this.#files += out.files.length;
     this.writtenBytes += out.bytes;
     this.#bytes += out.bytes;
+    // each file takes whole blocks, and its folder entry may take one more
+    const block = this.#space.blockSize;
+    this.#counted -= Math.ceil(out.bytes / block) * block + out.files.length * block;
     try {
-      this.#space = await (this.#o.statStick ?? statStick)(this.folder);
+      const s = await (this.#o.statStick ?? statStick)(this.folder);
+      this.#space = s.total === 0 ? s : { ...s, free: Math.max(0, Math.min(s.free, this.#counted)) };
     } catch (err) {
       this.failure = new ReaderError('ERR_STICK_WRITE', this.folder, `${this.folder}: the stick's free space can't be read (${(err as Error).message}). Check it is still mounted, then run the same command again.`, { cause: err });
     }

@@ -1,3 +1,5 @@
+import { type RescueId, stickRescueParts } from '@ddferry/protocol';
+
 import type { JobFolder } from '../job/job-folder.js';
 import type { RescueProgress } from '../progress/progress.js';
 import { formatBytes } from '../progress/units.js';
@@ -91,7 +93,10 @@ export async function stickTrip(o: StickTripOptions, stopSignal: () => NodeJS.Si
     ? new ChunkFileWriter({ rescueId: job.job.rescueId, sourceSize: job.job.sourceSize, chunkCount: job.chunks.length, chunkSize: job.job.chunkSize, layout: await layoutForFolder(stick.folder) })
     : BUNDLE_WRITER);
   const stickSpool = await StickSpool.open({ folder: stick.folder, stickId: stick.stickId, ledger: job.ledger, writer, keys: job.keys, statStick: o.statStick });
-  if (stickSpool.space.total === 0) log(`ddferry-reader: ${stick.root}: the file system does not tell its free space (statfs gives 0 blocks; FAT with 512-byte clusters?): writing until the stick is full.`);
+  if (stickSpool.space.total === 0) {
+    log(`ddferry-reader: ${stick.root}: the file system does not tell its size (statfs gives 0 blocks): writing until the stick is full, with no room kept for PC_B's receipt; `
+      + 'if the import on PC_B cannot write its receipt, it says what to delete on the stick.');
+  }
   const trip = await countTrip(job.dir);
   progress.stick = () => ({ trip, freeBytes: stickSpool.space.total === 0 ? null : stickSpool.space.free, bundles: stickSpool.count });
   progress.spool = { get count() { return stickSpool.count; }, get bytes() { return stickSpool.bytes; }, get capacity() { return stickSpool.capacity; } };
@@ -118,9 +123,10 @@ export async function stickTrip(o: StickTripOptions, stopSignal: () => NodeJS.Si
   await moveSpoolToStick(o, stickSpool, readMax);
   if (o.signal.aborted) return signalled();
 
+  // the commands run on PC_B: its paths are named by what they are, never by this machine's paths
   const pcb = o.format === 'ddrescue-chunks'
-    ? `   cd ${stick.folder} && sh ddrescue-commands.sh IMAGE     (PC_B, IMAGE: the image file there; see DDRESCUE-COMMANDS.txt)\n`
-    : `   ddferry-assembler import ${stick.root} IMAGE --token-file TOKEN     (PC_B; IMAGE: the image file there; TOKEN: a copy of ${o.tokenFile ?? 'this job\'s token'})\n`;
+    ? `   cd STICK/${stickRescueParts(job.job.rescueId as RescueId).join('/')} && sh ddrescue-commands.sh IMAGE     (on PC_B; STICK: where the stick is mounted there, IMAGE: the image file there; see DDRESCUE-COMMANDS.txt)\n`
+    : `   ddferry-assembler import STICK IMAGE --token-file TOKEN     (on PC_B; STICK: where the stick is mounted there, IMAGE: the image file there, TOKEN: PC_B's copy of ${o.tokenFile ?? 'this job\'s token'} from here)\n`;
   const tellTrip = (headline: string): void => {
     const kept = job.spool.count > 0 ? ` ${job.spool.count} more piece(s) read on this trip wait in ${job.paths.spool} for the next stick trip.` : '';
     log(`${headline}: ${stickSpool.count} piece(s) (${formatBytes(stickSpool.bytes)}) wait in ${stick.folder}.${kept} Carry it to PC_B and run:\n${pcb}`

@@ -15,13 +15,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Domain, SblockVector, StatusMap, formatMapfile, normalizeForRescue, parseMapfile, planChunks } from '@ddferry/mapfile';
-import type { Piece } from '@ddferry/protocol';
+import { type Piece, fileSystemTypeOf } from '@ddferry/protocol';
 
 import { doRescue } from '../../src/engine/do-rescue.js';
 import { DEFAULT_RESCUE_OPTIONS } from '../../src/engine/options.js';
 import { SILENT_REPORTER } from '../../src/engine/reporter.js';
 import { Rescuebook } from '../../src/engine/rescuebook.js';
-import { ChunkFileWriter, fileSystemTypeOf, readChunkFileReceipts } from '../../src/stick/chunk-files.js';
+import { ChunkFileWriter, readChunkFileReceipts } from '../../src/stick/chunk-files.js';
 import type { RescueSink } from '../../src/engine/sink.js';
 import { PieceBuilder } from '../../src/run/piece-builder.js';
 import { allocAligned } from '../../src/source/aligned-buffer.js';
