@@ -18,7 +18,6 @@
  * | the signal aborts | stop reading; store what was read within `STOP_BUDGET_MS`; save; end `aborted` |
  */
 import type { Chunk } from '@ddferry/mapfile';
-import { Domain } from '@ddferry/mapfile';
 import type { Piece, PieceMapState } from '@ddferry/protocol';
 
 import type { RescueReporter, StatusRefresh } from '../engine/reporter.js';
@@ -450,13 +449,6 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
 }
 
 /** Resolves once `signal` is aborted (at once if it is). */
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => {
     setTimeout(resolve, ms).unref();
