@@ -93,7 +93,7 @@ describe('progress of the reader and the assembler (real processes)', function (
     expect(lines.length).to.be.greaterThan(1);
     for (const o of lines) {
       expect(o.type).to.equal('progress');
-      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'reading', 'paused']);
+      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'reading', 'paused', 'usedSpace']);
       // the chunk holding ipos while rescuing; null in any other phase
       if (o.phase !== 'rescuing') expect(o.chunk, `chunk in phase ${String(o.phase)}`).to.equal(null);
       else if (o.chunk !== null) expect((o.chunk as { count: number }).count, 'chunks of the plan').to.equal(5);

@@ -281,7 +281,9 @@ describe('the assembler refuses what it must (scripted client against ddferry-as
     expect((await c1.closed())?.code, 'close code').to.equal(1009);
     const c2 = await open();
     c2.sendRaw(Buffer.alloc(12 * MiB, 1));
-    expect((await c2.closed())?.code, 'close code of a message far over the limit').to.equal(1009);
+    // the server closes with 1009 as soon as the length is read; a client still writing the rest of 12 MiB may meet the
+    // TCP reset first and see 1006 (abnormal closure): either way the connection is closed and the log names the code
+    expect((await c2.closed())?.code, 'close code of a message far over the limit').to.be.oneOf([1009, 1006]);
     expect(await logged('ERR_PROTO_MESSAGE_TOO_LARGE'), asm.stderr()).to.equal(true);
     expect(imageState(), 'image files unchanged').to.equal(before);
   });
