@@ -241,7 +241,7 @@ async function tripUntilComplete(s: Scenario, stick: Stick, checks: TripChecks, 
     codes.push(r.code!);
     if (r.code === 4) {
       expect(r.stderr, `trip ${trip}: the full-stick message`).to.contain(`The stick ${stick.mount} is full`)
-        .and.contain(`   ddferry-assembler import ${stick.mount} IMAGE --token-file TOKEN     (PC_B; IMAGE: the image file there; TOKEN: a copy of ${s.token})\n`);
+        .and.contain(`   ddferry-assembler import STICK IMAGE --token-file TOKEN     (on PC_B; STICK: where the stick is mounted there, IMAGE: the image file there, TOKEN: PC_B's copy of ${s.token} from here)\n`);
     }
     if (r.stderr.includes('The rescue is complete')) break;
     const tmp = names(folder).filter((n) => n.endsWith('.tmp'));

@@ -85,7 +85,7 @@ describe('stick trips: real reader and assembler on a tmpfs stick', function () 
       expect(r.stderr).to.not.contain('ERR_STICK_WRITE');
       if (r.code === 4) {
         expect(r.stderr).to.contain(`ddferry-reader: The stick ${mnt} is full: `)
-          .and.contain(`   ddferry-assembler import ${mnt} IMAGE --token-file TOKEN     (PC_B; IMAGE: the image file there; TOKEN: a copy of ${s.token})\n`);
+          .and.contain(`   ddferry-assembler import STICK IMAGE --token-file TOKEN     (on PC_B; STICK: where the stick is mounted there, IMAGE: the image file there, TOKEN: PC_B's copy of ${s.token} from here)\n`);
       }
       if (r.stderr.includes('The rescue is complete')) {
         complete = true;
