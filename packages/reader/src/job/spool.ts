@@ -336,10 +336,16 @@ export class Spool {
    */
   async readSealed(seq: number): Promise<SealedPiece> {
     const file = this.#path(seq);
-    for await (const piece of readSealedBundle(createReadStream(file), { file })) {
-      openSealedPiece(piece, { keys: this.#keys, plan: this.#plan, file });
-      this.#hashes.set(seq, piece.headerHash);
-      return piece;
+    try {
+      for await (const piece of readSealedBundle(createReadStream(file), { file })) {
+        openSealedPiece(piece, { keys: this.#keys, plan: this.#plan, file });
+        this.#hashes.set(seq, piece.headerHash);
+        return piece;
+      }
+    } catch (err) {
+      // an unsynced piece made durable meanwhile has its durable name now
+      if ((err as { code?: string }).code === 'ENOENT' && this.#path(seq) !== file) return this.readSealed(seq);
+      throw err;
     }
     throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`, { hint: 'Delete the file; its ranges are read again.' });
   }
