@@ -420,7 +420,8 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
     stick = await makeStick({ fs: 'fat32', size: 32 * MiB, label: 'DDFERRY' });
     const r = await node([READER, 'rescue', s.job, '--to', stick.mount, '-q']);
     expect(r.code, r.stderr).to.equal(1);
-    expect(r.stderr, 'a coded error naming the stick').to.match(/ERR_STICK_[A-Z_]+/).and.contain(stick.mount);
+    // the stick's folder is opened as a real folder first (links and FIFOs refused): a file in its place is ERR_FILE_NOT_FOLDER
+    expect(r.stderr, 'a coded error naming the stick').to.match(/ERR_(STICK_[A-Z_]+|FILE_NOT_FOLDER)/).and.contain(stick.mount);
     expect(r.stderr, 'no crash').to.not.match(/node:events|Unhandled|\n\s+at /);
     expect(blocksOf(readFileSync(join(s.job, 'common.map'), 'latin1')).every((b) => b.status === '?'), 'nothing marked read').to.equal(true);
   });
