@@ -291,7 +291,7 @@ export class Connection {
     if (!wasBound) log.info(`${image.path}: bound to rescue ${hello.rescueId} (${describeFingerprint(hello.fingerprint)})`);
     const plan = { rescueId: hello.rescueId, sourceSize: image.size, sectorSize: hello.sectorSize, chunks: image.plan! };
     const keys = deriveRescueKeys(secret, hello.rescueId);
-    this.#collector = new PieceCollector({ plan, keys, limits: this.#ctx.limits, peer: this.#peer });
+    this.#collector = new PieceCollector({ plan, keys, limits: this.#ctx.limits, peer: this.#peer, pool: this.#ctx.memory });
     this.#queue = queue;
     const { bytes, complete } = encodeWelcome(serverProof(secret, nonce, hello.clientNonce, hello.rescueId), image, this.#ctx.limits);
     if (!complete) log.warn(`${this.#peer}: the image's state is too large for one Welcome; it lists part of it, and the reader may resend pieces merged before (harmless).`);
@@ -402,11 +402,11 @@ export class Connection {
     this.#unmergedBytes += size;
     ++this.#unmergedPieces;
     if (this.#unmergedBytes >= this.#ctx.maxUnmergedBytes || this.#unmergedPieces >= this.#ctx.maxUnmergedPieces) this.#pause();
+    let done = false;
     const merged = this.#queue!.enqueue(piece).then(
       () => {
         this.#ack({ seq: piece.seq, headerHash: piece.headerHash });
-        // written and fsynced: nothing holds its bytes any more
-        this.#collector?.recycle(piece.data);
+        done = true;
       },
       (err: unknown) => {
         if (isProtocolError(err) && err.code === 'ERR_PIECE_SEQ_CONFLICT') {
@@ -419,6 +419,8 @@ export class Connection {
       },
     ).finally(() => {
       this.#ctx.memory?.give(reserved);
+      // written and fsynced: nothing holds its bytes any more (kept under the budget, after its reservation is given back)
+      if (done) this.#collector?.recycle(piece.data);
       this.#unmergedBytes -= size;
       --this.#unmergedPieces;
       this.#inflight.delete(merged);

@@ -1,3 +1,5 @@
+import type { PieceBufferPool } from '@ddferry/protocol';
+
 /**
  * Bytes of piece data the server holds at once, over all connections: pieces
  * being received (allocated when their header arrives) and pieces waiting to
@@ -9,6 +11,11 @@
  * | fits under `cap` | granted at once |
  * | does not fit | queued; granted in arrival order as bytes are given back |
  * | larger than `cap` | granted once nothing else is held (so it never waits forever) |
+ *
+ * It also keeps the buffers of merged pieces for the next pieces (`keep`,
+ * `reuse`: fewer new pages and garbage collections), counted as held: a kept
+ * buffer is dropped before any request waits for its room. So the cap bounds
+ * the piece memory of all connections together, kept buffers included.
  */
 
 /** Default `--max-memory`: 512 MiB. */
@@ -20,11 +27,17 @@ interface Waiter {
   cancelled: boolean;
 }
 
-export class MemoryBudget {
+/** Buffers smaller than this are not worth keeping. */
+const KEEP_MIN_BYTES = 1024 * 1024;
+
+export class MemoryBudget implements PieceBufferPool {
   readonly cap: number;
   #used = 0;
   #peak = 0;
   readonly #waiters: Waiter[] = [];
+  /** Buffers of merged pieces kept for the next ones, oldest first; their bytes count in `#used`. */
+  readonly #kept: ArrayBuffer[] = [];
+  #keptBytes = 0;
 
   constructor(cap: number = DEFAULT_MAX_MEMORY) {
     if (!Number.isSafeInteger(cap) || cap <= 0) throw new RangeError(`serve option maxMemory must be a positive integer, not ${String(cap)}`);
@@ -40,6 +53,11 @@ export class MemoryBudget {
     return this.#peak;
   }
 
+  /** Bytes of kept buffers (part of `used`). */
+  get kept(): number {
+    return this.#keptBytes;
+  }
+
   /** Requests waiting. */
   get waiting(): number {
     return this.#waiters.filter((w) => !w.cancelled).length;
@@ -51,6 +69,7 @@ export class MemoryBudget {
    * @returns true when taken now; else a function that cancels the request.
    */
   take(bytes: number, grant: () => void): true | (() => void) {
+    if (this.#waiters.length === 0) this.#makeRoom(bytes);
     if (this.#waiters.length === 0 && this.#fits(bytes)) {
       this.#add(bytes);
       return true;
@@ -71,6 +90,41 @@ export class MemoryBudget {
     this.#wake();
   }
 
+  /**
+   * Keep the buffer of a merged piece (nothing uses it any more) for a next piece,
+   * if it fits under the cap and no request waits; else let it go.
+   */
+  keep(data: Uint8Array): void {
+    const buf = data.buffer;
+    if (!(buf instanceof ArrayBuffer) || data.byteOffset !== 0 || buf.byteLength < KEEP_MIN_BYTES) return;
+    if (this.#waiters.some((w) => !w.cancelled) || this.#used + buf.byteLength > this.cap || this.#kept.includes(buf)) return;
+    this.#kept.push(buf);
+    this.#keptBytes += buf.byteLength;
+    this.#add(buf.byteLength);
+  }
+
+  /**
+   * A kept buffer for `size` bytes (at least that, at most twice), not zeroed, or
+   * undefined. Its bytes leave the kept ones: the caller's request holds them.
+   */
+  reuse(size: number): Uint8Array | undefined {
+    const i = this.#kept.findIndex((b) => b.byteLength >= size && b.byteLength <= 2 * size);
+    if (i < 0) return undefined;
+    const buf = this.#kept.splice(i, 1)[0]!;
+    this.#drop(buf);
+    return new Uint8Array(buf, 0, size);
+  }
+
+  /** Let kept buffers go, oldest first, until `bytes` fit. */
+  #makeRoom(bytes: number): void {
+    while (this.#kept.length > 0 && !(this.#used + bytes <= this.cap)) this.#drop(this.#kept.shift()!);
+  }
+
+  #drop(buf: ArrayBuffer): void {
+    this.#keptBytes -= buf.byteLength;
+    this.#used -= buf.byteLength;
+  }
+
   #fits(bytes: number): boolean {
     return this.#used + bytes <= this.cap || this.#used === 0;
   }
@@ -87,6 +141,7 @@ export class MemoryBudget {
         this.#waiters.shift();
         continue;
       }
+      this.#makeRoom(w.bytes);
       if (!this.#fits(w.bytes)) return;
       this.#waiters.shift();
       this.#add(w.bytes);

@@ -21,7 +21,7 @@ export type {
 export { checkPieceAgainstPlan, checkPieceShape, checkSeq, findChunk, makeExtent, validatePiece, verifyPieceData } from './piece.js';
 export type { OpenedPiece, Piece, PieceContext, PieceDescription, PieceMapState, PiecePlan } from './piece.js';
 export { encodePieceFrames, PieceCollector } from './piece-frames.js';
-export type { PieceCollectorOptions } from './piece-frames.js';
+export type { PieceBufferPool, PieceCollectorOptions } from './piece-frames.js';
 export { checkRealFolder, describeFileType, openSafeFile, readSafeFile } from './safe-file.js';
 export type { SafeOpenOptions } from './safe-file.js';
 export {

@@ -104,6 +104,19 @@ export interface PieceCollectorOptions {
   readonly limits?: Limits | undefined;
   /** Named in errors. */
   readonly peer?: string;
+  /**
+   * Where piece buffers come from and go back to, shared by connections (the
+   * assembler's memory budget); without it the collector keeps its own few.
+   */
+  readonly pool?: PieceBufferPool | undefined;
+}
+
+/** Buffers of pieces merged, kept for the next pieces. */
+export interface PieceBufferPool {
+  /** A kept buffer of `size` bytes (not zeroed), or undefined. */
+  reuse(size: number): Uint8Array | undefined;
+  /** The data of a piece nothing uses any more. */
+  keep(data: Uint8Array): void;
 }
 
 /** What a collector keeps of recycled buffers, at most (a batch of default pieces). */
@@ -125,12 +138,14 @@ type PieceMessage = PieceHeaderMessage | PieceDataMessage | PieceEndMessage;
 export class PieceCollector {
   readonly #opener: PieceOpener;
   readonly #peer: string | undefined;
+  readonly #pool: PieceBufferPool | undefined;
   /** Buffers of merged pieces, given back by `recycle`, for the next pieces. */
   readonly #free: ArrayBuffer[] = [];
   #freeBytes = 0;
 
   constructor(options: PieceCollectorOptions) {
     this.#peer = options.peer;
+    this.#pool = options.pool;
     this.#opener = new PieceOpener({ keys: options.keys, plan: options.plan, limits: options.limits, peer: options.peer, alloc: (size) => this.#alloc(size) });
   }
 
@@ -155,6 +170,10 @@ export class PieceCollector {
    * memory instead of new pages (and garbage collections). At most `RECYCLE_BYTES` are kept.
    */
   recycle(data: Uint8Array): void {
+    if (this.#pool !== undefined) {
+      this.#pool.keep(data);
+      return;
+    }
     const buf = data.buffer;
     if (!(buf instanceof ArrayBuffer) || data.byteOffset !== 0 || buf.byteLength < RECYCLE_MIN_BYTES) return;
     if (this.#freeBytes + buf.byteLength > RECYCLE_BYTES || this.#free.includes(buf)) return;
@@ -164,6 +183,7 @@ export class PieceCollector {
 
   /** `size` bytes, not zeroed: a recycled buffer of at least that size (at most twice), else a new one. */
   #alloc(size: number): Uint8Array {
+    if (this.#pool !== undefined) return this.#pool.reuse(size) ?? Buffer.allocUnsafeSlow(size);
     const i = this.#free.findIndex((b) => b.byteLength >= size && b.byteLength <= 2 * size);
     if (i < 0) return Buffer.allocUnsafeSlow(size);
     const [buf] = this.#free.splice(i, 1);
