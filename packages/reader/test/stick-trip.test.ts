@@ -320,7 +320,7 @@ describe('rescue --to DIR (stick trips)', function () {
     const opened = await openJobFolder(w.job, { secret: w.pcb.secret, spoolBytes: 64 * MIB, hardbs: 512, commandLine: 'test', saveInterval: -1, syncInterval: 300 });
     const data = w.source.subarray(0, 64 * KIB);
     const { makeExtent } = await import('@ddferry/protocol');
-    await opened.spool.put({ rescueId: opened.job.rescueId as RescueId, seq: opened.seq.next(), chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: 64 * KIB, status: '+' }], data });
+    const spooled = await opened.spool.put({ rescueId: opened.job.rescueId as RescueId, seq: opened.seq.next(), chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: 64 * KIB, status: '+' }], data });
     // common.map says + for it, as a LAN run leaves it
     const mapText = readFileSync(join(w.job, 'common.map'), 'latin1').replace('0x00000000  0x00400000  ?', '0x00000000  0x00010000  +\n0x00010000  0x003F0000  ?');
     expect(mapText).to.contain('0x00010000  0x003F0000  ?');
@@ -330,6 +330,11 @@ describe('rescue --to DIR (stick trips)', function () {
     expect(w.lines.join('')).to.contain('moved 1 piece(s)');
     expect(readdirSync(join(w.job, 'spool'))).to.deep.equal([]);
     expect(readdirSync(w.folder)).to.include('piece-000001.tar');
+    // carried as it was sealed: the LAN may have sent it already (its receipt lost), and the image knows it by this hash
+    const { readSealedBundle } = await import('@ddferry/protocol');
+    const carried: string[] = [];
+    for await (const p of readSealedBundle(createReadStream(join(w.folder, 'piece-000001.tar')))) carried.push(p.headerHash);
+    expect(carried).to.deep.equal([spooled.headerHash]);
     await loop(w);
     w.check();
   });

@@ -335,16 +335,25 @@ export class Spool {
    * damaged file is refused, not sent). @throws ProtocolError, ReaderError `ERR_SPOOL`.
    */
   async readSealed(seq: number): Promise<SealedPiece> {
+    return (await this.readBoth(seq)).sealed;
+  }
+
+  /**
+   * Read a piece back in both forms: sealed as it was put (its header hash is the one
+   * the image may hold already: carried elsewhere, it must stay that piece, never be
+   * sealed again) and opened, checked. @throws ProtocolError, ReaderError `ERR_SPOOL`.
+   */
+  async readBoth(seq: number): Promise<{ sealed: SealedPiece; piece: OpenedPiece }> {
     const file = this.#path(seq);
     try {
-      for await (const piece of readSealedBundle(createReadStream(file), { file })) {
-        openSealedPiece(piece, { keys: this.#keys, plan: this.#plan, file });
-        this.#hashes.set(seq, piece.headerHash);
-        return piece;
+      for await (const sealed of readSealedBundle(createReadStream(file), { file })) {
+        const piece = openSealedPiece(sealed, { keys: this.#keys, plan: this.#plan, file });
+        this.#hashes.set(seq, sealed.headerHash);
+        return { sealed, piece };
       }
     } catch (err) {
       // an unsynced piece made durable meanwhile has its durable name now
-      if ((err as { code?: string }).code === 'ENOENT' && this.#path(seq) !== file) return this.readSealed(seq);
+      if ((err as { code?: string }).code === 'ENOENT' && this.#path(seq) !== file) return this.readBoth(seq);
       throw err;
     }
     throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`, { hint: 'Delete the file; its ranges are read again.' });

@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { type Piece, type RescueKeys, sealPiece } from '@ddferry/protocol';
+import { type Piece, type RescueKeys, type SealedPiece, sealPiece } from '@ddferry/protocol';
 
 import { ReaderError, errnoOf } from '../errors.js';
 import type { Ledger, LedgerEntry } from '../job/ledger.js';
@@ -120,9 +120,15 @@ export class StickSpool {
     }
   }
 
-  async put(piece: Piece): Promise<void> {
+  /**
+   * Write a piece onto the stick, its ledger entry first. `spooled`: its sealed form
+   * from the local spool, carried as it is (the header hash the image may know it by);
+   * else it is sealed here.
+   */
+  async put(piece: Piece, spooled?: SealedPiece): Promise<void> {
     const ledger = this.#o.ledger;
-    const sealed = this.writer.sealed === true ? sealPiece(piece, this.#o.keys) : undefined;
+    if (spooled !== undefined && spooled.seq !== piece.seq) throw new Error(`internal: stick put: sealed piece ${spooled.seq} given for piece ${piece.seq}`);
+    const sealed = this.writer.sealed === true ? spooled ?? sealPiece(piece, this.#o.keys) : undefined;
     const entry: LedgerEntry = {
       seq: piece.seq, chunk: piece.chunk, stickId: this.stickId, files: this.writer.names?.(piece) ?? [], dataBytes: piece.data.length,
       delta: piece.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })), ...(sealed === undefined ? {} : { headerHash: sealed.headerHash }),

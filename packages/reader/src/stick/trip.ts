@@ -59,10 +59,12 @@ async function moveSpoolToStick(o: StickTripOptions, stickSpool: StickSpool, rea
   let moved = 0;
   for (const seq of seqs) {
     if (o.signal.aborted) break;
-    const piece = await job.spool.read(seq);
+    // the piece as sealed when spooled: a LAN run may have sent it already (its receipt lost), and the image
+    // knows it by that header hash; sealed again it would be another piece under the same seq (ERR_PIECE_SEQ_CONFLICT)
+    const { sealed, piece } = await job.spool.readBoth(seq);
     if (!stickSpool.fits({ pieces: 1, bytes: piece.data.length, ranges: piece.extents.length + piece.delta.length }, readMax)) break;
     try {
-      await stickSpool.put(piece);
+      await stickSpool.put(piece, sealed);
     } catch (err) {
       if (isReaderError(err) && err.code === 'ERR_STICK_FULL') break;
       throw err;
