@@ -2,6 +2,7 @@ import { isBlockStatus, isMapfileStatus } from '@ddferry/mapfile';
 
 import { HMAC_BYTES } from './auth.js';
 import { ProtocolError } from './errors.js';
+import { FRAME_RAW, FRAME_ZERO, FRAME_ZSTD, isFrameEncoding, MAX_FRAME_RATIO } from './frame-codec.js';
 import type { ErrorContext, ProtocolErrorCode } from './errors.js';
 import type { Fingerprint } from './identity.js';
 import { isRescueId } from './identity.js';
@@ -118,6 +119,15 @@ export interface HeaderBody {
   readonly frameSize: number;
   /** `ceil(dataSize / frameSize)`: 0 for a piece without data. */
   readonly frameCount: number;
+  /** Per frame, its encoding (`FRAME_RAW`, `FRAME_ZERO`, `FRAME_ZSTD`; seal version 1: all raw). */
+  readonly frameEncodings: Uint8Array;
+  /** Per frame, the bytes it carries (the plaintext of its sealed frame). */
+  readonly frameBytes: readonly number[];
+}
+
+/** The raw size of frame `index` of a piece of `dataSize` bytes cut in frames of `frameSize`. */
+export function frameRawSize(dataSize: number, frameSize: number, index: number): number {
+  return Math.min(frameSize, dataSize - index * frameSize);
 }
 
 /**
@@ -157,6 +167,31 @@ export function checkHeaderBody(ctx: CheckContext, m: HeaderBody, seq: number): 
   }
   if (m.frameSize === 0 || m.frameCount !== Math.ceil(m.dataSize / m.frameSize)) {
     fail(ctx, 'ERR_SEAL_MALFORMED', `The header says ${m.frameCount} frames of ${m.frameSize} bytes for ${m.dataSize} bytes of data.`, { seq });
+  }
+  checkFrames(ctx, m, seq);
+}
+
+/**
+ * Each frame's encoding and carried bytes against its raw size: raw carries its raw
+ * size, a zero run nothing, zstd at least 1 byte, less than the raw size, and at least
+ * raw / `MAX_FRAME_RATIO` (a frame claiming more is a bomb, refused before any frame
+ * is read).
+ */
+function checkFrames(ctx: CheckContext, m: HeaderBody, seq: number): void {
+  if (m.frameEncodings.length !== m.frameCount || m.frameBytes.length !== m.frameCount) {
+    fail(ctx, 'ERR_SEAL_MALFORMED', `The header has ${m.frameCount} frames but ${m.frameEncodings.length} encodings and ${m.frameBytes.length} sizes.`, { seq });
+  }
+  for (let i = 0; i < m.frameCount; i++) {
+    const raw = frameRawSize(m.dataSize, m.frameSize, i);
+    const encoding = m.frameEncodings[i]!;
+    const bytes = m.frameBytes[i]!;
+    checkUint32(ctx, bytes, 'header.frameBytes');
+    if (!isFrameEncoding(encoding)) fail(ctx, 'ERR_SEAL_MALFORMED', `Frame ${i} has encoding ${encoding}; this ddferry knows 0 (raw), 1 (zero run) and 2 (zstd).`, { seq });
+    if (encoding === FRAME_ZSTD && bytes * MAX_FRAME_RATIO < raw) {
+      fail(ctx, 'ERR_SEAL_FRAME_BOMB', `Frame ${i} would decode ${bytes} compressed bytes to ${raw}: a ratio over ${MAX_FRAME_RATIO}, which no zstd frame reaches.`, { seq, limit: MAX_FRAME_RATIO });
+    }
+    const ok = encoding === FRAME_RAW ? bytes === raw : encoding === FRAME_ZERO ? bytes === 0 : bytes > 0 && bytes < raw;
+    if (!ok) fail(ctx, 'ERR_SEAL_MALFORMED', `Frame ${i} (encoding ${encoding}, ${raw} raw bytes) says it carries ${bytes} bytes.`, { seq });
   }
 }
 
