@@ -196,7 +196,13 @@ export async function sealPieceAsync(piece: Piece, keys: RescueKeys, options: Se
   return sealEncoded(piece, keys, limits, frameSize, encoded);
 }
 
-function sealEncoded(piece: Piece, keys: RescueKeys, limits: Limits, frameSize: number, encoded: readonly EncodedFrame[]): SealedPiece {
+/**
+ * Seal `piece` with frames already encoded (`encoded[i]` holds raw bytes
+ * `[i * frameSize, …)` of the data): what `sealPiece` does after encoding. The
+ * encodings are checked against the header rules, not decoded: tests use it to
+ * craft frames a token holder could send. Not exported from the package.
+ */
+export function sealEncoded(piece: Piece, keys: RescueKeys, limits: Limits, frameSize: number, encoded: readonly EncodedFrame[]): SealedPiece {
   const dataSize = piece.data.length;
   const body: HeaderBody = {
     chunk: piece.chunk, extents: piece.extents, delta: piece.delta, dataSize, frameSize, frameCount: encoded.length,
