@@ -3,7 +3,8 @@ import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import {
-  type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle, sealPiece, writeBundle,
+  type FrameEncodeOptions, type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle,
+  sealPieceAsync, writeBundle,
 } from '@ddferry/protocol';
 
 import { syncFolder, writeFileDurably } from '../durable-file.js';
@@ -31,6 +32,14 @@ export interface SpoolOptions {
    * that, and after a restart, `take` reads the file.
    */
   readonly memoryBytes?: number;
+  /** How frames are encoded when pieces are sealed. Default zero runs and zstd level 3. */
+  readonly compression?: FrameEncodeOptions | undefined;
+}
+
+/** What a store has carried in this run: pieces' raw bytes, and the bytes their sealed files took. */
+export interface CarriedFigures {
+  readonly rescuedBytes: number;
+  readonly carriedBytes: number;
 }
 
 /** The sequence numbers of the pieces in a spool folder (for the job's counter), without opening it. */
@@ -63,7 +72,10 @@ export class Spool {
   readonly #fresh = new Map<number, SealedPiece>();
   #freshBytes = 0;
   readonly #memoryBytes: number;
+  readonly #compression: FrameEncodeOptions;
   #bytes = 0;
+  #rescuedBytes = 0;
+  #carriedBytes = 0;
   readonly #addedWaiters: Array<() => void> = [];
   readonly #removedListeners: Array<() => void> = [];
 
@@ -74,6 +86,7 @@ export class Spool {
     this.#plan = o.plan;
     this.#keys = o.keys;
     this.#memoryBytes = o.memoryBytes ?? 32 << 20;
+    this.#compression = o.compression ?? {};
   }
 
   /** Open the spool folder, counting the pieces left by an earlier run. */
@@ -105,6 +118,11 @@ export class Spool {
     return this.#sizes.size;
   }
 
+  /** Pieces sealed by `put` in this run: their raw bytes, and the bytes of their files (what goes on the wire). */
+  get carried(): CarriedFigures {
+    return { rescuedBytes: this.#rescuedBytes, carriedBytes: this.#carriedBytes };
+  }
+
   /** True if the piece is held. */
   has(seq: number): boolean {
     return this.#sizes.has(seq);
@@ -116,12 +134,13 @@ export class Spool {
   }
 
   /**
-   * Seal a piece and write it durably: `.piece-N.tar.tmp`, fsync, rename, fsync of the folder.
+   * Seal a piece (its frames compressed in the thread pool) and write it durably:
+   * `.piece-N.tar.tmp`, fsync, rename, fsync of the folder.
    * @returns the sealed piece (its `headerHash` names it in receipts).
    * @throws ReaderError `ERR_SPOOL` (nothing of the piece is left).
    */
   async put(piece: Piece | SealedPiece): Promise<SealedPiece> {
-    const sealed = 'header' in piece ? piece : sealPiece(piece, this.#keys);
+    const sealed = 'header' in piece ? piece : await sealPieceAsync(piece, this.#keys, this.#compression);
     const name = spoolFileName(sealed.seq);
     let size: number;
     try {
@@ -133,6 +152,10 @@ export class Spool {
     }
     this.#sizes.set(sealed.seq, size);
     this.#hashes.set(sealed.seq, sealed.headerHash);
+    if (!('header' in piece)) {
+      this.#rescuedBytes += piece.data.length;
+      this.#carriedBytes += size;
+    }
     this.#bytes += size;
     if (this.#freshBytes + sealed.dataSize <= this.#memoryBytes) {
       this.#fresh.set(sealed.seq, sealed);
