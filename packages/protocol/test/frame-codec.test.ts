@@ -1,8 +1,10 @@
 import { createCipheriv } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
 
 import { compress as wasmCompress, init as wasmInit } from '@bokuweb/zstd-wasm';
 import { expect } from 'chai';
 
+import { readBundle, readSealedBundle, writeBundle } from '../src/bundle.js';
 import { decodeEnvelope } from '../src/codec.js';
 import { ProtocolError } from '../src/errors.js';
 import {
@@ -20,7 +22,7 @@ import {
 } from '../src/seal.js';
 import type { SealedPiece } from '../src/seal.js';
 import { zstdCompressSync } from '../src/zstd.js';
-import { bytesOf, KEYS, PLAN } from './helpers.js';
+import { bytesOf, collect, KEYS, PLAN } from './helpers.js';
 
 await wasmInit();
 
@@ -121,6 +123,20 @@ describe('frame encodings', () => {
       const zero = openSealedPiece(sealPiece(pieceOf(new Uint8Array(513)), KEYS, { limits }), options);
       expect(zero.zeroRuns).to.deep.equal([{ pos: 0, size: 513 }]);
       expect(zero.data).to.have.length(513);
+    });
+
+    it('goes through a bundle and back, zero runs (a sealed frame of 16 bytes) included, keyless or opened', async () => {
+      const raw = Buffer.concat([new Uint8Array(FRAME), textOf(FRAME), new Uint8Array(FRAME)]);
+      const sealed = sealPiece(pieceOf(raw), KEYS, { limits });
+      const sink = new PassThrough();
+      const bytes = Promise.all([writeBundle(sealed, sink, { limits }), collect(sink)]);
+      const tar = Buffer.concat((await bytes)[1]);
+      const [keyless] = await collect(readSealedBundle(Readable.from([tar]), { limits }));
+      expect(keyless!.frames.map((f) => f.ciphertext.length + f.tag.length)).to.deep.equal([16, sealed.frames[1]!.ciphertext.length + 16, 16]);
+      expect(Buffer.from(openSealedPiece(keyless!, options).data).equals(raw)).to.equal(true);
+      const [opened] = await collect(readBundle(Readable.from([tar]), { keys: KEYS, plan: PLAN, limits }));
+      expect(Buffer.from(opened!.data).equals(raw)).to.equal(true);
+      expect(opened!.zeroRuns).to.deep.equal([{ pos: 0, size: FRAME }, { pos: 2 * FRAME, size: FRAME }]);
     });
 
     it('decodes a zero run into recycled memory as zeros (the collector reuses buffers)', () => {
