@@ -22,15 +22,14 @@
 //
 // Usage: node scripts/bench/compress.mjs [--size MiB] [--random-size MiB] [--runs N] [--tmp DIR] [--keep] [--no-write]
 // Build first: npx tsc -b. Needs zstd (apt-get install zstd), tar, cmp and GNU time.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { buildInfo, median, min, nowMs, runMeasured, TIME_BIN, toolVersion } from './lib.mjs';
+import { buildInfo, freePort, median, min, nowMs, runMeasured, startMeasured, TIME_BIN, toolVersion } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -182,33 +181,6 @@ function stickTrip(src, mode, tag) {
   return { bytes: onStick.total, bundles: onStick.files, readMs: rd.wallMs, importMs: im.wallMs, exact, allocated };
 }
 
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolvePort(port));
-    });
-  });
-}
-
-function startServe(image, port) {
-  const child = spawn(TIME_BIN, ['-f', 'DDFERRY_BENCH_TIME %e %M %U %S', process.execPath, ASSEMBLER, 'serve', image, '--listen', `127.0.0.1:${port}`, '--token-file', token()], {
-    stdio: ['ignore', 'pipe', 'pipe'], detached: true,
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise((res) => child.on('exit', (code) => res({ code, stderr })));
-  return { exited, stop: () => process.kill(-child.pid, 'SIGINT'), stdout: () => stdout, stderr: () => stderr };
-}
-
 /** One LAN run: reader → assembler over loopback, the image checked. */
 async function lanRun(src, mode, tag) {
   const job = join(dir, `job-lan-${tag}-${mode}`);
@@ -216,7 +188,7 @@ async function lanRun(src, mode, tag) {
   plan(src, job);
   clean(image);
   const port = await freePort();
-  const asm = startServe(image, port);
+  const asm = startMeasured(process.execPath, [ASSEMBLER, 'serve', image, '--listen', `127.0.0.1:${port}`, '--token-file', token()]);
   for (let i = 0; !/listening/.test(asm.stdout()); ++i) {
     if (i > 400) throw new Error(`the assembler did not start: ${asm.stderr()}`);
     await new Promise((r) => setTimeout(r, 50));

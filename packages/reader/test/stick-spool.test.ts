@@ -80,15 +80,6 @@ describe('StickSpool', () => {
     expect(ledger.size).to.equal(0);
     expect(readdirSync(join(dir, 'ledger'))).to.deep.equal([]);
   });
-});
-
-describe('StickSpool with compressed bundles', () => {
-  let dir: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ddferry-stickspool-'));
-    mkdirSync(join(dir, 'stick'));
-  });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   /** A piece of `data` at `pos` (chunk 0). */
   const pieceOf = (seq: number, pos: number, data: Uint8Array): Piece => ({
