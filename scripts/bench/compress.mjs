@@ -159,26 +159,29 @@ function bytesUnder(folder, re) {
   return { total, files };
 }
 
-/** A stick trip into a folder, then its import: bytes on the stick, times, the image checked. */
+/** A stick trip into a folder: bytes on the stick, the reader's time. The folder stays for `importStick`. */
 function stickTrip(src, mode, tag) {
   const job = join(dir, `job-stick-${tag}-${mode}`);
   const stick = join(dir, `stick-${tag}-${mode}`);
-  const image = join(dir, `image-stick-${tag}-${mode}.raw`);
   plan(src, job);
   rmSync(stick, { recursive: true, force: true });
-  clean(image);
   must('mkdir', ['-p', stick]);
   const rd = runMeasured(process.execPath, [READER, 'rescue', job, '--to', stick, '--token-file', token(), '--compress', mode, '-q']);
   if (!rd.ok) throw new Error(`stick rescue (${mode}) failed (${rd.status}): ${rd.stderr}`);
   const onStick = bytesUnder(stick, /^piece-\d+\.tar$/);
-  const im = runMeasured(process.execPath, [ASSEMBLER, 'import', stick, image, '--token-file', token()]);
-  if (!im.ok) throw new Error(`import (${mode}) failed (${im.status}): ${im.stderr}`);
-  const exact = same(src, image);
-  const allocated = statSync(image).blocks * 512;
   rmSync(job, { recursive: true, force: true });
-  rmSync(stick, { recursive: true, force: true });
+  return { stick, bytes: onStick.total, bundles: onStick.files, readMs: rd.wallMs, readCpuS: rd.cpuS, imports: [] };
+}
+
+/** `ddferry-assembler import` of a stick folder into a fresh image, the image checked. */
+function importStick(src, trip, tag) {
+  const image = join(dir, `image-stick-${tag}.raw`);
   clean(image);
-  return { bytes: onStick.total, bundles: onStick.files, readMs: rd.wallMs, importMs: im.wallMs, exact, allocated };
+  const im = runMeasured(process.execPath, [ASSEMBLER, 'import', trip.stick, image, '--token-file', token()]);
+  if (!im.ok) throw new Error(`import failed (${im.status}): ${im.stderr}`);
+  const r = { wallMs: im.wallMs, cpuS: im.cpuS, exact: same(src, image), allocated: statSync(image).blocks * 512 };
+  clean(image);
+  return r;
 }
 
 /** One LAN run: reader → assembler over loopback, the image checked. */
@@ -197,12 +200,12 @@ async function lanRun(src, mode, tag) {
   const rd = runMeasured(process.execPath, [READER, 'rescue', job, '--to', `ws://127.0.0.1:${port}`, '--token-file', token(), '--compress', mode, '-q']);
   const wallMs = nowMs() - t0;
   asm.stop();
-  await asm.exited;
   if (!rd.ok) throw new Error(`LAN rescue (${mode}) failed (${rd.status}): ${rd.stderr}`);
+  const served = await asm.exited;
   const exact = same(src, image);
   rmSync(job, { recursive: true, force: true });
   clean(image);
-  return { wallMs, cpuS: rd.cpuS, exact };
+  return { wallMs, cpuS: rd.cpuS, asmCpuS: served.cpuS, exact };
 }
 
 const fmt = (n) => `${(n / MiB).toFixed(1)} MiB`;
@@ -226,16 +229,27 @@ try {
   const zstdMs = nowMs() - t0;
   const zstdBytes = Number(z.stdout.trim());
 
-  // stick trips: compressed and raw, on both sources
+  // stick trips: compressed and raw, on both sources; then imports of each, alternating, RUNS times
   const stick = {};
-  for (const [tag, src] of [['used', used], ['random', random]]) {
+  const sources = { used, random };
+  for (const [tag, src] of Object.entries(sources)) {
     for (const mode of MODES) {
       stick[`${tag}-${mode}`] = stickTrip(src, mode, tag);
       const s = stick[`${tag}-${mode}`];
-      log(`  stick ${tag} ${mode}: ${fmt(s.bytes)} in ${s.bundles} bundles, read ${secs(s.readMs)}, import ${secs(s.importMs)}, image ${s.exact ? 'byte-exact' : 'DIFFERS'}`);
-      if (!s.exact) failed = true;
+      log(`  stick ${tag} ${mode}: ${fmt(s.bytes)} in ${s.bundles} bundles, read ${secs(s.readMs)}`);
     }
   }
+  for (let round = 0; round < RUNS; ++round) {
+    for (const [tag, src] of Object.entries(sources)) {
+      for (const mode of round % 2 === 0 ? MODES : [...MODES].reverse()) {
+        const r = importStick(src, stick[`${tag}-${mode}`], `${tag}-${mode}`);
+        stick[`${tag}-${mode}`].imports.push(r);
+        if (!r.exact) failed = true;
+      }
+    }
+    log(`  import round ${round + 1}: ${Object.entries(stick).map(([k, v]) => `${k} ${secs(v.imports[round].wallMs)}${v.imports[round].exact ? '' : ' (image DIFFERS)'}`).join(', ')}`);
+  }
+  for (const s of Object.values(stick)) rmSync(s.stick, { recursive: true, force: true });
 
   // LAN: compressed and raw alternating within each round, on both sources
   const lan = { 'used-zstd': [], 'used-none': [], 'random-zstd': [], 'random-none': [] };
@@ -254,9 +268,13 @@ try {
   const ur = stick['used-none'];
   const rz = stick['random-zstd'];
   const rr = stick['random-none'];
+  const med = (runs, key) => median(runs.map((r) => r[key]));
+  const exact = (runs) => (runs.every((r) => r.exact) ? 'yes' : 'NO');
+  const stickRow = (name, mode, s, size) => `| ${name} | ${mode} | ${s.bytes} (${fmt(s.bytes)}) | ${(s.bytes / size).toFixed(3)} | ${name === 'used disk' ? `${mode.startsWith('zstd') ? '**' : ''}${(s.bytes / zstdBytes).toFixed(3)}x${mode.startsWith('zstd') ? '**' : ''}` : ''} | ${s.bundles} | ${secs(s.readMs)} (CPU ${s.readCpuS?.toFixed(1)} s) | ${exact(s.imports)} | ${fmt(s.imports[0].allocated)} |`;
+  const importRow = (k, size, base) => `| ${k} | ${secs(min(stick[k].imports.map((r) => r.wallMs)))} | ${secs(med(stick[k].imports, 'wallMs'))} | ${(size / 1e6 / (med(stick[k].imports, 'wallMs') / 1000)).toFixed(0)} MB/s | ${(med(stick[k].imports, 'wallMs') / med(stick[base].imports, 'wallMs')).toFixed(3)}x | ${med(stick[k].imports, 'cpuS').toFixed(1)} s | ${(med(stick[k].imports, 'cpuS') / med(stick[base].imports, 'cpuS')).toFixed(3)}x |`;
   const lanMed = (k) => median(lan[k].map((r) => r.wallMs));
   const lanMin = (k) => min(lan[k].map((r) => r.wallMs));
-  const lanRow = (k, size, base) => `| ${k} | ${secs(lanMin(k))} | ${secs(lanMed(k))} | ${(size / 1e6 / (lanMed(k) / 1000)).toFixed(0)} MB/s | ${(lanMed(k) / lanMed(base)).toFixed(3)}x | ${(median(lan[k].map((r) => r.cpuS)) ?? 0).toFixed(1)} s | ${lan[k].every((r) => r.exact) ? 'yes' : 'NO'} |`;
+  const lanRow = (k, size, base) => `| ${k} | ${secs(lanMin(k))} | ${secs(lanMed(k))} | ${(size / 1e6 / (lanMed(k) / 1000)).toFixed(0)} MB/s | ${(lanMed(k) / lanMed(base)).toFixed(3)}x | ${med(lan[k], 'cpuS').toFixed(1)} s | ${med(lan[k], 'asmCpuS').toFixed(1)} s | ${((med(lan[k], 'cpuS') + med(lan[k], 'asmCpuS')) / (med(lan[base], 'cpuS') + med(lan[base], 'asmCpuS'))).toFixed(3)}x | ${exact(lan[k])} |`;
   const text = [
     '# Compression bench (scripts/bench/compress.mjs)',
     '',
@@ -268,20 +286,29 @@ try {
     '',
     '## Bytes on the stick (a stick trip into a folder: every bundle, sealed)',
     '',
-    '| source | carried | bytes on the stick | / source | / zstd -3 | bundles | reader | import | image byte-exact | image allocated |',
-    '|---|---|---|---|---|---|---|---|---|---|',
-    `| used disk | zstd (default) | ${u.bytes} (${fmt(u.bytes)}) | ${(u.bytes / SIZE).toFixed(3)} | **${(u.bytes / zstdBytes).toFixed(3)}x** | ${u.bundles} | ${secs(u.readMs)} | ${secs(u.importMs)} | ${u.exact ? 'yes' : 'NO'} | ${fmt(u.allocated)} |`,
-    `| used disk | raw (--compress none) | ${ur.bytes} (${fmt(ur.bytes)}) | ${(ur.bytes / SIZE).toFixed(3)} | ${(ur.bytes / zstdBytes).toFixed(3)}x | ${ur.bundles} | ${secs(ur.readMs)} | ${secs(ur.importMs)} | ${ur.exact ? 'yes' : 'NO'} | ${fmt(ur.allocated)} |`,
-    `| used disk | zstd -3 -T1 of the source file | ${zstdBytes} (${fmt(zstdBytes)}) | ${(zstdBytes / SIZE).toFixed(3)} | 1.000x | | ${secs(zstdMs)} | | | |`,
-    `| random | zstd (default) | ${rz.bytes} (${fmt(rz.bytes)}) | ${(rz.bytes / RANDOM_SIZE).toFixed(4)} | | ${rz.bundles} | ${secs(rz.readMs)} | ${secs(rz.importMs)} | ${rz.exact ? 'yes' : 'NO'} | ${fmt(rz.allocated)} |`,
-    `| random | raw (--compress none) | ${rr.bytes} (${fmt(rr.bytes)}) | ${(rr.bytes / RANDOM_SIZE).toFixed(4)} | | ${rr.bundles} | ${secs(rr.readMs)} | ${secs(rr.importMs)} | ${rr.exact ? 'yes' : 'NO'} | ${fmt(rr.allocated)} |`,
+    '| source | carried | bytes on the stick | / source | / zstd -3 | bundles | reader (wall, CPU) | images byte-exact | image allocated |',
+    '|---|---|---|---|---|---|---|---|---|',
+    stickRow('used disk', 'zstd (default)', u, SIZE),
+    stickRow('used disk', 'raw (--compress none)', ur, SIZE),
+    `| used disk | zstd -3 -T1 of the source file | ${zstdBytes} (${fmt(zstdBytes)}) | ${(zstdBytes / SIZE).toFixed(3)} | 1.000x | | ${secs(zstdMs)} | | |`,
+    stickRow('random', 'zstd (default)', rz, RANDOM_SIZE),
+    stickRow('random', 'raw (--compress none)', rr, RANDOM_SIZE),
     '',
-    `Stick trips for the used disk: ${(ur.bytes / u.bytes).toFixed(2)}x fewer with compression. Import time compressed / raw: used disk ${(u.importMs / ur.importMs).toFixed(3)}x, random ${(rz.importMs / rr.importMs).toFixed(3)}x (one run each).`,
+    `Stick trips for the used disk: ${(ur.bytes / u.bytes).toFixed(2)}x fewer with compression.`,
+    '',
+    `## Import of those sticks (ddferry-assembler import DIR IMAGE, a fresh image each time), ${RUNS} round(s), alternating`,
+    '',
+    '| stick | min | median | rate (raw bytes) | / raw | CPU (median) | CPU / raw |',
+    '|---|---|---|---|---|---|---|',
+    importRow('used-zstd', SIZE, 'used-none'),
+    importRow('used-none', SIZE, 'used-none'),
+    importRow('random-zstd', RANDOM_SIZE, 'random-none'),
+    importRow('random-none', RANDOM_SIZE, 'random-none'),
     '',
     `## LAN (127.0.0.1), ${RUNS} round(s), zstd and raw alternating`,
     '',
-    '| run | min | median | rate (raw bytes) | / raw | reader CPU | image byte-exact |',
-    '|---|---|---|---|---|---|---|',
+    '| run | min | median | rate (raw bytes) | / raw | reader CPU | assembler CPU | CPU / raw | image byte-exact |',
+    '|---|---|---|---|---|---|---|---|---|',
     lanRow('used-zstd', SIZE, 'used-none'),
     lanRow('used-none', SIZE, 'used-none'),
     lanRow('random-zstd', RANDOM_SIZE, 'random-none'),

@@ -93,7 +93,7 @@ export function freePort() {
 
 /**
  * Start a process under GNU time, in its own process group: `stop` sends SIGINT to the group (GNU time
- * ignores it while it waits; the child stops cleanly). `exited` resolves with its code and peak RSS (KiB).
+ * ignores it while it waits; the child stops cleanly). `exited` resolves with its code, peak RSS (KiB) and CPU seconds.
  */
 export function startMeasured(cmd, args) {
   const child = spawn(TIME_BIN, ['-f', `${TIME_TAG} %e %M %U %S`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -107,7 +107,8 @@ export function startMeasured(cmd, args) {
   });
   const exited = new Promise((res) => child.on('exit', (code) => {
     const line = stderr.split('\n').findLast((l) => l.startsWith(TIME_TAG));
-    res({ code, maxRssKiB: line ? Number(line.split(' ')[2]) : null, stderr });
+    const f = line?.split(' ');
+    res({ code, maxRssKiB: f ? Number(f[2]) : null, cpuS: f ? Number(f[3]) + Number(f[4]) : null, stderr });
   }));
   return { child, exited, stop: () => process.kill(-child.pid, 'SIGINT'), stdout: () => stdout, stderr: () => stderr };
 }
