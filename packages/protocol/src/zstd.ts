@@ -1,5 +1,7 @@
+import { createRequire } from 'node:module';
+
 import { decompress, init } from '@bokuweb/zstd-wasm';
-import { Encoder } from '@toondepauw/node-zstd';
+import type { Encoder } from '@toondepauw/node-zstd';
 
 /**
  * The two zstd libraries, each for what it does best (docs/seal.md, "Compression"):
@@ -10,16 +12,19 @@ import { Encoder } from '@toondepauw/node-zstd';
  * | decompress (PC_B, bytes a token holder may have crafted) | `@bokuweb/zstd-wasm` 0.0.27: libzstd in WebAssembly | one-shot `ZSTD_decompress` into a buffer of the frame's declared raw size: it never writes or allocates beyond it (the native binding streams into a growing buffer) |
  *
  * WebAssembly is compiled once when the package loads (top-level await), so both
- * sides are synchronous here.
+ * sides are synchronous here. The native binding is loaded on the first compression
+ * only: PC_B never loads it.
  */
 await init();
 
 const encoders = new Map<number, Encoder>();
+let EncoderClass: typeof Encoder | undefined;
 
 function encoderFor(level: number): Encoder {
   let e = encoders.get(level);
   if (e === undefined) {
-    e = new Encoder(level);
+    EncoderClass ??= (createRequire(import.meta.url)('@toondepauw/node-zstd') as { Encoder: typeof Encoder }).Encoder;
+    e = new EncoderClass(level);
     encoders.set(level, e);
   }
   return e;
