@@ -16,15 +16,14 @@
 //
 // Usage: node scripts/bench/lan.mjs [--size MiB] [--runs N] [--tmp DIR] [--no-write]
 // Build first: npx tsc -b
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { buildInfo, median, min, nowMs, runMeasured, TIME_BIN, toolVersion } from './lib.mjs';
+import { buildInfo, freePort, median, min, nowMs, runMeasured, startMeasured, toolVersion } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -41,17 +40,6 @@ const RUNS = Number(option('--runs', '3'));
 const WRITE = !process.argv.includes('--no-write');
 const dir = mkdtempSync(join(option('--tmp', tmpdir()), 'ddferry-bench-lan-'));
 const log = (s) => process.stderr.write(`${s}\n`);
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolvePort(port));
-    });
-  });
-}
 
 function makeSource(file) {
   const fd = openSync(file, 'w');
@@ -71,25 +59,6 @@ function sameAs(src, out) {
 function fsyncFile(file) {
   const r = spawnSync('sync', [file]);
   if (r.status !== 0) throw new Error(`sync ${file} failed`);
-}
-
-/** Start a process under GNU time; resolves its exit with peak RSS. */
-function startMeasured(cmd, args) {
-  // its own process group: `stop` sends SIGINT to the group; GNU time ignores it while it waits, the child stops cleanly
-  const child = spawn(TIME_BIN, ['-f', 'DDFERRY_BENCH_TIME %e %M %U %S', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise((res) => child.on('exit', (code) => {
-    const line = stderr.split('\n').findLast((l) => l.startsWith('DDFERRY_BENCH_TIME'));
-    res({ code, maxRssKiB: line ? Number(line.split(' ')[2]) : null, stderr });
-  }));
-  return { child, exited, stop: () => process.kill(-child.pid, 'SIGINT'), stdout: () => stdout, stderr: () => stderr };
 }
 
 async function runSocat(src, out) {

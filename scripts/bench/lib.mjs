@@ -1,7 +1,8 @@
 // Shared measuring helpers of the benches: a child process timed here, its peak RSS and CPU time
 // from GNU time; medians; the build being measured; tool versions.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 export const TIME_BIN = '/usr/bin/time';
@@ -76,4 +77,38 @@ export function toolVersion(cmd, flag = '--version') {
   const r = spawnSync(cmd, [flag], { encoding: 'utf8' });
   if (r.error || r.status !== 0) return null;
   return `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim() !== '') ?? null;
+}
+
+/** A TCP port free on 127.0.0.1 now. */
+export function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolvePort(port));
+    });
+  });
+}
+
+/**
+ * Start a process under GNU time, in its own process group: `stop` sends SIGINT to the group (GNU time
+ * ignores it while it waits; the child stops cleanly). `exited` resolves with its code, peak RSS (KiB) and CPU seconds.
+ */
+export function startMeasured(cmd, args) {
+  const child = spawn(TIME_BIN, ['-f', `${TIME_TAG} %e %M %U %S`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise((res) => child.on('exit', (code) => {
+    const line = stderr.split('\n').findLast((l) => l.startsWith(TIME_TAG));
+    const f = line?.split(' ');
+    res({ code, maxRssKiB: f ? Number(f[2]) : null, cpuS: f ? Number(f[3]) + Number(f[4]) : null, stderr });
+  }));
+  return { child, exited, stop: () => process.kill(-child.pid, 'SIGINT'), stdout: () => stdout, stderr: () => stderr };
 }
