@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 
-import { decompress, init } from '@bokuweb/zstd-wasm';
+import { compress as wasmCompress, decompress, init } from '@bokuweb/zstd-wasm';
 import type { Encoder } from '@toondepauw/node-zstd';
 
 /**
@@ -13,17 +13,27 @@ import type { Encoder } from '@toondepauw/node-zstd';
  *
  * WebAssembly is compiled once when the package loads (top-level await), so both
  * sides are synchronous here. The native binding is loaded on the first compression
- * only: PC_B never loads it.
+ * only: PC_B never loads it. Where it cannot load (the single executables hold no
+ * native code), zstd-wasm compresses: the same frames, on the main thread, slower.
  */
 await init();
 
 const encoders = new Map<number, Encoder>();
-let EncoderClass: typeof Encoder | undefined;
+/** The native binding's encoder class; null where it cannot load (a single executable, a bundle without node_modules). */
+let EncoderClass: typeof Encoder | null | undefined;
 
-function encoderFor(level: number): Encoder {
+/** The native encoder for `level`, or undefined where the binding is not there: WebAssembly's zstd compresses instead (slower, same frames). */
+function encoderFor(level: number): Encoder | undefined {
   let e = encoders.get(level);
   if (e === undefined) {
-    EncoderClass ??= (createRequire(import.meta.url)('@toondepauw/node-zstd') as { Encoder: typeof Encoder }).Encoder;
+    if (EncoderClass === undefined) {
+      try {
+        EncoderClass = (createRequire(import.meta.url)('@toondepauw/node-zstd') as { Encoder: typeof Encoder }).Encoder;
+      } catch {
+        EncoderClass = null;
+      }
+    }
+    if (EncoderClass === null) return undefined;
     e = new EncoderClass(level);
     encoders.set(level, e);
   }
@@ -36,12 +46,14 @@ function asBuffer(data: Uint8Array): Buffer {
 
 /** One zstd frame of `data` at `level`, on this thread. */
 export function zstdCompressSync(data: Uint8Array, level: number): Uint8Array {
-  return encoderFor(level).encodeSync(asBuffer(data));
+  return encoderFor(level)?.encodeSync(asBuffer(data)) ?? wasmCompress(asBuffer(data), level);
 }
 
 /** One zstd frame of `data` at `level`, made in libuv's thread pool. `data` must not change meanwhile. */
 export function zstdCompress(data: Uint8Array, level: number): Promise<Uint8Array> {
-  return encoderFor(level).encode(asBuffer(data));
+  const e = encoderFor(level);
+  if (e === undefined) return Promise.resolve().then(() => wasmCompress(asBuffer(data), level));
+  return e.encode(asBuffer(data));
 }
 
 /**
