@@ -93,7 +93,7 @@ describe('progress of the reader and the assembler (real processes)', function (
     expect(lines.length).to.be.greaterThan(1);
     for (const o of lines) {
       expect(o.type).to.equal('progress');
-      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'reading', 'paused', 'usedSpace']);
+      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'carried', 'reading', 'paused', 'usedSpace']);
       // the chunk holding ipos while rescuing; null in any other phase
       if (o.phase !== 'rescuing') expect(o.chunk, `chunk in phase ${String(o.phase)}`).to.equal(null);
       else if (o.chunk !== null) expect((o.chunk as { count: number }).count, 'chunks of the plan').to.equal(5);
@@ -148,7 +148,7 @@ describe('progress of the reader and the assembler (real processes)', function (
     expect(r.stderr.includes('\x1B'), 'no terminal sequences in a pipe').to.equal(false);
     const progress = r.stderr.split('\n').filter((l) => /^ddferry-reader: \[\S+\] /.test(l));
     expect(progress.length).to.be.greaterThan(0);
-    expect(progress[progress.length - 1]).to.match(/^ddferry-reader: \[\S+\] finished, rescued 99\.\d\d% .*, spool 0 pieces 0 B of 268 MB, link \w+ \(\d+ merged\)$/);
+    expect(progress[progress.length - 1]).to.match(/^ddferry-reader: \[\S+\] finished, rescued 99\.\d\d% .*, spool 0 pieces 0 B of 268 MB, link \w+ \(\d+ merged\), carried \S+ \S+ rescued as \S+ \S+ \(\d+%\)$/);
     // the chunk holding ipos is told while rescuing (not after)
     expect(progress.some((l) => /^ddferry-reader: \[\S+\] rescuing .*, chunk [1-4]\/4, spool /.test(l)), `a rescuing line tells the chunk:\n${progress.join('\n')}`).to.equal(true);
     expect(progress[progress.length - 1], 'no chunk once finished').to.not.match(/, chunk /);
