@@ -236,6 +236,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   let used: UsedSpace | undefined;
   let done = false;
   let opened: ((identity: SourceIdentity) => void) | null = null;
+  /** The source's identity, kept when the reading process sends it before the loop waits for it (while `onStarted` writes the pid file). */
+  let openedEarly: SourceIdentity | null = null;
   let wake: (() => void) | null = null;
   const poke = (): void => {
     const w = wake;
@@ -290,7 +292,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       event(ev) {
         switch (ev.kind) {
           case 'opened':
-            opened?.(ev.identity);
+            if (opened !== null) opened(ev.identity);
+            else openedEarly = ev.identity;
             break;
           case 'failed':
             failure ??= new ReaderError(ev.code as never, o.reading.source, ev.message.replace(/^ERR_[A-Z_]+: /, ''));
@@ -366,7 +369,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     // the source must be the planned one before anything is read
     const identity = await Promise.race([
       new Promise<SourceIdentity>((resolve) => {
-        opened = resolve;
+        if (openedEarly !== null) resolve(openedEarly);
+        else opened = resolve;
       }),
       child.exited.then(() => null),
       new Promise<null>((resolve) => {
