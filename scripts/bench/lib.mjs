@@ -7,7 +7,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { makeRng } from './rng.mjs';
@@ -45,7 +45,7 @@ export function runMeasured(cmd, args, { env = CHILD_ENV, cwd, stdoutFile } = {}
     lines.splice(k, 1);
   }
   const stderr = lines.join('\n').trim() || (r.error?.message ?? '');
-  return { ok: r.status === 0 && !r.error, status: r.status, wallMs, maxRssKiB, cpuS, stdout: r.stdout ?? '', stderr };
+  return { ok: r.status === 0 && !r.error, status: r.status ?? r.signal, wallMs, maxRssKiB, cpuS, stdout: r.stdout ?? '', stderr };
 }
 
 export function median(values) {
@@ -149,6 +149,18 @@ export function warm(path) {
 
 /** Whether two files hold the same bytes (`cmp -s`). */
 export const same = (a, b) => spawnSync('cmp', ['-s', a, b]).status === 0;
+
+/**
+ * Delete an image and every file beside it whose name starts with its name (IMAGE.map, .map.bak,
+ * .ddferry.json, .ddferry.pieces, .lock, …): a record of merged pieces left behind makes the next
+ * import skip them as "merged before".
+ */
+export function removeImage(path) {
+  const name = basename(path);
+  const dir = dirname(path);
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) if (f.startsWith(name)) rmSync(join(dir, f), { recursive: true, force: true });
+}
 
 /** fsync one file (`sync FILE`). */
 export function fsyncFile(file) {
@@ -312,9 +324,9 @@ export function startMeasured(cmd, args) {
   child.stderr.on('data', (d) => {
     stderr += d;
   });
-  const exited = new Promise((res) => child.on('exit', (code) => {
+  const exited = new Promise((res) => child.on('exit', (code, signal) => {
     const line = stderr.split('\n').findLast((l) => l.startsWith(TIME_TAG));
-    res({ code, maxRssKiB: line ? Number(line.split(' ')[2]) : null, stderr });
+    res({ code, signal, maxRssKiB: line ? Number(line.split(' ')[2]) : null, stderr });
   }));
   return { child, exited, stop: () => process.kill(-child.pid, 'SIGINT'), stdout: () => stdout, stderr: () => stderr };
 }
@@ -331,19 +343,23 @@ export async function runSocat(src, out) {
   fsyncFile(out);
   const wallMs = nowMs() - t0;
   if (!tx.ok || rxEnd.code !== 0) throw new Error(`socat failed: ${tx.stderr} ${rxEnd.stderr}`);
-  if (!same(src, out)) throw new Error('socat: the copy differs from the source');
+  if (!same(src, out)) throw new Error('wrong output: socat: the copy differs from the source');
   return { wallMs, rss: { sender: tx.maxRssKiB, receiver: rxEnd.maxRssKiB } };
 }
 
 /**
  * `ddferry-reader rescue JOB --to ws://127.0.0.1:P` of a regular-file source into `ddferry-assembler
  * serve IMAGE`, in `dir`. Timed from the reader's start to its exit (every piece merged: written,
- * fsynced, IMAGE.map saved); the image is checked with cmp, then deleted.
+ * fsynced, IMAGE.map saved); the image is checked with cmp, then it and the assembler's files beside
+ * it are deleted. The reader is stopped (SIGINT) if it has not ended after `timeoutMs` (default: 2
+ * minutes plus 1 s per 5 MB): a reader whose link the assembler refuses retries for ever.
  */
-export async function runLanDdferry(src, dir, tag) {
+export async function runLanDdferry(src, dir, tag, { timeoutMs } = {}) {
   const job = join(dir, `job-${tag}`);
   const image = join(dir, `image-${tag}.raw`);
   const token = join(dir, 'lan-token');
+  removeImage(image);
+  rmSync(job, { recursive: true, force: true });
   writeFileSync(token, `${randomBytes(16).toString('hex')}\n`);
   chmodSync(token, 0o600);
   const plan = spawnSync(process.execPath, [READER, 'plan', src, job, '--chunk-size', '1GiB'], { encoding: 'utf8', env: CHILD_ENV });
@@ -357,17 +373,27 @@ export async function runLanDdferry(src, dir, tag) {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  const limitMs = timeoutMs ?? 120_000 + statSync(src).size / 5e3;
   const t0 = nowMs();
-  const rd = runMeasured(process.execPath, [READER, 'rescue', job, '--to', `ws://127.0.0.1:${port}`, '--token-file', token, '-q']);
+  const rd = startMeasured(process.execPath, [READER, 'rescue', job, '--to', `ws://127.0.0.1:${port}`, '--token-file', token, '-q']);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    rd.stop();
+  }, limitMs);
+  const rdEnd = await rd.exited;
   const wallMs = nowMs() - t0;
+  clearTimeout(timer);
   asm.stop();
   const asmEnd = await asm.exited;
-  if (!rd.ok) throw new Error(`rescue failed (${rd.status}): ${rd.stderr}`);
-  const ok = same(src, image);
+  const failed = timedOut || rdEnd.code !== 0;
+  const ok = !failed && same(src, image);
   rmSync(job, { recursive: true, force: true });
-  for (const f of [image, `${image}.map`, `${image}.map.bak`, `${image}.ddferry.json`]) rmSync(f, { force: true });
-  if (!ok) throw new Error('ddferry: the image differs from the source');
-  return { wallMs, rss: { reader: rd.maxRssKiB, assembler: asmEnd.maxRssKiB } };
+  removeImage(image);
+  const tail = (text) => text.split('\n').filter((l) => l && !l.startsWith(TIME_TAG)).slice(-3).join('\n');
+  if (failed) throw new Error(`rescue ${timedOut ? `stopped after ${(limitMs / 1000).toFixed(0)} s` : `failed (exit ${rdEnd.code}${rdEnd.signal ? `, ${rdEnd.signal}` : ''})`}: ${tail(rdEnd.stderr)}`);
+  if (!ok) throw new Error('wrong output: ddferry: the image differs from the source');
+  return { wallMs, rss: { reader: rdEnd.maxRssKiB, assembler: asmEnd.maxRssKiB } };
 }
 
 // ---------------------------------------------------------------------------
@@ -389,7 +415,7 @@ export function runSteps(steps) {
 /** Run a command that must succeed; its stdout. */
 export function must(cmd, args, what = `${cmd} ${args.join(' ')}`) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: CHILD_ENV, maxBuffer: 64 << 20 });
-  if (r.error || r.status !== 0) throw new Error(`${what} failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr}`);
+  if (r.error || r.status !== 0) throw new Error(`${what} failed (${r.error?.message ?? (r.signal ? `killed by ${r.signal}` : `exit ${r.status}`)}): ${r.stderr}`);
   return r.stdout;
 }
 

@@ -32,7 +32,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import {
-  ASSEMBLER, buildInfo, chunkFilesOf, mapBlocks, mdTable, median, min, must, nowMs, READER, ROOT, runSteps, same, stickOf, tokenOf, toolVersion, writeRandom,
+  ASSEMBLER, buildInfo, chunkFilesOf, mapBlocks, mdTable, median, min, must, nowMs, READER, removeImage, ROOT, runSteps, same, stickOf, tokenOf, toolVersion, writeRandom,
   writeRandomFile,
 } from './lib.mjs';
 
@@ -186,7 +186,7 @@ function benchA(o, dir) {
   const oursImg = join(dir, 'ours.img');
   const gnuImg = join(dir, 'gnu.img');
   const clean = (img) => () => {
-    for (const f of [img, `${img}.map`, `${img}.map.bak`]) rmSync(f, { force: true });
+    removeImage(img);
   };
   const ours = ['node', [ASSEMBLER, 'import-ddrescue', raw, '--domain', join(dir, 'chunk0001.map'), '--map', join(dir, 'common.map'), oursImg]];
   const gnu = ['ddrescue', ['-q', '-m', join(dir, 'chunk0001.map'), raw, gnuImg, `${gnuImg}.map`]];
@@ -228,7 +228,7 @@ function benchB(o, dir) {
   if (chunkFiles.some((f) => f.packed)) throw new Error('the temp folder made packed chunk files: give --tmp on a file system with sparse files');
   const img = (n) => join(dir, `${n}.img`);
   const clean = (n) => () => {
-    for (const f of [img(n), `${img(n)}.map`, `${img(n)}.map.bak`, `${img(n)}.ddferry.json`, `${img(n)}.lock`]) rmSync(f, { force: true });
+    removeImage(img(n));
     rmSync(join(bundles.folder, 'receipts'), { recursive: true, force: true });
   };
   const checkImage = (n) => () => {
