@@ -312,7 +312,7 @@ export function freePort() {
   });
 }
 
-/** Start a process under GNU time; `exited` resolves at its exit with its peak RSS. */
+/** Start a process under GNU time; `exited` resolves at its exit with its peak RSS (KiB) and CPU seconds. */
 export function startMeasured(cmd, args) {
   // its own process group: `stop` sends SIGINT to the group; GNU time ignores it while it waits, the child stops cleanly
   const child = spawn(TIME_BIN, ['-f', `${TIME_TAG} %e %M %U %S`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: CHILD_ENV });
@@ -326,7 +326,8 @@ export function startMeasured(cmd, args) {
   });
   const exited = new Promise((res) => child.on('exit', (code, signal) => {
     const line = stderr.split('\n').findLast((l) => l.startsWith(TIME_TAG));
-    res({ code, signal, maxRssKiB: line ? Number(line.split(' ')[2]) : null, stderr });
+    const f = line?.split(' ');
+    res({ code, signal, maxRssKiB: f ? Number(f[2]) : null, cpuS: f ? Number(f[3]) + Number(f[4]) : null, stderr });
   }));
   return { child, exited, stop: () => process.kill(-child.pid, 'SIGINT'), stdout: () => stdout, stderr: () => stderr };
 }

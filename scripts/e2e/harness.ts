@@ -75,10 +75,19 @@ export function compact(blocks: readonly Block[]): Block[] {
   return out;
 }
 
-/** Deterministic content: every 8 bytes hold their position and a seed. */
+/**
+ * Deterministic content that does not compress (xorshift32 from the seed), as most of a
+ * full disk: stick trips carry about its size (bundles compress what they can).
+ */
 export function makeSource(size: number, seed: number): Buffer {
   const buf = Buffer.alloc(size);
-  for (let p = 0; p + 8 <= size; p += 8) buf.writeBigUInt64LE(BigInt(p) * 2654435761n + BigInt(seed), p);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let p = 0; p + 4 <= size; p += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    buf.writeUInt32LE(x >>> 0, p);
+  }
   return buf;
 }
 

@@ -11,11 +11,11 @@
  * defines the two in its own head. The body keeps its top-level awaits (xxhash-wasm is
  * instantiated when the protocol loads): the SEA runs it inside an async function.
  * Nothing is read from beside the code at run time: the live page, the protobuf schema
- * and xxhash-wasm's WebAssembly are in the JavaScript already.
+ * and the WebAssembly of xxhash-wasm and zstd-wasm are in the JavaScript already.
  */
 import { readFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
-import { join, relative, sep } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { Script } from 'node:vm';
 
 import * as esbuild from 'esbuild';
@@ -41,6 +41,23 @@ const builtins = {
 };
 
 /**
+ * zstd-wasm reads `zstd.wasm` from beside its module when it starts: in a bundle that
+ * file is not there, so its bytes go into the code (base64), as xxhash-wasm's are.
+ */
+const inlineZstdWasm = {
+  name: 'ddferry-inline-zstd-wasm',
+  setup(build) {
+    build.onLoad({ filter: /zstd-wasm[\\/]dist[\\/]common[\\/]index\.node\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      const read = "yield readFile(resolve(__dirname, './zstd.wasm'))";
+      if (!source.includes(read)) throw new Error(`${args.path}: the line that reads zstd.wasm changed; update scripts/package/bundle.mjs`);
+      const wasm = readFileSync(join(dirname(args.path), 'zstd.wasm')).toString('base64');
+      return { contents: source.replace(read, `Buffer.from(${JSON.stringify(wasm)}, 'base64')`), loader: 'js' };
+    });
+  },
+};
+
+/**
  * Bundle `entry` (a built `dist/main.js`).
  * @returns the shared body, and the npm packages it holds (name, version, license file) for the notices.
  */
@@ -54,7 +71,7 @@ export async function bundleProgram(root, entry) {
     target: 'node20',
     format: 'esm',
     define: { 'import.meta.url': '__ddferry_module_url' },
-    plugins: [builtins],
+    plugins: [builtins, inlineZstdWasm],
     minifyWhitespace: true,
     minifySyntax: true,
     keepNames: true,

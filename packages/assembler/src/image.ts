@@ -3,7 +3,7 @@
  *
  * | file | what | written |
  * |---|---|---|
- * | `IMAGE` | the image, sparse where the file system allows; opened read-write, created if missing, never truncated | `pwrite` at source positions, then one fsync per batch |
+ * | `IMAGE` | the image, sparse where the file system allows; opened read-write, created if missing, never truncated (only extended, by a zero run at its end) | `pwrite` at source positions, then one fsync per batch; zero runs written only where the image does not read as zeros already |
  * | `IMAGE.map` | GNU ddrescue 1.27 mapfile of the whole source; `+` only over data already fsynced (A1) | atomically, keeping `IMAGE.map.bak` |
  * | `IMAGE.ddferry.json` | the binding: rescue id, fingerprint, plan | atomically, when a rescue claims the image |
  * | `IMAGE.ddferry.pieces` | the merged pieces: seq and header hash of each (merged-pieces.ts) | appended and fsynced, after `IMAGE.map` |
@@ -21,7 +21,7 @@ import type { Block, BlockStatus, Chunk, MapfileStatus } from '@ddferry/mapfile'
 import { Domain, formatMapfile, formatTimestamp, planChunks, processedState, SblockVector, StatusMap } from '@ddferry/mapfile';
 import { pathExists, readMapfile, saveMapfile } from '@ddferry/mapfile/io';
 import type { Fingerprint, PieceMapState, PieceRef, RescueId } from '@ddferry/protocol';
-import { describeFingerprint, sameDevice } from '@ddferry/protocol';
+import { describeFingerprint, isAllZero, sameDevice } from '@ddferry/protocol';
 
 import type { Binding } from './binding.js';
 import { formatBinding, parseBinding } from './binding.js';
@@ -73,6 +73,19 @@ export interface Commit {
    * brought the pieces, so it ends `+` as GNU ddrescue's does. Default none.
    */
   readonly mapState?: { readonly seq: number; readonly line: PieceMapState } | undefined;
+  /**
+   * Ranges whose bytes are zeros (zero runs of pieces), none over a `+` block: left as
+   * they are where the image reads as zeros already (a hole: never written, or punched;
+   * or past the file's end, which is extended as a hole), written with zeros where it
+   * holds other bytes (an old image, a write whose map update a crash lost). Default none.
+   */
+  readonly zeros?: readonly { readonly pos: number; readonly size: number }[] | undefined;
+}
+
+/** What `commit` did with zero runs: bytes left as holes (or zeros already there), bytes written as zeros. */
+export interface ZeroFigures {
+  kept: number;
+  written: number;
 }
 
 /**
@@ -111,6 +124,10 @@ export const SYNC_COPY_BYTES = 64 * 1024;
  * loaded 2-core machine, page cache, ext4).
  */
 const WRITE_SLICE_BYTES = 1024 * 1024;
+
+/** Zeros read back or written per step of a zero run. */
+const ZERO_SLICE_BYTES = 1024 * 1024;
+const ZEROS = new Uint8Array(ZERO_SLICE_BYTES);
 
 /** Most chunks a plan may have: a Hello's plan is untrusted input (S2). */
 export const MAX_PLAN_CHUNKS = 1_048_576;
@@ -152,6 +169,8 @@ export class Image {
   #closed = false;
   #queue: Promise<unknown> = Promise.resolve();
   readonly #listeners = new Set<ImageListener>();
+  /** Zero-run bytes of all commits: left as holes (or zeros already there), written as zeros. */
+  readonly zeroFigures: ZeroFigures = { kept: 0, written: 0 };
 
   private constructor(path: string, handle: FileHandle, options: ImageOptions) {
     this.path = path;
@@ -479,7 +498,8 @@ export class Image {
     }
     const size = this.size;
     const copies = batch.copies ?? [];
-    const targets = [...batch.writes.map((w) => ({ pos: w.pos, size: w.data.length })), ...copies];
+    const zeros = batch.zeros ?? [];
+    const targets = [...batch.writes.map((w) => ({ pos: w.pos, size: w.data.length })), ...copies, ...zeros];
     for (const w of targets) {
       if (!Number.isSafeInteger(w.pos) || !Number.isSafeInteger(w.size) || w.pos < 0 || w.size < 0 || w.pos + w.size > size) throw new Error(`internal: write of ${w.size} bytes at ${w.pos} is outside the source of ${size} bytes`);
       this.forEachStatus(w, (pos, _end, status) => {
@@ -488,6 +508,7 @@ export class Image {
     }
     for (const w of batch.writes) await this.#write(w.data, w.pos);
     if (copies.length > 0) await this.#copy(copies);
+    if (zeros.length > 0) await this.#zero(zeros);
     if (targets.length > 0) await this.#sync();
     for (const w of targets) this.#raise(w.pos, w.size, '+');
     for (const s of batch.statuses) this.#raise(s.pos, s.size, s.status);
@@ -511,6 +532,52 @@ export class Image {
     }
     // listeners (the live page) see the map and the merged pieces of the same commit together
     this.#tell(changed);
+  }
+
+  /**
+   * Make `ranges` read as zeros, writing as little as it can: each slice is read
+   * first (a hole reads as zeros from the page cache, no disk I/O); only a slice
+   * holding other bytes is written with zeros. Past the file's end nothing is
+   * read or written: the file is extended to the end of the last range (a hole).
+   * Node has no SEEK_DATA/SEEK_HOLE; reading a hole costs a memory copy.
+   */
+  async #zero(ranges: readonly { readonly pos: number; readonly size: number }[]): Promise<void> {
+    let fileSize: number;
+    try {
+      fileSize = (await this.#handle.stat()).size;
+    } catch (err) {
+      throw this.#writeError(err, 0, ranges[0]!.pos);
+    }
+    const buf = new Uint8Array(ZERO_SLICE_BYTES);
+    let end = fileSize;
+    for (const r of ranges) {
+      end = Math.max(end, r.pos + r.size);
+      const stop = Math.min(r.pos + r.size, fileSize);
+      this.zeroFigures.kept += r.size - Math.max(0, stop - r.pos);
+      for (let at = r.pos; at < stop; at += ZERO_SLICE_BYTES) {
+        const n = Math.min(ZERO_SLICE_BYTES, stop - at);
+        let read: number;
+        try {
+          ({ bytesRead: read } = await this.#handle.read(buf, 0, n, at));
+        } catch (err) {
+          throw this.#writeError(err, n, at);
+        }
+        if (read === n && isAllZero(buf.subarray(0, n))) {
+          this.zeroFigures.kept += n;
+        } else {
+          await this.#write(ZEROS.subarray(0, n), at);
+          this.zeroFigures.written += n;
+        }
+      }
+    }
+    if (end > fileSize) {
+      this.#step('write', this.path);
+      try {
+        await this.#handle.truncate(end);
+      } catch (err) {
+        throw this.#writeError(err, end - fileSize, fileSize);
+      }
+    }
   }
 
   /** Write `copies`, slice by slice; the read of a slice overlaps the write of the one before. */

@@ -5,7 +5,7 @@
  * |---|---|
  * | A1: `+` only over durable data | `Image.commit`: write, one fsync, then statuses, then `IMAGE.map`, then the binding |
  * | A2: a piece twice changes nothing | a piece merged before (same seq, same header hash), or twice in a batch, is skipped and still acknowledged; bytes are never written over `+` |
- * | A3: a piece writes only its own `+` extents | only extent bytes are written, and only where the map is not `+` yet; delta statuses only move forward (`? * / - +`) |
+ * | A3: a piece writes only its own `+` extents | only extent bytes are written, and only where the map is not `+` yet (zero runs too: never zeros over `+`); delta statuses only move forward (`? * / - +`) |
  * | A4: a seq is one piece for good | a piece whose seq was merged under another header hash (or comes earlier in the batch with another) is refused, `ERR_PIECE_SEQ_CONFLICT`, and changes nothing; never "already merged" |
  *
  * Pieces must have been opened and checked (`PieceOpener`: authenticated,
@@ -113,6 +113,7 @@ export function planBatch(image: Image, pieces: readonly OpenedPiece[]): Planned
   const binding = image.binding;
   if (binding === undefined) throw new AssemblerError('ERR_IMAGE_NOT_BOUND', image.path, 'No rescue is bound to the image yet.');
   const writes: { pos: number; data: Uint8Array }[] = [];
+  const zeros: { pos: number; size: number }[] = [];
   const statuses: Commit['statuses'][number][] = [];
   const fresh: PieceRef[] = [];
   const acknowledged: PieceRef[] = [];
@@ -156,7 +157,12 @@ export function planBatch(image: Image, pieces: readonly OpenedPiece[]): Planned
       image.forEachStatus(e, (pos, end, status) => {
         if (status === '+') return;
         written.forEachGap(pos, end, (p, q) => {
-          push(p, piece.data.subarray(base + p - e.pos, base + q - e.pos));
+          forEachRun(base + p - e.pos, base + q - e.pos, piece.zeroRuns ?? [], (a, b, zero) => {
+            const at = e.pos + a - base;
+            if (!zero) push(at, piece.data.subarray(a, b));
+            else if (zeros.length > 0 && zeros[zeros.length - 1]!.pos + zeros[zeros.length - 1]!.size === at) zeros[zeros.length - 1]!.size += b - a;
+            else zeros.push({ pos: at, size: b - a });
+          });
           written.add(p, q);
         });
       });
@@ -164,7 +170,22 @@ export function planBatch(image: Image, pieces: readonly OpenedPiece[]): Planned
     for (const d of piece.delta) if (d.status !== '+') statuses.push(d);
     if (piece.mapState !== undefined && (mapState === undefined || piece.seq > mapState.seq)) mapState = { seq: piece.seq, line: piece.mapState };
   }
-  return { commit: { writes, statuses, pieces: fresh, ...(mapState === undefined ? {} : { mapState }) }, acknowledged, refused };
+  return { commit: { writes, statuses, pieces: fresh, ...(mapState === undefined ? {} : { mapState }), ...(zeros.length > 0 ? { zeros } : {}) }, acknowledged, refused };
+}
+
+/** Cut `[a, b)` (positions in a piece's data) at its zero runs (sorted, disjoint): `fn(from, to, zero)` in order. */
+function forEachRun(a: number, b: number, runs: readonly { readonly pos: number; readonly size: number }[], fn: (from: number, to: number, zero: boolean) => void): void {
+  let at = a;
+  for (const r of runs) {
+    const end = r.pos + r.size;
+    if (end <= at) continue;
+    if (r.pos >= b) break;
+    if (r.pos > at) fn(at, r.pos, false);
+    const stop = Math.min(end, b);
+    fn(Math.max(at, r.pos), stop, true);
+    at = stop;
+  }
+  if (at < b) fn(at, b, false);
 }
 
 /**

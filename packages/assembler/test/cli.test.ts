@@ -34,7 +34,7 @@ describe('cli', () => {
       for (const args of [['--version'], ['-V'], ['version']]) {
         const c = capture();
         expect(await run(args, c.io), args.join(' ')).to.equal(0);
-        expect(c.out.join('')).to.match(/^ddferry-assembler \d+\.\d+\.\d+ \(ddferry protocol 2, GNU ddrescue 1\.27 mapfiles\)\n$/);
+        expect(c.out.join('')).to.match(/^ddferry-assembler \d+\.\d+\.\d+ \(ddferry protocol 3, GNU ddrescue 1\.27 mapfiles\)\n$/);
       }
     });
   });

@@ -314,7 +314,8 @@ export async function* readSealedBundle(source: NodeJS.ReadableStream | AsyncIte
       continue;
     }
     const bytes = await e.read();
-    if (bytes.length < TAG_BYTES + 1) throw new ProtocolError('ERR_BUNDLE_SIZE_MISMATCH', `${e.name} has ${bytes.length} bytes: a sealed frame has at least ${TAG_BYTES + 1}.`, { file, seq: e.seq });
+    // a zero run's sealed frame is its tag alone
+    if (bytes.length < TAG_BYTES) throw new ProtocolError('ERR_BUNDLE_SIZE_MISMATCH', `${e.name} has ${bytes.length} bytes: a sealed frame has at least ${TAG_BYTES}.`, { file, seq: e.seq });
     open!.frames.push({ ciphertext: bytes.subarray(0, bytes.length - TAG_BYTES), tag: bytes.subarray(bytes.length - TAG_BYTES) });
     open!.dataSize += bytes.length - TAG_BYTES;
   }

@@ -2,6 +2,7 @@ import { isBlockStatus, isMapfileStatus } from '@ddferry/mapfile';
 
 import { HMAC_BYTES } from './auth.js';
 import { ProtocolError } from './errors.js';
+import { FRAME_RAW, FRAME_ZERO, FRAME_ZSTD, isFrameEncoding, MAX_FRAME_RATIO } from './frame-codec.js';
 import type { ErrorContext, ProtocolErrorCode } from './errors.js';
 import type { Fingerprint } from './identity.js';
 import { isRescueId } from './identity.js';
@@ -121,6 +122,15 @@ export interface HeaderBody {
   readonly frameCount: number;
   /** The reader's status line when the piece was sealed, if it tells it. */
   readonly mapState?: PieceMapState | undefined;
+  /** Per frame, its encoding (`FRAME_RAW`, `FRAME_ZERO`, `FRAME_ZSTD`; seal version 1: all raw). */
+  readonly frameEncodings: Uint8Array;
+  /** Per frame, the bytes it carries (the plaintext of its sealed frame). */
+  readonly frameBytes: readonly number[];
+}
+
+/** The raw size of frame `index` of a piece of `dataSize` bytes cut in frames of `frameSize`. */
+export function frameRawSize(dataSize: number, frameSize: number, index: number): number {
+  return Math.min(frameSize, dataSize - index * frameSize);
 }
 
 /**
@@ -166,6 +176,31 @@ export function checkHeaderBody(ctx: CheckContext, m: HeaderBody, seq: number): 
     checkUint32(ctx, m.mapState.currentPass, 'header.mapState.currentPass');
     const st = m.mapState.currentStatus;
     if (typeof st !== 'string' || !isMapfileStatus(st)) fail(ctx, 'ERR_PROTO_BAD_FIELD', `header.mapState.currentStatus is "${String(st).slice(0, 8)}", not one of ? * / - F G +.`, { seq });
+  }
+  checkFrames(ctx, m, seq);
+}
+
+/**
+ * Each frame's encoding and carried bytes against its raw size: raw carries its raw
+ * size, a zero run nothing, zstd at least 1 byte, less than the raw size, and at least
+ * raw / `MAX_FRAME_RATIO` (a frame claiming more is a bomb, refused before any frame
+ * is read).
+ */
+function checkFrames(ctx: CheckContext, m: HeaderBody, seq: number): void {
+  if (m.frameEncodings.length !== m.frameCount || m.frameBytes.length !== m.frameCount) {
+    fail(ctx, 'ERR_SEAL_MALFORMED', `The header has ${m.frameCount} frames but ${m.frameEncodings.length} encodings and ${m.frameBytes.length} sizes.`, { seq });
+  }
+  for (let i = 0; i < m.frameCount; i++) {
+    const raw = frameRawSize(m.dataSize, m.frameSize, i);
+    const encoding = m.frameEncodings[i]!;
+    const bytes = m.frameBytes[i]!;
+    checkUint32(ctx, bytes, 'header.frameBytes');
+    if (!isFrameEncoding(encoding)) fail(ctx, 'ERR_SEAL_MALFORMED', `Frame ${i} has encoding ${encoding}; this ddferry knows 0 (raw), 1 (zero run) and 2 (zstd).`, { seq });
+    if (encoding === FRAME_ZSTD && bytes * MAX_FRAME_RATIO < raw) {
+      fail(ctx, 'ERR_SEAL_FRAME_BOMB', `Frame ${i} would decode ${bytes} compressed bytes to ${raw}: a ratio over ${MAX_FRAME_RATIO}, which no zstd frame reaches.`, { seq, limit: MAX_FRAME_RATIO });
+    }
+    const ok = encoding === FRAME_RAW ? bytes === raw : encoding === FRAME_ZERO ? bytes === 0 : bytes > 0 && bytes < raw;
+    if (!ok) fail(ctx, 'ERR_SEAL_MALFORMED', `Frame ${i} (encoding ${encoding}, ${raw} raw bytes) says it carries ${bytes} bytes.`, { seq });
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Block, BlockStatus, MapfileStatus } from '@ddferry/mapfile';
 
-import { checkHeaderBody, checkListLength, checkMessage } from './check-message.js';
+import { checkHeaderBody, checkListLength, checkMessage, frameRawSize } from './check-message.js';
 import type { CheckContext, HeaderBody } from './check-message.js';
 import { ProtocolError } from './errors.js';
 import type { Fingerprint } from './identity.js';
@@ -331,6 +331,12 @@ export function peekMessageType(bytes: Uint8Array): MessageType | undefined {
 }
 
 /**
+ * Most frames a sealed header lists (a piece of `maxPieceBytes` cut in frames of 256
+ * bytes); `maxHeaderBytes` binds first in practice.
+ */
+const MAX_FRAMES = 1 << 20;
+
+/**
  * Encode what a sealed header seals (`SealedHeaderBody`), checked first against
  * `limits` so that a receiver with the same limits accepts it.
  * @throws ProtocolError as `checkHeaderBody`.
@@ -348,13 +354,16 @@ export function encodeHeaderBody(body: HeaderBody, seq: number, limits: Limits =
 
 /**
  * Decode an opened (authenticated) sealed header body, then check it as
- * `checkHeaderBody` does: what comes out may be allocated from.
+ * `checkHeaderBody` does: what comes out may be allocated from. A body of seal
+ * version 1 (no frame fields) describes raw frames.
  * @throws ProtocolError `ERR_SEAL_MALFORMED` (not protobuf), and the codes of `checkHeaderBody`.
  */
-export function decodeHeaderBody(bytes: Uint8Array, seq: number, limits: Limits = DEFAULT_LIMITS, context: { peer?: string | undefined; file?: string | undefined } = {}): HeaderBody {
+export function decodeHeaderBody(
+  encoded: Uint8Array, seq: number, limits: Limits = DEFAULT_LIMITS, context: { peer?: string | undefined; file?: string | undefined } = {}, sealVersion = 2,
+): HeaderBody {
   let m: Obj;
   try {
-    m = headerBodySchema().decode(bytes) as unknown as Obj;
+    m = headerBodySchema().decode(encoded) as unknown as Obj;
   } catch (err) {
     throw new ProtocolError('ERR_SEAL_MALFORMED', `The sealed header's body does not decode (${err instanceof Error ? err.message : String(err)}).`, { ...context, seq, cause: err });
   }
@@ -367,7 +376,17 @@ export function decodeHeaderBody(bytes: Uint8Array, seq: number, limits: Limits 
     frameSize: num(r, m.frameSize, 'header.frameSize'),
     frameCount: num(r, m.frameCount, 'header.frameCount'),
     ...(m.mapState === undefined || m.mapState === null ? {} : { mapState: mapStateOf(r, m.mapState as Obj) }),
+    frameEncodings: Uint8Array.from(bytes(m.frameEncodings)),
+    frameBytes: list(r, m.frameBytes, MAX_FRAMES, 'header.frameBytes').map((v) => num(r, v, 'header.frameBytes')),
   };
-  checkHeaderBody(r, body, seq);
-  return body;
+  const described = sealVersion === 1 ? asVersion1(body) : body;
+  checkHeaderBody(r, described, seq);
+  return described;
+}
+
+/** Seal version 1 had no frame fields: every frame raw. */
+function asVersion1(body: HeaderBody): HeaderBody {
+  const { dataSize, frameSize, frameCount } = body;
+  if (frameSize === 0 || frameCount > MAX_FRAMES) return body;
+  return { ...body, frameEncodings: new Uint8Array(frameCount), frameBytes: Array.from({ length: frameCount }, (_, i) => frameRawSize(dataSize, frameSize, i)) };
 }

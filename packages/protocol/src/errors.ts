@@ -65,6 +65,9 @@ const SEAL_HINTS = {
   ERR_SEAL_MALFORMED: 'This is not a sealed ddferry piece of this version (truncated or corrupted): it is refused; the reader sends it again from its spool, or reads its ranges again.',
   ERR_SEAL_AUTH_FAILED: 'The piece header does not authenticate: it was sealed with another token or for another rescue, or altered. Nothing of it is used. Give both sides the same token file (--token-file); if they have it, the piece was tampered with.',
   ERR_SEAL_FRAME_AUTH_FAILED: 'A data frame does not authenticate: altered, reordered, replayed or taken from another piece. Nothing of the piece is merged; the reader sends it again from its spool, or reads its ranges again.',
+  ERR_SEAL_FRAME_CORRUPT: 'A frame authenticates but its compressed data does not decode: it was sealed by a token holder that is not a ddferry reader of this version, or by a faulty one. Nothing of the piece is merged; keep the token secret.',
+  ERR_SEAL_FRAME_BOMB: 'A frame would decode beyond the limits (more than its raw size or maxFrameBytes, or a ratio no zstd frame reaches): a crafted piece. Nothing was allocated for it and nothing of the piece is merged; keep the token secret.',
+  ERR_SEAL_FRAME_RAW_SIZE: 'A frame decodes to another size than its raw size in the sealed header: a crafted or faulty piece. Nothing of the piece is merged; the reader sends it again from its spool, or reads its ranges again.',
 } as const;
 
 const AUTH_HINTS = {

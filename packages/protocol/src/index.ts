@@ -6,6 +6,8 @@ export { checkMessage } from './check-message.js';
 export type { CheckContext } from './check-message.js';
 export { decodeEnvelope, encodeEnvelope, peekMessageType } from './codec.js';
 export { isProtocolError, PROTOCOL_ERROR_HINTS, ProtocolError } from './errors.js';
+export { DEFAULT_ZSTD_LEVEL, FRAME_RAW, FRAME_ZERO, FRAME_ZSTD, isAllZero, MAX_FRAME_RATIO, MIN_SAVING } from './frame-codec.js';
+export type { FrameEncodeOptions, FrameEncoding } from './frame-codec.js';
 export type { AuthCode, BundleCode, ErrorContext, FileCode, PieceCode, ProtoCode, ProtocolErrorCode, SealCode, StickCode } from './errors.js';
 export { assertSameRescue, describeFingerprint, isRescueId, makeRescueId, parseRescueId, sameDevice } from './identity.js';
 export type { Fingerprint, RescueId, RescueIdentity } from './identity.js';
@@ -25,7 +27,7 @@ export type { PieceBufferPool, PieceCollectorOptions } from './piece-frames.js';
 export { checkRealFolder, describeFileType, openSafeFile, readSafeFile } from './safe-file.js';
 export type { SafeOpenOptions } from './safe-file.js';
 export {
-  headerHashOf, isHeaderHash, openSealedPiece, PieceOpener, readSealedHeaderFields, SALT_BYTES, SEAL_VERSION, sealPiece, TAG_BYTES,
+  headerHashOf, isHeaderHash, openSealedPiece, PieceOpener, readSealedHeaderFields, SALT_BYTES, SEAL_VERSION, sealPiece, sealPieceAsync, TAG_BYTES,
 } from './seal.js';
 export type { OpenedHeader, PieceOpenerOptions, SealedFrame, SealedHeaderFields, SealedPiece, SealOptions } from './seal.js';
 export { envelopeSchema, PROTO_TEXT, PROTOCOL_VERSION } from './schema.js';

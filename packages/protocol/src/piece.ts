@@ -48,6 +48,12 @@ export type PieceDescription = Omit<Piece, 'data'>;
 export interface OpenedPiece extends Piece {
   /** The header hash of its sealed form (`headerHashOf`): its identity in receipts. */
   readonly headerHash: string;
+  /**
+   * Parts of `data` that travelled as zero runs (positions in `data`, sorted, disjoint;
+   * the bytes are zeros in `data` too): a writer may leave them as holes where the
+   * image reads as zeros already. Absent when there is none.
+   */
+  readonly zeroRuns?: readonly { readonly pos: number; readonly size: number }[] | undefined;
 }
 
 /** What a piece is checked against: the rescue's plan. */

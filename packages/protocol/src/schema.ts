@@ -1,14 +1,15 @@
 import protobuf from 'protobufjs';
 
-/** Version of the wire format described by `PROTO_TEXT` (2: sealed pieces). */
-export const PROTOCOL_VERSION = 2;
+/** Version of the wire format described by `PROTO_TEXT` (2: sealed pieces; 3: frames raw, zero runs or zstd). */
+export const PROTOCOL_VERSION = 3;
 
 /**
  * The schema, identical to `src/ddferry.proto` (a test keeps them equal). Kept as
  * a string so the package needs no file next to its code at run time.
  */
 export const PROTO_TEXT = String.raw`
-// ddferry wire format, version 2.
+// ddferry wire format, version 3 (2 with frames carried raw; the package name
+// stays ddferry.v2: names do not travel on the wire).
 //
 // One Envelope per binary websocket message. Positions, sizes and sequence
 // numbers are uint64 on the wire and at most 2^53-1 in practice: a receiver
@@ -150,7 +151,10 @@ message PieceEnd {
 
 // What a sealed header seals (never sent in clear): chunk, extents with the
 // xxh64 of their raw bytes, map delta, data size, frame size and count, and
-// the reader's status line when the piece was sealed (absent: none).
+// the reader's status line when the piece was sealed (absent: none), and
+// (seal version 2) per frame its encoding, one byte each (0 raw, 1 zero run:
+// no bytes, 2 zstd), and the bytes it carries. Frame i holds the raw bytes
+// [i * frame_size, min(data_size, (i + 1) * frame_size)) of the data.
 message SealedHeaderBody {
   uint32 chunk = 1;
   repeated Extent extents = 2;
@@ -159,6 +163,8 @@ message SealedHeaderBody {
   uint32 frame_size = 5;
   uint32 frame_count = 6;
   MapState map_state = 7;
+  bytes frame_encodings = 8;
+  repeated uint32 frame_bytes = 9;
 }
 
 // The status line of the reader's common mapfile (GNU ddrescue's current_pos,

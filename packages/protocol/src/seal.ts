@@ -1,9 +1,12 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 
 import type { HeaderBody } from './check-message.js';
+import { frameRawSize } from './check-message.js';
 import { decodeHeaderBody, encodeHeaderBody } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { ErrorContext, ProtocolErrorCode } from './errors.js';
+import { decodeFrame, encodeFrame, encodeFrameSync, FRAME_ZERO } from './frame-codec.js';
+import type { EncodedFrame, FrameEncodeOptions, FrameEncoding } from './frame-codec.js';
 import { isRescueId } from './identity.js';
 import type { RescueId } from './identity.js';
 import { hkdf } from './keys.js';
@@ -18,12 +21,12 @@ import type { OpenedPiece, Piece, PieceContext, PieceDescription, PiecePlan } fr
  * sealed on the wire and on a stick alike (S3). AES-256-GCM under a key of its
  * own, `HKDF-SHA256(sealKey, salt, "piece v1")`, with a fresh random 16-byte salt.
  *
- * Sealed header (`SealedPiece.header`), version 1:
+ * Sealed header (`SealedPiece.header`), version 2 (version 1, every frame raw, is still read):
  *
  * | bytes | field |
  * |---|---|
  * | 0–3 | `DDSP` |
- * | 4 | version, 1 |
+ * | 4 | version, 2 |
  * | 5–20 | rescue id (the UUID's 16 bytes) |
  * | 21–28 | seq, unsigned 64-bit big-endian, 1 to 2^40 |
  * | 29–44 | salt |
@@ -33,10 +36,12 @@ import type { OpenedPiece, Piece, PieceContext, PieceDescription, PiecePlan } fr
  *
  * The header is sealed with nonce `"hdr1" ‖ u64be(0)` and AAD = bytes 0–48,
  * so the routing fields in clear cannot change without the tag failing. The data
- * is cut in frames of `frameSize` bytes (the last shorter); frame i is sealed
+ * is cut in frames of `frameSize` bytes (the last shorter); each frame is encoded
+ * (`frame-codec.ts`: raw, a zero run of no bytes, or zstd; the body records each
+ * frame's encoding and carried bytes) and frame i's encoded bytes are sealed
  * with nonce `"frm1" ‖ u64be(i)` and AAD `"frm1" ‖ u64be(i) ‖ u8(last)`, and
- * travels as its ciphertext then its tag. The header hash (`headerHashOf`) names
- * the piece in receipts.
+ * travel as their ciphertext then their tag. The header hash (`headerHashOf`)
+ * names the piece in receipts.
  */
 
 /** Bytes of a GCM tag. */
@@ -45,8 +50,8 @@ export const TAG_BYTES = 16;
 export const SALT_BYTES = 16;
 /** Bytes of the sealed header before its body. */
 export const SEALED_PREFIX_BYTES = 49;
-/** Version of the sealed format. */
-export const SEAL_VERSION = 1;
+/** Version of the sealed format that `sealPiece` writes (2: encoded frames). Version 1 is read too. */
+export const SEAL_VERSION = 2;
 
 const MAGIC = Buffer.from('DDSP', 'latin1');
 const HEADER_DOMAIN = Buffer.from('hdr1', 'latin1');
@@ -72,7 +77,7 @@ export interface SealedPiece {
   readonly headerHash: string;
   /** The sealed frames, in order. */
   readonly frames: readonly SealedFrame[];
-  /** Bytes of data: the sum of the frames' ciphertext. */
+  /** Bytes carried: the sum of the frames' ciphertext (the encoded frames, less than the raw data when compressed). */
   readonly dataSize: number;
 }
 
@@ -83,6 +88,8 @@ export interface SealedHeaderFields {
   readonly salt: Uint8Array;
   /** Bytes of the encrypted body (without the tag). */
   readonly bodyBytes: number;
+  /** The seal version, 1 or 2. */
+  readonly version: number;
 }
 
 /** What an opened sealed header says: the piece without its data, and how its data is framed. */
@@ -91,9 +98,13 @@ export interface OpenedHeader extends PieceDescription {
   readonly dataSize: number;
   readonly frameSize: number;
   readonly frameCount: number;
+  /** Per frame, its encoding (`FRAME_RAW`, `FRAME_ZERO`, `FRAME_ZSTD`). */
+  readonly frameEncodings: Uint8Array;
+  /** Per frame, the bytes its sealed frame carries (without the tag). */
+  readonly frameBytes: readonly number[];
 }
 
-export interface SealOptions {
+export interface SealOptions extends FrameEncodeOptions {
   /** Checked as a receiver with these limits would. Default `DEFAULT_LIMITS`. */
   readonly limits?: Limits | undefined;
   /** Bytes of data per frame. Default `limits.maxFrameBytes` (4 MiB). */
@@ -143,24 +154,60 @@ function pieceKey(keys: RescueKeys, salt: Uint8Array): Uint8Array {
   return hkdf(keys.sealKey, salt, PIECE_INFO);
 }
 
-/**
- * Seal a piece for its rescue: check it as a receiver would (shape, sizes,
- * limits), then encrypt its header and its frames. The piece's data is read,
- * never kept: the result holds only ciphertext.
- * @throws ProtocolError `ERR_PIECE_*` for a piece of bad shape,
- *   `ERR_PROTO_TOO_MANY`, `ERR_PROTO_PIECE_TOO_LARGE`, `ERR_PROTO_FRAME_TOO_LARGE`
- *   for one over the limits; TypeError for keys of another rescue (a bug).
- */
-export function sealPiece(piece: Piece, keys: RescueKeys, options: SealOptions = {}): SealedPiece {
+function frameSizeOf(piece: Piece, keys: RescueKeys, options: SealOptions): { limits: Limits; frameSize: number } {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const frameSize = options.frameBytes ?? limits.maxFrameBytes;
   if (keys.rescueId !== piece.rescueId) throw new TypeError(`keys of rescue ${keys.rescueId} cannot seal a piece of rescue ${piece.rescueId}`);
   if (!Number.isSafeInteger(frameSize) || frameSize <= 0) throw new RangeError(`frameBytes must be a positive integer, not ${String(frameSize)}`);
   checkPieceShape(piece);
+  return { limits, frameSize };
+}
+
+function rawFrames(piece: Piece, frameSize: number): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  for (let at = 0; at < piece.data.length; at += frameSize) frames.push(piece.data.subarray(at, Math.min(piece.data.length, at + frameSize)));
+  return frames;
+}
+
+/**
+ * Seal a piece for its rescue: check it as a receiver would (shape, sizes,
+ * limits), encode each frame (a zero run, zstd where it saves 3 %, else raw:
+ * `options.compression`, `options.level`), then encrypt the header and the
+ * encoded frames. The piece's data is read, never kept: the result holds only
+ * ciphertext. Compresses on this thread; `sealPieceAsync` uses the thread pool.
+ * @throws ProtocolError `ERR_PIECE_*` for a piece of bad shape,
+ *   `ERR_PROTO_TOO_MANY`, `ERR_PROTO_PIECE_TOO_LARGE`, `ERR_PROTO_FRAME_TOO_LARGE`
+ *   for one over the limits; TypeError for keys of another rescue (a bug);
+ *   RangeError for a zstd level outside 1 to 19.
+ */
+export function sealPiece(piece: Piece, keys: RescueKeys, options: SealOptions = {}): SealedPiece {
+  const { limits, frameSize } = frameSizeOf(piece, keys, options);
+  return sealEncoded(piece, keys, limits, frameSize, rawFrames(piece, frameSize).map((f) => encodeFrameSync(f, options)));
+}
+
+/**
+ * `sealPiece`, with the frames compressed at once in libuv's thread pool (every core
+ * works on a piece; this thread only encrypts). `piece.data` must not change until it settles.
+ * @throws as `sealPiece` (rejects).
+ */
+export async function sealPieceAsync(piece: Piece, keys: RescueKeys, options: SealOptions = {}): Promise<SealedPiece> {
+  const { limits, frameSize } = frameSizeOf(piece, keys, options);
+  const encoded = await Promise.all(rawFrames(piece, frameSize).map((f) => encodeFrame(f, options)));
+  return sealEncoded(piece, keys, limits, frameSize, encoded);
+}
+
+/**
+ * Seal `piece` with frames already encoded (`encoded[i]` holds raw bytes
+ * `[i * frameSize, …)` of the data): what `sealPiece` does after encoding. The
+ * encodings are checked against the header rules, not decoded: tests use it to
+ * craft frames a token holder could send. Not exported from the package.
+ */
+export function sealEncoded(piece: Piece, keys: RescueKeys, limits: Limits, frameSize: number, encoded: readonly EncodedFrame[]): SealedPiece {
   const dataSize = piece.data.length;
   const body: HeaderBody = {
-    chunk: piece.chunk, extents: piece.extents, delta: piece.delta, dataSize, frameSize, frameCount: Math.ceil(dataSize / frameSize),
+    chunk: piece.chunk, extents: piece.extents, delta: piece.delta, dataSize, frameSize, frameCount: encoded.length,
     ...(piece.mapState === undefined ? {} : { mapState: piece.mapState }),
+    frameEncodings: Uint8Array.from(encoded, (f) => f.encoding), frameBytes: encoded.map((f) => f.bytes.length),
   };
   const plainBody = encodeHeaderBody(body, piece.seq, limits);
   const header = Buffer.allocUnsafe(SEALED_PREFIX_BYTES + plainBody.length + TAG_BYTES);
@@ -182,16 +229,17 @@ export function sealPiece(piece: Piece, keys: RescueKeys, options: SealOptions =
   sealedBody.copy(header, SEALED_PREFIX_BYTES);
   h.getAuthTag().copy(header, SEALED_PREFIX_BYTES + plainBody.length);
   const frames: SealedFrame[] = [];
-  for (let i = 0; i < body.frameCount; i++) {
-    const at = i * frameSize;
-    const last = i === body.frameCount - 1;
+  let carried = 0;
+  for (let i = 0; i < encoded.length; i++) {
+    const last = i === encoded.length - 1;
     const c = createCipheriv(CIPHER, key, nonce(FRAME_DOMAIN, i), { authTagLength: TAG_BYTES });
     c.setAAD(frameAad(i, last));
-    const ciphertext = c.update(piece.data.subarray(at, Math.min(dataSize, at + frameSize)));
+    const ciphertext = c.update(encoded[i]!.bytes);
     c.final();
     frames.push({ ciphertext, tag: c.getAuthTag() });
+    carried += ciphertext.length;
   }
-  return { rescueId: piece.rescueId, seq: piece.seq, header, headerHash: headerHashOf(header), frames, dataSize };
+  return { rescueId: piece.rescueId, seq: piece.seq, header, headerHash: headerHashOf(header), frames, dataSize: carried };
 }
 
 function sealFail(code: ProtocolErrorCode, message: string, where: PieceContext, extra: Omit<ErrorContext, 'file' | 'peer'> = {}): never {
@@ -207,7 +255,8 @@ export function readSealedHeaderFields(header: Uint8Array, where: PieceContext =
   if (header.length < SEALED_PREFIX_BYTES + TAG_BYTES) sealFail('ERR_SEAL_MALFORMED', `A sealed header has ${header.length} bytes, fewer than the ${SEALED_PREFIX_BYTES + TAG_BYTES} of an empty one.`, where);
   const b = Buffer.from(header.buffer, header.byteOffset, header.length);
   if (!b.subarray(0, 4).equals(MAGIC)) sealFail('ERR_SEAL_MALFORMED', 'A sealed header does not start with DDSP.', where);
-  if (b[4] !== SEAL_VERSION) sealFail('ERR_SEAL_MALFORMED', `A sealed header has version ${b[4]}; this ddferry reads version ${SEAL_VERSION}.`, where);
+  const version = b[4]!;
+  if (version !== SEAL_VERSION && version !== 1) sealFail('ERR_SEAL_MALFORMED', `A sealed header has version ${version}; this ddferry reads versions 1 and ${SEAL_VERSION}.`, where);
   const seq = b.readBigUInt64BE(21);
   if (seq < 1n || seq > BigInt(MAX_SEQ)) {
     throw new ProtocolError('ERR_PIECE_BAD_SEQ', `Sequence number ${seq} is not an integer from 1 to 2^40.`, { file: where.file, peer: where.peer });
@@ -216,7 +265,7 @@ export function readSealedHeaderFields(header: Uint8Array, where: PieceContext =
   if (header.length !== SEALED_PREFIX_BYTES + bodyBytes + TAG_BYTES) {
     sealFail('ERR_SEAL_MALFORMED', `A sealed header has ${header.length} bytes; its length field says ${SEALED_PREFIX_BYTES + bodyBytes + TAG_BYTES}.`, where, { seq: Number(seq) });
   }
-  return { rescueId: rescueIdOf(header.subarray(5, 21)), seq: Number(seq), salt: header.subarray(29, 45), bodyBytes };
+  return { rescueId: rescueIdOf(header.subarray(5, 21)), seq: Number(seq), salt: header.subarray(29, 45), bodyBytes, version };
 }
 
 export interface PieceOpenerOptions {
@@ -238,6 +287,8 @@ interface OpenState {
   readonly key: Uint8Array;
   data: Uint8Array | undefined;
   next: number;
+  /** Zero-run frames so far, as positions in the data, adjacent ones joined. */
+  readonly zeroRuns: { pos: number; size: number }[];
 }
 
 /**
@@ -248,7 +299,7 @@ interface OpenState {
  * | step | checks, in order | refused with |
  * |---|---|---|
  * | `header` | layout and seq (no key); the rescue id in clear is the plan's; the GCM tag (key, rescue, seq, body); the body's fields and limits; the piece against the plan (chunk, ranges) | `ERR_SEAL_MALFORMED`, `ERR_PIECE_BAD_SEQ`, `ERR_PIECE_WRONG_RESCUE`, `ERR_SEAL_AUTH_FAILED`, `ERR_PROTO_*`, `ERR_PIECE_*` |
- * | `frame(i)` | i is the next frame; its length; its tag (piece key, i, last) | `ERR_PROTO_OUT_OF_ORDER`, `ERR_PIECE_SIZE_MISMATCH`, `ERR_SEAL_FRAME_AUTH_FAILED` |
+ * | `frame(i)` | i is the next frame; its length (the bytes the header says it carries); its tag (piece key, i, last); its decoding into exactly its raw size (`decodeFrame`) | `ERR_PROTO_OUT_OF_ORDER`, `ERR_PIECE_SIZE_MISMATCH`, `ERR_SEAL_FRAME_AUTH_FAILED`, `ERR_SEAL_FRAME_CORRUPT`, `ERR_SEAL_FRAME_BOMB`, `ERR_SEAL_FRAME_RAW_SIZE` |
  * | `finish` | every frame arrived; each extent's xxh64 of the raw bytes | `ERR_PIECE_SIZE_MISMATCH`, `ERR_PIECE_CHECKSUM_MISMATCH` |
  *
  * Memory: the piece's data, allocated once its header is authenticated
@@ -317,14 +368,15 @@ export class PieceOpener {
       } catch (err) {
         throw new ProtocolError('ERR_SEAL_AUTH_FAILED', 'The sealed header does not authenticate with this rescue\'s key.', { ...where, seq, cause: err });
       }
-      const body = decodeHeaderBody(plain, seq, this.#limits, where);
+      const body = decodeHeaderBody(plain, seq, this.#limits, where, fields.version);
       const header: OpenedHeader = {
         rescueId: fields.rescueId, seq, chunk: body.chunk, extents: body.extents, delta: body.delta,
         headerHash: headerHashOf(sealed), dataSize: body.dataSize, frameSize: body.frameSize, frameCount: body.frameCount,
         ...(body.mapState === undefined ? {} : { mapState: body.mapState }),
+        frameEncodings: body.frameEncodings, frameBytes: body.frameBytes,
       };
       checkPieceAgainstPlan(header, this.#plan, where);
-      this.#open = { header, key, data: undefined, next: 0 };
+      this.#open = { header, key, data: undefined, next: 0, zeroRuns: [] };
       return header;
     });
   }
@@ -333,7 +385,7 @@ export class PieceOpener {
   sealedFrameBytes(index: number): number {
     const h = this.#open?.header;
     if (h === undefined || index >= h.frameCount) return 0;
-    return Math.min(h.frameSize, h.dataSize - index * h.frameSize) + TAG_BYTES;
+    return h.frameBytes[index]! + TAG_BYTES;
   }
 
   /**
@@ -366,11 +418,20 @@ export class PieceOpener {
       } catch (err) {
         throw new ProtocolError('ERR_SEAL_FRAME_AUTH_FAILED', `Frame ${index} of ${h.frameCount} does not authenticate.`, { ...this.#where, seq, cause: err });
       }
+      const encoding = h.frameEncodings[index]! as FrameEncoding;
+      const pos = index * h.frameSize;
+      const raw = frameRawSize(h.dataSize, h.frameSize, index);
+      const frameWhere = { ...this.#where, seq };
       if (h.frameCount === 1) {
-        open.data = plain;
+        open.data = decodeFrame(encoding, plain, raw, undefined, this.#limits.maxFrameBytes, index, frameWhere);
       } else {
         open.data ??= this.#alloc(h.dataSize);
-        open.data.set(plain, index * h.frameSize);
+        decodeFrame(encoding, plain, raw, open.data.subarray(pos, pos + raw), this.#limits.maxFrameBytes, index, frameWhere);
+      }
+      if (encoding === FRAME_ZERO) {
+        const prev = open.zeroRuns[open.zeroRuns.length - 1];
+        if (prev !== undefined && prev.pos + prev.size === pos) prev.size += raw;
+        else open.zeroRuns.push({ pos, size: raw });
       }
       open.next = index + 1;
     });
@@ -393,6 +454,7 @@ export class PieceOpener {
       const piece: OpenedPiece = {
         rescueId: h.rescueId, seq: h.seq, chunk: h.chunk, extents: h.extents, delta: h.delta,
         data: open.data ?? new Uint8Array(0), headerHash: h.headerHash, ...(h.mapState === undefined ? {} : { mapState: h.mapState }),
+        ...(open.zeroRuns.length > 0 ? { zeroRuns: open.zeroRuns } : {}),
       };
       verifyPieceData(piece, this.#where);
       return piece;

@@ -103,6 +103,11 @@ const hello: Message = {
   fingerprint: { size: 4e12, logicalSectorSize: 512, physicalSectorSize: 4096, model: 'WDC WD40EFRX', serial: 'WD-1', wwn: '', kind: 'block' },
 };
 
+/** The frame fields of a header body whose frames all travel raw. */
+function rawFrames<T extends { dataSize: number; frameSize: number; frameCount: number }>(b: T): T & Pick<HeaderBody, 'frameEncodings' | 'frameBytes'> {
+  return { ...b, frameEncodings: new Uint8Array(b.frameCount), frameBytes: Array.from({ length: b.frameCount }, (_, i) => Math.min(b.frameSize, b.dataSize - i * b.frameSize)) };
+}
+
 describe('encodeEnvelope / decodeEnvelope', () => {
   it('round-trips every message type', () => {
     fc.assert(fc.property(message, (msg) => {
@@ -119,15 +124,15 @@ describe('encodeEnvelope / decodeEnvelope', () => {
       frameSize: fc.integer({ min: 1, max: DEFAULT_LIMITS.maxFrameBytes }),
     }).map((b) => {
       const dataSize = b.extents.reduce((s, e) => s + e.size, 0);
-      return { ...b, dataSize, frameCount: Math.ceil(dataSize / b.frameSize) };
-    }).filter((b) => b.dataSize <= DEFAULT_LIMITS.maxPieceBytes);
+      return rawFrames({ ...b, dataSize, frameCount: Math.ceil(dataSize / b.frameSize) });
+    }).filter((b) => b.dataSize <= DEFAULT_LIMITS.maxPieceBytes && b.frameCount <= 4096);
     fc.assert(fc.property(body, fc.integer({ min: 1, max: MAX_SEQ }), (b, seq) => {
       expect(decodeHeaderBody(encodeHeaderBody(b, seq), seq)).to.deep.equal(b);
     }), { numRuns: 500, seed: 9 });
   });
 
   it('keeps full 64-bit checksums and the largest exact positions in a header body', () => {
-    const body = { chunk: 0xffff_ffff, dataSize: 1, delta: [], extents: [{ pos: MAX - 1, size: 1, xxh64: 0xffff_ffff_ffff_ffffn }], frameSize: 1, frameCount: 1 };
+    const body = rawFrames({ chunk: 0xffff_ffff, dataSize: 1, delta: [], extents: [{ pos: MAX - 1, size: 1, xxh64: 0xffff_ffff_ffff_ffffn }], frameSize: 1, frameCount: 1 });
     expect(decodeHeaderBody(encodeHeaderBody(body, 7), 7)).to.deep.equal(body);
     expect(decodeEnvelope(encodeEnvelope({ type: 'status', ...statusZero, pos: MAX }))).to.include({ pos: MAX });
   });
@@ -241,7 +246,7 @@ describe('encodeEnvelope / decodeEnvelope', () => {
   });
 
   it('refuses bad statuses and phases', () => {
-    const body = { chunk: 0, extents: [], delta: [{ pos: 0, size: 1, status: 'x' as '+' }], dataSize: 0, frameSize: 1, frameCount: 0 };
+    const body = rawFrames({ chunk: 0, extents: [], delta: [{ pos: 0, size: 1, status: 'x' as '+' }], dataSize: 0, frameSize: 1, frameCount: 0 });
     expectCode(() => encodeHeaderBody(body, 1), 'ERR_PROTO_BAD_FIELD');
     expectCode(() => decodeEnvelope(raw({ status: { phase: '' } })), 'ERR_PROTO_BAD_FIELD');
     expectCode(() => decodeEnvelope(raw({ pieceEnd: { seq: 0 } })), 'ERR_PROTO_BAD_FIELD');
@@ -250,11 +255,14 @@ describe('encodeEnvelope / decodeEnvelope', () => {
   it('refuses a header body whose extents do not add up to dataSize, or whose frames do not cover it', () => {
     const body = (dataSize: number, frameSize: number, frameCount: number): Record<string, unknown> => ({ chunk: 0, extents: [{ pos: 0, size: 9, xxh64: 1 }], delta: [], dataSize, frameSize, frameCount });
     const bytes = (b: Record<string, unknown>): Uint8Array => headerBodySchema().encode(headerBodySchema().fromObject(b)).finish();
-    expect(decodeHeaderBody(bytes(body(9, 4, 3)), 9).frameCount).to.equal(3);
-    const err = expectCode(() => decodeHeaderBody(bytes(body(10, 10, 1)), 9), 'ERR_PIECE_SIZE_MISMATCH');
+    // seal version 1 bodies have no frame fields: every frame raw
+    const v1 = (b: Uint8Array): HeaderBody => decodeHeaderBody(b, 9, DEFAULT_LIMITS, {}, 1);
+    expect(v1(bytes(body(9, 4, 3)))).to.deep.include({ frameCount: 3, frameEncodings: new Uint8Array(3), frameBytes: [4, 4, 1] });
+    expectCode(() => decodeHeaderBody(bytes(body(9, 4, 3)), 9), 'ERR_SEAL_MALFORMED');
+    const err = expectCode(() => v1(bytes(body(10, 10, 1))), 'ERR_PIECE_SIZE_MISMATCH');
     expect(err.seq).to.equal(9);
-    expectCode(() => decodeHeaderBody(bytes(body(9, 4, 2)), 9), 'ERR_SEAL_MALFORMED');
-    expectCode(() => decodeHeaderBody(bytes(body(9, 0, 0)), 9), 'ERR_SEAL_MALFORMED');
+    expectCode(() => v1(bytes(body(9, 4, 2))), 'ERR_SEAL_MALFORMED');
+    expectCode(() => v1(bytes(body(9, 0, 0))), 'ERR_SEAL_MALFORMED');
     expectCode(() => decodeHeaderBody(new Uint8Array([0x0a, 0x05, 0x01]), 9), 'ERR_SEAL_MALFORMED');
   });
 
@@ -262,7 +270,7 @@ describe('encodeEnvelope / decodeEnvelope', () => {
     const limits = resolveLimits({
       maxFrameBytes: 1000, maxExtentsPerPiece: 3, maxDeltaRanges: 4, maxStringBytes: 10, maxSeqs: 5, maxFinishedRanges: 2, maxPieceBytes: 5000, maxHeaderBytes: 500,
     });
-    const body = (extents: number, delta: number, frameSize = 1000): HeaderBody => ({
+    const body = (extents: number, delta: number, frameSize = 1000): HeaderBody => rawFrames({
       chunk: 0,
       extents: Array.from({ length: extents }, (_, i) => ({ pos: i * 10, size: 1, xxh64: 0n })),
       delta: Array.from({ length: delta }, (_, i) => ({ pos: i * 10, size: 1, status: '+' as const })),
@@ -288,14 +296,14 @@ describe('encodeEnvelope / decodeEnvelope', () => {
     it('extents and delta ranges per piece, frame size', () => {
       bothBodies(body(3, 4), body(4, 4), 'ERR_PROTO_TOO_MANY');
       bothBodies(body(3, 4), body(3, 5), 'ERR_PROTO_TOO_MANY');
-      const frames = (dataSize: number, frameSize: number): HeaderBody => ({
+      const frames = (dataSize: number, frameSize: number): HeaderBody => rawFrames({
         chunk: 0, extents: [{ pos: 0, size: dataSize, xxh64: 0n }], delta: [], dataSize, frameSize, frameCount: Math.ceil(dataSize / frameSize),
       });
       bothBodies(frames(3000, 1000), frames(3000, 1001), 'ERR_PROTO_FRAME_TOO_LARGE');
       expect(decodeHeaderBody(encodeHeaderBody(frames(1000, 4 << 20), 1), 1, limits).frameCount, 'one frame smaller than the limit').to.equal(1);
     });
     it('piece data size', () => {
-      const piece = (size: number): HeaderBody => ({ chunk: 0, delta: [], extents: [{ pos: 0, size, xxh64: 0n }], dataSize: size, frameSize: 1000, frameCount: Math.ceil(size / 1000) });
+      const piece = (size: number): HeaderBody => rawFrames({ chunk: 0, delta: [], extents: [{ pos: 0, size, xxh64: 0n }], dataSize: size, frameSize: 1000, frameCount: Math.ceil(size / 1000) });
       bothBodies(piece(5000), piece(5001), 'ERR_PROTO_PIECE_TOO_LARGE');
     });
     it('strings, counted in UTF-8 bytes', () => {

@@ -3,12 +3,11 @@ import fc from 'fast-check';
 
 import { deriveRescueKeys } from '../src/keys.js';
 import type { RescueKeys } from '../src/keys.js';
-import type { Limits } from '../src/limits.js';
 import type { Extent, StatusRange } from '../src/messages.js';
 import { makeExtent } from '../src/piece.js';
 import type { Piece, PiecePlan } from '../src/piece.js';
 import { sealPiece } from '../src/seal.js';
-import type { SealedPiece } from '../src/seal.js';
+import type { SealedPiece, SealOptions } from '../src/seal.js';
 
 export const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
 export const OTHER_RESCUE_ID = '7d2e9f10-3a4b-4c5d-9e6f-abcdefabcdef';
@@ -19,7 +18,7 @@ export const KEYS: RescueKeys = deriveRescueKeys(SECRET, RESCUE_ID);
 export const OTHER_KEYS: RescueKeys = deriveRescueKeys(SECRET, OTHER_RESCUE_ID);
 
 /** Seal with the test rescue's keys (or those of the piece's rescue, same token). */
-export function seal(piece: Piece, options: { limits?: Limits; frameBytes?: number } = {}): SealedPiece {
+export function seal(piece: Piece, options: SealOptions = {}): SealedPiece {
   return sealPiece(piece, piece.rescueId === RESCUE_ID ? KEYS : deriveRescueKeys(SECRET, piece.rescueId), options);
 }
 
@@ -32,12 +31,17 @@ export const CHUNKS: readonly Chunk[] = [
 ];
 export const PLAN: PiecePlan = { rescueId: RESCUE_ID, sourceSize: (3 << 20) + 1000, sectorSize: 512, chunks: CHUNKS };
 
+/** `size` pseudo-random bytes (xorshift32, high byte): incompressible, so its frames travel raw. */
 export function bytesOf(size: number, seed: number): Uint8Array {
   const b = new Uint8Array(size);
-  let x = seed * 2654435761 + 1;
+  let x = ((seed * 2654435761) ^ 0x9e3779b9) >>> 0 || 1;
   for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    b[i] = x & 0xff;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    b[i] = x >>> 24;
   }
   return b;
 }

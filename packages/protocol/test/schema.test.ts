@@ -10,10 +10,10 @@ describe('schema', () => {
     expect(PROTO_TEXT).to.equal(readFileSync(new URL('../src/ddferry.proto', import.meta.url), 'utf8'));
   });
 
-  it('is package ddferry.v2, protocol version 2', () => {
+  it('is package ddferry.v2, protocol version 3 (encoded frames)', () => {
     expect(PROTO_TEXT).to.match(/^package ddferry\.v2;$/m);
     expect(PROTO_TEXT).to.match(/^syntax = "proto3";$/m);
-    expect(PROTOCOL_VERSION).to.equal(2);
+    expect(PROTOCOL_VERSION).to.equal(3);
   });
 
   it('has one envelope body per message type, in field order', () => {

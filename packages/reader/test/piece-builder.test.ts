@@ -70,6 +70,32 @@ describe('PieceBuilder and Spool', () => {
     return sealed;
   }
 
+  it('gives a released whole-piece buffer to the next piece, and keeps the pieces it sealed before that intact', () => {
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
+    const fill = (from: number, bytes: number): Piece => {
+      for (let pos = from; pos < from + bytes; pos += 64 * 1024) b.write(pos, source.subarray(pos, pos + 64 * 1024));
+      b.statusChanged(from, bytes, '+');
+      const [piece] = b.seal();
+      return piece!;
+    };
+    const same = (p: Piece): boolean => Buffer.compare(p.data, source.subarray(p.extents[0]!.pos, p.extents[0]!.pos + p.data.length)) === 0;
+    const first = fill(0, MIB);
+    const second = fill(MIB, MIB);
+    expect(second.data.buffer).to.not.equal(first.data.buffer);
+    // the first piece is stored (sealed into its own buffers): its memory serves the next piece
+    b.release(first);
+    const third = fill(2 * MIB, MIB);
+    expect(third.data.buffer).to.equal(first.data.buffer);
+    expect(same(third) && same(second)).to.equal(true);
+    // a small piece gets a buffer of its size: it is never taken back, and the whole buffer it came from serves at once
+    const small = fill(3 * MIB, 64 * 1024);
+    expect(small.data.buffer.byteLength).to.equal(64 * 1024);
+    b.release(small);
+    const next = fill(3 * MIB + 64 * 1024, 512 * 1024);
+    expect(next.data.buffer).to.not.equal(small.data.buffer);
+    expect(same(small) && same(next) && same(third)).to.equal(true);
+  });
+
   for (const order of ['forward', 'backward'] as const) {
     for (const parts of [1, 4]) {
       it(`seals ${order} reads${parts > 1 ? ' delivered in parts' : ''} into whole pieces that go durably into the spool and read back equal`, async () => {

@@ -10,7 +10,7 @@ import { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, type ProgressMode } from '@
 
 import { RESCUE_PROGRESS_VIEW, formatProgressBlock, formatProgressJson, formatProgressLine } from '../src/progress/progress-view.js';
 import { RescueProgress } from '../src/progress/progress.js';
-import { type ProgressSnapshot, chunkIndexAt, progressSnapshot } from '../src/progress/snapshot.js';
+import { type ProgressSnapshot, type StickProgress, chunkIndexAt, progressSnapshot } from '../src/progress/snapshot.js';
 
 const MiB = 1 << 20;
 const CHUNKS = [0, 1, 2, 3].map((i) => ({ pos: i * 4 * MiB, size: 4 * MiB }));
@@ -156,7 +156,7 @@ describe('progress', function () {
 
     it('prints JSON with stable keys, numbers in bytes and seconds', function () {
       const o = JSON.parse(formatProgressJson(snap())) as Record<string, unknown>;
-      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'reading', 'paused', 'usedSpace']);
+      expect(Object.keys(o)).to.deep.equal(['type', 'time', 'phase', 'sourceSize', 'rescue', 'chunk', 'spool', 'link', 'stick', 'carried', 'reading', 'paused', 'usedSpace']);
       expect(o).to.include({ type: 'progress', time: 72, phase: 'rescuing', sourceSize: 16 * MiB, stick: null });
       expect(Object.keys(o.rescue as object)).to.deep.equal([
         'ipos', 'opos', 'nonTried', 'nonTrimmed', 'nonScraped', 'badSector', 'rescued', 'domainSize', 'pctRescued', 'badAreas',
@@ -170,14 +170,41 @@ describe('progress', function () {
       expect(formatProgressBlock(noTrip).at(-2)).to.equal('    stick: 4 bundles on the stick, 2000 MB free');
       expect(formatProgressLine(noTrip)).to.match(/, stick \(4 bundles, 2000 MB free\)$/);
       const stick = JSON.parse(formatProgressJson(snap({ link: undefined, stick: { trip: 1, freeBytes: 7, bundles: 0 } }))) as Record<string, unknown>;
-      expect(stick).to.deep.include({ link: null, stick: { trip: 1, freeBytes: 7, bundles: 0 } });
+      expect(stick).to.deep.include({ link: null, stick: { trip: 1, freeBytes: 7, bundles: 0, rescuedBytes: 0, carriedBytes: 0, tripsLeft: null }, carried: null });
     });
 
     it('says the free space is unknown when the stick does not tell it (no absurd figure)', function () {
       const s = snap({ link: undefined, stick: { trip: 3, freeBytes: null, bundles: 8 }, spool: { count: 8, bytes: 65e6, capacity: 0 } });
       expect(formatProgressBlock(s).at(-2)).to.equal('    stick: trip 3, 8 bundles on the stick, free space unknown');
       expect(formatProgressLine(s)).to.match(/spool 8 pieces 65 MB of an unknown size, stick trip 3 \(8 bundles, free space unknown\)$/);
-      expect(JSON.parse(formatProgressJson(s))).to.deep.include({ stick: { trip: 3, freeBytes: null, bundles: 8 } });
+      expect(JSON.parse(formatProgressJson(s))).to.deep.include({ stick: { trip: 3, freeBytes: null, bundles: 8, rescuedBytes: 0, carriedBytes: 0, tripsLeft: null } });
+    });
+
+    it('tells the bytes rescued and carried, on the wire or on the stick', function () {
+      const lan = snap({ carried: { rescuedBytes: 4000e6, carriedBytes: 1800e6 } });
+      expect(formatProgressBlock(lan)).to.include('  carried: 4000 MB rescued as 1800 MB (45%) on the wire');
+      expect(formatProgressLine(lan)).to.match(/, link connected \(12 merged\), carried 4000 MB rescued as 1800 MB \(45%\)$/);
+      expect(JSON.parse(formatProgressJson(lan))).to.deep.include({ carried: { rescuedBytes: 4000e6, carriedBytes: 1800e6 } });
+      const none = snap({ carried: { rescuedBytes: 0, carriedBytes: 0 } });
+      expect(formatProgressBlock(none).some((l) => l.includes('carried'))).to.equal(false);
+    });
+
+    it('estimates the stick trips left at this trip\'s compression', function () {
+      // 1000 MB not rescued yet; the stick takes 100 MB more now and 300 MB a trip
+      const left = { ...STATUS, nonTried: 800e6, nonTrimmed: 150e6, nonScraped: 50e6 };
+      const stick = (ratio: number): StickProgress => ({
+        trip: 2, freeBytes: 110e6, bundles: 5, rescuedBytes: 200e6, carriedBytes: 200e6 * ratio, ratio, usableBytes: 300e6, roomBytes: 100e6,
+      });
+      const raw = snap({ link: undefined, status: left, stick: stick(1), carried: { rescuedBytes: 200e6, carriedBytes: 200e6 } });
+      expect(raw.stick?.tripsLeft, '(1000 - 100) / 300').to.equal(3);
+      expect(formatProgressBlock(raw).at(-2)).to.equal('    stick: trip 2, 5 bundles on the stick, 110 MB free, about 3 more trips at this rate');
+      expect(formatProgressBlock(raw)).to.include('  carried: 200 MB rescued as 200 MB (100%) on the stick');
+      const half = snap({ link: undefined, status: left, stick: stick(0.5) });
+      expect(half.stick?.tripsLeft, '(500 - 100) / 300').to.equal(2);
+      expect(formatProgressLine(half)).to.match(/stick trip 2 \(5 bundles, 110 MB free, about 2 more trips at this rate\)$/);
+      expect(snap({ link: undefined, status: left, stick: stick(0.1) }).stick?.tripsLeft).to.equal(0);
+      expect(formatProgressBlock(snap({ link: undefined, status: left, stick: stick(0.1) })).at(-2)).to.match(/, the rest fits on this stick at this rate$/);
+      expect(snap({ link: undefined, status: left, stick: { ...stick(0.5), usableBytes: null } }).stick?.tripsLeft).to.equal(null);
     });
   });
 

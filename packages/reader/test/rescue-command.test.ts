@@ -23,6 +23,23 @@ describe('ddferry-reader rescue (options a job does not take)', () => {
     });
   }
 
+  for (const bad of ['gzip', 'zstd:0', 'zstd:20', 'zstd:x']) {
+    it(`refuses --compress ${bad} with ERR_ARG_INVALID before opening the job`, async () => {
+      const r = io();
+      const out = await runRescue(['/nonexistent/job', '--to', '/nonexistent/stick', '--compress', bad], r.io, new AbortController().signal, () => null);
+      expect(out.status).to.equal(1);
+      expect(r.err()).to.include(`--compress takes zstd, zstd:1 to zstd:19 or none, not '${bad}'`);
+    });
+  }
+
+  it('takes --compress zstd, zstd:LEVEL and none (then fails on the missing job, not the option)', async () => {
+    for (const good of ['zstd', 'zstd:1', 'zstd:19', 'none']) {
+      const r = io();
+      await runRescue(['/nonexistent/job', '--to', '/nonexistent/stick', `--compress=${good}`], r.io, new AbortController().signal, () => null);
+      expect(r.err(), good).to.not.include('--compress');
+    }
+  });
+
   it('prints its own help for --help, and plan prints its own', async () => {
     let out = '';
     const r = await runRescue(['--help'], { screen: () => undefined, stderr: () => undefined, stdout: (t) => { out += t; } }, new AbortController().signal, () => null);

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
-import { type Receipt, type RescueId, type SealedPiece, deriveRescueKeys, formatReceipt, makeExtent, makeRescueId } from '@ddferry/protocol';
+import { type Piece, type Receipt, type RescueId, type SealedPiece, deriveRescueKeys, formatReceipt, makeExtent, makeRescueId } from '@ddferry/protocol';
 
 import { setRange } from '../src/job/common-map.js';
 import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/job/ledger.js';
@@ -364,6 +364,22 @@ describe('settleMerged (what the assembler says it merged)', () => {
     expect(lines.join('\n')).to.contain('ERR_PIECE_SEQ_CONFLICT').and.contain('seq 2').and.contain('piece 4');
     const moved = await spool.read(4);
     expect(moved.extents.map((e) => e.pos)).to.deep.equal([8192]);
+  });
+
+  it('counts what the spool put in this run: bytes rescued, and the bytes of their files (compressed, or raw with --compress none)', async () => {
+    const seq = await SeqCounter.open(join(dir, 'seq.json'));
+    const data = Buffer.alloc(64 * 1024, 'a line of a log file\n');
+    const piece = (pos: number): Piece => ({ rescueId, seq: seq.next(), chunk: 0, extents: [makeExtent(pos, data)], delta: [{ pos, size: data.length, status: '+' }], data });
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan, keys }, seq);
+    expect(spool.carried).to.deep.equal({ rescuedBytes: 0, carriedBytes: 0 });
+    await spool.put(piece(0));
+    await spool.put(piece(65536));
+    expect(spool.carried.rescuedBytes).to.equal(2 * data.length);
+    expect(spool.carried.carriedBytes).to.equal(spool.bytes).and.be.below(data.length / 4);
+    const raw = await Spool.open({ dir: join(dir, 'raw'), capacity: MIB, plan, keys, compression: { compression: 'none' } }, seq);
+    await raw.put(piece(0));
+    expect(raw.carried.carriedBytes).to.equal(raw.bytes).and.be.above(data.length);
+    expect(Buffer.from((await raw.read(raw.seqs()[0]!)).data).equals(data)).to.equal(true);
   });
 
   it('clears ledger entries the image holds under their own hash, keeps the others', async () => {

@@ -7,7 +7,7 @@ import { openJobFolder } from '../job/job-folder.js';
 import { readJob } from '../job/job.js';
 import { TOKEN_FILE, readJobToken } from '../job/token.js';
 import { lanRescue } from '../lan/lan-rescue.js';
-import type { ProgressMode } from '@ddferry/protocol';
+import type { FrameEncodeOptions, ProgressMode } from '@ddferry/protocol';
 import { openRescueProgress } from '../progress/progress.js';
 import type { RescueRequest } from '../run/rescue-run.js';
 import { stickTrip } from '../stick/trip.js';
@@ -16,7 +16,7 @@ import { type CommandIo, report } from './report.js';
 
 export const RESCUE_HELP = `Usage: ddferry-reader rescue JOBDIR --to ws://HOST:PORT [--token-file F] [--spool-size N]
        ddferry-reader rescue JOBDIR --to DIR [--format bundles|ddrescue-chunks] [--forget-stick ID]
-                             [--source DEVICE] [--chunk-at-a-time]
+                             [--source DEVICE] [--chunk-at-a-time] [--compress zstd|zstd:LEVEL|none]
                              [--json] [--progress-interval S] [ddrescue options]
 
 Rescue the job's source with GNU ddrescue's algorithm over the whole disk. The reads
@@ -39,6 +39,11 @@ from the spool once the assembler holds it.
                       [the one plan made: JOBDIR/token]. Every piece is sealed with it
                       (AES-256-GCM): a lost stick shows nothing of the disk
   --spool-size N      bytes the local spool may hold [256MiB]; reading pauses when full
+  --compress C        how rescued data travels, sealed: zstd (the default, level 3;
+                      zstd:1 to zstd:19 for another level): all-zero frames as zero
+                      runs (no bytes), frames zstd shrinks by 3% or more compressed,
+                      the rest raw; none: every byte as read. PC_B checks every
+                      byte's xxh64 after decoding. ddrescue-chunks files stay raw
   --source DEVICE     the source's name now, if it changed since planning
   --chunk-at-a-time   finish each chunk (all phases) before the next, as the manual
                       'ddrescue -m chunkNNNN.map' recipe does; default: ddrescue's
@@ -94,13 +99,23 @@ function refuseOutsideJob(engine: DdrescueCommand): void {
   }
 }
 
+/** `--compress zstd|zstd:LEVEL|none`. */
+function parseCompress(text: string | undefined): FrameEncodeOptions {
+  if (text === undefined || text === 'zstd') return {};
+  if (text === 'none') return { compression: 'none' };
+  const m = /^zstd:(\d{1,2})$/.exec(text);
+  const level = m === null ? NaN : Number(m[1]);
+  if (!(level >= 1 && level <= 19)) throw new MapfileError('ERR_ARG_INVALID', `--compress takes zstd, zstd:1 to zstd:19 or none, not '${text}'.`, { option: '--compress', value: text });
+  return { level };
+}
+
 /** Our options, then the engine's (ddrescue's). */
 function parseRescueArgs(argv: readonly string[]): { ours: Map<string, string>; engine: DdrescueCommand } | 'help' {
   const ours = new Map<string, string>();
   const rest: string[] = [];
   for (let i = 0; i < argv.length; ++i) {
     const a = argv[i]!;
-    const m = /^--(to|token-file|spool-size|source|progress-interval|format|forget-stick)(?:=(.*))?$/.exec(a);
+    const m = /^--(to|token-file|spool-size|source|progress-interval|format|forget-stick|compress)(?:=(.*))?$/.exec(a);
     if (m) {
       const value = m[2] ?? argv[++i];
       if (value === undefined) throw new MapfileError('ERR_ARG_INVALID', `option '${a}' requires an argument`, { option: a, value: '' });
@@ -165,6 +180,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo, signal: 
     if (forget !== undefined && (lan || !/^[0-9a-f]{8,64}$/.test(forget))) throw new MapfileError('ERR_ARG_INVALID', '--forget-stick takes the stick id the reader printed (hex digits), with --to DIR.', { option: '--forget-stick', value: forget });
     const spoolBytes = ours.has('spool-size') ? parseNumberArgument(ours.get('spool-size')!, '--spool-size', 512, 1 << 20) : 256 << 20;
     const interval = ours.has('progress-interval') ? parseInterval(ours.get('progress-interval')!) : undefined;
+    const compression = parseCompress(ours.get('compress'));
     const mode: ProgressMode = ours.has('json') ? 'json' : engine.verbosity < 0 ? 'off' : io.screenIsTty === true ? 'tty' : 'lines';
     const e = engine.rescue;
     const jobDir = resolve(engine.infile);
@@ -177,7 +193,7 @@ export async function runRescue(argv: readonly string[], io: CommandIo, signal: 
       });
     }
     if (token === null) io.stderr(`ddferry-reader: warning: no token (${join(jobDir, TOKEN_FILE)} is missing and no --token-file given): anyone on the LAN can send this assembler data or read what travels. Give both sides the same --token-file.\n`);
-    const job = await openJobFolder(jobDir, { secret: token?.secret ?? '', spoolBytes, hardbs: e.hardbs, commandLine, saveInterval: e.mapfileSaveInterval, syncInterval: e.mapfileSyncInterval });
+    const job = await openJobFolder(jobDir, { secret: token?.secret ?? '', spoolBytes, hardbs: e.hardbs, commandLine, saveInterval: e.mapfileSaveInterval, syncInterval: e.mapfileSyncInterval, compression });
     const request: RescueRequest = {
       options: e,
       source: ours.has('source') ? resolve(ours.get('source')!) : job.job.source,

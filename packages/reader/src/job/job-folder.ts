@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 
 import type { Chunk } from '@ddferry/mapfile';
-import { type PiecePlan, type RescueId, type RescueKeys, type Secret, deriveRescueKeys } from '@ddferry/protocol';
+import { type FrameEncodeOptions, type PiecePlan, type RescueId, type RescueKeys, type Secret, deriveRescueKeys } from '@ddferry/protocol';
 
 import { CommonMap } from './common-map.js';
 import { type Job, jobChunks, jobPaths, readJob } from './job.js';
@@ -27,6 +27,8 @@ export interface JobFolder {
   readonly ledger: Ledger;
   /** The used-space order (`plan --used-first`), if the job has one. */
   readonly used: UsedOrder | undefined;
+  /** How pieces' frames are encoded when sealed (`--compress`): zero runs and zstd by default. */
+  readonly compression: FrameEncodeOptions;
 }
 
 export interface OpenJobOptions {
@@ -39,6 +41,8 @@ export interface OpenJobOptions {
   readonly commandLine: string;
   readonly saveInterval: number;
   readonly syncInterval: number;
+  /** How frames are encoded when sealed. Default zero runs and zstd level 3. */
+  readonly compression?: FrameEncodeOptions | undefined;
 }
 
 /**
@@ -55,7 +59,8 @@ export async function openJobFolder(jobDir: string, o: OpenJobOptions): Promise<
   const keys = deriveRescueKeys(o.secret, job.rescueId);
   const ledger = await Ledger.open(resolve(dir, LEDGER_FOLDER));
   const seq = await SeqCounter.open(paths.seq, [ledger.maxSeq, ...(await spoolSeqs(paths.spool))]);
-  const spool = await Spool.open({ dir: paths.spool, capacity: o.spoolBytes, plan, keys }, seq);
+  const compression = o.compression ?? {};
+  const spool = await Spool.open({ dir: paths.spool, capacity: o.spoolBytes, plan, keys, compression }, seq);
   const map = await CommonMap.open({ path: paths.commonMap, sourceSize: job.sourceSize, hardbs: o.hardbs, commandLine: o.commandLine, saveInterval: o.saveInterval, syncInterval: o.syncInterval });
   if (spool.adopted.length > 0) {
     // pieces an interrupted run wrote without fsync, found whole and made durable: the map says so now (R1 held: + only once durable)
@@ -63,5 +68,5 @@ export async function openJobFolder(jobDir: string, o: OpenJobOptions): Promise<
     await map.saveNow();
   }
   const used = await loadUsedOrder(dir, job.usedOrder);
-  return { dir, job, paths, chunks, plan, keys, seq, map, spool, ledger, used };
+  return { dir, job, paths, chunks, plan, keys, seq, map, spool, ledger, used, compression };
 }

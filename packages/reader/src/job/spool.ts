@@ -3,7 +3,8 @@ import { mkdir, open as openFile, readdir, rename, rm, stat, unlink } from 'node
 import { join } from 'node:path';
 
 import {
-  type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle, sealPiece, writeBundle,
+  type FrameEncodeOptions, type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle,
+  sealPieceAsync, writeBundle,
 } from '@ddferry/protocol';
 
 import { syncFolder, writeFileDurably, writeFileUnsynced } from '../durable-file.js';
@@ -64,6 +65,14 @@ export interface SpoolOptions {
    * that, and after a restart, `take` reads the file.
    */
   readonly memoryBytes?: number;
+  /** How frames are encoded when pieces are sealed. Default zero runs and zstd level 3. */
+  readonly compression?: FrameEncodeOptions | undefined;
+}
+
+/** What a store has carried in this run: pieces' raw bytes, and the bytes their sealed files took. */
+export interface CarriedFigures {
+  readonly rescuedBytes: number;
+  readonly carriedBytes: number;
 }
 
 /** The sequence numbers of the pieces in a spool folder (for the job's counter), without opening it. */
@@ -105,11 +114,14 @@ export class Spool {
   readonly #fresh = new Map<number, SealedPiece>();
   #freshBytes = 0;
   readonly #memoryBytes: number;
+  readonly #compression: FrameEncodeOptions;
   #bytes = 0;
   readonly #unsynced = new Map<number, Unsynced>();
   #lock: Promise<void> = Promise.resolve();
   /** Pieces of an earlier run found unsynced and whole by `open`, now durable. */
   readonly adopted: AdoptedPiece[] = [];
+  #rescuedBytes = 0;
+  #carriedBytes = 0;
   readonly #addedWaiters: Array<() => void> = [];
   readonly #removedListeners: Array<() => void> = [];
 
@@ -120,6 +132,7 @@ export class Spool {
     this.#plan = o.plan;
     this.#keys = o.keys;
     this.#memoryBytes = o.memoryBytes ?? 16 << 20;
+    this.#compression = o.compression ?? {};
   }
 
   /** Open the spool folder, counting the pieces left by an earlier run. */
@@ -187,6 +200,11 @@ export class Spool {
     return this.#sizes.size;
   }
 
+  /** Pieces sealed by `put` in this run: their raw bytes, and the bytes of their files (what goes on the wire). */
+  get carried(): CarriedFigures {
+    return { rescuedBytes: this.#rescuedBytes, carriedBytes: this.#carriedBytes };
+  }
+
   /** True if the piece is held. */
   has(seq: number): boolean {
     return this.#sizes.has(seq);
@@ -198,14 +216,14 @@ export class Spool {
   }
 
   /**
-   * Seal a piece and write it durably: `.piece-N.tar.tmp`, fsync, rename, fsync of the
-   * folder. With `sync: false`, `piece-N.tar.unsynced` without fsync: see the class
-   * comment and `durable`.
+   * Seal a piece (its frames compressed in the thread pool) and write it durably:
+   * `.piece-N.tar.tmp`, fsync, rename, fsync of the folder. With `sync: false`,
+   * `piece-N.tar.unsynced` without fsync: see the class comment and `durable`.
    * @returns the sealed piece (its `headerHash` names it in receipts).
    * @throws ReaderError `ERR_SPOOL` (nothing of the piece is left).
    */
   async put(piece: Piece | SealedPiece, options: { readonly sync?: boolean } = {}): Promise<SealedPiece> {
-    const sealed = 'header' in piece ? piece : sealPiece(piece, this.#keys);
+    const sealed = 'header' in piece ? piece : await sealPieceAsync(piece, this.#keys, this.#compression);
     const sync = options.sync ?? true;
     let size: number;
     try {
@@ -218,6 +236,10 @@ export class Spool {
     }
     this.#sizes.set(sealed.seq, size);
     this.#hashes.set(sealed.seq, sealed.headerHash);
+    if (!('header' in piece)) {
+      this.#rescuedBytes += piece.data.length;
+      this.#carriedBytes += size;
+    }
     this.#bytes += size;
     if (!sync) {
       let resolve!: () => void;

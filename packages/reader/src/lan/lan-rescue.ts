@@ -59,6 +59,7 @@ export async function lanRescue(o: LanRescueOptions, stopSignal: () => NodeJS.Si
   });
   progress.link = () => link.snapshot();
   progress.spool = job.spool;
+  progress.carried = () => job.spool.carried;
   link.start();
   try {
     const welcome = await Promise.race([

@@ -83,10 +83,25 @@ function capacityText(capacity: number, binary: boolean): string {
   return capacity === 0 ? 'an unknown size' : bytes(capacity, binary);
 }
 
+/** `about 3 more trips at this rate` (this trip's compression), or null when unknown. */
+function tripsText(s: ProgressSnapshot): string | null {
+  const n = s.stick?.tripsLeft;
+  if (n === null || n === undefined) return null;
+  return n === 0 ? 'the rest fits on this stick at this rate' : `about ${n} more trip${n === 1 ? '' : 's'} at this rate`;
+}
+
 function stickText(s: ProgressSnapshot, binary: boolean): string | null {
   if (!s.stick) return null;
   const trip = s.stick.trip === null ? '' : `trip ${s.stick.trip}, `;
-  return `${trip}${s.stick.bundles} bundle${s.stick.bundles === 1 ? '' : 's'} on the stick, ${freeText(s.stick.freeBytes, binary)}`;
+  const trips = tripsText(s);
+  return `${trip}${s.stick.bundles} bundle${s.stick.bundles === 1 ? '' : 's'} on the stick, ${freeText(s.stick.freeBytes, binary)}${trips === null ? '' : `, ${trips}`}`;
+}
+
+/** `4193 MB rescued as 1804 MB (43%)`: what this run stored and what it takes on the wire or the stick. */
+function carriedText(s: ProgressSnapshot, binary: boolean): string | null {
+  const c = s.carried;
+  if (c === null || c.rescuedBytes === 0) return null;
+  return `${bytes(c.rescuedBytes, binary)} rescued as ${bytes(c.carriedBytes, binary)} (${Math.round((100 * c.carriedBytes) / c.rescuedBytes)}%)`;
 }
 
 function phaseText(s: ProgressSnapshot): string {
@@ -112,6 +127,8 @@ export function formatProgressBlock(s: ProgressSnapshot, binaryPrefixes = false)
   const c = s.chunk;
   if (c) lines.push(`    chunk: ${c.index + 1}/${c.count} at ${bytes(c.pos, binaryPrefixes)}, ${bytes(c.offset, binaryPrefixes)} into its ${bytes(c.size, binaryPrefixes)}`);
   lines.push(`    spool: ${pieces(s.spool.pieces)}, ${bytes(s.spool.bytes, binaryPrefixes)} of ${capacityText(s.spool.capacity, binaryPrefixes)}`);
+  const carried = carriedText(s, binaryPrefixes);
+  if (carried !== null) lines.push(`  carried: ${carried}${s.link ? ' on the wire' : s.stick ? ' on the stick' : ''}`);
   const link = linkText(s);
   if (link !== null) lines.push(`     link: ${link}`);
   const stick = stickText(s, binaryPrefixes);
@@ -140,7 +157,10 @@ export function formatProgressLine(s: ProgressSnapshot, binaryPrefixes = false):
   if (s.chunk) parts.push(`chunk ${s.chunk.index + 1}/${s.chunk.count}`);
   parts.push(`spool ${pieces(s.spool.pieces)} ${bytes(s.spool.bytes, binaryPrefixes)} of ${capacityText(s.spool.capacity, binaryPrefixes)}`);
   if (s.link) parts.push(`link ${s.link.state}${s.link.state === 'connected' ? '' : ` for ${duration(s.link.since)}`} (${s.link.merged} merged)`);
-  if (s.stick) parts.push(`stick${s.stick.trip === null ? '' : ` trip ${s.stick.trip}`} (${s.stick.bundles} bundles, ${freeText(s.stick.freeBytes, binaryPrefixes)})`);
+  const carried = carriedText(s, binaryPrefixes);
+  if (carried !== null) parts.push(`carried ${carried}`);
+  const trips = tripsText(s);
+  if (s.stick) parts.push(`stick${s.stick.trip === null ? '' : ` trip ${s.stick.trip}`} (${s.stick.bundles} bundles, ${freeText(s.stick.freeBytes, binaryPrefixes)}${trips === null ? '' : `, ${trips}`})`);
   const phase = s.phase === 'rescuing' && r?.message ? `rescuing (${r.message})` : s.phase;
   return `ddferry-reader: [${formatTimeDhms(s.time)}] ${phase}, ${parts.join(', ')}`;
 }

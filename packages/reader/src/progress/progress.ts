@@ -3,7 +3,7 @@ import { ProgressDisplay, type ProgressDisplayOptions, type ProgressMode } from 
 
 import { RESCUE_PROGRESS_VIEW, rescueProgressView } from './progress-view.js';
 import {
-  type LinkSource, type LoopSource, type PauseSource, type ProgressPhase, type ProgressSnapshot, type SpoolSource, type StickProgress,
+  type CarriedSource, type LinkSource, type LoopSource, type PauseSource, type ProgressPhase, type ProgressSnapshot, type SpoolSource, type StickProgress,
   isFinal, progressSnapshot,
 } from './snapshot.js';
 
@@ -45,6 +45,8 @@ export class RescueProgress {
   spool: SpoolSource = NO_SPOOL;
   link: (() => LinkSource) | undefined;
   stick: (() => StickProgress) | undefined;
+  /** Bytes rescued and stored in this run, and what they took to carry. */
+  carried: (() => CarriedSource) | undefined;
   /** Why nothing is read yet (the source held by an earlier run), before the loop. */
   pause: PauseSource | null = null;
   /** Used and free space rescued, with a used-space order. */
@@ -80,6 +82,7 @@ export class RescueProgress {
       spool: this.spool,
       link: this.link?.(),
       stick: this.stick?.(),
+      carried: this.carried?.(),
       reading: loop?.reading ?? null,
       pause: loop?.pause ?? this.pause,
       usedSpace: this.usedSpace?.(),

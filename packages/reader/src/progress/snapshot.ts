@@ -14,7 +14,8 @@
  * | `chunk` | the chunk holding `rescue.ipos` (binary search in the plan) |
  * | `spool` | the destination's pieces waiting for a receipt |
  * | `link` | the link's state, since when, its last error, pieces merged (null in stick mode) |
- * | `stick` | the stick trip, free space and bundles (null over the LAN) |
+ * | `stick` | the stick trip, free space and bundles, bytes rescued onto it and their size there, and the trips still needed at this trip's compression (null over the LAN) |
+ * | `carried` | bytes rescued in this run and what they took to carry (sealed, compressed: on the wire, or on the stick) |
  */
 import type { Block } from '@ddferry/mapfile';
 
@@ -72,6 +73,21 @@ export interface StickProgress {
   readonly freeBytes: number | null;
   /** Bundles of this rescue now on the stick (not yet receipted). */
   readonly bundles: number;
+  /** Raw bytes of the pieces written to the stick in this run, and their bytes on the stick. */
+  readonly rescuedBytes?: number | undefined;
+  readonly carriedBytes?: number | undefined;
+  /** Bytes on the stick per raw byte, as planned for what is not written yet (`StickSpool.ratio`). */
+  readonly ratio?: number | undefined;
+  /** Bytes of the stick a trip can fill (its size less the margin it keeps); null when unknown. */
+  readonly usableBytes?: number | null | undefined;
+  /** Bytes this stick can still take now (free less the margin); null when unknown. */
+  readonly roomBytes?: number | null | undefined;
+}
+
+/** Bytes rescued and stored in this run, and what they took to carry. */
+export interface CarriedSource {
+  readonly rescuedBytes: number;
+  readonly carriedBytes: number;
 }
 
 /** The spool's figures (`Spool` has these fields). */
@@ -123,7 +139,14 @@ export interface ProgressSnapshot {
   readonly spool: { readonly pieces: number; readonly bytes: number; readonly capacity: number };
   /** `since`: seconds in this state; `lastError`: the link's last error, or null. */
   readonly link: { readonly url: string; readonly state: LinkState; readonly since: number; readonly lastError: string | null; readonly merged: number } | null;
-  readonly stick: StickProgress | null;
+  /**
+   * `tripsLeft`: about how many more stick trips the rest of the rescue takes at this
+   * trip's compression (what is not rescued yet × `ratio`, less the room left on this
+   * stick, over `usableBytes`); null when the stick's size or the engine's figures are unknown.
+   */
+  readonly stick: (StickProgress & { readonly rescuedBytes: number; readonly carriedBytes: number; readonly tripsLeft: number | null }) | null;
+  /** Bytes rescued and stored in this run and what they took to carry; null before the destination tells. */
+  readonly carried: CarriedSource | null;
   /** The read in progress (`seconds`: how long it has taken so far, one decimal), or null between reads. */
   readonly reading: { readonly pos: number; readonly size: number; readonly seconds: number } | null;
   /** Why reading waits (`since`: local time HH:MM:SS), or null. */
@@ -154,6 +177,7 @@ export interface ProgressInputs {
   readonly link?: LinkSource | undefined;
   /** The stick's figures, in stick mode. */
   readonly stick?: StickProgress | undefined;
+  readonly carried?: CarriedSource | undefined;
   readonly reading?: ReadingSource | null | undefined;
   readonly pause?: PauseSource | null | undefined;
   readonly usedSpace?: { readonly usedSize: number; readonly usedRescued: number; readonly freeSize: number; readonly freeRescued: number } | null | undefined;
@@ -235,11 +259,29 @@ export function progressSnapshot(i: ProgressInputs): ProgressSnapshot {
     chunk,
     spool: { pieces: i.spool.count, bytes: i.spool.bytes, capacity: i.spool.capacity },
     link: i.link ? { url: i.link.url, state: i.link.state, since: Math.max(0, Math.floor((i.now - i.link.since) / 1000)), lastError: i.link.lastError, merged: i.link.merged } : null,
-    stick: i.stick ? { trip: i.stick.trip, freeBytes: i.stick.freeBytes, bundles: i.stick.bundles } : null,
+    stick: i.stick ? {
+      trip: i.stick.trip, freeBytes: i.stick.freeBytes, bundles: i.stick.bundles,
+      rescuedBytes: i.stick.rescuedBytes ?? 0, carriedBytes: i.stick.carriedBytes ?? 0,
+      tripsLeft: s === null ? null : tripsLeft(s.nonTried + s.nonTrimmed + s.nonScraped, i.stick),
+    } : null,
+    carried: i.carried ? { rescuedBytes: i.carried.rescuedBytes, carriedBytes: i.carried.carriedBytes } : null,
     reading: i.reading ? { pos: i.reading.pos, size: i.reading.size, seconds: Math.max(0, Math.floor((i.now - i.reading.since) / 100) / 10) } : null,
     paused: i.pause ? { reason: i.pause.reason, since: clockTime(i.pause.since), text: i.pause.text } : null,
     usedSpace: i.usedSpace ? { size: i.usedSpace.usedSize, rescued: i.usedSpace.usedRescued, freeSize: i.usedSpace.freeSize, freeRescued: i.usedSpace.freeRescued } : null,
   };
+}
+
+/**
+ * More stick trips after this one for `remaining` bytes not rescued yet: they take
+ * `remaining × ratio` on sticks; this stick still takes `roomBytes`, each later trip
+ * `usableBytes`. Null when the stick does not tell its size.
+ */
+export function tripsLeft(remaining: number, stick: StickProgress): number | null {
+  const usable = stick.usableBytes;
+  if (usable === null || usable === undefined || usable <= 0) return null;
+  const need = Math.ceil(remaining * Math.min(1, stick.ratio ?? 1));
+  const room = Math.max(0, stick.roomBytes ?? 0);
+  return need <= room ? 0 : Math.ceil((need - room) / usable);
 }
 
 /** True for the phases a run ends in. */

@@ -42,6 +42,8 @@ interface OpenPiece {
 const FIRST_BUFFER_BYTES = (8 << 20) + (1 << 20);
 /** The first buffer of a piece opened while another is open. */
 const SMALL_BUFFER_BYTES = 64 << 10;
+/** Whole-piece buffers kept for the next pieces once their pieces are stored (`release`). */
+const KEEP_BUFFERS = 4;
 
 /**
  * Pieces from the reads the reading process streams: one open piece per chunk touched,
@@ -58,6 +60,8 @@ export class PieceBuilder {
   #bytes = 0;
   #ranges = 0;
   #parts = 0;
+  /** Whole-piece buffers given back by `release`, for the next pieces (fresh memory costs more than the copy it holds). */
+  readonly #free: ArrayBuffer[] = [];
 
   constructor(options: PieceBuilderOptions) {
     this.#o = options;
@@ -131,7 +135,8 @@ export class PieceBuilder {
     const whole = Math.min(FIRST_BUFFER_BYTES, (this.#o.sealBytes ?? 8 << 20) + (1 << 20));
     const first = this.#open.size === 1 ? whole : SMALL_BUFFER_BYTES;
     const size = Math.max(need, piece.buf.length === 0 ? first : 2 * piece.buf.length);
-    const grown = Buffer.allocUnsafe(size);
+    const kept = size === whole ? this.#free.pop() : undefined;
+    const grown = kept !== undefined ? Buffer.from(kept, 0, size) : Buffer.allocUnsafe(size);
     piece.buf.copy(grown, 0, 0, piece.bytes);
     piece.buf = grown;
   }
@@ -160,6 +165,23 @@ export class PieceBuilder {
   }
 
   /**
+   * Give back the data of a piece this builder sealed, once nothing uses it any more
+   * (stored: sealed into its own buffers, or written), so the next piece reuses its
+   * memory. Data that is not one of the builder's whole-piece buffers is left alone.
+   */
+  release(piece: Piece): void {
+    if (piece.data.byteOffset === 0) this.#keep(piece.data);
+  }
+
+  /** Keep `buf`'s memory for a next piece if it is a whole-piece buffer. */
+  #keep(buf: Uint8Array): void {
+    const ab = buf.buffer;
+    const whole = Math.min(FIRST_BUFFER_BYTES, (this.#o.sealBytes ?? 8 << 20) + (1 << 20));
+    if (!(ab instanceof ArrayBuffer) || ab.byteLength !== whole || this.#free.length >= KEEP_BUFFERS || this.#free.includes(ab)) return;
+    this.#free.push(ab);
+  }
+
+  /**
    * A piece that carries only the status line (no data, no statuses), in the chunk of its
    * current position: how PC_B learns that a run ended (`+`) when no data was left to seal.
    */
@@ -175,6 +197,7 @@ export class PieceBuilder {
       // a piece much smaller than its buffer gets a buffer of its size (it may wait long in the spool)
       data = p.bytes * 2 < p.buf.length ? Buffer.from(p.buf.subarray(0, p.bytes)) : p.buf.subarray(0, p.bytes);
       parts = p.parts;
+      if (data.buffer !== p.buf.buffer) this.#keep(p.buf);
     } else {
       data = Buffer.allocUnsafe(p.bytes);
       let at = 0;
@@ -184,6 +207,7 @@ export class PieceBuilder {
         at += part.size;
         return moved;
       });
+      this.#keep(p.buf);
     }
     // join contiguous parts into extents
     const runs: Array<{ pos: number; at: number; size: number }> = [];

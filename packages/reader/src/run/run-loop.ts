@@ -161,6 +161,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
           full = true;
           return;
         }
+        // stored: sealed into its own buffers or written; its data's memory serves the next piece
+        builder.release(piece);
         const durable = r === 'stored' ? null : r.durable;
         // a durable piece is committed whatever fails later; after one that never became durable, none is (their order)
         commits = commits.then(async () => {

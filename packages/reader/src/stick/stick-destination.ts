@@ -58,9 +58,9 @@ export class StickDestination implements Destination {
   room(pending: Pending): number {
     if (this.#stopped) return 0;
     if (this.#stick.fits(pending, Number.MAX_SAFE_INTEGER / 2)) return Number.POSITIVE_INFINITY;
-    // the most data that still fits, with what is pending
+    // the most data that still fits, with what is pending (raw bytes: compressed at the trip's ratio)
     let lo = 0;
-    let hi = Math.max(0, this.#stick.space.free);
+    let hi = Math.max(0, Math.floor(this.#stick.space.free / this.#stick.ratio));
     while (lo < hi) {
       const mid = Math.ceil((lo + hi) / 2);
       if (this.#stick.fits(pending, mid)) lo = mid;

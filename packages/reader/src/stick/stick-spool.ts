@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { type Piece, type RescueKeys, type SealedPiece, sealPiece } from '@ddferry/protocol';
+import { type FrameEncodeOptions, type Piece, type RescueKeys, type SealedPiece, sealPieceAsync } from '@ddferry/protocol';
 
 import { ReaderError, errnoOf } from '../errors.js';
 import type { Ledger, LedgerEntry } from '../job/ledger.js';
@@ -19,6 +19,8 @@ export interface StickSpoolOptions {
   readonly keys: RescueKeys;
   /** Free space of the stick; default `statfs` (tests inject one). */
   readonly statStick?: (dir: string) => Promise<StickSpace>;
+  /** How frames are encoded when pieces are sealed. Default zero runs and zstd level 3. */
+  readonly compression?: FrameEncodeOptions | undefined;
 }
 
 /**
@@ -52,6 +54,10 @@ export class StickSpool {
   /** Pieces written in this run, and their bytes on the stick. */
   written = 0;
   writtenBytes = 0;
+  /** The raw (rescued) bytes of the pieces written in this run. */
+  writtenRawBytes = 0;
+  /** Bytes on the stick per raw byte of the last piece written (1 before any). */
+  #lastRatio = 1;
 
   private constructor(o: StickSpoolOptions) {
     this.#o = o;
@@ -106,15 +112,31 @@ export class StickSpool {
     return this.#space.total;
   }
 
-  /** True if the pieces in memory plus a read of `nextRead` bytes would fit. */
-  fits(pending: PendingPieces, nextRead: number): boolean {
-    return this.failure === null && fits(this.#space, pending, nextRead, this.writer, this.#files, this.#count);
+  /**
+   * Bytes on the stick per raw byte rescued, as this trip has seen it so far: the larger
+   * of the whole trip's ratio and the last piece's (data that stops compressing counts at
+   * once), at most 1; 1 before the first piece. Pieces not yet written are planned at it.
+   */
+  get ratio(): number {
+    if (this.writtenRawBytes === 0) return 1;
+    return Math.min(1, Math.max(this.writtenBytes / this.writtenRawBytes, this.#lastRatio));
   }
 
-  async #looksFull(piece: Piece): Promise<boolean> {
+  /**
+   * True if the pieces in memory plus a read of `nextRead` bytes would fit, their raw bytes
+   * counted at `ratio` (compressed as the trip's pieces so far). The plan may be too
+   * hopeful when data turns incompressible: the write's real size decides (ENOSPC: the
+   * piece goes to the local spool, nothing is lost).
+   */
+  fits(pending: PendingPieces, nextRead: number): boolean {
+    const r = this.ratio;
+    return this.failure === null && fits(this.#space, { ...pending, bytes: Math.ceil(pending.bytes * r) }, Math.ceil(nextRead * r), this.writer, this.#files, this.#count);
+  }
+
+  async #looksFull(piece: Piece, dataBytes: number): Promise<boolean> {
     try {
       const s = await (this.#o.statStick ?? statStick)(this.folder);
-      return s.total === 0 || s.free < this.writer.estimate(piece.data.length, piece.extents.length + piece.delta.length) + s.blockSize;
+      return s.total === 0 || s.free < this.writer.estimate(dataBytes, piece.extents.length + piece.delta.length) + s.blockSize;
     } catch {
       return false;
     }
@@ -128,7 +150,7 @@ export class StickSpool {
   async put(piece: Piece, spooled?: SealedPiece): Promise<void> {
     const ledger = this.#o.ledger;
     if (spooled !== undefined && spooled.seq !== piece.seq) throw new Error(`internal: stick put: sealed piece ${spooled.seq} given for piece ${piece.seq}`);
-    const sealed = this.writer.sealed === true ? spooled ?? sealPiece(piece, this.#o.keys) : undefined;
+    const sealed = this.writer.sealed === true ? spooled ?? await sealPieceAsync(piece, this.#o.keys, this.#o.compression) : undefined;
     const entry: LedgerEntry = {
       seq: piece.seq, chunk: piece.chunk, stickId: this.stickId, files: this.writer.names?.(piece) ?? [], dataBytes: piece.data.length,
       delta: piece.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })), ...(sealed === undefined ? {} : { headerHash: sealed.headerHash }),
@@ -140,7 +162,7 @@ export class StickSpool {
       out = await this.writer.write(piece, this.folder, sealed);
     } catch (err) {
       const code = errnoOf(err);
-      this.failure = code !== undefined && (FULL.has(code) || (code === 'EPERM' && await this.#looksFull(piece)))
+      this.failure = code !== undefined && (FULL.has(code) || (code === 'EPERM' && await this.#looksFull(piece, sealed?.dataSize ?? piece.data.length)))
         ? new ReaderError('ERR_STICK_FULL', this.folder, `${this.folder}: the stick is full (${code} writing piece ${piece.seq}); nothing of that piece is on it.`, { cause: err, hint: 'Carry the stick to PC_B, import it, bring it back and run the same command again.' })
         : new ReaderError('ERR_STICK_WRITE', this.folder, `${this.folder}: can't write piece ${piece.seq} (${(err as Error).message}).`, { cause: err, hint: 'Check the stick is still plugged in and mounted read-write, then run the same command again: nothing unwritten is claimed.' });
       // the piece is on no stick: its entry goes, so no later trip takes it for a lost bundle
@@ -158,6 +180,8 @@ export class StickSpool {
     ++this.#count;
     this.#files += out.files.length;
     this.writtenBytes += out.bytes;
+    this.writtenRawBytes += piece.data.length;
+    if (piece.data.length > 0) this.#lastRatio = out.bytes / piece.data.length;
     this.#bytes += out.bytes;
     // each file takes whole blocks, and its folder entry may take one more
     const block = this.#space.blockSize;

@@ -10,7 +10,7 @@ import { type RescueRequest, rescueIntoDestination } from '../run/rescue-run.js'
 import { ReaderError, isReaderError } from '../errors.js';
 import { ChunkFileWriter, layoutForFolder } from './chunk-files.js';
 import { settleStick } from './settle.js';
-import { type StickSpace, stickSealBytes } from './space.js';
+import { type StickSpace, stickMargin, stickSealBytes } from './space.js';
 import { StickDestination } from './stick-destination.js';
 import { type StickFolder, openStickFolder } from './stick-folder.js';
 import { StickSpool } from './stick-spool.js';
@@ -94,13 +94,21 @@ export async function stickTrip(o: StickTripOptions, stopSignal: () => NodeJS.Si
   const writer: StickWriter = o.writer ?? (o.format === 'ddrescue-chunks'
     ? new ChunkFileWriter({ rescueId: job.job.rescueId, sourceSize: job.job.sourceSize, chunkCount: job.chunks.length, chunkSize: job.job.chunkSize, layout: await layoutForFolder(stick.folder) })
     : BUNDLE_WRITER);
-  const stickSpool = await StickSpool.open({ folder: stick.folder, stickId: stick.stickId, ledger: job.ledger, writer, keys: job.keys, statStick: o.statStick });
+  const stickSpool = await StickSpool.open({
+    folder: stick.folder, stickId: stick.stickId, ledger: job.ledger, writer, keys: job.keys, statStick: o.statStick, compression: job.compression,
+  });
   if (stickSpool.space.total === 0) {
     log(`ddferry-reader: ${stick.root}: the file system does not tell its size (statfs gives 0 blocks): writing until the stick is full, with no room kept for PC_B's receipt; `
       + 'if the import on PC_B cannot write its receipt, it says what to delete on the stick.');
   }
   const trip = await countTrip(job.dir);
-  progress.stick = () => ({ trip, freeBytes: stickSpool.space.total === 0 ? null : stickSpool.space.free, bundles: stickSpool.count });
+  progress.stick = () => ({
+    trip, freeBytes: stickSpool.space.total === 0 ? null : stickSpool.space.free, bundles: stickSpool.count,
+    rescuedBytes: stickSpool.writtenRawBytes, carriedBytes: stickSpool.writtenBytes, ratio: stickSpool.ratio,
+    usableBytes: stickSpool.space.total === 0 ? null : Math.max(0, stickSpool.space.total - stickMargin(stickSpool.space.total)),
+    roomBytes: stickSpool.space.total === 0 ? null : Math.max(0, stickSpool.space.free - stickMargin(stickSpool.space.total)),
+  });
+  progress.carried = () => ({ rescuedBytes: stickSpool.writtenRawBytes, carriedBytes: stickSpool.writtenBytes });
   progress.spool = { get count() { return stickSpool.count; }, get bytes() { return stickSpool.bytes; }, get capacity() { return stickSpool.capacity; } };
 
   // statuses of reclaimed pieces, shipped again in a piece of their own
