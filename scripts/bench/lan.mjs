@@ -16,20 +16,16 @@
 //
 // Usage: node scripts/bench/lan.mjs [--size MiB] [--runs N] [--tmp DIR] [--no-write]
 // Build first: npx tsc -b
-import { spawnSync } from 'node:child_process';
-import { randomBytes, randomFillSync } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { buildInfo, freePort, median, min, nowMs, runMeasured, startMeasured, toolVersion } from './lib.mjs';
+import {
+  buildInfo, fsyncFile, median, min, MiB, nowMs, ROOT, runLanDdferry, runMeasured, runSocat, same, toolVersion, writeRandomFile,
+} from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '../..');
-const READER = join(ROOT, 'packages/reader/bin/ddferry-reader.js');
-const ASSEMBLER = join(ROOT, 'packages/assembler/bin/ddferry-assembler.js');
-const MiB = 2 ** 20;
 
 function option(name, fallback) {
   const i = process.argv.indexOf(name);
@@ -41,68 +37,6 @@ const WRITE = !process.argv.includes('--no-write');
 const dir = mkdtempSync(join(option('--tmp', tmpdir()), 'ddferry-bench-lan-'));
 const log = (s) => process.stderr.write(`${s}\n`);
 
-function makeSource(file) {
-  const fd = openSync(file, 'w');
-  const buf = Buffer.alloc(4 * MiB);
-  for (let done = 0; done < SIZE; done += buf.length) {
-    randomFillSync(buf);
-    writeSync(fd, buf, 0, Math.min(buf.length, SIZE - done));
-  }
-  closeSync(fd);
-}
-
-function sameAs(src, out) {
-  const r = spawnSync('cmp', ['-s', src, out]);
-  return r.status === 0;
-}
-
-function fsyncFile(file) {
-  const r = spawnSync('sync', [file]);
-  if (r.status !== 0) throw new Error(`sync ${file} failed`);
-}
-
-async function runSocat(src, out) {
-  rmSync(out, { force: true });
-  const port = await freePort();
-  const rx = startMeasured('socat', ['-u', `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr`, `OPEN:${out},creat,trunc`]);
-  await new Promise((r) => setTimeout(r, 150));
-  const t0 = nowMs();
-  const tx = runMeasured('socat', ['-u', `OPEN:${src},rdonly`, `TCP:127.0.0.1:${port}`]);
-  const rxEnd = await rx.exited;
-  fsyncFile(out);
-  const wallMs = nowMs() - t0;
-  if (!tx.ok || rxEnd.code !== 0) throw new Error(`socat failed: ${tx.stderr} ${rxEnd.stderr}`);
-  if (!sameAs(src, out)) throw new Error('socat: the copy differs from the source');
-  return { wallMs, rss: { sender: tx.maxRssKiB, receiver: rxEnd.maxRssKiB } };
-}
-
-async function runDdferry(src, round) {
-  const job = join(dir, `job-${round}`);
-  const image = join(dir, `image-${round}.raw`);
-  const token = join(dir, 'token');
-  writeFileSync(token, `${randomBytes(16).toString('hex')}\n`);
-  chmodSync(token, 0o600);
-  const plan = spawnSync(process.execPath, [READER, 'plan', src, job, '--chunk-size', '1GiB'], { encoding: 'utf8' });
-  if (plan.status !== 0) throw new Error(`plan failed: ${plan.stderr}`);
-  const port = await freePort();
-  const asm = startMeasured(process.execPath, [ASSEMBLER, 'serve', image, '--listen', `127.0.0.1:${port}`, '--token-file', token]);
-  for (let i = 0; !/listening/.test(asm.stdout()); ++i) {
-    if (i > 200) throw new Error(`the assembler did not start: ${asm.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const t0 = nowMs();
-  const rd = runMeasured(process.execPath, [READER, 'rescue', job, '--to', `ws://127.0.0.1:${port}`, '--token-file', token, '-q']);
-  const wallMs = nowMs() - t0;
-  asm.stop();
-  const asmEnd = await asm.exited;
-  if (!rd.ok) throw new Error(`rescue failed (${rd.status}): ${rd.stderr}`);
-  if (!sameAs(src, image)) throw new Error('ddferry: the image differs from the source');
-  const result = { wallMs, rss: { reader: rd.maxRssKiB, assembler: asmEnd.maxRssKiB } };
-  rmSync(job, { recursive: true, force: true });
-  for (const f of [image, `${image}.map`, `${image}.map.bak`, `${image}.ddferry.json`]) rmSync(f, { force: true });
-  return result;
-}
-
 function runLocal(kind, src, out) {
   rmSync(out, { force: true });
   rmSync(`${out}.map`, { force: true });
@@ -113,7 +47,7 @@ function runLocal(kind, src, out) {
   if (kind === 'ddrescue') fsyncFile(out);
   const wallMs = nowMs() - t0;
   if (!r.ok) throw new Error(`${kind} failed: ${r.stderr}`);
-  if (!sameAs(src, out)) throw new Error(`${kind}: the copy differs from the source`);
+  if (!same(src, out)) throw new Error(`${kind}: the copy differs from the source`);
   return { wallMs, rss: { [kind]: r.maxRssKiB } };
 }
 
@@ -125,10 +59,10 @@ try {
   const src = join(dir, 'source.bin');
   const out = join(dir, 'out.bin');
   log(`lan bench: ${SIZE / MiB} MiB, ${RUNS} round(s), in ${dir}`);
-  makeSource(src);
+  writeRandomFile(src, SIZE);
   for (let round = 0; round < RUNS; ++round) {
     results.socat.push(await runSocat(src, out));
-    results.ddferry.push(await runDdferry(src, round));
+    results.ddferry.push(await runLanDdferry(src, dir, round));
     results.ddrescue.push(runLocal('ddrescue', src, out));
     results.dd.push(runLocal('dd', src, out));
     log(`  round ${round + 1}: ${Object.entries(results).map(([k, v]) => `${k} ${(v[round].wallMs / 1000).toFixed(2)} s`).join(', ')}`);

@@ -17,14 +17,13 @@
 // Build first: npx tsc -b
 import { spawnSync } from 'node:child_process';
 import {
-  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync,
+  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
 import os, { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { buildInfo } from './lib.mjs';
-import { makeRng } from './rng.mjs';
+import { buildInfo, generateMapfile, mapfileBody, median } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -38,11 +37,8 @@ const CLI_BIN = join(ROOT, 'packages/mapfile/bin/ddferry-map.js');
 const CLI_MAIN = join(DIST, 'main.js'); // what the bin imports
 const TIME_BIN = '/usr/bin/time';
 const TIME_TAG = 'DDFERRY_BENCH_TIME';
-const SECTOR = 512;
 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
-
-const hex8 = (v) => `0x${v.toString(16).toUpperCase().padStart(8, '0')}`;
 
 // ---------------------------------------------------------------------------
 // Parent mode
@@ -77,63 +73,6 @@ function usage(error) {
   }
   process.stdout.write(text);
   process.exit(0);
-}
-
-/**
- * Write a GNU ddrescue 1.27 mapfile of `n` blocks for a failing disk: finished (`+`)
- * runs of 1-8 MiB alternate with small problem areas (`-`, `/`, `*`, `?`) of
- * 512 B-1 MiB, log-uniform. All sizes are whole sectors; positions pass 2^32 early.
- */
-function generateMapfile(path, n, seed) {
-  const rng = makeRng(seed);
-  const fd = openSync(path, 'w');
-  const lines = [];
-  const flush = () => {
-    writeSync(fd, lines.join(''));
-    lines.length = 0;
-  };
-  const sizes = new Float64Array(n);
-  const statuses = new Array(n);
-  let pos = 0;
-  for (let i = 0; i < n; ++i) {
-    if (i % 2 === 0) {
-      statuses[i] = '+';
-      sizes[i] = (2048 + rng.below(14337)) * SECTOR; // 1 MiB .. 8 MiB
-    } else {
-      const r = rng.u32() % 100;
-      statuses[i] = r < 40 ? '-' : r < 65 ? '/' : r < 85 ? '*' : '?';
-      sizes[i] = Math.max(1, Math.round(2 ** (rng.unit() * 11))) * SECTOR; // 512 B .. 1 MiB, log-uniform
-    }
-    pos += sizes[i];
-  }
-  const total = pos;
-  const currentPos = Math.floor(total * 0.6 / SECTOR) * SECTOR;
-  lines.push(
-    '# Mapfile. Created by GNU ddrescue version 1.27\n',
-    '# Command line: ddrescue -d -r3 /dev/sdb sdb.img sdb.map\n',
-    '# Start time:   2026-11-20 09:00:00\n',
-    '# Current time: 2026-11-23 08:00:00\n',
-    '# Trimming failed blocks... (forwards)\n',
-    '# current_pos  current_status  current_pass\n',
-    `${hex8(currentPos)}     /               1\n`,
-    '#      pos        size  status\n',
-  );
-  pos = 0;
-  for (let i = 0; i < n; ++i) {
-    lines.push(`${hex8(pos)}  ${hex8(sizes[i])}  ${statuses[i]}\n`);
-    pos += sizes[i];
-    if (lines.length >= 16384) flush();
-  }
-  flush();
-  closeSync(fd);
-  return { total };
-}
-
-function median(values) {
-  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 /**
@@ -172,12 +111,6 @@ function runMeasured(cmd, args, { stdoutFile } = {}) {
 function ddrescuelogVersion() {
   const r = spawnSync('ddrescuelog', ['--version'], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.split('\n')[0] : null;
-}
-
-/** The data part of a mapfile (from the status line on): what must match byte for byte. */
-function mapfileBody(text) {
-  const i = text.indexOf('# current_pos');
-  return i >= 0 ? text.slice(i) : text;
 }
 
 function fmtMs(v) {

@@ -20,16 +20,16 @@
 //        [--tmp DIR] [--keep] [--out FILE] [--no-write]
 // Build first: npx tsc -b
 import { spawnSync } from 'node:child_process';
-import { randomFillSync, createHash } from 'node:crypto';
 import {
-  closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync,
-  writeFileSync, writeSync,
+  existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { makeRng } from './rng.mjs';
+import {
+  fmtSize, mdTable, median, MiB, min, readLogDigest, readMap, same, warm, writeRandomFile, writeTestMap,
+} from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -39,8 +39,6 @@ const DEFAULT_OUT = join(HERE, 'results-reader.md');
 const TIME_BIN = '/usr/bin/time';
 const TIME_TAG = 'DDFERRY_BENCH_TIME';
 const RSS_TAG = 'DDFERRY_BENCH_RSS';
-const SECTOR = 512;
-const MiB = 2 ** 20;
 
 /**
  * The children's environment: C locale; without NODE_EXTRA_CA_CERTS, which makes every
@@ -51,9 +49,6 @@ delete CHILD_ENV.NODE_EXTRA_CA_CERTS;
 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const log = (s) => process.stderr.write(`${s}\n`);
-
-/** Uniform integer in [0, n), n up to 2^32, from one 32-bit draw (as the test maps were always made). */
-const below32 = (rng, n) => Math.floor((rng.u32() / 4294967296) * n);
 
 // ---------------------------------------------------------------------------
 // Options
@@ -115,70 +110,6 @@ function parseOptions(argv) {
 // ---------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------
-/** Write `size` random bytes, fsync them (so no writeback of the input runs during the timings). */
-function writeRandomFile(path, size) {
-  const fd = openSync(path, 'w');
-  const buf = Buffer.allocUnsafe(16 * MiB);
-  for (let done = 0; done < size;) {
-    const n = Math.min(buf.length, size - done);
-    randomFillSync(buf, 0, n);
-    writeSync(fd, buf, 0, n, done);
-    done += n;
-  }
-  fsyncSync(fd);
-  closeSync(fd);
-}
-
-/** Read a file once, so that its pages are in the page cache. */
-function warm(path) {
-  const fd = openSync(path, 'r');
-  const buf = Buffer.allocUnsafe(16 * MiB);
-  while (readSync(fd, buf, 0, buf.length, null) > 0);
-  closeSync(fd);
-}
-
-/**
- * A GNU ddrescue test-mode map (`-H`) of `size` bytes: `bigAreas` big bad areas
- * (8 MiB, 4 MiB, 2 MiB, ... at most size/32 each, at random sector positions), and
- * `badSectors` single bad 512-byte sectors scattered at random over the rest.
- * Deterministic for a seed. Returns the file's statistics.
- */
-function writeTestMap(path, size, badSectors, bigAreas, seed) {
-  const rng = makeRng(seed);
-  const n = size / SECTOR;
-  const bad = new Uint8Array(n);
-  let bigBytes = 0;
-  for (let k = 0; k < bigAreas; ++k) {
-    const len = Math.max(8, Math.min((8 * MiB) >> k, size / 32) / SECTOR); // sectors
-    const p = below32(rng, n - len);
-    bad.fill(1, p, p + len);
-  }
-  for (let i = 0; i < n; ++i) bigBytes += bad[i] * SECTOR;
-  const scatter = Math.min(badSectors, Math.floor((n - bigBytes / SECTOR) / 2));
-  for (let k = 0; k < scatter;) {
-    const p = below32(rng, n);
-    if (!bad[p]) {
-      bad[p] = 1;
-      ++k;
-    }
-  }
-  const lines = ['# Test-mode map for ddferry scripts/bench/reader.mjs: + readable, - unreadable\n', '0x00000000     +\n',
-    '#      pos        size  status\n'];
-  const hex = (v) => `0x${v.toString(16).toUpperCase().padStart(8, '0')}`;
-  let blocks = 0;
-  let badAreas = 0;
-  for (let i = 0; i < n;) {
-    let j = i;
-    while (j < n && bad[j] === bad[i]) ++j;
-    lines.push(`${hex(i * SECTOR)}  ${hex((j - i) * SECTOR)}  ${bad[i] ? '-' : '+'}\n`);
-    ++blocks;
-    if (bad[i]) ++badAreas;
-    i = j;
-  }
-  writeFileSync(path, lines.join(''));
-  return { blocks, badAreas, scatteredSectors: scatter, bigBadBytes: bigBytes, badBytes: bigBytes + scatter * SECTOR };
-}
-
 // ---------------------------------------------------------------------------
 // Measuring
 // ---------------------------------------------------------------------------
@@ -224,17 +155,6 @@ function runMeasured(cmd, args, { nodeChild = false } = {}) {
   return { ok, status: r.status, wallMs, maxRssKiB, cpuS, stderr: stderr.trim() || (r.error?.message ?? '') };
 }
 
-function median(values) {
-  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-function min(values) {
-  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x));
-  return v.length ? Math.min(...v) : null;
-}
-
 /** The commit, whether the work tree differs from it, and when the reader was built. */
 function buildInfo() {
   const git = (...args) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' });
@@ -249,21 +169,6 @@ function version(cmd) {
   return r.status === 0 ? r.stdout.split('\n')[0] : null;
 }
 
-const same = (a, b) => spawnSync('cmp', ['-s', a, b]).status === 0;
-
-/** The block lines of a mapfile (what "same blocks" compares) and its status line. */
-function readMap(path) {
-  const text = readFileSync(path, 'latin1');
-  const lines = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
-  return { status: lines[0]?.trim().split(/\s+/).join(' ') ?? '', blocks: lines.slice(1).map((l) => l.trim().split(/\s+/).join(' ')).join('\n') };
-}
-
-/** The read lines of a --log-reads file (those starting with 0x): their count and a hash. */
-function readLogDigest(path) {
-  const lines = readFileSync(path, 'latin1').split('\n').filter((l) => l.startsWith('0x'));
-  return { reads: lines.length, sha: createHash('sha256').update(lines.join('\n')).digest('hex') };
-}
-
 // ---------------------------------------------------------------------------
 // Formatting
 // ---------------------------------------------------------------------------
@@ -271,15 +176,6 @@ const fmtS = (ms) => (ms === null || ms === undefined ? '—' : `${(ms / 1000).t
 const fmtCpu = (s) => (s === null || s === undefined ? '—' : `${s.toFixed(2)} s`);
 const fmtMiB = (kib) => (kib === null || kib === undefined ? '—' : `${(kib / 1024).toFixed(1)} MiB`);
 const fmtRatio = (a, b) => (a === null || b === null || a === undefined || b === undefined || !b ? '—' : `${(a / b).toFixed(2)}x`);
-const fmtSize = (b) => (b >= 2 ** 30 && b % 2 ** 30 === 0 ? `${b / 2 ** 30} GiB` : b >= MiB && b % MiB === 0 ? `${b / MiB} MiB` : `${b} B`);
-
-function mdTable(head, rows, alignRight = head.map((_, i) => i > 0)) {
-  const all = [head, ...rows];
-  const w = head.map((_, c) => Math.max(3, ...all.map((r) => String(r[c]).length)));
-  const line = (r) => `| ${r.map((cell, c) => (alignRight[c] ? String(cell).padStart(w[c]) : String(cell).padEnd(w[c]))).join(' | ')} |`;
-  const sep = `|${w.map((x, c) => (alignRight[c] ? `${'-'.repeat(x + 1)}:` : `:${'-'.repeat(x + 1)}`)).join('|')}|`;
-  return [line(head), sep, ...rows.map(line)].join('\n');
-}
 
 /** Self time and total (inclusive) time per function of a .cpuprofile, highest first. */
 function profileSummary(profilePath, limit = 12) {

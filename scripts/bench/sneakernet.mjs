@@ -24,20 +24,19 @@
 //        [--only a,b,c] [--tmp DIR] [--keep] [--out FILE] [--no-write]
 // Build first: npx tsc -b. Needs root for (c) (losetup, FUSE).
 import { spawnSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
 import {
-  closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync,
+  closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { buildInfo, CHILD_ENV, median, min, nowMs, runMeasured, toolVersion } from './lib.mjs';
+import {
+  ASSEMBLER, buildInfo, chunkFilesOf, mapBlocks, mdTable, median, min, must, nowMs, READER, removeImage, ROOT, runSteps, same, stickOf, tokenOf, toolVersion, writeRandom,
+  writeRandomFile,
+} from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '../..');
-const ASSEMBLER = join(ROOT, 'packages/assembler/bin/ddferry-assembler.js');
-const READER = join(ROOT, 'packages/reader/bin/ddferry-reader.js');
 const DEFAULT_OUT = join(HERE, 'results-sneakernet.md');
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -92,44 +91,9 @@ function parseOptions(argv) {
 // ---------------------------------------------------------------------------
 // Measuring
 // ---------------------------------------------------------------------------
-/** Several commands in a row, as one measurement: wall times and CPU summed, peak RSS the largest. */
-function runSteps(steps) {
-  const total = { ok: true, wallMs: 0, maxRssKiB: null, cpuS: null, stderr: '' };
-  for (const [cmd, args, opts] of steps) {
-    const r = runMeasured(cmd, args, opts);
-    total.wallMs += r.wallMs;
-    if (r.maxRssKiB !== null) total.maxRssKiB = Math.max(total.maxRssKiB ?? 0, r.maxRssKiB);
-    if (r.cpuS !== null) total.cpuS = (total.cpuS ?? 0) + r.cpuS;
-    if (!r.ok) return { ...total, ok: false, stderr: `${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}` };
-  }
-  return total;
-}
-
-function must(cmd, args, what = `${cmd} ${args.join(' ')}`) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: CHILD_ENV, maxBuffer: 64 << 20 });
-  if (r.error || r.status !== 0) throw new Error(`${what} failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr}`);
-  return r.stdout;
-}
-
 /** Flush the temp file system's dirty pages (`sync -f`: syncfs of that file system only; a global sync can hang on a stale FUSE mount). */
 let flushDir = tmpdir();
 const flush = () => spawnSync('sync', ['-f', flushDir], { timeout: 120_000 });
-const same = (a, b) => spawnSync('cmp', ['-s', a, b]).status === 0;
-
-/** The block lines of a mapfile, neighbours of one status joined: what "same map" compares. */
-function mapBlocks(path) {
-  const lines = readFileSync(path, 'latin1').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#')).slice(1);
-  const out = [];
-  for (const l of lines) {
-    const [p, s, st] = l.trim().split(/\s+/);
-    const pos = Number(p);
-    const size = Number(s);
-    const last = out[out.length - 1];
-    if (last && last.st === st && last.pos + last.size === pos) last.size += size;
-    else out.push({ pos, size, st });
-  }
-  return out.map((b) => `${b.pos} ${b.size} ${b.st}`).join('\n');
-}
 
 const hex = (v) => `0x${v.toString(16).toUpperCase().padStart(8, '0')}`;
 function mapfileText(rows, current = '+') {
@@ -148,35 +112,12 @@ function makeRng(seed) {
   };
 }
 
-function writeRandom(fd, pos, size) {
-  const buf = Buffer.allocUnsafe(16 * MiB);
-  for (let done = 0; done < size;) {
-    const n = Math.min(buf.length, size - done);
-    randomFillSync(buf, 0, n);
-    writeSync(fd, buf, 0, n, pos + done);
-    done += n;
-  }
-}
-
-function writeRandomFile(path, size) {
-  const fd = openSync(path, 'w');
-  writeRandom(fd, 0, size);
-  fsyncSync(fd);
-  closeSync(fd);
-}
-
 const fmtS = (ms) => (ms === null ? '—' : `${(ms / 1000).toFixed(2)} s`);
 const fmtMiB = (kib) => (kib === null ? '—' : `${(kib / 1024).toFixed(1)} MiB`);
 const fmtCpu = (s) => (s === null ? '—' : `${s.toFixed(2)} s`);
 const fmtRate = (bytes, ms) => (ms === null ? '—' : `${(bytes / MiB / (ms / 1000)).toFixed(0)} MiB/s`);
 const fmtRatio = (a, b) => (a === null || b === null || !b ? '—' : `${(a / b).toFixed(2)}x`);
 const fmtSize = (b) => (b % GiB === 0 ? `${b / GiB} GiB` : `${b / MiB} MiB`);
-
-function mdTable(head, rows) {
-  const w = head.map((_, c) => Math.max(3, ...[head, ...rows].map((r) => String(r[c]).length)));
-  const line = (r) => `| ${r.map((cell, c) => (c > 0 ? String(cell).padStart(w[c]) : String(cell).padEnd(w[c]))).join(' | ')} |`;
-  return [line(head), `|${w.map((x, c) => (c > 0 ? `${'-'.repeat(x + 1)}:` : `:${'-'.repeat(x + 1)}`)).join('|')}|`, ...rows.map(line)].join('\n');
-}
 
 /**
  * Run each variant `runs` times, alternating; `prepare(variant)` runs untimed before each
@@ -245,7 +186,7 @@ function benchA(o, dir) {
   const oursImg = join(dir, 'ours.img');
   const gnuImg = join(dir, 'gnu.img');
   const clean = (img) => () => {
-    for (const f of [img, `${img}.map`, `${img}.map.bak`]) rmSync(f, { force: true });
+    removeImage(img);
   };
   const ours = ['node', [ASSEMBLER, 'import-ddrescue', raw, '--domain', join(dir, 'chunk0001.map'), '--map', join(dir, 'common.map'), oursImg]];
   const gnu = ['ddrescue', ['-q', '-m', join(dir, 'chunk0001.map'), raw, gnuImg, `${gnuImg}.map`]];
@@ -276,25 +217,6 @@ function benchA(o, dir) {
 // ---------------------------------------------------------------------------
 // (b) import DIR IMAGE vs ddrescue -m of the same data
 // ---------------------------------------------------------------------------
-/** The shared token both sides get (`--token-file`): stick pieces are sealed with it. */
-function tokenOf(dir) {
-  const file = join(dir, 'token');
-  if (!existsSync(file)) writeFileSync(file, 'the sneakernet bench token\n', { mode: 0o600 });
-  return file;
-}
-
-function stickOf(jobSource, dir, name, extra = []) {
-  const job = join(dir, `${name}.job`);
-  const stick = join(dir, name);
-  rmSync(job, { recursive: true, force: true });
-  rmSync(stick, { recursive: true, force: true });
-  mkdirSync(stick, { recursive: true });
-  must('node', [READER, 'plan', jobSource, job, '--chunk-size', '256MiB']);
-  must('node', [READER, 'rescue', job, '--to', stick, '--token-file', tokenOf(dir), ...extra]);
-  const ddferry = join(stick, 'ddferry');
-  return { stick, folder: join(ddferry, readdirSync(ddferry)[0]) };
-}
-
 function benchB(o, dir) {
   const size = o.stickSize;
   const source = join(dir, 'source.bin');
@@ -302,15 +224,11 @@ function benchB(o, dir) {
   log(`(b) writing the sticks of a ${fmtSize(size)} source (bundles, ddrescue-chunks)…`);
   const bundles = stickOf(source, dir, 'stick-bundles');
   const chunks = stickOf(source, dir, 'stick-chunks', ['--format', 'ddrescue-chunks']);
-  const chunkFiles = readdirSync(chunks.folder).filter((n) => n.endsWith('.raw')).sort();
-  const mapOf = (raw) => {
-    const packed = join(chunks.folder, raw.replace(/\.raw$/, '.src.map'));
-    return existsSync(packed) ? { map: packed, packed: true } : { map: join(chunks.folder, raw.replace(/\.raw$/, '.map')), packed: false };
-  };
-  if (chunkFiles.some((f) => mapOf(f).packed)) throw new Error('the temp folder made packed chunk files: give --tmp on a file system with sparse files');
+  const chunkFiles = chunkFilesOf(chunks.folder);
+  if (chunkFiles.some((f) => f.packed)) throw new Error('the temp folder made packed chunk files: give --tmp on a file system with sparse files');
   const img = (n) => join(dir, `${n}.img`);
   const clean = (n) => () => {
-    for (const f of [img(n), `${img(n)}.map`, `${img(n)}.map.bak`, `${img(n)}.ddferry.json`, `${img(n)}.lock`]) rmSync(f, { force: true });
+    removeImage(img(n));
     rmSync(join(bundles.folder, 'receipts'), { recursive: true, force: true });
   };
   const checkImage = (n) => () => {
@@ -320,15 +238,15 @@ function benchB(o, dir) {
     { name: 'ours import', command: 'ddferry-assembler import DIR IMAGE (tar bundles of sealed pieces, seals and xxh64 checked)', prepare: clean('import'), steps: () => [['node', [ASSEMBLER, 'import', bundles.stick, img('import'), '--token-file', tokenOf(dir)]]], check: checkImage('import') },
     {
       name: 'ours import-ddrescue', command: 'ddferry-assembler import-ddrescue X.raw --domain X.map Y.raw --domain Y.map … IMAGE (every chunk file, one run)', prepare: clean('importdd'),
-      steps: () => [['node', [ASSEMBLER, 'import-ddrescue', ...chunkFiles.flatMap((f) => [join(chunks.folder, f), '--domain', mapOf(f).map]), img('importdd')]]], check: checkImage('importdd'),
+      steps: () => [['node', [ASSEMBLER, 'import-ddrescue', ...chunkFiles.flatMap((f) => [f.raw, '--domain', f.map]), img('importdd')]]], check: checkImage('importdd'),
     },
     {
       name: 'ddrescue -m', command: 'ddrescue -q -m X.map X.raw IMAGE IMAGE.map, each chunk file', prepare: clean('gnu'),
-      steps: () => chunkFiles.map((f) => ['ddrescue', ['-q', '-m', mapOf(f).map, join(chunks.folder, f), img('gnu'), `${img('gnu')}.map`]]), check: checkImage('gnu'),
+      steps: () => chunkFiles.map((f) => ['ddrescue', ['-q', '-m', f.map, f.raw, img('gnu'), `${img('gnu')}.map`]]), check: checkImage('gnu'),
     },
     {
       name: 'ddrescue -m + sync', command: 'the same, then sync IMAGE', prepare: clean('gnu'),
-      steps: () => [...chunkFiles.map((f) => ['ddrescue', ['-q', '-m', mapOf(f).map, join(chunks.folder, f), img('gnu'), `${img('gnu')}.map`]]), ['sync', [img('gnu')]]], check: checkImage('gnu'),
+      steps: () => [...chunkFiles.map((f) => ['ddrescue', ['-q', '-m', f.map, f.raw, img('gnu'), `${img('gnu')}.map`]]), ['sync', [img('gnu')]]], check: checkImage('gnu'),
     },
   ];
   log(`(b) ${chunkFiles.length} chunk files, ${readdirSync(bundles.folder).filter((n) => n.endsWith('.tar')).length} bundles`);
