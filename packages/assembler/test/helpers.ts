@@ -96,6 +96,23 @@ export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<v
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
+/**
+ * A fresh temporary folder for each test of the calling `describe`, with an image path
+ * `disk.img` in it (not created), removed after each test.
+ */
+export function useTempImage(): { readonly dir: string; readonly path: string } {
+  const t = { dir: '', path: '' };
+  let cleanup: (() => Promise<void>) | undefined;
+  beforeEach(async () => {
+    const d = await tempDir();
+    cleanup = d.cleanup;
+    t.dir = d.dir;
+    t.path = `${d.dir}/disk.img`;
+  });
+  afterEach(async () => cleanup?.());
+  return t;
+}
+
 /** The image's bytes, padded with zeros (holes) to `size`. */
 export async function readImage(path: string, size = SOURCE_SIZE): Promise<Uint8Array> {
   const buf = await readFile(path);

@@ -13,7 +13,7 @@ import { mergePieces, MergeQueue } from '../src/merge.js';
 
 import type { Step } from './helpers.js';
 import {
-  bindRequest, bytesOf, CHUNK_SIZE, CHUNKS, hold, makePiece, PLUS, readImage, readStatuses, RESCUE_ID, SECTOR_SIZE, SOURCE_SIZE, tempDir,
+  bindRequest, bytesOf, CHUNK_SIZE, CHUNKS, hold, makePiece, PLUS, readImage, readStatuses, RESCUE_ID, SECTOR_SIZE, SOURCE_SIZE, useTempImage,
 } from './helpers.js';
 
 const PLAN = { rescueId: RESCUE_ID, sourceSize: SOURCE_SIZE, sectorSize: SECTOR_SIZE, chunks: CHUNKS };
@@ -82,17 +82,10 @@ function batches<T>(items: readonly T[], sizes: readonly number[]): T[][] {
 }
 
 describe('merge', () => {
-  let dir: string;
-  let cleanup: () => Promise<void>;
-  let path: string;
-  beforeEach(async () => {
-    ({ dir, cleanup } = await tempDir());
-    path = `${dir}/disk.img`;
-  });
-  afterEach(async () => cleanup());
+  const t = useTempImage();
 
   async function bound(options = {}): Promise<Image> {
-    const image = await Image.open(path, options);
+    const image = await Image.open(t.path, options);
     await image.bind(bindRequest());
     return image;
   }
@@ -106,7 +99,7 @@ describe('merge', () => {
         fc.array(fc.integer({ min: 1, max: 4 }), { maxLength: 4 }),
         async (pieces, sizes) => {
           for (const p of pieces) validatePiece(p, PLAN);
-          const imagePath = `${dir}/model-${run++}.img`;
+          const imagePath = `${t.dir}/model-${run++}.img`;
           const image = await Image.open(imagePath);
           try {
             await image.bind(bindRequest());
@@ -134,7 +127,7 @@ describe('merge', () => {
     });
 
     it('writes only the piece\'s + extents: bad, non-tried and non-trimmed ranges keep their bytes', async () => {
-      await writeFile(path, Buffer.alloc(SOURCE_SIZE, 0xee));
+      await writeFile(t.path, Buffer.alloc(SOURCE_SIZE, 0xee));
       const image = await bound();
       try {
         const piece = makePiece(1, 1, [
@@ -145,12 +138,12 @@ describe('merge', () => {
           { pos: CHUNK_SIZE + 2148, size: 300, status: '/' },
         ]);
         await mergePieces(image, [piece]);
-        const bytes = await readImage(path);
+        const bytes = await readImage(t.path);
         const expected = new Uint8Array(SOURCE_SIZE).fill(0xee);
         expected.set(piece.data.subarray(0, 512), CHUNK_SIZE);
         expected.set(piece.data.subarray(512), CHUNK_SIZE + 2048);
         expect(bytes).to.deep.equal(expected);
-        const codes = await readStatuses(`${path}.map`);
+        const codes = await readStatuses(`${t.path}.map`);
         expect([...new Set(codes.subarray(CHUNK_SIZE + 512, CHUNK_SIZE + 1024))]).to.deep.equal([processedState('-')]);
         expect([...new Set(codes.subarray(CHUNK_SIZE + 1024, CHUNK_SIZE + 2048))]).to.deep.equal([processedState('*')]);
         expect([...new Set(codes.subarray(CHUNK_SIZE + 2148, CHUNK_SIZE + 2448))]).to.deep.equal([processedState('/')]);
@@ -166,7 +159,7 @@ describe('merge', () => {
         const second = makePiece(2, 0, [{ pos: 500, size: 2000, status: '+' }], 2);
         await mergePieces(image, [first]);
         await mergePieces(image, [second]);
-        const bytes = await readImage(path);
+        const bytes = await readImage(t.path);
         expect(bytes.subarray(1000, 2000)).to.deep.equal(first.data);
         expect(bytes.subarray(500, 1000)).to.deep.equal(second.data.subarray(0, 500));
         expect(bytes.subarray(2000, 2500)).to.deep.equal(second.data.subarray(1500));
@@ -182,10 +175,10 @@ describe('merge', () => {
         await mergePieces(image, [at('-', 1)]);
         await mergePieces(image, [at('*', 2)]);
         await mergePieces(image, [at('?', 3)]);
-        expect((await readStatuses(`${path}.map`))[0]).to.equal(processedState('-'));
+        expect((await readStatuses(`${t.path}.map`))[0]).to.equal(processedState('-'));
         await mergePieces(image, [at('+', 4)]);
         await mergePieces(image, [at('-', 5)]);
-        expect((await readStatuses(`${path}.map`))[0]).to.equal(PLUS);
+        expect((await readStatuses(`${t.path}.map`))[0]).to.equal(PLUS);
       } finally {
         await image.close();
       }
@@ -193,7 +186,7 @@ describe('merge', () => {
 
     it('takes the status line of the newest piece merged, whatever order the pieces come in: a run that ended sets + with bad areas left', async () => {
       const image = await bound();
-      const statusLine = async (): Promise<string> => (await readFile(`${path}.map`, 'latin1')).split('\n').find((l) => /^0x[0-9A-F]+ +\S +\d+$/.test(l))!.replace(/ +/g, ' ');
+      const statusLine = async (): Promise<string> => (await readFile(`${t.path}.map`, 'latin1')).split('\n').find((l) => /^0x[0-9A-F]+ +\S +\d+$/.test(l))!.replace(/ +/g, ' ');
       try {
         const line = (currentStatus: PieceMapState['currentStatus'], currentPos: number, currentPass = 1): PieceMapState => ({ currentPos, currentStatus, currentPass });
         const with_ = (p: OpenedPiece, l: PieceMapState | undefined): OpenedPiece => (l === undefined ? p : { ...p, mapState: l });
@@ -242,7 +235,7 @@ describe('merge', () => {
         expect(refused).to.have.length(1);
         expect(refused[0]!.piece).to.equal(forged);
         expect(refused[0]!.error).to.include({ code: 'ERR_PIECE_SEQ_CONFLICT', seq: 7 });
-        expect(refused[0]!.error.message).to.contain(forged.headerHash).and.contain(genuine.headerHash).and.contain(path);
+        expect(refused[0]!.error.message).to.contain(forged.headerHash).and.contain(genuine.headerHash).and.contain(t.path);
         expect(steps).to.deep.equal([]);
         expect(image.mergedHash(7)).to.equal(genuine.headerHash);
         expect(image.finishedRanges()).to.deep.equal([{ pos: 0, size: 512 }]);
@@ -277,7 +270,7 @@ describe('merge', () => {
 
     it('writes every extent, fsyncs the image once, then saves the mapfile, then records the pieces', async () => {
       const steps: string[] = [];
-      const image = await bound({ onStep: (s: ImageStep, file: string) => steps.push(`${s} ${file.slice(path.length) || 'IMAGE'}`) });
+      const image = await bound({ onStep: (s: ImageStep, file: string) => steps.push(`${s} ${file.slice(t.path.length) || 'IMAGE'}`) });
       try {
         steps.length = 0;
         await mergePieces(image, pieces());
@@ -300,10 +293,10 @@ describe('merge', () => {
         await mergePieces(image, pieces()).then(() => expect.fail('no crash'), (err: Error) => expect(err.message).to.contain('simulated crash'));
         await image.close();
 
-        const reopened = await Image.open(path);
+        const reopened = await Image.open(t.path);
         try {
-          const codes = await readStatuses(`${path}.map`);
-          const bytes = await readImage(path);
+          const codes = await readStatuses(`${t.path}.map`);
+          const bytes = await readImage(t.path);
           const model = new Model();
           for (const p of pieces()) model.apply(p);
           for (let i = 0; i < SOURCE_SIZE; ++i) {
@@ -314,8 +307,8 @@ describe('merge', () => {
             for (const e of p.extents) expect([...new Set(codes.subarray(e.pos, e.pos + e.size))]).to.deep.equal([PLUS]);
           }
           expect((await mergePieces(reopened, pieces())).acknowledged.map((r) => r.seq)).to.deep.equal([1, 2, 3]);
-          expect(await readImage(path)).to.deep.equal(model.bytes);
-          expect(await readStatuses(`${path}.map`)).to.deep.equal(model.codes);
+          expect(await readImage(t.path)).to.deep.equal(model.bytes);
+          expect(await readStatuses(`${t.path}.map`)).to.deep.equal(model.codes);
         } finally {
           await reopened.close();
         }
@@ -411,7 +404,7 @@ describe('merge', () => {
         expect(image.mergedPieces().map((r) => r.seq)).to.deep.equal([2]);
         await queue.enqueue(makePiece(1, 0, [{ pos: 0, size: 512, status: '+', data: bytesOf(512, 1) }]));
         expect(image.mergedPieces().map((r) => r.seq)).to.deep.equal([1, 2]);
-        expect((await readImage(path)).subarray(0, 512)).to.deep.equal(bytesOf(512, 1));
+        expect((await readImage(t.path)).subarray(0, 512)).to.deep.equal(bytesOf(512, 1));
       } finally {
         await image.close();
       }

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 
 import { Image } from '../src/image.js';
 import { mergePieces } from '../src/merge.js';
-import { bytesOf, FINGERPRINT, KEYS, RESCUE_ID, SECTOR_SIZE, tempDir } from './helpers.js';
+import { bytesOf, FINGERPRINT, KEYS, RESCUE_ID, SECTOR_SIZE, useTempImage } from './helpers.js';
 
 const MIB = 1 << 20;
 const SIZE = 16 * MIB;
@@ -33,17 +33,10 @@ async function allocated(path: string): Promise<number> {
 }
 
 describe('zero runs', () => {
-  let dir: string;
-  let cleanup: () => Promise<void>;
-  let path: string;
-  beforeEach(async () => {
-    ({ dir, cleanup } = await tempDir());
-    path = `${dir}/disk.img`;
-  });
-  afterEach(async () => cleanup());
+  const t = useTempImage();
 
   async function bound(): Promise<Image> {
-    const image = await Image.open(path);
+    const image = await Image.open(t.path);
     await image.bind({ rescueId: RESCUE_ID, fingerprint: { ...FINGERPRINT, size: SIZE }, chunkSize: CHUNK, sectorSize: SECTOR_SIZE });
     return image;
   }
@@ -63,17 +56,17 @@ describe('zero runs', () => {
     } finally {
       await image.close();
     }
-    const bytes = await readFile(path);
+    const bytes = await readFile(t.path);
     expect(bytes.length).to.equal(SIZE);
     expect(bytes.subarray(0, CHUNK).equals(data)).to.equal(true);
     expect(bytes.subarray(CHUNK).equals(Buffer.alloc(CHUNK))).to.equal(true);
     // the 4 MiB and 8 MiB zero runs are holes: at most the 4 MiB of the first frames (text, zeros, random) is allocated
-    expect(await allocated(path)).to.be.at.most(4 * MIB + 64 * 1024);
-    expect(await readFile(`${path}.map`, 'utf8')).to.match(/^0x00000000 +0x01000000 +\+$/m);
+    expect(await allocated(t.path)).to.be.at.most(4 * MIB + 64 * 1024);
+    expect(await readFile(`${t.path}.map`, 'utf8')).to.match(/^0x00000000 +0x01000000 +\+$/m);
   });
 
   it('writes real zeros where the image holds old bytes, byte-exact', async () => {
-    await writeFile(path, Buffer.alloc(SIZE, 0xaa));
+    await writeFile(t.path, Buffer.alloc(SIZE, 0xaa));
     const image = await bound();
     try {
       await mergePieces(image, [carried(1, 0, data), carried(2, CHUNK, new Uint8Array(CHUNK))]);
@@ -81,14 +74,14 @@ describe('zero runs', () => {
     } finally {
       await image.close();
     }
-    const bytes = await readFile(path);
+    const bytes = await readFile(t.path);
     expect(bytes.subarray(0, CHUNK).equals(data)).to.equal(true);
     expect(bytes.subarray(CHUNK).equals(Buffer.alloc(CHUNK))).to.equal(true);
   });
 
   it('writes zeros only over the old bytes it finds, and never over rescued (+) data (A3)', async () => {
     // old bytes in part of the zero run (4 to 8 MiB), rescued data inside it, the file ending inside it
-    await writeFile(path, Buffer.concat([Buffer.alloc(5 * MIB), Buffer.alloc(MIB, 0x55)]));
+    await writeFile(t.path, Buffer.concat([Buffer.alloc(5 * MIB), Buffer.alloc(MIB, 0x55)]));
     const image = await bound();
     const first = bytesOf(MIB, 9);
     try {
@@ -98,7 +91,7 @@ describe('zero runs', () => {
     } finally {
       await image.close();
     }
-    const bytes = await readFile(path);
+    const bytes = await readFile(t.path);
     expect(bytes.subarray(6 * MIB, 7 * MIB).equals(first), 'rescued bytes kept').to.equal(true);
     expect(bytes.length).to.equal(CHUNK);
     expect(bytes.subarray(0, 6 * MIB).equals(data.subarray(0, 6 * MIB))).to.equal(true);
