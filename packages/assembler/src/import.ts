@@ -55,6 +55,7 @@ import {
 } from '@ddferry/protocol';
 
 import { BufferPool } from './buffer-pool.js';
+import { MemoryBudget } from './memory-budget.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import type { Image } from './image.js';
 import type { MergeLimits } from './merge.js';
@@ -66,6 +67,8 @@ const MIB = 1024 * 1024;
 /** Longest reason kept in a receipt (its texts hold at most 4096 characters). */
 const MAX_REASON = 2000;
 const READ_CHUNK = 4 * MIB;
+/** Bytes of merged pieces' buffers kept for the next pieces (four default pieces). */
+const RECYCLE_BYTES = 32 * MIB;
 /** The first read of a bundle held in memory: enough for its first sealed header. */
 const FIRST_READ = 256 * 1024;
 /** Default `maxHeldBytes`. */
@@ -276,6 +279,9 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   const limits = options.limits ?? DEFAULT_LIMITS;
   const maxHeld = Math.max(options.maxHeldBytes ?? DEFAULT_MAX_HELD, 1);
   const pool = new BufferPool(maxHeld);
+  /** The data buffers of pieces merged, for the next pieces' data (new memory costs a page fault per page). */
+  const recycled = new MemoryBudget(RECYCLE_BYTES);
+  const alloc = (size: number): Uint8Array => recycled.reuse(size) ?? Buffer.allocUnsafeSlow(size);
   const warn = options.warn ?? ((): void => undefined);
   const now = options.now ?? ((): Date => new Date());
   const { signal } = options;
@@ -398,6 +404,9 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       await writeReceiptSoFar();
     }).catch((err: unknown) => {
       failure ??= err;
+    }).finally(() => {
+      // written and fsynced, or refused: nothing uses their bytes any more
+      for (const p of pieces) recycled.keep(p.data);
     });
     inFlight.push({ bytes, done });
   };
@@ -424,7 +433,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       buffer = hold ? pool.take(st.size) : undefined;
       const source = buffer !== undefined ? readInto(b.path, buffer) : await readSafely(b.path, Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)));
       for await (const piece of readBundle(source, {
-        keys, plan, limits, file: b.path, shareSource: hold,
+        keys, plan, limits, file: b.path, shareSource: hold, alloc,
         onHeader: (h) => {
           seqs.push(h.seq);
           if (seqs.length === 1 && h.seq !== b.seq) {
@@ -457,7 +466,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     const mark = inFlight.length;
     const refusedBefore = counts.refused;
     try {
-      for await (const piece of readBundle(await readSafely(b.path, READ_CHUNK), { keys, plan, limits, file: b.path, onHeader: (h) => judge(b, h) })) {
+      for await (const piece of readBundle(await readSafely(b.path, READ_CHUNK), { keys, plan, limits, file: b.path, alloc, onHeader: (h) => judge(b, h) })) {
         if (failure !== undefined) return;
         if (signal?.aborted === true) {
           cut = true;

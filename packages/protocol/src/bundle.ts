@@ -133,6 +133,11 @@ export interface ReadBundleOptions extends ReadSealedBundleOptions {
    * refuse a bundle by a piece's header.
    */
   readonly onHeader?: ((header: OpenedHeader) => 'skip' | undefined) | undefined;
+  /**
+   * Where each piece's data comes from (not zeroed; default new memory): a pool of the
+   * buffers of pieces merged before saves the page faults of fresh memory.
+   */
+  readonly alloc?: ((size: number) => Uint8Array) | undefined;
 }
 
 /** Why a path is unsafe to even consider, or undefined. */
@@ -337,7 +342,7 @@ export async function* readSealedBundle(source: NodeJS.ReadableStream | AsyncIte
  */
 export async function* readBundle(source: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, options: ReadBundleOptions): AsyncGenerator<OpenedPiece, void, undefined> {
   const { file } = options;
-  const opener = new PieceOpener({ keys: options.keys, plan: options.plan, limits: options.limits, file });
+  const opener = new PieceOpener({ keys: options.keys, plan: options.plan, limits: options.limits, file, alloc: options.alloc });
   /** The open piece: its header, frames read so far, and whether it is skipped. */
   let open: { header: OpenedHeader; frames: number; skip: boolean } | undefined;
   const missing = (o: { header: OpenedHeader; frames: number }): ProtocolError => new ProtocolError(

@@ -95,6 +95,21 @@ describe('writeBundle / readBundle', () => {
     expect(plainOf(got.map(({ headerHash: _h, ...p }) => p))).to.deep.equal(plainOf([p1, p2, p3]));
   });
 
+  it('takes each piece\'s data from the alloc it is given (a pool of merged pieces\' buffers), filled whole', async () => {
+    const bytes = await bundleBytes([s1, s2, s3]);
+    const given: ArrayBuffer[] = [];
+    const alloc = (size: number): Uint8Array => {
+      const buf = new Uint8Array(new ArrayBuffer(size + 64), 0, size).fill(0xee); // old bytes, as a reused buffer holds
+      given.push(buf.buffer as ArrayBuffer);
+      return buf;
+    };
+    const got = await collect(readBundle(Readable.from([bytes]), { ...open, alloc }));
+    const withData = got.filter((p) => p.data.length > 0);
+    expect(withData.length).to.be.greaterThan(0);
+    expect(withData.every((p) => given.includes(p.data.buffer as ArrayBuffer))).to.equal(true);
+    expect(plainOf(got.map(({ headerHash: _h, ...p }) => p))).to.deep.equal(plainOf([p1, p2, p3]));
+  });
+
   it('round-trips random pieces fed in odd-sized chunks', async () => {
     await fc.assert(fc.asyncProperty(
       fc.uniqueArray(arbitraryPiece(), { minLength: 1, maxLength: 4, selector: (p) => p.seq }),
