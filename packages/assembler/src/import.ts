@@ -51,11 +51,10 @@ import { saveMapfile } from '@ddferry/mapfile/io';
 import type { Limits, OpenedHeader, OpenedPiece, PiecePlan, Receipt, ReceiptRejection, RescueKeys, Secret, StickRescue, StickSpace } from '@ddferry/protocol';
 import {
   bundleSeqOf, DEFAULT_LIMITS, deriveRescueKeys, formatReceipt, isProtocolError, MAX_STICK_FILE_BYTES, openSafeFile, parseReceipt, printable, ProtocolError, readBundle,
-  readSafeFile, RECEIPT_NAME,
+  readSafeFile, RECEIPT_NAME, RecycledBuffers,
 } from '@ddferry/protocol';
 
 import { BufferPool } from './buffer-pool.js';
-import { MemoryBudget } from './memory-budget.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import type { Image } from './image.js';
 import type { MergeLimits } from './merge.js';
@@ -280,7 +279,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   const maxHeld = Math.max(options.maxHeldBytes ?? DEFAULT_MAX_HELD, 1);
   const pool = new BufferPool(maxHeld);
   /** The data buffers of pieces merged, for the next pieces' data (new memory costs a page fault per page). */
-  const recycled = new MemoryBudget(RECYCLE_BYTES);
+  const recycled = new RecycledBuffers(RECYCLE_BYTES);
   const alloc = (size: number): Uint8Array => recycled.reuse(size) ?? Buffer.allocUnsafeSlow(size);
   const warn = options.warn ?? ((): void => undefined);
   const now = options.now ?? ((): Date => new Date());

@@ -1,4 +1,4 @@
-import type { PieceBufferPool } from '@ddferry/protocol';
+import { type PieceBufferPool, RecycledBuffers } from '@ddferry/protocol';
 
 /**
  * Bytes of piece data the server holds at once, over all connections: pieces
@@ -27,17 +27,13 @@ interface Waiter {
   cancelled: boolean;
 }
 
-/** Buffers smaller than this are not worth keeping. */
-const KEEP_MIN_BYTES = 1024 * 1024;
-
 export class MemoryBudget implements PieceBufferPool {
   readonly cap: number;
   #used = 0;
   #peak = 0;
   readonly #waiters: Waiter[] = [];
-  /** Buffers of merged pieces kept for the next ones, oldest first; their bytes count in `#used`. */
-  readonly #kept: ArrayBuffer[] = [];
-  #keptBytes = 0;
+  /** Buffers of merged pieces kept for the next ones (bounded by `cap` through `#used`, where their bytes count). */
+  readonly #kept = new RecycledBuffers(Number.MAX_SAFE_INTEGER);
 
   constructor(cap: number = DEFAULT_MAX_MEMORY) {
     if (!Number.isSafeInteger(cap) || cap <= 0) throw new RangeError(`serve option maxMemory must be a positive integer, not ${String(cap)}`);
@@ -55,7 +51,7 @@ export class MemoryBudget implements PieceBufferPool {
 
   /** Bytes of kept buffers (part of `used`). */
   get kept(): number {
-    return this.#keptBytes;
+    return this.#kept.bytes;
   }
 
   /** Requests waiting. */
@@ -95,12 +91,9 @@ export class MemoryBudget implements PieceBufferPool {
    * if it fits under the cap and no request waits; else let it go.
    */
   keep(data: Uint8Array): void {
-    const buf = data.buffer;
-    if (!(buf instanceof ArrayBuffer) || data.byteOffset !== 0 || buf.byteLength < KEEP_MIN_BYTES) return;
-    if (this.#waiters.some((w) => !w.cancelled) || this.#used + buf.byteLength > this.cap || this.#kept.includes(buf)) return;
-    this.#kept.push(buf);
-    this.#keptBytes += buf.byteLength;
-    this.#add(buf.byteLength);
+    const size = data.buffer.byteLength;
+    if (this.#waiters.some((w) => !w.cancelled) || this.#used + size > this.cap) return;
+    if (this.#kept.keep(data)) this.#add(size);
   }
 
   /**
@@ -108,21 +101,14 @@ export class MemoryBudget implements PieceBufferPool {
    * undefined. Its bytes leave the kept ones: the caller's request holds them.
    */
   reuse(size: number): Uint8Array | undefined {
-    const i = this.#kept.findIndex((b) => b.byteLength >= size && b.byteLength <= 2 * size);
-    if (i < 0) return undefined;
-    const buf = this.#kept.splice(i, 1)[0]!;
-    this.#drop(buf);
-    return new Uint8Array(buf, 0, size);
+    const got = this.#kept.reuse(size);
+    if (got !== undefined) this.#used -= got.buffer.byteLength;
+    return got;
   }
 
   /** Let kept buffers go, oldest first, until `bytes` fit. */
   #makeRoom(bytes: number): void {
-    while (this.#kept.length > 0 && !(this.#used + bytes <= this.cap)) this.#drop(this.#kept.shift()!);
-  }
-
-  #drop(buf: ArrayBuffer): void {
-    this.#keptBytes -= buf.byteLength;
-    this.#used -= buf.byteLength;
+    while (this.#kept.bytes > 0 && this.#used + bytes > this.cap) this.#used -= this.#kept.dropOldest();
   }
 
   #fits(bytes: number): boolean {

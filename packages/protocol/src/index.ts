@@ -24,6 +24,7 @@ export { checkPieceAgainstPlan, checkPieceShape, checkSeq, findChunk, makeExtent
 export type { OpenedPiece, Piece, PieceContext, PieceDescription, PieceMapState, PiecePlan } from './piece.js';
 export { encodePieceFrames, PieceCollector } from './piece-frames.js';
 export type { PieceBufferPool, PieceCollectorOptions } from './piece-frames.js';
+export { RecycledBuffers } from './recycled-buffers.js';
 export { checkRealFolder, describeFileType, openSafeFile, readSafeFile } from './safe-file.js';
 export type { SafeOpenOptions } from './safe-file.js';
 export {

@@ -6,6 +6,7 @@ import { DEFAULT_LIMITS } from './limits.js';
 import type { Limits } from './limits.js';
 import type { PieceDataMessage, PieceEndMessage, PieceHeaderMessage } from './messages.js';
 import type { OpenedPiece, PiecePlan } from './piece.js';
+import { RecycledBuffers } from './recycled-buffers.js';
 import { PieceOpener } from './seal.js';
 import type { SealedFrame, SealedPiece } from './seal.js';
 
@@ -106,7 +107,8 @@ export interface PieceCollectorOptions {
   readonly peer?: string;
   /**
    * Where piece buffers come from and go back to, shared by connections (the
-   * assembler's memory budget); without it the collector keeps its own few.
+   * assembler's memory budget); without it the collector keeps its own few
+   * (`RecycledBuffers`, at most 64 MiB).
    */
   readonly pool?: PieceBufferPool | undefined;
 }
@@ -119,10 +121,8 @@ export interface PieceBufferPool {
   keep(data: Uint8Array): void;
 }
 
-/** What a collector keeps of recycled buffers, at most (a batch of default pieces). */
+/** What a collector keeps of recycled buffers, at most, without a shared pool (a batch of default pieces). */
 const RECYCLE_BYTES = 64 * 1024 * 1024;
-/** Smaller buffers are not worth keeping. */
-const RECYCLE_MIN_BYTES = 1024 * 1024;
 
 type PieceMessage = PieceHeaderMessage | PieceDataMessage | PieceEndMessage;
 
@@ -138,14 +138,12 @@ type PieceMessage = PieceHeaderMessage | PieceDataMessage | PieceEndMessage;
 export class PieceCollector {
   readonly #opener: PieceOpener;
   readonly #peer: string | undefined;
-  readonly #pool: PieceBufferPool | undefined;
   /** Buffers of merged pieces, given back by `recycle`, for the next pieces. */
-  readonly #free: ArrayBuffer[] = [];
-  #freeBytes = 0;
+  readonly #pool: PieceBufferPool;
 
   constructor(options: PieceCollectorOptions) {
     this.#peer = options.peer;
-    this.#pool = options.pool;
+    this.#pool = options.pool ?? new RecycledBuffers(RECYCLE_BYTES);
     this.#opener = new PieceOpener({ keys: options.keys, plan: options.plan, limits: options.limits, peer: options.peer, alloc: (size) => this.#alloc(size) });
   }
 
@@ -167,28 +165,16 @@ export class PieceCollector {
   /**
    * Give back the data of a piece this collector returned, once nothing uses it any
    * more (merged: written and fsynced), so the next piece of about its size reuses its
-   * memory instead of new pages (and garbage collections). At most `RECYCLE_BYTES` are kept.
+   * memory instead of new pages (and garbage collections). Without a shared pool, at
+   * most `RECYCLE_BYTES` are kept.
    */
   recycle(data: Uint8Array): void {
-    if (this.#pool !== undefined) {
-      this.#pool.keep(data);
-      return;
-    }
-    const buf = data.buffer;
-    if (!(buf instanceof ArrayBuffer) || data.byteOffset !== 0 || buf.byteLength < RECYCLE_MIN_BYTES) return;
-    if (this.#freeBytes + buf.byteLength > RECYCLE_BYTES || this.#free.includes(buf)) return;
-    this.#free.push(buf);
-    this.#freeBytes += buf.byteLength;
+    this.#pool.keep(data);
   }
 
   /** `size` bytes, not zeroed: a recycled buffer of at least that size (at most twice), else a new one. */
   #alloc(size: number): Uint8Array {
-    if (this.#pool !== undefined) return this.#pool.reuse(size) ?? Buffer.allocUnsafeSlow(size);
-    const i = this.#free.findIndex((b) => b.byteLength >= size && b.byteLength <= 2 * size);
-    if (i < 0) return Buffer.allocUnsafeSlow(size);
-    const [buf] = this.#free.splice(i, 1);
-    this.#freeBytes -= buf!.byteLength;
-    return new Uint8Array(buf!, 0, size);
+    return this.#pool.reuse(size) ?? Buffer.allocUnsafeSlow(size);
   }
 
   /** Drop the piece being received (the connection closed). */

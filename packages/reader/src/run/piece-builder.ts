@@ -1,5 +1,5 @@
 import type { BlockStatus, Chunk } from '@ddferry/mapfile';
-import { type Piece, type PieceMapState, type RescueId, makeExtent } from '@ddferry/protocol';
+import { type Piece, type PieceMapState, RecycledBuffers, type RescueId, makeExtent } from '@ddferry/protocol';
 
 import { DeltaList } from './delta-list.js';
 
@@ -60,13 +60,17 @@ export class PieceBuilder {
   #bytes = 0;
   #ranges = 0;
   #parts = 0;
+  /** The first buffer of the first piece opened in a seal window: a whole piece and a read. */
+  readonly #whole: number;
   /** Whole-piece buffers given back by `release`, for the next pieces (fresh memory costs more than the copy it holds). */
-  readonly #free: ArrayBuffer[] = [];
+  readonly #free: RecycledBuffers;
 
   constructor(options: PieceBuilderOptions) {
     this.#o = options;
     this.#chunkSize = options.chunks[0]?.size ?? 1;
     this.#clock = options.clock ?? Date.now;
+    this.#whole = Math.min(FIRST_BUFFER_BYTES, (options.sealBytes ?? 8 << 20) + (1 << 20));
+    this.#free = new RecycledBuffers(KEEP_BUFFERS * this.#whole, this.#whole);
   }
 
   #chunkOf(pos: number): number {
@@ -132,11 +136,11 @@ export class PieceBuilder {
    * (trimming and scraping touch many chunks with little data) start small and double.
    */
   #grow(piece: OpenPiece, need: number): void {
-    const whole = Math.min(FIRST_BUFFER_BYTES, (this.#o.sealBytes ?? 8 << 20) + (1 << 20));
+    const whole = this.#whole;
     const first = this.#open.size === 1 ? whole : SMALL_BUFFER_BYTES;
     const size = Math.max(need, piece.buf.length === 0 ? first : 2 * piece.buf.length);
-    const kept = size === whole ? this.#free.pop() : undefined;
-    const grown = kept !== undefined ? Buffer.from(kept, 0, size) : Buffer.allocUnsafe(size);
+    const kept = size === whole ? this.#free.reuse(size) : undefined;
+    const grown = kept !== undefined ? Buffer.from(kept.buffer, 0, size) : Buffer.allocUnsafe(size);
     piece.buf.copy(grown, 0, 0, piece.bytes);
     piece.buf = grown;
   }
@@ -170,15 +174,12 @@ export class PieceBuilder {
    * memory. Data that is not one of the builder's whole-piece buffers is left alone.
    */
   release(piece: Piece): void {
-    if (piece.data.byteOffset === 0) this.#keep(piece.data);
+    this.#keep(piece.data);
   }
 
   /** Keep `buf`'s memory for a next piece if it is a whole-piece buffer. */
   #keep(buf: Uint8Array): void {
-    const ab = buf.buffer;
-    const whole = Math.min(FIRST_BUFFER_BYTES, (this.#o.sealBytes ?? 8 << 20) + (1 << 20));
-    if (!(ab instanceof ArrayBuffer) || ab.byteLength !== whole || this.#free.length >= KEEP_BUFFERS || this.#free.includes(ab)) return;
-    this.#free.push(ab);
+    if (buf.buffer.byteLength === this.#whole) this.#free.keep(buf);
   }
 
   /**
