@@ -5,7 +5,8 @@ import { frameRawSize } from './check-message.js';
 import { decodeHeaderBody, encodeHeaderBody } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { ErrorContext, ProtocolErrorCode } from './errors.js';
-import { decodeFrame, encodeFrame, encodeFrameSync, FRAME_ZERO } from './frame-codec.js';
+import { cipherInto } from './cipher-slices.js';
+import { decodeFrame, encodeFrame, encodeFrameSync, FRAME_RAW, FRAME_ZERO } from './frame-codec.js';
 import type { EncodedFrame, FrameEncodeOptions, FrameEncoding } from './frame-codec.js';
 import { isRescueId } from './identity.js';
 import type { RescueId } from './identity.js';
@@ -109,6 +110,12 @@ export interface SealOptions extends FrameEncodeOptions {
   readonly limits?: Limits | undefined;
   /** Bytes of data per frame. Default `limits.maxFrameBytes` (4 MiB). */
   readonly frameBytes?: number | undefined;
+  /**
+   * Memory for the piece's ciphertext: every frame's, one after the other, in one
+   * block of `size` bytes (the first frame's `ciphertext` starts it), so a sender can
+   * recycle the blocks of pieces it has sent. Default new memory.
+   */
+  readonly alloc?: ((size: number) => Uint8Array) | undefined;
 }
 
 /**
@@ -182,7 +189,7 @@ function rawFrames(piece: Piece, frameSize: number): Uint8Array[] {
  */
 export function sealPiece(piece: Piece, keys: RescueKeys, options: SealOptions = {}): SealedPiece {
   const { limits, frameSize } = frameSizeOf(piece, keys, options);
-  return sealEncoded(piece, keys, limits, frameSize, rawFrames(piece, frameSize).map((f) => encodeFrameSync(f, options)));
+  return sealEncoded(piece, keys, limits, frameSize, rawFrames(piece, frameSize).map((f) => encodeFrameSync(f, options)), options.alloc);
 }
 
 /**
@@ -193,7 +200,7 @@ export function sealPiece(piece: Piece, keys: RescueKeys, options: SealOptions =
 export async function sealPieceAsync(piece: Piece, keys: RescueKeys, options: SealOptions = {}): Promise<SealedPiece> {
   const { limits, frameSize } = frameSizeOf(piece, keys, options);
   const encoded = await Promise.all(rawFrames(piece, frameSize).map((f) => encodeFrame(f, options)));
-  return sealEncoded(piece, keys, limits, frameSize, encoded);
+  return sealEncoded(piece, keys, limits, frameSize, encoded, options.alloc);
 }
 
 /**
@@ -202,7 +209,7 @@ export async function sealPieceAsync(piece: Piece, keys: RescueKeys, options: Se
  * encodings are checked against the header rules, not decoded: tests use it to
  * craft frames a token holder could send. Not exported from the package.
  */
-export function sealEncoded(piece: Piece, keys: RescueKeys, limits: Limits, frameSize: number, encoded: readonly EncodedFrame[]): SealedPiece {
+export function sealEncoded(piece: Piece, keys: RescueKeys, limits: Limits, frameSize: number, encoded: readonly EncodedFrame[], alloc?: (size: number) => Uint8Array): SealedPiece {
   const dataSize = piece.data.length;
   const body: HeaderBody = {
     chunk: piece.chunk, extents: piece.extents, delta: piece.delta, dataSize, frameSize, frameCount: encoded.length,
@@ -230,14 +237,20 @@ export function sealEncoded(piece: Piece, keys: RescueKeys, limits: Limits, fram
   h.getAuthTag().copy(header, SEALED_PREFIX_BYTES + plainBody.length);
   const frames: SealedFrame[] = [];
   let carried = 0;
+  for (const f of encoded) carried += f.bytes.length;
+  // One block for every frame's ciphertext: they live and die together.
+  const block = alloc === undefined ? Buffer.allocUnsafeSlow(carried) : alloc(carried);
+  if (block.length !== carried) throw new Error(`internal: alloc(${carried}) returned ${block.length} bytes`);
+  let at = 0;
   for (let i = 0; i < encoded.length; i++) {
     const last = i === encoded.length - 1;
+    const bytes = encoded[i]!.bytes;
     const c = createCipheriv(CIPHER, key, nonce(FRAME_DOMAIN, i), { authTagLength: TAG_BYTES });
     c.setAAD(frameAad(i, last));
-    const ciphertext = c.update(encoded[i]!.bytes);
+    const ciphertext = cipherInto(c, bytes, block.subarray(at, at + bytes.length));
     c.final();
     frames.push({ ciphertext, tag: c.getAuthTag() });
-    carried += ciphertext.length;
+    at += bytes.length;
   }
   return { rescueId: piece.rescueId, seq: piece.seq, header, headerHash: headerHashOf(header), frames, dataSize: carried };
 }
@@ -409,22 +422,29 @@ export class PieceOpener {
         sealFail('ERR_PIECE_SIZE_MISMATCH', `Frame ${index} has ${ciphertext.length + tag.length} sealed bytes; ${want + TAG_BYTES} were expected.`, this.#where, { seq });
       }
       const last = index === h.frameCount - 1;
+      const encoding = h.frameEncodings[index]! as FrameEncoding;
+      const pos = index * h.frameSize;
+      const raw = frameRawSize(h.dataSize, h.frameSize, index);
+      // A raw frame of the right size is deciphered straight into the piece's
+      // data; until its tag verifies, a failure drops the piece (#guard).
+      const direct = encoding === FRAME_RAW && ciphertext.length === raw;
+      let plain: Uint8Array;
+      if (!direct) plain = Buffer.allocUnsafe(ciphertext.length);
+      else if (h.frameCount === 1) plain = open.data = this.#alloc(raw);
+      else plain = (open.data ??= this.#alloc(h.dataSize)).subarray(pos, pos + raw);
       const d = createDecipheriv(CIPHER, open.key, nonce(FRAME_DOMAIN, index), { authTagLength: TAG_BYTES });
       d.setAAD(frameAad(index, last));
-      const plain = d.update(ciphertext);
+      cipherInto(d, ciphertext, plain);
       d.setAuthTag(tag);
       try {
         d.final();
       } catch (err) {
         throw new ProtocolError('ERR_SEAL_FRAME_AUTH_FAILED', `Frame ${index} of ${h.frameCount} does not authenticate.`, { ...this.#where, seq, cause: err });
       }
-      const encoding = h.frameEncodings[index]! as FrameEncoding;
-      const pos = index * h.frameSize;
-      const raw = frameRawSize(h.dataSize, h.frameSize, index);
       const frameWhere = { ...this.#where, seq };
-      if (h.frameCount === 1) {
+      if (!direct && h.frameCount === 1) {
         open.data = decodeFrame(encoding, plain, raw, undefined, this.#limits.maxFrameBytes, index, frameWhere);
-      } else {
+      } else if (!direct) {
         open.data ??= this.#alloc(h.dataSize);
         decodeFrame(encoding, plain, raw, open.data.subarray(pos, pos + raw), this.#limits.maxFrameBytes, index, frameWhere);
       }

@@ -1,0 +1,25 @@
+import type { Cipher, Decipher } from 'node:crypto';
+
+/**
+ * Bytes given to one `update` of a GCM cipher. Node allocates a fresh output
+ * buffer per `update`; fed a 4 MiB frame at once, AES-256-GCM ran at 285 MiB/s
+ * here, fed in 32 KiB slices whose outputs are copied into one destination it
+ * ran at 2.5 GiB/s (the slices stay in malloc's cache and the CPU's).
+ */
+export const CIPHER_SLICE_BYTES = 32 * 1024;
+
+/**
+ * Run `src` through a stream cipher (GCM encrypts or decrypts byte for byte)
+ * in `CIPHER_SLICE_BYTES` slices, writing the output into `dst`, which must
+ * have `src`'s length and must not overlap it. Returns `dst`.
+ */
+export function cipherInto(cipher: Cipher | Decipher, src: Uint8Array, dst: Uint8Array): Uint8Array {
+  if (dst.length !== src.length) throw new RangeError(`internal: ${src.length} bytes cannot be ciphered into ${dst.length}`);
+  for (let at = 0; at < src.length; at += CIPHER_SLICE_BYTES) {
+    const end = Math.min(src.length, at + CIPHER_SLICE_BYTES);
+    const out = cipher.update(src.subarray(at, end));
+    if (out.length !== end - at) throw new Error(`internal: the cipher gave ${out.length} bytes for ${end - at}`);
+    dst.set(out, at);
+  }
+  return dst;
+}
