@@ -5,7 +5,7 @@
 import { open } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
-import { makeSecretText, printable, PROTOCOL_VERSION, readTokenFile } from '@ddferry/protocol';
+import { makeSecretText, printable, PROTOCOL_VERSION, raiseMallocThresholds, readTokenFile } from '@ddferry/protocol';
 
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import { IMPORT_USAGE, runImport } from './import-command.js';
@@ -179,6 +179,8 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     if (code === 'ERR_USAGE') io.stderr("Try 'ddferry-assembler --help'.\n");
     return status;
   };
+  // the commands that move data keep freed memory for the next buffers
+  if (argv[0] === 'import' || argv[0] === 'import-ddrescue') raiseMallocThresholds();
   if (argv[0] === 'import') return runImport(argv.slice(1), io, signal);
   if (argv[0] === 'import-ddrescue' || argv[0] === 'token' || argv[0] === 'prepare-stick') {
     try {
@@ -236,6 +238,7 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     const say = (prefix: string) => (message: string): void => display.message(`ddferry-assembler: ${prefix}${printable(message, 4000)}`);
     const log: Log = { info: say(''), warn: say('warning: '), error: say('error: ') };
     if (signal?.aborted) return EXIT.ok;
+    raiseMallocThresholds();
     const server = await serve({ images, listen, secret, log, progress, maxMemory });
     progress.images = server.images;
     io.stdout(mode === 'json' ? `${JSON.stringify({ type: 'listening', url: server.url })}\n` : `listening ${server.url}\n`);

@@ -15,6 +15,7 @@ export { deriveRescueKeys, KEY_BYTES, receiptMac, verifyReceiptMac } from './key
 export type { RescueKeys } from './keys.js';
 export { DEFAULT_LIMITS, MAX_SEQ, pieceRefsPerMessage, resolveLimits } from './limits.js';
 export type { Limits } from './limits.js';
+export { raiseMallocThresholds } from './malloc-thresholds.js';
 export { MESSAGE_TYPES } from './messages.js';
 export type {
   AnswerMessage, AuthMessage, ChallengeMessage, ErrorMessage, Extent, HelloMessage, Message, MessageType, PieceDataMessage, PieceEndMessage,
