@@ -12,12 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { BlockStatus, Domain, SblockVector, StatusMap } from '@ddferry/mapfile';
-import { type Piece, type Receipt, type RescueId, type SealedPiece, deriveRescueKeys, formatReceipt, makeExtent, makeRescueId } from '@ddferry/protocol';
+import { type Piece, type Receipt, type RescueId, deriveRescueKeys, formatReceipt, makeExtent, makeRescueId } from '@ddferry/protocol';
 
 import { setRange } from '../src/job/common-map.js';
 import { Ledger, type LedgerEntry, formatLedgerEntry, ledgerFileName, parseLedgerEntry } from '../src/job/ledger.js';
 import { SeqCounter } from '../src/job/seq-counter.js';
-import { Spool } from '../src/job/spool.js';
+import { Spool, type SpooledPiece } from '../src/job/spool.js';
 import { settleMerged } from '../src/lan/welcome.js';
 import type { Job } from '../src/job/job.js';
 import { readChunkFileReceipts } from '../src/stick/chunk-files.js';
@@ -352,7 +352,7 @@ describe('settleMerged (what the assembler says it merged)', () => {
     const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: MIB, plan, keys }, seq);
     const ledger = await Ledger.open(join(dir, 'ledger'));
     const data = new Uint8Array(4096).fill(1);
-    const sealed: SealedPiece[] = [];
+    const sealed: SpooledPiece[] = [];
     for (const pos of [0, 8192, 16384]) {
       sealed.push(await spool.put({ rescueId, seq: seq.next(), chunk: 0, extents: [makeExtent(pos, data)], delta: [{ pos, size: 4096, status: '+' }], data }));
     }

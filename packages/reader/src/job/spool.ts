@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import {
   type FrameEncodeOptions, type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle,
-  sealPieceAsync, writeBundle,
+  RecycledBuffers, sealPieceAsync, writeBundle,
 } from '@ddferry/protocol';
 
 import { syncFolder, writeFileDurably, writeFileUnsynced } from '../durable-file.js';
@@ -69,6 +69,15 @@ export interface SpoolOptions {
   readonly compression?: FrameEncodeOptions | undefined;
 }
 
+/** A piece `put` has spooled: its number and its identity in receipts. */
+export interface SpooledPiece {
+  readonly seq: number;
+  readonly headerHash: string;
+}
+
+/** Bytes of ciphertext blocks of pieces sent or dropped that the spool keeps for the next pieces it seals. */
+const RECYCLED_BLOCK_BYTES = 24 << 20;
+
 /** What a store has carried in this run: pieces' raw bytes, and the bytes their sealed files took. */
 export interface CarriedFigures {
   readonly rescuedBytes: number;
@@ -117,6 +126,10 @@ export class Spool {
   readonly #compression: FrameEncodeOptions;
   #bytes = 0;
   readonly #unsynced = new Map<number, Unsynced>();
+  /** Ciphertext blocks of pieces nothing uses any more (`recycle`), for the next seals. */
+  readonly #blocks = new RecycledBuffers(RECYCLED_BLOCK_BYTES);
+  /** Pieces sealed here into such blocks, until recycled (each at most once). */
+  readonly #recyclable = new WeakSet<SealedPiece>();
   #lock: Promise<void> = Promise.resolve();
   /** Pieces of an earlier run found unsynced and whole by `open`, now durable. */
   readonly adopted: AdoptedPiece[] = [];
@@ -219,11 +232,15 @@ export class Spool {
    * Seal a piece (its frames compressed in the thread pool) and write it durably:
    * `.piece-N.tar.tmp`, fsync, rename, fsync of the folder. With `sync: false`,
    * `piece-N.tar.unsynced` without fsync: see the class comment and `durable`.
-   * @returns the sealed piece (its `headerHash` names it in receipts).
+   * A piece sealed here is sealed into a recycled block (`recycle`): the spool keeps it
+   * for `take` or recycles it once written, so the caller gets its identity only.
+   * @returns the piece's number and header hash (which names it in receipts).
    * @throws ReaderError `ERR_SPOOL` (nothing of the piece is left).
    */
-  async put(piece: Piece | SealedPiece, options: { readonly sync?: boolean } = {}): Promise<SealedPiece> {
-    const sealed = 'header' in piece ? piece : await sealPieceAsync(piece, this.#keys, this.#compression);
+  async put(piece: Piece | SealedPiece, options: { readonly sync?: boolean } = {}): Promise<SpooledPiece> {
+    const ours = !('header' in piece);
+    const sealed = !ours ? piece : await sealPieceAsync(piece, this.#keys, { ...this.#compression, alloc: (size) => this.#blocks.reuse(size) ?? Buffer.allocUnsafeSlow(size) });
+    if (ours) this.#recyclable.add(sealed);
     const sync = options.sync ?? true;
     let size: number;
     try {
@@ -254,9 +271,22 @@ export class Spool {
     if (this.#freshBytes + sealed.dataSize <= this.#memoryBytes) {
       this.#fresh.set(sealed.seq, sealed);
       this.#freshBytes += sealed.dataSize;
+    } else if (ours) {
+      this.recycle(sealed); // written, and nobody else has it
     }
     for (const w of this.#addedWaiters.splice(0)) w();
-    return sealed;
+    return { seq: sealed.seq, headerHash: sealed.headerHash };
+  }
+
+  /**
+   * A piece from `take` whose bytes nobody reads any more (the link has copied them
+   * into its messages): its ciphertext block serves the next piece sealed. A piece
+   * not sealed by `put`, or recycled already, is ignored.
+   */
+  recycle(sealed: SealedPiece): void {
+    if (!this.#recyclable.delete(sealed)) return;
+    const first = sealed.frames[0]?.ciphertext;
+    if (first !== undefined) this.#blocks.keep(first);
   }
 
   /** Number of unsynced pieces. */
@@ -346,6 +376,14 @@ export class Spool {
     this.#freshBytes -= piece.dataSize;
   }
 
+  /** Let go of a piece kept in memory that nobody has taken (its receipt came first). */
+  #drop(seq: number): void {
+    const piece = this.#fresh.get(seq);
+    if (piece === undefined) return;
+    this.#forget(seq);
+    this.recycle(piece);
+  }
+
   /** The header hash of a held piece (its identity in receipts), read from its file when not known yet. */
   async headerHash(seq: number): Promise<string | undefined> {
     if (!this.#sizes.has(seq)) return undefined;
@@ -391,9 +429,9 @@ export class Spool {
   /**
    * Give a held piece a new sequence number (the assembler holds another piece under its
    * number: A4): the same content sealed again under `newSeq`, durable, then the old file
-   * goes. @returns the new sealed piece.
+   * goes. @returns the new piece's number and header hash.
    */
-  async renumber(seq: number, newSeq: number): Promise<SealedPiece> {
+  async renumber(seq: number, newSeq: number): Promise<SpooledPiece> {
     const piece = await this.read(seq);
     const sealed = await this.put({ rescueId: piece.rescueId, seq: newSeq, chunk: piece.chunk, extents: piece.extents, delta: piece.delta, data: piece.data });
     await this.remove([seq]);
@@ -415,7 +453,7 @@ export class Spool {
     await this.#seq.save();
     let synced = false;
     for (const seq of held) {
-      this.#forget(seq);
+      this.#drop(seq);
       this.#hashes.delete(seq);
       const file = this.#path(seq);
       const u = this.#unsynced.get(seq);

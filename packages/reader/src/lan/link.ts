@@ -478,6 +478,7 @@ export class Link {
         });
         while (ws.bufferedAmount > 8 << 20 && !closed()) await new Promise((r) => setTimeout(r, 5));
       }
+      o.spool.recycle(piece); // every frame is copied into its message
     }
   }
 }
