@@ -1,15 +1,16 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { planChunks } from '@ddferry/mapfile';
-import { decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeNonce, PROTOCOL_VERSION, serverProof } from '@ddferry/protocol';
+import { decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeExtent, makeNonce, PROTOCOL_VERSION, serverProof } from '@ddferry/protocol';
 import { expect } from 'chai';
 import { WebSocketServer } from 'ws';
 
 import { SeqCounter } from '../src/job/seq-counter.js';
-import { Spool } from '../src/job/spool.js';
+import { Spool, spoolFileName } from '../src/job/spool.js';
 import { Link, type LinkOptions } from '../src/lan/link.js';
 
 const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
@@ -90,6 +91,47 @@ describe('Link', () => {
       expect(logs.filter((l) => l.includes('retrying'))).to.deep.equal([]);
     });
   }
+
+  it('sends a piece this run wrote as read back; once the assembler refuses it, opens it whole before sending again (a damaged file is not sent again)', async () => {
+    const secret = 'the secret';
+    const sent: number[] = [];
+    wss.on('connection', (ws) => {
+      ++sessions;
+      const nonce = makeNonce();
+      let clientNonce: Uint8Array = new Uint8Array();
+      ws.on('message', (data: Buffer) => {
+        const m = decodeEnvelope(data, DEFAULT_LIMITS);
+        if (m.type === 'hello') {
+          clientNonce = m.clientNonce;
+          ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
+        } else if (m.type === 'auth') {
+          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE }, DEFAULT_LIMITS));
+        } else if (m.type === 'query') {
+          ws.send(encodeEnvelope({ type: 'answer', merged: [], more: false }, DEFAULT_LIMITS));
+        } else if (m.type === 'pieceEnd') {
+          sent.push(m.seq);
+          ws.send(encodeEnvelope({ type: 'receipt', merged: [], rejected: [{ seq: m.seq, code: 'ERR_SEAL_FRAME_AUTH_FAILED', reason: 'frame 0 does not authenticate', headerHash: '00'.repeat(16) }] }, DEFAULT_LIMITS));
+        }
+      });
+    });
+    const seq = await SeqCounter.open(join(dir, 'seq.json'));
+    const keys = deriveRescueKeys(secret, RESCUE_ID);
+    // nothing kept in memory: the link takes the piece from its file
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS }, keys, memoryBytes: 1 }, seq);
+    const data = randomBytes(16 * 1024); // incompressible: its frame is raw
+    const { seq: n } = await spool.put({ rescueId: RESCUE_ID, seq: seq.next(), chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: data.length, status: '+' }], data, mapState: undefined });
+    const file = join(dir, 'spool', spoolFileName(n));
+    const bytes = await readFile(file);
+    const at = bytes.length - 1024 - 4096; // in the frame's ciphertext: before its entry's padding and the archive's end
+    bytes.writeUInt8(bytes.readUInt8(at) ^ 0x10, at);
+    await writeFile(file, bytes);
+    const logs: string[] = [];
+    shipper = new Link({ url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, secret, rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: 64 * 1024, sectorSize: 512, spool, log: (l) => logs.push(l), maxBackoffMs: 200 });
+    shipper.start();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sent, logs.join('\n')).to.deep.equal([n]);
+    expect(shipper.snapshot().lastError ?? '', logs.join('\n')).to.contain('ERR_SEAL_FRAME_AUTH_FAILED');
+  });
 
   it('keeps retrying a refusal that may pass (the assembler busy)', async () => {
     const logs: string[] = [];

@@ -217,23 +217,71 @@ describe('PieceBuilder and Spool', () => {
     checkPiece(openSealedPiece(d, { keys, plan }), source);
   });
 
+  it('reads back a piece this run wrote without opening its seal again (its header hash must match); once distrusted, or after a restart, it is checked whole', async () => {
+    const spool = await open(1); // nothing kept in memory: every take reads the file
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
+    const pieces = rescue(b, 'forward');
+    const put: SpooledPiece[] = [];
+    for (const p of pieces.slice(0, 3)) put.push(await spool.put(p));
+    const fileOf = (s: number): string => join(dir, 'spool', spoolFileName(s));
+    // a bit of frame data flipped on PC_A's disk: the header hash is the same
+    const damaged = readFileSync(fileOf(put[0]!.seq));
+    const at = damaged.length - 2048;
+    damaged.writeUInt8(damaged.readUInt8(at) ^ 0x40, at);
+    writeFileSync(fileOf(put[0]!.seq), damaged);
+    const sent = await spool.take(put[0]!.seq);
+    expect(sent.headerHash).to.equal(put[0]!.headerHash);
+    expect(() => openSealedPiece(sent, { keys, plan })).to.throw().with.property('code', 'ERR_SEAL_FRAME_AUTH_FAILED');
+    // the assembler refuses it: from now on it is opened before it is sent
+    spool.distrust(put[0]!.seq);
+    let err: unknown;
+    try {
+      await spool.take(put[0]!.seq);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { code?: string }).code).to.equal('ERR_SEAL_FRAME_AUTH_FAILED');
+    // another piece's file under this one's name: another header hash, checked whole (it opens, and is what the file holds)
+    writeFileSync(fileOf(put[1]!.seq), readFileSync(fileOf(put[2]!.seq)));
+    const swapped = await spool.take(put[1]!.seq);
+    expect(swapped.headerHash).to.equal(put[2]!.headerHash);
+    checkPiece(openSealedPiece(swapped, { keys, plan }), source);
+    // a restarted spool trusts no file
+    const restarted = await open(1);
+    const again = await restarted.take(put[2]!.seq);
+    checkPiece(openSealedPiece(again, { keys, plan }), source);
+    writeFileSync(fileOf(put[2]!.seq), damaged);
+    err = undefined;
+    try {
+      await restarted.take(put[2]!.seq);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { code?: string }).code).to.match(/^ERR_(PIECE|BUNDLE|SEAL)_/);
+  });
+
   it('keeps at most memoryBytes of fresh pieces; the rest come from the disk; removing saves the counter first', async () => {
     const spool = await open(MIB);
     const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
     const sealed: SpooledPiece[] = [];
     for (const p of rescue(b, 'forward')) sealed.push(await spool.put(p));
-    const readBack: number[] = [];
-    const readSealed = spool.readSealed.bind(spool);
-    spool.readSealed = (s: number): Promise<SealedPiece> => {
-      readBack.push(s);
-      return readSealed(s);
-    };
+    // the first fills the memory (1 MiB); the others are read back from their files: with
+    // the files emptied, only the first can be taken
+    const fileOf = (n: number): string => join(dir, 'spool', spoolFileName(n));
+    const files = new Map(spool.seqs().map((n) => [n, readFileSync(fileOf(n))]));
+    for (const n of files.keys()) writeFileSync(fileOf(n), Buffer.alloc(0));
     const taken: SealedPiece[] = [];
-    for (const s of spool.seqs()) taken.push(await spool.take(s));
-    expect(taken).to.have.length(4);
+    for (const n of spool.seqs()) {
+      try {
+        taken.push(await spool.take(n));
+      } catch {
+        // read back from its file
+      }
+    }
+    expect(taken.map((p) => p.seq)).to.deep.equal([sealed[0]!.seq]);
+    for (const [n, bytes] of files) writeFileSync(fileOf(n), bytes);
+    for (const n of spool.seqs().slice(1)) taken.push(await spool.take(n));
     expect(taken.map((p) => p.headerHash)).to.deep.equal(sealed.map((p) => p.headerHash));
-    // the first fills the memory (1 MiB); the others were read back from their files
-    expect(readBack).to.deep.equal(sealed.slice(1).map((p) => p.seq));
     for (const p of taken) checkPiece(openSealedPiece(p, { keys, plan }), source);
     await spool.remove(spool.seqs());
     expect(spool.count).to.equal(0);

@@ -128,6 +128,11 @@ export class Spool {
   readonly #unsynced = new Map<number, Unsynced>();
   /** Ciphertext blocks of pieces nothing uses any more (`recycle`), for the next seals. */
   readonly #blocks = new RecycledBuffers(RECYCLED_BLOCK_BYTES);
+  /**
+   * Pieces sealed and written by this run, not refused since: read back, their file's
+   * structure and header hash are checked, not their seal again (`take`).
+   */
+  readonly #ownWritten = new Set<number>();
   /** Pieces sealed here into such blocks, until recycled (each at most once). */
   readonly #recyclable = new WeakSet<SealedPiece>();
   #lock: Promise<void> = Promise.resolve();
@@ -253,6 +258,7 @@ export class Spool {
     }
     this.#sizes.set(sealed.seq, size);
     this.#hashes.set(sealed.seq, sealed.headerHash);
+    if (ours) this.#ownWritten.add(sealed.seq);
     if (!('header' in piece)) {
       this.#rescuedBytes += piece.data.length;
       this.#carriedBytes += size;
@@ -364,9 +370,35 @@ export class Spool {
    */
   async take(seq: number): Promise<SealedPiece> {
     const piece = this.#fresh.get(seq);
-    if (piece === undefined) return this.readSealed(seq);
+    if (piece === undefined) return this.#ownWritten.has(seq) ? this.#readOwn(seq) : this.readSealed(seq);
     this.#forget(seq);
     return piece;
+  }
+
+  /**
+   * A piece this run sealed and wrote, read back for sending: its file's entries and
+   * header fields are checked and its header hash must be the one `put` recorded; its
+   * seal is not opened again (the assembler opens it: a piece it refuses is `distrust`ed
+   * and the next `take` checks it whole). A file that differs is checked whole now.
+   */
+  async #readOwn(seq: number): Promise<SealedPiece> {
+    const file = this.#path(seq);
+    try {
+      for await (const sealed of readSealedBundle(createReadStream(file), { file })) {
+        if (sealed.seq === seq && sealed.headerHash === this.#hashes.get(seq)) return sealed;
+        break;
+      }
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT' && this.#path(seq) !== file) return this.#readOwn(seq);
+      // damaged: the whole check below says how
+    }
+    this.#ownWritten.delete(seq);
+    return this.readSealed(seq);
+  }
+
+  /** The assembler refused piece `seq`: from now on it is checked whole when read back (`take`). */
+  distrust(seq: number): void {
+    this.#ownWritten.delete(seq);
   }
 
   #forget(seq: number): void {
@@ -454,6 +486,7 @@ export class Spool {
     let synced = false;
     for (const seq of held) {
       this.#drop(seq);
+      this.#ownWritten.delete(seq);
       this.#hashes.delete(seq);
       const file = this.#path(seq);
       const u = this.#unsynced.get(seq);

@@ -424,6 +424,8 @@ export class Link {
               await o.onConflict(r.seq);
               continue;
             }
+            // read back next time, the piece is opened and checked whole before it is sent again
+            o.spool.distrust(r.seq);
             const n = (this.#rejections.get(r.seq) ?? 0) + 1;
             this.#rejections.set(r.seq, n);
             o.log(`ddferry-reader: ${r.code}: ${o.url} rejected piece ${r.seq}: ${r.reason} (sending it again from the spool, attempt ${n + 1})`);
