@@ -133,6 +133,44 @@ describe('Link', () => {
     expect(shipper.snapshot().lastError ?? '', logs.join('\n')).to.contain('ERR_SEAL_FRAME_AUTH_FAILED');
   });
 
+  it('sends a rejected piece again after a backoff that doubles (250 ms, 500 ms, 1 s…), not at once and for ever', async () => {
+    const secret = 'the secret';
+    const sent: number[] = [];
+    wss.on('connection', (ws) => {
+      ++sessions;
+      const nonce = makeNonce();
+      let clientNonce: Uint8Array = new Uint8Array();
+      ws.on('message', (data: Buffer) => {
+        const m = decodeEnvelope(data, DEFAULT_LIMITS);
+        if (m.type === 'hello') {
+          clientNonce = m.clientNonce;
+          ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
+        } else if (m.type === 'auth') {
+          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE }, DEFAULT_LIMITS));
+        } else if (m.type === 'query') {
+          ws.send(encodeEnvelope({ type: 'answer', merged: [], more: false }, DEFAULT_LIMITS));
+        } else if (m.type === 'pieceEnd') {
+          sent.push(Date.now());
+          ws.send(encodeEnvelope({ type: 'receipt', merged: [], rejected: [{ seq: m.seq, code: 'ERR_IMAGE_WRITE', reason: 'the image cannot be written', headerHash: '00'.repeat(16) }] }, DEFAULT_LIMITS));
+        }
+      });
+    });
+    const seq = await SeqCounter.open(join(dir, 'seq.json'));
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS }, keys: deriveRescueKeys(secret, RESCUE_ID) }, seq);
+    const data = randomBytes(4096);
+    await spool.put({ rescueId: RESCUE_ID, seq: seq.next(), chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: data.length, status: '+' }], data, mapState: undefined });
+    const logs: string[] = [];
+    shipper = new Link({ url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, secret, rescueId: RESCUE_ID, fingerprint: FINGERPRINT, chunkSize: 64 * 1024, sectorSize: 512, spool, log: (l) => logs.push(l) });
+    shipper.start();
+    await new Promise((r) => setTimeout(r, 2000));
+    // sent at 0, 0.25, 0.75, 1.75 s: 4 times in 2 s (before: hundreds, as fast as the loopback turns round)
+    expect(sent.length, logs.join('\n')).to.be.within(2, 5);
+    const gaps = sent.slice(1).map((t, i) => t - sent[i]!);
+    expect(gaps[0]!).to.be.at.least(240);
+    if (gaps.length > 1) expect(gaps[1]!).to.be.at.least(490);
+    expect(logs[0]).to.contain('ERR_IMAGE_WRITE').and.contain('again from the spool in 0.25 s, attempt 2');
+  });
+
   it('keeps retrying a refusal that may pass (the assembler busy)', async () => {
     const logs: string[] = [];
     shipper = await start(await refusing('ERR_SERVER_BUSY'), logs);

@@ -95,6 +95,16 @@ class FramePool {
   }
 }
 
+/** The first wait before a rejected piece is sent again; it doubles with each rejection of that piece. */
+const REJECTION_BACKOFF_MS = 250;
+/** The longest wait before a rejected piece is sent again. */
+const MAX_REJECTION_BACKOFF_MS = 30_000;
+
+/** Milliseconds before a piece rejected `n` times (n ≥ 1) is sent again. */
+export function rejectionBackoff(n: number): number {
+  return Math.min(MAX_REJECTION_BACKOFF_MS, REJECTION_BACKOFF_MS * 2 ** Math.min(n - 1, 20));
+}
+
 /** A send backlog that, while it shrinks, proves the peer is reading. */
 const FLOWING_BACKLOG = 256 << 10;
 
@@ -125,6 +135,8 @@ export class Link {
   #welcome: WelcomeMessage | null = null;
   #idleWaiters: Array<() => void> = [];
   #rejections = new Map<number, number>();
+  /** When a rejected piece may be sent again (ms since the epoch): its backoff. */
+  #resendAt = new Map<number, number>();
   #wakeRetry: (() => void) | null = null;
   #statusSource: (() => StatusMessage | null) | null = null;
   /** Sends a Status now, while a session is open. */
@@ -414,6 +426,7 @@ export class Link {
           for (const { seq: s } of m.merged) {
             inFlightBytes -= inFlight.get(s) ?? 0;
             inFlight.delete(s);
+            this.#resendAt.delete(s);
           }
           this.#mergedCount += done.length;
           for (const r of m.rejected) {
@@ -428,7 +441,9 @@ export class Link {
             o.spool.distrust(r.seq);
             const n = (this.#rejections.get(r.seq) ?? 0) + 1;
             this.#rejections.set(r.seq, n);
-            o.log(`ddferry-reader: ${r.code}: ${o.url} rejected piece ${r.seq}: ${r.reason} (sending it again from the spool, attempt ${n + 1})`);
+            const wait = rejectionBackoff(n);
+            this.#resendAt.set(r.seq, Date.now() + wait);
+            o.log(`ddferry-reader: ${r.code}: ${o.url} rejected piece ${r.seq}: ${r.reason} (sending it again from the spool in ${wait / 1000} s, attempt ${n + 1})`);
           }
           const w = flightWaiter;
           flightWaiter = null;
@@ -451,15 +466,26 @@ export class Link {
     for (;;) {
       const c = closed();
       if (c) throw c;
-      const pending = o.spool.seqs().filter((s) => !inFlight.has(s));
+      const now = Date.now();
+      let nextResend = Number.POSITIVE_INFINITY;
+      const pending = o.spool.seqs().filter((s) => {
+        if (inFlight.has(s)) return false;
+        const at = this.#resendAt.get(s) ?? 0;
+        if (at > now) nextResend = Math.min(nextResend, at);
+        return at <= now;
+      });
       if (pending.length === 0 || inFlightBytes >= window) {
+        let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           o.spool.added(),
           new Promise<void>((resolve) => {
             flightWaiter = resolve;
+            // a rejected piece's backoff ends
+            if (nextResend !== Number.POSITIVE_INFINITY) timer = setTimeout(resolve, nextResend - now);
           }),
           receiving.then(() => undefined, () => undefined),
         ]);
+        clearTimeout(timer);
         continue;
       }
       const seq = pending[0]!;
