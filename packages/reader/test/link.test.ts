@@ -64,6 +64,29 @@ describe('Link', () => {
     return `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
   }
 
+  /** An assembler that welcomes every session, answers Queries with nothing merged, and rejects every piece with `code`. */
+  function rejecting(secret: string, code: string, onPiece: (m: { seq: number }) => void): void {
+    wss.on('connection', (ws) => {
+      ++sessions;
+      const nonce = makeNonce();
+      let clientNonce: Uint8Array = new Uint8Array();
+      ws.on('message', (data: Buffer) => {
+        const m = decodeEnvelope(data, DEFAULT_LIMITS);
+        if (m.type === 'hello') {
+          clientNonce = m.clientNonce;
+          ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
+        } else if (m.type === 'auth') {
+          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE }, DEFAULT_LIMITS));
+        } else if (m.type === 'query') {
+          ws.send(encodeEnvelope({ type: 'answer', merged: [], more: false }, DEFAULT_LIMITS));
+        } else if (m.type === 'pieceEnd') {
+          onPiece(m);
+          ws.send(encodeEnvelope({ type: 'receipt', merged: [], rejected: [{ seq: m.seq, code, reason: 'refused by the test', headerHash: '00'.repeat(16) }] }, DEFAULT_LIMITS));
+        }
+      });
+    });
+  }
+
   beforeEach(async () => {
     sessions = 0;
     dir = await mkdtemp(join(tmpdir(), 'ddferry-shipper-'));
@@ -95,25 +118,7 @@ describe('Link', () => {
   it('sends a piece this run wrote as read back; once the assembler refuses it, opens it whole before sending again (a damaged file is not sent again)', async () => {
     const secret = 'the secret';
     const sent: number[] = [];
-    wss.on('connection', (ws) => {
-      ++sessions;
-      const nonce = makeNonce();
-      let clientNonce: Uint8Array = new Uint8Array();
-      ws.on('message', (data: Buffer) => {
-        const m = decodeEnvelope(data, DEFAULT_LIMITS);
-        if (m.type === 'hello') {
-          clientNonce = m.clientNonce;
-          ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
-        } else if (m.type === 'auth') {
-          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE }, DEFAULT_LIMITS));
-        } else if (m.type === 'query') {
-          ws.send(encodeEnvelope({ type: 'answer', merged: [], more: false }, DEFAULT_LIMITS));
-        } else if (m.type === 'pieceEnd') {
-          sent.push(m.seq);
-          ws.send(encodeEnvelope({ type: 'receipt', merged: [], rejected: [{ seq: m.seq, code: 'ERR_SEAL_FRAME_AUTH_FAILED', reason: 'frame 0 does not authenticate', headerHash: '00'.repeat(16) }] }, DEFAULT_LIMITS));
-        }
-      });
-    });
+    rejecting(secret, 'ERR_SEAL_FRAME_AUTH_FAILED', (m) => sent.push(m.seq));
     const seq = await SeqCounter.open(join(dir, 'seq.json'));
     const keys = deriveRescueKeys(secret, RESCUE_ID);
     // nothing kept in memory: the link takes the piece from its file
@@ -136,25 +141,7 @@ describe('Link', () => {
   it('sends a rejected piece again after a backoff that doubles (250 ms, 500 ms, 1 s…), not at once and for ever', async () => {
     const secret = 'the secret';
     const sent: number[] = [];
-    wss.on('connection', (ws) => {
-      ++sessions;
-      const nonce = makeNonce();
-      let clientNonce: Uint8Array = new Uint8Array();
-      ws.on('message', (data: Buffer) => {
-        const m = decodeEnvelope(data, DEFAULT_LIMITS);
-        if (m.type === 'hello') {
-          clientNonce = m.clientNonce;
-          ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
-        } else if (m.type === 'auth') {
-          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE }, DEFAULT_LIMITS));
-        } else if (m.type === 'query') {
-          ws.send(encodeEnvelope({ type: 'answer', merged: [], more: false }, DEFAULT_LIMITS));
-        } else if (m.type === 'pieceEnd') {
-          sent.push(Date.now());
-          ws.send(encodeEnvelope({ type: 'receipt', merged: [], rejected: [{ seq: m.seq, code: 'ERR_IMAGE_WRITE', reason: 'the image cannot be written', headerHash: '00'.repeat(16) }] }, DEFAULT_LIMITS));
-        }
-      });
-    });
+    rejecting(secret, 'ERR_IMAGE_WRITE', () => sent.push(Date.now()));
     const seq = await SeqCounter.open(join(dir, 'seq.json'));
     const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 1 << 20, plan: { rescueId: RESCUE_ID, sourceSize: SIZE, sectorSize: 512, chunks: CHUNKS }, keys: deriveRescueKeys(secret, RESCUE_ID) }, seq);
     const data = randomBytes(4096);
