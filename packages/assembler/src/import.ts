@@ -51,7 +51,7 @@ import { saveMapfile } from '@ddferry/mapfile/io';
 import type { Limits, OpenedHeader, OpenedPiece, PiecePlan, Receipt, ReceiptRejection, RescueKeys, Secret, StickRescue, StickSpace } from '@ddferry/protocol';
 import {
   bundleSeqOf, DEFAULT_LIMITS, deriveRescueKeys, formatReceipt, isProtocolError, MAX_STICK_FILE_BYTES, openSafeFile, parseReceipt, printable, ProtocolError, readBundle,
-  readSafeFile, RECEIPT_NAME, RecycledBuffers,
+  readSafeFile, readSafeFileInto, RECEIPT_NAME, RecycledBuffers,
 } from '@ddferry/protocol';
 
 import { BufferPool } from './buffer-pool.js';
@@ -75,27 +75,6 @@ const FIRST_READ = 256 * 1024;
  * 256 MiB: 96 MiB held and 32 MiB kept, 2.4 s and 79k page faults; 64 and 64, 1.9 s and 44k).
  */
 const DEFAULT_MAX_HELD = 64 * MIB;
-
-/**
- * The first `size` bytes of the file `path`, read into `buf` slice by slice:
- * each slice is yielded once read (a view of `buf`, never reused while the
- * caller uses it), so a consumer that stops early stops the reading. A file
- * shorter than `size` ends early.
- */
-async function* readInto(path: string, buf: Uint8Array): AsyncGenerator<Uint8Array, void, undefined> {
-  const handle = await openSafeFile(path, { what: 'the bundle' });
-  try {
-    for (let at = 0; at < buf.length;) {
-      const want = Math.min(at === 0 ? FIRST_READ : READ_CHUNK, buf.length - at);
-      const { bytesRead } = await handle.read(buf, at, want, at);
-      if (bytesRead === 0) return;
-      yield buf.subarray(at, at + bytesRead);
-      at += bytesRead;
-    }
-  } finally {
-    await handle.close();
-  }
-}
 
 /** The file `path` as a stream, opened as `openSafeFile` does (no link followed, regular files only). */
 async function readSafely(path: string, highWaterMark: number): Promise<Readable> {
@@ -433,7 +412,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       // held: read into a buffer of the pool, the sealed entries are views of it (no copy);
       // else each read allocates highWaterMark bytes: no more than the file needs (GC)
       buffer = hold ? pool.take(st.size) : undefined;
-      const source = buffer !== undefined ? readInto(b.path, buffer) : await readSafely(b.path, Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)));
+      const source = buffer !== undefined ? readSafeFileInto(b.path, buffer, { what: 'the bundle', firstBytes: FIRST_READ, chunkBytes: READ_CHUNK }) : await readSafely(b.path, Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)));
       for await (const piece of readBundle(source, {
         keys, plan, limits, file: b.path, shareSource: hold, alloc,
         onHeader: (h) => {

@@ -26,7 +26,7 @@ export type { OpenedPiece, Piece, PieceContext, PieceDescription, PieceMapState,
 export { encodePieceFrames, PieceCollector } from './piece-frames.js';
 export type { PieceBufferPool, PieceCollectorOptions } from './piece-frames.js';
 export { RecycledBuffers } from './recycled-buffers.js';
-export { checkRealFolder, describeFileType, openSafeFile, readSafeFile } from './safe-file.js';
+export { checkRealFolder, describeFileType, openSafeFile, readSafeFile, readSafeFileInto } from './safe-file.js';
 export type { SafeOpenOptions } from './safe-file.js';
 export {
   headerHashOf, isHeaderHash, openSealedPiece, PieceOpener, readSealedHeaderFields, SALT_BYTES, SEAL_VERSION, sealPiece, sealPieceAsync, TAG_BYTES,

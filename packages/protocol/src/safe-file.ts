@@ -112,6 +112,32 @@ export async function readSafeFile(path: string, options: SafeOpenOptions & { re
 }
 
 /**
+ * The first `buf.length` bytes of the file `path` (opened by `openSafeFile`),
+ * read into `buf` slice by slice: each slice is yielded once read (a view of
+ * `buf`, never reused while the caller uses it), so a consumer that stops early
+ * stops the reading. A file shorter than `buf` ends early. The first slice is
+ * `firstBytes` (default 256 KiB: a consumer may refuse the file from its first
+ * bytes), the others `chunkBytes` (default 4 MiB).
+ * @throws as `openSafeFile`; system errors of `read` unchanged.
+ */
+export async function* readSafeFileInto(path: string, buf: Uint8Array, options: SafeOpenOptions & { readonly firstBytes?: number; readonly chunkBytes?: number } = {}): AsyncGenerator<Uint8Array, void, undefined> {
+  const first = options.firstBytes ?? 256 * 1024;
+  const chunk = options.chunkBytes ?? 4 * 1024 * 1024;
+  const handle = await openSafeFile(path, options);
+  try {
+    for (let at = 0; at < buf.length;) {
+      const want = Math.min(at === 0 ? first : chunk, buf.length - at);
+      const { bytesRead } = await handle.read(buf, at, want, at);
+      if (bytesRead === 0) return;
+      yield buf.subarray(at, at + bytesRead);
+      at += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
  * Check that `path` is a real folder: not a symbolic link (never followed),
  * not a file. Resolves to false when nothing is there.
  * @throws ProtocolError `ERR_FILE_SYMLINK`, `ERR_FILE_NOT_FOLDER`; other system errors unchanged.

@@ -217,6 +217,35 @@ describe('PieceBuilder and Spool', () => {
     checkPiece(openSealedPiece(d, { keys, plan }), source);
   });
 
+  it('reads a piece back into a recycled block: once sent (recycle), the block serves the next seal or read-back, never a piece still taken', async () => {
+    const spool = await open(1); // nothing kept in memory: every take reads the file
+    const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });
+    const pieces = rescue(b, 'forward');
+    const put: SpooledPiece[] = [];
+    for (const p of pieces) put.push(await spool.put(p)); // each sealed block goes back at once, written
+    const blockOf = (p: SealedPiece): ArrayBufferLike => p.frames[0]!.ciphertext.buffer;
+    const a = await spool.take(put[0]!.seq);
+    const b1 = await spool.take(put[1]!.seq);
+    expect(blockOf(a)).to.not.equal(blockOf(b1));
+    spool.recycle(b1);
+    const c = await spool.take(put[2]!.seq);
+    expect(blockOf(c), 'the read-back block of a sent piece serves the next read-back').to.equal(blockOf(b1));
+    const d = await spool.take(put[3]!.seq);
+    expect(blockOf(d)).to.not.equal(blockOf(c)).and.not.equal(blockOf(a));
+    for (const [i, p] of [a, c, d].entries()) {
+      expect(p.headerHash).to.equal(put[[0, 2, 3][i]!]!.headerHash);
+      checkPiece(openSealedPiece(p, { keys, plan }), source);
+    }
+    spool.recycle(c);
+    const e = rescue(new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB }), 'backward');
+    await spool.put(e[0]!);
+    await spool.remove(spool.seqs().slice(0, 4));
+    const f = await spool.take(e[0]!.seq);
+    checkPiece(openSealedPiece(f, { keys, plan }), source);
+    checkPiece(openSealedPiece(a, { keys, plan }), source);
+    checkPiece(openSealedPiece(d, { keys, plan }), source);
+  });
+
   it('reads back a piece this run wrote without opening its seal again (its header hash must match); once distrusted, or after a restart, it is checked whole', async () => {
     const spool = await open(1); // nothing kept in memory: every take reads the file
     const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: MIB });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import {
   type FrameEncodeOptions, type OpenedPiece, type Piece, type PiecePlan, type RescueKeys, type SealedPiece, openSealedPiece, readBundle, readSealedBundle,
-  RecycledBuffers, sealPieceAsync, writeBundle,
+  readSafeFileInto, RecycledBuffers, sealPieceAsync, writeBundle,
 } from '@ddferry/protocol';
 
 import { syncFolder, writeFileDurably, writeFileUnsynced } from '../durable-file.js';
@@ -75,8 +75,10 @@ export interface SpooledPiece {
   readonly headerHash: string;
 }
 
-/** Bytes of ciphertext blocks of pieces sent or dropped that the spool keeps for the next pieces it seals. */
+/** Bytes of ciphertext blocks of pieces sent or dropped that the spool keeps for the next pieces it seals or reads back. */
 const RECYCLED_BLOCK_BYTES = 24 << 20;
+/** Bytes a block has beyond a piece's ciphertext: room for its file's tar headers, so one block serves a seal or a read-back. */
+const BLOCK_SLACK = 64 << 10;
 
 /** What a store has carried in this run: pieces' raw bytes, and the bytes their sealed files took. */
 export interface CarriedFigures {
@@ -133,8 +135,10 @@ export class Spool {
    * structure and header hash are checked, not their seal again (`take`).
    */
   readonly #ownWritten = new Set<number>();
-  /** Pieces sealed here into such blocks, until recycled (each at most once). */
+  /** Pieces sealed or read back here into such blocks, until recycled (each at most once). */
   readonly #recyclable = new WeakSet<SealedPiece>();
+  /** The block a piece read back lies in (a piece sealed here starts its own). */
+  readonly #blockOf = new WeakMap<SealedPiece, Uint8Array>();
   #lock: Promise<void> = Promise.resolve();
   /** Pieces of an earlier run found unsynced and whole by `open`, now durable. */
   readonly adopted: AdoptedPiece[] = [];
@@ -244,7 +248,7 @@ export class Spool {
    */
   async put(piece: Piece | SealedPiece, options: { readonly sync?: boolean } = {}): Promise<SpooledPiece> {
     const ours = !('header' in piece);
-    const sealed = !ours ? piece : await sealPieceAsync(piece, this.#keys, { ...this.#compression, alloc: (size) => this.#blocks.reuse(size) ?? Buffer.allocUnsafeSlow(size) });
+    const sealed = !ours ? piece : await sealPieceAsync(piece, this.#keys, { ...this.#compression, alloc: (size) => this.#block(size) });
     if (ours) this.#recyclable.add(sealed);
     const sync = options.sync ?? true;
     let size: number;
@@ -291,8 +295,13 @@ export class Spool {
    */
   recycle(sealed: SealedPiece): void {
     if (!this.#recyclable.delete(sealed)) return;
-    const first = sealed.frames[0]?.ciphertext;
-    if (first !== undefined) this.#blocks.keep(first);
+    const block = this.#blockOf.get(sealed) ?? sealed.frames[0]?.ciphertext;
+    if (block !== undefined) this.#blocks.keep(block);
+  }
+
+  /** `size` bytes at the start of a recycled block, or of a new one (`BLOCK_SLACK` more, so it can serve either use later). */
+  #block(size: number): Uint8Array {
+    return this.#blocks.reuse(size) ?? Buffer.allocUnsafeSlow(size + BLOCK_SLACK).subarray(0, size);
   }
 
   /** Number of unsynced pieces. */
@@ -384,9 +393,13 @@ export class Spool {
   async #readOwn(seq: number): Promise<SealedPiece> {
     const file = this.#path(seq);
     try {
-      for await (const sealed of readSealedBundle(createReadStream(file), { file })) {
-        if (sealed.seq === seq && sealed.headerHash === this.#hashes.get(seq)) return sealed;
-        break;
+      // the file is read into a block (its entries are views of it), given back with the piece (`recycle`)
+      const block = this.#block(this.#sizes.get(seq) ?? 0);
+      for await (const sealed of readSealedBundle(readSafeFileInto(file, block, { what: 'the spooled piece' }), { file, shareSource: true })) {
+        if (sealed.seq !== seq || sealed.headerHash !== this.#hashes.get(seq)) break;
+        this.#blockOf.set(sealed, block);
+        this.#recyclable.add(sealed);
+        return sealed;
       }
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT' && this.#path(seq) !== file) return this.#readOwn(seq);
