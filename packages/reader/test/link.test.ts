@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { planChunks } from '@ddferry/mapfile';
 import { decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeExtent, makeNonce, PROTOCOL_VERSION, serverProof } from '@ddferry/protocol';
 import { expect } from 'chai';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 
 import { SeqCounter } from '../src/job/seq-counter.js';
 import { Spool, spoolFileName } from '../src/job/spool.js';
@@ -45,8 +45,11 @@ describe('Link', () => {
     return s;
   }
 
-  /** An assembler that welcomes every session, then answers nothing (no pong, no receipt): a frozen process. */
-  function freezing(secret: string): string {
+  /**
+   * An assembler that welcomes every session (Challenge, then Welcome with its proof)
+   * and hands every later message of it to `after`.
+   */
+  function welcoming(secret: string, after: (ws: WebSocket, m: ReturnType<typeof decodeEnvelope>) => void): void {
     wss.on('connection', (ws) => {
       ++sessions;
       const nonce = makeNonce();
@@ -58,32 +61,28 @@ describe('Link', () => {
           ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
         } else if (m.type === 'auth') {
           ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE }, DEFAULT_LIMITS));
+        } else {
+          after(ws, m);
         }
       });
     });
+  }
+
+  /** An assembler that welcomes every session, then answers nothing (no pong, no receipt): a frozen process. */
+  function freezing(secret: string): string {
+    welcoming(secret, () => undefined);
     return `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
   }
 
   /** An assembler that welcomes every session, answers Queries with nothing merged, and rejects every piece with `code`. */
   function rejecting(secret: string, code: string, onPiece: (m: { seq: number }) => void): void {
-    wss.on('connection', (ws) => {
-      ++sessions;
-      const nonce = makeNonce();
-      let clientNonce: Uint8Array = new Uint8Array();
-      ws.on('message', (data: Buffer) => {
-        const m = decodeEnvelope(data, DEFAULT_LIMITS);
-        if (m.type === 'hello') {
-          clientNonce = m.clientNonce;
-          ws.send(encodeEnvelope({ type: 'challenge', serverNonce: nonce, protocolVersion: PROTOCOL_VERSION }, DEFAULT_LIMITS));
-        } else if (m.type === 'auth') {
-          ws.send(encodeEnvelope({ type: 'welcome', serverProof: serverProof(secret, nonce, clientNonce, RESCUE_ID), finished: [], maxMergedSeq: 0, imageSize: SIZE }, DEFAULT_LIMITS));
-        } else if (m.type === 'query') {
-          ws.send(encodeEnvelope({ type: 'answer', merged: [], more: false }, DEFAULT_LIMITS));
-        } else if (m.type === 'pieceEnd') {
-          onPiece(m);
-          ws.send(encodeEnvelope({ type: 'receipt', merged: [], rejected: [{ seq: m.seq, code, reason: 'refused by the test', headerHash: '00'.repeat(16) }] }, DEFAULT_LIMITS));
-        }
-      });
+    welcoming(secret, (ws, m) => {
+      if (m.type === 'query') {
+        ws.send(encodeEnvelope({ type: 'answer', merged: [], more: false }, DEFAULT_LIMITS));
+      } else if (m.type === 'pieceEnd') {
+        onPiece(m);
+        ws.send(encodeEnvelope({ type: 'receipt', merged: [], rejected: [{ seq: m.seq, code, reason: 'refused by the test', headerHash: '00'.repeat(16) }] }, DEFAULT_LIMITS));
+      }
     });
   }
 
