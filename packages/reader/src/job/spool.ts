@@ -391,22 +391,38 @@ export class Spool {
    * and the next `take` checks it whole). A file that differs is checked whole now.
    */
   async #readOwn(seq: number): Promise<SealedPiece> {
-    const file = this.#path(seq);
     try {
-      // the file is read into a block (its entries are views of it), given back with the piece (`recycle`)
-      const block = this.#block(this.#sizes.get(seq) ?? 0);
-      for await (const sealed of readSealedBundle(readSafeFileInto(file, block, { what: 'the spooled piece' }), { file, shareSource: true })) {
-        if (sealed.seq !== seq || sealed.headerHash !== this.#hashes.get(seq)) break;
-        this.#blockOf.set(sealed, block);
-        this.#recyclable.add(sealed);
-        return sealed;
-      }
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ENOENT' && this.#path(seq) !== file) return this.#readOwn(seq);
+      const own = await this.#atCurrentPath(seq, async (file) => {
+        // the file is read into a block (its entries are views of it), given back with the piece (`recycle`)
+        const block = this.#block(this.#sizes.get(seq) ?? 0);
+        for await (const sealed of readSealedBundle(readSafeFileInto(file, block, { what: 'the spooled piece' }), { file, shareSource: true })) {
+          if (sealed.seq !== seq || sealed.headerHash !== this.#hashes.get(seq)) return undefined;
+          this.#blockOf.set(sealed, block);
+          this.#recyclable.add(sealed);
+          return sealed;
+        }
+        return undefined;
+      });
+      if (own !== undefined) return own;
+    } catch {
       // damaged: the whole check below says how
     }
     this.#ownWritten.delete(seq);
     return this.readSealed(seq);
+  }
+
+  /**
+   * `read` of piece `seq`'s file; again under its durable name if it was an unsynced
+   * piece made durable meanwhile (the first name is then gone: ENOENT).
+   */
+  async #atCurrentPath<T>(seq: number, read: (file: string) => Promise<T>): Promise<T> {
+    const file = this.#path(seq);
+    try {
+      return await read(file);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT' && this.#path(seq) !== file) return this.#atCurrentPath(seq, read);
+      throw err;
+    }
   }
 
   /** The assembler refused piece `seq`: from now on it is checked whole when read back (`take`). */
@@ -449,19 +465,14 @@ export class Spool {
    * sealed again) and opened, checked. @throws ProtocolError, ReaderError `ERR_SPOOL`.
    */
   async readBoth(seq: number): Promise<{ sealed: SealedPiece; piece: OpenedPiece }> {
-    const file = this.#path(seq);
-    try {
+    return this.#atCurrentPath(seq, async (file) => {
       for await (const sealed of readSealedBundle(createReadStream(file), { file })) {
         const piece = openSealedPiece(sealed, { keys: this.#keys, plan: this.#plan, file });
         this.#hashes.set(seq, sealed.headerHash);
         return { sealed, piece };
       }
-    } catch (err) {
-      // an unsynced piece made durable meanwhile has its durable name now
-      if ((err as { code?: string }).code === 'ENOENT' && this.#path(seq) !== file) return this.readBoth(seq);
-      throw err;
-    }
-    throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`, { hint: 'Delete the file; its ranges are read again.' });
+      throw new ReaderError('ERR_SPOOL', file, `${file}: the spooled piece is empty.`, { hint: 'Delete the file; its ranges are read again.' });
+    });
   }
 
   /** Read a piece back, opened and checked against the plan. @throws ProtocolError, ReaderError `ERR_SPOOL`. */

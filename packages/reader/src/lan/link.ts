@@ -101,7 +101,7 @@ const REJECTION_BACKOFF_MS = 250;
 const MAX_REJECTION_BACKOFF_MS = 30_000;
 
 /** Milliseconds before a piece rejected `n` times (n ≥ 1) is sent again. */
-export function rejectionBackoff(n: number): number {
+function rejectionBackoff(n: number): number {
   return Math.min(MAX_REJECTION_BACKOFF_MS, REJECTION_BACKOFF_MS * 2 ** Math.min(n - 1, 20));
 }
 
@@ -134,9 +134,8 @@ export class Link {
   #welcomeWaiters: Array<(w: WelcomeMessage | null) => void> = [];
   #welcome: WelcomeMessage | null = null;
   #idleWaiters: Array<() => void> = [];
-  #rejections = new Map<number, number>();
-  /** When a rejected piece may be sent again (ms since the epoch): its backoff. */
-  #resendAt = new Map<number, number>();
+  /** Pieces rejected and not merged since: how many times, and when they may be sent again (ms since the epoch). */
+  #rejections = new Map<number, { count: number; resendAt: number }>();
   #wakeRetry: (() => void) | null = null;
   #statusSource: (() => StatusMessage | null) | null = null;
   /** Sends a Status now, while a session is open. */
@@ -426,7 +425,7 @@ export class Link {
           for (const { seq: s } of m.merged) {
             inFlightBytes -= inFlight.get(s) ?? 0;
             inFlight.delete(s);
-            this.#resendAt.delete(s);
+            this.#rejections.delete(s);
           }
           this.#mergedCount += done.length;
           for (const r of m.rejected) {
@@ -439,10 +438,9 @@ export class Link {
             }
             // read back next time, the piece is opened and checked whole before it is sent again
             o.spool.distrust(r.seq);
-            const n = (this.#rejections.get(r.seq) ?? 0) + 1;
-            this.#rejections.set(r.seq, n);
+            const n = (this.#rejections.get(r.seq)?.count ?? 0) + 1;
             const wait = rejectionBackoff(n);
-            this.#resendAt.set(r.seq, Date.now() + wait);
+            this.#rejections.set(r.seq, { count: n, resendAt: Date.now() + wait });
             o.log(`ddferry-reader: ${r.code}: ${o.url} rejected piece ${r.seq}: ${r.reason} (sending it again from the spool in ${wait / 1000} s, attempt ${n + 1})`);
           }
           const w = flightWaiter;
@@ -470,7 +468,7 @@ export class Link {
       let nextResend = Number.POSITIVE_INFINITY;
       const pending = o.spool.seqs().filter((s) => {
         if (inFlight.has(s)) return false;
-        const at = this.#resendAt.get(s) ?? 0;
+        const at = this.#rejections.get(s)?.resendAt ?? 0;
         if (at > now) nextResend = Math.min(nextResend, at);
         return at <= now;
       });
