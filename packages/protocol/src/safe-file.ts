@@ -114,8 +114,10 @@ export async function readSafeFile(path: string, options: SafeOpenOptions & { re
 /**
  * The first `buf.length` bytes of the file `path` (opened by `openSafeFile`),
  * read into `buf` slice by slice: each slice is yielded once read (a view of
- * `buf`, never reused while the caller uses it), so a consumer that stops early
- * stops the reading. A file shorter than `buf` ends early. The first slice is
+ * `buf`, never reused while the caller uses it), and the next slice is read
+ * while the caller works on this one, so reading and the caller's work overlap.
+ * A consumer that stops early stops the reading (the read ahead lands before
+ * the file is closed). A file shorter than `buf` ends early. The first slice is
  * `firstBytes` (default 256 KiB: a consumer may refuse the file from its first
  * bytes), the others `chunkBytes` (default 4 MiB).
  * @throws as `openSafeFile`; system errors of `read` unchanged.
@@ -124,15 +126,25 @@ export async function* readSafeFileInto(path: string, buf: Uint8Array, options: 
   const first = options.firstBytes ?? 256 * 1024;
   const chunk = options.chunkBytes ?? 4 * 1024 * 1024;
   const handle = await openSafeFile(path, options);
+  const readAt = (at: number): Promise<number> | undefined => {
+    if (at >= buf.length) return undefined;
+    const want = Math.min(at === 0 ? first : chunk, buf.length - at);
+    return handle.read(buf, at, want, at).then((r) => r.bytesRead);
+  };
+  let ahead = readAt(0);
   try {
-    for (let at = 0; at < buf.length;) {
-      const want = Math.min(at === 0 ? first : chunk, buf.length - at);
-      const { bytesRead } = await handle.read(buf, at, want, at);
+    for (let at = 0; ahead !== undefined;) {
+      const bytesRead = await ahead;
+      ahead = undefined;
       if (bytesRead === 0) return;
-      yield buf.subarray(at, at + bytesRead);
+      const slice = buf.subarray(at, at + bytesRead);
       at += bytesRead;
+      ahead = readAt(at);
+      yield slice;
     }
   } finally {
+    // a read still in flight lands (its error is of no use any more) before the close
+    if (ahead !== undefined) await ahead.catch(() => undefined);
     await handle.close();
   }
 }

@@ -3,11 +3,12 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import { expect } from 'chai';
 
 import { ProtocolError } from '../src/errors.js';
-import { checkRealFolder, openSafeFile, readSafeFile } from '../src/safe-file.js';
+import { checkRealFolder, openSafeFile, readSafeFile, readSafeFileInto } from '../src/safe-file.js';
 
 async function expectCode(p: Promise<unknown>, code: string, file: string): Promise<ProtocolError> {
   try {
@@ -93,6 +94,57 @@ describe('safe-file', () => {
       await expectCode(readSafeFile(join(dir, 'f'), { maxBytes: 2 }), 'ERR_FILE_TOO_LARGE', join(dir, 'f'));
       await writeFile(join(dir, 'e'), '');
       expect((await readSafeFile(join(dir, 'e'), { maxBytes: 3 })).length).to.equal(0);
+    });
+  });
+
+  describe('#readSafeFileInto', () => {
+    const content = (n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i % 251) + 1));
+
+    it('yields the file in slices of its buffer: the first slice, then chunks; a shorter file ends early', async () => {
+      await writeFile(join(dir, 'f'), content(100));
+      const buf = new Uint8Array(80);
+      const sizes: number[] = [];
+      for await (const slice of readSafeFileInto(join(dir, 'f'), buf, { firstBytes: 10, chunkBytes: 32 })) {
+        expect(slice.buffer).to.equal(buf.buffer);
+        sizes.push(slice.length);
+      }
+      expect(sizes).to.deep.equal([10, 32, 32, 6]);
+      expect(Buffer.from(buf).equals(content(80))).to.equal(true);
+      const big = new Uint8Array(200);
+      const got: number[] = [];
+      for await (const slice of readSafeFileInto(join(dir, 'f'), big, { firstBytes: 10, chunkBytes: 64 })) got.push(slice.length);
+      expect(got).to.deep.equal([10, 64, 26]);
+      expect(Buffer.from(big.subarray(0, 100)).equals(content(100))).to.equal(true);
+      await writeFile(join(dir, 'e'), '');
+      for await (const slice of readSafeFileInto(join(dir, 'e'), buf)) expect.fail(`yielded ${slice.length} bytes of an empty file`);
+      await symlink(join(dir, 'f'), join(dir, 'l'));
+      const it = readSafeFileInto(join(dir, 'l'), buf);
+      await expectCode(it.next(), 'ERR_FILE_SYMLINK', join(dir, 'l'));
+    });
+
+    it('reads the next slice while the caller still works on this one', async () => {
+      await writeFile(join(dir, 'f'), content(64));
+      const buf = new Uint8Array(64);
+      const it = readSafeFileInto(join(dir, 'f'), buf, { firstBytes: 16, chunkBytes: 16 });
+      const first = await it.next();
+      expect(first.value?.length).to.equal(16);
+      await sleep(100); // the caller works; the reading does not wait for its next()
+      expect(Buffer.from(buf.subarray(16, 32)).equals(content(64).subarray(16, 32))).to.equal(true);
+      expect(Buffer.from(buf.subarray(32)).every((b) => b === 0)).to.equal(true); // one slice ahead, no more
+      let rest = 0;
+      for (let r = await it.next(); r.done !== true; r = await it.next()) rest += r.value.length;
+      expect(rest).to.equal(48);
+    });
+
+    it('a caller that stops early: the read ahead lands, then the file is closed', async () => {
+      await writeFile(join(dir, 'f'), content(64));
+      const buf = new Uint8Array(64);
+      for await (const slice of readSafeFileInto(join(dir, 'f'), buf, { firstBytes: 16, chunkBytes: 16 })) {
+        expect(slice.length).to.equal(16);
+        break;
+      }
+      expect(Buffer.from(buf.subarray(16, 32)).equals(content(64).subarray(16, 32))).to.equal(true);
+      expect(Buffer.from(buf.subarray(32)).every((b) => b === 0)).to.equal(true);
     });
   });
 
