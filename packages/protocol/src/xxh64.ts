@@ -10,9 +10,12 @@ const api = await xxhash();
 /**
  * Input is handed to WebAssembly in slices of at most this many bytes: its
  * memory grows to the largest slice and never shrinks, so large pieces must
- * not be hashed in one call.
+ * not be hashed in one call. 256 KiB slices stay in the CPU's cache while they
+ * are copied in and hashed: 256 MiB hash in 37.5 ms against 41.7 ms in 4 MiB
+ * slices here (65 against 47 ms on a slower machine), and the module's memory
+ * stays small.
  */
-export const XXH64_SLICE_BYTES = 4 * 1024 * 1024;
+export const XXH64_SLICE_BYTES = 256 * 1024;
 
 /** An incremental xxh64: `update` any number of times, then `digest` once. */
 export interface Xxh64Hasher {
