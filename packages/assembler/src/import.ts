@@ -171,7 +171,8 @@ interface BundleFile {
 }
 
 type Verdict =
-  | { readonly kind: 'sound'; readonly pieces: readonly OpenedPiece[] }
+  /** `buffer`: the pool's buffer the pieces' data were deciphered in (views of it), theirs until merged. */
+  | { readonly kind: 'sound'; readonly pieces: readonly OpenedPiece[]; readonly buffer: Uint8Array | undefined }
   | { readonly kind: 'large' }
   | { readonly kind: 'skipped' }
   | { readonly kind: 'refused'; readonly rejection: ReceiptRejection }
@@ -354,12 +355,14 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
   };
   /**
    * Queue pieces of bundle `b` for merging; `after` runs once they are durable.
-   * Their bytes are held until then. A piece another bundle of this import
-   * merged meanwhile under another hash is refused (A4): the bundle gets a
-   * rejection, its other pieces stay merged.
+   * Their bytes (and `buffer`, the pool's buffer their data are views of) are
+   * held until then. A piece another bundle of this import merged meanwhile
+   * under another hash is refused (A4): the bundle gets a rejection, its other
+   * pieces stay merged.
    */
-  const merge = (b: BundleFile, index: number, pieces: readonly OpenedPiece[], after: (pieces: number, bytes: number) => void): void => {
-    const bytes = pieces.reduce((s, p) => s + p.data.length, 0);
+  const merge = (b: BundleFile, index: number, pieces: readonly OpenedPiece[], after: (pieces: number, bytes: number) => void, buffer?: Uint8Array): void => {
+    const inBuffer = (p: OpenedPiece): boolean => buffer !== undefined && p.data.buffer === buffer.buffer;
+    const bytes = (buffer?.length ?? 0) + pieces.reduce((s, p) => s + (inBuffer(p) ? 0 : p.data.length), 0);
     heldBytes += bytes;
     const done = Promise.allSettled(pieces.map((p) => queue.enqueue(p))).then(async (results) => {
       let n = 0;
@@ -387,7 +390,8 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       failure ??= err;
     }).finally(() => {
       // written and fsynced, or refused: nothing uses their bytes any more
-      for (const p of pieces) recycled.keep(p.data);
+      for (const p of pieces) if (!inBuffer(p)) recycled.keep(p.data);
+      if (buffer !== undefined) pool.give(buffer);
     });
     inFlight.push({ bytes, done });
   };
@@ -397,7 +401,10 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     /** Seqs whose headers authenticated, for a rejection. */
     const seqs: number[] = [];
     let skipped = 0;
-    /** The pool's buffer of the bundle's sealed bytes, given back once read (the opened pieces are copies). */
+    /**
+     * The pool's buffer of the bundle's sealed bytes: the sound pieces' data are deciphered
+     * in it (`inPlace`), so it goes with them to the merge; else it is given back here.
+     */
     let buffer: Uint8Array | undefined;
     try {
       const st = await lstat(b.path);
@@ -414,7 +421,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       buffer = hold ? pool.take(st.size) : undefined;
       const source = buffer !== undefined ? readSafeFileInto(b.path, buffer, { what: 'the bundle', firstBytes: FIRST_READ, chunkBytes: READ_CHUNK }) : await readSafely(b.path, Math.max(64 * 1024, Math.min(READ_CHUNK, st.size)));
       for await (const piece of readBundle(source, {
-        keys, plan, limits, file: b.path, shareSource: hold, alloc,
+        keys, plan, limits, file: b.path, shareSource: hold, inPlace: hold, alloc,
         onHeader: (h) => {
           seqs.push(h.seq);
           if (seqs.length === 1 && h.seq !== b.seq) {
@@ -428,7 +435,10 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
         if (hold) pieces.push(piece);
       }
       if (skipped === seqs.length) return { kind: 'skipped' };
-      return hold ? { kind: 'sound', pieces } : { kind: 'large' };
+      if (!hold) return { kind: 'large' };
+      const sound: Verdict = { kind: 'sound', pieces, buffer };
+      buffer = undefined;
+      return sound;
     } catch (err) {
       if (isRefusal(err)) return { kind: 'refused', rejection: { bundle: b.name, seqs, code: err.code, reason: shortReason(err) } };
       if (isSystemError(err)) {
@@ -530,7 +540,7 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
         merge(b, at, verdict.pieces, (pieces, bytes) => {
           ++counts.merged;
           tell(b, at, { outcome: 'merged', pieces, bytes });
-        });
+        }, verdict.buffer);
         break;
       }
       case 'large':

@@ -1,9 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Piece, Receipt } from '@ddferry/protocol';
-import { deriveRescueKeys, parseReceipt, RECEIPT_NAME } from '@ddferry/protocol';
+import { bundleFileName, deriveRescueKeys, parseReceipt, RECEIPT_NAME, sealPiece, writeBundle } from '@ddferry/protocol';
 import { expect } from 'chai';
 
 import { run } from '../src/cli.js';
@@ -14,7 +15,7 @@ import { importStick } from '../src/import.js';
 import { ReceiptWriter, receiptFileName } from '../src/receipt-writer.js';
 
 import {
-  CHUNK_SIZE, FINGERPRINT, KEYS, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID, SECRET, SOURCE_SIZE, tempDir,
+  bytesOf, CHUNK_SIZE, FINGERPRINT, hold, KEYS, makePiece, OTHER_FINGERPRINT, OTHER_RESCUE_ID, PLUS, readImage, readStatuses, RESCUE_ID, SECRET, SOURCE_SIZE, tempDir,
 } from './helpers.js';
 import {
   bundleBytes, expectedImage, fourPieces, makeRescueFolder, patchHeader, pieceEntryOffsets, readReceipts, refOf, STICK_ID, writeBundleFile,
@@ -135,6 +136,35 @@ describe('importStick', () => {
       const result = await importInto(imagePath, stick, { maxHeldBytes: 1 });
       expect({ merged: result.merged, pieces: result.mergedPieces }).to.deep.equal({ merged: 2, pieces: 4 });
       expect(await readImage(imagePath)).to.deep.equal(expectedImage(pieces));
+    });
+
+    it('deciphers held bundles in their own buffers (a zero run first: memory of its own), used again only once their pieces are merged', async () => {
+      // frames of 1 KiB: a piece of two random frames is deciphered in its bundle's buffer; one
+      // whose first frame is a zero run goes into memory of its own (the pool of merged pieces')
+      const list: Piece[] = [];
+      for (let c = 0; c < 3; ++c) {
+        for (let h = 0; h < 2; ++h) {
+          const pos = c * CHUNK_SIZE + h * 2048;
+          const data = h === 0 ? bytesOf(2048, pos) : Buffer.concat([Buffer.alloc(1024), bytesOf(1024, pos)]);
+          list.push(makePiece(list.length + 1, c, [{ pos, size: 2048, status: '+', data }]));
+        }
+      }
+      for (const p of list) await writeBundle([sealPiece(p, KEYS, { frameBytes: 1024 })], createWriteStream(join(folder, bundleFileName(p.seq))));
+      // merges held back while the next bundles are read: a buffer given back too early is read into
+      const image = await Image.open(imagePath);
+      let result: ImportResult;
+      try {
+        const { release, held } = hold(image);
+        const importing = importStick(stick, image, { secret: SECRET, maxHeldBytes: 20_000 });
+        await new Promise((r) => setTimeout(r, 200));
+        release();
+        await held;
+        result = await importing;
+      } finally {
+        await image.close();
+      }
+      expect({ merged: result.merged, refused: result.refused, pieces: result.mergedPieces }).to.deep.equal({ merged: 6, refused: 0, pieces: 6 });
+      expect(Buffer.from(await readImage(imagePath)).equals(Buffer.from(expectedImage(list)))).to.equal(true);
     });
 
     it('ignores temporaries and other files, and writes a receipt even with no bundle', async () => {

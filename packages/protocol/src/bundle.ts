@@ -138,6 +138,12 @@ export interface ReadBundleOptions extends ReadSealedBundleOptions {
    * buffers of pieces merged before saves the page faults of fresh memory.
    */
   readonly alloc?: ((size: number) => Uint8Array) | undefined;
+  /**
+   * With `shareSource`: the source's memory is the pieces' (see `PieceOpener`'s
+   * `inPlace`): frames are deciphered in place and each piece's data is a view of
+   * the source's buffer, to be kept until the piece is used. Default false.
+   */
+  readonly inPlace?: boolean | undefined;
 }
 
 /** Why a path is unsafe to even consider, or undefined. */
@@ -342,7 +348,9 @@ export async function* readSealedBundle(source: NodeJS.ReadableStream | AsyncIte
  */
 export async function* readBundle(source: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, options: ReadBundleOptions): AsyncGenerator<OpenedPiece, void, undefined> {
   const { file } = options;
-  const opener = new PieceOpener({ keys: options.keys, plan: options.plan, limits: options.limits, file, alloc: options.alloc });
+  const opener = new PieceOpener({
+    keys: options.keys, plan: options.plan, limits: options.limits, file, alloc: options.alloc, inPlace: options.inPlace === true && options.shareSource === true,
+  });
   /** The open piece: its header, frames read so far, and whether it is skipped. */
   let open: { header: OpenedHeader; frames: number; skip: boolean } | undefined;
   const missing = (o: { header: OpenedHeader; frames: number }): ProtocolError => new ProtocolError(

@@ -12,10 +12,15 @@ export const CIPHER_SLICE_BYTES = 64 * 1024;
 /**
  * Run `src` through a stream cipher (GCM encrypts or decrypts byte for byte)
  * in `CIPHER_SLICE_BYTES` slices, writing the output into `dst`, which must
- * have `src`'s length and must not overlap it. Returns `dst`.
+ * have `src`'s length. `dst` may be `src` itself or start before it in the same
+ * memory (each slice's output lands once its input is read, never on input
+ * still to read); starting inside `src` past its start is refused. Returns `dst`.
  */
 export function cipherInto(cipher: Cipher | Decipher, src: Uint8Array, dst: Uint8Array): Uint8Array {
   if (dst.length !== src.length) throw new RangeError(`internal: ${src.length} bytes cannot be ciphered into ${dst.length}`);
+  if (dst.buffer === src.buffer && dst.byteOffset > src.byteOffset && dst.byteOffset < src.byteOffset + src.length) {
+    throw new RangeError('internal: the output would overwrite input still to be read');
+  }
   for (let at = 0; at < src.length; at += CIPHER_SLICE_BYTES) {
     const end = Math.min(src.length, at + CIPHER_SLICE_BYTES);
     const out = cipher.update(src.subarray(at, end));

@@ -293,12 +293,25 @@ export interface PieceOpenerOptions {
   readonly peer?: string | undefined;
   /** Memory for a piece's data, when it has several frames (the collector recycles buffers). Default new memory. */
   readonly alloc?: ((size: number) => Uint8Array) | undefined;
+  /**
+   * The sealed frames given to `frame` are views of memory the caller gives up to the
+   * pieces (a bundle read whole into a buffer of its own, `shareSource`): each frame is
+   * deciphered in place, its plaintext laid over the sealed bytes of the frames before it,
+   * so a piece's data is a view of that memory and nothing is allocated or copied. A
+   * frame that cannot (in other memory, or a compressed or zero frame whose plaintext
+   * would reach past its own sealed bytes into a later frame's) has the piece's frames
+   * so far copied into `alloc`'s memory, where the piece goes on. A frame that fails
+   * leaves plaintext over the sealed bytes already deciphered. Default false.
+   */
+  readonly inPlace?: boolean | undefined;
 }
 
 interface OpenState {
   readonly header: OpenedHeader;
   readonly key: Uint8Array;
   data: Uint8Array | undefined;
+  /** `data` is a view of the sealed frames' own memory (`inPlace`). */
+  inPlace: boolean;
   next: number;
   /** Zero-run frames so far, as positions in the data, adjacent ones joined. */
   readonly zeroRuns: { pos: number; size: number }[];
@@ -324,6 +337,7 @@ export class PieceOpener {
   readonly #limits: Limits;
   readonly #where: PieceContext;
   readonly #alloc: (size: number) => Uint8Array;
+  readonly #inPlace: boolean;
   #open: OpenState | undefined;
 
   constructor(options: PieceOpenerOptions) {
@@ -335,6 +349,7 @@ export class PieceOpener {
     this.#limits = options.limits ?? DEFAULT_LIMITS;
     this.#where = { file: options.file, peer: options.peer };
     this.#alloc = options.alloc ?? ((size) => Buffer.allocUnsafeSlow(size));
+    this.#inPlace = options.inPlace === true;
   }
 
   /** The header of the piece being opened, if any. */
@@ -389,7 +404,7 @@ export class PieceOpener {
         frameEncodings: body.frameEncodings, frameBytes: body.frameBytes,
       };
       checkPieceAgainstPlan(header, this.#plan, where);
-      this.#open = { header, key, data: undefined, next: 0, zeroRuns: [] };
+      this.#open = { header, key, data: undefined, inPlace: false, next: 0, zeroRuns: [] };
       return header;
     });
   }
@@ -428,8 +443,10 @@ export class PieceOpener {
       // A raw frame of the right size is deciphered straight into the piece's
       // data; until its tag verifies, a failure drops the piece (#guard).
       const direct = encoding === FRAME_RAW && ciphertext.length === raw;
+      const inPlace = this.#inPlaceView(open, index, sealed, ciphertext, direct);
       let plain: Uint8Array;
-      if (!direct) plain = Buffer.allocUnsafe(ciphertext.length);
+      if (inPlace !== undefined && direct) plain = inPlace;
+      else if (!direct) plain = Buffer.allocUnsafe(ciphertext.length);
       else if (h.frameCount === 1) plain = open.data = this.#alloc(raw);
       else plain = (open.data ??= this.#alloc(h.dataSize)).subarray(pos, pos + raw);
       const d = createDecipheriv(CIPHER, open.key, nonce(FRAME_DOMAIN, index), { authTagLength: TAG_BYTES });
@@ -442,7 +459,9 @@ export class PieceOpener {
         throw new ProtocolError('ERR_SEAL_FRAME_AUTH_FAILED', `Frame ${index} of ${h.frameCount} does not authenticate.`, { ...this.#where, seq, cause: err });
       }
       const frameWhere = { ...this.#where, seq };
-      if (!direct && h.frameCount === 1) {
+      if (!direct && inPlace !== undefined) {
+        decodeFrame(encoding, plain, raw, inPlace, this.#limits.maxFrameBytes, index, frameWhere);
+      } else if (!direct && h.frameCount === 1) {
         open.data = decodeFrame(encoding, plain, raw, undefined, this.#limits.maxFrameBytes, index, frameWhere);
       } else if (!direct) {
         open.data ??= this.#alloc(h.dataSize);
@@ -455,6 +474,38 @@ export class PieceOpener {
       }
       open.next = index + 1;
     });
+  }
+
+  /**
+   * Where frame `index`'s plaintext goes in place (`inPlace`): the piece's data is a view
+   * of the sealed frames' memory from frame 0's ciphertext on, and a frame's plaintext
+   * may take that memory up to its own ciphertext's start (deciphered slice by slice, at
+   * or before the bytes read) or, decoded once authenticated, up to the end of its sealed
+   * bytes: never a later frame's. Else the frames so far move into `alloc`'s memory
+   * (`open.data`, from then on) and undefined is returned.
+   */
+  #inPlaceView(open: OpenState, index: number, sealed: Uint8Array | SealedFrame, ciphertext: Uint8Array, direct: boolean): Uint8Array | undefined {
+    const h = open.header;
+    if (!this.#inPlace || !(sealed instanceof Uint8Array)) return undefined;
+    if (index === 0 && ciphertext.byteOffset + h.dataSize <= ciphertext.buffer.byteLength) {
+      open.data = new Uint8Array(ciphertext.buffer, ciphertext.byteOffset, h.dataSize);
+      open.inPlace = true;
+    }
+    const data = open.data;
+    if (!open.inPlace || data === undefined) return undefined;
+    const pos = index * h.frameSize;
+    const raw = frameRawSize(h.dataSize, h.frameSize, index);
+    const at = data.byteOffset + pos;
+    const fits = sealed.buffer === data.buffer && (direct ? at <= ciphertext.byteOffset : at + raw <= sealed.byteOffset + sealed.length);
+    if (fits) return data.subarray(pos, pos + raw);
+    open.inPlace = false;
+    if (index === 0) {
+      open.data = undefined;
+    } else {
+      open.data = this.#alloc(h.dataSize);
+      open.data.set(data.subarray(0, pos));
+    }
+    return undefined;
   }
 
   /**

@@ -8,10 +8,11 @@ import { bundleSize, frameEntryName, headerEntryName, readBundle, readSealedBund
 import { ProtocolError } from '../src/errors.js';
 import { deriveRescueKeys } from '../src/keys.js';
 import { resolveLimits } from '../src/limits.js';
+import { makeExtent } from '../src/piece.js';
 import type { Piece } from '../src/piece.js';
 import { sealPiece } from '../src/seal.js';
 import type { SealedPiece } from '../src/seal.js';
-import { arbitraryPiece, collect, KEYS, makePiece, OTHER_RESCUE_ID, PLAN, RESCUE_ID, seal } from './helpers.js';
+import { arbitraryPiece, bytesOf, collect, KEYS, makePiece, OTHER_RESCUE_ID, PLAN, RESCUE_ID, seal } from './helpers.js';
 
 const limits = resolveLimits({ maxFrameBytes: 1024, maxMessageBytes: 8192, maxHeaderBytes: 4096 });
 const open = { keys: KEYS, plan: PLAN, limits };
@@ -331,6 +332,82 @@ describe('writeBundle / readBundle', () => {
     }
     const opened = await collect(readBundle(chunked(bytes, [512]), { ...open, shareSource: true }));
     expect(plainOf(opened.map(({ headerHash: _h, ...p }) => p))).to.deep.equal(plainOf([p1, p2, p3]));
+  });
+
+  describe('inPlace', () => {
+    /** Frames of 8 KiB: more than a tar entry's own 1 KiB or so, as on a stick (4 MiB frames). */
+    const F = 8192;
+    const bigFrames = { keys: KEYS, plan: PLAN, limits: resolveLimits({ maxFrameBytes: F, maxMessageBytes: 8 * F, maxHeaderBytes: 4096 }) };
+    /** A piece of one extent at the start of chunk 0 whose frames of F bytes hold what `frames` says, in order. */
+    const pieceOf = (seq: number, frames: readonly ('random' | 'zero' | 'text')[]): Piece => {
+      const data = Buffer.concat(frames.map((f, i) => (f === 'zero' ? Buffer.alloc(F) : f === 'text' ? Buffer.from('ddferry '.repeat(F / 8)) : Buffer.from(bytesOf(F, seq * 100 + i)))));
+      return { rescueId: RESCUE_ID, seq, chunk: 0, extents: [makeExtent(0, data)], delta: [{ pos: 0, size: data.length, status: '+' }], data };
+    };
+    const allocs = (): { alloc: (size: number) => Uint8Array; sizes: number[] } => {
+      const sizes: number[] = [];
+      return { sizes, alloc: (size) => (sizes.push(size), new Uint8Array(size).fill(0xee)) };
+    };
+
+    it('deciphers raw frames where their sealed bytes lie: each piece\'s data is a view of the source\'s buffer, nothing allocated', async () => {
+      const bytes = await bundleBytes([s1, s2, s3]);
+      const { alloc, sizes } = allocs();
+      const got = await collect(readBundle(chunked(bytes, [bytes.length]), { ...open, shareSource: true, inPlace: true, alloc }));
+      expect(plainOf(got.map(({ headerHash: _h, ...p }) => p))).to.deep.equal(plainOf([p1, p2, p3]));
+      expect(got.map((p) => p.headerHash)).to.deep.equal([s1, s2, s3].map((s) => s.headerHash));
+      expect(sizes).to.deep.equal([]);
+      for (const p of got.filter((x) => x.data.length > 0)) expect(p.data.buffer).to.equal(bytes.buffer);
+      // without inPlace, or without a shared source, the source's bytes stay as they were
+      const again = await bundleBytes([s1, s2, s3]);
+      const copy = Buffer.from(again);
+      await collect(readBundle(chunked(again, [again.length]), { ...open, shareSource: true }));
+      await collect(readBundle(chunked(again, [again.length]), { ...open, inPlace: true }));
+      expect(again.equals(copy)).to.equal(true);
+    });
+
+    it('moves a piece into alloc\'s memory at a zero or compressed frame that would reach a later frame\'s bytes, and its data is still right', async () => {
+      const pieces = [
+        pieceOf(10, ['random', 'random', 'zero', 'random']),
+        pieceOf(11, ['text', 'random']),
+        pieceOf(12, ['random', 'random', 'random']),
+        pieceOf(13, ['zero', 'random']),
+      ];
+      const sealed = pieces.map((p) => seal(p, { limits: bigFrames.limits }));
+      expect(sealed[0]!.frames[2]!.ciphertext.length).to.equal(0);
+      expect(sealed[1]!.frames[0]!.ciphertext.length).to.be.below(F / 4);
+      const bytes = await bundleBytes(sealed, { limits: bigFrames.limits });
+      const { alloc, sizes } = allocs();
+      const got = await collect(readBundle(chunked(bytes, [bytes.length]), { ...bigFrames, shareSource: true, inPlace: true, alloc }));
+      got.forEach((p, i) => expect(Buffer.from(p.data).equals(Buffer.from(pieces[i]!.data)), `piece ${p.seq}`).to.equal(true));
+      expect(got.map((p) => p.data.buffer === bytes.buffer)).to.deep.equal([false, false, true, false]);
+      expect(sizes).to.deep.equal([4 * F, 2 * F, 2 * F]);
+      expect(got[0]!.zeroRuns).to.deep.equal([{ pos: 2 * F, size: F }]);
+    });
+
+    it('opens any pieces fed in any chunks as without it, and refuses a flipped bit alike', async () => {
+      await fc.assert(fc.asyncProperty(
+        fc.uniqueArray(arbitraryPiece(), { minLength: 1, maxLength: 4, selector: (p) => p.seq }),
+        fc.array(fc.integer({ min: 1, max: 1500 }), { minLength: 1, maxLength: 5 }),
+        fc.nat(),
+        async (pieces, sizes, flip) => {
+          const bytes = await bundleBytes(pieces.map((p) => seal(p, { limits })));
+          const whole = [bytes.length];
+          const got = await collect(readBundle(chunked(Buffer.from(bytes), sizes), { ...open, shareSource: true, inPlace: true }));
+          const gotWhole = await collect(readBundle(chunked(Buffer.from(bytes), whole), { ...open, shareSource: true, inPlace: true }));
+          for (const g of [got, gotWhole]) {
+            expect(g.map((p) => p.seq)).to.deep.equal(pieces.map((p) => p.seq));
+            g.forEach((p, i) => expect(Buffer.from(p.data).equals(Buffer.from(pieces[i]?.data ?? []))).to.equal(true));
+          }
+          const bad = Buffer.from(bytes);
+          const at = flip % bad.length;
+          bad[at] = bad[at]! ^ 1;
+          const outcome = async (inPlace: boolean): Promise<string> => collect(readBundle(chunked(Buffer.from(bad), whole), { ...open, shareSource: true, inPlace })).then(
+            (ps) => ps.map((p) => `${p.seq}:${Buffer.from(p.data).toString('hex')}`).join(','),
+            (err: unknown) => (err instanceof ProtocolError ? err.code : 'other error'),
+          );
+          expect(await outcome(true)).to.equal(await outcome(false));
+        },
+      ), { numRuns: 80, seed: 7 });
+    });
   });
 
   it('names entries with at least six digits', () => {

@@ -35,6 +35,25 @@ describe('cipherInto', () => {
     expect(big.subarray(100 + plain.length).every((b) => b === 0xaa)).to.equal(true);
   });
 
+  it('ciphers in place, or into memory just before the input (a piece laid over its sealed frames)', () => {
+    const plain = randomBytes(3 * CIPHER_SLICE_BYTES + 11);
+    const whole = createCipheriv('aes-256-gcm', key, iv);
+    const expected = Buffer.concat([whole.update(plain), whole.final()]);
+    for (const back of [0, 1, 16, CIPHER_SLICE_BYTES + 3]) {
+      const mem = Buffer.alloc(plain.length + back + 50, 0xaa);
+      plain.copy(mem, back);
+      const src = mem.subarray(back, back + plain.length);
+      cipherInto(createCipheriv('aes-256-gcm', key, iv), src, mem.subarray(0, plain.length));
+      expect(mem.subarray(0, plain.length).equals(expected), `${back} bytes before`).to.equal(true);
+    }
+  });
+
+  it('refuses a destination that starts inside the input past its start: it would write over input still to read', () => {
+    const mem = Buffer.alloc(2 * CIPHER_SLICE_BYTES + 10);
+    const src = mem.subarray(0, CIPHER_SLICE_BYTES + 5);
+    expect(() => cipherInto(createCipheriv('aes-256-gcm', key, iv), src, mem.subarray(1, CIPHER_SLICE_BYTES + 6))).to.throw(RangeError, /input still to be read/);
+  });
+
   it('refuses a destination of another length', () => {
     expect(() => cipherInto(createCipheriv('aes-256-gcm', key, iv), Buffer.alloc(10), Buffer.alloc(9))).to.throw(RangeError);
   });
