@@ -477,6 +477,7 @@ export class Image {
    * | step | on failure |
    * |---|---|
    * | write every `writes` entry at its position, then every `copies` entry, slice by slice | `ERR_IMAGE_WRITE` (or the error of `read`); nothing claims those bytes |
+   * | tell `written`: the batch's memory may go (the kernel holds the bytes) | — |
    * | fsync the image, once | `ERR_IMAGE_SYNC`; the image refuses further commits (after a failed fsync the kernel may have dropped the data) |
    * | raise statuses in memory: `writes` and `copies` to `+`, then `statuses`, never backwards | — |
    * | save `IMAGE.map` (with `.bak`) | `ERR_IMAGE_SAVE`; the next commit saves it again |
@@ -485,7 +486,7 @@ export class Image {
    * @throws Error (a bug in the caller) for a write outside the source or over a `+` block,
    *   or a piece whose seq is merged under another header hash (A4: the caller refuses those).
    */
-  async commit(batch: Commit): Promise<void> {
+  async commit(batch: Commit, written?: () => void): Promise<void> {
     this.#checkUsable();
     const map = this.#map;
     if ((this.#binding === undefined && this.#adoptedSize === undefined) || map === undefined || this.#bindPending) {
@@ -509,6 +510,7 @@ export class Image {
     for (const w of batch.writes) await this.#write(w.data, w.pos);
     if (copies.length > 0) await this.#copy(copies);
     if (zeros.length > 0) await this.#zero(zeros);
+    written?.();
     if (targets.length > 0) await this.#sync();
     for (const w of targets) this.#raise(w.pos, w.size, '+');
     for (const s of batch.statuses) this.#raise(s.pos, s.size, s.status);

@@ -341,30 +341,54 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
     return 'skip';
   };
 
-  /** Merges in flight, oldest first; each settles (never rejects) once durable or failed. */
-  const inFlight: { readonly bytes: number; readonly done: Promise<void> }[] = [];
+  /**
+   * Merges in flight, oldest first: `released` settles once their memory is given back
+   * (their pieces written, before the fsync, or the merge settled), `done` once durable
+   * or failed (never rejects).
+   */
+  const inFlight: { readonly released: Promise<void>; readonly done: Promise<void> }[] = [];
+  /** Bytes read and not given back yet: bundles' buffers and pieces' data. */
   let heldBytes = 0;
   const settleOldest = async (): Promise<void> => {
     const oldest = inFlight.shift();
-    if (oldest === undefined) return;
-    await oldest.done;
-    heldBytes -= oldest.bytes;
+    if (oldest !== undefined) await oldest.done;
   };
   const makeRoom = async (bytes: number): Promise<void> => {
-    while (inFlight.length > 0 && heldBytes + bytes > maxHeld) await settleOldest();
+    for (const m of [...inFlight]) {
+      if (heldBytes + bytes <= maxHeld) return;
+      await m.released;
+    }
   };
   /**
    * Queue pieces of bundle `b` for merging; `after` runs once they are durable.
    * Their bytes (and `buffer`, the pool's buffer their data are views of) are
-   * held until then. A piece another bundle of this import merged meanwhile
-   * under another hash is refused (A4): the bundle gets a rejection, its other
-   * pieces stay merged.
+   * held until they are written (the fsync does not need them). A piece another
+   * bundle of this import merged meanwhile under another hash is refused (A4):
+   * the bundle gets a rejection, its other pieces stay merged.
    */
   const merge = (b: BundleFile, index: number, pieces: readonly OpenedPiece[], after: (pieces: number, bytes: number) => void, buffer?: Uint8Array): void => {
     const inBuffer = (p: OpenedPiece): boolean => buffer !== undefined && p.data.buffer === buffer.buffer;
     const bytes = (buffer?.length ?? 0) + pieces.reduce((s, p) => s + (inBuffer(p) ? 0 : p.data.length), 0);
     heldBytes += bytes;
-    const done = Promise.allSettled(pieces.map((p) => queue.enqueue(p))).then(async (results) => {
+    let isReleased = false;
+    let onReleased: () => void = () => undefined;
+    const released = new Promise<void>((r) => {
+      onReleased = r;
+    });
+    /** Written (or failed, or refused): nothing uses their bytes any more. */
+    const release = (): void => {
+      if (isReleased) return;
+      isReleased = true;
+      heldBytes -= bytes;
+      for (const p of pieces) if (!inBuffer(p)) recycled.keep(p.data);
+      if (buffer !== undefined) pool.give(buffer);
+      onReleased();
+    };
+    let unwritten = pieces.length;
+    const written = (): void => {
+      if (--unwritten === 0) release();
+    };
+    const done = Promise.allSettled(pieces.map((p) => queue.enqueue(p, written))).then(async (results) => {
       let n = 0;
       let k = 0;
       const conflicts: ProtocolError[] = [];
@@ -388,12 +412,8 @@ export async function importStick(dir: string, image: Image, options: ImportOpti
       await writeReceiptSoFar();
     }).catch((err: unknown) => {
       failure ??= err;
-    }).finally(() => {
-      // written and fsynced, or refused: nothing uses their bytes any more
-      for (const p of pieces) if (!inBuffer(p)) recycled.keep(p.data);
-      if (buffer !== undefined) pool.give(buffer);
-    });
-    inFlight.push({ bytes, done });
+    }).finally(release);
+    inFlight.push({ released, done });
   };
 
   /** Read and check a whole bundle; hold its opened pieces when it fits in `maxHeld`. */

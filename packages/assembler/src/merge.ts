@@ -191,22 +191,26 @@ function forEachRun(a: number, b: number, runs: readonly { readonly pos: number;
 /**
  * Merge a batch of validated pieces durably, serialized with every other
  * merge of the image. Returns once the data is fsynced and `IMAGE.map` and the
- * binding are saved: only then may the caller send the receipt.
+ * binding are saved: only then may the caller send the receipt. `written` is
+ * told once the pieces' data is written (before the fsync) or found merged
+ * before: their memory may go then; a write that fails never tells it.
  * @returns the pieces to acknowledge (every distinct piece of `pieces`, merged
  *   now or before) and those refused (A4, nothing of them written).
  * @throws AssemblerError `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`, `ERR_IMAGE_SAVE`,
  *   `ERR_IMAGE_NOT_BOUND`, `ERR_IMAGE_WRONG_RESCUE`, `ERR_IMAGE_CLOSED`.
  */
-export function mergePieces(image: Image, pieces: readonly OpenedPiece[]): Promise<{ acknowledged: PieceRef[]; refused: PlannedBatch['refused'] }> {
+export function mergePieces(image: Image, pieces: readonly OpenedPiece[], written?: () => void): Promise<{ acknowledged: PieceRef[]; refused: PlannedBatch['refused'] }> {
   return image.exclusive(async () => {
     const { commit, acknowledged, refused } = planBatch(image, pieces);
-    if (commit.pieces.length > 0) await image.commit(commit);
+    if (commit.pieces.length > 0) await image.commit(commit, written);
+    else written?.();
     return { acknowledged: [...acknowledged], refused };
   });
 }
 
 interface Waiting {
   readonly piece: OpenedPiece;
+  readonly written: (() => void) | undefined;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
@@ -242,14 +246,15 @@ export class MergeQueue {
   }
 
   /**
-   * Queue an opened, checked piece.
+   * Queue an opened, checked piece. `written` is told once its batch is
+   * written, before the fsync (see `mergePieces`): its data's memory may go.
    * @returns a promise settled when the piece is durably merged (or was merged
    *   before), rejected with `ERR_PIECE_SEQ_CONFLICT` (a ProtocolError) when its
    *   seq is another piece's (A4), or with the batch's error.
    */
-  enqueue(piece: OpenedPiece): Promise<void> {
+  enqueue(piece: OpenedPiece, written?: () => void): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#waiting.push({ piece, resolve, reject });
+      this.#waiting.push({ piece, written, resolve, reject });
       this.#bytes += piece.data.length;
       this.#running ??= this.#run();
     });
@@ -273,7 +278,9 @@ export class MergeQueue {
         }
         const batch = this.#waiting.slice(0, n);
         try {
-          const { refused } = await mergePieces(this.image, batch.map((w) => w.piece));
+          const { refused } = await mergePieces(this.image, batch.map((w) => w.piece), () => {
+            for (const w of batch) w.written?.();
+          });
           const errors = new Map(refused.map((r) => [r.piece, r.error]));
           for (const w of batch) {
             const error = errors.get(w.piece);

@@ -356,6 +356,36 @@ describe('merge', () => {
       }
     });
 
+    it('tells a piece written once its batch is written, before the fsync; at once when merged before; never when its write fails', async () => {
+      const events: string[] = [];
+      let failWrite = false;
+      const image = await bound({
+        onStep: (s: ImageStep) => {
+          if (s === 'write' && failWrite) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+          if (s === 'sync') events.push('sync');
+        },
+      });
+      try {
+        const queue = new MergeQueue(image, { maxBatchPieces: 1 });
+        const [a, b, c] = [1, 2, 3].map((s) => makePiece(s, 0, [{ pos: s * 512, size: 512, status: '+' }]));
+        const durable = (n: number) => (): void => void events.push(`durable ${n}`);
+        await Promise.all([
+          queue.enqueue(a!, () => events.push('written 1')).then(durable(1)),
+          queue.enqueue(b!, () => events.push('written 2')).then(durable(2)),
+        ]);
+        expect(events).to.deep.equal(['written 1', 'sync', 'durable 1', 'written 2', 'sync', 'durable 2']);
+        events.length = 0;
+        await queue.enqueue(a!, () => events.push('written again')).then(durable(1));
+        expect(events).to.deep.equal(['written again', 'durable 1']);
+        events.length = 0;
+        failWrite = true;
+        await queue.enqueue(c!, () => events.push('written 3')).then(() => expect.fail('merged'), (err: { code: string }) => events.push(err.code));
+        expect(events).to.deep.equal(['EIO']); // the hook's error, as if the write had failed there
+      } finally {
+        await image.close();
+      }
+    });
+
     it('merges in batches of at most maxBatchPieces, one fsync each', async () => {
       let syncs = 0;
       const image = await bound({ onStep: (s: ImageStep) => (s === 'sync' ? ++syncs : 0) });
