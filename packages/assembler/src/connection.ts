@@ -14,8 +14,7 @@
  */
 import type { HelloMessage, Limits, Message, OpenedPiece, PieceRef, Secret } from '@ddferry/protocol';
 import {
-  decodeEnvelope, deriveRescueKeys, describeFingerprint, encodeEnvelope, headerHashOf, isProtocolError, makeNonce, peekMessageType, PieceCollector,
-  pieceRefsPerMessage, printable, PROTOCOL_VERSION, serverProof, verifyAuthHmac,
+  decodeEnvelope, deriveRescueKeys, describeFingerprint, droppedBuffers, encodeEnvelope, headerHashOf, isProtocolError, makeNonce, peekMessageType, PieceCollector, pieceRefsPerMessage, printable, PROTOCOL_VERSION, serverProof, verifyAuthHmac,
 } from '@ddferry/protocol';
 import type { RawData, WebSocket } from 'ws';
 
@@ -191,6 +190,8 @@ export class Connection {
       this.#ctx.log.error(`${this.#peer}: internal error: ${(err as Error).stack ?? String(err)}`);
       this.#fail('ERR_INTERNAL', `The assembler failed on a ${msg.type} message: ${messageOf(err)}`, CLOSE.internal);
     }
+    // the message's bytes are deciphered or copied into the piece: its buffer is garbage now
+    droppedBuffers(bytes.length);
   }
 
   #dispatch(msg: Message): void {

@@ -1,5 +1,7 @@
 import type { Cipher, Decipher } from 'node:crypto';
 
+import { droppedBuffers } from './young-garbage.js';
+
 /**
  * Bytes given to one `update` of a GCM cipher. Node allocates a fresh output
  * buffer per `update`; fed a 4 MiB frame at once, AES-256-GCM ran at 285 MiB/s
@@ -26,6 +28,7 @@ export function cipherInto(cipher: Cipher | Decipher, src: Uint8Array, dst: Uint
     const out = cipher.update(src.subarray(at, end));
     if (out.length !== end - at) throw new Error(`internal: the cipher gave ${out.length} bytes for ${end - at}`);
     dst.set(out, at);
+    droppedBuffers(out.length);
   }
   return dst;
 }

@@ -19,6 +19,7 @@
  */
 import type { Chunk } from '@ddferry/mapfile';
 import type { Piece, PieceMapState } from '@ddferry/protocol';
+import { droppedBuffers } from '@ddferry/protocol';
 
 import type { RescueReporter, StatusRefresh } from '../engine/reporter.js';
 import { ReaderError } from '../errors.js';
@@ -278,6 +279,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       },
       data(pos, data) {
         builder.write(pos, data);
+        // copied into the piece: the pipe's chunk is garbage now
+        droppedBuffers(data.length);
         received += data.length;
         status.reading = null;
         status.lastDataAt = Date.now();

@@ -1,0 +1,57 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/**
+ * Bytes of buffers dropped between two minor collections (`droppedBuffers`).
+ * Measured on an import of 256 MiB (medians of 3): every 4 MiB 0.48 s and peak
+ * RSS 137 MiB; every 1 MiB 0.50 s; every 16 MiB 0.48 s and 149 MiB; never
+ * 0.69 s and 159 MiB.
+ */
+export const SCAVENGE_EVERY_BYTES = 4 * 1024 * 1024;
+
+type Gc = (options?: { readonly type?: 'minor' | 'major'; readonly execution?: 'sync' | 'async' }) => void;
+
+/** V8's collector, undefined until first needed, null where it cannot be had. */
+let gc: Gc | null | undefined;
+let dropped = 0;
+
+/**
+ * V8's `gc` function without exposing it: the flag is set for the time of making one
+ * new context, then set back, so neither the program nor later contexts see a `gc`.
+ */
+function collector(): Gc | null {
+  if (gc !== undefined) return gc;
+  const exposed = typeof (globalThis as { gc?: unknown }).gc === 'function';
+  try {
+    if (exposed) {
+      gc = (globalThis as unknown as { gc: Gc }).gc;
+    } else {
+      setFlagsFromString('--expose-gc');
+      gc = runInNewContext('gc') as Gc;
+    }
+  } catch {
+    gc = null;
+  } finally {
+    if (!exposed) setFlagsFromString('--no-expose-gc');
+  }
+  return gc;
+}
+
+/**
+ * Say that `bytes` of buffers just became garbage (a cipher's outputs copied
+ * elsewhere, a socket's chunks parsed, a pipe's chunks copied into a piece).
+ * Every `SCAVENGE_EVERY_BYTES` a minor collection runs, so their memory goes
+ * back to malloc while its pages are still in the CPU's cache and the process's
+ * RSS, and serves the next buffers. Left to itself, V8 collects the young
+ * generation by its own objects' size: a 64 KiB Buffer weighs 80 bytes there, so
+ * hundreds of MiB of dead buffers pile up between two scavenges, are faulted in,
+ * and are handed back to the kernel in bursts (`raiseMallocThresholds` keeps
+ * part of them). A minor collection of a young generation of small objects takes
+ * tens of microseconds.
+ */
+export function droppedBuffers(bytes: number): void {
+  dropped += bytes;
+  if (dropped < SCAVENGE_EVERY_BYTES) return;
+  dropped = 0;
+  collector()?.({ type: 'minor' });
+}
