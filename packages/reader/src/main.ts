@@ -84,6 +84,8 @@ async function main(): Promise<number> {
     result = await runUsedMap(rest, io, controller.signal);
     if (signal !== null) result = { status: signalStatus(signal), signal };
   } else if (command === 'rescue') {
+    // the reading process starts while the pipeline's modules load
+    if (!rest.some((a) => a === '--help' || a === '-h')) (await import('./run/reading-process.js')).startReadingProcessAhead();
     const { runRescue } = await import('./commands/rescue.js');
     result = await runRescue(rest, io, controller.signal, () => signal);
   } else {

@@ -25,6 +25,7 @@ import { readJob } from '../src/job/job.js';
 import { readJobToken } from '../src/job/token.js';
 import { planJob } from '../src/job/plan-job.js';
 import type { StickSpace } from '../src/stick/space.js';
+import type { SlowRange } from '../src/source/blocking-source.js';
 import { EXIT_STICK_FULL } from '../src/stick/trip.js';
 import { BUNDLE_WRITER, type StickWriter } from '../src/stick/writer.js';
 import { stickTripInProcess } from './helpers/in-process.js';
@@ -164,13 +165,13 @@ interface World {
   check(): void;
 }
 
-async function makeWorld(o: { size: number; chunkSize: number; bad: ReadonlyArray<readonly [number, number]>; capacity: number }): Promise<World> {
+async function makeWorld(o: { size: number; chunkSize: number; bad: ReadonlyArray<readonly [number, number]>; capacity: number; slow?: readonly SlowRange[] }): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'ddferry-stick-'));
   const source = makeSource(o.size);
   writeFileSync(join(dir, 'disk.bin'), source);
   writeFileSync(join(dir, 'disk.testmap'), testMap(o.size, o.bad));
   const jobDir = join(dir, 'job');
-  await planJob({ source: join(dir, 'disk.bin'), jobDir, chunkSize: o.chunkSize, testMode: join(dir, 'disk.testmap'), commandLine: 'test plan' });
+  await planJob({ source: join(dir, 'disk.bin'), jobDir, chunkSize: o.chunkSize, testMode: join(dir, 'disk.testmap'), commandLine: 'test plan', ...(o.slow === undefined ? {} : { testSlowReads: o.slow }) });
   const job = await readJob(jobDir);
   const stick = join(dir, 'stick');
   mkdirSync(stick);
@@ -427,7 +428,10 @@ describe('rescue --to DIR (stick trips)', function () {
   });
 
   it('says \'Interrupted by user\' for a signal only, and still ends with the status line + after it', async () => {
-    w = await makeWorld({ size: 8 * MIB, chunkSize: 2 * MIB, bad: [[MIB, 4 * KIB]], capacity: 64 * MIB });
+    // a read that blocks 2 s: the signal comes while the trip runs, however fast the machine; the
+    // reading process, abandoned in that read, sends what it read once the read returns: that run
+    // has ended and must not store it (it did, under seqs the next trip gave again: ERR_PIECE_SEQ_CONFLICT)
+    w = await makeWorld({ size: 8 * MIB, chunkSize: 2 * MIB, bad: [[MIB, 4 * KIB]], capacity: 64 * MIB, slow: [{ pos: 3 * MIB, size: 64 * KIB, seconds: 2 }] });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 300);
     const code = await w.trip({ signal: ac.signal });

@@ -37,15 +37,87 @@ export function currentHost(): ReadingProcessHost {
  *
  * A bundle is the module that is neither `reading-process.js` nor `.ts`: the reader's
  * code is in one file, which is its own entry. `--inspect*` options are not passed on
- * (the port would be taken).
+ * (the port would be taken), nor a script given on the command line (`-e`, `-p`,
+ * `--input-type`: the reading process would run it instead of the entry).
  */
 export function readingProcessCommand(host: ReadingProcessHost = currentHost()): { file: string; args: string[] } {
   if (host.isSea) return { file: host.execPath, args: [READING_PROCESS_ARG] };
   const own = new URL(host.moduleUrl);
   const name = basename(own.pathname);
   const entry = name === 'reading-process.ts' ? new URL('../main.ts', own) : name === 'reading-process.js' ? new URL('../main.js', own) : own;
-  const execArgv = host.execArgv.filter((a) => !a.startsWith('--inspect'));
-  return { file: host.execPath, args: [...execArgv, fileURLToPath(entry), READING_PROCESS_ARG] };
+  return { file: host.execPath, args: [...passedOn(host.execArgv), fileURLToPath(entry), READING_PROCESS_ARG] };
+}
+
+/** Node options that take the next argument as their value, and are not passed on. */
+const SCRIPT_OPTIONS = new Set(['-e', '--eval', '-p', '--print', '--input-type']);
+
+/** The options of this process a reading process gets: all but `--inspect*` and a script given on the command line. */
+export function passedOn(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; ++i) {
+    const a = execArgv[i]!;
+    if (a.startsWith('--inspect')) continue;
+    if (SCRIPT_OPTIONS.has(a)) {
+      ++i;
+      continue;
+    }
+    if (/^(?:--eval|--print|--input-type)=/.test(a)) continue;
+    out.push(a);
+  }
+  return out;
+}
+
+/** Standard streams of a reading process: control in, nothing out, stderr, frames on fd 3. */
+const STDIO: ['pipe', 'ignore', 'pipe', 'pipe'] = ['pipe', 'ignore', 'pipe', 'pipe'];
+
+/** A reading process started ahead (`startReadingProcessAhead`), not yet taken. */
+let ahead: ChildProcess | undefined;
+
+/** The streams that would keep this process alive, each with ref and unref. */
+function pipesOf(child: ChildProcess): { ref?: () => void; unref?: () => void }[] {
+  return [child.stdin, child.stderr, child.stdio[3]].filter((s) => s !== null && s !== undefined) as { ref?: () => void; unref?: () => void }[];
+}
+
+/**
+ * Start the reading process now, while this process still loads the command's modules
+ * (starting Node and loading the reader's modules takes a few tenths of a second, in
+ * which the source could already be opened): `ReadingProcess.start` takes it. Until
+ * taken it keeps nothing alive: a command that never reads exits, the reading
+ * process's control input ends with it, and it ends too. A failure to start is left
+ * for `ReadingProcess.start` to report.
+ */
+export function startReadingProcessAhead(): void {
+  if (ahead !== undefined) return;
+  const { file, args } = readingProcessCommand();
+  let child: ChildProcess;
+  try {
+    child = spawn(file, args, { stdio: STDIO, detached: true });
+  } catch {
+    return;
+  }
+  child.once('error', () => undefined);
+  if (child.pid === undefined) return;
+  child.unref();
+  for (const p of pipesOf(child)) p.unref?.();
+  child.once('exit', () => {
+    if (ahead === child) ahead = undefined;
+  });
+  ahead = child;
+}
+
+/** The pid of the reading process started ahead and not yet taken, if any. */
+export function readingProcessAheadPid(): number | undefined {
+  return ahead?.pid;
+}
+
+/** The reading process started ahead, if it still runs, now keeping this process alive. */
+function takeAhead(): ChildProcess | undefined {
+  const child = ahead;
+  ahead = undefined;
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return undefined;
+  child.ref();
+  for (const p of pipesOf(child)) p.ref?.();
+  return child;
 }
 
 /** Longest stderr text of the reading process kept for an error message. */
@@ -65,6 +137,8 @@ export class ReadingProcess {
   readonly #decoder: FrameDecoder;
   #stderr = '';
   #exited = false;
+  /** Abandoned: whatever it still sends is dropped, never handled. */
+  #abandoned = false;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Milliseconds (Date.now) of the last frame received. */
   lastHeard = Date.now();
@@ -76,6 +150,7 @@ export class ReadingProcess {
     this.#decoder = new FrameDecoder(handlers);
     const frames = child.stdio[3] as Readable;
     frames.on('data', (chunk: Buffer) => {
+      if (this.#abandoned) return;
       this.lastHeard = Date.now();
       this.#decoder.push(chunk);
     });
@@ -100,14 +175,20 @@ export class ReadingProcess {
   }
 
   /**
-   * Start a reading process and send it `init`.
+   * Start a reading process (or take the one started ahead) and send it `init`.
    * @throws ReaderError `ERR_READING_PROCESS` if it cannot be started.
    */
   static start(init: ReadingInit, handlers: FrameHandlers): ReadingProcess {
+    const taken = takeAhead();
+    if (taken !== undefined) {
+      const p = new ReadingProcess(taken, handlers);
+      p.#send({ kind: 'init', ...init });
+      return p;
+    }
     const { file, args } = readingProcessCommand();
     let child: ChildProcess;
     try {
-      child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe', 'pipe'], detached: true });
+      child = spawn(file, args, { stdio: STDIO, detached: true });
     } catch (err) {
       throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process (${(err as Error).message}). Check that ${file} can run, then run the same command again.`, { cause: err });
     }
@@ -149,8 +230,13 @@ export class ReadingProcess {
     this.#control.end();
   }
 
-  /** Forget it: the main process may end while it still waits on a read. */
+  /**
+   * Forget it: the main process may end while it still waits on a read. What it sends
+   * once its read returns is dropped: the run that owned it has ended, and nothing it
+   * reads may reach a piece, a seq or a map any more (its ranges are read again).
+   */
   abandon(): void {
+    this.#abandoned = true;
     this.stop();
     this.#child.unref();
     (this.#child.stdio[3] as Readable & { unref?: () => void }).unref?.();
