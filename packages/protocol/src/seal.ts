@@ -486,8 +486,8 @@ export class PieceOpener {
    */
   #inPlaceView(open: OpenState, index: number, sealed: Uint8Array | SealedFrame, ciphertext: Uint8Array, direct: boolean): Uint8Array | undefined {
     const h = open.header;
-    if (!this.#inPlace || !(sealed instanceof Uint8Array)) return undefined;
-    if (index === 0 && ciphertext.byteOffset + h.dataSize <= ciphertext.buffer.byteLength) {
+    if (!this.#inPlace) return undefined;
+    if (index === 0 && sealed instanceof Uint8Array && ciphertext.byteOffset + h.dataSize <= ciphertext.buffer.byteLength) {
       open.data = new Uint8Array(ciphertext.buffer, ciphertext.byteOffset, h.dataSize);
       open.inPlace = true;
     }
@@ -496,7 +496,7 @@ export class PieceOpener {
     const pos = index * h.frameSize;
     const raw = frameRawSize(h.dataSize, h.frameSize, index);
     const at = data.byteOffset + pos;
-    const fits = sealed.buffer === data.buffer && (direct ? at <= ciphertext.byteOffset : at + raw <= sealed.byteOffset + sealed.length);
+    const fits = sealed instanceof Uint8Array && sealed.buffer === data.buffer && (direct ? at <= ciphertext.byteOffset : at + raw <= sealed.byteOffset + sealed.length);
     if (fits) return data.subarray(pos, pos + raw);
     open.inPlace = false;
     if (index === 0) {
