@@ -397,24 +397,17 @@ export class Connection {
 
   #enqueue(piece: OpenedPiece): void {
     const size = piece.data.length;
-    // the piece's memory is held until it is written (the fsync does not need it)
+    // the piece's memory is held until it is merged
     const reserved = this.#reserved;
     this.#reserved = 0;
     this.#unmergedBytes += size;
     ++this.#unmergedPieces;
     if (this.#unmergedBytes >= this.#ctx.maxUnmergedBytes || this.#unmergedPieces >= this.#ctx.maxUnmergedPieces) this.#pause();
-    let freed = false;
-    /** Written (or failed): nothing uses its bytes any more; kept under the budget, after its reservation is given back. */
-    const free = (written: boolean): void => {
-      if (freed) return;
-      freed = true;
-      this.#ctx.memory?.give(reserved);
-      if (written) this.#collector?.recycle(piece.data);
-      this.#unmergedBytes -= size;
-    };
-    const merged = this.#queue!.enqueue(piece, () => free(true)).then(
+    let done = false;
+    const merged = this.#queue!.enqueue(piece).then(
       () => {
         this.#ack({ seq: piece.seq, headerHash: piece.headerHash });
+        done = true;
       },
       (err: unknown) => {
         if (isProtocolError(err) && err.code === 'ERR_PIECE_SEQ_CONFLICT') {
@@ -426,7 +419,10 @@ export class Connection {
         this.#fail(code, `Piece ${piece.seq} was not merged: ${messageOf(err)}`, CLOSE.internal, false);
       },
     ).finally(() => {
-      free(false);
+      this.#ctx.memory?.give(reserved);
+      // written and fsynced: nothing holds its bytes any more (kept under the budget, after its reservation is given back)
+      if (done) this.#collector?.recycle(piece.data);
+      this.#unmergedBytes -= size;
       --this.#unmergedPieces;
       this.#inflight.delete(merged);
       if (this.#unmergedBytes < this.#ctx.maxUnmergedBytes && this.#unmergedPieces < this.#ctx.maxUnmergedPieces) this.#resume();

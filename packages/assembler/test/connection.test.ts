@@ -8,7 +8,6 @@ import type { WebSocket } from 'ws';
 import { Connection } from '../src/connection.js';
 import type { ConnectionContext } from '../src/connection.js';
 import { Image } from '../src/image.js';
-import { MemoryBudget } from '../src/memory-budget.js';
 import { MergeQueue } from '../src/merge.js';
 
 import { hello, hold, makePiece, seal, tempDir } from './helpers.js';
@@ -48,13 +47,10 @@ describe('Connection', () => {
   let socket: FakeSocket;
   let queue: MergeQueue;
 
-  /** Told before each durable step of the image's commits. */
-  let onStep: (step: string) => void;
   beforeEach(async () => {
     const t = await tempDir();
     cleanup = t.cleanup;
-    onStep = () => undefined;
-    image = await Image.open(`${t.dir}/disk.img`, { onStep: (step) => onStep(step) });
+    image = await Image.open(`${t.dir}/disk.img`);
     queue = new MergeQueue(image);
     socket = new FakeSocket();
   });
@@ -112,19 +108,6 @@ describe('Connection', () => {
     release();
     await held;
     await until(() => socket.calls.includes('resume'));
-  });
-
-  it('gives a piece\'s memory back to the server\'s budget once it is written, before the fsync; its receipt waits for durability', async () => {
-    const memory = new MemoryBudget(1 << 20);
-    await ready({ memory });
-    const atSync: { used: number; receipts: number }[] = [];
-    onStep = (step) => {
-      if (step === 'sync') atSync.push({ used: memory.used, receipts: socket.sent.filter((m) => m.type === 'receipt').length });
-    };
-    deliverPiece(1, 512);
-    await until(() => socket.sent.some((m) => m.type === 'receipt'));
-    expect(atSync).to.deep.equal([{ used: 0, receipts: 0 }]);
-    expect(memory.used).to.equal(0);
   });
 
   it('sends receipts, naming the piece by seq and header hash, only after the mapfile and the record of pieces are saved', async () => {
