@@ -419,9 +419,14 @@ export class Connection {
         this.#fail(code, `Piece ${piece.seq} was not merged: ${messageOf(err)}`, CLOSE.internal, false);
       },
     ).finally(() => {
-      this.#ctx.memory?.give(reserved);
-      // written and fsynced: nothing holds its bytes any more (kept under the budget, after its reservation is given back)
-      if (done) this.#collector?.recycle(piece.data);
+      // written and fsynced: nothing holds its bytes any more; kept under the budget for the next piece, which a
+      // waiting connection gets at once, on this buffer
+      const memory = this.#ctx.memory;
+      if (done && memory !== undefined) memory.release(reserved, piece.data);
+      else {
+        memory?.give(reserved);
+        if (done) this.#collector?.recycle(piece.data);
+      }
       this.#unmergedBytes -= size;
       --this.#unmergedPieces;
       this.#inflight.delete(merged);

@@ -78,6 +78,20 @@ export class MemoryBudget implements PieceBufferPool {
     };
   }
 
+  /**
+   * Give back a merged piece's `bytes` and keep its buffer, in one step: a
+   * waiting piece that the buffer serves is granted on it (its allocation
+   * reuses it) instead of on new memory while the old buffer waits for the
+   * collector. Kept only within the cap, as `keep`.
+   */
+  release(bytes: number, data: Uint8Array): void {
+    if (bytes < 0 || bytes > this.#used) throw new Error(`internal: memory budget: giving ${bytes} of ${this.#used} bytes held`);
+    this.#used -= bytes;
+    const size = data.buffer.byteLength;
+    if (this.#used + size <= this.cap && this.#kept.keep(data)) this.#add(size);
+    this.#wake();
+  }
+
   /** Give back bytes taken before. */
   give(bytes: number): void {
     if (bytes === 0) return;
@@ -108,11 +122,12 @@ export class MemoryBudget implements PieceBufferPool {
 
   /** Let kept buffers go, oldest first, until `bytes` fit. */
   #makeRoom(bytes: number): void {
-    while (this.#kept.bytes > 0 && this.#used + bytes > this.cap) this.#used -= this.#kept.dropOldest();
+    while (this.#kept.bytes > 0 && !this.#fits(bytes)) this.#used -= this.#kept.dropOldest();
   }
 
+  /** Whether `bytes` fit: under the cap, counting a kept buffer that would serve them as theirs (they reuse it). */
   #fits(bytes: number): boolean {
-    return this.#used + bytes <= this.cap || this.#used === 0;
+    return this.#used + bytes - this.#kept.servable(bytes) <= this.cap || this.#used === 0;
   }
 
   #add(bytes: number): void {

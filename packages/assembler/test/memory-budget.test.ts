@@ -37,6 +37,27 @@ describe('MemoryBudget', () => {
     expect(budget.kept).to.be.at.most(128 * MiB);
   });
 
+  it('grants a waiting piece on the buffer of the piece just merged (release), never on new memory beside the dead one', () => {
+    // e2e finding 8 again: 16 token holders, 64 MiB pieces, --max-memory 128M; a merged piece's buffer
+    // was let go (someone waited) while the next piece allocated its own: three pieces' memory at once
+    const budget = new MemoryBudget(128 * MiB);
+    const granted: string[] = [];
+    expect(budget.take(64 * MiB, () => undefined)).to.equal(true);
+    expect(budget.take(64 * MiB, () => undefined)).to.equal(true);
+    expect(budget.take(64 * MiB, () => granted.push('c'))).to.be.a('function');
+    const merged = new Uint8Array(new ArrayBuffer(64 * MiB));
+    budget.release(64 * MiB, merged);
+    expect(granted).to.deep.equal(['c']);
+    const got = budget.reuse(64 * MiB);
+    expect(got?.buffer).to.equal(merged.buffer);
+    expect(budget.used).to.equal(128 * MiB);
+    expect(budget.kept).to.equal(0);
+    // without a waiter it is kept as keep does; over the cap it is let go
+    budget.release(64 * MiB, got!);
+    expect(budget.kept).to.equal(64 * MiB);
+    expect(budget.used).to.equal(128 * MiB);
+  });
+
   it('drops kept buffers before a request waits for their room', () => {
     const budget = new MemoryBudget(10 * MiB);
     expect(budget.take(4 * MiB, () => undefined)).to.equal(true);

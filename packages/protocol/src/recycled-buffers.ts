@@ -8,6 +8,7 @@
  * |---|---|
  * | `keep(data)` | keeps `data`'s whole buffer if `data` starts it, it holds at least `minBytes`, it is not kept already and `maxBytes` still has room |
  * | `reuse(size)` | hands out (and forgets) the oldest kept buffer of at least `size` bytes and at most twice that, as a view of `size` bytes, not zeroed |
+ * | `servable(size)` | the bytes of the buffer `reuse(size)` would hand out, 0 if none |
  * | `dropOldest()` | lets the oldest kept buffer go (for a caller that needs its room) |
  */
 export class RecycledBuffers {
@@ -35,6 +36,11 @@ export class RecycledBuffers {
     this.#kept.push(buf);
     this.#bytes += buf.byteLength;
     return true;
+  }
+
+  /** Bytes of the kept buffer `reuse(size)` would hand out, 0 if none. */
+  servable(size: number): number {
+    return this.#kept.find((b) => b.byteLength >= size && b.byteLength <= 2 * size)?.byteLength ?? 0;
   }
 
   /** A kept buffer for `size` bytes, or undefined. */

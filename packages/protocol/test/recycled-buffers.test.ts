@@ -14,6 +14,7 @@ describe('RecycledBuffers', () => {
     expect(r.keep(new Uint8Array(new ArrayBuffer(4 * MiB), 1))).to.equal(false);
     expect(r.keep(new Uint8Array(new ArrayBuffer(5 * MiB)))).to.equal(false);
     expect(r.bytes).to.equal(4 * MiB);
+    expect([r.servable(MiB), r.servable(5 * MiB), r.servable(3 * MiB), r.servable(2 * MiB)]).to.deep.equal([0, 0, 4 * MiB, 4 * MiB]);
     expect(r.reuse(MiB)).to.equal(undefined);
     expect(r.reuse(5 * MiB)).to.equal(undefined);
     const got = r.reuse(3 * MiB)!;
