@@ -28,6 +28,8 @@ interface Run {
   readonly engine: string[];
   /** The options that change GNU ddrescue's final map. */
   readonly gnu: string[];
+  /** A disk whose reads block at three places (`plan --test-slow-reads`): kills land in hung reads too. */
+  readonly slow: boolean;
 }
 
 const seed = testSeed('kill.test.ts');
@@ -42,7 +44,7 @@ const runs: Run[] = kinds.map((kind, i) => {
     engine.push('-r1');
     gnu.push('-r1');
   }
-  return { kind, seed: Math.floor(master() * 2 ** 32), kills: randInt(master, 1, 4), engine, gnu };
+  return { kind, seed: Math.floor(master() * 2 ** 32), kills: randInt(master, 1, 4), engine, gnu, slow: i % 2 === 1 };
 });
 
 describe('kill -9 at random points: reader, assembler, both (LAN)', function () {
@@ -62,12 +64,17 @@ describe('kill -9 at random points: reader, assembler, both (LAN)', function () 
   });
 
   for (const [i, run] of runs.entries()) {
-    const label = `run ${i + 1}/${runs.length}: kill -9 the ${run.kind} up to ${run.kills}x${run.engine.length ? ` (${run.engine.join(' ')})` : ''}`;
+    const label = `run ${i + 1}/${runs.length}: kill -9 the ${run.kind} up to ${run.kills}x${run.engine.length ? ` (${run.engine.join(' ')})` : ''}${run.slow ? ', reads that block' : ''}`;
     it(label, async function () {
       const rnd = prng(run.seed);
       const size = randInt(rnd, 48, 96) * 512 * 1024 + (rnd() < 0.3 ? randInt(rnd, 1, 511) : 0);
       const bad = randomBad(rnd, size);
-      const sc = makeScenario({ size, bad, chunkSize: '4MiB', seed: run.seed & 0xffff });
+      // reads of one sector that block 0.4 s at a quarter, half and three quarters of the disk (one sector,
+      // so that trimming or scraping a bad area there blocks a few reads, not 128): a rescue lasts
+      // seconds however fast the machine, and kill points land while the reading process hangs
+      const slowAt = [1, 2, 3].map((q) => Math.floor((size * q) / 4 / 512) * 512);
+      const planArgs = run.slow ? ['--test-slow-reads', slowAt.map((p) => `${p}+512@0.4`).join(',')] : [];
+      const sc = makeScenario({ size, bad, chunkSize: '4MiB', seed: run.seed & 0xffff, planArgs });
       s = sc;
       const source = readFileSync(sc.source);
       let asm: Assembler = await startAssembler(sc);
@@ -80,8 +87,9 @@ describe('kill -9 at random points: reader, assembler, both (LAN)', function () 
       const cap = capAt < 0 ? undefined : 8 << 20;
       const points: string[] = [];
       for (let k = 0; k < run.kills; ++k) {
-        // the first point early (a 24-48 MiB rescue takes a few seconds), later ones anywhere
-        const delay = k === 0 ? randInt(rnd, 50, 900) : randInt(rnd, 50, 2500);
+        // the first point early, later ones anywhere a resumed rescue still runs: a 24-48 MiB rescue
+        // takes about a second here (1.2 s more with reads that block), less once resumed
+        const delay = k === 0 ? randInt(rnd, 50, 700) : randInt(rnd, 50, run.slow ? 1500 : 1000);
         const ended = await Promise.race([reader.exited().then(() => true), sleep(delay).then(() => false)]);
         if (ended) break;
         if (run.kind !== 'assembler') await kill9(reader);

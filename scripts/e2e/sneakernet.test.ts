@@ -40,10 +40,10 @@ interface Run {
 const running = new Set<ChildProcess>();
 
 /**
- * Run a command; `killWhen` is polled every 2 ms and SIGKILLs the process when true;
- * `onSpawn` gets the child (to SIGSTOP it, say).
+ * Run a command; `killWhen` (given its stderr so far) is polled every 2 ms and SIGKILLs
+ * the process when true; `onSpawn` gets the child (to SIGSTOP it, say).
  */
-function run(cmd: string, args: readonly string[], o: { killWhen?: () => boolean; cwd?: string; onSpawn?: (c: ChildProcess) => void } = {}): Promise<Run> {
+function run(cmd: string, args: readonly string[], o: { killWhen?: (stderr: string) => boolean; cwd?: string; onSpawn?: (c: ChildProcess) => void } = {}): Promise<Run> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: o.cwd });
   running.add(child);
   let stderr = '';
@@ -52,7 +52,7 @@ function run(cmd: string, args: readonly string[], o: { killWhen?: () => boolean
     stderr += d.toString();
   });
   const poll = o.killWhen === undefined ? undefined : setInterval(() => {
-    if (!killed && o.killWhen!()) {
+    if (!killed && o.killWhen!(stderr)) {
       killed = true;
       child.kill('SIGKILL');
     }
@@ -545,9 +545,11 @@ describe('sneakernet on real FAT32 and exFAT sticks (loop devices, FUSE)', funct
       },
       importer: async (trip) => {
         if (trip <= 8) {
+          // at a random time, or once its first bundle is merged (then it merges the next or writes
+          // the receipt), whichever comes first: an import lasts a few tenths of a second here
           const started = Date.now();
           const after = randInt(rnd, 40, 500);
-          const k = await node(importArgs(s!, stick!.mount), { killWhen: () => Date.now() - started > after });
+          const k = await node(importArgs(s!, stick!.mount), { killWhen: (stderr) => Date.now() - started > after || /\] piece-\d+\.tar: merged/.test(stderr) });
           if (k.killed) ++asmKills;
           else expect(k.code, k.stderr).to.equal(0);
           checks.check(stick!, `after kill -9 of the assembler ${after} ms into import ${trip}`);
