@@ -427,6 +427,19 @@ describe('rescue --to DIR (stick trips)', function () {
     w.check();
   });
 
+  it('removes the temporary of a receipt whose write was cut on PC_B, and nothing else of the receipts folder', async () => {
+    w = await makeWorld({ size: 4 * MIB, chunkSize: 2 * MIB, bad: [], capacity: 64 * MIB });
+    expect(await w.trip()).to.equal(0);
+    await w.pcb.import(w.folder, w.plan);
+    const receipts = join(w.folder, 'receipts');
+    writeFileSync(join(receipts, '.receipt-20261207T134336Z-ffa226.json.27968.6e8b5.tmp'), '{"format":');
+    writeFileSync(join(receipts, 'notes.txt'), 'mine');
+    await loop(w);
+    expect(readdirSync(receipts).filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);
+    expect(existsSync(join(receipts, 'notes.txt'))).to.equal(true);
+    w.check();
+  });
+
   it('says \'Interrupted by user\' for a signal only, and still ends with the status line + after it', async () => {
     // a read that blocks 2 s: the signal comes while the trip runs, however fast the machine; the
     // reading process, abandoned in that read, sends what it read once the read returns: that run

@@ -1,7 +1,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { STICK_RESCUE_FILE } from '@ddferry/protocol';
+import { STICK_RECEIPTS_FOLDER, STICK_RESCUE_FILE } from '@ddferry/protocol';
 
 import { syncFolder } from '../durable-file.js';
 import { errnoOf } from '../errors.js';
@@ -68,6 +68,12 @@ export async function settleStick(c: SettleContext): Promise<void> {
     if (d.isFile() && d.name.startsWith('.') && d.name.endsWith('.tmp')) await rm(join(folder, d.name), { force: true });
   }
   const receipts = await readStickReceipts(folder, job.keys, c.log);
+  // temporaries of receipts whose write was cut on PC_B (kill -9 of an import); `receipts` is a real
+  // folder here (readStickReceipts refuses a link)
+  const receiptsDir = join(folder, STICK_RECEIPTS_FOLDER);
+  for (const d of await readdir(receiptsDir, { withFileTypes: true }).catch(() => [])) {
+    if (d.isFile() && d.name.startsWith('.receipt-') && d.name.endsWith('.tmp')) await rm(join(receiptsDir, d.name), { force: true });
+  }
   const doneFiles = await readChunkFileReceipts(folder);
   const files = await folderFiles(folder);
   const s = settle(job.ledger.entries(), { ...receipts, doneFiles }, c.stick.stickId, new Set(files.keys()), c.forget, (seq) => job.spool.has(seq));
