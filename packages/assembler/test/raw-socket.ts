@@ -6,7 +6,7 @@
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 
-/** Upgrade a fresh TCP connection to `127.0.0.1:port` (from `localAddress`) to a websocket on `/`. */
+/** Upgrade a fresh TCP connection to `127.0.0.1:port` (from `localAddress`) to a websocket on `/`; resolves with the socket closed if the server closes it before it answers. */
 export async function handUpgrade(port: number, localAddress?: string): Promise<Socket> {
   const s = connect({ port, host: '127.0.0.1', localAddress });
   s.on('error', () => undefined);
@@ -21,10 +21,18 @@ export async function handUpgrade(port: number, localAddress?: string): Promise<
       head += d.toString('latin1');
       if (!head.includes('\r\n\r\n')) return;
       s.off('data', onData);
+      s.off('close', onClose);
       if (head.startsWith('HTTP/1.1 101')) ok();
       else fail(new Error(`no upgrade: ${head.split('\r\n')[0]}`));
     };
+    // the server may throw a waiting socket out before it answers (a newer one of the same
+    // address took its place): the caller gets it closed, never a wait for ever
+    const onClose = (): void => {
+      s.off('data', onData);
+      ok();
+    };
     s.on('data', onData);
+    s.once('close', onClose);
   });
   return s;
 }
