@@ -14,7 +14,8 @@
  */
 import type { HelloMessage, Limits, Message, OpenedPiece, PieceRef, Secret } from '@ddferry/protocol';
 import {
-  decodeEnvelope, deriveRescueKeys, describeFingerprint, droppedBuffers, encodeEnvelope, headerHashOf, isProtocolError, makeNonce, peekMessageType, PieceCollector, pieceRefsPerMessage, printable, PROTOCOL_VERSION, serverProof, verifyAuthHmac,
+  decodeEnvelope, deriveRescueKeys, describeFingerprint, droppedBuffers, encodeEnvelope, headerHashOf, isProtocolError, makeNonce, peekMessageType,
+  PieceCollector, pieceRefsPerMessage, printable, PROTOCOL_VERSION, serverProof, verifyAuthHmac,
 } from '@ddferry/protocol';
 import type { RawData, WebSocket } from 'ws';
 

@@ -85,8 +85,7 @@ export class MemoryBudget implements PieceBufferPool {
    * collector. Kept only within the cap, as `keep`.
    */
   release(bytes: number, data: Uint8Array): void {
-    if (bytes < 0 || bytes > this.#used) throw new Error(`internal: memory budget: giving ${bytes} of ${this.#used} bytes held`);
-    this.#used -= bytes;
+    this.#takeBack(bytes);
     const size = data.buffer.byteLength;
     if (this.#used + size <= this.cap && this.#kept.keep(data)) this.#add(size);
     this.#wake();
@@ -95,9 +94,14 @@ export class MemoryBudget implements PieceBufferPool {
   /** Give back bytes taken before. */
   give(bytes: number): void {
     if (bytes === 0) return;
+    this.#takeBack(bytes);
+    this.#wake();
+  }
+
+  /** Count `bytes` taken before as held no more. */
+  #takeBack(bytes: number): void {
     if (bytes < 0 || bytes > this.#used) throw new Error(`internal: memory budget: giving ${bytes} of ${this.#used} bytes held`);
     this.#used -= bytes;
-    this.#wake();
   }
 
   /**

@@ -40,16 +40,21 @@ export class RecycledBuffers {
 
   /** Bytes of the kept buffer `reuse(size)` would hand out, 0 if none. */
   servable(size: number): number {
-    return this.#kept.find((b) => b.byteLength >= size && b.byteLength <= 2 * size)?.byteLength ?? 0;
+    return this.#kept[this.#serving(size)]?.byteLength ?? 0;
   }
 
   /** A kept buffer for `size` bytes, or undefined. */
   reuse(size: number): Uint8Array | undefined {
-    const i = this.#kept.findIndex((b) => b.byteLength >= size && b.byteLength <= 2 * size);
+    const i = this.#serving(size);
     if (i < 0) return undefined;
     const buf = this.#kept.splice(i, 1)[0]!;
     this.#bytes -= buf.byteLength;
     return new Uint8Array(buf, 0, size);
+  }
+
+  /** Index of the oldest kept buffer of `size` to twice `size` bytes, or -1. */
+  #serving(size: number): number {
+    return this.#kept.findIndex((b) => b.byteLength >= size && b.byteLength <= 2 * size);
   }
 
   /** @returns the bytes let go, 0 when nothing is kept. */

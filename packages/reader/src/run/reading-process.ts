@@ -70,6 +70,26 @@ export function passedOn(execArgv: readonly string[]): string[] {
 /** Standard streams of a reading process: control in, nothing out, stderr, frames on fd 3. */
 const STDIO: ['pipe', 'ignore', 'pipe', 'pipe'] = ['pipe', 'ignore', 'pipe', 'pipe'];
 
+/**
+ * Spawn a reading process in its own session (a terminal's Ctrl-C reaches only the main process).
+ * @throws ReaderError `ERR_READING_PROCESS` if it cannot be started.
+ */
+function spawnReading(): ChildProcess {
+  const { file, args } = readingProcessCommand();
+  let child: ChildProcess;
+  try {
+    child = spawn(file, args, { stdio: STDIO, detached: true });
+  } catch (err) {
+    throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process (${(err as Error).message}). Check that ${file} can run, then run the same command again.`, { cause: err });
+  }
+  if (child.pid === undefined) {
+    // the 'error' event that tells the same comes later: this error says it
+    child.once('error', () => undefined);
+    throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process with ${file}. Check that it exists and can run (and that /dev/null exists), then run the same command again.`);
+  }
+  return child;
+}
+
 /** A reading process started ahead (`startReadingProcessAhead`), not yet taken. */
 let ahead: ChildProcess | undefined;
 
@@ -88,15 +108,13 @@ function pipesOf(child: ChildProcess): { ref?: () => void; unref?: () => void }[
  */
 export function startReadingProcessAhead(): void {
   if (ahead !== undefined) return;
-  const { file, args } = readingProcessCommand();
   let child: ChildProcess;
   try {
-    child = spawn(file, args, { stdio: STDIO, detached: true });
+    child = spawnReading();
   } catch {
     return;
   }
   child.once('error', () => undefined);
-  if (child.pid === undefined) return;
   child.unref();
   for (const p of pipesOf(child)) p.unref?.();
   child.once('exit', () => {
@@ -179,25 +197,7 @@ export class ReadingProcess {
    * @throws ReaderError `ERR_READING_PROCESS` if it cannot be started.
    */
   static start(init: ReadingInit, handlers: FrameHandlers): ReadingProcess {
-    const taken = takeAhead();
-    if (taken !== undefined) {
-      const p = new ReadingProcess(taken, handlers);
-      p.#send({ kind: 'init', ...init });
-      return p;
-    }
-    const { file, args } = readingProcessCommand();
-    let child: ChildProcess;
-    try {
-      child = spawn(file, args, { stdio: STDIO, detached: true });
-    } catch (err) {
-      throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process (${(err as Error).message}). Check that ${file} can run, then run the same command again.`, { cause: err });
-    }
-    if (child.pid === undefined) {
-      // the 'error' event that tells the same comes later: this error says it
-      child.once('error', () => undefined);
-      throw new ReaderError('ERR_READING_PROCESS', file, `can't start the reading process with ${file}. Check that it exists and can run (and that /dev/null exists), then run the same command again.`);
-    }
-    const p = new ReadingProcess(child, handlers);
+    const p = new ReadingProcess(takeAhead() ?? spawnReading(), handlers);
     p.#send({ kind: 'init', ...init });
     return p;
   }
