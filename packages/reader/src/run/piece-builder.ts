@@ -26,6 +26,8 @@ interface Part {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Bytes of data after which open pieces are sealed, unless `sealBytes` says otherwise. */
+export const DEFAULT_SEAL_BYTES = 8 << 20;
 
 interface OpenPiece {
   readonly chunk: number;
@@ -39,7 +41,7 @@ interface OpenPiece {
 }
 
 /** The first buffer of an open piece, at most: a default piece and a read; it grows by doubling. */
-const FIRST_BUFFER_BYTES = (8 << 20) + (1 << 20);
+const FIRST_BUFFER_BYTES = DEFAULT_SEAL_BYTES + (1 << 20);
 /** The first buffer of a piece opened while another is open. */
 const SMALL_BUFFER_BYTES = 64 << 10;
 /** Whole-piece buffers kept for the next pieces once their pieces are stored (`release`). */
@@ -69,7 +71,7 @@ export class PieceBuilder {
     this.#o = options;
     this.#chunkSize = options.chunks[0]?.size ?? 1;
     this.#clock = options.clock ?? Date.now;
-    this.#whole = Math.min(FIRST_BUFFER_BYTES, (options.sealBytes ?? 8 << 20) + (1 << 20));
+    this.#whole = Math.min(FIRST_BUFFER_BYTES, (options.sealBytes ?? DEFAULT_SEAL_BYTES) + (1 << 20));
     this.#free = new RecycledBuffers(KEEP_BUFFERS * this.#whole, this.#whole);
   }
 
@@ -108,7 +110,7 @@ export class PieceBuilder {
   /** True if the open pieces should be sealed before the next read (size, age or ranges). */
   isDue(): boolean {
     const o = this.#o;
-    return this.#open.size > 0 && (this.#bytes >= (o.sealBytes ?? 8 << 20) || this.#clock() - this.#openedAt >= (o.sealMillis ?? 2000) || this.#ranges >= (o.sealRanges ?? 20000));
+    return this.#open.size > 0 && (this.#bytes >= (o.sealBytes ?? DEFAULT_SEAL_BYTES) || this.#clock() - this.#openedAt >= (o.sealMillis ?? 2000) || this.#ranges >= (o.sealRanges ?? 20000));
   }
 
   /** Good data at `pos` (copied: `data` may be reused after the call). */
