@@ -201,6 +201,9 @@ async function rescue(
         currentPos: state.currentPos, currentStatus: state.currentStatus, currentPass: state.currentPass,
         mapfile: updater, options: o,
         iobuf: allocAligned(o.cluster * o.hardbs + o.hardbs, Math.max(4096, o.hardbs)),
+        // with -d a large read is written while the next is made into the other buffer (without -d, the
+        // kernel's readahead reads on meanwhile: copying 1 GiB from the page cache took 0.66 s against 0.63)
+        spareIobuf: o.directIn ? allocAligned(o.cluster * o.hardbs + o.hardbs, Math.max(4096, o.hardbs)) : undefined,
         clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
         interrupted: () => io.signal() !== null,
         sleep: (s) => interruptibleSleep(s, io.signal),

@@ -29,6 +29,13 @@ export async function doRescue(rb: Rescuebook): Promise<RescueOutcome> {
   if (retval === 0 && rb.nonTrimmed > 0 && !rb.options.notrim && !rb.errorsOrTimeout()) retval = await trimErrors(rb);
   if (retval === 0 && rb.nonScraped > 0 && !rb.options.noscrape && !rb.errorsOrTimeout()) retval = await scrapeErrors(rb);
   if (retval === 0 && rb.badSize > 0 && rb.options.maxRetries !== 0 && !rb.errorsOrTimeout()) retval = await copyErrors(rb);
+  // the write in flight ends before anything is synced or saved; a failed write is fatal, its read not finished
+  const writeFailure = await rb.finishWrites();
+  if (writeFailure !== null) {
+    if (rb.finalMessage === '') rb.finalMessage = writeFailure;
+    rb.eCode |= StopCause.other;
+    if (retval === 0 || retval === -1) retval = 1;
+  }
   try {
     await rb.sink.sync();
   } catch {

@@ -1,4 +1,4 @@
-import { closeSync, constants, fdatasync, fstatSync, fsyncSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, fdatasync, fstatSync, fsyncSync, ftruncateSync, openSync, write, writeSync } from 'node:fs';
 
 import { ReaderError, errnoOf } from '../errors.js';
 import type { RescueSink } from './sink.js';
@@ -76,9 +76,34 @@ export class OutputFile implements RescueSink {
     try {
       while (done < data.length) done += writeSync(this.#fd, data, done, data.length - done, at + done);
     } catch (err) {
-      throw new ReaderError('ERR_OUTPUT_WRITE', this.path, `${this.path}: Write error: ${errnoOf(err) ?? (err as Error).message}. Free some space on the output's file system, then run the same command again to resume.`, { cause: err });
+      throw this.#writeError(err);
     }
-    this.#unflushed += data.length;
+    this.#written(data.length);
+  }
+
+  /** `write` in the thread pool (`-S` decides per read whether data is written: it is not used with it). */
+  async writeAsync(pos: number, data: Uint8Array): Promise<void> {
+    if (this.#sparseSize >= 0) {
+      this.write(pos, data);
+      return;
+    }
+    const at = pos + this.#offset;
+    let done = 0;
+    while (done < data.length) {
+      done += await new Promise<number>((resolve, reject) => {
+        write(this.#fd, data, done, data.length - done, at + done, (err, n) => (err ? reject(this.#writeError(err)) : resolve(n)));
+      });
+    }
+    this.#written(data.length);
+  }
+
+  #writeError(err: unknown): ReaderError {
+    return new ReaderError('ERR_OUTPUT_WRITE', this.path, `${this.path}: Write error: ${errnoOf(err) ?? (err as Error).message}. Free some space on the output's file system, then run the same command again to resume.`, { cause: err });
+  }
+
+  /** Count `n` bytes written, and give a flush hint every `FLUSH_HINT_BYTES`. */
+  #written(n: number): void {
+    this.#unflushed += n;
     if (this.#unflushed >= FLUSH_HINT_BYTES && !this.#flushing && !this.#closed) {
       this.#unflushed = 0;
       this.#flushing = true;

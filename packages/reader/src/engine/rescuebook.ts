@@ -62,6 +62,29 @@ export interface RescuebookInit {
    * with the block asked for: the reading process announces it, so a read that hangs is known.
    */
   readonly beforeRead?: (pos: number, size: number) => void;
+  /**
+   * A second buffer like `iobuf`: with it, a read of `ASYNC_WRITE_BYTES` or more is written
+   * in the thread pool while the next read is made into the other buffer (`sink.writeAsync`).
+   * `ddferry-reader ddrescue` gives one with `-d`, where no readahead of the kernel reads
+   * on while the output is written.
+   */
+  readonly spareIobuf?: Uint8Array;
+}
+
+/**
+ * Reads of at least this many bytes are written in the thread pool while the next read
+ * is made (`RescuebookInit.spareIobuf`); smaller ones (trimming, scraping, retrying: a
+ * sector at a time) are written at once, where a thread-pool round trip costs more
+ * than the write.
+ */
+export const ASYNC_WRITE_BYTES = 16 << 10;
+
+/** A write under way in the thread pool: the read it holds, and its status before. */
+interface WriteInFlight {
+  readonly done: Promise<void>;
+  readonly pos: number;
+  readonly size: number;
+  readonly was: BlockStatus;
 }
 
 /**
@@ -130,7 +153,12 @@ export class Rescuebook {
   /** A message for the end (ddrescue's `final_msg`). */
   finalMessage = '';
 
-  readonly #iobuf: Uint8Array;
+  #iobuf: Uint8Array;
+  /** The buffer a write in flight holds (or the next to read into), when writes overlap reads. */
+  #spareIobuf: Uint8Array | null;
+  #inFlight: WriteInFlight | null = null;
+  /** A write that failed while the map was saved: fatal at the next read. */
+  #writeFailure: string | null = null;
   readonly #clock: () => number;
   readonly #startTime: number;
   readonly #interrupted: () => boolean;
@@ -175,6 +203,7 @@ export class Rescuebook {
     this.currentStatus = init.currentStatus;
     this.currentPass = init.currentPass;
     this.#iobuf = init.iobuf;
+    this.#spareIobuf = init.spareIobuf !== undefined && init.spareIobuf.length >= init.iobuf.length && init.sink.writeAsync !== undefined ? init.spareIobuf : null;
     this.#clock = init.clock;
     this.#startTime = init.startTime;
     this.#interrupted = init.interrupted;
@@ -341,8 +370,7 @@ export class Rescuebook {
     }
     if (copied > 0) {
       try {
-        const w = this.sink.write(b.pos, this.#iobuf.subarray(0, copied));
-        if (w) await w;
+        await this.#write(b.pos, copied);
       } catch (err) {
         // a write error is fatal, as in ddrescue; the data read is not marked rescued
         return { copied: 0, error: 0, fatal: (err as Error).message, whole: true };
@@ -350,6 +378,60 @@ export class Rescuebook {
     }
     this.reporter.readDone(b.pos, b.size, copied, error);
     return { copied, error };
+  }
+
+  /**
+   * Write the `copied` bytes read into the buffer at `pos`: in the thread pool while the
+   * next read is made (a large read, with a spare buffer), else at once. The write before
+   * it is settled first, so one is in flight at most, in order.
+   */
+  async #write(pos: number, copied: number): Promise<void> {
+    if (this.#inFlight !== null) await this.settleWrites();
+    const data = this.#iobuf.subarray(0, copied);
+    const spare = this.#spareIobuf;
+    if (spare !== null && copied >= ASYNC_WRITE_BYTES) {
+      // the status the range has until it is marked finished: the one it gets back if its write fails
+      const sb = this.map.sblockAt(pos);
+      if (sb !== null && sb.pos <= pos && sb.pos + sb.size >= pos + copied) {
+        const done = this.sink.writeAsync!(pos, data);
+        done.catch(() => undefined); // settled, and its error handled, in settleWrites
+        this.#inFlight = { done, pos, size: copied, was: sb.status };
+        this.#spareIobuf = this.#iobuf;
+        this.#iobuf = spare;
+        return;
+      }
+    }
+    const w = this.sink.write(pos, data);
+    if (w) await w;
+  }
+
+  /**
+   * Wait for the write in flight, if any. If it failed, its read gets back the status it
+   * had before (it is not in the output), and the error is thrown.
+   */
+  async settleWrites(): Promise<void> {
+    const f = this.#inFlight;
+    if (f === null) return;
+    this.#inFlight = null;
+    try {
+      await f.done;
+    } catch (err) {
+      this.changeChunkStatus({ pos: f.pos, size: f.size }, f.was);
+      throw err;
+    }
+  }
+
+  /**
+   * Before the run's last save: wait for the write in flight.
+   * @returns the message of a write that failed (now or during a mapfile save), or null.
+   */
+  async finishWrites(): Promise<string | null> {
+    try {
+      await this.settleWrites();
+    } catch (err) {
+      this.#writeFailure ??= (err as Error).message;
+    }
+    return this.#writeFailure;
   }
 
   /**
@@ -379,6 +461,11 @@ export class Rescuebook {
       this.#lastYield = Date.now();
     }
     if (this.#interrupted()) return { result: -1, copied: 0, error: 0 };
+    if (this.#writeFailure !== null) {
+      this.finalMessage = this.#writeFailure;
+      this.eCode |= StopCause.other;
+      return { result: 1, copied: 0, error: 0 };
+    }
     const r = await this.#copyBlock(b);
     if (r.fatal !== undefined) {
       this.finalMessage = r.whole ? r.fatal : `${this.source.name}: ${r.fatal}`;
@@ -550,6 +637,14 @@ export class Rescuebook {
   /** `update_mapfile`: save if the interval has passed (or `force`), after syncing the output. */
   async updateMapfile(force = false): Promise<boolean> {
     if (!this.mapfile) return true;
-    return this.mapfile.update(() => this.snapshot(), this.map.length, () => this.sink.sync(), force);
+    return this.mapfile.update(() => this.snapshot(), this.map.length, async () => {
+      // the write in flight first; if it failed, its read is no longer finished in the map saved
+      try {
+        await this.settleWrites();
+      } catch (err) {
+        this.#writeFailure ??= (err as Error).message;
+      }
+      await this.sink.sync();
+    }, force);
   }
 }

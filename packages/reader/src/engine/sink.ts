@@ -11,6 +11,12 @@ export interface RescueSink {
    */
   write(pos: number, data: Uint8Array): void | Promise<void>;
   /**
+   * `write` in the thread pool: `data` must not change until the promise settles. Optional;
+   * the engine uses it for large reads when it has a spare buffer to read on into.
+   * @throws (rejects) ReaderError `ERR_OUTPUT_WRITE`.
+   */
+  writeAsync?(pos: number, data: Uint8Array): Promise<void>;
+  /**
    * The status of `[pos, pos+size)` changed (every change the engine makes after its
    * start, in order). Optional: the output file does not need it; pieces carry it.
    */
