@@ -79,7 +79,7 @@ export interface SpooledPiece {
  * Bytes of ciphertext blocks of pieces sent or dropped that the spool keeps for the next
  * pieces it seals or reads back: six blocks of an 8 MiB piece, as many as a LAN run has
  * in use at once (one sealing, two fresh, one read back, one sending, one spare). With
- * room for two, a 4 GiB run allocated 108 blocks of 8 MiB and dropped 100 (old garbage,
+ * room for two, a 4 GiB LAN run allocated 24 blocks of 8 MiB and dropped 20 (old garbage,
  * freed at the next full collection); with six, the blocks allocated are those used at once.
  */
 const RECYCLED_BLOCK_BYTES = 6 * ((8 << 20) + (64 << 10));
