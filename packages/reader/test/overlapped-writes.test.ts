@@ -99,8 +99,8 @@ function testMapText(seed: number): string {
 }
 
 /**
- * The mapfile updater's part, checked: at each save (every 25th read step, and the forced
- * last one), after its `beforeSave`, every sector the map to be saved calls finished must
+ * The mapfile updater's part, checked: at each save (every 25th read step, and the
+ * forced last one), after its `beforeSave`, every sector the map to be saved calls finished must
  * already be in the output.
  */
 class CheckingUpdater {
@@ -114,8 +114,12 @@ class CheckingUpdater {
     this.#sink = sink;
   }
 
-  async update(snapshot: () => { blocks: StatusMap }, _blockCount: number, beforeSave: () => void | Promise<void>, force = false): Promise<boolean> {
-    if (!force && ++this.#calls % 25 !== 0) return true;
+  /** The engine asks before each `update` after a read. */
+  due(): boolean {
+    return ++this.#calls % 25 === 0;
+  }
+
+  async update(snapshot: () => { blocks: StatusMap }, _blockCount: number, beforeSave: () => void | Promise<void>): Promise<boolean> {
     await beforeSave();
     ++this.saves;
     snapshot().blocks.forEachBlock((pos, end, code) => {

@@ -85,7 +85,7 @@ async function forwardPass(rb: Rescuebook, message: string, pass: number, resume
     } else if (r.error === 0 && r.copied > 0) {
       eskip = rb.skipbs;
     }
-    if (!(await rb.updateMapfile())) return -2;
+    if (rb.saveDue() && !(await rb.updateMapfile())) return -2;
   }
   if (!blockFound) return 0;
   if (blockProcessed) rb.showStatus(-1, message, true);
@@ -141,7 +141,7 @@ async function backwardPass(rb: Rescuebook, message: string, pass: number, resum
     } else if (r.error === 0 && r.copied > 0) {
       eskip = rb.skipbs;
     }
-    if (!(await rb.updateMapfile())) return -2;
+    if (rb.saveDue() && !(await rb.updateMapfile())) return -2;
   }
   if (!blockFound) return 0;
   if (blockProcessed) rb.showStatus(-1, message, true);

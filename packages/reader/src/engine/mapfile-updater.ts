@@ -83,14 +83,27 @@ export class MapfileUpdater {
   }
 
   /**
+   * True if the save interval has passed (`update` saves): checked before each read's
+   * `update` without a promise (a scraping run makes half a million of them). The first
+   * call starts the interval's clock.
+   */
+  due(blockCount: number): boolean {
+    return this.#due(blockCount, this.#o.clock());
+  }
+
+  #due(blockCount: number, t2: number): boolean {
+    const interval = this.#o.saveInterval >= 0 ? this.#o.saveInterval : 30 + Math.min(270, Math.trunc(blockCount / 38));
+    if (this.#t1 === 0 || this.#t1 > t2) this.#t1 = this.#t1s = t2;
+    return t2 - this.#t1 >= interval;
+  }
+
+  /**
    * Save if the interval has passed, or if `force`. `beforeSave` runs first (fsync the output).
    * @returns false only if a save was attempted and failed.
    */
   async update(snapshot: () => MapfileSnapshot, blockCount: number, beforeSave: () => void | Promise<void>, force = false): Promise<boolean> {
-    const interval = this.#o.saveInterval >= 0 ? this.#o.saveInterval : 30 + Math.min(270, Math.trunc(blockCount / 38));
     const t2 = this.#o.clock();
-    if (this.#t1 === 0 || this.#t1 > t2) this.#t1 = this.#t1s = t2;
-    if (!force && t2 - this.#t1 < interval) return true;
+    if (!this.#due(blockCount, t2) && !force) return true;
     const sync = force || t2 - this.#t1s >= this.#o.syncInterval;
     try {
       await beforeSave();

@@ -79,6 +79,19 @@ export interface RescuebookInit {
  */
 export const ASYNC_WRITE_BYTES = 16 << 10;
 
+/** What `#copyBlock` did: bytes copied and failed, or a fatal message (`whole`: it is the final message as is). */
+interface CopyResult {
+  readonly copied: number;
+  readonly error: number;
+  readonly fatal?: string;
+  readonly whole?: boolean;
+}
+
+/** A write error is fatal, as in ddrescue; the data read is not marked rescued. */
+function writeFailed(err: unknown): CopyResult {
+  return { copied: 0, error: 0, fatal: (err as Error).message, whole: true };
+}
+
 /** A write under way in the thread pool: the read it holds, and its status before. */
 interface WriteInFlight {
   readonly done: Promise<void>;
@@ -325,10 +338,11 @@ export class Rescuebook {
   }
 
   /**
-   * `copy_block`: read `b`, write what was read, log the read.
+   * `copy_block`: read `b`, write what was read, log the read. Without a promise when
+   * the write is done at once (a scraping run makes half a million reads).
    * @returns copied and failed byte counts, or a fatal message.
    */
-  async #copyBlock(b: Block): Promise<{ copied: number; error: number; fatal?: string; whole?: boolean }> {
+  #copyBlock(b: Block): CopyResult | Promise<CopyResult> {
     let copied = 0;
     let error = 0;
     const test = this.testSource;
@@ -369,13 +383,18 @@ export class Rescuebook {
       error = b.size;
     }
     if (copied > 0) {
+      let w: void | Promise<void>;
       try {
-        await this.#write(b.pos, copied);
+        w = this.#write(b.pos, copied);
       } catch (err) {
-        // a write error is fatal, as in ddrescue; the data read is not marked rescued
-        return { copied: 0, error: 0, fatal: (err as Error).message, whole: true };
+        return writeFailed(err);
       }
+      if (w) return w.then(() => this.#readDone(b, copied, error), writeFailed);
     }
+    return this.#readDone(b, copied, error);
+  }
+
+  #readDone(b: Block, copied: number, error: number): CopyResult {
     this.reporter.readDone(b.pos, b.size, copied, error);
     return { copied, error };
   }
@@ -385,8 +404,12 @@ export class Rescuebook {
    * next read is made (a large read, with a spare buffer), else at once. The write before
    * it is settled first, so one is in flight at most, in order.
    */
-  async #write(pos: number, copied: number): Promise<void> {
-    if (this.#inFlight !== null) await this.settleWrites();
+  #write(pos: number, copied: number): void | Promise<void> {
+    if (this.#inFlight !== null) return this.settleWrites().then(() => this.#writeNow(pos, copied));
+    return this.#writeNow(pos, copied);
+  }
+
+  #writeNow(pos: number, copied: number): void | Promise<void> {
     const data = this.#iobuf.subarray(0, copied);
     const spare = this.#spareIobuf;
     if (spare !== null && copied >= ASYNC_WRITE_BYTES) {
@@ -401,8 +424,7 @@ export class Rescuebook {
         return;
       }
     }
-    const w = this.sink.write(pos, data);
-    if (w) await w;
+    return this.sink.write(pos, data);
   }
 
   /**
@@ -466,7 +488,8 @@ export class Rescuebook {
       this.eCode |= StopCause.other;
       return { result: 1, copied: 0, error: 0 };
     }
-    const r = await this.#copyBlock(b);
+    const c = this.#copyBlock(b);
+    const r = c instanceof Promise ? await c : c;
     if (r.fatal !== undefined) {
       this.finalMessage = r.whole ? r.fatal : `${this.source.name}: ${r.fatal}`;
       this.eCode |= StopCause.other;
@@ -512,7 +535,7 @@ export class Rescuebook {
     if (r.result) return r;
     this.updateRates();
     if (r.error > 0 && this.options.pauseOnError > 0) await this.pauseOnError();
-    if (!(await this.updateMapfile())) return { result: -2, error: r.error };
+    if (this.saveDue() && !(await this.updateMapfile())) return { result: -2, error: r.error };
     return r;
   }
 
@@ -632,6 +655,11 @@ export class Rescuebook {
   /** The mapfile state now. */
   snapshot(): { currentPos: number; currentStatus: MapfileStatus; currentPass: number; message: string; blocks: StatusMap } {
     return { currentPos: this.currentPos, currentStatus: this.currentStatus, currentPass: this.currentPass, message: this.currentMessage, blocks: this.map };
+  }
+
+  /** True if `updateMapfile()` would save now (checked without a promise before each call of it after a read). */
+  saveDue(): boolean {
+    return this.mapfile !== undefined && this.mapfile.due(this.map.length);
   }
 
   /** `update_mapfile`: save if the interval has passed (or `force`), after syncing the output. */
