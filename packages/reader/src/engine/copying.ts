@@ -58,7 +58,8 @@ async function forwardPass(rb: Rescuebook, message: string, pass: number, resume
       rb.currentSlow = false;
     }
     pos = b.pos + b.size;
-    const r = await rb.copyAndUpdate(b, message, MapfileStatus.copying, pass, true, BlockStatus.nonTrimmed);
+    const r0 = rb.copyAndUpdate(b, message, MapfileStatus.copying, pass, true, BlockStatus.nonTrimmed);
+    const r = r0 instanceof Promise ? await r0 : r0;
     if (r.result) return r.result;
     const slow = rb.updateRates();
     if (slow && ++rb.slowReads > rb.options.maxSlowReads) {
@@ -114,7 +115,8 @@ async function backwardPass(rb: Rescuebook, message: string, pass: number, resum
       rb.currentSlow = false;
     }
     end = b.pos;
-    const r = await rb.copyAndUpdate(b, message, MapfileStatus.copying, pass, false, BlockStatus.nonTrimmed);
+    const r0 = rb.copyAndUpdate(b, message, MapfileStatus.copying, pass, false, BlockStatus.nonTrimmed);
+    const r = r0 instanceof Promise ? await r0 : r0;
     if (r.result) return r.result;
     const slow = rb.updateRates();
     if (slow && ++rb.slowReads > rb.options.maxSlowReads) {

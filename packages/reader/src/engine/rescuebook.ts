@@ -79,6 +79,12 @@ export interface RescuebookInit {
  */
 export const ASYNC_WRITE_BYTES = 16 << 10;
 
+/** What a read step of trimming, scraping or retrying ended with. */
+export interface SectorStep {
+  readonly result: number;
+  readonly error: number;
+}
+
 /** What `#copyBlock` did: bytes copied and failed, or a fatal message (`whole`: it is the final message as is). */
 interface CopyResult {
   readonly copied: number;
@@ -461,15 +467,23 @@ export class Rescuebook {
    * the read, and the status changes. `fst` is the status a failed read of more than
    * one sector gets.
    */
-  async copyAndUpdate(b: Block, message: string, phase: MapfileStatus, pass: number, forward: boolean, fst: BlockStatus = BlockStatus.badSector): Promise<ReadOutcome> {
-    if (this.firstPost) {
-      if (!this.firstRead && this.options.pauseOnPass > 0) {
+  copyAndUpdate(b: Block, message: string, phase: MapfileStatus, pass: number, forward: boolean, fst: BlockStatus = BlockStatus.badSector): ReadOutcome | Promise<ReadOutcome> {
+    if (this.firstPost && !this.firstRead && this.options.pauseOnPass > 0) {
+      return (async () => {
         this.showStatus(-1, 'Paused', true);
         await this.sleep(this.options.pauseOnPass);
         const t2 = this.#clock();
         if (this.t1 < t2) this.t1 = t2;
         this.ts = Math.min(this.ts + this.options.pauseOnPass, t2);
-      }
+        return this.#stepAfterPause(b, message, phase, pass, forward, fst);
+      })();
+    }
+    return this.#stepAfterPause(b, message, phase, pass, forward, fst);
+  }
+
+  /** `copyAndUpdate` from the phase's first post on; a promise only where it waits (a yield, an overlapped write). */
+  #stepAfterPause(b: Block, message: string, phase: MapfileStatus, pass: number, forward: boolean, fst: BlockStatus): ReadOutcome | Promise<ReadOutcome> {
+    if (this.firstPost) {
       this.setStatus(phase, message);
       this.currentPass = pass;
       this.reporter.phaseStarted(this.t1 - this.t0, this.percentRescued(), message);
@@ -479,9 +493,15 @@ export class Rescuebook {
     if (this.errorsOrTimeout()) return { result: 1, copied: 0, error: 0 };
     if (Date.now() - this.#lastYield > 50) {
       // let signal handlers run between reads
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      this.#lastYield = Date.now();
+      return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.#lastYield = Date.now();
+        return this.#readAndJudge(b, fst);
+      });
     }
+    return this.#readAndJudge(b, fst);
+  }
+
+  #readAndJudge(b: Block, fst: BlockStatus): ReadOutcome | Promise<ReadOutcome> {
     if (this.#interrupted()) return { result: -1, copied: 0, error: 0 };
     if (this.#writeFailure !== null) {
       this.finalMessage = this.#writeFailure;
@@ -489,7 +509,11 @@ export class Rescuebook {
       return { result: 1, copied: 0, error: 0 };
     }
     const c = this.#copyBlock(b);
-    const r = c instanceof Promise ? await c : c;
+    return c instanceof Promise ? c.then((r) => this.#judge(b, r, fst)) : this.#judge(b, c, fst);
+  }
+
+  /** The status changes of a read (spec 2.3 steps 5 to 7). */
+  #judge(b: Block, r: CopyResult, fst: BlockStatus): ReadOutcome {
     if (r.fatal !== undefined) {
       this.finalMessage = r.whole ? r.fatal : `${this.source.name}: ${r.fatal}`;
       this.eCode |= StopCause.other;
@@ -527,16 +551,24 @@ export class Rescuebook {
 
   /**
    * The read step of trimming, scraping and retrying: `copyAndUpdate`, then the rates,
-   * the pause on error and the periodic mapfile save.
+   * the pause on error and the periodic mapfile save. A promise only where it waits.
    * @returns the step result (non-zero ends the phase: 1, -1 or -2) and the failed bytes.
    */
-  async readSectorStep(b: Block, message: string, phase: MapfileStatus, pass: number, forward: boolean): Promise<{ result: number; error: number }> {
-    const r = await this.copyAndUpdate(b, message, phase, pass, forward);
+  readSectorStep(b: Block, message: string, phase: MapfileStatus, pass: number, forward: boolean): SectorStep | Promise<SectorStep> {
+    const c = this.copyAndUpdate(b, message, phase, pass, forward);
+    return c instanceof Promise ? c.then((r) => this.#afterSectorRead(r)) : this.#afterSectorRead(c);
+  }
+
+  #afterSectorRead(r: ReadOutcome): SectorStep | Promise<SectorStep> {
     if (r.result) return r;
     this.updateRates();
-    if (r.error > 0 && this.options.pauseOnError > 0) await this.pauseOnError();
-    if (this.saveDue() && !(await this.updateMapfile())) return { result: -2, error: r.error };
-    return r;
+    if (r.error > 0 && this.options.pauseOnError > 0) return this.pauseOnError().then(() => this.#saveAfterRead(r));
+    return this.#saveAfterRead(r);
+  }
+
+  #saveAfterRead(r: ReadOutcome): SectorStep | Promise<SectorStep> {
+    if (!this.saveDue()) return r;
+    return this.updateMapfile().then((saved) => (saved ? r : { result: -2, error: r.error }));
   }
 
   /** `--pause-on-error` after a failed read. */

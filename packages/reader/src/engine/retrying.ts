@@ -38,7 +38,8 @@ async function forwardRetry(rb: Rescuebook, message: string, pass: number, resum
     if (b.size <= 0) break;
     pos = b.pos + b.size;
     blockFound = true;
-    const r = await rb.readSectorStep(b, message, MapfileStatus.retrying, pass, true);
+    const r0 = rb.readSectorStep(b, message, MapfileStatus.retrying, pass, true);
+    const r = r0 instanceof Promise ? await r0 : r0;
     if (r.result) return r.result;
   }
   if (!blockFound) return 0;
@@ -59,7 +60,8 @@ async function backwardRetry(rb: Rescuebook, message: string, pass: number, resu
     if (b.size <= 0) break;
     end = b.pos;
     blockFound = true;
-    const r = await rb.readSectorStep(b, message, MapfileStatus.retrying, pass, false);
+    const r0 = rb.readSectorStep(b, message, MapfileStatus.retrying, pass, false);
+    const r = r0 instanceof Promise ? await r0 : r0;
     if (r.result) return r.result;
   }
   if (!blockFound) return 0;

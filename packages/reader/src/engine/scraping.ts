@@ -18,7 +18,8 @@ export async function scrapeErrors(rb: Rescuebook): Promise<number> {
       let b = { pos, size: Math.min(hardbs, end - pos) };
       if (b.pos + b.size !== end) b = alignEnd(b, hardbs);
       pos = b.pos + b.size;
-      const step = await rb.readSectorStep(b, message, MapfileStatus.scraping, 1, true);
+      const step0 = rb.readSectorStep(b, message, MapfileStatus.scraping, 1, true);
+      const step = step0 instanceof Promise ? await step0 : step0;
       if (step.result) return { result: step.result, worked: true };
     }
     return { result: 0, worked: true };

@@ -28,7 +28,8 @@ export async function trimErrors(rb: Rescuebook): Promise<number> {
       let b = { pos, size: Math.min(hardbs, end - pos) };
       if (b.pos + b.size !== end) b = alignEnd(b, hardbs);
       pos = b.pos + b.size;
-      const step = await rb.readSectorStep(b, message, MapfileStatus.trimming, 1, true);
+      const step0 = rb.readSectorStep(b, message, MapfileStatus.trimming, 1, true);
+      const step = step0 instanceof Promise ? await step0 : step0;
       if (step.result) return { result: step.result, worked: true };
       errorFound = step.error > 0;
     }
@@ -38,7 +39,8 @@ export async function trimErrors(rb: Rescuebook): Promise<number> {
       let b = { pos: end - size, size };
       if (b.pos !== pos) b = alignPos(b, hardbs);
       end = b.pos;
-      const step = await rb.readSectorStep(b, message, MapfileStatus.trimming, 1, false);
+      const step0 = rb.readSectorStep(b, message, MapfileStatus.trimming, 1, false);
+      const step = step0 instanceof Promise ? await step0 : step0;
       if (step.result) return { result: step.result, worked: true };
       errorFound = step.error > 0;
     }
