@@ -196,14 +196,16 @@ async function rescue(
       const readLog = cmd.readLog === undefined ? undefined : ReadLogger.open(abs(cmd.readLog), header);
       const reporter = new DdrescueReporter({ verbosity: cmd.verbosity, binaryPrefixes: cmd.binaryPrefixes, write: io.screen, readLog, rateLog, eventLog });
 
+      /** A buffer for one read: a cluster and a sector, aligned for O_DIRECT. */
+      const iobuf = (): Buffer => allocAligned(o.cluster * o.hardbs + o.hardbs, Math.max(4096, o.hardbs));
       const rb = new Rescuebook({
         source, testSource, sink: output, reporter, map, domain, insize, offset,
         currentPos: state.currentPos, currentStatus: state.currentStatus, currentPass: state.currentPass,
         mapfile: updater, options: o,
-        iobuf: allocAligned(o.cluster * o.hardbs + o.hardbs, Math.max(4096, o.hardbs)),
+        iobuf: iobuf(),
         // with -d a large read is written while the next is made into the other buffer (without -d, the
         // kernel's readahead reads on meanwhile: copying 1 GiB from the page cache took 0.66 s against 0.63)
-        spareIobuf: o.directIn ? allocAligned(o.cluster * o.hardbs + o.hardbs, Math.max(4096, o.hardbs)) : undefined,
+        spareIobuf: o.directIn ? iobuf() : undefined,
         clock: () => Math.floor(Date.now() / 1000), startTime: startSeconds,
         interrupted: () => io.signal() !== null,
         sleep: (s) => interruptibleSleep(s, io.signal),

@@ -411,7 +411,7 @@ export class Rescuebook {
    * it is settled first, so one is in flight at most, in order.
    */
   #write(pos: number, copied: number): void | Promise<void> {
-    if (this.#inFlight !== null) return this.settleWrites().then(() => this.#writeNow(pos, copied));
+    if (this.#inFlight !== null) return this.#settleWrites().then(() => this.#writeNow(pos, copied));
     return this.#writeNow(pos, copied);
   }
 
@@ -423,7 +423,7 @@ export class Rescuebook {
       const sb = this.map.sblockAt(pos);
       if (sb !== null && sb.pos <= pos && sb.pos + sb.size >= pos + copied) {
         const done = this.sink.writeAsync!(pos, data);
-        done.catch(() => undefined); // settled, and its error handled, in settleWrites
+        done.catch(() => undefined); // settled, and its error handled, in #settleWrites
         this.#inFlight = { done, pos, size: copied, was: sb.status };
         this.#spareIobuf = this.#iobuf;
         this.#iobuf = spare;
@@ -437,7 +437,7 @@ export class Rescuebook {
    * Wait for the write in flight, if any. If it failed, its read gets back the status it
    * had before (it is not in the output), and the error is thrown.
    */
-  async settleWrites(): Promise<void> {
+  async #settleWrites(): Promise<void> {
     const f = this.#inFlight;
     if (f === null) return;
     this.#inFlight = null;
@@ -450,12 +450,12 @@ export class Rescuebook {
   }
 
   /**
-   * Before the run's last save: wait for the write in flight.
-   * @returns the message of a write that failed (now or during a mapfile save), or null.
+   * Before a mapfile save and the run's last one: wait for the write in flight.
+   * @returns the message of a write that failed (now or at an earlier save), or null.
    */
   async finishWrites(): Promise<string | null> {
     try {
-      await this.settleWrites();
+      await this.#settleWrites();
     } catch (err) {
       this.#writeFailure ??= (err as Error).message;
     }
@@ -699,11 +699,7 @@ export class Rescuebook {
     if (!this.mapfile) return true;
     return this.mapfile.update(() => this.snapshot(), this.map.length, async () => {
       // the write in flight first; if it failed, its read is no longer finished in the map saved
-      try {
-        await this.settleWrites();
-      } catch (err) {
-        this.#writeFailure ??= (err as Error).message;
-      }
+      await this.finishWrites();
       await this.sink.sync();
     }, force);
   }
