@@ -34,17 +34,14 @@ const SIZE = 4 << 20;
 class RecordingSink implements RescueSink {
   readonly data = Buffer.alloc(SIZE);
   readonly written = new Uint8Array(SIZE / SECTOR);
-  writes = 0;
   asyncWrites = 0;
   inFlight = 0;
-  syncs = 0;
   readonly badAt: number;
   constructor(badAt = -1) {
     this.badAt = badAt;
   }
 
   write(pos: number, data: Uint8Array): void {
-    ++this.writes;
     let n = data.length;
     if (this.badAt >= 0 && pos <= this.badAt && pos + n > this.badAt) n = this.badAt - pos;
     this.data.set(data.subarray(0, n), pos);
@@ -58,7 +55,6 @@ class RecordingSink implements RescueSink {
     try {
       await new Promise((resolve) => setImmediate(resolve));
       this.write(pos, data);
-      --this.writes;
     } finally {
       --this.inFlight;
     }
@@ -66,7 +62,6 @@ class RecordingSink implements RescueSink {
 
   sync(): void {
     if (this.inFlight > 0) throw new Error('sync with a write in flight');
-    ++this.syncs;
   }
 
   finish(): null {

@@ -4,19 +4,15 @@
  * after a minute. Under a bound smaller than a piece, reading waited for a seal that
  * waited for reading, and each piece went out a minute late and short.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { expect } from 'chai';
 
-import { DEFAULT_RESCUE_OPTIONS } from '../src/engine/options.js';
-import type { RescueReporter } from '../src/engine/reporter.js';
-import { openJobFolder } from '../src/job/job-folder.js';
-import { planJob } from '../src/job/plan-job.js';
 import { LocalDestination } from '../src/run/local-destination.js';
-import { newLoopStatus, runLoop } from '../src/run/run-loop.js';
+import { runLoop } from '../src/run/run-loop.js';
+import { loopOptions, planLoopJob } from './helpers/loop-job.js';
 
 const MIB = 1 << 20;
 
@@ -30,39 +26,19 @@ describe('runLoop memory ahead', function () {
 
   it('fills a 32 MiB piece whole before it is sealed (pieces bigger than the bound on bytes held ahead)', async () => {
     const size = 40 * MIB;
-    const source = join(dir, 'disk.bin');
-    writeFileSync(source, randomBytes(size));
-    const jobDir = join(dir, 'job');
-    await planJob({ source, jobDir, chunkSize: 64 * MIB, commandLine: 'test plan' });
-    const job = await openJobFolder(jobDir, { secret: readFileSync(join(jobDir, 'token'), 'utf8').trim(), spoolBytes: 256 * MIB, hardbs: 512, commandLine: 'test', saveInterval: -1, syncInterval: 300 });
-    const reporter: RescueReporter = { phaseStarted: () => undefined, readDone: () => undefined, statusRefreshed: () => undefined, echo: () => undefined, endOfRun: () => undefined };
+    const j = await planLoopJob(dir, size, 64 * MIB, 256 * MIB);
     const controller = new AbortController();
     // a piece waiting for its one-minute seal is what this test looks for: stop well before
     const timer = setTimeout(() => controller.abort(), 40_000);
     const stored: number[] = [];
-    const dest = new LocalDestination(job.spool);
+    const dest = new LocalDestination(j.job.spool);
     const store = dest.store.bind(dest);
     dest.store = (piece) => {
       stored.push(piece.data.length);
       return store(piece);
     };
     try {
-      const end = await runLoop({
-        rescueId: job.job.rescueId,
-        chunks: job.chunks,
-        reading: { source, options: DEFAULT_RESCUE_OPTIONS, domains: [{ pos: 0, size }], insize: size, startTime: Math.floor(Date.now() / 1000) },
-        map: job.map,
-        seq: job.seq,
-        destination: dest,
-        sealBytes: 32 * MIB,
-        sealMillis: 60_000,
-        checkSource: () => undefined,
-        reporter,
-        readLog: false,
-        status: newLoopStatus(),
-        log: () => undefined,
-        signal: controller.signal,
-      });
+      const end = await runLoop(loopOptions(j, controller.signal, { destination: dest, sealBytes: 32 * MIB, sealMillis: 60_000 }));
       expect(end.kind, 'the loop ended by itself, not by the 40 s abort').to.equal('done');
     } finally {
       clearTimeout(timer);
