@@ -21,18 +21,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { MJS_HEAD, bundleProgram, seaMain } from './package/bundle.mjs';
+import { PROGRAMS } from './package/programs.mjs';
 import { makeExecutable } from './package/sea.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DIST = join(ROOT, 'dist');
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'lerna.json'), 'utf8')).version;
-
-/** The three programs and the built entry of each. */
-const PROGRAMS = [
-  { name: 'ddferry-reader', entry: 'packages/reader/dist/main.js' },
-  { name: 'ddferry-assembler', entry: 'packages/assembler/dist/main.js' },
-  { name: 'ddferry-map', entry: 'packages/mapfile/dist/main.js' },
-];
 
 const MiB = 1024 * 1024;
 const mib = (file) => `${(statSync(file).size / MiB).toFixed(1)} MiB`;
