@@ -8,10 +8,15 @@
  * | `IMAGE.ddferry.json` | the binding: rescue id, fingerprint, plan | atomically, when a rescue claims the image |
  * | `IMAGE.ddferry.pieces` | the merged pieces: seq and header hash of each (merged-pieces.ts) | appended and fsynced, after `IMAGE.map` |
  *
- * `commit` is the only way data and statuses get in, in this order: write, fsync,
- * raise statuses in memory, save `IMAGE.map`, append the merged pieces. A crash
- * between any two steps leaves a map that claims only durable data, and a
- * record that claims only pieces the map holds.
+ * `stage` (and `commit`, which waits for it) is the only way data and statuses
+ * get in, in this order: write, fsync, raise statuses in memory, save
+ * `IMAGE.map`, append the merged pieces. A crash between any two steps leaves a
+ * map that claims only durable data, and a record that claims only pieces the
+ * map holds. A batch is written while the batches written before it are made
+ * durable: every batch written meanwhile becomes durable in the next round
+ * (one fsync, one save of each file), and until then its ranges and seqs are
+ * the batch's (`forEachPlannedStatus`, `stagedHash`): no later batch writes
+ * there (first wins, A3) or merges another piece under its seqs (A4).
  */
 import { constants as fsConstants, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -28,6 +33,7 @@ import { formatBinding, parseBinding } from './binding.js';
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import { lockImage, unlockImage } from './image-lock.js';
 import { loadMergedPieces, MergedPieces, MergedPiecesFile } from './merged-pieces.js';
+import { RangeSet } from './range-set.js';
 
 export type { Binding } from './binding.js';
 
@@ -41,9 +47,11 @@ export interface ImageOptions {
   /**
    * Called before each durable step of `commit` and `bind`. If it throws, the step
    * does not happen and the error propagates, as if the process had died there:
-   * tests use it to check the order of truth. Default none.
+   * tests use it to check the order of truth. A promise it returns before `sync`
+   * holds the fsync until it resolves (or fails it, rejected): tests hold a
+   * durable round there. Default none.
    */
-  readonly onStep?: ((step: ImageStep, file: string) => void) | undefined;
+  readonly onStep?: ((step: ImageStep, file: string) => unknown) | undefined;
   /** Recorded in the mapfile's header. Default `ddferry-assembler serve IMAGE`. */
   readonly commandLine?: string | undefined;
 }
@@ -134,6 +142,15 @@ export const MAX_PLAN_CHUNKS = 1_048_576;
 
 const FINISHED = processedState('+');
 
+/** A batch written by `stage`, waiting for its durable round. */
+interface Staged {
+  readonly batch: Commit;
+  /** Its writes, copies and zero runs: `+` once durable. */
+  readonly targets: readonly Block[];
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
 function identity(rescueId: string, f: Fingerprint): string {
   return `rescue ${rescueId} (${describeFingerprint(f)})`;
 }
@@ -149,7 +166,7 @@ export class Image {
   /** `IMAGE.ddferry.pieces`. */
   readonly piecesPath: string;
   readonly #handle: FileHandle;
-  readonly #onStep: ((step: ImageStep, file: string) => void) | undefined;
+  readonly #onStep: ImageOptions['onStep'];
   readonly #commandLine: string;
   readonly #startTime = formatTimestamp(new Date());
   #map: StatusMap | undefined;
@@ -168,6 +185,14 @@ export class Image {
   #broken: AssemblerError | undefined;
   #closed = false;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Batches written and waiting for the next durable round, oldest first. */
+  #staged: Staged[] = [];
+  /** The targets of batches written and not durable yet: no later batch writes there. */
+  readonly #stagedRanges = new RangeSet();
+  /** The seqs of those batches' pieces: header hash, and how many of those batches hold it. */
+  readonly #stagedSeqs = new Map<number, { readonly hash: string; count: number }>();
+  /** The durable rounds, while batches are staged. */
+  #rounds: Promise<void> | undefined;
   readonly #listeners = new Set<ImageListener>();
   /** Zero-run bytes of all commits: left as holes (or zeros already there), written as zeros. */
   readonly zeroFigures: ZeroFigures = { kept: 0, written: 0 };
@@ -458,6 +483,26 @@ export class Image {
   }
 
   /**
+   * `forEachStatus`, with the ranges written by batches not durable yet (`stage`)
+   * as `+`: what a batch planned now must leave alone (first wins, A3).
+   */
+  forEachPlannedStatus(block: Block, fn: (pos: number, end: number, status: BlockStatus) => void): void {
+    if (this.#stagedRanges.size === 0) {
+      this.forEachStatus(block, fn);
+      return;
+    }
+    this.forEachStatus(block, (pos, end, status) => {
+      if (status === '+') fn(pos, end, status);
+      else this.#stagedRanges.forEachPart(pos, end, (p, q, staged) => fn(p, q, staged ? '+' : status));
+    });
+  }
+
+  /** The header hash of the piece a batch not durable yet (`stage`) merges under `seq`, or undefined. */
+  stagedHash(seq: number): string | undefined {
+    return this.#stagedSeqs.get(seq)?.hash;
+  }
+
+  /**
    * Run `fn` after every earlier `exclusive`, `bind` and `commit` of this image,
    * and before any later one: merges into one image are serialized.
    */
@@ -473,20 +518,35 @@ export class Image {
 
   /**
    * Make a batch durable, in the order of truth (call it inside `exclusive`):
+   * `stage`, then wait for its round.
+   */
+  async commit(batch: Commit, written?: () => void): Promise<void> {
+    const { durable } = await this.stage(batch, written);
+    await durable;
+  }
+
+  /**
+   * Write a batch (call it inside `exclusive`) and return once it is written, with
+   * the promise of its durable round, which makes durable every batch written
+   * since the round before, in the order of truth:
    *
    * | step | on failure |
    * |---|---|
-   * | write every `writes` entry at its position, then every `copies` entry, slice by slice | `ERR_IMAGE_WRITE` (or the error of `read`); nothing claims those bytes |
+   * | write every `writes` entry at its position, then every `copies` entry, slice by slice, then the zero runs | `ERR_IMAGE_WRITE` (or the error of `read`), thrown by `stage`; nothing claims those bytes |
    * | tell `written`: the batch's memory may go (the kernel holds the bytes) | — |
-   * | fsync the image, once | `ERR_IMAGE_SYNC`; the image refuses further commits (after a failed fsync the kernel may have dropped the data) |
-   * | raise statuses in memory: `writes` and `copies` to `+`, then `statuses`, never backwards | — |
-   * | save `IMAGE.map` (with `.bak`) | `ERR_IMAGE_SAVE`; the next commit saves it again |
-   * | append `pieces` to `IMAGE.ddferry.pieces`, fsync (bound images only) | `ERR_IMAGE_SAVE`; the pieces, sent again, merge again harmlessly |
+   * | (the round) fsync the image, once | `ERR_IMAGE_SYNC`; the image refuses further commits (after a failed fsync the kernel may have dropped the data) |
+   * | raise statuses in memory, batch by batch: `writes` and `copies` to `+`, then `statuses`, never backwards | — |
+   * | save `IMAGE.map` (with `.bak`) | `ERR_IMAGE_SAVE`; the next round saves it again |
+   * | append the round's pieces to `IMAGE.ddferry.pieces`, fsync (bound images only) | `ERR_IMAGE_SAVE`; the pieces, sent again, merge again harmlessly |
    *
-   * @throws Error (a bug in the caller) for a write outside the source or over a `+` block,
-   *   or a piece whose seq is merged under another header hash (A4: the caller refuses those).
+   * A failed round rejects the durability of each of its batches. Until its round
+   * ends, a batch's targets and seqs are reported by `forEachPlannedStatus` and
+   * `stagedHash`.
+   * @throws Error (a bug in the caller) for a write outside the source, over a `+` block
+   *   or over a batch not durable yet, or a piece whose seq is merged or staged under
+   *   another header hash (A4: the caller refuses those).
    */
-  async commit(batch: Commit, written?: () => void): Promise<void> {
+  async stage(batch: Commit, written?: () => void): Promise<{ readonly durable: Promise<void> }> {
     this.#checkUsable();
     const map = this.#map;
     if ((this.#binding === undefined && this.#adoptedSize === undefined) || map === undefined || this.#bindPending) {
@@ -494,43 +554,101 @@ export class Image {
     }
     if (this.#binding === undefined && batch.pieces.length > 0) throw new Error('internal: pieces for an image bound to no rescue');
     for (const p of batch.pieces) {
-      const held = this.#merged.hashOf(p.seq);
+      const held = this.#merged.hashOf(p.seq) ?? this.stagedHash(p.seq);
       if (held !== undefined && held !== p.headerHash) throw new Error(`internal: piece ${p.seq} is merged under another header hash`);
     }
     const size = this.size;
     const copies = batch.copies ?? [];
     const zeros = batch.zeros ?? [];
-    const targets = [...batch.writes.map((w) => ({ pos: w.pos, size: w.data.length })), ...copies, ...zeros];
-    for (const w of targets) {
+    const targets = [...batch.writes.map((w) => ({ pos: w.pos, size: w.data.length })), ...copies.map((c) => ({ pos: c.pos, size: c.size })), ...zeros.map((z) => ({ pos: z.pos, size: z.size }))];
+    let end = 0;
+    for (const w of [...targets].sort((a, b) => a.pos - b.pos)) {
       if (!Number.isSafeInteger(w.pos) || !Number.isSafeInteger(w.size) || w.pos < 0 || w.size < 0 || w.pos + w.size > size) throw new Error(`internal: write of ${w.size} bytes at ${w.pos} is outside the source of ${size} bytes`);
-      this.forEachStatus(w, (pos, _end, status) => {
-        if (status === '+') throw new Error(`internal: write at ${w.pos} would overwrite rescued data at ${pos}`);
+      if (w.pos < end) throw new Error(`internal: writes of one batch overlap at ${w.pos}`);
+      end = w.pos + w.size;
+      this.forEachPlannedStatus(w, (pos, _end, status) => {
+        if (status === '+') throw new Error(`internal: write at ${w.pos} would overwrite rescued data, or data being made durable, at ${pos}`);
       });
     }
     for (const w of batch.writes) await this.#write(w.data, w.pos);
     if (copies.length > 0) await this.#copy(copies);
     if (zeros.length > 0) await this.#zero(zeros);
     written?.();
-    if (targets.length > 0) await this.#sync();
-    for (const w of targets) this.#raise(w.pos, w.size, '+');
-    for (const s of batch.statuses) this.#raise(s.pos, s.size, s.status);
-    const line = batch.mapState;
-    if (line !== undefined && line.seq >= Math.max(this.#merged.maxSeq, ...batch.pieces.map((p) => p.seq))) {
-      const pos = Math.min(Math.max(0, line.line.currentPos), this.size);
-      this.#mapState = { currentPos: pos, currentStatus: line.line.currentStatus, currentPass: Math.max(1, line.line.currentPass) };
+    for (const t of targets) this.#stagedRanges.add(t.pos, t.pos + t.size);
+    for (const p of batch.pieces) {
+      const held = this.#stagedSeqs.get(p.seq);
+      if (held === undefined) this.#stagedSeqs.set(p.seq, { hash: p.headerHash, count: 1 });
+      else ++held.count;
+    }
+    const durable = new Promise<void>((resolve, reject) => {
+      this.#staged.push({ batch, targets, resolve, reject });
+    });
+    // rejections reach whoever awaits it; none is left unhandled meanwhile
+    durable.catch(() => undefined);
+    this.#rounds ??= this.#runRounds();
+    return { durable };
+  }
+
+  /** Durable rounds, while batches are staged: each takes every batch staged before it starts. */
+  async #runRounds(): Promise<void> {
+    try {
+      while (this.#staged.length > 0) {
+        const round = this.#staged;
+        this.#staged = [];
+        try {
+          await this.#makeDurable(round);
+          for (const s of round) s.resolve();
+        } catch (err) {
+          for (const s of round) s.reject(err);
+        } finally {
+          for (const s of round) this.#unstage(s);
+        }
+      }
+    } finally {
+      this.#rounds = undefined;
+    }
+  }
+
+  /** A batch's round ended: its targets are `+` (or the image is broken), its pieces merged or not. */
+  #unstage(s: Staged): void {
+    for (const t of s.targets) this.#stagedRanges.delete(t.pos, t.pos + t.size);
+    for (const p of s.batch.pieces) {
+      const held = this.#stagedSeqs.get(p.seq);
+      if (held !== undefined && --held.count === 0) this.#stagedSeqs.delete(p.seq);
+    }
+  }
+
+  /** The steps of a round after the writes (see `stage`). */
+  async #makeDurable(round: readonly Staged[]): Promise<void> {
+    const map = this.#map!;
+    // a failed fsync of an earlier round may have dropped this round's pages too
+    if (this.#broken !== undefined) throw this.#broken;
+    if (round.some((s) => s.targets.length > 0)) await this.#sync();
+    /** The newest seq merged before or by the batches raised so far. */
+    let newest = this.#merged.maxSeq;
+    for (const { batch, targets } of round) {
+      for (const w of targets) this.#raise(w.pos, w.size, '+');
+      for (const st of batch.statuses) this.#raise(st.pos, st.size, st.status);
+      for (const p of batch.pieces) newest = Math.max(newest, p.seq);
+      const line = batch.mapState;
+      if (line !== undefined && line.seq >= newest) {
+        const pos = Math.min(Math.max(0, line.line.currentPos), this.size);
+        this.#mapState = { currentPos: pos, currentStatus: line.line.currentStatus, currentPass: Math.max(1, line.line.currentPass) };
+      }
     }
     if (map.sizeOf('+') === this.size) this.#mapState = { ...this.#mapState, currentStatus: '+' };
     await this.#saveMap();
-    const changed = [...targets, ...batch.statuses];
+    const changed = round.flatMap((s) => [...s.targets, ...s.batch.statuses]);
     if (this.#binding === undefined) {
       this.#tell(changed);
       return;
     }
-    const fresh = batch.pieces.filter((p) => this.#merged.hashOf(p.seq) === undefined);
-    if (fresh.length > 0) {
+    const fresh = new Map<number, PieceRef>();
+    for (const s of round) for (const p of s.batch.pieces) if (this.#merged.hashOf(p.seq) === undefined && !fresh.has(p.seq)) fresh.set(p.seq, p);
+    if (fresh.size > 0) {
       this.#step('save-pieces', this.piecesPath);
-      await this.#piecesFile!.append(fresh);
-      for (const p of fresh) this.#merged.add(p);
+      await this.#piecesFile!.append([...fresh.values()]);
+      for (const p of fresh.values()) this.#merged.add(p);
     }
     // listeners (the live page) see the map and the merged pieces of the same commit together
     this.#tell(changed);
@@ -646,6 +764,7 @@ export class Image {
     if (this.#closed) return;
     this.#closed = true;
     await this.#queue;
+    await this.#rounds;
     await this.#piecesFile?.close();
     await this.#handle.close();
     await unlockImage(this.path);
@@ -662,9 +781,10 @@ export class Image {
     if (this.#broken !== undefined) throw this.#broken;
   }
 
-  #step(step: ImageStep, file: string): void {
-    this.#onStep?.(step, file);
+  #step(step: ImageStep, file: string): unknown {
+    return this.#onStep?.(step, file);
   }
+
 
   async #write(data: Uint8Array, pos: number): Promise<void> {
     this.#step('write', this.path);
@@ -687,7 +807,8 @@ export class Image {
 
   async #sync(): Promise<void> {
     try {
-      this.#step('sync', this.path);
+      const held = this.#step('sync', this.path);
+      if (held instanceof Promise) await held;
       await this.#handle.sync();
     } catch (err) {
       this.#broken = new AssemblerError('ERR_IMAGE_SYNC', this.path, `fsync failed (${errnoOf(err) ?? messageOf(err)}); the image refuses further data until the assembler restarts. Check the destination disk (dmesg), then restart: the mapfile claims only data fsynced before.`, { cause: err });

@@ -17,6 +17,7 @@ import { ProtocolError } from '@ddferry/protocol';
 
 import { AssemblerError } from './errors.js';
 import type { Commit, Image } from './image.js';
+import { RangeSet } from './range-set.js';
 
 const MIB = 1024 * 1024;
 
@@ -40,41 +41,6 @@ export function resolveMergeLimits(overrides: Partial<MergeLimits> = {}): MergeL
     if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`merge limit ${name} must be a positive integer, not ${String(value)}`);
   }
   return Object.freeze(limits);
-}
-
-/** Sorted, disjoint half-open ranges `[pos, end)`: what a batch has written so far. */
-class Written {
-  readonly #pos: number[] = [];
-  readonly #end: number[] = [];
-
-  /** Index of the first range ending after `pos`. */
-  #first(pos: number): number {
-    let lo = 0;
-    let hi = this.#end.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.#end[mid]! <= pos) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  /** Call `fn(pos, end)` for each part of `[pos, end)` not written yet. */
-  forEachGap(pos: number, end: number, fn: (pos: number, end: number) => void): void {
-    let at = pos;
-    for (let i = this.#first(pos); i < this.#pos.length && this.#pos[i]! < end; ++i) {
-      if (this.#pos[i]! > at) fn(at, this.#pos[i]!);
-      at = Math.max(at, this.#end[i]!);
-    }
-    if (at < end) fn(at, end);
-  }
-
-  /** Add `[pos, end)`, which must not overlap what is there. */
-  add(pos: number, end: number): void {
-    const i = this.#first(pos);
-    this.#pos.splice(i, 0, pos);
-    this.#end.splice(i, 0, end);
-  }
 }
 
 /** A batch planned against the image's current map. */
@@ -119,7 +85,8 @@ export function planBatch(image: Image, pieces: readonly OpenedPiece[]): Planned
   const acknowledged: PieceRef[] = [];
   const refused: { piece: OpenedPiece; error: ProtocolError }[] = [];
   const seen = new Map<number, string>();
-  const written = new Written();
+  /** What the batch writes so far. */
+  const written = new RangeSet();
   /** The status line of the newest fresh piece that carries one. */
   let mapState: Commit['mapState'];
   const push = (pos: number, data: Uint8Array): void => {
@@ -137,9 +104,14 @@ export function planBatch(image: Image, pieces: readonly OpenedPiece[]): Planned
     }
     const ref = { seq: piece.seq, headerHash: piece.headerHash };
     const held = image.mergedHash(piece.seq);
+    const staged = image.stagedHash(piece.seq);
     const earlier = seen.get(piece.seq);
     if (held !== undefined && held !== piece.headerHash) {
       refused.push({ piece, error: seqConflict(ref, held, image.path) });
+      continue;
+    }
+    if (staged !== undefined && staged !== piece.headerHash) {
+      refused.push({ piece, error: seqConflict(ref, staged, `${image.path}'s batch being made durable`) });
       continue;
     }
     if (earlier !== undefined) {
@@ -150,11 +122,13 @@ export function planBatch(image: Image, pieces: readonly OpenedPiece[]): Planned
     acknowledged.push(ref);
     if (held !== undefined) continue;
     fresh.push(ref);
+    // written by a batch not durable yet: its data, statuses and status line come with it
+    if (staged !== undefined) continue;
     let offset = 0;
     for (const e of piece.extents) {
       const base = offset;
       offset += e.size;
-      image.forEachStatus(e, (pos, end, status) => {
+      image.forEachPlannedStatus(e, (pos, end, status) => {
         if (status === '+') return;
         written.forEachGap(pos, end, (p, q) => {
           forEachRun(base + p - e.pos, base + q - e.pos, piece.zeroRuns ?? [], (a, b, zero) => {
@@ -188,24 +162,52 @@ function forEachRun(a: number, b: number, runs: readonly { readonly pos: number;
   if (at < b) fn(at, b, false);
 }
 
+/** A batch written into the image (`stagePieces`), and the promise of its durability. */
+export interface StagedPieces {
+  /** Every distinct piece of the batch, merged now or before: to acknowledge once `durable` resolves. */
+  readonly acknowledged: PieceRef[];
+  /** Pieces refused (A4, nothing of them written). */
+  readonly refused: PlannedBatch['refused'];
+  /**
+   * Resolves once the batch is fsynced and `IMAGE.map` and the merged pieces are saved (at
+   * once when nothing was to merge); rejects with `ERR_IMAGE_SYNC`, `ERR_IMAGE_SAVE`.
+   */
+  readonly durable: Promise<void>;
+}
+
 /**
- * Merge a batch of validated pieces durably, serialized with every other
- * merge of the image. Returns once the data is fsynced and `IMAGE.map` and the
- * binding are saved: only then may the caller send the receipt. `written` is
- * told once the pieces' data is written (before the fsync) or found merged
- * before: their memory may go then; a write that fails never tells it.
+ * Write a batch of validated pieces into the image, serialized with every
+ * other merge of the image, and return once it is written (`Image.stage`):
+ * the next batch may be planned and written while this one is made durable.
+ * `written` is told once the pieces' data is written (or found merged before):
+ * their memory may go then; a write that fails never tells it. Nothing may be
+ * acknowledged before `durable` resolves.
+ * @throws AssemblerError `ERR_IMAGE_WRITE`, `ERR_IMAGE_NOT_BOUND`,
+ *   `ERR_IMAGE_WRONG_RESCUE`, `ERR_IMAGE_CLOSED`, `ERR_IMAGE_SYNC` (an earlier fsync failed).
+ */
+export function stagePieces(image: Image, pieces: readonly OpenedPiece[], written?: () => void): Promise<StagedPieces> {
+  return image.exclusive(async () => {
+    const { commit, acknowledged, refused } = planBatch(image, pieces);
+    let durable = Promise.resolve();
+    if (commit.pieces.length > 0) ({ durable } = await image.stage(commit, written));
+    else written?.();
+    return { acknowledged: [...acknowledged], refused, durable };
+  });
+}
+
+/**
+ * Merge a batch of validated pieces durably (`stagePieces`, then its durability).
+ * Returns once the data is fsynced and `IMAGE.map` and the merged pieces are
+ * saved: only then may the caller send the receipt.
  * @returns the pieces to acknowledge (every distinct piece of `pieces`, merged
  *   now or before) and those refused (A4, nothing of them written).
  * @throws AssemblerError `ERR_IMAGE_WRITE`, `ERR_IMAGE_SYNC`, `ERR_IMAGE_SAVE`,
  *   `ERR_IMAGE_NOT_BOUND`, `ERR_IMAGE_WRONG_RESCUE`, `ERR_IMAGE_CLOSED`.
  */
-export function mergePieces(image: Image, pieces: readonly OpenedPiece[], written?: () => void): Promise<{ acknowledged: PieceRef[]; refused: PlannedBatch['refused'] }> {
-  return image.exclusive(async () => {
-    const { commit, acknowledged, refused } = planBatch(image, pieces);
-    if (commit.pieces.length > 0) await image.commit(commit, written);
-    else written?.();
-    return { acknowledged: [...acknowledged], refused };
-  });
+export async function mergePieces(image: Image, pieces: readonly OpenedPiece[], written?: () => void): Promise<{ acknowledged: PieceRef[]; refused: PlannedBatch['refused'] }> {
+  const { acknowledged, refused, durable } = await stagePieces(image, pieces, written);
+  await durable;
+  return { acknowledged, refused };
 }
 
 interface Waiting {
@@ -218,15 +220,20 @@ interface Waiting {
 /**
  * The merge queue of one image: pieces from any number of connections wait
  * here and are merged in batches of at most `maxBatchPieces` pieces and
- * `maxBatchBytes` bytes (at least one piece), one batch at a time. While a batch
- * is being made durable, the next one gathers, so the number of fsyncs and
- * mapfile saves adapts to the load. The queue holds only what callers put in:
- * they bound it (the server does, per connection).
+ * `maxBatchBytes` bytes (at least one piece), one batch written at a time.
+ * A batch is written while the ones before it are made durable (`stagePieces`:
+ * the image makes every batch written meanwhile durable with one fsync and one
+ * mapfile save), and the next one gathers while it is written, so the number of
+ * fsyncs and mapfile saves adapts to the load. The queue holds only what
+ * callers put in: they bound it (the server does, per connection).
  */
 export class MergeQueue {
   readonly image: Image;
   readonly #limits: MergeLimits;
   readonly #waiting: Waiting[] = [];
+  /** Batches written and not durable yet: each settles its pieces' promises. */
+  readonly #staged = new Set<Promise<void>>();
+  #count = 0;
   #bytes = 0;
   #running: Promise<void> | undefined;
 
@@ -242,12 +249,12 @@ export class MergeQueue {
 
   /** Pieces waiting or being merged. */
   get pendingCount(): number {
-    return this.#waiting.length;
+    return this.#count;
   }
 
   /**
    * Queue an opened, checked piece. `written` is told once its batch is
-   * written, before the fsync (see `mergePieces`): its data's memory may go.
+   * written, before the fsync (see `stagePieces`): its data's memory may go.
    * @returns a promise settled when the piece is durably merged (or was merged
    *   before), rejected with `ERR_PIECE_SEQ_CONFLICT` (a ProtocolError) when its
    *   seq is another piece's (A4), or with the batch's error.
@@ -255,6 +262,7 @@ export class MergeQueue {
   enqueue(piece: OpenedPiece, written?: () => void): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#waiting.push({ piece, written, resolve, reject });
+      ++this.#count;
       this.#bytes += piece.data.length;
       this.#running ??= this.#run();
     });
@@ -262,7 +270,10 @@ export class MergeQueue {
 
   /** Resolves when nothing is waiting or being merged. */
   async idle(): Promise<void> {
-    while (this.#running !== undefined) await this.#running;
+    while (this.#running !== undefined || this.#staged.size > 0) {
+      await this.#running;
+      await Promise.all(this.#staged);
+    }
   }
 
   async #run(): Promise<void> {
@@ -276,23 +287,35 @@ export class MergeQueue {
           bytes += size;
           ++n;
         }
-        const batch = this.#waiting.slice(0, n);
+        const batch = this.#waiting.splice(0, n);
+        const settled = (): void => {
+          this.#count -= n;
+          this.#bytes -= bytes;
+        };
+        let staged: StagedPieces;
         try {
-          const { refused } = await mergePieces(this.image, batch.map((w) => w.piece), () => {
+          staged = await stagePieces(this.image, batch.map((w) => w.piece), () => {
             for (const w of batch) w.written?.();
           });
-          const errors = new Map(refused.map((r) => [r.piece, r.error]));
+        } catch (err) {
+          for (const w of batch) w.reject(err);
+          settled();
+          continue;
+        }
+        const errors = new Map(staged.refused.map((r) => [r.piece, r.error]));
+        const done = staged.durable.then(() => {
           for (const w of batch) {
             const error = errors.get(w.piece);
             if (error === undefined) w.resolve();
             else w.reject(error);
           }
-        } catch (err) {
+        }, (err: unknown) => {
           for (const w of batch) w.reject(err);
-        } finally {
-          this.#waiting.splice(0, n);
-          this.#bytes -= bytes;
-        }
+        }).finally(() => {
+          settled();
+          this.#staged.delete(done);
+        });
+        this.#staged.add(done);
       }
     } finally {
       this.#running = undefined;
