@@ -74,7 +74,10 @@ export async function bundleProgram(root, entry) {
     plugins: [builtins, inlineZstdWasm],
     minifyWhitespace: true,
     minifySyntax: true,
-    keepNames: true,
+    // keepNames would wrap every function made at run time in `__name` (a defineProperty per
+    // closure): a scraping-heavy run took 1.66 s instead of 1.27. Names are not minified;
+    // one esbuild renames to avoid a clash shows with a digit in a stack trace.
+    keepNames: false,
     legalComments: 'none',
     metafile: true,
     logLevel: 'error',
