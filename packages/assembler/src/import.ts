@@ -20,7 +20,7 @@
  * import goes on (the reader reads those ranges again). A piece merged before
  * under the same header hash is a harmless duplicate (A2): its frames are not
  * decrypted. Sound bundles go through the image's `MergeQueue` (one fsync and
- * one `IMAGE.map` save per batch, A1); the next bundle is read while one is
+ * one `IMAGE.map` save per round of batches, A1); the next bundle is read while one is
  * merged, within `maxHeldBytes`. The receipt (MACed with the rescue's receipt
  * key) names, by seq and header hash, every piece of the folder's bundles the
  * image holds: the reader frees a piece only when the hash is its piece's.

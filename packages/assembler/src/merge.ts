@@ -3,7 +3,7 @@
  *
  * | rule | how |
  * |---|---|
- * | A1: `+` only over durable data | `Image.commit`: write, one fsync, then statuses, then `IMAGE.map`, then the binding |
+ * | A1: `+` only over durable data | `Image.stage`: write; then the batch's durable round (every batch written since the round before): one fsync, then statuses, then `IMAGE.map`, then the merged pieces; until then the batch's ranges and seqs are its own for the batches planned after it |
  * | A2: a piece twice changes nothing | a piece merged before (same seq, same header hash), or twice in a batch, is skipped and still acknowledged; bytes are never written over `+` |
  * | A3: a piece writes only its own `+` extents | only extent bytes are written, and only where the map is not `+` yet (zero runs too: never zeros over `+`); delta statuses only move forward (`? * / - +`) |
  * | A4: a seq is one piece for good | a piece whose seq was merged under another header hash (or comes earlier in the batch with another) is refused, `ERR_PIECE_SEQ_CONFLICT`, and changes nothing; never "already merged" |
@@ -23,7 +23,7 @@ const MIB = 1024 * 1024;
 
 /** How much a merge batch may hold. A batch always takes at least one piece. */
 export interface MergeLimits {
-  /** Most pieces per batch (one fsync, one mapfile save). Default 64. */
+  /** Most pieces per batch (written together; rounds of batches are made durable with one fsync, one mapfile save). Default 64. */
   readonly maxBatchPieces: number;
   /** Most piece data bytes per batch. Default 64 MiB. */
   readonly maxBatchBytes: number;
