@@ -25,12 +25,12 @@ export type {
 export { checkPieceAgainstPlan, checkPieceShape, checkSeq, findChunk, makeExtent, validatePiece, verifyPieceData } from './piece.js';
 export type { OpenedPiece, Piece, PieceContext, PieceDescription, PieceMapState, PiecePlan } from './piece.js';
 export { encodePieceFrames, PieceCollector } from './piece-frames.js';
-export type { PieceBufferPool, PieceCollectorOptions } from './piece-frames.js';
+export type { PieceBufferPool, PieceCollectorOptions, PieceDataOptions } from './piece-frames.js';
 export { RecycledBuffers } from './recycled-buffers.js';
 export { checkRealFolder, describeFileType, openSafeFile, readSafeFile, readSafeFileInto } from './safe-file.js';
 export type { SafeOpenOptions } from './safe-file.js';
 export {
-  headerHashOf, isHeaderHash, openSealedPiece, PieceOpener, readSealedHeaderFields, SALT_BYTES, SEAL_VERSION, sealPiece, sealPieceAsync, TAG_BYTES,
+  FRAME_ROOM_BYTES, headerHashOf, isHeaderHash, openSealedPiece, PieceOpener, readSealedHeaderFields, SALT_BYTES, SEAL_VERSION, sealPiece, sealPieceAsync, TAG_BYTES,
 } from './seal.js';
 export type { OpenedHeader, PieceOpenerOptions, SealedFrame, SealedHeaderFields, SealedPiece, SealOptions } from './seal.js';
 export { envelopeSchema, PROTO_TEXT, PROTOCOL_VERSION } from './schema.js';

@@ -7,7 +7,7 @@ import type { Limits } from './limits.js';
 import type { PieceDataMessage, PieceEndMessage, PieceHeaderMessage } from './messages.js';
 import type { OpenedPiece, PiecePlan } from './piece.js';
 import { RecycledBuffers } from './recycled-buffers.js';
-import { PieceOpener } from './seal.js';
+import { FRAME_ROOM_BYTES, PieceOpener } from './seal.js';
 import type { SealedFrame, SealedPiece } from './seal.js';
 
 /**
@@ -22,9 +22,9 @@ import type { SealedFrame, SealedPiece } from './seal.js';
  * (see `encodePieceData`).
  * @throws ProtocolError as `encodeEnvelope`.
  */
-export function* encodePieceFrames(piece: SealedPiece, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array): Generator<Uint8Array, void, undefined> {
+export function* encodePieceFrames(piece: SealedPiece, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array, options: PieceDataOptions = {}): Generator<Uint8Array, void, undefined> {
   yield encodeEnvelope({ type: 'pieceHeader', sealedHeader: piece.header }, limits);
-  for (let i = 0; i < piece.frames.length; i++) yield encodePieceData(piece.seq, i, piece.frames[i]!, limits, alloc);
+  for (let i = 0; i < piece.frames.length; i++) yield encodePieceData(piece.seq, i, piece.frames[i]!, limits, alloc, options);
   yield encodeEnvelope({ type: 'pieceEnd', seq: piece.seq }, limits);
 }
 
@@ -51,6 +51,18 @@ function putVarint(buf: Uint8Array, at: number, v: number): number {
   return at;
 }
 
+/** How `encodePieceData` makes its message. */
+export interface PieceDataOptions {
+  /**
+   * Write the message's first bytes into the room `sealPiece` leaves before the frame's
+   * ciphertext (`FRAME_ROOM_BYTES`), when the frame is laid out so (its tag right after
+   * its ciphertext), and return the message as a view of the sealed block: nothing is
+   * copied, and the block must stay as it is until the message is sent. Only for the
+   * owner of the block. Default false: the message is a copy.
+   */
+  readonly inPlace?: boolean | undefined;
+}
+
 /**
  * The `pieceData` envelope, byte for byte what `encodeEnvelope` makes (fields at their
  * proto3 defaults left out), written directly: the frame's ciphertext and tag are
@@ -60,7 +72,7 @@ function putVarint(buf: Uint8Array, at: number, v: number): number {
  * they are new.
  * @throws ProtocolError as `encodeEnvelope`.
  */
-export function encodePieceData(seq: number, index: number, frame: SealedFrame, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array): Uint8Array {
+export function encodePieceData(seq: number, index: number, frame: SealedFrame, limits: Limits = DEFAULT_LIMITS, alloc?: (size: number) => Uint8Array, options: PieceDataOptions = {}): Uint8Array {
   const size = frame.ciphertext.length + frame.tag.length;
   checkMessage({ type: 'pieceData', seq, index, sealedFrame: new Uint8Array(0) }, { limits });
   if (size > limits.maxFrameBytes + frame.tag.length) {
@@ -71,8 +83,30 @@ export function encodePieceData(seq: number, index: number, frame: SealedFrame, 
   if (total > limits.maxMessageBytes) {
     throw new ProtocolError('ERR_PROTO_MESSAGE_TOO_LARGE', `A pieceData message encodes to ${total} bytes; at most ${limits.maxMessageBytes} may be sent.`, { limit: limits.maxMessageBytes });
   }
+  const { ciphertext, tag } = frame;
+  const prefix = total - size;
+  if (options.inPlace === true && size > 0 && prefix <= FRAME_ROOM_BYTES && ciphertext.byteOffset >= prefix && tag.buffer === ciphertext.buffer
+    && tag.byteOffset === ciphertext.byteOffset + ciphertext.length) {
+    // the sealed block's room before the ciphertext takes the prefix: the message is a view of the block
+    const out = new Uint8Array(ciphertext.buffer, ciphertext.byteOffset - prefix, total);
+    if (putPieceDataPrefix(out, seq, index, body, size) !== prefix) throw new Error(`internal: pieceData prefix of ${prefix} bytes miscounted`);
+    return out;
+  }
   const out = alloc === undefined ? Buffer.allocUnsafe(total) : alloc(total);
   if (out.length !== total) throw new Error(`internal: alloc(${total}) returned ${out.length} bytes`);
+  let at = putPieceDataPrefix(out, seq, index, body, size);
+  if (size !== 0) {
+    out.set(ciphertext, at);
+    at += ciphertext.length;
+    out.set(tag, at);
+    at += tag.length;
+  }
+  if (at !== total) throw new Error(`internal: pieceData encoded to ${at} bytes, not ${total}`);
+  return out;
+}
+
+/** Write a `pieceData` envelope's bytes before its sealed frame's at the start of `out`; returns their count. */
+function putPieceDataPrefix(out: Uint8Array, seq: number, index: number, body: number, size: number): number {
   let at = 0;
   out[at++] = TAG_PIECE_DATA;
   at = putVarint(out, at, body);
@@ -87,13 +121,8 @@ export function encodePieceData(seq: number, index: number, frame: SealedFrame, 
   if (size !== 0) {
     out[at++] = TAG_DATA;
     at = putVarint(out, at, size);
-    out.set(frame.ciphertext, at);
-    at += frame.ciphertext.length;
-    out.set(frame.tag, at);
-    at += frame.tag.length;
   }
-  if (at !== total) throw new Error(`internal: pieceData encoded to ${at} bytes, not ${total}`);
-  return out;
+  return at;
 }
 
 export interface PieceCollectorOptions {

@@ -51,6 +51,13 @@ export const TAG_BYTES = 16;
 export const SALT_BYTES = 16;
 /** Bytes of the sealed header before its body. */
 export const SEALED_PREFIX_BYTES = 49;
+/**
+ * Bytes of room `sealPiece` leaves before each frame's ciphertext in the block it seals
+ * into (its tag follows the ciphertext there): a link writes its message's prefix in
+ * the room and sends the message as a view of the block (`encodePieceData` with
+ * `inPlace`), without copying the frame. A `pieceData` prefix takes at most 22 bytes.
+ */
+export const FRAME_ROOM_BYTES = 32;
 /** Version of the sealed format that `sealPiece` writes (2: encoded frames). Version 1 is read too. */
 export const SEAL_VERSION = 2;
 
@@ -238,19 +245,26 @@ export function sealEncoded(piece: Piece, keys: RescueKeys, limits: Limits, fram
   const frames: SealedFrame[] = [];
   let carried = 0;
   for (const f of encoded) carried += f.bytes.length;
-  // One block for every frame's ciphertext: they live and die together.
-  const block = alloc === undefined ? Buffer.allocUnsafeSlow(carried) : alloc(carried);
-  if (block.length !== carried) throw new Error(`internal: alloc(${carried}) returned ${block.length} bytes`);
+  // One block for every frame: they live and die together. Each frame's ciphertext has
+  // FRAME_ROOM_BYTES of room before it (zeros until a link writes there) and its tag after it.
+  const total = carried + encoded.length * (FRAME_ROOM_BYTES + TAG_BYTES);
+  const block = alloc === undefined ? Buffer.allocUnsafeSlow(total) : alloc(total);
+  if (block.length !== total) throw new Error(`internal: alloc(${total}) returned ${block.length} bytes`);
   let at = 0;
   for (let i = 0; i < encoded.length; i++) {
     const last = i === encoded.length - 1;
     const bytes = encoded[i]!.bytes;
+    block.fill(0, at, at + FRAME_ROOM_BYTES);
+    at += FRAME_ROOM_BYTES;
     const c = createCipheriv(CIPHER, key, nonce(FRAME_DOMAIN, i), { authTagLength: TAG_BYTES });
     c.setAAD(frameAad(i, last));
     const ciphertext = cipherInto(c, bytes, block.subarray(at, at + bytes.length));
     c.final();
-    frames.push({ ciphertext, tag: c.getAuthTag() });
     at += bytes.length;
+    const tag = block.subarray(at, at + TAG_BYTES);
+    tag.set(c.getAuthTag());
+    at += TAG_BYTES;
+    frames.push({ ciphertext, tag });
   }
   return { rescueId: piece.rescueId, seq: piece.seq, header, headerHash: headerHashOf(header), frames, dataSize: carried };
 }

@@ -8,7 +8,7 @@ import { resolveLimits } from '../src/limits.js';
 import type { Message } from '../src/messages.js';
 import { encodePieceData, encodePieceFrames, PieceCollector } from '../src/piece-frames.js';
 import type { OpenedPiece, Piece } from '../src/piece.js';
-import { sealPiece } from '../src/seal.js';
+import { FRAME_ROOM_BYTES, sealPiece, TAG_BYTES } from '../src/seal.js';
 import { arbitraryPiece, KEYS, makePiece, OTHER_RESCUE_ID, PLAN, RESCUE_ID, seal } from './helpers.js';
 
 type PieceMessage = Extract<Message, { type: 'pieceHeader' | 'pieceData' | 'pieceEnd' }>;
@@ -20,10 +20,10 @@ function collector(options: { peer?: string } = {}): PieceCollector {
   return new PieceCollector({ plan, keys: KEYS, limits, ...options });
 }
 
-function feed(c: PieceCollector, frames: Iterable<Uint8Array>): OpenedPiece[] {
+function feed(c: PieceCollector, frames: Iterable<Uint8Array>, within = limits): OpenedPiece[] {
   const out: OpenedPiece[] = [];
   for (const bytes of frames) {
-    const piece = c.accept(decodeEnvelope(bytes, limits) as PieceMessage);
+    const piece = c.accept(decodeEnvelope(bytes, within) as PieceMessage);
     if (piece !== undefined) out.push(piece);
   }
   return out;
@@ -173,6 +173,71 @@ describe('encodePieceFrames / PieceCollector', () => {
     ), { numRuns: 300 });
     expect(() => encodePieceData(1, 0, { ciphertext: new Uint8Array(1001), tag: new Uint8Array(16) }, limits)).to.throw(ProtocolError).with.property('code', 'ERR_PROTO_FRAME_TOO_LARGE');
     expect(encodePieceData(1, 0, { ciphertext: new Uint8Array(1000), tag: new Uint8Array(16) }, limits)).to.have.length.above(1016);
+  });
+
+  it('seals each frame after FRAME_ROOM_BYTES of room (zeros) and before its tag, in one block', () => {
+    const wide = resolveLimits({ maxFrameBytes: 4096, maxMessageBytes: 16_384, maxHeaderBytes: 8192 });
+    const p = makePiece(1, 0, [[0, 3 * 4096 + 100, '+']]);
+    const sealed = sealPiece(p, KEYS, { limits: wide });
+    expect(sealed.frames).to.have.length(4);
+    const block = sealed.frames[0]!.ciphertext.buffer;
+    let at = sealed.frames[0]!.ciphertext.byteOffset - FRAME_ROOM_BYTES;
+    for (const f of sealed.frames) {
+      expect(f.ciphertext.buffer).to.equal(block);
+      expect(f.tag.buffer).to.equal(block);
+      expect([...new Uint8Array(block, at, FRAME_ROOM_BYTES)].every((b) => b === 0)).to.equal(true);
+      expect(f.ciphertext.byteOffset).to.equal(at + FRAME_ROOM_BYTES);
+      expect(f.tag.byteOffset).to.equal(f.ciphertext.byteOffset + f.ciphertext.length);
+      at = f.tag.byteOffset + TAG_BYTES;
+    }
+    expect(feed(new PieceCollector({ plan, keys: KEYS, limits: wide }), encodePieceFrames(sealed, wide), wide)[0]?.data).to.deep.equal(p.data);
+  });
+
+  it('with inPlace, writes a pieceData prefix into the room before the frame and gives a view of the block: the same bytes, nothing else changed', () => {
+    const wide = resolveLimits({ maxFrameBytes: 4096, maxMessageBytes: 16_384, maxHeaderBytes: 8192 });
+    for (const seq of [1, 300, 2 ** 40]) {
+      const p = makePiece(seq, 1, [[512, 2 * 4096 + 7, '+']]);
+      const sealed = sealPiece(p, KEYS, { limits: wide });
+      const copies = [...encodePieceFrames(sealed, wide)];
+      const block = new Uint8Array(sealed.frames[0]!.ciphertext.buffer);
+      const before = Buffer.from(block);
+      const views = [...encodePieceFrames(sealed, wide, undefined, { inPlace: true })];
+      expect(views.map((v) => Buffer.from(v).toString('hex'))).to.deep.equal(copies.map((c) => Buffer.from(c).toString('hex')));
+      const changed: number[] = [];
+      for (let i = 0; i < block.length; ++i) if (block[i] !== before[i]) changed.push(i);
+      sealed.frames.forEach((f, i) => {
+        const v = views[i + 1]!;
+        expect(v.buffer, `frame ${i} is a view of the block`).to.equal(block.buffer);
+        expect(v.byteOffset + v.length).to.equal(f.tag.byteOffset + TAG_BYTES);
+        expect(f.ciphertext.byteOffset - v.byteOffset).to.be.at.most(FRAME_ROOM_BYTES);
+      });
+      // only room bytes changed: the ciphertexts and tags are as sealed
+      for (const i of changed) expect(sealed.frames.some((f) => i >= f.ciphertext.byteOffset - FRAME_ROOM_BYTES && i < f.ciphertext.byteOffset), `byte ${i}`).to.equal(true);
+      expect(feed(new PieceCollector({ plan, keys: KEYS, limits: wide }), views, wide)[0]?.data).to.deep.equal(p.data);
+    }
+  });
+
+  it('with inPlace, copies a frame without room before it, or whose tag does not follow it', () => {
+    const ciphertext = new Uint8Array(100).fill(3);
+    const tag = new Uint8Array(16).fill(4);
+    const noRoom = new Uint8Array(116);
+    noRoom.set(ciphertext);
+    noRoom.set(tag, 100);
+    const cases = [
+      { ciphertext: noRoom.subarray(0, 100), tag: noRoom.subarray(100) }, // no room
+      { ciphertext: new Uint8Array(200).subarray(64, 164), tag }, // room, tag elsewhere
+      (() => {
+        const b = new Uint8Array(200);
+        return { ciphertext: b.subarray(64, 164), tag: b.subarray(170, 186) }; // tag not right after
+      })(),
+    ];
+    for (const frame of cases) {
+      const before = Buffer.from(frame.ciphertext.buffer as ArrayBuffer).toString('hex');
+      const out = encodePieceData(7, 1, frame, limits, undefined, { inPlace: true });
+      expect(out.buffer).to.not.equal(frame.ciphertext.buffer);
+      expect(Buffer.from(out).equals(Buffer.from(encodePieceData(7, 1, frame, limits)))).to.equal(true);
+      expect(Buffer.from(frame.ciphertext.buffer as ArrayBuffer).toString('hex')).to.equal(before);
+    }
   });
 
   it('reuses the memory of a recycled piece for the next one of about its size, never a small one', () => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { planChunks } from '@ddferry/mapfile';
-import { decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeExtent, makeNonce, PROTOCOL_VERSION, serverProof } from '@ddferry/protocol';
+import { decodeEnvelope, DEFAULT_LIMITS, deriveRescueKeys, encodeEnvelope, makeExtent, makeNonce, PieceCollector, PROTOCOL_VERSION, serverProof } from '@ddferry/protocol';
 import { expect } from 'chai';
 import { type WebSocket, WebSocketServer } from 'ws';
 
@@ -16,6 +16,11 @@ import { Link, type LinkOptions } from '../src/lan/link.js';
 const RESCUE_ID = '0f3c2a4e-9b1d-4c6e-8a7f-1234567890ab';
 const SIZE = 1 << 20;
 const CHUNKS = planChunks({ sourceSize: SIZE, sectorSize: 512, chunkSize: 64 * 1024 });
+/** A larger source for pieces of 2 MiB, in chunks of 8 MiB. */
+const PIECE_BYTES = 2 << 20;
+const CHUNK_BIG = 8 << 20;
+const SIZE_BIG = 32 << 20;
+const CHUNKS_BIG = planChunks({ sourceSize: SIZE_BIG, sectorSize: 512, chunkSize: CHUNK_BIG });
 const FINGERPRINT = { size: SIZE, logicalSectorSize: 512, physicalSectorSize: 512, model: 'M', serial: 'S', wwn: '', kind: 'file' as const };
 
 describe('Link', () => {
@@ -135,6 +140,74 @@ describe('Link', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(sent, logs.join('\n')).to.deep.equal([n]);
     expect(shipper.snapshot().lastError ?? '', logs.join('\n')).to.contain('ERR_SEAL_FRAME_AUTH_FAILED');
+  });
+
+  it('sends the pieces of its spool as views of their blocks, and gives a block back only once the socket has taken its last message: pieces sealed meanwhile in recycled blocks change no byte sent', async function () {
+    this.timeout(60_000);
+    const secret = 'the secret';
+    const keys = deriveRescueKeys(secret, RESCUE_ID);
+    const plan = { rescueId: RESCUE_ID, sourceSize: SIZE_BIG, sectorSize: 512, chunks: CHUNKS_BIG };
+    const collector = new PieceCollector({ plan, keys, limits: DEFAULT_LIMITS });
+    const opened = new Map<number, Uint8Array>();
+    const errors: string[] = [];
+    let peer: WebSocket | undefined;
+    welcoming(secret, (ws, m) => {
+      peer = ws;
+      if (m.type === 'query') {
+        ws.send(encodeEnvelope({ type: 'answer', merged: [], more: false }, DEFAULT_LIMITS));
+        return;
+      }
+      if (m.type !== 'pieceHeader' && m.type !== 'pieceData' && m.type !== 'pieceEnd') return;
+      try {
+        const piece = collector.accept(m);
+        if (piece !== undefined) {
+          opened.set(piece.seq, Buffer.from(piece.data));
+          ws.send(encodeEnvelope({ type: 'receipt', merged: [{ seq: piece.seq, headerHash: piece.headerHash }], rejected: [] }, DEFAULT_LIMITS));
+        }
+      } catch (err) {
+        errors.push((err as Error).message);
+        collector.reset();
+      }
+    });
+    const seq = await SeqCounter.open(join(dir, 'seq.json'));
+    const spool = await Spool.open({ dir: join(dir, 'spool'), capacity: 256 << 20, plan, keys, memoryBytes: 64 << 20 }, seq);
+    const owned: boolean[] = [];
+    const owns = spool.owns.bind(spool);
+    spool.owns = (p) => {
+      const o = owns(p);
+      owned.push(o);
+      return o;
+    };
+    const datas = new Map<number, Uint8Array>();
+    const put = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; ++i) {
+        const s = seq.next();
+        const pos = ((s - 1) % 16) * PIECE_BYTES;
+        const data = randomBytes(PIECE_BYTES); // incompressible: one raw frame of 2 MiB
+        datas.set(s, data);
+        await spool.put({ rescueId: RESCUE_ID, seq: s, chunk: Math.floor(pos / CHUNK_BIG), extents: [makeExtent(pos, data)], delta: [{ pos, size: data.length, status: '+' }], data, mapState: undefined }, { sync: false });
+      }
+    };
+    await put(8);
+    const logs: string[] = [];
+    shipper = new Link({ url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, secret, rescueId: RESCUE_ID, fingerprint: { ...FINGERPRINT, size: SIZE_BIG }, chunkSize: CHUNK_BIG, sectorSize: 512, spool, log: (l) => logs.push(l) });
+    shipper.start();
+    // the assembler stops reading: messages wait on the reader's side, in the socket's queue
+    for (let i = 0; i < 400 && peer === undefined; ++i) await new Promise((r) => setTimeout(r, 10));
+    expect(peer, logs.join('\n')).to.not.equal(undefined);
+    const socket = (peer as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    socket.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    // pieces sealed now take the blocks given back so far
+    await put(8);
+    await new Promise((r) => setTimeout(r, 300));
+    socket.resume();
+    for (let i = 0; i < 1000 && opened.size < 16 && errors.length === 0; ++i) await new Promise((r) => setTimeout(r, 10));
+    expect(errors, logs.join('\n')).to.deep.equal([]);
+    expect([...opened.keys()].sort((a, b) => a - b)).to.deep.equal([...datas.keys()]);
+    for (const [s, data] of datas) expect(Buffer.from(data).equals(opened.get(s)!), `piece ${s}`).to.equal(true);
+    expect(owned.length).to.be.at.least(16);
+    expect(owned.every((o) => o)).to.equal(true);
   });
 
   it('sends a rejected piece again after a backoff that doubles (250 ms, 500 ms, 1 s…), not at once and for ever', async () => {

@@ -254,8 +254,10 @@ export class Spool {
    */
   async put(piece: Piece | SealedPiece, options: { readonly sync?: boolean } = {}): Promise<SpooledPiece> {
     const ours = !('header' in piece);
-    const sealed = !ours ? piece : await sealPieceAsync(piece, this.#keys, { ...this.#compression, alloc: (size) => this.#block(size) });
+    let block: Uint8Array | undefined;
+    const sealed = !ours ? piece : await sealPieceAsync(piece, this.#keys, { ...this.#compression, alloc: (size) => (block = this.#block(size)) });
     if (ours) this.#recyclable.add(sealed);
+    if (ours && block !== undefined) this.#blockOf.set(sealed, block);
     const sync = options.sync ?? true;
     let size: number;
     try {
@@ -295,9 +297,18 @@ export class Spool {
   }
 
   /**
-   * A piece from `take` whose bytes nobody reads any more (the link has copied them
-   * into its messages): its ciphertext block serves the next piece sealed. A piece
-   * not sealed by `put`, or recycled already, is ignored.
+   * True if `sealed` (from `take`) lies in a block of the spool's own, sealed by `put` or
+   * read back into it: whoever took it may write into the block's room before each frame
+   * (`encodePieceData` with `inPlace`) until it gives it back (`recycle`).
+   */
+  owns(sealed: SealedPiece): boolean {
+    return this.#recyclable.has(sealed);
+  }
+
+  /**
+   * A piece from `take` whose bytes nobody reads any more (the link has sent its
+   * messages): its block serves the next piece sealed. A piece not sealed by `put`
+   * nor read back by `take` into a block, or recycled already, is ignored.
    */
   recycle(sealed: SealedPiece): void {
     if (!this.#recyclable.delete(sealed)) return;

@@ -87,16 +87,23 @@ class FramePool {
     this.#size = size;
   }
 
+  /** The buffers `alloc` made. */
+  readonly #made = new WeakSet<ArrayBuffer>();
+
   alloc(size: number): Uint8Array {
     if (size > this.#size) return Buffer.allocUnsafe(size);
-    const buf = this.#free.pop() ?? new ArrayBuffer(this.#size);
+    let buf = this.#free.pop();
+    if (buf === undefined) {
+      buf = new ArrayBuffer(this.#size);
+      this.#made.add(buf);
+    }
     return new Uint8Array(buf, 0, size);
   }
 
-  /** `frame` (from `alloc`) is no longer used by anyone. */
+  /** `frame` is no longer used by anyone: kept for `alloc` if `alloc` made it (another message is ignored). */
   free(frame: Uint8Array): void {
     const buf = frame.buffer;
-    if (buf instanceof ArrayBuffer && buf.byteLength === this.#size && frame.byteOffset === 0 && this.#free.length < FRAME_POOL_BUFFERS && !this.#free.includes(buf)) this.#free.push(buf);
+    if (buf instanceof ArrayBuffer && this.#made.has(buf) && frame.byteOffset === 0 && this.#free.length < FRAME_POOL_BUFFERS && !this.#free.includes(buf)) this.#free.push(buf);
   }
 }
 
@@ -501,15 +508,23 @@ export class Link {
       }
       inFlight.set(seq, piece.dataSize + 1);
       inFlightBytes += piece.dataSize + 1;
-      for (const frame of encodePieceFrames(piece, this.#limits, (size) => frames.alloc(size))) {
+      // a piece in a block of the spool's own is sent as views of it (each message's prefix
+      // written in the block's room before its frame): the block is the link's until the
+      // socket has taken the last message, then serves the next piece (not after an error)
+      const owned = o.spool.owns(piece);
+      const messages = piece.frames.length + 2;
+      let k = 0;
+      for (const frame of encodePieceFrames(piece, this.#limits, (size) => frames.alloc(size), { inPlace: owned })) {
         if (closed()) throw closed();
+        const last = ++k === messages;
         // a data frame's memory serves again once the socket has taken it (not after an error)
         ws.send(frame, { binary: true }, (err) => {
-          if (!err) frames.free(frame);
+          if (err) return;
+          frames.free(frame);
+          if (last) o.spool.recycle(piece);
         });
         while (ws.bufferedAmount > 8 << 20 && !closed()) await new Promise((r) => setTimeout(r, 5));
       }
-      o.spool.recycle(piece); // every frame is copied into its message
     }
   }
 }
