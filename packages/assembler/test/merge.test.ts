@@ -492,14 +492,29 @@ describe('merge', () => {
       }
     });
 
-    it('writes the next batch while the fsync of the one before is held, and claims neither before its own fsync', async () => {
+    /**
+     * A queue of one-piece batches on an image whose first fsync is held: `first` is
+     * enqueued and written, its round waits in the fsync while `fn` runs (`held` releases
+     * or fails it); the image is closed after.
+     */
+    async function whileRoundHeld(first: OpenedPiece, fn: (c: { image: Image; queue: MergeQueue; held: ReturnType<typeof heldSync>; first: Promise<void> }) => Promise<void>): Promise<void> {
       const held = heldSync();
       const image = await bound({ onStep: held.onStep });
       try {
         const queue = new MergeQueue(image, { maxBatchPieces: 1 });
-        const events: string[] = [];
-        const a = queue.enqueue(makePiece(1, 0, [{ pos: 0, size: 512, status: '+' }]), () => events.push('written 1'));
+        const merged = queue.enqueue(first);
+        merged.catch(() => undefined);
         expect(await until(() => held.steps.includes('sync')), 'the first fsync').to.equal(true);
+        await fn({ image, queue, held, first: merged });
+      } finally {
+        held.release();
+        await image.close();
+      }
+    }
+
+    it('writes the next batch while the fsync of the one before is held, and claims neither before its own fsync', async () => {
+      await whileRoundHeld(makePiece(1, 0, [{ pos: 0, size: 512, status: '+' }]), async ({ image, queue, held, first: a }) => {
+        const events: string[] = [];
         const b = queue.enqueue(makePiece(2, 1, [{ pos: CHUNK_SIZE, size: 1024, status: '+' }]), () => events.push('written 2'));
         const wrote = await until(() => events.includes('written 2'));
         // nothing is claimed while the first fsync is held: not in memory, not in IMAGE.map
@@ -513,20 +528,12 @@ describe('merge', () => {
         expect(held.steps.filter((s) => s === 'sync')).to.have.length(2);
         expect(image.stagedHash(1)).to.equal(undefined);
         expect((await readImage(t.path)).subarray(CHUNK_SIZE, CHUNK_SIZE + 1024)).to.deep.equal(makePiece(2, 1, [{ pos: CHUNK_SIZE, size: 1024, status: '+' }]).data);
-      } finally {
-        held.release();
-        await image.close();
-      }
+      });
     });
 
     it('leaves the bytes of a batch not durable yet to it (first wins), acknowledges its piece again, and refuses another piece under its seq (A4)', async () => {
-      const held = heldSync();
-      const image = await bound({ onStep: held.onStep });
-      try {
-        const queue = new MergeQueue(image, { maxBatchPieces: 1 });
-        const first = makePiece(1, 0, [{ pos: 0, size: 1024, status: '+' }], 11);
-        const a = queue.enqueue(first);
-        expect(await until(() => held.steps.includes('sync'))).to.equal(true);
+      const first = makePiece(1, 0, [{ pos: 0, size: 1024, status: '+' }], 11);
+      await whileRoundHeld(first, async ({ image, queue, held, first: a }) => {
         // same bytes from another piece (other data), the same piece again, another piece under seq 1
         const over = queue.enqueue(makePiece(2, 0, [{ pos: 512, size: 1024, status: '+' }], 22));
         const again = queue.enqueue(first);
@@ -544,19 +551,11 @@ describe('merge', () => {
         expect(image.mergedPieces()).to.deep.equal([{ seq: 1, headerHash: first.headerHash }, { seq: 2, headerHash: makePiece(2, 0, [{ pos: 512, size: 1024, status: '+' }], 22).headerHash }]);
         // 32 bytes of head, 32 per piece recorded: seq 1 once
         expect((await readFile(`${t.path}.ddferry.pieces`)).length, 'two pieces recorded').to.equal(32 + 2 * 32);
-      } finally {
-        held.release();
-        await image.close();
-      }
+      });
     });
 
     it('fails the batches written while an fsync that fails was held: the kernel may have dropped their pages too (ERR_IMAGE_SYNC)', async () => {
-      const held = heldSync();
-      const image = await bound({ onStep: held.onStep });
-      try {
-        const queue = new MergeQueue(image, { maxBatchPieces: 1 });
-        const a = queue.enqueue(makePiece(1, 0, [{ pos: 0, size: 512, status: '+' }]));
-        expect(await until(() => held.steps.includes('sync'))).to.equal(true);
+      await whileRoundHeld(makePiece(1, 0, [{ pos: 0, size: 512, status: '+' }]), async ({ image, queue, held, first: a }) => {
         let written = false;
         const b = queue.enqueue(makePiece(2, 1, [{ pos: CHUNK_SIZE, size: 512, status: '+' }]), () => {
           written = true;
@@ -568,10 +567,7 @@ describe('merge', () => {
         expect(image.finishedRanges()).to.deep.equal([]);
         expect(image.mergedPieces()).to.deep.equal([]);
         expect([...new Set(await readStatuses(`${t.path}.map`))]).to.not.include(PLUS);
-      } finally {
-        held.release();
-        await image.close();
-      }
+      });
     });
   });
 });
