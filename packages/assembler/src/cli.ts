@@ -5,7 +5,7 @@
 import { open } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
-import { makeSecretText, printable, PROTOCOL_VERSION, raiseMallocThresholds, readTokenFile } from '@ddferry/protocol';
+import { collectAfterCallbacks, makeSecretText, printable, PROTOCOL_VERSION, raiseMallocThresholds, readTokenFile } from '@ddferry/protocol';
 
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import { IMPORT_USAGE, runImport } from './import-command.js';
@@ -239,6 +239,8 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     const log: Log = { info: say(''), warn: say('warning: '), error: say('error: ') };
     if (signal?.aborted) return EXIT.ok;
     raiseMallocThresholds();
+    // a socket message is held while its frame is deciphered: collect after its callback
+    collectAfterCallbacks();
     const server = await serve({ images, listen, secret, log, progress, maxMemory });
     progress.images = server.images;
     io.stdout(mode === 'json' ? `${JSON.stringify({ type: 'listening', url: server.url })}\n` : `listening ${server.url}\n`);

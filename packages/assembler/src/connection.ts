@@ -14,7 +14,7 @@
  */
 import type { HelloMessage, Limits, Message, OpenedPiece, PieceRef, Secret } from '@ddferry/protocol';
 import {
-  decodeEnvelope, deriveRescueKeys, describeFingerprint, droppedBuffers, encodeEnvelope, headerHashOf, isProtocolError, makeNonce, peekMessageType,
+  countDroppedBuffers, decodeEnvelope, deriveRescueKeys, describeFingerprint, encodeEnvelope, headerHashOf, isProtocolError, makeNonce, peekMessageType,
   PieceCollector, pieceRefsPerMessage, printable, PROTOCOL_VERSION, serverProof, verifyAuthHmac,
 } from '@ddferry/protocol';
 import type { RawData, WebSocket } from 'ws';
@@ -191,8 +191,10 @@ export class Connection {
       this.#ctx.log.error(`${this.#peer}: internal error: ${(err as Error).stack ?? String(err)}`);
       this.#fail('ERR_INTERNAL', `The assembler failed on a ${msg.type} message: ${messageOf(err)}`, CLOSE.internal);
     }
-    // the message's bytes are deciphered or copied into the piece: its buffer is garbage now
-    droppedBuffers(bytes.length);
+    // the message's bytes are deciphered or copied into the piece: its buffer is garbage now,
+    // collected at the next frame's (a collection here, with the buffer still held, would
+    // move it to the old generation)
+    countDroppedBuffers(bytes.length);
   }
 
   #dispatch(msg: Message): void {

@@ -28,7 +28,9 @@ export function cipherInto(cipher: Cipher | Decipher, src: Uint8Array, dst: Uint
     const out = cipher.update(src.subarray(at, end));
     if (out.length !== end - at) throw new Error(`internal: the cipher gave ${out.length} bytes for ${end - at}`);
     dst.set(out, at);
-    droppedBuffers(out.length);
   }
+  // the slices' outputs are garbage now; collected once the frame is done, not in its
+  // middle, where the frame's own buffer (a socket message) would live through it
+  droppedBuffers(src.length);
   return dst;
 }

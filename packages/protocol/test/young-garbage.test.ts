@@ -25,7 +25,40 @@ function churn(say: boolean): { peakMiB: number; gc: string; contextGc: string }
   return JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' })) as { peakMiB: number; gc: string; contextGc: string };
 }
 
+/**
+ * In a fresh process: say SCAVENGE_EVERY_BYTES dropped (nothing allocated, so V8 has no
+ * collection of its own to make), inline or after `collectAfterCallbacks`; the minor
+ * collections seen, by when they started: before `droppedBuffers` returned, or after.
+ */
+function timing(defer: boolean): { during: number; after: number } {
+  const script = `
+    const { collectAfterCallbacks, droppedBuffers, SCAVENGE_EVERY_BYTES } = await import(${JSON.stringify(MODULE)});
+    const { PerformanceObserver, performance, constants } = await import('node:perf_hooks');
+    const starts = [];
+    const obs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) starts.push(e.startTime);
+    });
+    obs.observe({ entryTypes: ['gc'] });
+    if (${defer}) collectAfterCallbacks();
+    await new Promise((r) => setTimeout(r, 50));
+    const before = performance.now();
+    droppedBuffers(SCAVENGE_EVERY_BYTES);
+    const returned = performance.now();
+    await new Promise((r) => setTimeout(r, 100));
+    obs.disconnect();
+    const mine = starts.filter((t) => t >= before);
+    process.stdout.write(JSON.stringify({ during: mine.filter((t) => t < returned).length, after: mine.filter((t) => t >= returned).length }));
+  `;
+  return JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' })) as { during: number; after: number };
+}
+
 describe('droppedBuffers', () => {
+  it('collects inside the call by default; after the callback in progress once collectAfterCallbacks was called', function () {
+    this.timeout(60_000);
+    expect(timing(false)).to.deep.equal({ during: 1, after: 0 });
+    expect(timing(true)).to.deep.equal({ during: 0, after: 1 });
+  });
+
   it('has the buffers said dropped collected every few MiB, so their memory serves the next ones', function () {
     this.timeout(60_000);
     const left = churn(false);
