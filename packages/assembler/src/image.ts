@@ -785,7 +785,6 @@ export class Image {
     return this.#onStep?.(step, file);
   }
 
-
   async #write(data: Uint8Array, pos: number): Promise<void> {
     this.#step('write', this.path);
     try {

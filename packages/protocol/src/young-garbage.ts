@@ -14,6 +14,10 @@ type Gc = (options?: { readonly type?: 'minor' | 'major'; readonly execution?: '
 /** V8's collector, undefined until first needed, null where it cannot be had. */
 let gc: Gc | null | undefined;
 let dropped = 0;
+/** Collections run after the I/O callback in progress (`collectAfterCallbacks`). */
+let deferred = false;
+/** A deferred collection is waiting for its turn. */
+let scheduled = false;
 
 /**
  * V8's `gc` function without exposing it: the flag is set for the time of making one
@@ -35,6 +39,11 @@ function collector(): Gc | null {
     if (!exposed) setFlagsFromString('--no-expose-gc');
   }
   return gc;
+}
+
+function collectNow(): void {
+  dropped = 0;
+  collector()?.({ type: 'minor' });
 }
 
 /**
@@ -62,16 +71,6 @@ export function droppedBuffers(bytes: number): void {
     scheduled = false;
     collectNow();
   });
-}
-
-/** Collections run after the I/O callback in progress (`collectAfterCallbacks`). */
-let deferred = false;
-/** A deferred collection is waiting for its turn. */
-let scheduled = false;
-
-function collectNow(): void {
-  dropped = 0;
-  collector()?.({ type: 'minor' });
 }
 
 /**

@@ -82,13 +82,12 @@ function zeroMask(mask: Buffer): void {
 class FramePool {
   readonly #size: number;
   readonly #free: ArrayBuffer[] = [];
+  /** The buffers `alloc` made. */
+  readonly #made = new WeakSet<ArrayBuffer>();
 
   constructor(size: number) {
     this.#size = size;
   }
-
-  /** The buffers `alloc` made. */
-  readonly #made = new WeakSet<ArrayBuffer>();
 
   alloc(size: number): Uint8Array {
     if (size > this.#size) return Buffer.allocUnsafe(size);
