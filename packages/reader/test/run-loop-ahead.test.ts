@@ -1,5 +1,5 @@
 /**
- * The run loop's bound on bytes read and not yet stored (`MEMORY_AHEAD_BYTES`, 24 MiB)
+ * The run loop's bound on bytes read and not yet stored (`MEMORY_AHEAD_BYTES`, 16 MiB)
  * never stops a piece from filling: a stick's pieces are up to 32 MiB, sealed by size or
  * after a minute. Under a bound smaller than a piece, reading waited for a seal that
  * waited for reading, and each piece went out a minute late and short.
