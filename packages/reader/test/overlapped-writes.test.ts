@@ -6,7 +6,9 @@
  * fails gives its read back the status it had. These tests run the engine with an output
  * that records what reached it (its writes in flight end a turn of the event loop later),
  * and one with a bad spot that refuses writes (after taking the bytes before it, as
- * pwrite does).
+ * pwrite does). The same holds for small reads gathered into one write (an output that
+ * allows it, as the output file without -S does): written before the next read elsewhere
+ * and before every save; refused, each gets back the status it had.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -70,6 +72,16 @@ class RecordingSink implements RescueSink {
 
   close(): null {
     return null;
+  }
+}
+
+/** An output that lets the engine gather consecutive small reads into one write (as the output file does), counting writes. */
+class GatheringSink extends RecordingSink {
+  readonly gathersWrites = true;
+  writes = 0;
+  override write(pos: number, data: Uint8Array): void {
+    ++this.writes;
+    super.write(pos, data);
   }
 }
 
@@ -219,6 +231,44 @@ describe('writes overlapped with the next read (ddferry-reader ddrescue -d)', fu
     expect(r.checked!.violations).to.deep.equal([]);
     expect(expectFinishedWritten(r)).to.equal(expectFinishedWritten(each));
   });
+
+  it('gathers consecutive small reads into one write, with the same output and final map', async () => {
+    const each = await run(false, new GatheringSink(), {}, false);
+    const reference = await run(false, new RecordingSink());
+    expect(each.status).to.equal(0);
+    expect(expectFinishedWritten(each)).to.equal(expectFinishedWritten(reference));
+    expect(each.sink.data.equals(reference.sink.data)).to.equal(true);
+    expect(blockList(each.map)).to.deep.equal(blockList(reference.map));
+    const writes = (each.sink as GatheringSink).writes;
+    // trimming and scraping read around 84 bad sectors one sector at a time; gathered, their writes are few
+    const counting = new GatheringSink();
+    Object.defineProperty(counting, 'gathersWrites', { value: false });
+    await run(false, counting);
+    expect(writes, `writes gathered (${writes}) against one per read (${counting.writes})`).to.be.below(counting.writes / 2);
+  });
+
+  it('writes every gathered read a mapfile save calls finished before that save', async () => {
+    const r = await run(false, new GatheringSink(), {}, true);
+    expect(r.status).to.equal(0);
+    expect(r.checked!.saves).to.be.above(50);
+    expect(r.checked!.violations, 'sectors a save called finished before they were written').to.deep.equal([]);
+    expectFinishedWritten(r);
+  });
+
+  for (const badSector of [2100, 4161, 4200, 8191]) {
+    for (const overlap of [false, true]) {
+      it(`a gathered write refused at sector ${badSector}${overlap ? ' (with writes in flight too)' : ''} is fatal and leaves no sector finished that is not in the output, nor in any mapfile save`, async () => {
+        const badAt = badSector * SECTOR;
+        const each = await run(false, new RecordingSink(badAt), {}, true);
+        const r = await run(overlap, new GatheringSink(badAt), {}, true);
+        expect(r.status).to.equal(1);
+        expect(r.finalMessage).to.include('test.out: Write error');
+        expect(r.checked!.violations, 'sectors a save called finished before they were written').to.deep.equal([]);
+        // the reads gathered with the refused one are not finished: at most those finished writing each read at once
+        expect(expectFinishedWritten(r)).to.be.at.most(expectFinishedWritten(each));
+      });
+    }
+  }
 
   for (const badSector of [40, 2100, 4200, 7000, 8191]) {
     for (const mapfile of [false, true]) {

@@ -41,12 +41,15 @@ export class OutputFile implements RescueSink {
   #unflushed = 0;
   #flushing = false;
   #hints = 0;
+  /** Writes at once; with `-S` each read's data is judged on its own (all zeros or not). */
+  readonly gathersWrites: boolean;
 
   /** @throws ReaderError `ERR_OUTPUT_OPEN`. */
   constructor(path: string, options: OutputFileOptions) {
     this.path = path;
     this.#offset = options.offset;
     this.#sparseSize = options.sparse ? 0 : -1;
+    this.gathersWrites = options.sparse !== true;
     this.#minSize = options.minSize ?? -1;
     const flags = constants.O_WRONLY | constants.O_CREAT | (options.truncate ? constants.O_TRUNC : 0);
     try {

@@ -17,6 +17,12 @@ export interface RescueSink {
    */
   writeAsync?(pos: number, data: Uint8Array): Promise<void>;
   /**
+   * True if `write` writes at once (returns no promise) and the engine may gather
+   * consecutive small reads into one write (`GATHER_BYTES`) until the next read elsewhere,
+   * a larger read, or `sync`: the output file, not with `-S` (it decides per read).
+   */
+  readonly gathersWrites?: boolean;
+  /**
    * The status of `[pos, pos+size)` changed (every change the engine makes after its
    * start, in order). Optional: the output file does not need it; pieces carry it.
    */
