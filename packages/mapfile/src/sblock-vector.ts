@@ -359,22 +359,9 @@ export class SblockVector {
 
   /** A copy with runs of equal status merged (ddrescue's `compact_sblock_vector`). */
   compact(): SblockVector {
-    const out = new SblockVector(this.#length);
-    let runPos = 0;
-    let runEnd = 0;
-    let runCode = -1;
-    this.forEachBlock((pos, end, code) => {
-      if (code === runCode) {
-        runEnd = end;
-        return;
-      }
-      if (runCode >= 0) out.push(runPos, runEnd, runCode);
-      runPos = pos;
-      runEnd = end;
-      runCode = code;
-    });
-    if (runCode >= 0) out.push(runPos, runEnd, runCode);
-    return out;
+    const out = new CompactingBuilder(this.#length);
+    this.forEachBlock((pos, end, code) => out.push(pos, end, code));
+    return out.finish();
   }
 
   /**
@@ -471,4 +458,38 @@ export class SblockVector {
 
 function shifted(p: number, offset: number): number {
   return p === UNBOUNDED ? UNBOUNDED : p + offset;
+}
+
+/**
+ * A list built from blocks given in order, runs of equal status merged as they come
+ * (`compact`'s rule, so a pass that changes statuses can compact as it goes).
+ */
+export class CompactingBuilder {
+  readonly #out: SblockVector;
+  #runPos = 0;
+  #runEnd = 0;
+  #runCode = -1;
+
+  /** @param capacity about how many blocks may come (see `SblockVector`'s constructor). */
+  constructor(capacity: number) {
+    this.#out = new SblockVector(capacity);
+  }
+
+  push(pos: number, end: number, code: number): void {
+    if (code === this.#runCode) {
+      this.#runEnd = end;
+      return;
+    }
+    if (this.#runCode >= 0) this.#out.push(this.#runPos, this.#runEnd, this.#runCode);
+    this.#runPos = pos;
+    this.#runEnd = end;
+    this.#runCode = code;
+  }
+
+  /** The list; nothing may be pushed afterwards. */
+  finish(): SblockVector {
+    if (this.#runCode >= 0) this.#out.push(this.#runPos, this.#runEnd, this.#runCode);
+    this.#runCode = -1;
+    return this.#out;
+  }
 }

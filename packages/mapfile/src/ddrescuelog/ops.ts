@@ -9,7 +9,7 @@ import { isCSpace, scanCInteger } from '../c-number.js';
 import type { Domain } from '../domain.js';
 import { formatNum, formatPercentage } from '../format-num.js';
 import { removeFile, saveMapfile } from '../io.js';
-import { SblockVector } from '../sblock-vector.js';
+import { CompactingBuilder, SblockVector } from '../sblock-vector.js';
 import { StatusMap } from '../status-map.js';
 import { BLOCK_STATUS_CHARS, type BlockStatus, mapfileStatusName, processedState } from '../status.js';
 import { type Context, Exit } from './context.js';
@@ -104,23 +104,10 @@ export async function changeTypes(ctx: Context, domainIn: Domain, name: string, 
  * blocks holds 6 MiB less).
  */
 function changedInDomain(blocks: SblockVector, domain: Domain, codes: readonly number[]): SblockVector {
-  const out = new SblockVector(blocks.length);
+  const out = new CompactingBuilder(blocks.length);
   const borders = domain.borders();
   let next = borders.next();
-  let runPos = 0;
-  let runEnd = 0;
-  let runCode = -1;
-  const piece = (pos: number, end: number, codeIn: number): void => {
-    const code = domain.includes({ pos, size: end - pos }) ? codes[codeIn]! : codeIn;
-    if (code === runCode) {
-      runEnd = end;
-      return;
-    }
-    if (runCode >= 0) out.push(runPos, runEnd, runCode);
-    runPos = pos;
-    runEnd = end;
-    runCode = code;
-  };
+  const piece = (pos: number, end: number, code: number): void => out.push(pos, end, domain.includes({ pos, size: end - pos }) ? codes[code]! : code);
   blocks.forEachBlock((posIn, end, code) => {
     let pos = posIn;
     for (;;) {
@@ -131,8 +118,7 @@ function changedInDomain(blocks: SblockVector, domain: Domain, codes: readonly n
     }
     piece(pos, end, code);
   });
-  if (runCode >= 0) out.push(runPos, runEnd, runCode);
-  return out;
+  return out.finish();
 }
 
 /** `-A`: the mapfile with human-readable comments on in-domain lines. */
