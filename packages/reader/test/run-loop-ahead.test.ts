@@ -1,6 +1,6 @@
 /**
- * The run loop's bound on bytes read and not yet stored (`MEMORY_AHEAD_BYTES`, 16 MiB)
- * never stops a piece from filling: a stick's pieces are up to 32 MiB, sealed by size or
+ * The run loop's bound on bytes read and not yet stored (`MEMORY_AHEAD_BYTES`, 16 MiB;
+ * a piece and 12 MiB more where pieces are bigger) never stops a piece from filling: a stick's pieces are up to 32 MiB, sealed by size or
  * after a minute. Under a bound smaller than a piece, reading waited for a seal that
  * waited for reading, and each piece went out a minute late and short.
  */
@@ -45,5 +45,31 @@ describe('runLoop memory ahead', function () {
     }
     expect(stored.filter((n) => n > 0)[0], 'the first piece holds 32 MiB').to.be.at.least(32 * MIB);
     expect(stored.reduce((a, b) => a + b, 0)).to.equal(size);
+  });
+
+  it('keeps a stick\'s big pieces big while the one before is stored slowly (the LAN\'s smaller bound does not cut them)', async () => {
+    const size = 128 * MIB;
+    const j = await planLoopJob(dir, size, 256 * MIB, 512 * MIB);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 60_000);
+    const stored: number[] = [];
+    const dest = new LocalDestination(j.job.spool);
+    const store = dest.store.bind(dest);
+    // a stick written at a few MB/s: each piece takes a while to store
+    dest.store = async (piece) => {
+      stored.push(piece.data.length);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      return store(piece);
+    };
+    try {
+      const end = await runLoop(loopOptions(j, controller.signal, { destination: dest, sealBytes: 32 * MIB, sealMillis: 60_000 }));
+      expect(end.kind).to.equal('done');
+    } finally {
+      clearTimeout(timer);
+    }
+    const pieces = stored.filter((n) => n > 0);
+    expect(pieces.reduce((a, b) => a + b, 0)).to.equal(size);
+    // each piece but the last is whole (32 MiB) or holds what the bound leaves beside one being stored (12 MiB)
+    expect(pieces.slice(0, -1).filter((n) => n < 12 * MIB), `pieces of ${pieces.map((n) => n / MIB).join(', ')} MiB`).to.deep.equal([]);
   });
 });

@@ -110,6 +110,15 @@ const STOP_BUDGET_MS = 1800;
  * MiB (medians) at 16, wall 0.98x.
  */
 const MEMORY_AHEAD_BYTES = 16 << 20;
+/**
+ * Where pieces are bigger than the LAN's (a stick's, up to 32 MiB), the bound is a whole
+ * piece and this much more: the open piece grows to it while the one before is stored,
+ * and is sealed when the reading process waits. 12 MiB, half the bound before it was
+ * lowered to 16 MiB, keeps a stick's pieces as they were (at 8 MiB a 512 MiB trip wrote
+ * 32 bundles of 8, 16 and 32 MiB instead of 26 mostly of 32 and 12, and the import of
+ * such a stick took 175 MiB instead of 144).
+ */
+const BIG_PIECE_AHEAD_BYTES = 12 << 20;
 /** Grants go out when they grow by this much (or at once when the reading process waits). */
 const GRANT_STEP = 1 << 20;
 
@@ -231,7 +240,8 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   /** What may be read now: the destination's room, and at most `MEMORY_AHEAD_BYTES` held in memory before they are stored. */
   const roomNow = (): number => {
     const p = pending();
-    return Math.min(dest.room(p), Math.max(MEMORY_AHEAD_BYTES, (o.sealBytes ?? DEFAULT_SEAL_BYTES) + MEMORY_AHEAD_BYTES / 2, 2 * readMax) - p.bytes);
+    const seal = o.sealBytes ?? DEFAULT_SEAL_BYTES;
+    return Math.min(dest.room(p), Math.max(MEMORY_AHEAD_BYTES, seal > DEFAULT_SEAL_BYTES ? seal + BIG_PIECE_AHEAD_BYTES : 0, 2 * readMax) - p.bytes);
   };
   let received = 0;
   let granted = 0;
