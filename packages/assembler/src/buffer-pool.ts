@@ -1,3 +1,17 @@
+import { MessageChannel } from 'node:worker_threads';
+
+/**
+ * Give a buffer's memory back now, not at a later garbage collection: its memory moves
+ * into a message that is never read, and goes with it when the port closes. Nothing may
+ * use the buffer (nor a view of it) afterwards; it is empty from here on.
+ */
+function freeNow(buf: Uint8Array): void {
+  const { port1, port2 } = new MessageChannel();
+  port1.postMessage(null, [buf.buffer as ArrayBuffer]);
+  port1.close();
+  port2.close();
+}
+
 /**
  * Buffers for whole bundles, used again once their bundle is merged: a fresh
  * large buffer costs a page fault per 4 KiB page and pressure on the garbage
@@ -23,13 +37,15 @@ export class BufferPool {
 
   /**
    * A buffer of `size` bytes (its contents are whatever was there: the caller
-   * overwrites them), a view of a free one at most a quarter larger, else new.
+   * overwrites them), a view of the smallest free one at most twice as large, else new.
+   * (At most a quarter larger before: a stick of 8, 16 and 32 MiB bundles had its import
+   * allocate 144 MiB of buffers and drop 88, and its peak RSS was 175 MiB.)
    */
   take(size: number): Uint8Array {
     let pick = -1;
     for (let i = 0; i < this.#free.length; ++i) {
       const cap = this.#free[i]!.length;
-      if (cap >= size && cap <= size + size / 4 && (pick < 0 || cap < this.#free[pick]!.length)) pick = i;
+      if (cap >= size && cap <= 2 * size && (pick < 0 || cap < this.#free[pick]!.length)) pick = i;
     }
     let buf: Uint8Array;
     if (pick >= 0) {
@@ -52,10 +68,12 @@ export class BufferPool {
     this.#trim(0);
   }
 
-  /** Drop free buffers, oldest first, until `extra` more bytes fit in `maxBytes`. */
+  /** Drop free buffers, oldest first, until `extra` more bytes fit in `maxBytes`; their memory goes at once (`freeNow`). */
   #trim(extra: number): void {
     while (this.#free.length > 0 && this.#inUseBytes + this.#freeBytes + extra > this.#maxBytes) {
-      this.#freeBytes -= this.#free.shift()!.length;
+      const dropped = this.#free.shift()!;
+      this.#freeBytes -= dropped.length;
+      freeNow(dropped);
     }
   }
 }

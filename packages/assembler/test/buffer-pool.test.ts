@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { BufferPool } from '../src/buffer-pool.js';
 
 describe('BufferPool', () => {
-  it('gives back the same memory for a bundle of the same or a slightly smaller size', () => {
+  it('gives back the same memory for a bundle of the same size or up to half as large, the smallest that fits', () => {
     const pool = new BufferPool(100);
     const a = pool.take(40);
     expect(a.length).to.equal(40);
@@ -14,8 +14,30 @@ describe('BufferPool', () => {
     expect(b.length).to.equal(36);
     expect(b.buffer).to.equal(a.buffer);
     pool.give(b);
+    // a stick's bundles of 8, 16 and 32 MiB: a free buffer serves a bundle half its size
     const c = pool.take(20);
-    expect(c.buffer).to.not.equal(a.buffer);
+    expect(c.buffer).to.equal(a.buffer);
+    expect(c.length).to.equal(20);
+    expect(pool.inUseBytes, 'the whole buffer is in use').to.equal(40);
+    pool.give(c);
+    const d = pool.take(19);
+    expect(d.buffer, 'more than twice as large: a new buffer').to.not.equal(a.buffer);
+    const e = pool.take(30);
+    expect(e.buffer).to.equal(a.buffer);
+  });
+
+  it('frees a dropped buffer at once (emptied), not at a later garbage collection', async () => {
+    const pool = new BufferPool(100);
+    const a = pool.take(60);
+    pool.give(a);
+    const kept = new Uint8Array(a.buffer);
+    expect(kept.byteLength).to.equal(60);
+    // 70 does not fit beside the free 60: the 60 is dropped
+    const b = pool.take(70);
+    expect(b.buffer).to.not.equal(a.buffer);
+    expect(a.buffer.byteLength, 'the dropped buffer gave its memory up').to.equal(0);
+    expect(kept.byteLength).to.equal(0);
+    pool.give(b);
   });
 
   it('keeps buffers in use and free within maxBytes, dropping free ones first', () => {
