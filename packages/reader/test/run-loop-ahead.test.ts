@@ -24,51 +24,43 @@ describe('runLoop memory ahead', function () {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('fills a 32 MiB piece whole before it is sealed (pieces bigger than the bound on bytes held ahead)', async () => {
-    const size = 40 * MIB;
-    const j = await planLoopJob(dir, size, 64 * MIB, 256 * MIB);
+  /**
+   * Read a source of `size` bytes with pieces of 32 MiB sealed by size (their one-minute
+   * seal far off), each store taking `storeMs` more; the sizes of the pieces stored, in
+   * order. The loop must end by itself, well before `abortMs`.
+   */
+  async function storedPieces(size: number, chunkSize: number, spoolBytes: number, storeMs: number, abortMs: number): Promise<number[]> {
+    const j = await planLoopJob(dir, size, chunkSize, spoolBytes);
     const controller = new AbortController();
-    // a piece waiting for its one-minute seal is what this test looks for: stop well before
-    const timer = setTimeout(() => controller.abort(), 40_000);
+    const timer = setTimeout(() => controller.abort(), abortMs);
     const stored: number[] = [];
     const dest = new LocalDestination(j.job.spool);
     const store = dest.store.bind(dest);
-    dest.store = (piece) => {
-      stored.push(piece.data.length);
-      return store(piece);
-    };
-    try {
-      const end = await runLoop(loopOptions(j, controller.signal, { destination: dest, sealBytes: 32 * MIB, sealMillis: 60_000 }));
-      expect(end.kind, 'the loop ended by itself, not by the 40 s abort').to.equal('done');
-    } finally {
-      clearTimeout(timer);
-    }
-    expect(stored.filter((n) => n > 0)[0], 'the first piece holds 32 MiB').to.be.at.least(32 * MIB);
-    expect(stored.reduce((a, b) => a + b, 0)).to.equal(size);
-  });
-
-  it('keeps a stick\'s big pieces big while the one before is stored slowly (the LAN\'s smaller bound does not cut them)', async () => {
-    const size = 128 * MIB;
-    const j = await planLoopJob(dir, size, 256 * MIB, 512 * MIB);
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), 60_000);
-    const stored: number[] = [];
-    const dest = new LocalDestination(j.job.spool);
-    const store = dest.store.bind(dest);
-    // a stick written at a few MB/s: each piece takes a while to store
     dest.store = async (piece) => {
       stored.push(piece.data.length);
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      if (storeMs > 0) await new Promise((resolve) => setTimeout(resolve, storeMs));
       return store(piece);
     };
     try {
       const end = await runLoop(loopOptions(j, controller.signal, { destination: dest, sealBytes: 32 * MIB, sealMillis: 60_000 }));
-      expect(end.kind).to.equal('done');
+      expect(end.kind, `the loop ended by itself, not by the ${abortMs / 1000} s abort`).to.equal('done');
     } finally {
       clearTimeout(timer);
     }
     const pieces = stored.filter((n) => n > 0);
     expect(pieces.reduce((a, b) => a + b, 0)).to.equal(size);
+    return pieces;
+  }
+
+  it('fills a 32 MiB piece whole before it is sealed (pieces bigger than the bound on bytes held ahead)', async () => {
+    // a piece waiting for its one-minute seal is what this test looks for: stop well before
+    const pieces = await storedPieces(40 * MIB, 64 * MIB, 256 * MIB, 0, 40_000);
+    expect(pieces[0], 'the first piece holds 32 MiB').to.be.at.least(32 * MIB);
+  });
+
+  it('keeps a stick\'s big pieces big while the one before is stored slowly (the LAN\'s smaller bound does not cut them)', async () => {
+    // a stick written at a few MB/s: each piece takes a while to store
+    const pieces = await storedPieces(128 * MIB, 256 * MIB, 512 * MIB, 150, 60_000);
     // each piece but the last is whole (32 MiB) or holds what the bound leaves beside one being stored (12 MiB)
     expect(pieces.slice(0, -1).filter((n) => n < 12 * MIB), `pieces of ${pieces.map((n) => n / MIB).join(', ')} MiB`).to.deep.equal([]);
   });
