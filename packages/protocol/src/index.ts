@@ -45,5 +45,5 @@ export type { StatfsFigures, StickSpace } from './stick-space.js';
 export { DEFAULT_PROGRESS_INTERVAL, ProgressDisplay, TTY_REDRAW_MS } from './progress-display.js';
 export type { ProgressDisplayOptions, ProgressMode, ProgressView } from './progress-display.js';
 export { printable, PRINTABLE_DEFAULT_MAX } from './text.js';
-export { createXxh64, hexOf, parseHex64, xxh64, XXH64_SLICE_BYTES } from './xxh64.js';
+export { createXxh64, hexOf, parseHex64, xxh64, XXH64_LIBRARY, XXH64_SLICE_BYTES } from './xxh64.js';
 export type { Xxh64Hasher } from './xxh64.js';

@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process';
+
 import { expect } from 'chai';
 import fc from 'fast-check';
 
-import { createXxh64, hexOf, parseHex64, xxh64, XXH64_SLICE_BYTES } from '../src/xxh64.js';
+import { createXxh64, hexOf, parseHex64, xxh64, XXH64_LIBRARY, XXH64_SLICE_BYTES } from '../src/xxh64.js';
 import { bytesOf } from './helpers.js';
 
 describe('xxh64', () => {
@@ -35,6 +37,34 @@ describe('xxh64', () => {
     const before = xxh64(data);
     data[1000] = (data[1000] ?? 0) ^ 0x10;
     expect(xxh64(data)).to.not.equal(before);
+  });
+
+  it('runs the native library where it loads (this platform has its prebuilt binary)', () => {
+    expect(XXH64_LIBRARY).to.equal('native');
+  });
+
+  it('gives the same values with the WebAssembly library (DDFERRY_XXH64=wasm, as in a single executable)', function () {
+    this.timeout(30_000);
+    const sizes = [0, 1, 3, 31, 32, 33, 4096, XXH64_SLICE_BYTES - 1, XXH64_SLICE_BYTES, XXH64_SLICE_BYTES * 3 + 5, 4 << 20];
+    const cut = 12_345;
+    // in a child process: the library is chosen when the module loads
+    const code = `
+      const m = await import(${JSON.stringify(new URL('../src/xxh64.ts', import.meta.url).href)});
+      const h = await import(${JSON.stringify(new URL('./helpers.ts', import.meta.url).href)});
+      const out = { library: m.XXH64_LIBRARY, whole: [], streamed: [] };
+      for (const [i, n] of ${JSON.stringify(sizes)}.entries()) {
+        const data = h.bytesOf(n, 10 + i);
+        out.whole.push(m.xxh64(data).toString(16));
+        out.streamed.push(m.createXxh64().update(data.subarray(0, ${cut})).update(data.subarray(${cut})).digest().toString(16));
+      }
+      process.stdout.write(JSON.stringify(out));`;
+    const child = JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      env: { ...process.env, DDFERRY_XXH64: 'wasm' }, encoding: 'utf8',
+    })) as { library: string; whole: string[]; streamed: string[] };
+    expect(child.library).to.equal('wasm');
+    const here = sizes.map((n, i) => xxh64(bytesOf(n, 10 + i)).toString(16));
+    expect(child.whole).to.deep.equal(here);
+    expect(child.streamed).to.deep.equal(here);
   });
 
   it('writes and reads 16 lowercase hex digits', () => {
