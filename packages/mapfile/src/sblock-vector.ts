@@ -370,6 +370,12 @@ export class SblockVector {
    */
   splitAt(positions: Iterable<number>): SblockVector {
     const out = new SblockVector(this.#length + 8);
+    this.forEachSplitAt(positions, (pos, end, code) => out.push(pos, end, code));
+    return out;
+  }
+
+  /** Call `fn(pos, end, code)` for each block in order, split at each of `positions` (ascending) that falls strictly inside it (`splitAt` without the copy). */
+  forEachSplitAt(positions: Iterable<number>, fn: (pos: number, end: number, code: number) => void): void {
     const it = positions[Symbol.iterator]();
     let next = it.next();
     this.forEachBlock((posIn, end, code) => {
@@ -377,12 +383,11 @@ export class SblockVector {
       for (;;) {
         while (!next.done && next.value <= pos) next = it.next();
         if (next.done || next.value >= end) break;
-        out.push(pos, next.value, code);
+        fn(pos, next.value, code);
         pos = next.value;
       }
-      out.push(pos, end, code);
+      fn(pos, end, code);
     });
-    return out;
   }
 
   /**

@@ -52,27 +52,13 @@ export interface Xxh64Hasher {
   digest(): bigint;
 }
 
-/** A fresh incremental hasher; `update` accepts any size. */
+/** A fresh incremental hasher; `update` accepts any size (fed to WebAssembly in slices). */
 export function createXxh64(): Xxh64Hasher {
-  if (native !== null) {
-    const inner = new native.Xxh64(0n);
-    const hasher: Xxh64Hasher = {
-      update(data) {
-        inner.update(data);
-        return hasher;
-      },
-      digest() {
-        return inner.digest();
-      },
-    };
-    return hasher;
-  }
-  const inner = api!.create64(0n);
+  const inner: { update(data: Uint8Array): unknown; digest(): bigint } = native !== null ? new native.Xxh64(0n) : api!.create64(0n);
+  const slice = native !== null ? Number.POSITIVE_INFINITY : XXH64_SLICE_BYTES;
   const hasher: Xxh64Hasher = {
     update(data) {
-      for (let at = 0; at < data.length; at += XXH64_SLICE_BYTES) {
-        inner.update(data.subarray(at, Math.min(data.length, at + XXH64_SLICE_BYTES)));
-      }
+      for (let at = 0; at < data.length; at += slice) inner.update(data.subarray(at, Math.min(data.length, at + slice)));
       return hasher;
     },
     digest() {

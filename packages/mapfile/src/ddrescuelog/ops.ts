@@ -105,19 +105,7 @@ export async function changeTypes(ctx: Context, domainIn: Domain, name: string, 
  */
 function changedInDomain(blocks: SblockVector, domain: Domain, codes: readonly number[]): SblockVector {
   const out = new CompactingBuilder(blocks.length);
-  const borders = domain.borders();
-  let next = borders.next();
-  const piece = (pos: number, end: number, code: number): void => out.push(pos, end, domain.includes({ pos, size: end - pos }) ? codes[code]! : code);
-  blocks.forEachBlock((posIn, end, code) => {
-    let pos = posIn;
-    for (;;) {
-      while (!next.done && next.value <= pos) next = borders.next();
-      if (next.done || next.value >= end) break;
-      piece(pos, next.value, code);
-      pos = next.value;
-    }
-    piece(pos, end, code);
-  });
+  blocks.forEachSplitAt(domain.borders(), (pos, end, code) => out.push(pos, end, domain.includes({ pos, size: end - pos }) ? codes[code]! : code));
   return out.finish();
 }
 

@@ -440,32 +440,39 @@ export class Rescuebook {
     const data = this.#iobuf.subarray(0, copied);
     const gather = this.#gather;
     if (gather !== null && copied < ASYNC_WRITE_BYTES) {
-      // the status the range has until it is marked finished: the one it gets back if its write fails
-      const sb = this.map.sblockAt(pos);
-      if (sb !== null && sb.pos <= pos && sb.pos + sb.size >= pos + copied) {
+      const was = this.#statusBefore(pos, copied);
+      if (was !== null) {
         if (this.#gathered > 0 && (pos !== this.#gatherPos + this.#gathered || this.#gathered + copied > gather.length)) this.#flushGathered();
         if (this.#gathered === 0) this.#gatherPos = pos;
         gather.set(data, this.#gathered);
         this.#gathered += copied;
-        this.#gatheredReads.push({ pos, size: copied, was: sb.status });
+        this.#gatheredReads.push({ pos, size: copied, was });
         return;
       }
     }
     this.#flushGathered();
     const spare = this.#spareIobuf;
     if (spare !== null && copied >= ASYNC_WRITE_BYTES) {
-      // the status the range has until it is marked finished: the one it gets back if its write fails
-      const sb = this.map.sblockAt(pos);
-      if (sb !== null && sb.pos <= pos && sb.pos + sb.size >= pos + copied) {
+      const was = this.#statusBefore(pos, copied);
+      if (was !== null) {
         const done = this.sink.writeAsync!(pos, data);
         done.catch(() => undefined); // settled, and its error handled, in #settleWrites
-        this.#inFlight = { done, pos, size: copied, was: sb.status };
+        this.#inFlight = { done, pos, size: copied, was };
         this.#spareIobuf = this.#iobuf;
         this.#iobuf = spare;
         return;
       }
     }
     return this.sink.write(pos, data);
+  }
+
+  /**
+   * The status `[pos, pos+size)` has until it is marked finished, the one it gets back if
+   * its deferred write fails; null unless one block holds it all (then it is written at once).
+   */
+  #statusBefore(pos: number, size: number): BlockStatus | null {
+    const sb = this.map.sblockAt(pos);
+    return sb !== null && sb.pos <= pos && sb.pos + sb.size >= pos + size ? sb.status : null;
   }
 
   /**

@@ -103,8 +103,8 @@ const STOP_BUDGET_MS = 1800;
 /**
  * Bytes read and not yet stored (open and sealed pieces) at most: when storing lags
  * (sealing, a slow spool disk), reading waits rather than filling memory (peak RSS).
- * Raised to a whole piece and half the bound more where pieces are bigger (a stick's,
- * up to 32 MiB), so a piece can always fill and reading goes on while one is stored.
+ * Raised to a whole piece and `BIG_PIECE_AHEAD_BYTES` more where pieces are bigger (a
+ * stick's, up to 32 MiB), so a piece can always fill and reading goes on while one is stored.
  * 40 MiB before: the LAN took as long (512 MiB, 5 pairs) and the reader's peak RSS was
  * 15-20 MiB higher; 24 MiB then: LAN of 1 GiB, 6 pairs (farm-bench), peak RSS 147 → 137
  * MiB (medians) at 16, wall 0.98x.
