@@ -58,7 +58,8 @@ export function createXxh64(): Xxh64Hasher {
   const slice = native !== null ? Number.POSITIVE_INFINITY : XXH64_SLICE_BYTES;
   const hasher: Xxh64Hasher = {
     update(data) {
-      for (let at = 0; at < data.length; at += slice) inner.update(data.subarray(at, Math.min(data.length, at + slice)));
+      if (data.length <= slice) inner.update(data);
+      else for (let at = 0; at < data.length; at += slice) inner.update(data.subarray(at, Math.min(data.length, at + slice)));
       return hasher;
     },
     digest() {
