@@ -126,6 +126,28 @@ describe('PieceBuilder and Spool', () => {
     for (const p of sealed) for (const e of p.extents) expect(e.size % (32 * 1024)).to.equal(0);
   });
 
+  it('fills a piece bigger than the default (a stick\'s) in one buffer of its size, and the next piece reuses it once released', () => {
+    const sealBytes = 12 * MIB; // over the default (8 MiB): a buffer of a piece and a read, not 9 MiB doubled
+    const big = randomBytes(2 * sealBytes);
+    const b = new PieceBuilder({ rescueId, chunks: [{ index: 0, pos: 0, size: 64 * MIB }], nextSeq: () => seq.next(), sealBytes });
+    const fill = (from: number): Piece[] => {
+      for (let pos = from; !b.isDue(); pos += 64 * 1024) {
+        b.write(pos, big.subarray(pos, pos + 64 * 1024));
+        b.statusChanged(pos, 64 * 1024, '+');
+      }
+      return b.seal();
+    };
+    const [first] = fill(0);
+    expect(first!.data.length).to.equal(sealBytes);
+    expect(first!.data.buffer.byteLength).to.equal(sealBytes + MIB);
+    checkPiece(first!, big);
+    const memory = first!.data.buffer;
+    b.release(first!);
+    const [second] = fill(sealBytes);
+    expect(second!.data.buffer).to.equal(memory);
+    checkPiece(second!, big);
+  });
+
   it('is due by size, by age and by delta length', () => {
     let now = 0;
     const b = new PieceBuilder({ rescueId, chunks, nextSeq: () => seq.next(), sealBytes: 1000, sealMillis: 50, sealRanges: 3, clock: () => now });

@@ -100,7 +100,8 @@ describe('stick space', () => {
     expect(stickSealBytes(8 * MIB)).to.equal(MIB);
     expect(stickSealBytes(64 * MIB)).to.equal(4 * MIB);
     expect(stickSealBytes(100 * MIB)).to.equal(6 * MIB);
-    expect(stickSealBytes(64 * 1024 * MIB)).to.equal(32 * MIB);
+    expect(stickSealBytes(256 * MIB)).to.equal(16 * MIB);
+    expect(stickSealBytes(64 * 1024 * MIB)).to.equal(16 * MIB);
   });
 
   it('fits a read just at the limit and not one byte block over it', () => {

@@ -40,11 +40,11 @@ interface OpenPiece {
   readonly delta: DeltaList;
 }
 
-/** The first buffer of an open piece, at most: a default piece and a read; it grows by doubling. */
+/** A default piece and a read: the whole-piece buffer of the LAN's pieces. */
 const FIRST_BUFFER_BYTES = DEFAULT_SEAL_BYTES + (1 << 20);
 /** The first buffer of a piece opened while another is open. */
 const SMALL_BUFFER_BYTES = 64 << 10;
-/** Whole-piece buffers kept for the next pieces once their pieces are stored (`release`). */
+/** Whole-piece buffers of a default piece kept for the next pieces once their pieces are stored (`release`); of bigger pieces, as many bytes (two of a stick's). */
 const KEEP_BUFFERS = 4;
 
 /**
@@ -62,7 +62,12 @@ export class PieceBuilder {
   #bytes = 0;
   #ranges = 0;
   #parts = 0;
-  /** The first buffer of the first piece opened in a seal window: a whole piece and a read. */
+  /**
+   * The first buffer of the first piece opened in a seal window: a whole piece (`sealBytes`)
+   * and a read, whatever the piece's size. A stick's pieces (16, formerly 32 MiB) started
+   * at 9 MiB and doubled before: 27 MiB of garbage and a 36 MiB buffer no piece reused,
+   * for each piece of 32 MiB.
+   */
   readonly #whole: number;
   /** Whole-piece buffers given back by `release`, for the next pieces (fresh memory costs more than the copy it holds). */
   readonly #free: RecycledBuffers;
@@ -71,8 +76,8 @@ export class PieceBuilder {
     this.#o = options;
     this.#chunkSize = options.chunks[0]?.size ?? 1;
     this.#clock = options.clock ?? Date.now;
-    this.#whole = Math.min(FIRST_BUFFER_BYTES, (options.sealBytes ?? DEFAULT_SEAL_BYTES) + (1 << 20));
-    this.#free = new RecycledBuffers(KEEP_BUFFERS * this.#whole, this.#whole);
+    this.#whole = (options.sealBytes ?? DEFAULT_SEAL_BYTES) + (1 << 20);
+    this.#free = new RecycledBuffers(Math.max(KEEP_BUFFERS * Math.min(this.#whole, FIRST_BUFFER_BYTES), this.#whole), this.#whole);
   }
 
   #chunkOf(pos: number): number {

@@ -104,14 +104,14 @@ const STOP_BUDGET_MS = 1800;
  * Bytes read and not yet stored (open and sealed pieces) at most: when storing lags
  * (sealing, a slow spool disk), reading waits rather than filling memory (peak RSS).
  * Raised to a whole piece and `BIG_PIECE_AHEAD_BYTES` more where pieces are bigger (a
- * stick's, up to 32 MiB), so a piece can always fill and reading goes on while one is stored.
+ * stick's, up to 16 MiB), so a piece can always fill and reading goes on while one is stored.
  * 40 MiB before: the LAN took as long (512 MiB, 5 pairs) and the reader's peak RSS was
  * 15-20 MiB higher; 24 MiB then: LAN of 1 GiB, 6 pairs (farm-bench), peak RSS 147 → 137
  * MiB (medians) at 16, wall 0.98x.
  */
 const MEMORY_AHEAD_BYTES = 16 << 20;
 /**
- * Where pieces are bigger than the LAN's (a stick's, up to 32 MiB), the bound is a whole
+ * Where pieces are bigger than the LAN's (a stick's, up to 16 MiB; tests seal 32), the bound is a whole
  * piece and this much more: the open piece grows to it while the one before is stored,
  * and is sealed when the reading process waits. 12 MiB, half the bound before it was
  * lowered to 16 MiB, keeps a stick's pieces as they were (at 8 MiB a 512 MiB trip wrote

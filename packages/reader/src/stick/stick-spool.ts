@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { type FrameEncodeOptions, type Piece, type RescueKeys, type SealedPiece, sealPieceAsync } from '@ddferry/protocol';
+import { type FrameEncodeOptions, type Piece, RecycledBuffers, type RescueKeys, type SealedPiece, sealPieceAsync } from '@ddferry/protocol';
 
 import { ReaderError, errnoOf } from '../errors.js';
 import type { Ledger, LedgerEntry } from '../job/ledger.js';
@@ -43,6 +43,8 @@ export class StickSpool {
   readonly stickId: string;
   readonly writer: StickWriter;
   readonly #o: StickSpoolOptions;
+  /** The sealed block of the last piece written, for the next piece's seal (one piece is written at a time). */
+  readonly #blocks = new RecycledBuffers(48 << 20);
   #space: StickSpace = { free: 0, blockSize: 512, total: 0 };
   /** The reader's own count of the free space: the last `refresh`, minus what it wrote since (see space.ts). */
   #counted = 0;
@@ -148,9 +150,18 @@ export class StickSpool {
    * else it is sealed here.
    */
   async put(piece: Piece, spooled?: SealedPiece): Promise<void> {
-    const ledger = this.#o.ledger;
     if (spooled !== undefined && spooled.seq !== piece.seq) throw new Error(`internal: stick put: sealed piece ${spooled.seq} given for piece ${piece.seq}`);
-    const sealed = this.writer.sealed === true ? spooled ?? await sealPieceAsync(piece, this.#o.keys, this.#o.compression) : undefined;
+    let block: Uint8Array | undefined;
+    const sealed = this.writer.sealed === true ? spooled ?? await sealPieceAsync(piece, this.#o.keys, { ...this.#o.compression, alloc: (size) => (block = this.#blocks.reuse(size) ?? Buffer.allocUnsafeSlow(size)) }) : undefined;
+    try {
+      await this.#putSealed(piece, sealed);
+    } finally {
+      if (block !== undefined) this.#blocks.keep(block);
+    }
+  }
+
+  async #putSealed(piece: Piece, sealed: SealedPiece | undefined): Promise<void> {
+    const ledger = this.#o.ledger;
     const entry: LedgerEntry = {
       seq: piece.seq, chunk: piece.chunk, stickId: this.stickId, files: this.writer.names?.(piece) ?? [], dataBytes: piece.data.length,
       delta: piece.delta.map((d) => ({ pos: d.pos, size: d.size, status: d.status })), ...(sealed === undefined ? {} : { headerHash: sealed.headerHash }),
