@@ -20,7 +20,7 @@
 // Build first: npx tsc -b
 import { spawnSync } from 'node:child_process';
 import {
-  existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, truncateSync, writeFileSync,
+  existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, truncateSync, writeFileSync,
 } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -218,10 +218,16 @@ async function figureImport(o, dir) {
   rmSync(join(dir, 'stick-chunks'), { recursive: true, force: true });
   rmSync(source, { force: true });
   const r = ratio(s.ddferry.med, s.ddrescue.med);
+  const bundleFiles = readdirSync(bundles.folder).filter((n) => n.endsWith('.tar')).length;
+  const tripRss = bundles.trip.maxRssKiB;
   return [{
     fig: '2', path: `Stick import, ${fmtSize(o.import)}`, ours: fmtS(s.ddferry.med), peer: `ddrescue -m + sync ${fmtS(s.ddrescue.med)}`, ratio: r, goal: '≤ 1.0x',
     met: within(r, 1.0), rss: `${rssList(s.ddferry.rss)} / ${rssList(s.ddrescue.rss)}`,
     note: `\`ddferry-assembler import STICK IMAGE\` of the tar bundles \`ddferry-reader rescue JOB --to STICK\` wrote (seals and hashes checked, fsynced), vs \`ddrescue -q -m X.map X.raw IMAGE IMAGE.map\` for each of the ${chunks.length} chunk files \`--format ddrescue-chunks\` wrote of the same source, then \`sync IMAGE\`; page cache warm; min ${fmtS(s.ddferry.min)} vs ${fmtS(s.ddrescue.min)}; both images cmp'd with the source after every run.`,
+  }, {
+    fig: '2b', path: `Peak RSS, reader, stick trip of ${fmtSize(o.import)}`, ours: fmtMiB(tripRss), peer: '—', ratio: null, goal: '≤ 150 MiB',
+    met: within(tripRss, RSS_GOAL_KIB), rss: `reader ${fmtMiB(tripRss)}`,
+    note: `the reader's peak RSS (GNU time) in the \`ddferry-reader rescue JOB --to STICK\` that wrote the stick of row 2 (${bundleFiles} bundles, a folder of the temp file system: pieces at their largest) in ${fmtS(bundles.trip.wallMs)}; one run. ${READER_RSS_NOTE}`,
   }];
 }
 

@@ -427,7 +427,10 @@ export function tokenOf(dir) {
   return file;
 }
 
-/** Plan `jobSource` in 256 MiB chunks and rescue it onto the folder `dir/name` (a stick); its stick and job folder. */
+/**
+ * Plan `jobSource` in 256 MiB chunks and rescue it onto the folder `dir/name` (a stick);
+ * its stick and job folder, and the reader's run (`runMeasured`: wall time, peak RSS).
+ */
 export function stickOf(jobSource, dir, name, extra = []) {
   const job = join(dir, `${name}.job`);
   const stick = join(dir, name);
@@ -435,9 +438,10 @@ export function stickOf(jobSource, dir, name, extra = []) {
   rmSync(stick, { recursive: true, force: true });
   mkdirSync(stick, { recursive: true });
   must('node', [READER, 'plan', jobSource, job, '--chunk-size', '256MiB']);
-  must('node', [READER, 'rescue', job, '--to', stick, '--token-file', tokenOf(dir), ...extra]);
+  const trip = runMeasured('node', [READER, 'rescue', job, '--to', stick, '--token-file', tokenOf(dir), ...extra]);
+  if (!trip.ok) throw new Error(`ddferry-reader rescue ${job} --to ${stick} failed (exit ${trip.status}): ${trip.stderr}`);
   const ddferry = join(stick, 'ddferry');
-  return { stick, folder: join(ddferry, readdirSync(ddferry)[0]) };
+  return { stick, folder: join(ddferry, readdirSync(ddferry)[0]), trip };
 }
 
 /**
