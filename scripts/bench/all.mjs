@@ -200,6 +200,8 @@ async function figureImport(o, dir) {
     removeImage(img(n));
     rmSync(join(bundles.folder, 'receipts'), { recursive: true, force: true });
   };
+  const bundleFiles = readdirSync(bundles.folder).filter((n) => n.endsWith('.tar')).length;
+  const tripRss = bundles.trip.maxRssKiB;
   const stepsRun = (n, who, steps) => () => {
     const r = runSteps(steps);
     if (!r.ok) throw new Error(r.stderr.slice(0, 400));
@@ -218,8 +220,6 @@ async function figureImport(o, dir) {
   rmSync(join(dir, 'stick-chunks'), { recursive: true, force: true });
   rmSync(source, { force: true });
   const r = ratio(s.ddferry.med, s.ddrescue.med);
-  const bundleFiles = readdirSync(bundles.folder).filter((n) => n.endsWith('.tar')).length;
-  const tripRss = bundles.trip.maxRssKiB;
   return [{
     fig: '2', path: `Stick import, ${fmtSize(o.import)}`, ours: fmtS(s.ddferry.med), peer: `ddrescue -m + sync ${fmtS(s.ddrescue.med)}`, ratio: r, goal: '≤ 1.0x',
     met: within(r, 1.0), rss: `${rssList(s.ddferry.rss)} / ${rssList(s.ddrescue.rss)}`,
