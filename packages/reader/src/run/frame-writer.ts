@@ -1,6 +1,6 @@
 import { writeSync, writevSync } from 'node:fs';
 
-import { FRAME, FRAME_HEADER_BYTES, type ReadingEvent } from './reading-messages.js';
+import { FRAME, FRAME_HEADER_BYTES, READ_CHARGE, type ReadingEvent } from './reading-messages.js';
 
 /** Data above this goes out in its own write, straight from the engine's buffer. */
 const DIRECT_BYTES = 4096;
@@ -18,7 +18,7 @@ export class FrameWriter {
   readonly #fd: number;
   readonly #buf = Buffer.allocUnsafe(BUFFER_BYTES);
   #used = 0;
-  /** Data bytes sent (what grants count). */
+  /** Grant units sent: data bytes, and `READ_CHARGE` a read (what grants count). */
   sent = 0;
 
   constructor(fd: number) {
@@ -36,6 +36,7 @@ export class FrameWriter {
   }
 
   read(pos: number, size: number): void {
+    this.sent += READ_CHARGE;
     this.#room(FRAME_HEADER_BYTES + 16);
     this.#header(FRAME.read, 16);
     this.#buf.writeDoubleLE(pos, this.#used);

@@ -99,11 +99,21 @@ export interface ReadingInit {
   readonly startTime: number;
   /** Send `READ_DONE` frames (a reads log is kept). */
   readonly readDone: boolean;
-  /** Data bytes that may be sent before the first grant. */
+  /** Grant units (data bytes, `READ_CHARGE` a read) that may be sent before the first grant. */
   readonly grant: number;
   /** `JOBDIR/reading.pid`: the reading process removes it when it ends, if it still names it. */
   readonly pidFile?: string | undefined;
 }
+
+/**
+ * What a read costs of a grant beyond its data: a read may end a piece of its own (the map
+ * is saved after it, `--mapfile-interval=0`), and a piece's file holds its tar headers and
+ * description beyond its data (3 KiB for a piece of one read, more with delta ranges or two
+ * chunks). Grants count it so that the spool holds at most `--spool-size` however small the
+ * pieces: without it, 8 MiB granted to an empty spool became 128 pieces of 64 KiB, 384 KiB
+ * over.
+ */
+export const READ_CHARGE = 8 << 10;
 
 export type ReadingControl =
   | ({ readonly kind: 'init' } & ReadingInit)

@@ -31,7 +31,7 @@ import type { Destination, Pause, Pending } from './destination.js';
 import { DEFAULT_SEAL_BYTES, PieceBuilder } from './piece-builder.js';
 import { domainOf } from './reading-domain.js';
 import { ReadingProcess } from './reading-process.js';
-import type { ReadingInit, ReadingOutcome } from './reading-messages.js';
+import { READ_CHARGE, type ReadingInit, type ReadingOutcome } from './reading-messages.js';
 
 /** A read the reading process is in: since when (ms). */
 export interface ReadInProgress {
@@ -237,12 +237,18 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
     return { pieces: b.pieces + status.storing, bytes: b.bytes + status.storingBytes, ranges: b.ranges };
   };
 
-  /** What may be read now: the destination's room, and at most `MEMORY_AHEAD_BYTES` held in memory before they are stored. */
+  /**
+   * What may be read now, in grant units (data, and `READ_CHARGE` a read): the destination's
+   * room (each read may end a piece, whose file takes more than its data), and at most
+   * `MEMORY_AHEAD_BYTES` of data held in memory before they are stored (reads of `readMax`).
+   */
   const roomNow = (): number => {
     const p = pending();
     const seal = o.sealBytes ?? DEFAULT_SEAL_BYTES;
-    return Math.min(dest.room(p), Math.max(MEMORY_AHEAD_BYTES, seal > DEFAULT_SEAL_BYTES ? seal + BIG_PIECE_AHEAD_BYTES : 0, 2 * readMax) - p.bytes);
+    const memory = Math.max(MEMORY_AHEAD_BYTES, seal > DEFAULT_SEAL_BYTES ? seal + BIG_PIECE_AHEAD_BYTES : 0, 2 * readMax) - p.bytes;
+    return Math.min(dest.room(p), (memory * (readMax + READ_CHARGE)) / readMax);
   };
+  /** Grant units received: data bytes, and `READ_CHARGE` a read (as the reading process counts them). */
   let received = 0;
   let granted = 0;
   let waiting = false;
@@ -268,7 +274,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
       child.grant(allowed);
       granted = allowed;
     }
-    if (waiting && granted - received >= readMax) waiting = false;
+    if (waiting && granted - received >= readMax + READ_CHARGE) waiting = false;
     if (waiting) {
       status.pause = dest.pause();
       if (dest.isFull(pending(), readMax) && status.storing === 0) {
@@ -289,6 +295,7 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   try {
     child = ReadingProcess.start({ ...init, grant: Math.max(0, Math.floor(Math.min(roomNow(), Number.MAX_SAFE_INTEGER))) }, {
       read(pos, size) {
+        received += READ_CHARGE;
         if (builder.isDue()) sealAndStore();
         status.reading = { pos, size, since: Date.now() };
       },
