@@ -164,9 +164,30 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
   };
   /** A map operation, once every piece stored before it is committed. */
   const queueMap = (op: () => Promise<void> | void): void => queue(() => afterCommits(op));
+  /**
+   * Commit a stored piece's delta once it is durable, after the pieces stored before it.
+   * Made here, not in `store`: a closure there would keep the piece (its data) alive until
+   * its receipt, and a LAN run whose receipts lag (the assembler's disk behind) held
+   * dozens of MiB of pieces whose buffers the builder had already let go.
+   */
+  const commitWhenDurable = (delta: Piece['delta'], durable: Promise<void> | null): void => {
+    // a durable piece is committed whatever fails later; after one that never became durable, none is (their order)
+    commits = commits.then(async () => {
+      if (broken) return;
+      try {
+        if (durable !== null) await durable;
+      } catch (err) {
+        broken = true;
+        throw err;
+      }
+      map.apply(delta);
+      status.piecesStored += 1;
+    }).catch(fail);
+  };
   const store = (piece: Piece): void => {
+    const bytes = piece.data.length;
     status.storing += 1;
-    status.storingBytes += piece.data.length;
+    status.storingBytes += bytes;
     queue(async () => {
       try {
         if (nowhere) return; // nothing could take the last piece: this one stays unclaimed too, read again later
@@ -178,22 +199,10 @@ export async function runLoop(o: RunLoopOptions): Promise<RunEnd> {
         }
         // stored: sealed into its own buffers or written; its data's memory serves the next piece
         builder.release(piece);
-        const durable = r === 'stored' ? null : r.durable;
-        // a durable piece is committed whatever fails later; after one that never became durable, none is (their order)
-        commits = commits.then(async () => {
-          if (broken) return;
-          try {
-            if (durable !== null) await durable;
-          } catch (err) {
-            broken = true;
-            throw err;
-          }
-          map.apply(piece.delta);
-          status.piecesStored += 1;
-        }).catch(fail);
+        commitWhenDurable(piece.delta, r === 'stored' ? null : r.durable);
       } finally {
         status.storing -= 1;
-        status.storingBytes -= piece.data.length;
+        status.storingBytes -= bytes;
         // full only once what is in flight is durable: the free space is then what the writes left, not an estimate
         if (!full && started && status.storing === 0 && dest.isFull(pending(), readMax)) full = true;
         if (full) poke();
