@@ -52,6 +52,32 @@ describe('runLoop memory ahead', function () {
     return pieces;
   }
 
+  it('does not cut pieces short while the one before is stored slowly (a wait for room seals only when nothing is being stored)', async () => {
+    // pieces of 6 MiB under the 16 MiB bound: with one stored and one queued, the open piece reaches 4 MiB
+    // and the reading process waits for room while a store is in progress (each takes 150 ms, as spool
+    // writes throttled by write-back do); that wait sealed the open piece at 4 MiB
+    const j = await planLoopJob(dir, 96 * MIB, 256 * MIB, 512 * MIB);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 60_000);
+    const stored: number[] = [];
+    const dest = new LocalDestination(j.job.spool);
+    const store = dest.store.bind(dest);
+    dest.store = async (piece) => {
+      stored.push(piece.data.length);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      return store(piece);
+    };
+    try {
+      const end = await runLoop(loopOptions(j, controller.signal, { destination: dest, sealBytes: 6 * MIB, sealMillis: 60_000 }));
+      expect(end.kind, 'the loop ended by itself, not by the 60 s abort').to.equal('done');
+    } finally {
+      clearTimeout(timer);
+    }
+    const pieces = stored.filter((n) => n > 0);
+    expect(pieces.reduce((a, b) => a + b, 0)).to.equal(96 * MIB);
+    expect(pieces.slice(0, -1).filter((n) => n < 6 * MIB), `pieces of ${pieces.map((n) => (n / MIB).toFixed(1)).join(', ')} MiB`).to.deep.equal([]);
+  });
+
   it('fills a 32 MiB piece whole before it is sealed (pieces bigger than the bound on bytes held ahead)', async () => {
     // a piece waiting for its one-minute seal is what this test looks for: stop well before
     const pieces = await storedPieces(40 * MIB, 64 * MIB, 256 * MIB, 0, 40_000);
