@@ -54,7 +54,8 @@ describe('--spool-size with the link down', function () {
     const run = runLoop({ ...base, destination: dest, status, reading: { ...base.reading, options: { ...DEFAULT_RESCUE_OPTIONS, mapfileSaveInterval } } });
     const deadline = Date.now() + 60_000;
     while (status.pause === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    // what was read before the pause is stored by now, or is about to be
+    // the first pause may be a moment's wait between two grants: let reading go on until the
+    // spool is full (the stop then stores what is open before the loop returns)
     await new Promise((resolve) => setTimeout(resolve, 300));
     controller.abort();
     await run.catch(() => undefined);
