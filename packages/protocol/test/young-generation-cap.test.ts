@@ -8,7 +8,7 @@ const MiB = 1024 * 1024;
 
 /**
  * The largest new space (V8's `space_size`, both semi-spaces) of a fresh process that
- * keeps a sliding window of young objects alive through 3 s of minor collections (as a
+ * keeps a sliding window of young objects alive through 1 s of minor collections (as a
  * long copy does: every collection finds some live), with the cap or without.
  */
 function largestNewSpace(cap: number | null): number {
@@ -19,7 +19,7 @@ function largestNewSpace(cap: number | null): number {
     const newSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size;
     const keep = [];
     let largest = newSpace();
-    const end = Date.now() + 3000;
+    const end = Date.now() + 1000;
     while (Date.now() < end) {
       for (let i = 0; i < 5000; i++) {
         keep.push({ i, list: [i] });
