@@ -5,7 +5,7 @@
 import { open } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
-import { capYoungGeneration, collectAfterCallbacks, makeSecretText, printable, PROTOCOL_VERSION, raiseMallocThresholds, readTokenFile } from '@ddferry/protocol';
+import { collectAfterCallbacks, makeSecretText, printable, PROTOCOL_VERSION, raiseMallocThresholds, readTokenFile } from '@ddferry/protocol';
 
 import { AssemblerError, errnoOf, messageOf } from './errors.js';
 import { IMPORT_USAGE, runImport } from './import-command.js';
@@ -179,11 +179,8 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     if (code === 'ERR_USAGE') io.stderr("Try 'ddferry-assembler --help'.\n");
     return status;
   };
-  // the commands that move data keep freed memory for the next buffers, and a young generation as small at 8 GiB as at 1 GiB
-  if (argv[0] === 'import' || argv[0] === 'import-ddrescue') {
-    raiseMallocThresholds();
-    capYoungGeneration();
-  }
+  // the commands that move data keep freed memory for the next buffers
+  if (argv[0] === 'import' || argv[0] === 'import-ddrescue') raiseMallocThresholds();
   if (argv[0] === 'import') return runImport(argv.slice(1), io, signal);
   if (argv[0] === 'import-ddrescue' || argv[0] === 'token' || argv[0] === 'prepare-stick') {
     try {
@@ -242,7 +239,6 @@ export async function run(argv: readonly string[], io: CliIo, signal?: AbortSign
     const log: Log = { info: say(''), warn: say('warning: '), error: say('error: ') };
     if (signal?.aborted) return EXIT.ok;
     raiseMallocThresholds();
-    capYoungGeneration();
     // a socket message is held while its frame is deciphered: collect after its callback
     collectAfterCallbacks();
     const server = await serve({ images, listen, secret, log, progress, maxMemory });

@@ -16,7 +16,6 @@ export type { RescueKeys } from './keys.js';
 export { DEFAULT_LIMITS, MAX_SEQ, pieceRefsPerMessage, resolveLimits } from './limits.js';
 export type { Limits } from './limits.js';
 export { raiseMallocThresholds } from './malloc-thresholds.js';
-export { capYoungGeneration, YOUNG_GENERATION_CAP_BYTES } from './young-generation-cap.js';
 export { collectAfterCallbacks, countDroppedBuffers, droppedBuffers, SCAVENGE_EVERY_BYTES } from './young-garbage.js';
 export { MESSAGE_TYPES } from './messages.js';
 export type {

@@ -7,7 +7,7 @@ import { openJobFolder } from '../job/job-folder.js';
 import { readJob } from '../job/job.js';
 import { TOKEN_FILE, readJobToken } from '../job/token.js';
 import { lanRescue } from '../lan/lan-rescue.js';
-import { capYoungGeneration, type FrameEncodeOptions, type ProgressMode, raiseMallocThresholds } from '@ddferry/protocol';
+import { type FrameEncodeOptions, type ProgressMode, raiseMallocThresholds } from '@ddferry/protocol';
 import { openRescueProgress } from '../progress/progress.js';
 import type { RescueRequest } from '../run/rescue-run.js';
 import { stickTrip } from '../stick/trip.js';
@@ -169,7 +169,6 @@ export async function runRescue(argv: readonly string[], io: CommandIo, signal: 
     }
     const { ours, engine } = parsed;
     raiseMallocThresholds();
-    capYoungGeneration();
     if (engine.infile === undefined || engine.outfile !== undefined) throw new MapfileError('ERR_ARG_INVALID', `rescue needs one JOBDIR.\n${RESCUE_HELP}`, { option: '', value: '' });
     refuseOutsideJob(engine);
     const to = ours.get('to');
